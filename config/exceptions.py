@@ -1,0 +1,49 @@
+"""The project's API error body: `{"message": str, "errors": ...}` for every 4xx.
+
+Shared by every app's API, so it sits with the root URLconf rather than inside one app.
+"""
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+
+class ApplicationError(exceptions.APIException):
+    """A 400 a service raises on purpose, with a message and structured details."""
+
+    status_code = 400
+    default_code = "invalid"
+
+    def __init__(self, message: str, errors: Any = None, status_code: int = 400) -> None:
+        super().__init__(detail=message)
+        self.message = message
+        self.errors = errors
+        self.status_code = status_code
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ApplicationError):
+        body: dict[str, Any] = {"message": exc.message}
+        if exc.errors is not None:
+            body["errors"] = exc.errors
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        response.data = {"message": "Invalid input.", "errors": response.data}
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"message": str(response.data["detail"])}
+    return response

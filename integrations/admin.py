@@ -1,0 +1,90 @@
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from integrations.models import CrmConnection
+from integrations.services import SECRET_KEYS, connection_activate, connection_test
+
+
+class CrmConnectionForm(forms.ModelForm[CrmConnection]):
+    """Secrets are write-only: a blank field keeps the stored value, and none is ever rendered back."""
+
+    api_token = forms.CharField(
+        label="API token",
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted. Leave blank to keep the current token.",
+    )
+    email = forms.EmailField(required=False, help_text="Zendesk: the API user's email (`{email}/token:{api_token}`).")
+
+    class Meta:
+        model = CrmConnection
+        fields = ["name", "kind", "base_url", "is_active"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["email"].initial = (self.instance.config or {}).get("email", "")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not self.instance.has_secrets and not cleaned.get("api_token"):
+            self.add_error("api_token", "An API token is required for a new connection.")
+        if cleaned.get("kind") == "zendesk" and not cleaned.get("email"):
+            self.add_error("email", "Zendesk authenticates as `{email}/token:{api_token}`: the email is required.")
+        return cleaned
+
+    def save(self, commit: bool = True) -> CrmConnection:
+        connection = super().save(commit=False)
+        connection.config = {**(connection.config or {}), "email": self.cleaned_data.get("email") or ""}
+        if token := self.cleaned_data.get("api_token"):
+            secret_key = SECRET_KEYS.get(connection.kind, ("api_token",))[0]
+            connection.set_secrets({**connection.secrets, secret_key: token})
+        if commit:
+            connection.save()
+        return connection
+
+
+@admin.register(CrmConnection)
+class CrmConnectionAdmin(admin.ModelAdmin[CrmConnection]):
+    form = CrmConnectionForm
+    list_display = ["name", "kind", "base_url", "is_active", "last_error", "updated_at"]
+    list_filter = ["kind", "is_active"]
+    search_fields = ["name", "base_url"]
+    readonly_fields = ["credentials_stored", "last_error", "last_error_at", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "base_url", "is_active"]}),
+        ("Credentials", {"fields": ["email", "api_token", "credentials_stored"]}),
+        ("Status", {"fields": ["last_error", "last_error_at", "created_at", "updated_at"]}),
+    ]
+    actions = ["test_connection", "make_active"]
+
+    @admin.display(description="Credentials stored", boolean=True)
+    def credentials_stored(self, obj: CrmConnection) -> bool:
+        return obj.has_secrets
+
+    def save_model(self, request: HttpRequest, obj: CrmConnection, form: Any, change: bool) -> None:
+        activate = obj.is_active
+        obj.is_active = CrmConnection.objects.filter(pk=obj.pk, is_active=True).exists()
+        super().save_model(request, obj, form, change)
+        if activate and not obj.is_active:
+            connection_activate(connection=obj)
+
+    @admin.action(description="Test connection")
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[CrmConnection]) -> None:
+        for connection in queryset:
+            error = connection_test(connection=connection)
+            if error:
+                self.message_user(request, f"{connection}: {error}", messages.ERROR)
+            else:
+                self.message_user(request, f"{connection}: connected.", messages.SUCCESS)
+
+    @admin.action(description="Make active (the others are switched off)")
+    def make_active(self, request: HttpRequest, queryset: QuerySet[CrmConnection]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Choose exactly one connection to make active.", messages.ERROR)
+            return
+        connection = connection_activate(connection=queryset.get())
+        self.message_user(request, f"{connection} is now the active connection.", messages.SUCCESS)

@@ -1,0 +1,137 @@
+"""The one HTTP layer every CRM provider uses: timeouts, auth hook, and the error mapping.
+
+Retries are not done here: Celery owns them (backoff, Retry-After, attempt counts are visible in
+the action log). A 429 also closes a gate shared through Redis, so every worker waits it out
+instead of each spending a request to learn the same thing.
+"""
+
+import email.utils
+import logging
+import time
+from typing import Any, Protocol
+from urllib.parse import urljoin
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from integrations.exceptions import CrmAuthError, CrmNotFound, CrmRateLimited, CrmRequestError, CrmTransientError
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "CRM-Bridge/1.0"
+# When a CRM answers 429 without Retry-After, wait this long before the next call.
+DEFAULT_RETRY_AFTER_SECONDS = 10.0
+
+
+class RateGate(Protocol):
+    """Where a 429's Retry-After is remembered so all workers honour it (see integrations.ratelimit)."""
+
+    def seconds_until_open(self, key: str) -> float: ...
+
+    def close_for(self, key: str, seconds: float) -> None: ...
+
+
+def parse_retry_after(value: str | None, *, now: float) -> float:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date."""
+    if not value:
+        return DEFAULT_RETRY_AFTER_SECONDS
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return DEFAULT_RETRY_AFTER_SECONDS
+    return max(0.0, when.timestamp() - now)
+
+
+def _body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:500]
+
+
+class CrmHttpClient:
+    """A requests.Session bound to one CRM instance, mapping every failure to integrations.exceptions."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        rate_gate: RateGate | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/") + "/"
+        self.timeout = timeout
+        self.rate_gate = rate_gate
+        self.session = session or requests.Session()
+        # urllib3 retries stay off: a silent retry of a POST could create a second record.
+        self.session.mount("http://", HTTPAdapter(max_retries=0))
+        self.session.mount("https://", HTTPAdapter(max_retries=0))
+        self.session.headers["User-Agent"] = USER_AGENT
+
+    def build_url(self, path: str) -> str:
+        return urljoin(self.base_url, path.lstrip("/"))
+
+    def authorize(self, request: requests.PreparedRequest) -> None:
+        """Hook for subclasses: add credentials to the outgoing request."""
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """Send one request and return its decoded JSON body (None for an empty body).
+
+        Raises CrmTransientError (timeout, connection, 5xx), CrmRateLimited (429),
+        CrmAuthError (401/403), CrmNotFound (404) or CrmRequestError (other 4xx).
+        """
+        if self.rate_gate is not None:
+            wait = self.rate_gate.seconds_until_open(self.base_url)
+            if wait > 0:
+                raise CrmRateLimited(f"rate limited by {self.base_url} for {wait:.1f}s more", retry_after=wait)
+
+        prepared = self.session.prepare_request(
+            requests.Request(method, self.build_url(path), params=params, json=json)
+        )
+        self.authorize(prepared)
+        try:
+            response = self.session.send(prepared, timeout=self.timeout)
+        except requests.Timeout as exc:
+            raise CrmTransientError(f"{method} {path}: timed out after {self.timeout}s") from exc
+        except requests.RequestException as exc:
+            raise CrmTransientError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
+
+        status = response.status_code
+        if status < 400:
+            return response.json() if response.content else None
+        body = _body(response)
+        logger.info("crm.http.error %s %s -> %s", method, path, status, extra={"status": status})
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), now=time.time())
+            if self.rate_gate is not None:
+                self.rate_gate.close_for(self.base_url, retry_after)
+            raise CrmRateLimited(f"{method} {path}: 429, retry after {retry_after:.0f}s", retry_after=retry_after)
+        if status >= 500:
+            raise CrmTransientError(f"{method} {path}: {status} {body}")
+        if status in (401, 403):
+            raise CrmAuthError(f"{method} {path}: {status} {body}")
+        if status == 404:
+            raise CrmNotFound(f"{method} {path}: 404 {body}", status_code=status, body=body)
+        raise CrmRequestError(f"{method} {path}: {status} {body}", status_code=status, body=body)
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, json: Any = None) -> Any:
+        return self.request("POST", path, json=json)
+
+    def put(self, path: str, json: Any = None) -> Any:
+        return self.request("PUT", path, json=json)

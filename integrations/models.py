@@ -1,0 +1,54 @@
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+
+from integrations import crypto
+
+
+class CrmKind(models.TextChoices):
+    ZENDESK = "zendesk", "Zendesk"
+    KUSTOMER = "kustomer", "Kustomer"
+    SALESFORCE = "salesforce", "Salesforce"
+    FRESHDESK = "freshdesk", "Freshdesk"
+
+
+class CrmConnection(models.Model):
+    """One CRM instance the product talks to; at most one is active at a time.
+
+    `config` holds what is safe to show (the API user's email, for Zendesk); secrets such as API
+    tokens live only in `encrypted_secrets` and are never shown back.
+    """
+
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=20, choices=CrmKind.choices)
+    base_url = models.URLField(help_text="Instance URL, e.g. https://acme.zendesk.com")
+    config = models.JSONField(default=dict, blank=True)
+    encrypted_secrets = models.TextField(blank=True, editable=False)
+    is_active = models.BooleanField(default=False)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=Q(is_active=True), name="one_active_crm_connection"
+            ),
+            models.UniqueConstraint(fields=["kind", "base_url"], name="unique_crm_instance"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+    @property
+    def secrets(self) -> dict[str, Any]:
+        return crypto.decrypt_json(self.encrypted_secrets)
+
+    def set_secrets(self, secrets: dict[str, Any]) -> None:
+        self.encrypted_secrets = crypto.encrypt_json(secrets)
+
+    @property
+    def has_secrets(self) -> bool:
+        return bool(self.encrypted_secrets)

@@ -1,0 +1,72 @@
+import shlex
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandParser
+from rest_framework_api_key.models import APIKey
+
+from integrations.services import connection_create
+
+DEMO_KEY_NAME = "demo platform"
+EXAMPLE_EVENTS = Path(settings.BASE_DIR) / "docs" / "examples" / "ivr_call.json"
+
+
+class Command(BaseCommand):
+    help = (
+        "Load the demo configuration: an admin user, a platform API key (printed once) and an active "
+        "connection to the sandbox Zendesk; then print how to use them."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--sandbox-url", default="http://127.0.0.1:8801")
+        parser.add_argument("--web-url", default="http://127.0.0.1:8000")
+        parser.add_argument("--admin-password", default="admin")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        user_model = get_user_model()
+        admin, created = user_model.objects.get_or_create(
+            username="admin", defaults={"email": "admin@example.com", "is_staff": True, "is_superuser": True}
+        )
+        if created:
+            admin.set_password(options["admin_password"])
+            admin.save(update_fields=["password"])
+
+        # Keys are stored hashed, so a new demo key is made each time and the old one revoked.
+        APIKey.objects.filter(name=DEMO_KEY_NAME, revoked=False).update(revoked=True)
+        _, key = APIKey.objects.create_key(name=DEMO_KEY_NAME)
+
+        connection_create(
+            name="Sandbox Zendesk",
+            kind="zendesk",
+            base_url=options["sandbox_url"],
+            config={"email": "admin@example.com"},
+            secrets={"api_token": "sandbox-token"},
+            activate=True,
+        )
+        web = options["web_url"]
+        password = options["admin_password"] if created else "<unchanged>"
+        read_back = f"{options['sandbox_url']}/api/v2/tickets.json?external_id=c-1"
+        curl = (
+            f"curl -sS -X POST {web}/api/v1/events -H 'Authorization: Api-Key {key}' "
+            f"-H 'Content-Type: application/json' --data @{shlex.quote(str(EXAMPLE_EVENTS))}"
+        )
+        self.stdout.write(
+            "\n".join(
+                [
+                    "",
+                    "CRM Bridge demo",
+                    f"  Admin:        {web}/admin/   (login: admin / {password})",
+                    f"  API docs:     {web}/api/docs/",
+                    f"  API key:      {key}",
+                    f"  Sandbox CRM:  {options['sandbox_url']}  (Zendesk API; /__sandbox/stats)",
+                    "  Post the example IVR call (docs/examples/ivr_call.json):",
+                    f"    {curl}",
+                    "  Then read the ticket back:",
+                    f"    curl -sS -u admin@example.com/token:sandbox-token '{read_back}'",
+                    "",
+                ]
+            )
+        )
+        self.stdout.flush()

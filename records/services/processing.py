@@ -1,0 +1,97 @@
+"""Applying a session's new events: fold them, ask the rules, write the outbox, in one transaction."""
+
+import logging
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from integrations.services import connection_get_active
+from records.models import CrmAction, Event, Session
+from records.rules import PlannedAction, RuleSet, SessionEvent, SessionState, decide
+from records.vocabulary import EventType
+
+logger = logging.getLogger(__name__)
+
+
+def current_ruleset() -> RuleSet:
+    """The operation-management settings in force (the defaults of SPEC R1-R9 until an admin changes them)."""
+    return RuleSet()
+
+
+def _session_event(event: Event) -> SessionEvent:
+    return SessionEvent(event_id=event.event_id, type=event.type, occurred_at=event.occurred_at, data=event.data)
+
+
+@transaction.atomic
+def session_process(*, session_id: int) -> int:
+    """Apply the session's unapplied events in occurred_at order; return how many actions were planned.
+
+    The session row is locked, so two workers never fold the same events; the actions are written
+    in the same transaction as the events are marked applied, so a decision is never lost or doubled.
+    """
+    from records.tasks import run_session_actions_task
+
+    session = Session.objects.select_for_update().filter(pk=session_id).first()
+    if session is None:
+        logger.info("records.process-session.gone %s", session_id)
+        return 0
+    events = list(session.events.filter(applied_at__isnull=True).order_by("occurred_at", "id"))
+    if not events:
+        return 0
+
+    rules = current_ruleset()
+    state = SessionState.from_json(session.external_id, session.state)
+    now = timezone.now()
+    planned: list[PlannedAction] = []
+    for event in events:
+        decision = decide(rules, state, _session_event(event))
+        state = decision.state
+        event.applied_at = now
+        event.outcome = decision.reason
+        planned += decision.actions
+        if event.type in (EventType.SESSION_ENDED, EventType.SESSION_ABANDONED):
+            session.ended_at = event.occurred_at
+    Event.objects.bulk_update(events, ["applied_at", "outcome"])
+
+    if planned and session.crm_connection_id is None:
+        session.crm_connection = connection_get_active()
+    event_pks = dict(session.events.filter(event_id__in={a.event_id for a in planned}).values_list("event_id", "id"))
+    CrmAction.objects.bulk_create(
+        [
+            CrmAction(
+                session=session,
+                event_id=event_pks.get(action.event_id),
+                kind=action.kind,
+                payload=dict(action.payload),
+                idempotency_key=f"{session.external_id}:{action.key}",
+                rule=action.rule,
+                reason=action.reason,
+            )
+            for action in planned
+        ],
+        ignore_conflicts=True,
+    )
+
+    session.state = state.to_json()
+    session.channel = state.channel
+    session.session_type = state.session_type
+    session.phone_number = state.phone_number
+    session.agent_email = state.agent_email
+    session.started_at = datetime.fromisoformat(state.started_at) if state.started_at else None
+    session.save(
+        update_fields=[
+            "state",
+            "channel",
+            "session_type",
+            "phone_number",
+            "agent_email",
+            "started_at",
+            "ended_at",
+            "crm_connection",
+            "updated_at",
+        ]
+    )
+    if planned:
+        transaction.on_commit(lambda: run_session_actions_task.delay(session.pk), robust=True)
+    return len(planned)

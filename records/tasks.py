@@ -1,0 +1,55 @@
+"""Thin Celery entry points: ids in, a service call out. Task names are locked by a test."""
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.db import DatabaseError
+
+logger = logging.getLogger(__name__)
+
+# A session whose work has waited this long without a worker taking it is enqueued again.
+SWEEP_STALE_AFTER = timedelta(minutes=2)
+
+
+@shared_task(
+    name="records.process_session",
+    acks_late=True,
+    autoretry_for=(DatabaseError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def process_session_task(session_id: int) -> None:
+    """Apply the session's new events. Idempotent: applied events are marked in the same transaction."""
+    from records.services.processing import session_process
+
+    session_process(session_id=session_id)
+
+
+@shared_task(name="records.run_session_actions", acks_late=True, max_retries=0)
+def run_session_actions_task(session_id: int) -> None:
+    """Run the session's due CRM actions, then come back when the next retry is due.
+
+    Retries are per action (attempts, backoff and Retry-After are stored on the action row and
+    bounded by CRM_ACTION_MAX_ATTEMPTS), so the task itself never retries: it re-enqueues itself.
+    """
+    from records.services.execution import session_run_actions
+
+    result = session_run_actions(session_id=session_id)
+    if result.retry_in is not None:
+        run_session_actions_task.apply_async((session_id,), countdown=result.retry_in)
+
+
+@shared_task(name="records.sweep_sessions", max_retries=0)
+def sweep_sessions_task() -> None:
+    """Re-enqueue sessions whose message was lost (broker down at commit, worker killed)."""
+    from records.services.execution import sessions_needing_work
+
+    unapplied, due = sessions_needing_work(stale_after=SWEEP_STALE_AFTER)
+    for session_id in unapplied:
+        process_session_task.delay(session_id)
+    for session_id in due:
+        run_session_actions_task.delay(session_id)
+    if unapplied or due:
+        logger.info("records.sweep %s to process, %s with due actions", len(unapplied), len(due))

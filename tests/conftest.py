@@ -1,0 +1,194 @@
+"""Suite-wide fixtures: the network fence, the sandbox CRMs, a real Celery worker, API clients.
+
+Tests talk to real PostgreSQL and Redis, and to the sandbox CRMs over loopback HTTP. The Celery
+broker is a Redis database and queue of the suite's own, so a `make run` worker on the same
+machine never takes the suite's tasks.
+"""
+
+import ipaddress
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+from django.conf import settings
+from rest_framework.test import APIClient
+from rest_framework_api_key.models import APIKey
+
+from config.celery import app as celery_app
+from integrations.models import CrmConnection
+from integrations.sandbox import SandboxServer, start_sandbox
+from integrations.services import connection_create
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+TEST_QUEUE = f"crmbridge-test-{os.getpid()}"
+
+celery_app.conf.update(broker_url=TEST_BROKER_URL, task_default_queue=TEST_QUEUE)
+settings.REDIS_URL = TEST_BROKER_URL
+
+
+# -- The network beyond loopback is blocked suite-wide (Zulip's block_internet). ------------------
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only_connect(self: socket.socket, address: Any) -> Any:
+    if self.family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0]
+        try:
+            is_loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            is_loopback = host == "localhost"
+        if not is_loopback:
+            raise ConnectionRefusedError(f"tests may only reach loopback, not {host}")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _block_internet() -> Iterator[None]:
+    socket.socket.connect = _loopback_only_connect  # type: ignore[method-assign]
+    yield
+    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+
+
+# -- Sandbox CRMs --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def zendesk_sandbox_server() -> Iterator[SandboxServer]:
+    server = start_sandbox("zendesk", fixture=ROOT / "integrations" / "sandbox" / "fixtures" / "zendesk_demo.json")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def zendesk_sandbox(zendesk_sandbox_server: SandboxServer) -> SandboxServer:
+    """The sandbox Zendesk, reset to its demo fixture (agents ana, ben, carla) for each test."""
+    zendesk_sandbox_server.reset()
+    redis.Redis.from_url(TEST_BROKER_URL).delete(*_rate_gate_keys())
+    return zendesk_sandbox_server
+
+
+def _rate_gate_keys() -> list[bytes]:
+    keys = redis.Redis.from_url(TEST_BROKER_URL).keys("crmbridge:rate-gate:*")
+    return keys or [b"crmbridge:rate-gate:none"]
+
+
+@pytest.fixture
+def zendesk_api(zendesk_sandbox: SandboxServer) -> requests.Session:
+    """A client reading the sandbox through Zendesk's own API, as an integration engineer would."""
+    session = requests.Session()
+    session.auth = ("admin@example.com/token", "sandbox-token")
+    return session
+
+
+@pytest.fixture
+def zendesk_connection(db: None, zendesk_sandbox: SandboxServer) -> CrmConnection:
+    return connection_create(
+        name="Sandbox Zendesk",
+        kind="zendesk",
+        base_url=zendesk_sandbox.base_url,
+        config={"email": "admin@example.com"},
+        secrets={"api_token": "sandbox-token"},
+        activate=True,
+    )
+
+
+# -- A real Celery worker ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """A `celery worker` process on the suite's queue and the test database."""
+    broker = redis.Redis.from_url(TEST_BROKER_URL)
+    broker.delete(TEST_QUEUE)
+    database = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DATABASE_URL": (
+            f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+        ),
+        "CELERY_BROKER_URL": TEST_BROKER_URL,
+        "REDIS_URL": TEST_BROKER_URL,
+        "CELERY_TASK_DEFAULT_QUEUE": TEST_QUEUE,
+        "CRM_RETRY_BACKOFF_SECONDS": "0.05",
+        "CRM_RETRY_BACKOFF_MAX_SECONDS": "0.5",
+        "CRM_HTTP_TIMEOUT_SECONDS": "5",
+        "DATABASE_CONN_MAX_AGE": "0",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--pool=solo",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-Q",
+            TEST_QUEUE,
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        _wait_for_worker(process)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        broker.delete(TEST_QUEUE)
+
+
+def _wait_for_worker(process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"celery worker exited with {process.returncode}")
+        replies = celery_app.control.ping(timeout=0.5)
+        if replies:
+            return
+    raise RuntimeError("celery worker did not answer a ping within 30 s")
+
+
+def wait_until(predicate: Any, *, timeout: float = 30.0, interval: float = 0.1, message: str = "condition") -> Any:
+    """Poll until predicate() is truthy (work happens in the worker process); fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+# -- API clients ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api_key(db: None) -> str:
+    _, key = APIKey.objects.create_key(name="test platform")
+    return key
+
+
+@pytest.fixture
+def platform_client(api_key: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key}")
+    return client

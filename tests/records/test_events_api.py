@@ -1,0 +1,206 @@
+"""POST /api/v1/events: auth, validation, duplicates, batches (P1, EVENTS.md)."""
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+from rest_framework_api_key.models import APIKey
+
+from records.models import Event, Session
+
+URL = "/api/v1/events"
+EXAMPLE: dict[str, Any] = json.loads(
+    (__import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "examples" / "ivr_call.json").read_text()
+)
+
+
+def created(event_id: str = "e1", session_id: str = "s1", **data: Any) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "session_id": session_id,
+        "type": "session.created",
+        "occurred_at": "2026-11-20T09:00:00Z",
+        "data": {"channel": "voice", "session_type": "voice_inbound_ivr", "phone_number": "+14155550100", **data},
+    }
+
+
+pytestmark = pytest.mark.django_db
+
+
+def test_events_api_accepts_the_example_batch(platform_client: APIClient) -> None:
+    response = platform_client.post(URL, EXAMPLE, format="json")
+
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 5, "duplicates": 0}
+    session = Session.objects.get(external_id="c-1")
+    assert list(session.events.values_list("event_id", flat=True)) == ["a1", "a2", "a3", "a4", "a5"]
+
+
+def test_events_api_accepts_a_single_event(platform_client: APIClient) -> None:
+    response = platform_client.post(URL, created(), format="json")
+
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+
+
+def test_events_api_repeated_event_is_a_duplicate_not_stored_twice(platform_client: APIClient) -> None:
+    platform_client.post(URL, EXAMPLE, format="json")
+
+    again = platform_client.post(URL, EXAMPLE, format="json")
+    mixed = platform_client.post(URL, {"events": [created("a1", "c-1"), created("new", "c-1")]}, format="json")
+    same_batch = platform_client.post(URL, {"events": [created("x", "s2"), created("x", "s2")]}, format="json")
+
+    assert again.json() == {"accepted": 0, "duplicates": 5}
+    assert mixed.json() == {"accepted": 1, "duplicates": 1}
+    assert same_batch.json() == {"accepted": 1, "duplicates": 1}
+    assert Event.objects.count() == 7
+
+
+def test_events_api_keeps_extra_fields_and_normalises_phone_numbers(platform_client: APIClient) -> None:
+    event = created(phone_number="+1 (415) 555-0100", vendor_field={"a": 1})
+    event["platform_version"] = "7.2"
+
+    platform_client.post(URL, event, format="json")
+
+    stored = Event.objects.get(event_id="e1")
+    assert stored.data["phone_number"] == "+14155550100"
+    assert stored.data["vendor_field"] == {"a": 1}
+    assert stored.extra == {"platform_version": "7.2"}
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [
+        (None, 401),
+        ("Api-Key ", 401),
+        ("Api-Key not-a-key", 401),
+        ("Api-Key abcdefgh.wrongsecretwrongsecretwrongsecret", 401),
+        ("Bearer something", 401),
+    ],
+)
+def test_events_api_refuses_missing_or_wrong_keys(header: str | None, status: int) -> None:
+    client = APIClient()
+    if header is not None:
+        client.credentials(HTTP_AUTHORIZATION=header)
+
+    response = client.post(URL, created(), format="json")
+
+    assert response.status_code == status
+    assert response.json()["message"]
+    assert Event.objects.count() == 0
+
+
+def test_events_api_refuses_a_revoked_key(api_key: str) -> None:
+    APIKey.objects.update(revoked=True)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key}")
+
+    response = client.post(URL, created(), format="json")
+
+    assert response.status_code == 401
+    assert response.json() == {"message": "Invalid or revoked API key."}
+
+
+def test_events_api_malformed_json_is_a_400(platform_client: APIClient) -> None:
+    response = platform_client.post(URL, '{"event_id": "e1", ', content_type="application/json")
+
+    assert response.status_code == 400
+    assert "JSON parse error" in response.json()["message"]
+
+
+def invalid(mutate: Any) -> dict[str, Any]:
+    event = created()
+    mutate(event)
+    return event
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (invalid(lambda e: e.pop("event_id")), "event_id"),
+        (invalid(lambda e: e.pop("session_id")), "session_id"),
+        (invalid(lambda e: e.update(type="session.exploded")), "type"),
+        (invalid(lambda e: e.update(occurred_at="yesterday")), "occurred_at"),
+        (invalid(lambda e: e.update(data="not an object")), "data"),
+        (invalid(lambda e: e["data"].pop("channel")), "data.channel"),
+        (invalid(lambda e: e["data"].update(channel="fax")), "data.channel"),
+        (invalid(lambda e: e["data"].update(channel="chat")), "data.channel"),
+        (invalid(lambda e: e["data"].update(session_type="voice_magic")), "data.session_type"),
+        (invalid(lambda e: e["data"].update(phone_number="4155550100")), "data.phone_number"),
+        (invalid(lambda e: e["data"].update(phone_number="+1 555")), "data.phone_number"),
+        (invalid(lambda e: e["data"].update(queue={"path": "Support"})), "data.queue.path"),
+        (invalid(lambda e: e["data"].update(customer={"email": "nope"})), "data.customer.email"),
+        (invalid(lambda e: e.update(type="session.assigned", data={})), "data.agent"),
+        (invalid(lambda e: e.update(type="csat.submitted", data={"rating": 9})), "data.rating"),
+        (invalid(lambda e: e.update(type="recording.ready", data={"url": "ftp//x"})), "data.url"),
+        (invalid(lambda e: e.update(type="voicemail.updated", data={"action": "deleted"})), "data.action"),
+        (invalid(lambda e: e.update(type="session.ended", data={"call_duration": -1})), "data.call_duration"),
+        (invalid(lambda e: e.update(type="smartaction.failed", data={"kind": "photo"})), "data.error"),
+        ("just a string", "event"),
+    ],
+)
+def test_events_api_invalid_event_names_its_field(platform_client: APIClient, event: Any, field: str) -> None:
+    response = platform_client.post(URL, {"events": [event]}, format="json")
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["message"] == "1 of 1 event(s) are invalid; nothing was stored."
+    assert field in body["errors"][0]["fields"], body
+    assert Event.objects.count() == 0
+    assert Session.objects.count() == 0
+
+
+def test_events_api_one_bad_event_rejects_the_whole_batch(platform_client: APIClient) -> None:
+    events = copy.deepcopy(EXAMPLE["events"])
+    events[3]["data"]["call_duration"] = "long"
+
+    response = platform_client.post(URL, {"events": events}, format="json")
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert [(error["index"], error["event_id"]) for error in errors] == [(3, "a4")]
+    assert errors[0]["fields"] == {"data.call_duration": ["A valid number is required."]}
+    assert Event.objects.count() == 0
+    assert Session.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"events": []}, "The batch is empty."),
+        ({"events": {"event_id": "x"}}, "Expected a list of events."),
+        ({"events": [created(f"e{i}", "s") for i in range(501)]}, "At most 500 events per batch; got 501."),
+        ([created()], "Expected a JSON object."),
+    ],
+)
+def test_events_api_refuses_bad_batches(platform_client: APIClient, body: Any, message: str) -> None:
+    response = platform_client.post(URL, body, format="json")
+
+    assert response.status_code == 400
+    assert message in json.dumps(response.json())
+    assert Event.objects.count() == 0
+
+
+def test_events_api_accepts_a_full_batch_of_500(platform_client: APIClient) -> None:
+    events = [created(f"e{i}", f"s{i % 50}") for i in range(500)]
+
+    response = platform_client.post(URL, {"events": events}, format="json")
+
+    assert response.json() == {"accepted": 500, "duplicates": 0}
+    assert Session.objects.count() == 50
+
+
+def test_ping_answers_with_the_key_name(platform_client: APIClient) -> None:
+    response = platform_client.get("/api/v1/ping")
+
+    assert response.status_code == 200
+    assert response.json() == {"ok": True, "key": "test platform"}
+
+
+def test_ping_without_key_is_401() -> None:
+    response = APIClient().get("/api/v1/ping")
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Api-Key"
