@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,9 +25,8 @@ from config.celery import app as celery_app
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer, start_sandbox
 from integrations.services import connection_create
+from tests.support import ROOT, TEST_BROKER_URL
 
-ROOT = Path(__file__).resolve().parent.parent
-TEST_BROKER_URL = os.environ.get("TEST_CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 TEST_QUEUE = f"crmbridge-test-{os.getpid()}"
 
 celery_app.conf.update(broker_url=TEST_BROKER_URL, task_default_queue=TEST_QUEUE)
@@ -164,18 +162,6 @@ def _wait_for_worker(process: subprocess.Popen[bytes]) -> None:
         if replies:
             return
     raise RuntimeError("celery worker did not answer a ping within 30 s")
-
-
-def wait_until(predicate: Any, *, timeout: float = 30.0, interval: float = 0.1, message: str = "condition") -> Any:
-    """Poll until predicate() is truthy (work happens in the worker process); fail after timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
 
 # -- API clients ---------------------------------------------------------------------------------

@@ -9,11 +9,9 @@ from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
 from records.models import Event, Session
+from tests.support import EXAMPLE_CALL
 
 URL = "/api/v1/events"
-EXAMPLE: dict[str, Any] = json.loads(
-    (__import__("pathlib").Path(__file__).resolve().parents[2] / "docs" / "examples" / "ivr_call.json").read_text()
-)
 
 
 def created(event_id: str = "e1", session_id: str = "s1", **data: Any) -> dict[str, Any]:
@@ -30,7 +28,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_events_api_accepts_the_example_batch(platform_client: APIClient) -> None:
-    response = platform_client.post(URL, EXAMPLE, format="json")
+    response = platform_client.post(URL, EXAMPLE_CALL, format="json")
 
     assert response.status_code == 202
     assert response.json() == {"accepted": 5, "duplicates": 0}
@@ -46,9 +44,9 @@ def test_events_api_accepts_a_single_event(platform_client: APIClient) -> None:
 
 
 def test_events_api_repeated_event_is_a_duplicate_not_stored_twice(platform_client: APIClient) -> None:
-    platform_client.post(URL, EXAMPLE, format="json")
+    platform_client.post(URL, EXAMPLE_CALL, format="json")
 
-    again = platform_client.post(URL, EXAMPLE, format="json")
+    again = platform_client.post(URL, EXAMPLE_CALL, format="json")
     mixed = platform_client.post(URL, {"events": [created("a1", "c-1"), created("new", "c-1")]}, format="json")
     same_batch = platform_client.post(URL, {"events": [created("x", "s2"), created("x", "s2")]}, format="json")
 
@@ -153,7 +151,7 @@ def test_events_api_invalid_event_names_its_field(platform_client: APIClient, ev
 
 
 def test_events_api_one_bad_event_rejects_the_whole_batch(platform_client: APIClient) -> None:
-    events = copy.deepcopy(EXAMPLE["events"])
+    events = copy.deepcopy(EXAMPLE_CALL["events"])
     events[3]["data"]["call_duration"] = "long"
 
     response = platform_client.post(URL, {"events": events}, format="json")

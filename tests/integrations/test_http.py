@@ -1,0 +1,80 @@
+"""Narrow unit tests of the HTTP layer's error mapping (one request each, via `responses`)."""
+
+import email.utils
+
+import pytest
+import requests
+import responses
+
+from integrations.exceptions import (
+    CrmAuthError,
+    CrmError,
+    CrmNotFound,
+    CrmRateLimited,
+    CrmRequestError,
+    CrmTransientError,
+)
+from integrations.http import DEFAULT_RETRY_AFTER_SECONDS, CrmHttpClient, parse_retry_after
+
+BASE = "http://127.0.0.1:9/"
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("30", 30.0),
+        ("0", 0.0),
+        ("1.5", 1.5),
+        (None, DEFAULT_RETRY_AFTER_SECONDS),
+        ("soon", DEFAULT_RETRY_AFTER_SECONDS),
+        (email.utils.formatdate(1_000_120, usegmt=True), 120.0),
+        (email.utils.formatdate(999_000, usegmt=True), 0.0),
+    ],
+)
+def test_parse_retry_after_reads_seconds_and_dates(header: str | None, seconds: float) -> None:
+    assert parse_retry_after(header, now=1_000_000) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (500, CrmTransientError),
+        (502, CrmTransientError),
+        (503, CrmTransientError),
+        (429, CrmRateLimited),
+        (401, CrmAuthError),
+        (403, CrmAuthError),
+        (404, CrmNotFound),
+        (422, CrmRequestError),
+        (400, CrmRequestError),
+    ],
+)
+@responses.activate
+def test_status_codes_map_to_one_error_each(status: int, error: type[CrmError]) -> None:
+    responses.get(f"{BASE}api/thing", status=status, json={"error": "x"}, headers={"Retry-After": "7"})
+
+    with pytest.raises(error) as raised:
+        CrmHttpClient(BASE, timeout=1).get("api/thing")
+
+    assert type(raised.value) is error
+    if isinstance(raised.value, CrmRateLimited):
+        assert raised.value.retry_after == 7
+
+
+@responses.activate
+def test_connection_failure_is_transient() -> None:
+    responses.get(f"{BASE}api/thing", body=requests.ConnectionError("refused"))
+
+    with pytest.raises(CrmTransientError, match="ConnectionError"):
+        CrmHttpClient(BASE, timeout=1).get("api/thing")
+
+
+@responses.activate
+def test_success_returns_json_and_empty_body_returns_none() -> None:
+    responses.get(f"{BASE}api/thing", json={"ok": True})
+    responses.post(f"{BASE}api/display", status=200, body="")
+    client = CrmHttpClient(BASE, timeout=1)
+
+    assert client.get("api/thing") == {"ok": True}
+    assert client.post("api/display") is None
+    assert responses.calls[0].request.headers["User-Agent"] == "CRM-Bridge/1.0"

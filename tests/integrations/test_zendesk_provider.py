@@ -1,0 +1,177 @@
+"""The Zendesk provider against the sandbox Zendesk over loopback HTTP."""
+
+import pytest
+import redis
+
+from integrations.exceptions import CrmAuthError, CrmNotFound, CrmRateLimited, CrmRequestError, CrmTransientError
+from integrations.http import CrmHttpClient
+from integrations.providers.base import Comment, ConnectionSettings, NewRecord, RecordChanges
+from integrations.providers.zendesk import ZendeskProvider
+from integrations.ratelimit import RedisRateGate
+from integrations.sandbox import SandboxServer
+from tests.support import TEST_BROKER_URL, sandbox_config, sandbox_stats
+
+
+def provider_for(sandbox: SandboxServer, *, timeout: float = 5.0, gate: RedisRateGate | None = None) -> ZendeskProvider:
+    settings = ConnectionSettings(
+        kind="zendesk",
+        base_url=sandbox.base_url,
+        config={"email": "admin@example.com"},
+        secrets={"api_token": "sandbox-token"},
+        timeout=timeout,
+    )
+    return ZendeskProvider(settings, rate_gate=gate)
+
+
+@pytest.fixture
+def zendesk(zendesk_sandbox: SandboxServer) -> ZendeskProvider:
+    return provider_for(zendesk_sandbox)
+
+
+@pytest.fixture
+def contact_id(zendesk: ZendeskProvider) -> str:
+    return zendesk.create_contact(name="Caller", phone="+14155550100").id
+
+
+def new_ticket(requester_id: str, external_id: str = "c-1", assignee_id: str | None = None) -> NewRecord:
+    return NewRecord(
+        subject="IVR Call from +14155550100",
+        external_id=external_id,
+        requester_id=requester_id,
+        first_comment=Comment(body="Call ID: c-1"),
+        assignee_id=assignee_id,
+        tags=("voice_inbound_ivr",),
+    )
+
+
+def test_find_contacts_matches_phone_whatever_its_format(zendesk: ZendeskProvider) -> None:
+    created = zendesk.create_contact(name="Caller", phone="+1 415-555-0100")
+
+    found = zendesk.find_contacts(phone="+14155550100")
+
+    assert [contact.id for contact in found] == [created.id]
+    assert found[0].name == "Caller"
+
+
+def test_find_contacts_returns_the_newest_first(zendesk: ZendeskProvider) -> None:
+    older = zendesk.create_contact(name="Old", email="old@example.net")
+    newer = zendesk.create_contact(name="New", email="new@example.net")
+    zendesk.create_contact(name="Other", phone="+14155550999")
+
+    assert [c.id for c in zendesk.find_contacts(email="old@example.net")] == [older.id]
+    assert newer.id != older.id
+    assert zendesk.find_contacts(phone="+19999999999") == []
+    assert zendesk.find_contacts() == []
+
+
+def test_find_agent_matches_agents_by_email_only(zendesk: ZendeskProvider) -> None:
+    zendesk.create_contact(name="Customer", email="customer@example.net")
+
+    agent = zendesk.find_agent(email="ANA@example.com")
+
+    assert agent is not None
+    assert agent.email == "ana@example.com"
+    assert zendesk.find_agent(email="customer@example.net") is None
+    assert zendesk.find_agent(email="nobody@example.com") is None
+
+
+def test_create_record_is_found_by_external_id_with_its_internal_comment(
+    zendesk: ZendeskProvider, contact_id: str
+) -> None:
+    agent = zendesk.find_agent(email="ana@example.com")
+    assert agent is not None
+
+    record = zendesk.create_record(new_ticket(contact_id, assignee_id=agent.id))
+
+    assert zendesk.find_records_by_external_id("c-1") == [record]
+    assert record.subject == "IVR Call from +14155550100"
+    assert record.requester_id == contact_id
+    assert record.assignee_id == agent.id
+    assert record.tags == ("voice_inbound_ivr",)
+    assert zendesk.list_comments(record.id) == [Comment(body="Call ID: c-1", public=False)]
+    assert zendesk.find_records_by_external_id("c-2") == []
+
+
+def test_update_record_changes_status_tags_and_adds_a_comment(zendesk: ZendeskProvider, contact_id: str) -> None:
+    record = zendesk.create_record(new_ticket(contact_id))
+
+    updated = zendesk.update_record(
+        record.id, RecordChanges(status="pending", add_tags=("callback",), comment=Comment(body="Called back"))
+    )
+
+    assert updated.status == "pending"
+    assert set(updated.tags) == {"voice_inbound_ivr", "callback"}
+    assert [c.body for c in zendesk.list_comments(record.id)] == ["Call ID: c-1", "Called back"]
+    assert zendesk.get_record(record.id) == updated
+
+
+def test_update_of_a_closed_ticket_is_a_request_error(zendesk: ZendeskProvider, contact_id: str) -> None:
+    record = zendesk.create_record(new_ticket(contact_id))
+    zendesk.update_record(record.id, RecordChanges(status="closed"))
+
+    with pytest.raises(CrmRequestError) as error:
+        zendesk.add_comment(record.id, Comment(body="late"))
+
+    assert error.value.status_code == 422
+    assert error.value.body["details"]["status"][0]["description"] == "Status: closed prevents ticket update"
+
+
+def test_missing_ticket_is_not_found(zendesk: ZendeskProvider) -> None:
+    with pytest.raises(CrmNotFound):
+        zendesk.get_record("987654321")
+
+
+def test_request_without_credentials_is_an_auth_error(zendesk_sandbox: SandboxServer) -> None:
+    client = CrmHttpClient(zendesk_sandbox.base_url, timeout=5)
+
+    with pytest.raises(CrmAuthError):
+        client.get("api/v2/users.json")
+
+
+def test_injected_5xx_is_transient_and_writes_nothing(zendesk_sandbox: SandboxServer, zendesk: ZendeskProvider) -> None:
+    sandbox_config(zendesk_sandbox, fail_rate=1.0)
+
+    with pytest.raises(CrmTransientError):
+        zendesk.create_contact(name="Caller", phone="+14155550100")
+
+    sandbox_config(zendesk_sandbox, fail_rate=0.0)
+    assert zendesk.find_contacts(phone="+14155550100") == []
+
+
+def test_slow_answer_past_the_timeout_is_transient(zendesk_sandbox: SandboxServer) -> None:
+    sandbox_config(zendesk_sandbox, latency_ms=800)
+
+    with pytest.raises(CrmTransientError, match="timed out"):
+        provider_for(zendesk_sandbox, timeout=0.2).test_connection()
+
+
+def test_429_carries_retry_after_and_closes_the_shared_gate(zendesk_sandbox: SandboxServer) -> None:
+    gate = RedisRateGate(redis.Redis.from_url(TEST_BROKER_URL))
+    zendesk = provider_for(zendesk_sandbox, gate=gate)
+    sandbox_config(zendesk_sandbox, rate_limit_per_minute=1)
+    zendesk.test_connection()
+
+    with pytest.raises(CrmRateLimited) as first:
+        zendesk.test_connection()
+    calls_after_429 = sandbox_stats(zendesk_sandbox)["total"]
+    with pytest.raises(CrmRateLimited) as second:
+        zendesk.test_connection()
+
+    assert 1 <= first.value.retry_after <= 60
+    assert 0 < second.value.retry_after <= first.value.retry_after
+    # The second call was stopped by the gate in Redis: it never reached the CRM.
+    assert sandbox_stats(zendesk_sandbox)["total"] == calls_after_429
+    assert sandbox_stats(zendesk_sandbox)["rate_limited"] == 1
+    gate.open(zendesk_sandbox.base_url + "/")
+
+
+@pytest.mark.parametrize(
+    ("name", "tag"),
+    [
+        ("Voice Inbound (IVR)", "voice_inbound_ivr"),
+        ("Messaging Inbound (Web Chat)", "messaging_inbound_web_chat"),
+        ("Voice Outbound", "voice_outbound"),
+    ],
+)
+def test_session_type_tag_in_zendesk_style(zendesk: ZendeskProvider, name: str, tag: str) -> None:
+    assert zendesk.session_type_tag(name) == tag

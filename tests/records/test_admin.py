@@ -1,0 +1,96 @@
+"""The admin screens an operator uses to answer "what happened to this call?"."""
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from integrations.models import CrmConnection
+from records.models import CrmAction, Session
+from tests.support import EXAMPLE_CALL, ingest_and_process
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(db: None) -> Client:
+    user = User.objects.create_superuser("root", "root@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def processed_session(zendesk_connection: CrmConnection) -> Session:
+    return ingest_and_process(EXAMPLE_CALL["events"])
+
+
+def test_session_page_shows_its_events_and_the_actions_they_caused(
+    admin_client: Client, processed_session: Session
+) -> None:
+    response = admin_client.get(f"/admin/records/session/{processed_session.pk}/change/")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    for text in ("session.created", "session.ended", "recording.ready", "Create record", "S2", "S8"):
+        assert text in html
+    assert "new voice record: the session was assigned to an agent" in html
+    assert "session.assigned (a2)" in html
+
+
+def test_action_list_and_retry_action(admin_client: Client, processed_session: Session) -> None:
+    action = processed_session.actions.get(kind="create_record")
+    CrmAction.objects.filter(pk=action.pk).update(status=CrmAction.Status.FAILED, last_error="boom")
+
+    listing = admin_client.get("/admin/records/crmaction/?status=failed")
+    response = admin_client.post(
+        "/admin/records/crmaction/", {"action": "retry", "_selected_action": [action.pk]}, follow=True
+    )
+
+    assert "boom" in listing.content.decode()
+    assert "1 action(s) queued to run again." in response.content.decode()
+    action.refresh_from_db()
+    assert action.status == CrmAction.Status.PENDING
+
+
+def test_connection_page_never_shows_the_token(admin_client: Client, zendesk_connection: CrmConnection) -> None:
+    response = admin_client.get(f"/admin/integrations/crmconnection/{zendesk_connection.pk}/change/")
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "sandbox-token" not in html
+    assert zendesk_connection.encrypted_secrets not in html
+    assert "admin@example.com" in html
+
+
+def test_connection_admin_add_encrypts_the_token_and_activates(
+    admin_client: Client, zendesk_connection: CrmConnection
+) -> None:
+    response = admin_client.post(
+        "/admin/integrations/crmconnection/add/",
+        {
+            "name": "Second",
+            "kind": "zendesk",
+            "base_url": "https://acme.zendesk.com",
+            "is_active": "on",
+            "email": "bot@acme.com",
+            "api_token": "s3cret-token",
+        },
+    )
+
+    assert response.status_code == 302
+    second = CrmConnection.objects.get(name="Second")
+    assert second.is_active
+    assert second.secrets == {"api_token": "s3cret-token"}
+    assert "s3cret" not in second.encrypted_secrets
+    zendesk_connection.refresh_from_db()
+    assert not zendesk_connection.is_active
+
+
+def test_connection_admin_requires_a_token_for_a_new_connection(admin_client: Client) -> None:
+    response = admin_client.post(
+        "/admin/integrations/crmconnection/add/",
+        {"name": "x", "kind": "zendesk", "base_url": "https://x.zendesk.com", "email": "a@b.c"},
+    )
+
+    assert response.status_code == 200
+    assert "An API token is required for a new connection." in response.content.decode()

@@ -1,0 +1,241 @@
+"""Processing and the outbox executor, in-process, against the sandbox Zendesk over loopback HTTP."""
+
+from datetime import timedelta
+
+import pytest
+import requests
+from django.utils import timezone
+
+from integrations.models import CrmConnection
+from integrations.providers.base import Contact
+from integrations.sandbox import SandboxServer
+from records.models import CrmAction, Event, Session
+from records.services.execution import (
+    _claim_lease,
+    _next_action,
+    action_execute,
+    action_retry,
+    backoff_seconds,
+    choose_contact,
+    session_run_actions,
+)
+from records.services.processing import session_process
+from tests.support import EXAMPLE_CALL, ingest_and_process, sandbox_config
+
+pytestmark = pytest.mark.django_db
+
+
+def ingest_example() -> Session:
+    return ingest_and_process(EXAMPLE_CALL["events"])
+
+
+def tickets(zendesk_api: requests.Session, sandbox: SandboxServer) -> list[dict]:
+    return zendesk_api.get(f"{sandbox.base_url}/api/v2/tickets.json", params={"external_id": "c-1"}).json()["tickets"]
+
+
+def comments(zendesk_api: requests.Session, sandbox: SandboxServer, ticket_id: int) -> list[str]:
+    body = zendesk_api.get(f"{sandbox.base_url}/api/v2/tickets/{ticket_id}/comments.json").json()
+    return [comment["body"] for comment in body["comments"]]
+
+
+def run_until_settled(session: Session, rounds: int = 20) -> None:
+    """Run the session's actions, skipping the backoff waits a worker would sleep through."""
+    for _ in range(rounds):
+        CrmAction.objects.filter(session=session, status=CrmAction.Status.PENDING).update(next_attempt_at=None)
+        result = session_run_actions(session_id=session.pk)
+        if result.retry_in is None:
+            return
+    raise AssertionError("actions did not settle")
+
+
+def test_session_process_plans_the_ivr_slice_once(zendesk_connection: CrmConnection) -> None:
+    session = ingest_example()
+
+    actions = list(session.actions.order_by("id"))
+
+    assert [(a.kind, a.rule, a.event.event_id if a.event else None) for a in actions] == [
+        ("ensure_contact", "S16", "a2"),
+        ("create_record", "S2", "a2"),
+        ("add_comment", "S8", "a4"),
+        ("add_comment", "S8", "a5"),
+    ]
+    assert [a.idempotency_key for a in actions] == [
+        "c-1:ensure_contact",
+        "c-1:create_record",
+        "c-1:comment:a4",
+        "c-1:comment:a5",
+    ]
+    assert not Event.objects.filter(applied_at__isnull=True).exists()
+    assert Event.objects.get(event_id="a1").outcome == "session recorded; its record is created at assignment"
+    session.refresh_from_db()
+    assert session.crm_connection == zendesk_connection
+    assert (session.session_type, session.phone_number, session.agent_email) == (
+        "voice_inbound_ivr",
+        "+14155550100",
+        "ana@example.com",
+    )
+    assert session_process(session_id=session.pk) == 0
+
+
+def test_session_run_actions_makes_the_ticket(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    session = ingest_example()
+
+    result = session_run_actions(session_id=session.pk)
+
+    assert result == type(result)(executed=4, retry_in=None)
+    [ticket] = tickets(zendesk_api, zendesk_sandbox)
+    session.refresh_from_db()
+    assert session.crm_record_id == str(ticket["id"])
+    assert session.crm_contact_id == str(ticket["requester_id"])
+    assert ticket["subject"] == "IVR Call from +14155550100"
+    assert ticket["tags"] == ["voice_inbound_ivr"]
+    assert len(comments(zendesk_api, zendesk_sandbox, ticket["id"])) == 3
+
+
+def test_retried_create_after_a_lost_response_links_the_ticket_instead_of_making_another(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    # given: the contact is found, then the CRM creates the ticket but the answer is lost
+    session = ingest_example()
+    action_execute(action=session.actions.get(kind="ensure_contact"))
+    sandbox_config(zendesk_sandbox, lost_response_rate=1.0)
+    create = session.actions.get(kind="create_record")
+
+    action_execute(action=create)
+
+    assert create.status == CrmAction.Status.PENDING
+    assert create.attempts == 1
+    assert "500" in create.last_error
+    assert create.next_attempt_at is not None
+
+    # when: the retry runs
+    sandbox_config(zendesk_sandbox, lost_response_rate=0.0)
+    run_until_settled(session)
+
+    # then: one ticket, linked, with every comment once
+    [ticket] = tickets(zendesk_api, zendesk_sandbox)
+    create.refresh_from_db()
+    assert create.status == CrmAction.Status.SUCCEEDED
+    assert create.result == {"record_id": str(ticket["id"]), "outcome": "found the record an earlier attempt created"}
+    assert len(comments(zendesk_api, zendesk_sandbox, ticket["id"])) == 3
+
+
+def test_retried_comment_after_a_lost_response_is_not_posted_twice(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    session = ingest_example()
+    for kind in ("ensure_contact", "create_record"):
+        action_execute(action=session.actions.get(kind=kind))
+    sandbox_config(zendesk_sandbox, lost_response_rate=1.0)
+    comment = session.actions.filter(kind="add_comment").first()
+    assert comment is not None
+    action_execute(action=comment)
+    sandbox_config(zendesk_sandbox, lost_response_rate=0.0)
+
+    run_until_settled(session)
+
+    [ticket] = tickets(zendesk_api, zendesk_sandbox)
+    bodies = comments(zendesk_api, zendesk_sandbox, ticket["id"])
+    assert len(bodies) == 3
+    assert len(set(bodies)) == 3
+    comment.refresh_from_db()
+    assert comment.result["outcome"] == "an earlier attempt had already added it"
+
+
+def test_429_waits_for_retry_after_without_spending_an_attempt(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    session = ingest_example()
+    sandbox_config(zendesk_sandbox, rate_limit_per_minute=1)
+    requests.get(f"{zendesk_sandbox.base_url}/api/v2/users.json", auth=("a/token", "b"), timeout=5)
+    action = session.actions.get(kind="ensure_contact")
+
+    result = session_run_actions(session_id=session.pk)
+
+    action.refresh_from_db()
+    assert result.executed == 1
+    assert action.status == CrmAction.Status.PENDING
+    assert action.attempts == 0
+    assert "429" in action.last_error
+    assert 1 <= result.retry_in <= 62
+    assert action.next_attempt_at is not None
+    assert action.next_attempt_at > timezone.now()
+
+
+def test_transient_failures_give_up_after_the_max_and_block_the_rest(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, settings: object
+) -> None:
+    settings.CRM_ACTION_MAX_ATTEMPTS = 2  # type: ignore[attr-defined]
+    session = ingest_example()
+    sandbox_config(zendesk_sandbox, fail_rate=1.0)
+
+    run_until_settled(session)
+
+    ensure = session.actions.get(kind="ensure_contact")
+    assert ensure.status == CrmAction.Status.FAILED
+    assert ensure.attempts == 2
+    assert ensure.last_error.startswith("gave up after 2 attempts")
+    assert _next_action(session.pk) is None
+    assert session.actions.filter(status=CrmAction.Status.PENDING).count() == 3
+
+    # An admin's Retry, once the CRM is back, finishes the chain.
+    sandbox_config(zendesk_sandbox, fail_rate=0.0)
+    action_retry(action=ensure)
+    run_until_settled(session)
+    assert set(session.actions.values_list("status", flat=True)) == {CrmAction.Status.SUCCEEDED}
+
+
+def test_without_an_active_connection_the_action_fails_visibly(db: None) -> None:
+    session = ingest_example()
+
+    session_run_actions(session_id=session.pk)
+
+    ensure = session.actions.get(kind="ensure_contact")
+    assert ensure.status == CrmAction.Status.FAILED
+    assert ensure.last_error == "No active CRM connection: add one in the admin, then retry this action."
+
+
+def test_unknown_agent_leaves_the_ticket_unassigned_and_says_so(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    session = ingest_example()
+    create = session.actions.get(kind="create_record")
+    create.payload["assignee_email"] = "ghost@example.com"
+    create.save(update_fields=["payload"])
+
+    session_run_actions(session_id=session.pk)
+
+    [ticket] = tickets(zendesk_api, zendesk_sandbox)
+    assert ticket["assignee_id"] is None
+    create.refresh_from_db()
+    assert create.result["outcome"] == "created; agent ghost@example.com not found in the CRM: record left unassigned"
+
+
+def test_lease_lets_one_worker_at_a_time_run_a_session(db: None) -> None:
+    session = Session.objects.create(external_id="s")
+
+    assert _claim_lease(session.pk) is True
+    assert _claim_lease(session.pk) is False
+    Session.objects.filter(pk=session.pk).update(actions_lease_until=timezone.now() - timedelta(seconds=1))
+    assert _claim_lease(session.pk) is True
+
+
+@pytest.mark.parametrize(
+    ("attempt", "rand", "seconds"),
+    [(1, 0.0, 1.0), (1, 1.0, 2.0), (2, 0.0, 2.0), (3, 0.5, 6.0), (10, 1.0, 600.0), (20, 0.0, 300.0)],
+)
+def test_backoff_seconds_grows_exponentially_with_jitter_and_a_cap(attempt: int, rand: float, seconds: float) -> None:
+    assert backoff_seconds(attempt, base=2.0, cap=600.0, rand=lambda: rand) == seconds
+
+
+def test_choose_contact_picks_the_most_recently_created() -> None:
+    contacts = [
+        Contact(id="1", name="a", created_at="2026-01-01T00:00:00Z"),
+        Contact(id="2", name="b", created_at="2026-03-01T00:00:00Z"),
+        Contact(id="3", name="c", created_at="2026-02-01T00:00:00Z"),
+    ]
+
+    assert choose_contact(contacts) == contacts[1]
+    assert choose_contact([]) is None

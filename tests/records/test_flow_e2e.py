@@ -1,0 +1,129 @@
+"""The whole slice end to end: HTTP events in, a real Celery worker, the ticket read back from Zendesk's API."""
+
+from typing import Any
+
+import pytest
+import requests
+
+from integrations.models import CrmConnection
+from integrations.sandbox import SandboxServer
+from records.models import CrmAction, Session
+from tests.support import EXAMPLE_CALL, sandbox_config, sandbox_stats, wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+
+
+def post_events(live_server: Any, api_key: str, body: dict) -> dict:
+    response = requests.post(
+        f"{live_server.url}/api/v1/events", json=body, headers={"Authorization": f"Api-Key {api_key}"}, timeout=10
+    )
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def all_actions_settled() -> bool:
+    actions = CrmAction.objects.all()
+    return actions.exists() and not actions.filter(status=CrmAction.Status.PENDING).exists()
+
+
+def read_ticket(zendesk_api: requests.Session, sandbox: SandboxServer, external_id: str = "c-1") -> tuple[dict, list]:
+    found = zendesk_api.get(f"{sandbox.base_url}/api/v2/tickets.json", params={"external_id": external_id}).json()
+    assert found["count"] == 1, found
+    [ticket] = found["tickets"]
+    comment_list = zendesk_api.get(f"{sandbox.base_url}/api/v2/tickets/{ticket['id']}/comments.json").json()
+    return ticket, comment_list["comments"]
+
+
+def agent_id(zendesk_api: requests.Session, sandbox: SandboxServer, email: str) -> int:
+    users = zendesk_api.get(f"{sandbox.base_url}/api/v2/users/search.json", params={"query": f"email:{email}"}).json()
+    return users["users"][0]["id"]
+
+
+EXPECTED_COMMENTS = [
+    "Call ID: c-1\nSession type: IVR Call\nLanguage: en\nMenu selection: Support > Billing\n"
+    "Queue: Support > Billing\nPhone number: +14155550100",
+    "call_finished\nCall duration: 5m 36s\nHold time: 30s\nWait time: 24s",
+    "Call recording: https://recordings.example.com/c-1.mp3",
+]
+
+
+def assert_the_example_ticket(zendesk_api: requests.Session, sandbox: SandboxServer) -> None:
+    ticket, comments = read_ticket(zendesk_api, sandbox)
+    assert ticket["subject"] == "IVR Call from +14155550100"
+    assert ticket["tags"] == ["voice_inbound_ivr"]
+    assert ticket["assignee_id"] == agent_id(zendesk_api, sandbox, "ana@example.com")
+    assert [comment["body"] for comment in comments] == EXPECTED_COMMENTS
+    assert [comment["public"] for comment in comments] == [False, False, False]
+    requester = zendesk_api.get(f"{sandbox.base_url}/api/v2/users/{ticket['requester_id']}.json").json()["user"]
+    assert requester["phone"] == "+14155550100"
+    contacts = zendesk_api.get(
+        f"{sandbox.base_url}/api/v2/users/search.json", params={"query": "phone:*14155550100"}
+    ).json()
+    assert contacts["count"] == 1
+
+
+def test_ivr_call_makes_exactly_one_ticket_and_a_replay_changes_nothing(
+    live_server: Any,
+    api_key: str,
+    zendesk_connection: CrmConnection,
+    zendesk_sandbox: SandboxServer,
+    zendesk_api: requests.Session,
+) -> None:
+    # when
+    assert post_events(live_server, api_key, EXAMPLE_CALL) == {"accepted": 5, "duplicates": 0}
+    wait_until(all_actions_settled, message="the session's CRM actions")
+
+    # then
+    assert set(CrmAction.objects.values_list("status", flat=True)) == {CrmAction.Status.SUCCEEDED}
+    assert_the_example_ticket(zendesk_api, zendesk_sandbox)
+    writes_before = {k: v for k, v in sandbox_stats(zendesk_sandbox)["requests"].items() if not k.startswith("GET")}
+
+    # and a replay of the same events is acknowledged and changes nothing in the CRM
+    assert post_events(live_server, api_key, EXAMPLE_CALL) == {"accepted": 0, "duplicates": 5}
+    wait_until(all_actions_settled, message="settled after replay")
+    writes_after = {k: v for k, v in sandbox_stats(zendesk_sandbox)["requests"].items() if not k.startswith("GET")}
+    assert writes_after == writes_before
+    assert CrmAction.objects.count() == 4
+    assert_the_example_ticket(zendesk_api, zendesk_sandbox)
+
+
+def test_ivr_call_events_out_of_order_and_one_by_one_make_the_same_ticket(
+    live_server: Any,
+    api_key: str,
+    zendesk_connection: CrmConnection,
+    zendesk_sandbox: SandboxServer,
+    zendesk_api: requests.Session,
+) -> None:
+    # session.assigned arrives first, the end before the creation: occurred_at still orders them.
+    events = EXAMPLE_CALL["events"]
+    for index in (1, 3, 0, 2, 4):
+        post_events(live_server, api_key, events[index])
+
+    wait_until(lambda: all_actions_settled() and CrmAction.objects.count() == 4, message="all four actions")
+
+    assert_the_example_ticket(zendesk_api, zendesk_sandbox)
+
+
+def test_ivr_call_with_a_crm_failing_a_third_of_requests_still_lands_exactly_once(
+    live_server: Any,
+    api_key: str,
+    zendesk_connection: CrmConnection,
+    zendesk_sandbox: SandboxServer,
+    zendesk_api: requests.Session,
+) -> None:
+    # given: a third of requests answered 429 or 5xx, and some writes applied but answered 500
+    chaos = {"fail_rate": 0.2, "throttle_rate": 0.15, "retry_after_seconds": 1, "lost_response_rate": 0.2}
+    sandbox_config(zendesk_sandbox, seed=7, **chaos)
+
+    # when
+    post_events(live_server, api_key, EXAMPLE_CALL)
+    wait_until(all_actions_settled, timeout=90, message="the actions through injected failures")
+
+    # then
+    stats = sandbox_stats(zendesk_sandbox)
+    assert stats["injected_failures"] + stats["rate_limited"] + stats["lost_responses"] > 0, stats
+    sandbox_config(zendesk_sandbox, fail_rate=0.0, throttle_rate=0.0, lost_response_rate=0.0)
+    assert set(CrmAction.objects.values_list("status", flat=True)) == {CrmAction.Status.SUCCEEDED}
+    assert_the_example_ticket(zendesk_api, zendesk_sandbox)
+    session = Session.objects.get(external_id="c-1")
+    assert sum(session.actions.values_list("attempts", flat=True)) >= 4

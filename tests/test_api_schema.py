@@ -1,0 +1,27 @@
+"""The OpenAPI schema documents every endpoint and its auth; Swagger UI is served without a CDN."""
+
+import pytest
+from django.test import Client
+
+
+@pytest.mark.django_db
+def test_schema_documents_the_event_api_and_its_key() -> None:
+    response = Client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+
+    assert response.status_code == 200
+    schema = response.json()
+    assert set(schema["paths"]) == {"/api/v1/events", "/api/v1/ping"}
+    operation = schema["paths"]["/api/v1/events"]["post"]
+    assert operation["security"] == [{"PlatformApiKey": []}]
+    assert set(operation["responses"]) == {"202", "400", "401"}
+    assert schema["components"]["securitySchemes"]["PlatformApiKey"]["in"] == "header"
+
+
+@pytest.mark.django_db
+def test_swagger_ui_is_served_from_local_static_files() -> None:
+    response = Client().get("/api/docs/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger-ui" in html
+    assert "cdn.jsdelivr" not in html

@@ -1,0 +1,60 @@
+"""Management commands for scripting what the admin does."""
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from integrations.models import CrmConnection
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue().strip()
+
+
+@pytest.mark.django_db
+def test_create_api_key_prints_a_working_key_once() -> None:
+    key = run("create_api_key", "platform-eu")
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    assert client.get("/api/v1/ping").json() == {"ok": True, "key": "platform-eu"}
+
+
+@pytest.mark.django_db
+def test_add_crm_connection_prints_its_id_and_makes_it_active() -> None:
+    first = run("add_crm_connection", "--provider", "zendesk", "--base-url", "https://a.zendesk.com",
+                "--email", "a@a.com", "--token", "t1")  # fmt: skip
+    second = run("add_crm_connection", "--provider", "zendesk", "--base-url", "https://b.zendesk.com",
+                 "--email", "b@b.com", "--token", "t2")  # fmt: skip
+
+    active = CrmConnection.objects.get(is_active=True)
+    assert str(active.pk) == second
+    assert active.secrets == {"api_token": "t2"}
+    assert active.config == {"email": "b@b.com"}
+    assert CrmConnection.objects.get(pk=first).is_active is False
+
+
+@pytest.mark.django_db
+def test_add_crm_connection_explains_what_is_missing() -> None:
+    with pytest.raises(CommandError, match="--email is required"):
+        run("add_crm_connection", "--provider", "zendesk", "--base-url", "https://a.zendesk.com", "--token", "t")
+    with pytest.raises(CommandError, match="base_url"):
+        run("add_crm_connection", "--provider", "zendesk", "--base-url", "not a url", "--email", "a@a.com",
+            "--token", "t")  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_load_demo_prints_the_key_and_the_curl_line() -> None:
+    output = run("load_demo", "--sandbox-url", "http://127.0.0.1:8801")
+
+    key = next(line.split()[-1] for line in output.splitlines() if line.strip().startswith("API key:"))
+    assert f"Authorization: Api-Key {key}" in output
+    assert "docs/examples/ivr_call.json" in output
+    assert CrmConnection.objects.get(is_active=True).base_url == "http://127.0.0.1:8801"
+    # Run again: a new key, the old one revoked, still one connection.
+    run("load_demo", "--sandbox-url", "http://127.0.0.1:8801")
+    assert CrmConnection.objects.count() == 1

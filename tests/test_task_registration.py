@@ -1,0 +1,11 @@
+"""Renaming a task orphans the messages already queued under the old name: the list is locked here."""
+
+from config.celery import app
+
+
+def test_registered_task_names_are_stable() -> None:
+    app.loader.import_default_modules()
+
+    names = sorted(name for name in app.tasks if not name.startswith("celery."))
+
+    assert names == ["records.process_session", "records.run_session_actions", "records.sweep_sessions"]
