@@ -1,0 +1,37 @@
+"""`manage.py sandbox_crm zendesk --port 8801`: serve a sandbox CRM on loopback until interrupted."""
+
+import contextlib
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from integrations.sandbox import SANDBOXES, build_sandbox
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve a sandbox CRM: the documented API subset with state in memory, plus /__sandbox/stats, "
+        "/__sandbox/config and /__sandbox/reset. Runs until interrupted (Ctrl-C)."
+    )
+    # The sandbox uses nothing from the project's apps or database, so their checks are not run.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("kind", help=f"the CRM to imitate: {', '.join(sorted(SANDBOXES))}")
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8801, help="0 picks a free port")
+        parser.add_argument("--fixture", help="a JSON file of records loaded at start and on every reset")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        kind = options["kind"]
+        if kind not in SANDBOXES:
+            raise CommandError(f"unknown sandbox kind {kind!r}; known kinds: {', '.join(sorted(SANDBOXES))}")
+        try:
+            server = build_sandbox(kind, host=options["host"], port=options["port"], fixture=options["fixture"])
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"cannot start the {kind} sandbox: {exc}") from exc
+        self.stdout.write(f"sandbox {kind} listening on {server.base_url}")
+        self.stdout.flush()
+        # Ctrl-C is the way to stop it, so it ends quietly; the socket is closed either way.
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()

@@ -1,0 +1,691 @@
+"""A sandbox Zendesk: the Support API v2 subset the provider uses, in Zendesk's own shapes.
+
+Paths, bodies, status codes, error bodies and headers follow shared/crm-api-shapes.md §1: users
+(create, show, search, global search, cursor listing), tickets (create, show, update, list by
+external_id), ticket comments and audits, the 401/404/422 bodies and the rate-limit headers.
+Every path works with or without `.json`, as on Zendesk.
+"""
+
+import base64
+import html
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from integrations.sandbox.base import Reject, Request, Response, Sandbox
+
+# Zendesk user ids are large integers; starting here makes the sandbox's look like them.
+FIRST_USER_ID = 360000000001
+FIRST_TICKET_ID = 1
+# Audits, comments and audit events share one id sequence, as in Zendesk's audit log.
+FIRST_EVENT_ID = 24000000001
+ROLES = ("end-user", "agent", "admin")
+AGENT_ROLES = ("agent", "admin")
+STATUSES = ("new", "open", "pending", "hold", "solved", "closed")
+PRIORITIES = ("urgent", "high", "normal", "low")
+TICKET_TYPES = ("problem", "incident", "question", "task")
+# Zendesk never returns more items per page than this.
+MAX_PAGE_SIZE = 100
+# Where a ticket, comment or audit written through the API says it came from.
+VIA_API: dict[str, Any] = {"channel": "api", "source": {"from": {}, "to": {}, "rel": None}}
+# The keys of a comment that also appear in its audit's Comment event.
+COMMENT_EVENT_KEYS = ("id", "type", "author_id", "body", "html_body", "plain_body", "public", "attachments", "audit_id")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# A search term: `key:value`, `key:"quoted value"`, or a bare word.
+SEARCH_TERM_RE = re.compile(r'(?:[^\s:"]+:)?"[^"]*"|\S+')
+
+Json = dict[str, Any]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _digits(value: str) -> str:
+    return re.sub(r"\D", "", value)
+
+
+def _record_invalid(field: str, description: str, error: str | None = None) -> Reject:
+    """Zendesk's 422: `details` keyed by field, each an array of `{description, error?}`."""
+    detail = {"description": description} if error is None else {"description": description, "error": error}
+    body = {"error": "RecordInvalid", "description": "Record validation errors", "details": {field: [detail]}}
+    return Reject(Response(422, body))
+
+
+def _record_not_found() -> Reject:
+    return Reject(Response(404, {"error": "RecordNotFound", "description": "Not found"}))
+
+
+def _bad_pagination(description: str) -> Reject:
+    return Reject(Response(400, {"error": "InvalidPaginationParameter", "description": description}))
+
+
+def _root(request: Request, key: str) -> Json:
+    """The object under the body's root key (`{"ticket": {...}}`), or a 400 when it is missing."""
+    value = request.data.get(key) if isinstance(request.data, dict) else None
+    if not isinstance(value, dict):
+        description = f"param is missing or the value is empty: {key}"
+        raise Reject(Response(400, {"error": "ParameterMissing", "description": description}))
+    return value
+
+
+def _as_id(value: Any) -> int | None:
+    """An id as Zendesk accepts it (an integer, or a string of digits), else None."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*", value):
+        return int(value)
+    return None
+
+
+def _int_or(text: str | None, default: int) -> int:
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+def _text(fields: Mapping[str, Any], key: str, label: str) -> str | None:
+    value = fields.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _record_invalid(key, f"{label}: is invalid", "InvalidValue")
+    return str(value)
+
+
+def _choice(fields: Mapping[str, Any], key: str, allowed: tuple[str, ...], label: str) -> str | None:
+    value = fields.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in allowed:
+        raise _record_invalid(key, f"{label}: {value} is not valid", "InvalidValue")
+    return value
+
+
+def _tags(value: Any, key: str = "tags") -> list[str]:
+    """Tags as Zendesk stores them: lower case, spaces as `_`, no repeats, in first-seen order."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or any(isinstance(tag, bool) or not isinstance(tag, str | int) for tag in value):
+        raise _record_invalid(key, f"{key}: must be a list of tags", "InvalidValue")
+    tags = ("_".join(str(tag).lower().split()) for tag in value)
+    return list(dict.fromkeys(tag for tag in tags if tag))
+
+
+def _custom_fields(value: Any) -> dict[int, Any]:
+    """`[{"id": field_id, "value": v}, ...]` as {field_id: v}."""
+    invalid = _record_invalid("custom_fields", "Custom fields: each needs an id and a value", "InvalidValue")
+    if not isinstance(value, list):
+        raise invalid
+    fields: dict[int, Any] = {}
+    for item in value:
+        field_id = _as_id(item.get("id")) if isinstance(item, dict) else None
+        if field_id is None:
+            raise invalid
+        fields[field_id] = item.get("value")
+    return fields
+
+
+def _like(pattern: str, value: str | None) -> bool:
+    """Zendesk search matching: case-insensitive, `*` standing for any run of characters."""
+    if value is None:
+        return False
+    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.fullmatch(regex, value, re.IGNORECASE) is not None
+
+
+def _phone_like(pattern: str, phone: str | None) -> bool:
+    # Zendesk compares digits only: `phone:15135557611` is the whole number whatever its
+    # formatting, `phone:*5135557611` any number ending with those digits.
+    digits_pattern = re.sub(r"[^\d*]", "", pattern)
+    return bool(digits_pattern.strip("*")) and phone is not None and _like(digits_pattern, _digits(phone))
+
+
+def _user_matches(user: Json, query: str) -> bool:
+    """Whether a user satisfies every term of a Zendesk search query."""
+    for term in SEARCH_TERM_RE.findall(query):
+        key, colon, value = ("", "", term) if term.startswith('"') else term.partition(":")
+        value = value.strip('"')
+        if not colon:
+            matched = any(_like(f"*{value}*", user[name]) for name in ("name", "email", "phone"))
+        elif key == "phone":
+            matched = _phone_like(value, user["phone"])
+        elif key in ("email", "name", "role", "external_id"):
+            matched = _like(value, user[key])
+        elif key == "type":
+            matched = value == "user"
+        else:
+            matched = False
+        if not matched:
+            return False
+    return True
+
+
+def _cursor(user_id: int) -> str:
+    # Opaque to clients, like Zendesk's (whose cursors also decode to `{"o":"id",...}`).
+    return base64.urlsafe_b64encode(json.dumps({"o": "id", "v": user_id}, separators=(",", ":")).encode()).decode()
+
+
+def _cursor_id(cursor: str, name: str) -> int:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))["v"]
+    except (ValueError, KeyError, TypeError):
+        raise _bad_pagination(f"{name} is not a valid cursor") from None
+    if not isinstance(value, int):
+        raise _bad_pagination(f"{name} is not a valid cursor")
+    return value
+
+
+def _basic_token_email(authorization: str) -> str | None:
+    """The email of `Basic base64("{email}/token:{api_token}")` credentials, or None if malformed."""
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None
+    email, separator, token = decoded.partition("/token:")
+    return email if separator and email and token else None
+
+
+def _html(body: str) -> str:
+    paragraphs = html.escape(body).replace("\n", "<br>")
+    return f'<div class="zd-comment" dir="auto"><p dir="auto">{paragraphs}</p></div>'
+
+
+class ZendeskSandbox(Sandbox):
+    """Zendesk Support API v2: users, search, tickets, comments and audits, with Zendesk's errors.
+
+    Any well-formed credentials are accepted. The fixture is `{"users": [{name, email, role, phone}, ...]}`.
+    """
+
+    kind = "zendesk"
+    optional_suffix = ".json"
+    # The Enterprise plan's requests per minute (crm-api-shapes.md §1.2).
+    advertised_rate_limit = 700
+
+    # -- State -----------------------------------------------------------------------------------
+
+    def reset_state(self) -> None:
+        self.users: dict[int, Json] = {}
+        self.tickets: dict[int, Json] = {}
+        self.comments: dict[int, list[Json]] = {}
+        self._next_ids = {"user": FIRST_USER_ID, "ticket": FIRST_TICKET_ID, "event": FIRST_EVENT_ID}
+
+    def load_fixture(self, fixture: Mapping[str, Any]) -> None:
+        users = fixture.get("users", [])
+        if not isinstance(users, list):
+            raise ValueError("the fixture's `users` must be a list")
+        for index, fields in enumerate(users):
+            try:
+                self._add_user(fields)
+            except Reject as rejection:
+                raise ValueError(f"fixture user {index}: {json.dumps(rejection.response.body)}") from None
+
+    def authenticate(self, headers: Mapping[str, str]) -> Response | None:
+        authorization = headers.get("authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        if (scheme.lower() == "bearer" and token.strip()) or _basic_token_email(authorization):
+            return None
+        return Response(401, {"error": "Couldn't authenticate you"}, {"WWW-Authenticate": 'Basic realm="Web Password"'})
+
+    def rate_limit_headers(self, limit: int, remaining: int, reset_seconds: int) -> dict[str, str]:
+        return {
+            "x-rate-limit": str(limit),
+            "x-rate-limit-remaining": str(remaining),
+            "ratelimit-limit": str(limit),
+            "ratelimit-remaining": str(remaining),
+            "ratelimit-reset": str(reset_seconds),
+        }
+
+    def _next_id(self, sequence: str) -> int:
+        value = self._next_ids[sequence]
+        self._next_ids[sequence] = value + 1
+        return value
+
+    def _url(self, collection: str, record_id: int) -> str:
+        return f"{self.base_url}/api/v2/{collection}/{record_id}.json"
+
+    def _page_url(self, request: Request, params: Mapping[str, str], drop: tuple[str, ...] = ()) -> str:
+        query = {key: values for key, values in request.query.items() if key not in drop}
+        query.update({key: [value] for key, value in params.items()})
+        return f"{self.base_url}{request.path}?{urlencode(query, doseq=True)}"
+
+    def _offset_page(self, request: Request, root: str, items: list[Json], **extra: Any) -> Json:
+        """Zendesk's offset pagination: `page` and `per_page` (at most 100), with next/previous URLs."""
+        page = max(1, _int_or(request.param("page"), 1))
+        per_page = min(MAX_PAGE_SIZE, max(1, _int_or(request.param("per_page"), MAX_PAGE_SIZE)))
+        start = (page - 1) * per_page
+        has_next = start + per_page < len(items)
+        return {
+            root: items[start : start + per_page],
+            **extra,
+            "next_page": self._page_url(request, {"page": str(page + 1)}) if has_next else None,
+            "previous_page": self._page_url(request, {"page": str(page - 1)}) if page > 1 else None,
+            "count": len(items),
+        }
+
+    # -- Users -----------------------------------------------------------------------------------
+
+    def _user(self, value: Any) -> Json | None:
+        user_id = _as_id(value)
+        return None if user_id is None else self.users.get(user_id)
+
+    def _user_json(self, user: Json) -> Json:
+        return {**user, "url": self._url("users", user["id"])}
+
+    def _api_user(self, request: Request) -> Json | None:
+        """The user whose email authenticated the request (Zendesk's default requester and author)."""
+        email = (_basic_token_email(request.headers.get("authorization", "")) or "").lower()
+        return next((user for user in self.users.values() if email and user["email"] == email), None)
+
+    def _add_user(self, fields: Any) -> Json:
+        """Validate and store a new user; a Zendesk 422 (nothing stored) if anything is wrong."""
+        if not isinstance(fields, dict):
+            raise _record_invalid("base", "User: is invalid", "InvalidValue")
+        name = fields.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise _record_invalid("name", "Name: is too short (minimum one character)", "BlankValue")
+        email = (_text(fields, "email", "Email") or "").strip().lower() or None
+        if email is not None and not EMAIL_RE.match(email):
+            raise _record_invalid("email", f"Email: {email} is not properly formatted", "InvalidFormat")
+        if email is not None and any(user["email"] == email for user in self.users.values()):
+            raise _record_invalid("email", f"Email: {email} is already being used by another user", "DuplicateValue")
+        phone = (_text(fields, "phone", "Phone") or "").strip() or None
+        if phone and _digits(phone) in {_digits(user["phone"]) for user in self.users.values() if user["phone"]}:
+            raise _record_invalid("phone", f"Phone: {phone} is already being used by another user", "DuplicateValue")
+        role = _choice(fields, "role", ROLES, "Role") or "end-user"
+        external_id = _text(fields, "external_id", "External")
+        if external_id is not None and any(user["external_id"] == external_id for user in self.users.values()):
+            raise _record_invalid("external_id", "External: has already been taken", "DuplicateValue")
+        tags = _tags(fields.get("tags"))
+        user_fields = fields.get("user_fields") if isinstance(fields.get("user_fields"), dict) else {}
+        now, end_user = _now(), role == "end-user"
+        user: Json = {
+            "id": self._next_id("user"),
+            "url": None,
+            "name": name.strip(),
+            "email": email,
+            "created_at": now,
+            "updated_at": now,
+            "time_zone": "UTC",
+            "iana_time_zone": "Etc/UTC",
+            "phone": phone,
+            "shared_phone_number": None if phone is None else False,
+            "photo": None,
+            "locale_id": 1,
+            "locale": "en-US",
+            "organization_id": None,
+            "role": role,
+            "verified": fields.get("verified") is True,
+            "external_id": external_id,
+            "tags": tags,
+            "alias": "",
+            "active": True,
+            "shared": False,
+            "shared_agent": False,
+            "last_login_at": None,
+            "two_factor_auth_enabled": None if end_user else False,
+            "signature": None,
+            "details": str(fields.get("details") or ""),
+            "notes": str(fields.get("notes") or ""),
+            "role_type": None,
+            "custom_role_id": None,
+            "moderator": role == "admin",
+            "ticket_restriction": "requested" if end_user else None,
+            "only_private_comments": False,
+            "restricted_agent": end_user,
+            "suspended": False,
+            "default_group_id": None,
+            "report_csv": role == "admin",
+            "user_fields": user_fields,
+        }
+        self.users[user["id"]] = user
+        return user
+
+    def _search(self, query: str) -> list[Json]:
+        return [user for user in self.users.values() if _user_matches(user, query)]
+
+    def create_user(self, request: Request) -> Response:
+        user = self._add_user(_root(request, "user"))
+        return Response(201, {"user": self._user_json(user)}, {"Location": self._url("users", user["id"])})
+
+    def show_user(self, request: Request) -> Response:
+        user = self._user(request.args["id"])
+        if user is None:
+            raise _record_not_found()
+        return Response(200, {"user": self._user_json(user)})
+
+    def search_users(self, request: Request) -> Response:
+        external_id = request.param("external_id")
+        if external_id is not None:
+            users = [user for user in self.users.values() if user["external_id"] == external_id]
+        else:
+            users = self._search(request.param("query") or "")
+        return Response(200, self._offset_page(request, "users", [self._user_json(user) for user in users]))
+
+    def search(self, request: Request) -> Response:
+        # Only users are indexed here: `type:ticket` and the like find nothing.
+        users = self._search(request.param("query") or "")
+        results = [{**self._user_json(user), "result_type": "user"} for user in users]
+        return Response(200, self._offset_page(request, "results", results, facets=None))
+
+    def list_users(self, request: Request) -> Response:
+        roles = request.query.get("role", []) + request.query.get("role[]", [])
+        users = [user for user in self.users.values() if not roles or user["role"] in roles]
+        if not any(key.startswith("page[") for key in request.query):
+            return Response(200, self._offset_page(request, "users", [self._user_json(user) for user in users]))
+        size_text = request.param("page[size]")
+        size = MAX_PAGE_SIZE if size_text is None else _int_or(size_text, 0)
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            raise _bad_pagination(f"page[size] must be a number from 1 to {MAX_PAGE_SIZE}")
+        after, before = request.param("page[after]"), request.param("page[before]")
+        if after:
+            users = [user for user in users if user["id"] > _cursor_id(after, "page[after]")]
+            page = users[:size]
+        elif before:
+            users = [user for user in users if user["id"] < _cursor_id(before, "page[before]")]
+            page = users[-size:]
+        else:
+            page = users[:size]
+        after_cursor = _cursor(page[-1]["id"]) if page else None
+        before_cursor = _cursor(page[0]["id"]) if page else None
+        cursors = ("page[after]", "page[before]")
+        body = {
+            "users": [self._user_json(user) for user in page],
+            "meta": {"has_more": len(users) > len(page), "after_cursor": after_cursor, "before_cursor": before_cursor},
+            "links": {
+                "prev": before_cursor and self._page_url(request, {"page[before]": before_cursor}, cursors),
+                "next": after_cursor and self._page_url(request, {"page[after]": after_cursor}, cursors),
+            },
+        }
+        return Response(200, body)
+
+    # -- Tickets ---------------------------------------------------------------------------------
+
+    def _ticket(self, value: Any) -> Json:
+        ticket_id = _as_id(value)
+        ticket = None if ticket_id is None else self.tickets.get(ticket_id)
+        if ticket is None:
+            raise _record_not_found()
+        return ticket
+
+    def _ticket_json(self, ticket: Json) -> Json:
+        return {
+            **ticket,
+            "url": self._url("tickets", ticket["id"]),
+            "raw_subject": ticket["subject"],
+            # Each status category's built-in custom status; the ids are the sandbox's own.
+            "custom_status_id": STATUSES.index(ticket["status"]) + 1,
+            "fields": ticket["custom_fields"],
+        }
+
+    def _requester(self, fields: Json, request: Request) -> int | Json:
+        """The requester's id, or the fields of an end-user to create once the ticket is valid."""
+        if "requester_id" in fields:
+            user = self._user(fields["requester_id"])
+            if user is None:
+                raise _record_invalid("requester", "Requester: is invalid", "InvalidValue")
+            return int(user["id"])
+        requester = fields.get("requester")
+        if isinstance(requester, dict):
+            email = str(requester.get("email") or "").strip().lower()
+            existing = next((user for user in self.users.values() if email and user["email"] == email), None)
+            if existing is not None:
+                return int(existing["id"])
+            return {**requester, "role": "end-user", "name": requester.get("name") or requester.get("email")}
+        # Without one, Zendesk makes the API user the requester.
+        api_user = self._api_user(request)
+        if api_user is None:
+            raise _record_invalid("requester", "Requester: cannot be blank", "BlankValue")
+        return int(api_user["id"])
+
+    def _assignee(self, value: Any) -> int | None:
+        if value is None:
+            return None
+        user = self._user(value)
+        if user is None or user["role"] not in AGENT_ROLES:
+            raise _record_invalid("assignee_id", "Assignee: is not an agent", "InvalidValue")
+        return int(user["id"])
+
+    def _comment_fields(self, comment: Any, field: str, label: str) -> tuple[str, bool, int | None]:
+        """(body, public, author_id) of a comment object; Zendesk's 422 when it has no body."""
+        if not isinstance(comment, dict) or not isinstance(comment.get("body"), str) or not comment["body"].strip():
+            raise _record_invalid(field, f"{label}: cannot be blank", "BlankValue")
+        body: str = comment["body"]
+        public = comment.get("public", True)
+        if not isinstance(public, bool):
+            raise _record_invalid(field, f"{label}: public must be true or false", "InvalidValue")
+        author_id = comment.get("author_id")
+        if author_id is not None and self._user(author_id) is None:
+            raise _record_invalid(field, f"{label}: author_id is not a user", "InvalidValue")
+        return body, public, _as_id(author_id)
+
+    def _audit(self, ticket_id: int, author_id: int, request: Request, created_at: str) -> Json:
+        return {
+            "id": self._next_id("event"),
+            "ticket_id": ticket_id,
+            "created_at": created_at,
+            "author_id": author_id,
+            "metadata": self._metadata(request),
+            "events": [],
+            "via": VIA_API,
+        }
+
+    def _metadata(self, request: Request) -> Json:
+        system = {
+            "client": request.headers.get("user-agent", ""),
+            "ip_address": request.client_ip,
+            "location": "",
+            "latitude": None,
+            "longitude": None,
+        }
+        return {"system": system, "custom": {}}
+
+    def _add_comment(self, ticket_id: int, audit: Json, comment: tuple[str, bool, int], request: Request) -> None:
+        """Store a comment on the ticket and its Comment event in the audit."""
+        body, public, author_id = comment
+        stored: Json = {
+            "id": self._next_id("event"),
+            "type": "Comment",
+            "body": body,
+            "html_body": _html(body),
+            "plain_body": body,
+            "public": public,
+            "author_id": author_id,
+            "attachments": [],
+            "audit_id": audit["id"],
+            "via": VIA_API,
+            "metadata": audit["metadata"],
+            "created_at": audit["created_at"],
+        }
+        self.comments[ticket_id].append(stored)
+        audit["events"].append({key: stored[key] for key in COMMENT_EVENT_KEYS})
+
+    def _event(self, kind: str, field_name: str, value: Any, **previous: Any) -> Json:
+        return {"id": self._next_id("event"), "type": kind, "value": value, "field_name": field_name, **previous}
+
+    def create_ticket(self, request: Request) -> Response:
+        fields = _root(request, "ticket")
+        requester = self._requester(fields, request)
+        assignee_id = self._assignee(fields.get("assignee_id"))
+        # `description` stands for the first comment when no comment object is sent.
+        comment = fields.get("comment")
+        if comment is None and fields.get("description") is not None:
+            comment = {"body": fields["description"]}
+        body, public, author_id = self._comment_fields(comment, "description", "Description")
+        status = _choice(fields, "status", STATUSES, "Status") or "new"
+        if status == "new" and assignee_id is not None:
+            # A ticket with an assignee is never new on Zendesk.
+            status = "open"
+        priority = _choice(fields, "priority", PRIORITIES, "Priority")
+        ticket_type = _choice(fields, "type", TICKET_TYPES, "Type")
+        tags = _tags(fields.get("tags"))
+        custom = _custom_fields(fields.get("custom_fields") or [])
+        custom_fields = [{"id": key, "value": value} for key, value in custom.items()]
+        subject = _text(fields, "subject", "Subject")
+        external_id = _text(fields, "external_id", "External")
+
+        # Everything is valid: from here on the ticket is written.
+        requester_id = requester if isinstance(requester, int) else int(self._add_user(requester)["id"])
+        api_user = self._api_user(request)
+        # Zendesk: the submitter always becomes the author of the first comment.
+        submitter_id = author_id or (int(api_user["id"]) if api_user else requester_id)
+        ticket_id, now = self._next_id("ticket"), _now()
+        ticket: Json = {
+            "url": None,
+            "id": ticket_id,
+            "external_id": external_id,
+            "via": VIA_API,
+            "created_at": now,
+            "updated_at": now,
+            "type": ticket_type,
+            "subject": subject,
+            "raw_subject": subject,
+            "description": body,
+            "priority": priority,
+            "status": status,
+            "recipient": None,
+            "requester_id": requester_id,
+            "submitter_id": submitter_id,
+            "assignee_id": assignee_id,
+            "organization_id": None,
+            "group_id": None,
+            "collaborator_ids": [],
+            "follower_ids": [],
+            "email_cc_ids": [],
+            "forum_topic_id": None,
+            "problem_id": None,
+            "has_incidents": False,
+            "is_public": public,
+            "due_at": None,
+            "tags": tags,
+            "custom_fields": custom_fields,
+            "satisfaction_rating": None,
+            "sharing_agreement_ids": [],
+            "custom_status_id": None,
+            "fields": None,
+            "followup_ids": [],
+            "ticket_form_id": None,
+            "brand_id": None,
+            "allow_channelback": False,
+            "allow_attachments": True,
+            "from_messaging_channel": False,
+        }
+        self.tickets[ticket_id] = ticket
+        self.comments[ticket_id] = []
+        audit = self._audit(ticket_id, submitter_id, request, now)
+        self._add_comment(ticket_id, audit, (body, public, submitter_id), request)
+        created = {
+            "subject": subject,
+            "requester_id": requester_id,
+            "status": status,
+            "priority": priority,
+            "type": ticket_type,
+            "assignee_id": assignee_id,
+            "tags": tags or None,
+        } | {str(field["id"]): field["value"] for field in custom_fields}
+        audit["events"] += [self._event("Create", name, value) for name, value in created.items() if value is not None]
+        headers = {"Location": self._url("tickets", ticket_id)}
+        return Response(201, {"ticket": self._ticket_json(ticket), "audit": audit}, headers)
+
+    def show_ticket(self, request: Request) -> Response:
+        return Response(200, {"ticket": self._ticket_json(self._ticket(request.args["id"]))})
+
+    def _ticket_changes(self, ticket: Json, fields: Json) -> Json:
+        """The validated new values of the fields an update changes; nothing is written here."""
+        wanted: Json = {}
+        if "subject" in fields:
+            wanted["subject"] = _text(fields, "subject", "Subject")
+        if fields.get("status") is not None:
+            wanted["status"] = _choice(fields, "status", STATUSES, "Status")
+        for key, allowed, label in (("priority", PRIORITIES, "Priority"), ("type", TICKET_TYPES, "Type")):
+            if key in fields:
+                wanted[key] = _choice(fields, key, allowed, label)
+        if "assignee_id" in fields:
+            wanted["assignee_id"] = self._assignee(fields["assignee_id"])
+        if "requester_id" in fields:
+            requester = self._user(fields["requester_id"])
+            if requester is None:
+                raise _record_invalid("requester", "Requester: is invalid", "InvalidValue")
+            wanted["requester_id"] = requester["id"]
+        if "external_id" in fields:
+            wanted["external_id"] = _text(fields, "external_id", "External")
+        # `tags` replaces the set; `additional_tags` and `remove_tags` patch it.
+        tags = _tags(fields["tags"]) if "tags" in fields else list(ticket["tags"])
+        if "additional_tags" in fields:
+            tags = list(dict.fromkeys([*tags, *_tags(fields["additional_tags"], "additional_tags")]))
+        if "remove_tags" in fields:
+            removed = set(_tags(fields["remove_tags"], "remove_tags"))
+            tags = [tag for tag in tags if tag not in removed]
+        wanted["tags"] = tags
+        if "custom_fields" in fields:
+            merged = {field["id"]: field["value"] for field in ticket["custom_fields"]}
+            merged.update(_custom_fields(fields["custom_fields"]))
+            wanted["custom_fields"] = [{"id": key, "value": value} for key, value in merged.items()]
+        if wanted.get("status", ticket["status"]) == "new" and wanted.get("assignee_id", ticket["assignee_id"]):
+            wanted["status"] = "open"
+        return {key: value for key, value in wanted.items() if value != ticket[key]}
+
+    def update_ticket(self, request: Request) -> Response:
+        ticket = self._ticket(request.args["id"])
+        fields = _root(request, "ticket")
+        if ticket["status"] == "closed":
+            raise _record_invalid("status", "Status: closed prevents ticket update")
+        changes = self._ticket_changes(ticket, fields)
+        comment = None
+        if fields.get("comment") is not None:
+            comment = self._comment_fields(fields["comment"], "comment", "Comment")
+
+        # Everything is valid: from here on the update is written.
+        api_user = self._api_user(request)
+        # A comment's author defaults to the API user (the requester when the sandbox does not know it).
+        author_id = int(api_user["id"]) if api_user else int(ticket["requester_id"])
+        if comment is not None and comment[2] is not None:
+            author_id = comment[2]
+        now = _now()
+        audit = self._audit(ticket["id"], author_id, request, now)
+        if comment is not None:
+            self._add_comment(ticket["id"], audit, (comment[0], comment[1], author_id), request)
+        for name, value in changes.items():
+            if name == "custom_fields":
+                before = {field["id"]: field["value"] for field in ticket[name]}
+                audit["events"] += [
+                    self._event("Change", str(field["id"]), field["value"], previous_value=before.get(field["id"]))
+                    for field in value
+                    if field["id"] not in before or before[field["id"]] != field["value"]
+                ]
+            else:
+                audit["events"].append(self._event("Change", name, value, previous_value=ticket[name]))
+            ticket[name] = value
+        if audit["events"]:
+            ticket["updated_at"] = now
+            ticket["is_public"] = any(stored["public"] for stored in self.comments[ticket["id"]])
+        return Response(200, {"ticket": self._ticket_json(ticket), "audit": audit})
+
+    def list_tickets(self, request: Request) -> Response:
+        external_id = request.param("external_id")
+        tickets = [t for t in self.tickets.values() if external_id is None or t["external_id"] == external_id]
+        return Response(200, self._offset_page(request, "tickets", [self._ticket_json(t) for t in tickets]))
+
+    def list_comments(self, request: Request) -> Response:
+        ticket = self._ticket(request.args["id"])
+        return Response(200, self._offset_page(request, "comments", self.comments[ticket["id"]]))
+
+    routes = (
+        ("GET", "/api/v2/users.json", list_users),
+        ("POST", "/api/v2/users.json", create_user),
+        ("GET", "/api/v2/users/search.json", search_users),
+        ("GET", "/api/v2/users/{id}.json", show_user),
+        ("GET", "/api/v2/search.json", search),
+        ("GET", "/api/v2/tickets.json", list_tickets),
+        ("POST", "/api/v2/tickets.json", create_ticket),
+        ("GET", "/api/v2/tickets/{id}.json", show_ticket),
+        ("PUT", "/api/v2/tickets/{id}.json", update_ticket),
+        ("GET", "/api/v2/tickets/{id}/comments.json", list_comments),
+    )
