@@ -19,14 +19,19 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         help_text="Stored encrypted. Leave blank to keep the current token.",
     )
     email = forms.EmailField(required=False, help_text="Zendesk: the API user's email (`{email}/token:{api_token}`).")
+    # Not the model field: activating switches the other connections off (one active at a time).
+    make_active = forms.BooleanField(
+        required=False, help_text="Use this connection from now on; the active one, if any, is switched off."
+    )
 
     class Meta:
         model = CrmConnection
-        fields = ["name", "kind", "base_url", "is_active"]
+        fields = ["name", "kind", "base_url"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["email"].initial = (self.instance.config or {}).get("email", "")
+        self.fields["make_active"].initial = self.instance.is_active
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -53,9 +58,9 @@ class CrmConnectionAdmin(admin.ModelAdmin[CrmConnection]):
     list_display = ["name", "kind", "base_url", "is_active", "last_error", "updated_at"]
     list_filter = ["kind", "is_active"]
     search_fields = ["name", "base_url"]
-    readonly_fields = ["credentials_stored", "last_error", "last_error_at", "created_at", "updated_at"]
+    readonly_fields = ["is_active", "credentials_stored", "last_error", "last_error_at", "created_at", "updated_at"]
     fieldsets = [
-        (None, {"fields": ["name", "kind", "base_url", "is_active"]}),
+        (None, {"fields": ["name", "kind", "base_url", "is_active", "make_active"]}),
         ("Credentials", {"fields": ["email", "api_token", "credentials_stored"]}),
         ("Status", {"fields": ["last_error", "last_error_at", "created_at", "updated_at"]}),
     ]
@@ -66,10 +71,8 @@ class CrmConnectionAdmin(admin.ModelAdmin[CrmConnection]):
         return obj.has_secrets
 
     def save_model(self, request: HttpRequest, obj: CrmConnection, form: Any, change: bool) -> None:
-        activate = obj.is_active
-        obj.is_active = CrmConnection.objects.filter(pk=obj.pk, is_active=True).exists()
         super().save_model(request, obj, form, change)
-        if activate and not obj.is_active:
+        if form.cleaned_data.get("make_active") and not obj.is_active:
             connection_activate(connection=obj)
 
     @admin.action(description="Test connection")

@@ -23,6 +23,7 @@ from rest_framework_api_key.models import APIKey
 
 from config.celery import app as celery_app
 from integrations.models import CrmConnection
+from integrations.ratelimit import KEY_PREFIX
 from integrations.sandbox import SandboxServer, start_sandbox
 from integrations.services import connection_create
 from tests.support import ROOT, TEST_BROKER_URL
@@ -52,9 +53,9 @@ def _loopback_only_connect(self: socket.socket, address: Any) -> Any:
 
 @pytest.fixture(scope="session", autouse=True)
 def _block_internet() -> Iterator[None]:
-    socket.socket.connect = _loopback_only_connect  # type: ignore[method-assign]
-    yield
-    socket.socket.connect = _real_connect  # type: ignore[method-assign]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket.socket, "connect", _loopback_only_connect)
+        yield
 
 
 # -- Sandbox CRMs --------------------------------------------------------------------------------
@@ -71,13 +72,10 @@ def zendesk_sandbox_server() -> Iterator[SandboxServer]:
 def zendesk_sandbox(zendesk_sandbox_server: SandboxServer) -> SandboxServer:
     """The sandbox Zendesk, reset to its demo fixture (agents ana, ben, carla) for each test."""
     zendesk_sandbox_server.reset()
-    redis.Redis.from_url(TEST_BROKER_URL).delete(*_rate_gate_keys())
+    client = redis.Redis.from_url(TEST_BROKER_URL)
+    for key in client.scan_iter(f"{KEY_PREFIX}*"):
+        client.delete(key)
     return zendesk_sandbox_server
-
-
-def _rate_gate_keys() -> list[bytes]:
-    keys = redis.Redis.from_url(TEST_BROKER_URL).keys("crmbridge:rate-gate:*")
-    return keys or [b"crmbridge:rate-gate:none"]
 
 
 @pytest.fixture

@@ -113,7 +113,9 @@ def test_update_of_a_closed_ticket_is_a_request_error(zendesk: ZendeskProvider, 
         zendesk.add_comment(record.id, Comment(body="late"))
 
     assert error.value.status_code == 422
-    assert error.value.body["details"]["status"][0]["description"] == "Status: closed prevents ticket update"
+    body = error.value.body
+    assert isinstance(body, dict)
+    assert body["details"]["status"][0]["description"] == "Status: closed prevents ticket update"
 
 
 def test_missing_ticket_is_not_found(zendesk: ZendeskProvider) -> None:

@@ -71,7 +71,7 @@ def test_connection_admin_add_encrypts_the_token_and_activates(
             "name": "Second",
             "kind": "zendesk",
             "base_url": "https://acme.zendesk.com",
-            "is_active": "on",
+            "make_active": "on",
             "email": "bot@acme.com",
             "api_token": "s3cret-token",
         },

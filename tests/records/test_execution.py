@@ -159,6 +159,7 @@ def test_429_waits_for_retry_after_without_spending_an_attempt(
     assert action.status == CrmAction.Status.PENDING
     assert action.attempts == 0
     assert "429" in action.last_error
+    assert result.retry_in is not None
     assert 1 <= result.retry_in <= 62
     assert action.next_attempt_at is not None
     assert action.next_attempt_at > timezone.now()
