@@ -563,7 +563,7 @@ def run(args: argparse.Namespace, log_path: Path) -> tuple[dict[str, Any], int]:
     stored, accepted = stored_event_count(db_url), sum(r.accepted_total for r in results)
     print(
         f"gunicorn stopped; {BENCH_DB} holds {stored} events ({accepted} acknowledged); "
-        f"deleted queue {BENCH_QUEUE!r} holding {waiting} process_session messages"
+        f"deleted queue {BENCH_QUEUE!r} holding {waiting} processing messages"
     )
     if stored != accepted:
         # A 202 must mean stored: a mismatch is a failure even if every answer looked right.
@@ -591,7 +591,7 @@ def main() -> int:
         f"batch100 {report['batch100_ratio_vs_ping']}"
     )
     if waiting == 0:
-        print("note: no process_session message reached the bench queue (is Redis DB 13 reachable?)")
+        print("note: no processing message reached the bench queue (is Redis DB 13 reachable?)")
     print(json.dumps(report))
     return 1 if report["errors"] else 0
 

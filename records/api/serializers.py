@@ -203,15 +203,47 @@ class EventSerializer(serializers.Serializer[Any]):
     # DRF's metaclass pops declared fields, so this does not shadow Serializer.data at runtime.
     data = serializers.DictField(required=False, default=dict)  # type: ignore[assignment]
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        data_serializer = DATA_SERIALIZERS[attrs["type"]](data=attrs["data"])
-        if not data_serializer.is_valid():
-            raise serializers.ValidationError({"data": data_serializer.errors})
-        # Normalised values (E.164 phones, numbers) win; extra keys stay as the platform sent them.
-        attrs["data"] = {**attrs["data"], **_plain(data_serializer.validated_data)}
-        initial = self.initial_data if isinstance(self.initial_data, dict) else {}
-        attrs["extra"] = {key: value for key, value in initial.items() if key not in ENVELOPE_FIELDS}
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # One validator per type, reused for every event of a batch: building a serializer copies
+        # all its fields, which cost more than the validation itself.
+        self._data_validators: dict[str, serializers.Serializer[Any]] = {}
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        attrs: dict[str, Any] = super().to_internal_value(data)
+        attrs["extra"] = {key: value for key, value in data.items() if key not in ENVELOPE_FIELDS}
         return attrs
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        event_type = attrs["type"]
+        if event_type not in self._data_validators:
+            self._data_validators[event_type] = DATA_SERIALIZERS[event_type]()
+        try:
+            validated = self._data_validators[event_type].run_validation(attrs["data"])
+        except serializers.ValidationError as exc:
+            raise serializers.ValidationError({"data": exc.detail}) from None
+        # Normalised values (E.164 phones, numbers) win; extra keys stay as the platform sent them.
+        attrs["data"] = {**attrs["data"], **_plain(validated)}
+        return attrs
+
+
+def validate_events(raw_events: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Validate a batch with one serializer; return (validated events, per-event errors)."""
+    batch = EventSerializer(data=raw_events, many=True)
+    if batch.is_valid():
+        return list(batch.validated_data), []
+    # DRF gives a list with one entry per event, or (3.16+) a dict of the invalid ones by index.
+    details = batch.errors if isinstance(batch.errors, dict) else dict(enumerate(batch.errors))
+    errors = [
+        {
+            "index": index,
+            "event_id": raw_events[index].get("event_id") if isinstance(raw_events[index], dict) else None,
+            "fields": flatten_errors(detail),
+        }
+        for index, detail in sorted(details.items())
+        if detail
+    ]
+    return [], errors
 
 
 def _plain(value: Any) -> Any:

@@ -14,7 +14,7 @@ from records.api.serializers import (
     EventBatchSerializer,
     EventsAcceptedSerializer,
     EventSerializer,
-    flatten_errors,
+    validate_events,
 )
 from records.services.ingest import events_ingest
 
@@ -64,17 +64,12 @@ class EventsIngestApi(APIView):
     )
     def post(self, request: Request) -> Response:
         raw_events = _raw_events(request.data)
-        serializers = [EventSerializer(data=raw) for raw in raw_events]
-        errors = []
-        for index, serializer in enumerate(serializers):
-            if not serializer.is_valid():
-                event_id = raw_events[index].get("event_id") if isinstance(raw_events[index], dict) else None
-                errors.append({"index": index, "event_id": event_id, "fields": flatten_errors(serializer.errors)})
+        events, errors = validate_events(raw_events)
         if errors:
             raise ApplicationError(
                 f"{len(errors)} of {len(raw_events)} event(s) are invalid; nothing was stored.", errors=errors
             )
-        result = events_ingest(events=[serializer.validated_data for serializer in serializers])
+        result = events_ingest(events=events)
         return Response({"accepted": result.accepted, "duplicates": result.duplicates}, status=status.HTTP_202_ACCEPTED)
 
 

@@ -23,7 +23,7 @@ def events_ingest(*, events: Sequence[dict[str, Any]]) -> IngestResult:
     A repeated event_id (from an earlier call or earlier in this batch) is counted as a duplicate
     and not stored again, so it is never applied twice.
     """
-    from records.tasks import process_session_task
+    from records.tasks import enqueue_processing
 
     event_ids = [event["event_id"] for event in events]
     seen = set(Event.objects.filter(event_id__in=event_ids).values_list("event_id", flat=True))
@@ -55,6 +55,5 @@ def events_ingest(*, events: Sequence[dict[str, Any]]) -> IngestResult:
         ],
         ignore_conflicts=True,
     )
-    for session_pk in sorted(sessions.values()):
-        transaction.on_commit(functools.partial(process_session_task.delay, session_pk), robust=True)
+    transaction.on_commit(functools.partial(enqueue_processing, sorted(sessions.values())), robust=True)
     return IngestResult(accepted=len(new_events), duplicates=len(events) - len(new_events))

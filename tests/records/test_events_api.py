@@ -202,3 +202,15 @@ def test_ping_without_key_is_401() -> None:
 
     assert response.status_code == 401
     assert response["WWW-Authenticate"] == "Api-Key"
+
+
+def test_events_api_names_every_invalid_event_of_a_batch(platform_client: APIClient) -> None:
+    events = [created("ok", "s1"), created("bad1", "s1", channel="fax"), created("ok2"), {"type": "session.ended"}]
+
+    response = platform_client.post(URL, {"events": events}, format="json")
+
+    body = response.json()
+    assert body["message"] == "2 of 4 event(s) are invalid; nothing was stored."
+    assert [(error["index"], error["event_id"]) for error in body["errors"]] == [(1, "bad1"), (3, None)]
+    assert set(body["errors"][1]["fields"]) == {"event_id", "session_id", "occurred_at"}
+    assert Event.objects.count() == 0
