@@ -5,7 +5,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from integrations.models import CrmConnection
+from integrations.models import CrmConnection, CrmKind
+from integrations.providers.registry import PROVIDERS
 from integrations.services import SECRET_KEYS, connection_activate, connection_test
 
 
@@ -35,6 +36,10 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
+        kind = cleaned.get("kind")
+        if kind and kind not in PROVIDERS:
+            supported = ", ".join(CrmKind(k).label for k in sorted(PROVIDERS))
+            self.add_error("kind", f"{CrmKind(kind).label} is not supported yet; supported: {supported}.")
         if not self.instance.has_secrets and not cleaned.get("api_token"):
             self.add_error("api_token", "An API token is required for a new connection.")
         if cleaned.get("kind") == "zendesk" and not cleaned.get("email"):

@@ -59,7 +59,7 @@ class PlannedAction:
     payload: Mapping[str, Any]
     rule: str
     reason: str
-    # Unique within the session: the outbox's idempotency key is `<session>:<key>`.
+    # Unique within the session: the outbox's idempotency key is `<session row id>:<key>`.
     key: str
     # The event that called for it (a deferred comment keeps its own event).
     event_id: str = ""

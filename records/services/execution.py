@@ -264,10 +264,16 @@ def sessions_needing_work(*, stale_after: timedelta) -> tuple[list[int], list[in
         .values_list("id", flat=True)
         .distinct()[:1000]
     )
+    # One filter() call, so that one and the same action is pending, stale and due.
     due = list(
         Session.objects.filter(Q(actions_lease_until__isnull=True) | Q(actions_lease_until__lt=now))
-        .filter(actions__status=CrmAction.Status.PENDING, actions__updated_at__lt=now - stale_after)
-        .filter(Q(actions__next_attempt_at__isnull=True) | Q(actions__next_attempt_at__lte=now))
+        .filter(
+            Q(actions__next_attempt_at__isnull=True) | Q(actions__next_attempt_at__lte=now),
+            actions__status=CrmAction.Status.PENDING,
+            actions__updated_at__lt=now - stale_after,
+        )
+        # Held back by a failed contact or record action: waiting for an admin's Retry, not a sweep.
+        .exclude(actions__status=CrmAction.Status.FAILED, actions__kind__in=BLOCKING_KINDS)
         .values_list("id", flat=True)
         .distinct()[:1000]
     )

@@ -64,7 +64,8 @@ def session_process(*, session_id: int) -> int:
                 event_id=event_pks.get(action.event_id),
                 kind=action.kind,
                 payload=dict(action.payload),
-                idempotency_key=f"{session.external_id}:{action.key}",
+                # The row id, not the platform's session id: it holds no ":" to blur the key's parts.
+                idempotency_key=f"{session.pk}:{action.key}",
                 rule=action.rule,
                 reason=action.reason,
             )

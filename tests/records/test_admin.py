@@ -94,3 +94,13 @@ def test_connection_admin_requires_a_token_for_a_new_connection(admin_client: Cl
 
     assert response.status_code == 200
     assert "An API token is required for a new connection." in response.content.decode()
+
+
+def test_connection_admin_refuses_a_crm_without_a_provider(admin_client: Client) -> None:
+    response = admin_client.post(
+        "/admin/integrations/crmconnection/add/",
+        {"name": "k", "kind": "kustomer", "base_url": "https://acme.api.kustomerapp.com", "api_token": "t"},
+    )
+
+    assert response.status_code == 200
+    assert "Kustomer is not supported yet; supported: Zendesk." in response.content.decode()

@@ -18,6 +18,7 @@ from records.services.execution import (
     backoff_seconds,
     choose_contact,
     session_run_actions,
+    sessions_needing_work,
 )
 from records.services.processing import session_process
 from tests.support import EXAMPLE_CALL, ingest_and_process, sandbox_config
@@ -60,10 +61,10 @@ def test_session_process_plans_the_ivr_slice_once(zendesk_connection: CrmConnect
         ("add_comment", "S8", "a5"),
     ]
     assert [a.idempotency_key for a in actions] == [
-        "c-1:ensure_contact",
-        "c-1:create_record",
-        "c-1:comment:a4",
-        "c-1:comment:a5",
+        f"{session.pk}:ensure_contact",
+        f"{session.pk}:create_record",
+        f"{session.pk}:comment:a4",
+        f"{session.pk}:comment:a5",
     ]
     assert not Event.objects.filter(applied_at__isnull=True).exists()
     assert Event.objects.get(event_id="a1").outcome == "session recorded; its record is created at assignment"
@@ -240,3 +241,27 @@ def test_choose_contact_picks_the_most_recently_created() -> None:
 
     assert choose_contact(contacts) == contacts[1]
     assert choose_contact([]) is None
+
+
+def test_sessions_needing_work_finds_lost_messages_but_not_blocked_sessions(zendesk_connection: CrmConnection) -> None:
+    # given: one session whose processing message was lost, one whose action run was lost,
+    # one held back by a failed record action, and one with fresh work a worker will take
+    long_ago = timezone.now() - timedelta(minutes=10)
+    lost_processing = ingest_and_process(EXAMPLE_CALL["events"][:1], session_id="c-1")
+    Event.objects.filter(session=lost_processing).update(applied_at=None, received_at=long_ago)
+    lost_run = Session.objects.create(external_id="lost-run")
+    blocked = Session.objects.create(external_id="blocked")
+    fresh = Session.objects.create(external_id="fresh")
+    for session, status, kind in [
+        (lost_run, CrmAction.Status.PENDING, "ensure_contact"),
+        (blocked, CrmAction.Status.FAILED, "create_record"),
+        (blocked, CrmAction.Status.PENDING, "add_comment"),
+        (fresh, CrmAction.Status.PENDING, "ensure_contact"),
+    ]:
+        CrmAction.objects.create(session=session, kind=kind, status=status, idempotency_key=f"{session.pk}:{kind}")
+    CrmAction.objects.exclude(session=fresh).update(updated_at=long_ago)
+
+    unapplied, due = sessions_needing_work(stale_after=timedelta(minutes=2))
+
+    assert unapplied == [lost_processing.pk]
+    assert due == [lost_run.pk]
