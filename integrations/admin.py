@@ -19,7 +19,9 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         widget=forms.PasswordInput(render_value=False),
         help_text="Stored encrypted. Leave blank to keep the current token.",
     )
-    email = forms.EmailField(required=False, help_text="Zendesk: the API user's email (`{email}/token:{api_token}`).")
+    email = forms.EmailField(
+        required=False, help_text="Zendesk: the API user's email (Zendesk authenticates as email/token:API token)."
+    )
     # Not the model field: activating switches the other connections off (one active at a time).
     make_active = forms.BooleanField(
         required=False, help_text="Use this connection from now on; the active one, if any, is switched off."

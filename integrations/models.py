@@ -22,16 +22,17 @@ class CrmConnection(models.Model):
 
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=20, choices=CrmKind.choices)
-    base_url = models.URLField(help_text="Instance URL, e.g. https://acme.zendesk.com")
+    base_url = models.URLField("base URL", help_text="Instance URL, e.g. https://acme.zendesk.com")
     config = models.JSONField(default=dict, blank=True)
     encrypted_secrets = models.TextField(blank=True, editable=False)
-    is_active = models.BooleanField(default=False)
+    is_active = models.BooleanField("active", default=False)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = "CRM connection"
         constraints = [
             models.UniqueConstraint(
                 fields=["is_active"], condition=Q(is_active=True), name="one_active_crm_connection"

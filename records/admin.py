@@ -73,6 +73,10 @@ class SessionAdmin(admin.ModelAdmin[Session]):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Sessions are the platform's record of what happened: viewed here, never edited.
+        return False
+
 
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin[Event]):

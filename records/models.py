@@ -21,9 +21,11 @@ class Session(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     state = models.JSONField(default=dict, blank=True)
     # The record link: where this session landed in the CRM.
-    crm_connection = models.ForeignKey(CrmConnection, on_delete=models.PROTECT, null=True, blank=True)
-    crm_contact_id = models.CharField(max_length=64, blank=True)
-    crm_record_id = models.CharField(max_length=64, blank=True)
+    crm_connection = models.ForeignKey(
+        CrmConnection, on_delete=models.PROTECT, null=True, blank=True, verbose_name="CRM connection"
+    )
+    crm_contact_id = models.CharField("CRM contact id", max_length=64, blank=True)
+    crm_record_id = models.CharField("CRM record id", max_length=64, blank=True)
     # A worker running this session's actions holds the lease; it expires if the worker dies.
     actions_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -93,6 +95,7 @@ class CrmAction(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "CRM action"
         ordering = ["id"]
         indexes = [
             models.Index(fields=["session", "id"], condition=Q(status="pending"), name="action_pending"),
@@ -100,4 +103,4 @@ class CrmAction(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_kind_display()} for {self.session_id}"
+        return f"#{self.pk} {self.get_kind_display()}"
