@@ -136,6 +136,10 @@ def invalid(mutate: Any) -> dict[str, Any]:
         (invalid(lambda e: e.update(type="voicemail.updated", data={"action": "deleted"})), "data.action"),
         (invalid(lambda e: e.update(type="session.ended", data={"call_duration": -1})), "data.call_duration"),
         (invalid(lambda e: e.update(type="smartaction.failed", data={"kind": "photo"})), "data.error"),
+        (invalid(lambda e: e.update(occurred_at="0001-01-01T00:00:00+14:00")), "occurred_at"),
+        (invalid(lambda e: e["data"].update(note="a\u0000b")), "data.note"),
+        (invalid(lambda e: e["data"].update(custom_data={"list": ["ok", "\u0000"]})), "data.custom_data.list[1]"),
+        (invalid(lambda e: e.update(platform_note="\u0000")), "platform_note"),
         ("just a string", "event"),
     ],
 )
@@ -213,4 +217,17 @@ def test_events_api_names_every_invalid_event_of_a_batch(platform_client: APICli
     assert body["message"] == "2 of 4 event(s) are invalid; nothing was stored."
     assert [(error["index"], error["event_id"]) for error in body["errors"]] == [(1, "bad1"), (3, None)]
     assert set(body["errors"][1]["fields"]) == {"event_id", "session_id", "occurred_at"}
+    assert Event.objects.count() == 0
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_events_api_refuses_non_json_numbers(platform_client: APIClient, literal: str) -> None:
+    body = (
+        '{"event_id": "e1", "session_id": "s", "type": "session.ended", "occurred_at": "2026-11-20T09:00:00Z", '
+        f'"data": {{"call_duration": {literal}}}}}'
+    )
+
+    response = platform_client.post(URL, body, content_type="application/json")
+
+    assert response.status_code == 400
     assert Event.objects.count() == 0
