@@ -5,7 +5,8 @@ Shared by every app's API, so it sits with the root URLconf rather than inside o
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions
@@ -32,6 +33,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         if exc.errors is not None:
             body["errors"] = exc.errors
         return Response(body, status=exc.status_code)
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response({"message": f"The body is larger than {limit} bytes; send fewer events per call."}, status=413)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, Http404):

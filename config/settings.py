@@ -119,6 +119,8 @@ CRM_ACTION_MAX_ATTEMPTS = env.int("CRM_ACTION_MAX_ATTEMPTS", default=8)
 
 # API
 EVENTS_BATCH_MAX = 500
+# A full batch with chat transcripts can pass Django's 2.5 MB default; larger bodies get a 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=20 * 1024 * 1024)
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],

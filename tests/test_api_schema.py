@@ -13,7 +13,7 @@ def test_schema_documents_the_event_api_and_its_key() -> None:
     assert set(schema["paths"]) == {"/api/v1/events", "/api/v1/ping"}
     operation = schema["paths"]["/api/v1/events"]["post"]
     assert operation["security"] == [{"PlatformApiKey": []}]
-    assert set(operation["responses"]) == {"202", "400", "401"}
+    assert set(operation["responses"]) == {"202", "400", "401", "413"}
     assert schema["components"]["securitySchemes"]["PlatformApiKey"]["in"] == "header"
 
 

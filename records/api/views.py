@@ -59,6 +59,7 @@ class EventsIngestApi(APIView):
             202: EventsAcceptedSerializer,
             400: OpenApiResponse(description="Malformed JSON, or invalid events (each named with its fields)."),
             401: OpenApiResponse(description="No or invalid Api-Key."),
+            413: OpenApiResponse(description="The body is over API_MAX_BODY_BYTES."),
         },
         examples=[OpenApiExample("One event", value=EXAMPLE_EVENT, request_only=True)],
     )

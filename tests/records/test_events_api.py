@@ -231,3 +231,14 @@ def test_events_api_refuses_non_json_numbers(platform_client: APIClient, literal
 
     assert response.status_code == 400
     assert Event.objects.count() == 0
+
+
+def test_events_api_too_large_a_body_is_a_413_that_says_so(platform_client: APIClient, settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    event = created(blob="x" * 20_000)
+
+    response = platform_client.post(URL, event, format="json")
+
+    assert response.status_code == 413
+    assert response.json() == {"message": "The body is larger than 10000 bytes; send fewer events per call."}
+    assert Event.objects.count() == 0
