@@ -15,16 +15,10 @@ from records.rules import (
     title_template_errors,
 )
 from records.vocabulary import ActionKind
+from tests.support import EXAMPLE_CALL
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-CREATED_DATA = {
-    "channel": "voice",
-    "session_type": "voice_inbound_ivr",
-    "language": "en",
-    "queue": {"id": "q-billing", "name": "Billing", "path": ["Support", "Billing"]},
-    "menu_path": "Support > Billing",
-    "phone_number": "+14155550100",
-}
+CREATED_DATA = EXAMPLE_CALL["events"][0]["data"]
 
 
 def event(event_id: str, type_: str, seconds: int = 0, **data: object) -> SessionEvent:
