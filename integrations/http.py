@@ -111,7 +111,17 @@ class CrmHttpClient:
 
         status = response.status_code
         if status < 400:
-            return response.json() if response.content else None
+            if not response.content:
+                return None
+            try:
+                return response.json()
+            except ValueError:
+                # A login page or proxy answer: the base URL is wrong, and retrying will not fix it.
+                raise CrmRequestError(
+                    f"{method} {path}: {status} with a body that is not JSON (is the base URL right?)",
+                    status_code=status,
+                    body=response.text[:500],
+                ) from None
         body = _body(response)
         logger.info("crm.http.error %s %s -> %s", method, path, status, extra={"status": status})
         if status == 429:

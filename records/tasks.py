@@ -30,7 +30,13 @@ def process_sessions_task(session_ids: list[int]) -> None:
     from records.services.processing import session_process
 
     for session_id in session_ids:
-        session_process(session_id=session_id)
+        try:
+            session_process(session_id=session_id)
+        except DatabaseError:
+            raise
+        except Exception:
+            # One broken session must not hold back the others of its message; the sweeper retries it.
+            logger.exception("records.process-session.failed %s", session_id, extra={"session_id": session_id})
 
 
 def enqueue_processing(session_ids: list[int]) -> None:

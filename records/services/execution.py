@@ -28,7 +28,8 @@ from records.vocabulary import ActionKind
 
 logger = logging.getLogger(__name__)
 
-# Longer than any one run of a session's actions; a dead worker's lease lapses after it.
+# Renewed before each action, and far longer than one action's few CRM calls can take (each is
+# bounded by CRM_HTTP_TIMEOUT_SECONDS); a dead worker's lease lapses after it.
 LEASE_SECONDS = 300
 # The actions every later one of the session needs: while one has failed, the rest wait.
 BLOCKING_KINDS = frozenset({ActionKind.ENSURE_CONTACT, ActionKind.CREATE_RECORD})
@@ -65,6 +66,11 @@ def _claim_lease(session_id: int) -> bool:
     )
 
 
+def _renew_lease(session_id: int) -> None:
+    lease_until = timezone.now() + timedelta(seconds=LEASE_SECONDS)
+    Session.objects.filter(pk=session_id).update(actions_lease_until=lease_until)
+
+
 def _release_lease(session_id: int) -> None:
     Session.objects.filter(pk=session_id).update(actions_lease_until=None)
 
@@ -93,6 +99,7 @@ def session_run_actions(*, session_id: int) -> RunResult:
             if action.next_attempt_at and action.next_attempt_at > now:
                 retry_in = (action.next_attempt_at - now).total_seconds()
                 break
+            _renew_lease(session_id)
             action_execute(action=action)
             executed += 1
             if action.status == CrmAction.Status.PENDING:
@@ -140,6 +147,10 @@ def action_execute(*, action: CrmAction) -> CrmAction:
         return _fail(action, f"CRM refused the credentials: {exc}")
     except (CrmError, ActionFailed, CredentialsUnreadable, UnsupportedCrm) as exc:
         return _fail(action, str(exc))
+    except (KeyError, TypeError, ValueError) as exc:
+        # A CRM answer of an unexpected shape: fail visibly rather than crash the worker in a loop.
+        logger.exception("records.action.unexpected %s", action.pk, extra={"action_id": action.pk})
+        return _fail(action, f"unexpected answer from the CRM ({exc.__class__.__name__}: {exc})")
     action.status = CrmAction.Status.SUCCEEDED
     action.result = result
     action.last_error = ""

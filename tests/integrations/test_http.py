@@ -78,3 +78,11 @@ def test_success_returns_json_and_empty_body_returns_none() -> None:
     assert client.get("api/thing") == {"ok": True}
     assert client.post("api/display") is None
     assert responses.calls[0].request.headers["User-Agent"] == "CRM-Bridge/1.0"
+
+
+@responses.activate
+def test_a_success_that_is_not_json_is_a_request_error() -> None:
+    responses.get(f"{BASE}api/thing", status=200, body="<html>Sign in</html>")
+
+    with pytest.raises(CrmRequestError, match="not JSON"):
+        CrmHttpClient(BASE, timeout=1).get("api/thing")

@@ -4,11 +4,13 @@ from datetime import timedelta
 
 import pytest
 import requests
+import responses
 from django.utils import timezone
 
 from integrations.models import CrmConnection
 from integrations.providers.base import Contact
 from integrations.sandbox import SandboxServer
+from integrations.services import connection_create
 from records.models import CrmAction, Event, Session
 from records.services.execution import (
     _claim_lease,
@@ -265,3 +267,23 @@ def test_sessions_needing_work_finds_lost_messages_but_not_blocked_sessions(zend
 
     assert unapplied == [lost_processing.pk]
     assert due == [lost_run.pk]
+
+
+@responses.activate
+def test_a_crm_answer_of_the_wrong_shape_fails_the_action_visibly(db: None) -> None:
+    # A proxy in front of the CRM answers JSON, but not Zendesk's: the user search has no "users".
+    connection_create(
+        name="Behind a proxy",
+        kind="zendesk",
+        base_url="https://acme.zendesk.com",
+        config={"email": "a@b.c"},
+        secrets={"api_token": "t"},
+    )
+    responses.get("https://acme.zendesk.com/api/v2/users/search.json", json={"status": "ok"})
+    session = ingest_example()
+
+    session_run_actions(session_id=session.pk)
+
+    ensure = session.actions.get(kind="ensure_contact")
+    assert ensure.status == CrmAction.Status.FAILED
+    assert ensure.last_error == "unexpected answer from the CRM (KeyError: 'users')"
