@@ -22,6 +22,16 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
     email = forms.EmailField(
         required=False, help_text="Zendesk: the API user's email (Zendesk authenticates as email/token:API token)."
     )
+    rate_limit_per_minute = forms.IntegerField(
+        label="Requests per minute",
+        required=False,
+        min_value=1,
+        help_text=(
+            "Your CRM plan's API limit, kept by all workers together so they do not run into 429s. "
+            "Zendesk: Team 200, Growth and Professional 400, Enterprise 700, High Volume 2500. "
+            "Blank: no limit of our own (429s are still honoured)."
+        ),
+    )
     # Not the model field: activating switches the other connections off (one active at a time).
     make_active = forms.BooleanField(
         required=False, help_text="Use this connection from now on; the active one, if any, is switched off."
@@ -35,6 +45,7 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         super().__init__(*args, **kwargs)
         self.fields["email"].initial = (self.instance.config or {}).get("email", "")
         self.fields["make_active"].initial = self.instance.is_active
+        self.fields["rate_limit_per_minute"].initial = (self.instance.config or {}).get("rate_limit_per_minute")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -50,7 +61,11 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
 
     def save(self, commit: bool = True) -> CrmConnection:
         connection = super().save(commit=False)
-        connection.config = {**(connection.config or {}), "email": self.cleaned_data.get("email") or ""}
+        connection.config = {
+            **(connection.config or {}),
+            "email": self.cleaned_data.get("email") or "",
+            "rate_limit_per_minute": self.cleaned_data.get("rate_limit_per_minute"),
+        }
         if token := self.cleaned_data.get("api_token"):
             secret_key = SECRET_KEYS.get(connection.kind, ("api_token",))[0]
             connection.set_secrets({**connection.secrets, secret_key: token})
@@ -69,6 +84,7 @@ class CrmConnectionAdmin(admin.ModelAdmin[CrmConnection]):
     fieldsets = [
         (None, {"fields": ["name", "kind", "base_url", "is_active", "make_active"]}),
         ("Credentials", {"fields": ["email", "api_token", "credentials_stored"]}),
+        ("Limits", {"fields": ["rate_limit_per_minute"]}),
         ("Status", {"fields": ["last_error", "last_error_at", "created_at", "updated_at"]}),
     ]
     actions = ["test_connection", "make_active"]

@@ -26,6 +26,8 @@ DEFAULT_RETRY_AFTER_SECONDS = 10.0
 class RateGate(Protocol):
     """Where a 429's Retry-After is remembered so all workers honour it (see integrations.ratelimit)."""
 
+    def acquire(self, key: str, per_minute: int) -> float: ...
+
     def seconds_until_open(self, key: str) -> float: ...
 
     def close_for(self, key: str, seconds: float) -> None: ...
@@ -63,11 +65,13 @@ class CrmHttpClient:
         *,
         timeout: float,
         rate_gate: RateGate | None = None,
+        rate_limit_per_minute: int | None = None,
         session: requests.Session | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.timeout = timeout
         self.rate_gate = rate_gate
+        self.rate_limit_per_minute = rate_limit_per_minute
         self.session = session or requests.Session()
         # urllib3 retries stay off: a silent retry of a POST could create a second record.
         self.session.mount("http://", HTTPAdapter(max_retries=0))
@@ -97,6 +101,13 @@ class CrmHttpClient:
             wait = self.rate_gate.seconds_until_open(self.base_url)
             if wait > 0:
                 raise CrmRateLimited(f"rate limited by {self.base_url} for {wait:.1f}s more", retry_after=wait)
+            if self.rate_limit_per_minute:
+                wait = self.rate_gate.acquire(self.base_url, self.rate_limit_per_minute)
+                if wait > 0:
+                    raise CrmRateLimited(
+                        f"own limit of {self.rate_limit_per_minute} requests/min to {self.base_url} reached",
+                        retry_after=wait,
+                    )
 
         prepared = self.session.prepare_request(
             requests.Request(method, self.build_url(path), params=params, json=json)

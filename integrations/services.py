@@ -37,6 +37,7 @@ def connection_settings(connection: CrmConnection) -> ConnectionSettings:
         config=dict(connection.config),
         secrets=connection.secrets,
         timeout=settings.CRM_HTTP_TIMEOUT_SECONDS,
+        rate_limit_per_minute=connection.config.get("rate_limit_per_minute") or None,
     )
 
 

@@ -23,7 +23,7 @@ from rest_framework_api_key.models import APIKey
 
 from config.celery import app as celery_app
 from integrations.models import CrmConnection
-from integrations.ratelimit import KEY_PREFIX
+from integrations.ratelimit import KEY_PREFIX, WINDOW_KEY_PREFIX
 from integrations.sandbox import SandboxServer, start_sandbox
 from integrations.services import connection_create
 from tests.support import ROOT, TEST_BROKER_URL
@@ -73,8 +73,9 @@ def zendesk_sandbox(zendesk_sandbox_server: SandboxServer) -> SandboxServer:
     """The sandbox Zendesk, reset to its demo fixture (agents ana, ben, carla) for each test."""
     zendesk_sandbox_server.reset()
     client = redis.Redis.from_url(TEST_BROKER_URL)
-    for key in client.scan_iter(f"{KEY_PREFIX}*"):
-        client.delete(key)
+    for prefix in (KEY_PREFIX, WINDOW_KEY_PREFIX):
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
     return zendesk_sandbox_server
 
 

@@ -29,12 +29,12 @@ def test_add_crm_connection_prints_its_id_and_makes_it_active() -> None:
     first = run("add_crm_connection", "--provider", "zendesk", "--base-url", "https://a.zendesk.com",
                 "--email", "a@a.com", "--token", "t1")  # fmt: skip
     second = run("add_crm_connection", "--provider", "zendesk", "--base-url", "https://b.zendesk.com",
-                 "--email", "b@b.com", "--token", "t2")  # fmt: skip
+                 "--email", "b@b.com", "--token", "t2", "--rate-limit", "400")  # fmt: skip
 
     active = CrmConnection.objects.get(is_active=True)
     assert str(active.pk) == second
     assert active.secrets == {"api_token": "t2"}
-    assert active.config == {"email": "b@b.com"}
+    assert active.config == {"email": "b@b.com", "rate_limit_per_minute": 400}
     assert CrmConnection.objects.get(pk=first).is_active is False
 
 

@@ -21,6 +21,8 @@ class ConnectionSettings:
     config: Mapping[str, Any]
     secrets: Mapping[str, Any]
     timeout: float = 15.0
+    # The CRM plan's request limit, kept by every worker together (integrations.ratelimit).
+    rate_limit_per_minute: int | None = None
 
 
 @dataclass(frozen=True)

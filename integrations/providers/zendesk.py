@@ -29,7 +29,12 @@ class ZendeskClient(CrmHttpClient):
     TICKET_COMMENTS = "api/v2/tickets/{id}/comments.json"
 
     def __init__(self, settings: ConnectionSettings, rate_gate: RateGate | None) -> None:
-        super().__init__(settings.base_url, timeout=settings.timeout, rate_gate=rate_gate)
+        super().__init__(
+            settings.base_url,
+            timeout=settings.timeout,
+            rate_gate=rate_gate,
+            rate_limit_per_minute=settings.rate_limit_per_minute,
+        )
         credentials = f"{settings.config.get('email', '')}/token:{settings.secrets.get('api_token', '')}"
         self._authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
 

@@ -12,13 +12,16 @@ from integrations.sandbox import SandboxServer
 from tests.support import TEST_BROKER_URL, sandbox_config, sandbox_stats
 
 
-def provider_for(sandbox: SandboxServer, *, timeout: float = 5.0, gate: RedisRateGate | None = None) -> ZendeskProvider:
+def provider_for(
+    sandbox: SandboxServer, *, timeout: float = 5.0, gate: RedisRateGate | None = None, per_minute: int | None = None
+) -> ZendeskProvider:
     settings = ConnectionSettings(
         kind="zendesk",
         base_url=sandbox.base_url,
         config={"email": "admin@example.com"},
         secrets={"api_token": "sandbox-token"},
         timeout=timeout,
+        rate_limit_per_minute=per_minute,
     )
     return ZendeskProvider(settings, rate_gate=gate)
 
@@ -165,6 +168,24 @@ def test_429_carries_retry_after_and_closes_the_shared_gate(zendesk_sandbox: San
     assert sandbox_stats(zendesk_sandbox)["total"] == calls_after_429
     assert sandbox_stats(zendesk_sandbox)["rate_limited"] == 1
     gate.open(zendesk_sandbox.base_url + "/")
+
+
+def test_own_rate_limit_is_shared_and_stops_calls_before_the_crm_sees_them(zendesk_sandbox: SandboxServer) -> None:
+    gate = RedisRateGate(redis.Redis.from_url(TEST_BROKER_URL))
+    # Two providers stand for two workers: they share the one window in Redis.
+    first, second = (provider_for(zendesk_sandbox, gate=gate, per_minute=3) for _ in range(2))
+    first.test_connection()
+    second.test_connection()
+    first.test_connection()
+
+    with pytest.raises(CrmRateLimited, match="own limit of 3 requests/min") as limited:
+        second.test_connection()
+
+    assert 59 < limited.value.retry_after <= 60
+    assert sandbox_stats(zendesk_sandbox)["total"] == 3
+    assert sandbox_stats(zendesk_sandbox)["rate_limited"] == 0
+    gate.open(zendesk_sandbox.base_url + "/")
+    second.test_connection()
 
 
 @pytest.mark.parametrize(

@@ -74,11 +74,13 @@ def test_connection_admin_add_encrypts_the_token_and_activates(
             "make_active": "on",
             "email": "bot@acme.com",
             "api_token": "s3cret-token",
+            "rate_limit_per_minute": "400",
         },
     )
 
     assert response.status_code == 302
     second = CrmConnection.objects.get(name="Second")
+    assert second.config == {"email": "bot@acme.com", "rate_limit_per_minute": 400}
     assert second.is_active
     assert second.secrets == {"api_token": "s3cret-token"}
     assert "s3cret" not in second.encrypted_secrets

@@ -17,18 +17,22 @@ class Command(BaseCommand):
         parser.add_argument("--email", help="Zendesk: the API user's email")
         parser.add_argument("--token", required=True, help="The API token (stored encrypted, never printed)")
         parser.add_argument("--name", help="Display name (default: the provider and host)")
+        parser.add_argument(
+            "--rate-limit", type=int, help="The CRM plan's API requests per minute, kept by all workers"
+        )
         parser.add_argument("--inactive", action="store_true", help="Store it without making it the active one")
 
     def handle(self, *args: Any, **options: Any) -> None:
         provider = options["provider"]
         if provider == CrmKind.ZENDESK and not options["email"]:
             raise CommandError("--email is required for Zendesk ({email}/token:{api_token} authentication)")
+        config = {"email": options["email"], "rate_limit_per_minute": options["rate_limit"]}
         try:
             connection = connection_create(
                 name=options["name"] or f"{CrmKind(provider).label} {options['base_url']}",
                 kind=provider,
                 base_url=options["base_url"],
-                config={"email": options["email"]} if options["email"] else {},
+                config={key: value for key, value in config.items() if value},
                 secrets={"api_token": options["token"]},
                 activate=not options["inactive"],
             )
