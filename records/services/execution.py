@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from integrations.crypto import CredentialsUnreadable
-from integrations.exceptions import CrmAuthError, CrmError, CrmRateLimited, CrmTransientError
+from integrations.exceptions import CrmAuthError, CrmError, CrmRateLimited, CrmRequestError, CrmTransientError
 from integrations.providers.base import Comment, Contact, CrmProvider, NewRecord
 from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_get_active, connection_provider, connection_record_error
@@ -197,18 +197,29 @@ def _ensure_contact(provider: CrmProvider, session: Session, payload: dict[str, 
         return {"contact_id": session.crm_contact_id, "outcome": "already linked"}
     phone, email = payload.get("phone") or None, payload.get("email") or None
     # Looking up before creating also makes a retried create safe: it finds what the lost answer made.
+    contact, outcome = _find_contact(provider, phone, email)
+    if contact is None:
+        name = payload.get("name") or phone or email or session.external_id
+        try:
+            contact, outcome = provider.create_contact(name=name, phone=phone, email=email), "created"
+        except CrmRequestError as exc:
+            # Another session of the same caller created the contact between our search and create
+            # (the CRM refuses a second user with that phone or email): link that one instead.
+            contact, outcome = _find_contact(provider, phone, email)
+            if contact is None:
+                raise
+            outcome += f" after the create was refused ({exc.status_code})"
+    session.crm_contact_id = contact.id
+    session.save(update_fields=["crm_contact_id", "updated_at"])
+    return {"contact_id": contact.id, "outcome": outcome}
+
+
+def _find_contact(provider: CrmProvider, phone: str | None, email: str | None) -> tuple[Contact | None, str]:
     contacts = provider.find_contacts(phone=phone) if phone else []
     if not contacts and email:
         contacts = provider.find_contacts(email=email)
     contact = choose_contact(contacts)
-    outcome = f"found {len(contacts)} contact(s), linked the newest" if contact else "created"
-    if contact is None:
-        contact = provider.create_contact(
-            name=payload.get("name") or phone or email or session.external_id, phone=phone, email=email
-        )
-    session.crm_contact_id = contact.id
-    session.save(update_fields=["crm_contact_id", "updated_at"])
-    return {"contact_id": contact.id, "outcome": outcome}
+    return contact, f"found {len(contacts)} contact(s), linked the newest" if contact else ""
 
 
 def _create_record(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:

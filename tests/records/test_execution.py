@@ -9,11 +9,13 @@ from django.utils import timezone
 
 from integrations.models import CrmConnection
 from integrations.providers.base import Contact
+from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
-from integrations.services import connection_create
+from integrations.services import connection_create, connection_settings
 from records.models import CrmAction, Event, Session
 from records.services.execution import (
     _claim_lease,
+    _ensure_contact,
     _next_action,
     action_execute,
     action_retry,
@@ -287,3 +289,36 @@ def test_a_crm_answer_of_the_wrong_shape_fails_the_action_visibly(db: None) -> N
     ensure = session.actions.get(kind="ensure_contact")
     assert ensure.status == CrmAction.Status.FAILED
     assert ensure.last_error == "unexpected answer from the CRM (KeyError: 'users')"
+
+
+class LosesTheSearchRace(ZendeskProvider):
+    """A real provider whose first search runs just before another session creates the contact."""
+
+    searches = 0
+
+    def find_contacts(self, *, phone: str | None = None, email: str | None = None) -> list[Contact]:
+        LosesTheSearchRace.searches += 1
+        if LosesTheSearchRace.searches == 1:
+            self.create_contact(name="Created by the other session", phone=phone, email=email)
+            return []
+        return super().find_contacts(phone=phone, email=email)
+
+
+def test_contact_created_by_a_concurrent_session_is_linked_not_duplicated(
+    zendesk_connection: CrmConnection, zendesk_api: requests.Session, zendesk_sandbox: SandboxServer
+) -> None:
+    session = ingest_example()
+    provider = LosesTheSearchRace(connection_settings(zendesk_connection))
+    action = session.actions.get(kind="ensure_contact")
+
+    result = _ensure_contact(provider, session, action.payload, retried=False)
+
+    users = zendesk_api.get(
+        f"{zendesk_sandbox.base_url}/api/v2/users/search.json", params={"query": "phone:*14155550100"}
+    )
+    [user] = users.json()["users"]
+    assert result == {
+        "contact_id": str(user["id"]),
+        "outcome": "found 1 contact(s), linked the newest after the create was refused (422)",
+    }
+    assert user["name"] == "Created by the other session"
