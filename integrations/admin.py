@@ -7,7 +7,7 @@ from django.http import HttpRequest
 
 from integrations.models import CrmConnection, CrmKind
 from integrations.providers.registry import PROVIDERS
-from integrations.services import SECRET_KEYS, connection_activate, connection_test
+from integrations.services import connection_activate, connection_test
 
 
 class CrmConnectionForm(forms.ModelForm[CrmConnection]):
@@ -67,8 +67,7 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
             "rate_limit_per_minute": self.cleaned_data.get("rate_limit_per_minute"),
         }
         if token := self.cleaned_data.get("api_token"):
-            secret_key = SECRET_KEYS.get(connection.kind, ("api_token",))[0]
-            connection.set_secrets({**connection.secrets, secret_key: token})
+            connection.set_secrets({**connection.secrets, "api_token": token})
         if commit:
             connection.save()
         return connection

@@ -16,10 +16,6 @@ from integrations.ratelimit import RedisRateGate
 
 logger = logging.getLogger(__name__)
 
-# What each kind keeps in `config` (shown) and in the encrypted secrets (never shown).
-CONFIG_KEYS: dict[str, tuple[str, ...]] = {"zendesk": ("email",)}
-SECRET_KEYS: dict[str, tuple[str, ...]] = {"zendesk": ("api_token",)}
-
 
 @functools.cache
 def _rate_gate() -> RedisRateGate:

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from integrations.services import connection_get_active
 from records.models import CrmAction, Event, Session
-from records.rules import PlannedAction, RuleSet, SessionEvent, SessionState, decide
+from records.rules import PlannedAction, RuleSet, SessionEvent, SessionState, replay
 from records.vocabulary import EventType
 
 logger = logging.getLogger(__name__)
@@ -40,18 +40,17 @@ def session_process(*, session_id: int) -> int:
     if not events:
         return 0
 
-    rules = current_ruleset()
     state = SessionState.from_json(session.external_id, session.state)
+    decisions = replay(current_ruleset(), state, [_session_event(event) for event in events])
     now = timezone.now()
     planned: list[PlannedAction] = []
-    for event in events:
-        decision = decide(rules, state, _session_event(event))
-        state = decision.state
+    for event, decision in zip(events, decisions, strict=True):
         event.applied_at = now
         event.outcome = decision.reason
         planned += decision.actions
         if event.type in (EventType.SESSION_ENDED, EventType.SESSION_ABANDONED):
             session.ended_at = event.occurred_at
+    state = decisions[-1].state
     Event.objects.bulk_update(events, ["applied_at", "outcome"])
 
     if planned and session.crm_connection_id is None:
