@@ -1,5 +1,6 @@
 """The whole slice end to end: HTTP events in, a real Celery worker, the ticket read back from Zendesk's API."""
 
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -13,16 +14,38 @@ from tests.support import EXAMPLE_CALL, sandbox_config, sandbox_stats, wait_unti
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
 
-def post_events(live_server: Any, api_key: str, body: dict) -> dict:
-    response = requests.post(
-        f"{live_server.url}/api/v1/events", json=body, headers={"Authorization": f"Api-Key {api_key}"}, timeout=10
-    )
-    assert response.status_code == 202, response.text
-    return response.json()
+@dataclass
+class Flow:
+    """The product behind real HTTP on one side and the sandbox Zendesk, read through its own API, on the other."""
+
+    url: str
+    api_key: str
+    sandbox: SandboxServer
+    zendesk: requests.Session
+
+    def post_events(self, body: dict) -> dict:
+        headers = {"Authorization": f"Api-Key {self.api_key}"}
+        response = requests.post(f"{self.url}/api/v1/events", json=body, headers=headers, timeout=10)
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    def crm(self, path: str, **params: str) -> Any:
+        return self.zendesk.get(f"{self.sandbox.base_url}{path}", params=params).json()
+
+    def crm_writes(self) -> dict[str, int]:
+        requests_by_path = sandbox_stats(self.sandbox)["requests"].items()
+        return {path: count for path, count in requests_by_path if not path.startswith("GET")}
 
 
-def crm_writes(sandbox: SandboxServer) -> dict[str, int]:
-    return {path: count for path, count in sandbox_stats(sandbox)["requests"].items() if not path.startswith("GET")}
+@pytest.fixture
+def flow(
+    live_server: Any,
+    api_key: str,
+    zendesk_connection: CrmConnection,
+    zendesk_sandbox: SandboxServer,
+    zendesk_api: requests.Session,
+) -> Flow:
+    return Flow(url=live_server.url, api_key=api_key, sandbox=zendesk_sandbox, zendesk=zendesk_api)
 
 
 def all_actions_settled() -> bool:
@@ -30,17 +53,15 @@ def all_actions_settled() -> bool:
     return actions.exists() and not actions.filter(status=CrmAction.Status.PENDING).exists()
 
 
-def read_ticket(zendesk_api: requests.Session, sandbox: SandboxServer, external_id: str = "c-1") -> tuple[dict, list]:
-    found = zendesk_api.get(f"{sandbox.base_url}/api/v2/tickets.json", params={"external_id": external_id}).json()
+def read_ticket(flow: Flow, external_id: str = "c-1") -> tuple[dict, list]:
+    found = flow.crm("/api/v2/tickets.json", external_id=external_id)
     assert found["count"] == 1, found
     [ticket] = found["tickets"]
-    comment_list = zendesk_api.get(f"{sandbox.base_url}/api/v2/tickets/{ticket['id']}/comments.json").json()
-    return ticket, comment_list["comments"]
+    return ticket, flow.crm(f"/api/v2/tickets/{ticket['id']}/comments.json")["comments"]
 
 
-def agent_id(zendesk_api: requests.Session, sandbox: SandboxServer, email: str) -> int:
-    users = zendesk_api.get(f"{sandbox.base_url}/api/v2/users/search.json", params={"query": f"email:{email}"}).json()
-    return users["users"][0]["id"]
+def agent_id(flow: Flow, email: str) -> int:
+    return flow.crm("/api/v2/users/search.json", query=f"email:{email}")["users"][0]["id"]
 
 
 EXPECTED_COMMENTS = [
@@ -51,82 +72,60 @@ EXPECTED_COMMENTS = [
 ]
 
 
-def assert_the_example_ticket(zendesk_api: requests.Session, sandbox: SandboxServer) -> None:
-    ticket, comments = read_ticket(zendesk_api, sandbox)
+def assert_the_example_ticket(flow: Flow) -> None:
+    ticket, comments = read_ticket(flow)
     assert ticket["subject"] == "IVR Call from +14155550100"
     assert ticket["tags"] == ["voice_inbound_ivr"]
-    assert ticket["assignee_id"] == agent_id(zendesk_api, sandbox, "ana@example.com")
+    assert ticket["assignee_id"] == agent_id(flow, "ana@example.com")
     assert [comment["body"] for comment in comments] == EXPECTED_COMMENTS
     assert [comment["public"] for comment in comments] == [False, False, False]
-    requester = zendesk_api.get(f"{sandbox.base_url}/api/v2/users/{ticket['requester_id']}.json").json()["user"]
-    assert requester["phone"] == "+14155550100"
-    contacts = zendesk_api.get(
-        f"{sandbox.base_url}/api/v2/users/search.json", params={"query": "phone:*14155550100"}
-    ).json()
-    assert contacts["count"] == 1
+    assert flow.crm(f"/api/v2/users/{ticket['requester_id']}.json")["user"]["phone"] == "+14155550100"
+    assert flow.crm("/api/v2/users/search.json", query="phone:*14155550100")["count"] == 1
 
 
-def test_ivr_call_makes_exactly_one_ticket_and_a_replay_changes_nothing(
-    live_server: Any,
-    api_key: str,
-    zendesk_connection: CrmConnection,
-    zendesk_sandbox: SandboxServer,
-    zendesk_api: requests.Session,
-) -> None:
+def test_ivr_call_makes_exactly_one_ticket_and_a_replay_changes_nothing(flow: Flow) -> None:
     # when
-    assert post_events(live_server, api_key, EXAMPLE_CALL) == {"accepted": 5, "duplicates": 0}
+    assert flow.post_events(EXAMPLE_CALL) == {"accepted": 5, "duplicates": 0}
     wait_until(all_actions_settled, message="the session's CRM actions")
 
     # then
     assert set(CrmAction.objects.values_list("status", flat=True)) == {CrmAction.Status.SUCCEEDED}
-    assert_the_example_ticket(zendesk_api, zendesk_sandbox)
-    writes_before = crm_writes(zendesk_sandbox)
+    assert_the_example_ticket(flow)
+    writes_before = flow.crm_writes()
 
     # and a replay of the same events is acknowledged and changes nothing in the CRM
-    assert post_events(live_server, api_key, EXAMPLE_CALL) == {"accepted": 0, "duplicates": 5}
+    assert flow.post_events(EXAMPLE_CALL) == {"accepted": 0, "duplicates": 5}
     wait_until(all_actions_settled, message="settled after replay")
-    assert crm_writes(zendesk_sandbox) == writes_before
+    assert flow.crm_writes() == writes_before
     assert CrmAction.objects.count() == 4
-    assert_the_example_ticket(zendesk_api, zendesk_sandbox)
+    assert_the_example_ticket(flow)
 
 
-def test_ivr_call_events_out_of_order_and_one_by_one_make_the_same_ticket(
-    live_server: Any,
-    api_key: str,
-    zendesk_connection: CrmConnection,
-    zendesk_sandbox: SandboxServer,
-    zendesk_api: requests.Session,
-) -> None:
+def test_ivr_call_events_out_of_order_and_one_by_one_make_the_same_ticket(flow: Flow) -> None:
     # session.assigned arrives first, the end before the creation: occurred_at still orders them.
     events = EXAMPLE_CALL["events"]
     for index in (1, 3, 0, 2, 4):
-        post_events(live_server, api_key, events[index])
+        flow.post_events(events[index])
 
     wait_until(lambda: all_actions_settled() and CrmAction.objects.count() == 4, message="all four actions")
 
-    assert_the_example_ticket(zendesk_api, zendesk_sandbox)
+    assert_the_example_ticket(flow)
 
 
-def test_ivr_call_with_a_crm_failing_a_third_of_requests_still_lands_exactly_once(
-    live_server: Any,
-    api_key: str,
-    zendesk_connection: CrmConnection,
-    zendesk_sandbox: SandboxServer,
-    zendesk_api: requests.Session,
-) -> None:
+def test_ivr_call_with_a_crm_failing_a_third_of_requests_still_lands_exactly_once(flow: Flow) -> None:
     # given: a third of requests answered 429 or 5xx, and some writes applied but answered 500
     chaos = {"fail_rate": 0.2, "throttle_rate": 0.15, "retry_after_seconds": 1, "lost_response_rate": 0.2}
-    sandbox_config(zendesk_sandbox, seed=7, **chaos)
+    sandbox_config(flow.sandbox, seed=7, **chaos)
 
     # when
-    post_events(live_server, api_key, EXAMPLE_CALL)
+    flow.post_events(EXAMPLE_CALL)
     wait_until(all_actions_settled, timeout=90, message="the actions through injected failures")
 
     # then
-    stats = sandbox_stats(zendesk_sandbox)
+    stats = sandbox_stats(flow.sandbox)
     assert stats["injected_failures"] + stats["rate_limited"] + stats["lost_responses"] > 0, stats
-    sandbox_config(zendesk_sandbox, fail_rate=0.0, throttle_rate=0.0, lost_response_rate=0.0)
+    sandbox_config(flow.sandbox, fail_rate=0.0, throttle_rate=0.0, lost_response_rate=0.0)
     assert set(CrmAction.objects.values_list("status", flat=True)) == {CrmAction.Status.SUCCEEDED}
-    assert_the_example_ticket(zendesk_api, zendesk_sandbox)
+    assert_the_example_ticket(flow)
     session = Session.objects.get(external_id="c-1")
     assert sum(session.actions.values_list("attempts", flat=True)) >= 4
