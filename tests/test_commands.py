@@ -5,8 +5,11 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
+from rest_framework_api_key.models import APIKey
 
 from integrations.models import CrmConnection
+from records.models import Session
+from tests.support import EXAMPLE_CALL, ingest_and_process
 
 
 def run(*args: str) -> str:
@@ -55,6 +58,12 @@ def test_load_demo_prints_the_key_and_the_curl_line() -> None:
     assert f"Authorization: Api-Key {key}" in output
     assert "docs/examples/ivr_call.json" in output
     assert CrmConnection.objects.get(is_active=True).base_url == "http://127.0.0.1:8801"
-    # Run again: a new key, the old one revoked, still one connection.
-    run("load_demo", "--sandbox-url", "http://127.0.0.1:8801")
-    assert CrmConnection.objects.count() == 1
+    # Run again: a new key, the old one revoked, still one connection, earlier demo sessions cleared.
+    ingest_and_process(EXAMPLE_CALL["events"])
+    Session.objects.create(external_id="elsewhere", crm_connection=CrmConnection.objects.create(
+        name="prod", kind="zendesk", base_url="https://acme.zendesk.com"))  # fmt: skip
+    again = run("load_demo", "--sandbox-url", "http://127.0.0.1:8801")
+    assert "cleared" in again
+    assert CrmConnection.objects.filter(base_url="http://127.0.0.1:8801").count() == 1
+    assert list(Session.objects.values_list("external_id", flat=True)) == ["elsewhere"]
+    assert APIKey.objects.filter(revoked=False).count() == 1

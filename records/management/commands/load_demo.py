@@ -5,9 +5,11 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
+from django.db.models import Q
 from rest_framework_api_key.models import APIKey
 
 from integrations.services import connection_create
+from records.models import Session
 
 DEMO_KEY_NAME = "demo platform"
 EXAMPLE_EVENTS = Path(settings.BASE_DIR) / "docs" / "examples" / "ivr_call.json"
@@ -23,6 +25,11 @@ class Command(BaseCommand):
         parser.add_argument("--sandbox-url", default="http://127.0.0.1:8801")
         parser.add_argument("--web-url", default="http://127.0.0.1:8000")
         parser.add_argument("--admin-password", default="admin")
+        parser.add_argument(
+            "--keep-sessions",
+            action="store_true",
+            help="Keep the sessions of earlier demo runs (by default they are cleared: see below)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         user_model = get_user_model()
@@ -37,7 +44,7 @@ class Command(BaseCommand):
         APIKey.objects.filter(name=DEMO_KEY_NAME, revoked=False).update(revoked=True)
         _, key = APIKey.objects.create_key(name=DEMO_KEY_NAME)
 
-        connection_create(
+        connection = connection_create(
             name="Sandbox Zendesk",
             kind="zendesk",
             base_url=options["sandbox_url"],
@@ -45,6 +52,12 @@ class Command(BaseCommand):
             secrets={"api_token": "sandbox-token"},
             activate=True,
         )
+        cleared = 0
+        if not options["keep_sessions"]:
+            # The sandbox keeps its tickets in memory, so after a restart the earlier demo sessions
+            # point at records that no longer exist, and re-posting the example would only be
+            # acknowledged as duplicates. Start the demo clean instead.
+            cleared, _ = Session.objects.filter(Q(crm_connection=connection) | Q(crm_connection__isnull=True)).delete()
         web = options["web_url"]
         password = options["admin_password"] if created else "<unchanged>"
         read_back = f"{options['sandbox_url']}/api/v2/tickets.json?external_id=c-1"
@@ -56,7 +69,7 @@ class Command(BaseCommand):
             "\n".join(
                 [
                     "",
-                    "CRM Bridge demo",
+                    "CRM Bridge demo" + (f" (cleared {cleared} rows of earlier demo sessions)" if cleared else ""),
                     f"  Admin:        {web}/admin/   (login: admin / {password})",
                     f"  API docs:     {web}/api/docs/",
                     f"  API key:      {key}",
