@@ -79,7 +79,7 @@ class ZendeskProvider(CrmProvider):
 
     def __init__(self, settings: ConnectionSettings, *, rate_gate: RateGate | None = None) -> None:
         super().__init__(settings, rate_gate=rate_gate)
-        self.client = ZendeskClient(settings, rate_gate)
+        self.client = ZendeskClient(self.settings, self.rate_gate)
 
     def test_connection(self) -> None:
         self.client.get(ZendeskClient.USERS, params={"page[size]": 1})
