@@ -32,3 +32,7 @@ class CrmRequestError(CrmError):
 
 class CrmNotFound(CrmRequestError):
     """404: the record or user does not exist (deleted or merged away in the CRM)."""
+
+
+class CrmUnsupported(CrmError):
+    """The CRM (or this provider) has no API for what was asked; the caller must not retry."""

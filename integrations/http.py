@@ -91,6 +91,8 @@ class CrmHttpClient:
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """Send one request and return its decoded JSON body (None for an empty body).
 
@@ -110,7 +112,7 @@ class CrmHttpClient:
                     )
 
         prepared = self.session.prepare_request(
-            requests.Request(method, self.build_url(path), params=params, json=json)
+            requests.Request(method, self.build_url(path), params=params, json=json, data=data, headers=headers)
         )
         self.authorize(prepared)
         try:
@@ -156,3 +158,6 @@ class CrmHttpClient:
 
     def put(self, path: str, json: Any = None) -> Any:
         return self.request("PUT", path, json=json)
+
+    def patch(self, path: str, json: Any = None) -> Any:
+        return self.request("PATCH", path, json=json)

@@ -5,10 +5,12 @@ rest of the product never sees a CRM's own JSON.
 """
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar
 
+from integrations.exceptions import CrmUnsupported
 from integrations.http import RateGate
 
 
@@ -32,6 +34,8 @@ class Contact:
     phone: str | None = None
     email: str | None = None
     created_at: str | None = None
+    # The platform's id for an app or web user (S16), kept in the CRM's external-id field.
+    external_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,12 +57,29 @@ class Record:
     assignee_id: str | None = None
     tags: tuple[str, ...] = ()
     url: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    # CRM field id -> value, for the product's custom fields (F1/F2).
+    custom_fields: Mapping[str, Any] = field(default_factory=dict)
+    # Set when the CRM merged this record into another one (S8: the survivor gets the updates).
+    merged_into_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file on a comment: `content` when the product uploads it, `url` when the CRM serves it."""
+
+    filename: str
+    content_type: str = "application/octet-stream"
+    content: bytes = b""
+    url: str | None = None
 
 
 @dataclass(frozen=True)
 class Comment:
     body: str
     public: bool = False
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -69,6 +90,8 @@ class NewRecord:
     first_comment: Comment
     assignee_id: str | None = None
     tags: tuple[str, ...] = ()
+    custom_fields: Mapping[str, Any] = field(default_factory=dict)
+    status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +102,33 @@ class RecordChanges:
     assignee_id: str | None = None
     add_tags: tuple[str, ...] = ()
     comment: Comment | None = None
+    custom_fields: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class CustomFieldType(StrEnum):
+    TEXT = "text"
+    INTEGER = "integer"
+    DECIMAL = "decimal"
+    BOOLEAN = "boolean"
+
+
+@dataclass(frozen=True)
+class CustomFieldSpec:
+    """One of the product's custom fields (F2), before the provider names it in its CRM's style."""
+
+    key: str
+    title: str
+    type: CustomFieldType = CustomFieldType.TEXT
+
+
+@dataclass(frozen=True)
+class CrmUserStatus:
+    """A user (agent) status defined in the CRM, e.g. a Kustomer routing status."""
+
+    id: str
+    name: str
+    status_type: str = ""
 
 
 class CrmProvider(abc.ABC):
@@ -92,6 +141,8 @@ class CrmProvider(abc.ABC):
     kind: ClassVar[str]
     open_statuses: ClassVar[frozenset[str]]
     default_open_status: ClassVar[str]
+    # Statuses the CRM refuses to change (a closed Zendesk ticket): such a record is never reopened.
+    immutable_statuses: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, settings: ConnectionSettings, *, rate_gate: RateGate | None = None) -> None:
         self.settings = settings
@@ -102,11 +153,15 @@ class CrmProvider(abc.ABC):
         """Make one authenticated read; raise a CrmError when it fails."""
 
     @abc.abstractmethod
-    def find_contacts(self, *, phone: str | None = None, email: str | None = None) -> list[Contact]:
-        """Contacts (end users) with this E.164 phone number or email, newest first."""
+    def find_contacts(
+        self, *, phone: str | None = None, email: str | None = None, external_id: str | None = None
+    ) -> list[Contact]:
+        """Contacts (end users) with this E.164 phone number, email or external id, newest first."""
 
     @abc.abstractmethod
-    def create_contact(self, *, name: str, phone: str | None = None, email: str | None = None) -> Contact:
+    def create_contact(
+        self, *, name: str, phone: str | None = None, email: str | None = None, external_id: str | None = None
+    ) -> Contact:
         """Create an end-user contact."""
 
     @abc.abstractmethod
@@ -116,6 +171,10 @@ class CrmProvider(abc.ABC):
     @abc.abstractmethod
     def find_records_by_external_id(self, external_id: str) -> list[Record]:
         """Records carrying this external id (the product puts the session id there)."""
+
+    @abc.abstractmethod
+    def list_contact_records(self, contact_id: str) -> list[Record]:
+        """The contact's records (as requester/customer), most recently updated first."""
 
     @abc.abstractmethod
     def create_record(self, record: NewRecord) -> Record:
@@ -137,5 +196,30 @@ class CrmProvider(abc.ABC):
     def session_type_tag(self, session_type_name: str) -> str:
         """The session-type tag in this CRM's style (R8)."""
 
+    @abc.abstractmethod
+    def ensure_custom_fields(self, specs: Sequence[CustomFieldSpec]) -> dict[str, str]:
+        """Create the fields the CRM lacks (reusing same-named ones); spec key -> CRM field id (F1)."""
+
+    @abc.abstractmethod
+    def existing_custom_fields(self) -> frozenset[str]:
+        """Ids of the record custom fields the CRM has now (S11 names mapped fields it lacks)."""
+
     def add_comment(self, record_id: str, comment: Comment) -> Record:
         return self.update_record(record_id, RecordChanges(comment=comment))
+
+    def is_open(self, record: Record) -> bool:
+        return record.status in self.open_statuses
+
+    def can_reopen(self, record: Record) -> bool:
+        return record.status not in self.immutable_statuses
+
+    # Agent status sync (A1-A5). Only CRMs with user statuses implement these.
+    supports_user_status: ClassVar[bool] = False
+
+    def list_user_statuses(self) -> list[CrmUserStatus]:
+        """The user statuses defined in the CRM."""
+        raise CrmUnsupported(f"{self.kind} has no user statuses")
+
+    def set_user_status(self, agent_id: str, status_id: str) -> None:
+        """Set a CRM user's current status (two-way sync, A4)."""
+        raise CrmUnsupported(f"{self.kind} has no user statuses")

@@ -296,12 +296,14 @@ class LosesTheSearchRace(ZendeskProvider):
 
     searches = 0
 
-    def find_contacts(self, *, phone: str | None = None, email: str | None = None) -> list[Contact]:
+    def find_contacts(
+        self, *, phone: str | None = None, email: str | None = None, external_id: str | None = None
+    ) -> list[Contact]:
         LosesTheSearchRace.searches += 1
         if LosesTheSearchRace.searches == 1:
-            self.create_contact(name="Created by the other session", phone=phone, email=email)
+            self.create_contact(name="Created by the other session", phone=phone, email=email, external_id=external_id)
             return []
-        return super().find_contacts(phone=phone, email=email)
+        return super().find_contacts(phone=phone, email=email, external_id=external_id)
 
 
 def test_contact_created_by_a_concurrent_session_is_linked_not_duplicated(
