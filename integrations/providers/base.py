@@ -223,3 +223,11 @@ class CrmProvider(abc.ABC):
     def set_user_status(self, agent_id: str, status_id: str) -> None:
         """Set a CRM user's current status (two-way sync, A4)."""
         raise CrmUnsupported(f"{self.kind} has no user statuses")
+
+    def get_agent(self, agent_id: str) -> Agent:
+        """One CRM user by id (a status webhook names the user only by id); CrmNotFound when gone."""
+        raise CrmUnsupported(f"{self.kind}: looking users up by id is not implemented")
+
+    def register_webhook(self, url: str, events: Sequence[str]) -> str:
+        """Subscribe `url` to the CRM's outbound webhook `events`; return the secret deliveries are signed with."""
+        raise CrmUnsupported(f"{self.kind} has no outbound webhooks")
