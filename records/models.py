@@ -1,8 +1,198 @@
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from integrations.models import CrmConnection
-from records.vocabulary import CHANNEL_CHOICES, SESSION_TYPE_CHOICES, ActionKind, EventType
+from records.rules import AbandonedChats, ApiResponseFormat, RuleSet, title_template_errors
+from records.vocabulary import CHANNEL_CHOICES, RECORD_FIELD_CHOICES, SESSION_TYPE_CHOICES, ActionKind, EventType
+
+
+def validate_title_template(value: str) -> None:
+    errors = title_template_errors(value)
+    if errors:
+        raise ValidationError(errors)
+
+
+class OperationSettings(models.Model):
+    """Operation management (SPEC R1-R9, S4, S15): one row, edited on one admin screen."""
+
+    append_to_open_records = models.BooleanField(
+        "R1: add call or chat sessions to the last open record in the same leaf queue", default=True
+    )
+    append_to_recently_closed = models.BooleanField(
+        "R2: also add them to a record closed within the last N days (then reopen it)", default=False
+    )
+    closed_within_days = models.PositiveSmallIntegerField(
+        "R2: N days", default=3, validators=[MinValueValidator(1), MaxValueValidator(365)]
+    )
+    never_append = models.BooleanField(
+        "R9: do not add call or chat sessions to existing open records",
+        default=False,
+        help_text="Overrides R1 and R2, and makes outbound calls create new records.",
+    )
+    create_call_record_on_connect = models.BooleanField(
+        "R3: delay call record creation until the call is connected to the agent",
+        default=False,
+        help_text="Records otherwise appear at assignment. Tell agents: they appear 5-10 s later.",
+    )
+    delay_chat_until_messages = models.BooleanField(
+        "R4: delay chat record creation until the consumer has sent N messages", default=False
+    )
+    chat_min_messages = models.PositiveSmallIntegerField(
+        "R4: N messages", default=1, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    abandoned_call_records = models.BooleanField(
+        "R5: create records for abandoned calls", default=True, help_text="Callers who hung up before an agent."
+    )
+    abandoned_chat_records = models.CharField(
+        "R6: records for abandoned chats", max_length=20, choices=AbandonedChats.CHOICES, default=AbandonedChats.OFF
+    )
+    abandoned_chat_min_messages = models.PositiveSmallIntegerField(
+        "R6: at least N consumer messages", default=1, validators=[MinValueValidator(1), MaxValueValidator(100)]
+    )
+    short_abandon_seconds = models.PositiveSmallIntegerField(
+        "R6: short-abandon threshold (seconds)",
+        default=10,
+        validators=[MaxValueValidator(3600)],
+        help_text="A chat abandoned after waiting less than this is a short-abandoned chat.",
+    )
+    title_template = models.CharField(
+        "R7: record title template",
+        max_length=300,
+        default=RuleSet.title_template,
+        validators=[validate_title_template],
+        help_text="Variables: {CALL_TYPE} {CALL_ID} {MENU_PATH} {PHONE_NUMBER} {LANGUAGE} {TIMESTAMP}",
+    )
+    tag_session_type = models.BooleanField("R8: add a session-type tag to records", default=True)
+    add_product_tag = models.BooleanField(
+        "R8: add the product tag to every record the integration creates", default=False
+    )
+    product_tag = models.CharField("R8: product tag", max_length=80, default=RuleSet.product_tag, blank=True)
+    voicemail_default_user_email = models.EmailField(
+        "S4: CRM default user for voicemail records",
+        blank=True,
+        help_text="Voicemail records are assigned to this CRM user (never to a random agent).",
+    )
+    api_response_format = models.CharField(
+        "S15: post API direct access point responses as a comment",
+        max_length=20,
+        choices=ApiResponseFormat.CHOICES,
+        default=ApiResponseFormat.OFF,
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = verbose_name_plural = "operation management"
+
+    def __str__(self) -> str:
+        return "Operation management"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # One row: the settings screen always edits the same settings.
+        self.pk = 1
+        super().save(*args, **kwargs)
+
+    def clean(self) -> None:
+        if self.add_product_tag and not self.product_tag.strip():
+            raise ValidationError({"product_tag": "Enter the product tag, or turn the product tag off."})
+
+    @classmethod
+    def load(cls) -> "OperationSettings":
+        settings, _ = cls.objects.get_or_create(pk=1)
+        return settings
+
+    def ruleset(self, custom_data_mapping: Mapping[str, str] | None = None) -> RuleSet:
+        return RuleSet(
+            append_to_open_records=self.append_to_open_records,
+            append_to_recently_closed=self.append_to_recently_closed,
+            closed_within_days=self.closed_within_days,
+            never_append=self.never_append,
+            create_call_record_on_connect=self.create_call_record_on_connect,
+            delay_chat_until_messages=self.delay_chat_until_messages,
+            chat_min_messages=self.chat_min_messages,
+            abandoned_call_records=self.abandoned_call_records,
+            abandoned_chat_records=self.abandoned_chat_records,
+            abandoned_chat_min_messages=self.abandoned_chat_min_messages,
+            short_abandon_seconds=self.short_abandon_seconds,
+            title_template=self.title_template,
+            tag_session_type=self.tag_session_type,
+            add_product_tag=self.add_product_tag,
+            product_tag=self.product_tag.strip(),
+            voicemail_default_user_email=self.voicemail_default_user_email.lower(),
+            api_response_format=self.api_response_format,
+            custom_data_mapping=dict(custom_data_mapping or {}),
+        )
+
+
+class Team(models.Model):
+    """A team of agents; outbound ticket-ID entry is set per team (O3)."""
+
+    name = models.CharField(max_length=100, unique=True)
+    enable_ticket_id = models.BooleanField("enable ticket ID on outbound calls", default=False)
+    ticket_id_required = models.BooleanField("ticket ID required", default=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Queue(models.Model):
+    """A platform queue; the leaf of its path is what R1 matches on. Added as events name them."""
+
+    platform_id = models.CharField("queue id", max_length=200, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    path = models.JSONField(default=list, blank=True, help_text='Menu path to the leaf, e.g. ["Support", "Billing"]')
+    teams = models.ManyToManyField(Team, blank=True, related_name="queues")
+    default_outbound_number = models.CharField(max_length=20, blank=True, help_text="E.164")
+
+    class Meta:
+        ordering = ["platform_id"]
+
+    def __str__(self) -> str:
+        return self.leaf_path or self.platform_id
+
+    @property
+    def leaf_path(self) -> str:
+        return " > ".join(str(part) for part in self.path) or self.name
+
+
+class CustomField(models.Model):
+    """One of the product's record fields (F2) as created in a CRM (F1), with its CRM id."""
+
+    connection = models.ForeignKey(CrmConnection, on_delete=models.CASCADE, related_name="custom_fields")
+    key = models.CharField(max_length=40, choices=RECORD_FIELD_CHOICES)
+    crm_field_id = models.CharField("CRM field id", max_length=200)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["connection", "key"]
+        constraints = [models.UniqueConstraint(fields=["connection", "key"], name="custom_field_once")]
+
+    def __str__(self) -> str:
+        return f"{self.get_key_display()} = {self.crm_field_id}"
+
+
+class CustomDataMapping(models.Model):
+    """S11: a custom data key the SDK sends, and the CRM field it fills."""
+
+    connection = models.ForeignKey(CrmConnection, on_delete=models.CASCADE, related_name="custom_data_mappings")
+    sdk_key = models.CharField("custom data key", max_length=100)
+    crm_field_id = models.CharField(
+        "CRM field id", max_length=200, help_text="Zendesk: the ticket field id. Kustomer: the attribute name."
+    )
+
+    class Meta:
+        ordering = ["connection", "sdk_key"]
+        constraints = [models.UniqueConstraint(fields=["connection", "sdk_key"], name="custom_data_mapping_once")]
+
+    def __str__(self) -> str:
+        return f"{self.sdk_key} -> {self.crm_field_id}"
 
 
 class Session(models.Model):
@@ -17,6 +207,10 @@ class Session(models.Model):
     session_type = models.CharField(max_length=40, choices=SESSION_TYPE_CHOICES, blank=True)
     phone_number = models.CharField(max_length=20, blank=True, db_index=True, help_text="E.164")
     agent_email = models.EmailField(blank=True)
+    # What R1 matches a later session on (copies of the state, for the candidate lookup).
+    queue_id = models.CharField(max_length=200, blank=True)
+    menu_path = models.CharField(max_length=500, blank=True)
+    voicemail = models.BooleanField(default=False)
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     state = models.JSONField(default=dict, blank=True)
@@ -33,6 +227,7 @@ class Session(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["crm_connection", "crm_record_id"], name="session_record")]
 
     def __str__(self) -> str:
         return self.external_id

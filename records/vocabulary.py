@@ -4,6 +4,8 @@ from dataclasses import dataclass
 
 from django.db import models
 
+from integrations.providers.base import CustomFieldSpec, CustomFieldType
+
 
 class EventType(models.TextChoices):
     SESSION_CREATED = "session.created"
@@ -26,6 +28,8 @@ class EventType(models.TextChoices):
     SESSION_CALLBACK = "session.callback"
     OUTBOUND_STARTED = "outbound.started"
     API_RESPONSE = "api.response"
+    # The agent picked one of several contacts matching the caller (S5).
+    CONTACT_SELECTED = "contact.selected"
 
 
 CHANNEL_CHOICES = [("voice", "Voice"), ("chat", "Chat")]
@@ -59,5 +63,25 @@ class ActionKind(models.TextChoices):
     """What a CRM action does; the rule engine plans these, the executor carries them out."""
 
     ENSURE_CONTACT = "ensure_contact", "Find or create contact"
-    CREATE_RECORD = "create_record", "Create record"
+    CREATE_RECORD = "create_record", "Find or create record"
     ADD_COMMENT = "add_comment", "Add internal comment"
+    UPDATE_RECORD = "update_record", "Update record"
+
+
+# F2: the product's record fields, created in the CRM by the admin's "Create custom fields" (F1).
+RECORD_FIELDS: tuple[CustomFieldSpec, ...] = (
+    CustomFieldSpec("session_type", "Session type"),
+    CustomFieldSpec("from_phone_number", "From phone number"),
+    CustomFieldSpec("call_duration", "Call duration (s)", CustomFieldType.INTEGER),
+    CustomFieldSpec("wait_time", "Wait time (s)", CustomFieldType.INTEGER),
+    CustomFieldSpec("hold_time", "Hold time (s)", CustomFieldType.INTEGER),
+    CustomFieldSpec("queue_name", "Queue name"),
+    CustomFieldSpec("call_id", "Call/chat ID"),
+    CustomFieldSpec("csat_rating", "CSAT rating", CustomFieldType.INTEGER),
+    CustomFieldSpec("csat_comment", "CSAT comment"),
+    CustomFieldSpec("menu_selection", "Customer menu selection"),
+    CustomFieldSpec("send_email_from_in_web", "Send email from In-Web", CustomFieldType.BOOLEAN),
+    CustomFieldSpec("verification_result", "SmartAction verification result"),
+    CustomFieldSpec("customer_text_input", "Customer text input"),
+)
+RECORD_FIELD_CHOICES = [(spec.key, spec.title) for spec in RECORD_FIELDS]

@@ -143,6 +143,10 @@ class CrmProvider(abc.ABC):
     default_open_status: ClassVar[str]
     # Statuses the CRM refuses to change (a closed Zendesk ticket): such a record is never reopened.
     immutable_statuses: ClassVar[frozenset[str]] = frozenset()
+    # The status a record is given when its session is done with it (a voicemail closed, S13).
+    resolved_status: ClassVar[str] = ""
+    # S14: CRMs whose integration posts the caller's number as a note on the record (Kustomer).
+    posts_phone_number_note: ClassVar[bool] = False
 
     def __init__(self, settings: ConnectionSettings, *, rate_gate: RateGate | None = None) -> None:
         self.settings = settings

@@ -118,6 +118,7 @@ class ZendeskProvider(CrmProvider):
     default_open_status = "open"
     # A closed ticket refuses every update (422); a solved one can still be reopened.
     immutable_statuses: ClassVar[frozenset[str]] = frozenset({"closed"})
+    resolved_status = "solved"
 
     def __init__(self, settings: ConnectionSettings, *, rate_gate: RateGate | None = None) -> None:
         super().__init__(settings, rate_gate=rate_gate)

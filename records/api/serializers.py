@@ -151,6 +151,12 @@ class SmartActionFailedData(serializers.Serializer[Any]):
 class SessionCallbackData(serializers.Serializer[Any]):
     kind = serializers.ChoiceField(choices=["hangup_and_callback", "callback_button"])
     agent = AgentSerializer(required=False)
+    # The call being called back: its record is the one appended to (S7).
+    original_session_id = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+
+class ContactSelectedData(serializers.Serializer[Any]):
+    contact_id = serializers.CharField(max_length=64)
 
 
 class OutboundStartedData(serializers.Serializer[Any]):
@@ -188,6 +194,7 @@ DATA_SERIALIZERS: dict[str, type[serializers.Serializer[Any]]] = {
     EventType.SESSION_CALLBACK: SessionCallbackData,
     EventType.OUTBOUND_STARTED: OutboundStartedData,
     EventType.API_RESPONSE: ApiResponseData,
+    EventType.CONTACT_SELECTED: ContactSelectedData,
 }
 
 ENVELOPE_FIELDS = frozenset({"event_id", "session_id", "type", "occurred_at", "data"})

@@ -10,7 +10,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -20,11 +20,12 @@ from django.utils import timezone
 
 from integrations.crypto import CredentialsUnreadable
 from integrations.exceptions import CrmAuthError, CrmError, CrmRateLimited, CrmRequestError, CrmTransientError
-from integrations.providers.base import Comment, Contact, CrmProvider, NewRecord
+from integrations.providers.base import Attachment, Comment, Contact, CrmProvider, NewRecord, Record, RecordChanges
 from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_get_active, connection_provider, connection_record_error
-from records.models import CrmAction, Session
-from records.vocabulary import ActionKind
+from records.models import CrmAction, CustomField, Session
+from records.rules import Candidate, RecordMode, RecordRequest, choose_record
+from records.vocabulary import ActionKind, EventType
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,14 @@ BLOCKING_KINDS = frozenset({ActionKind.ENSURE_CONTACT, ActionKind.CREATE_RECORD}
 
 class ActionFailed(Exception):
     """A problem no retry will fix (bad request, missing configuration): the action fails visibly."""
+
+
+class WaitForEvent(Exception):
+    """The action needs a later event (the agent's contact pick, the end of the call): it waits."""
+
+
+# A waiting action is looked at again after this even if its event never comes.
+WAIT_RECHECK_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,9 @@ def action_execute(*, action: CrmAction) -> CrmAction:
             session.save(update_fields=["crm_connection", "updated_at"])
         provider = connection_provider(connection)
         result = HANDLERS[action.kind](provider, session, action.payload, retried)
+    except WaitForEvent as exc:
+        action.attempts -= 1
+        return _schedule_retry(action, str(exc), delay=WAIT_RECHECK_SECONDS)
     except CrmRateLimited as exc:
         # Not the action's fault: wait as told, without spending one of its attempts.
         action.attempts -= 1
@@ -152,11 +164,15 @@ def action_execute(*, action: CrmAction) -> CrmAction:
         logger.exception("records.action.unexpected %s", action.pk, extra={"action_id": action.pk})
         return _fail(action, f"unexpected answer from the CRM ({exc.__class__.__name__}: {exc})")
     action.status = CrmAction.Status.SUCCEEDED
+    if decision := result.pop("decision", None):
+        action.reason = f"{action.reason} → {decision}"
     action.result = result
     action.last_error = ""
     action.next_attempt_at = None
     action.completed_at = timezone.now()
-    action.save(update_fields=["status", "result", "last_error", "next_attempt_at", "completed_at", "updated_at"])
+    action.save(
+        update_fields=["status", "reason", "result", "last_error", "next_attempt_at", "completed_at", "updated_at"]
+    )
     return action
 
 
@@ -189,92 +205,320 @@ def action_retry(*, action: CrmAction) -> CrmAction:
     return action
 
 
-# Handlers: (provider, session, payload, retried) -> result stored on the action.
+# Handlers: (provider, session, payload, retried) -> result stored on the action. A result's
+# "decision" is the choice made against CRM data (which record, which contact): it is added to the
+# action's reason, so the admin page says why without logs.
 
 
 def _ensure_contact(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
     if session.crm_contact_id:
         return {"contact_id": session.crm_contact_id, "outcome": "already linked"}
+    if payload.get("contact_id"):
+        return _link_contact(session, str(payload["contact_id"]), "the contact the agent called (O2)")
+    name = payload.get("name") or session.external_id
+    if payload.get("always_create"):
+        # An unauthenticated web user is a new contact each time (S16); the session id as its
+        # external id lets a retry find the contact a lost answer created.
+        web_id = f"web-session:{session.external_id}"
+        found = provider.find_contacts(external_id=web_id) if retried else []
+        web_contact = found[0] if found else provider.create_contact(name=name, external_id=web_id)
+        return _link_contact(session, web_contact.id, "created a contact for an unauthenticated web user (S16)")
+
     phone, email = payload.get("phone") or None, payload.get("email") or None
-    # Looking up before creating also makes a retried create safe: it finds what the lost answer made.
-    contact, outcome = _find_contact(provider, phone, email)
-    if contact is None:
-        name = payload.get("name") or phone or email or session.external_id
-        try:
-            contact, outcome = provider.create_contact(name=name, phone=phone, email=email), "created"
-        except CrmRequestError as exc:
-            # Another session of the same caller created the contact between our search and create
-            # (the CRM refuses a second user with that phone or email): link that one instead.
-            contact, outcome = _find_contact(provider, phone, email)
-            if contact is None:
-                raise
-            outcome += f" after the create was refused ({exc.status_code})"
-    session.crm_contact_id = contact.id
-    session.save(update_fields=["crm_contact_id", "updated_at"])
-    return {"contact_id": contact.id, "outcome": outcome}
-
-
-def _find_contact(provider: CrmProvider, phone: str | None, email: str | None) -> tuple[Contact | None, str]:
-    contacts = provider.find_contacts(phone=phone) if phone else []
-    if not contacts and email:
-        contacts = provider.find_contacts(email=email)
+    external_id = payload.get("external_id") or None
+    contacts = _find_contacts(provider, external_id, email, phone)
+    if len(contacts) > 1 and payload.get("ask_agent_when_several"):
+        return _pick_among(session, contacts)
     contact = choose_contact(contacts)
-    return contact, f"found {len(contacts)} contact(s), linked the newest" if contact else ""
+    if contact is not None:
+        return _link_contact(session, contact.id, f"found {len(contacts)} contact(s), linked the newest")
+    try:
+        contact = provider.create_contact(name=name, phone=phone, email=email, external_id=external_id)
+    except CrmRequestError as exc:
+        # Another session of the same caller created the contact between our search and create
+        # (the CRM refuses a second user with that phone or email): link that one instead.
+        contact = choose_contact(_find_contacts(provider, external_id, email, phone))
+        if contact is None:
+            raise
+        return _link_contact(
+            session, contact.id, f"linked the contact a concurrent session created ({exc.status_code})"
+        )
+    created_for = "new app user" if external_id else "new phone number" if phone else "new user"
+    return _link_contact(session, contact.id, f"created the contact ({created_for}, S16)")
+
+
+def _find_contacts(
+    provider: CrmProvider, external_id: str | None, email: str | None, phone: str | None
+) -> list[Contact]:
+    """By the most precise identifier first: app user id, then email, then phone."""
+    for key, value in (("external_id", external_id), ("email", email), ("phone", phone)):
+        if value:
+            contacts = provider.find_contacts(**{key: value})
+            if contacts:
+                return contacts
+    return []
+
+
+def _pick_among(session: Session, contacts: list[Contact]) -> dict[str, Any]:
+    """S5: several contacts match the caller: the agent's pick, or at the end the newest one."""
+    selected = str(session.state.get("selected_contact_id") or "")
+    if selected:
+        return _link_contact(session, selected, f"the agent picked contact {selected} among {len(contacts)} (S5)")
+    if not session.state.get("ended"):
+        raise WaitForEvent(f"{len(contacts)} contacts match the caller: waiting for the agent's pick (S5)")
+    newest = choose_contact(contacts)
+    assert newest is not None
+    decision = (
+        f"the agent picked none of {len(contacts)} matching contacts: at the end of the call, "
+        f"linked the most recently created one, {newest.id} (S5)"
+    )
+    return _link_contact(session, newest.id, decision)
+
+
+def _link_contact(session: Session, contact_id: str, decision: str) -> dict[str, Any]:
+    session.crm_contact_id = contact_id
+    session.save(update_fields=["crm_contact_id", "updated_at"])
+    return {"contact_id": contact_id, "outcome": decision, "decision": decision}
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _candidates(provider: CrmProvider, session: Session) -> list[Candidate]:
+    """The contact's records, each with what our latest session on it knew (queue, menu, channel)."""
+    records = provider.list_contact_records(session.crm_contact_id)
+    if not records:
+        return []
+    linked = (
+        Session.objects.filter(crm_connection_id=session.crm_connection_id, crm_record_id__in=[r.id for r in records])
+        .exclude(pk=session.pk)
+        .order_by("crm_record_id", "-created_at")
+        .distinct("crm_record_id")
+    )
+    by_record = {other.crm_record_id: other for other in linked}
+    candidates = []
+    for record in records:
+        other = by_record.get(record.id)
+        candidates.append(
+            Candidate(
+                record_id=record.id,
+                status=record.status,
+                is_open=provider.is_open(record),
+                can_reopen=provider.can_reopen(record),
+                updated_at=_parse_time(record.updated_at),
+                queue_id=other.queue_id if other else "",
+                leaf_queue=" > ".join(other.state.get("queue_path") or ()) if other else "",
+                menu_path=other.menu_path if other else "",
+                channel=other.channel if other else "",
+                voicemail=other.voicemail if other else False,
+            )
+        )
+    return candidates
+
+
+def _record_request(session: Session, payload: dict[str, Any]) -> RecordRequest:
+    policy = payload.get("policy") or {}
+    callback = payload.get("callback") or {}
+    original_record_id, original_seconds = "", None
+    if callback.get("original_session_id"):
+        original = Session.objects.filter(external_id=callback["original_session_id"]).first()
+        if original is not None:
+            original_record_id = original.crm_record_id
+            ended = original.events.filter(type=EventType.SESSION_ENDED).first()
+            duration = ended.data.get("call_duration") if ended else None
+            original_seconds = float(duration) if isinstance(duration, int | float) else None
+    return RecordRequest(
+        mode=payload.get("mode") or RecordMode.NEW,
+        channel=payload.get("channel") or "",
+        queue_id=payload.get("queue_id") or "",
+        leaf_queue=payload.get("leaf_queue") or "",
+        menu_path=payload.get("menu_path") or "",
+        session_type=session.session_type,
+        append_to_open_records=bool(policy.get("append_to_open_records", True)),
+        append_to_recently_closed=bool(policy.get("append_to_recently_closed", False)),
+        closed_within_days=int(policy.get("closed_within_days") or 3),
+        never_append=bool(policy.get("never_append", False)),
+        outbound_record_id=payload.get("outbound_record_id") or "",
+        callback_kind=callback.get("kind") or "",
+        original_record_id=original_record_id,
+        original_call_seconds=original_seconds,
+    )
 
 
 def _create_record(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
+    """Find the session's record (append, maybe reopen) or create it; then its first notes and fields."""
     if session.crm_record_id:
         return {"record_id": session.crm_record_id, "outcome": "already linked"}
-    external_id = payload["external_id"]
-    if retried:
-        existing = provider.find_records_by_external_id(external_id)
-        if existing:
-            return _link_record(session, existing[0].id, "found the record an earlier attempt created")
     if not session.crm_contact_id:
         raise ActionFailed("The session has no CRM contact to be the record's requester.")
-    notes = []
-    assignee_id = None
-    if email := payload.get("assignee_email"):
-        agent = provider.find_agent(email=email)
-        if agent is None:
-            notes.append(f"agent {email} not found in the CRM: record left unassigned")
-        else:
-            assignee_id = agent.id
+    external_id = payload["external_id"]
+    notes = [payload["note"]] if payload.get("note") else []
+    assignee_id = _assignee_id(provider, payload.get("assignee_email") or "", notes)
     tags = [provider.session_type_tag(payload["session_type_name"])] if payload.get("session_type_name") else []
     tags += payload.get("tags") or []
-    record = provider.create_record(
-        NewRecord(
-            subject=payload["subject"],
-            external_id=external_id,
-            requester_id=session.crm_contact_id,
-            first_comment=Comment(body=payload["first_comment"], public=False),
-            assignee_id=assignee_id,
-            tags=tuple(tags),
+    fields = _crm_fields(session, payload.get("fields") or {})
+    mapped = dict(payload.get("mapped_fields") or {})
+    if mapped:
+        existing = provider.existing_custom_fields()
+        keys = payload.get("mapped_keys") or {}
+        for field_id in sorted(set(mapped) - existing):
+            notes.append(
+                f"Custom data field '{keys.get(field_id, field_id)}' is mapped to CRM field '{field_id}', "
+                "which was not found in the CRM (S11)."
+            )
+            del mapped[field_id]
+    fields.update(mapped)
+
+    found = provider.find_records_by_external_id(external_id) if retried else []
+    if found:
+        record_id, decision = found[0].id, "found the record an earlier attempt created"
+    else:
+        choice = choose_record(
+            _record_request(session, payload), _candidates_for(provider, session, payload), timezone.now()
         )
-    )
-    return _link_record(session, record.id, "; ".join(["created", *notes]))
-
-
-def _link_record(session: Session, record_id: str, outcome: str) -> dict[str, Any]:
+        decision = choice.reason
+        if choice.record_id is None:
+            record = provider.create_record(
+                NewRecord(
+                    subject=payload["subject"],
+                    external_id=external_id,
+                    requester_id=session.crm_contact_id,
+                    first_comment=Comment(body=payload["first_comment"], public=False),
+                    assignee_id=assignee_id,
+                    tags=tuple(tags),
+                    custom_fields=fields,
+                )
+            )
+            record_id = record.id
+        else:
+            record_id = choice.record_id
+            body = f"Session {session.external_id} added to this record.\n{payload['first_comment']}"
+            _comment_once(provider, record_id, Comment(body=body), retried)
+            changes = RecordChanges(
+                status=provider.default_open_status if choice.reopen else None,
+                assignee_id=assignee_id,
+                add_tags=tuple(tags),
+                custom_fields=fields,
+            )
+            provider.update_record(record_id, changes)
     session.crm_record_id = record_id
     session.save(update_fields=["crm_record_id", "updated_at"])
-    return {"record_id": record_id, "outcome": outcome}
+
+    if provider.posts_phone_number_note and payload.get("phone_number"):
+        _comment_once(provider, record_id, Comment(body=f"Phone number: {payload['phone_number']}"), retried)
+    if payload.get("entered_number"):
+        _comment_once(provider, record_id, Comment(body=f"Dialed number: {payload['entered_number']}"), retried)
+    for note in notes:
+        _comment_once(provider, record_id, Comment(body=note), retried)
+    return {"record_id": record_id, "outcome": "; ".join([decision, *notes]), "decision": decision}
+
+
+def _candidates_for(provider: CrmProvider, session: Session, payload: dict[str, Any]) -> list[Candidate]:
+    if payload.get("mode") in (RecordMode.NEW, RecordMode.VOICEMAIL):
+        return []
+    return _candidates(provider, session)
+
+
+def _assignee_id(provider: CrmProvider, email: str, notes: list[str]) -> str | None:
+    if not email:
+        return None
+    agent = provider.find_agent(email=email)
+    if agent is None:
+        notes.append(f"Agent {email} was not found in the CRM: the record was not assigned.")
+        return None
+    return agent.id
+
+
+def _crm_fields(session: Session, values: dict[str, Any]) -> dict[str, Any]:
+    """F2 values by product key -> by CRM field id, for the fields created in this CRM (F1)."""
+    if not values:
+        return {}
+    ids = dict(
+        CustomField.objects.filter(connection_id=session.crm_connection_id, key__in=values).values_list(
+            "key", "crm_field_id"
+        )
+    )
+    return {ids[key]: value for key, value in values.items() if key in ids}
+
+
+def _comment_once(provider: CrmProvider, record_id: str, comment: Comment, retried: bool) -> bool:
+    """Add a comment unless a retried attempt finds an earlier one already did (same body)."""
+    if retried and any(existing.body == comment.body for existing in provider.list_comments(record_id)):
+        return False
+    provider.add_comment(record_id, comment)
+    return True
+
+
+def _current_record(provider: CrmProvider, session: Session) -> Record:
+    """The session's record, following merges (A merged into B: B gets the updates, S8)."""
+    if not session.crm_record_id:
+        raise ActionFailed("The session has no CRM record.")
+    record = provider.get_record(session.crm_record_id)
+    for _ in range(5):
+        if not record.merged_into_id:
+            break
+        record = provider.get_record(record.merged_into_id)
+    if record.id != session.crm_record_id:
+        session.crm_record_id = record.id
+        session.save(update_fields=["crm_record_id", "updated_at"])
+    if not provider.can_reopen(record):
+        raise ActionFailed(f"Record {record.id} is {record.status}: the CRM accepts no more changes to it.")
+    return record
 
 
 def _add_comment(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
-    if not session.crm_record_id:
-        raise ActionFailed("The session has no CRM record to comment on.")
-    body = payload["body"]
-    if retried and any(comment.body == body for comment in provider.list_comments(session.crm_record_id)):
-        return {"record_id": session.crm_record_id, "outcome": "an earlier attempt had already added it"}
-    provider.add_comment(session.crm_record_id, Comment(body=body, public=False))
-    return {"record_id": session.crm_record_id, "outcome": "added"}
+    original_id = session.crm_record_id
+    record = _current_record(provider, session)
+    attachments: tuple[Attachment, ...] = ()
+    if attachment := payload.get("attachment"):
+        attachments = (
+            Attachment(
+                filename=attachment["filename"],
+                content_type=attachment.get("content_type") or "text/plain",
+                content=(attachment.get("text") or "").encode(),
+            ),
+        )
+    added = _comment_once(provider, record.id, Comment(body=payload["body"], attachments=attachments), retried)
+    outcome = "added" if added else "an earlier attempt had already added it"
+    if record.id != original_id:
+        outcome += f" to record {record.id}, which record {original_id} was merged into (S8)"
+    return {"record_id": record.id, "outcome": outcome}
+
+
+def _update_record(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
+    record = _current_record(provider, session)
+    notes: list[str] = []
+    assignee_id = _assignee_id(provider, payload.get("assignee_email") or "", notes)
+    fields = _crm_fields(session, payload.get("fields") or {})
+    status = None
+    if payload.get("resolve"):
+        status = provider.resolved_status or None
+        if status is None:
+            notes.append(f"{provider.kind} has no resolved status to set")
+    if assignee_id is None and not fields and status is None:
+        missing = "the record fields are not created in this CRM (F1)" if payload.get("fields") else "nothing to set"
+        return {"record_id": record.id, "outcome": "; ".join(["no change", missing, *notes])}
+    provider.update_record(record.id, RecordChanges(status=status, assignee_id=assignee_id, custom_fields=fields))
+    done = [
+        f"assigned to {payload['assignee_email']}" if assignee_id else "",
+        f"{len(fields)} field(s) set" if fields else "",
+        f"status {status}" if status else "",
+    ]
+    return {"record_id": record.id, "outcome": "; ".join([item for item in done if item] + notes)}
 
 
 HANDLERS: dict[str, Callable[[CrmProvider, Session, dict[str, Any], bool], dict[str, Any]]] = {
     ActionKind.ENSURE_CONTACT: _ensure_contact,
     ActionKind.CREATE_RECORD: _create_record,
     ActionKind.ADD_COMMENT: _add_comment,
+    ActionKind.UPDATE_RECORD: _update_record,
 }
 
 

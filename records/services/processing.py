@@ -6,17 +6,30 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from integrations.models import CrmConnection
 from integrations.services import connection_get_active
-from records.models import CrmAction, Event, Session
+from records.models import CrmAction, CustomDataMapping, Event, OperationSettings, Queue, Session
 from records.rules import PlannedAction, RuleSet, SessionEvent, SessionState, replay
-from records.vocabulary import EventType
+from records.vocabulary import ActionKind, EventType
 
 logger = logging.getLogger(__name__)
 
 
-def current_ruleset() -> RuleSet:
-    """The operation-management settings in force (the defaults of SPEC R1-R9 until an admin changes them)."""
-    return RuleSet()
+def current_ruleset(connection: CrmConnection | None = None) -> RuleSet:
+    """The operation-management settings in force, with the connection's custom data mapping (S11)."""
+    mapping = {}
+    if connection is not None:
+        mapping = dict(CustomDataMapping.objects.filter(connection=connection).values_list("sdk_key", "crm_field_id"))
+    return OperationSettings.load().ruleset(mapping)
+
+
+def _remember_queue(state: SessionState) -> None:
+    """Queues appear in the admin as sessions name them, so admins can attach teams to them."""
+    if not state.queue_id:
+        return
+    Queue.objects.update_or_create(
+        platform_id=state.queue_id, defaults={"name": state.queue_name, "path": list(state.queue_path)}
+    )
 
 
 def _session_event(event: Event) -> SessionEvent:
@@ -41,7 +54,9 @@ def session_process(*, session_id: int) -> int:
         return 0
 
     state = SessionState.from_json(session.external_id, session.state)
-    decisions = replay(current_ruleset(), state, [_session_event(event) for event in events])
+    if session.crm_connection_id is None:
+        session.crm_connection = connection_get_active()
+    decisions = replay(current_ruleset(session.crm_connection), state, [_session_event(event) for event in events])
     now = timezone.now()
     planned: list[PlannedAction] = []
     for event, decision in zip(events, decisions, strict=True):
@@ -53,8 +68,6 @@ def session_process(*, session_id: int) -> int:
     state = decisions[-1].state
     Event.objects.bulk_update(events, ["applied_at", "outcome"])
 
-    if planned and session.crm_connection_id is None:
-        session.crm_connection = connection_get_active()
     event_pks = dict(session.events.filter(event_id__in={a.event_id for a in planned}).values_list("event_id", "id"))
     CrmAction.objects.bulk_create(
         [
@@ -78,6 +91,9 @@ def session_process(*, session_id: int) -> int:
     session.session_type = state.session_type
     session.phone_number = state.phone_number
     session.agent_email = state.agent_email
+    session.queue_id = state.queue_id
+    session.menu_path = state.menu_path
+    session.voicemail = state.voicemail
     session.started_at = datetime.fromisoformat(state.started_at) if state.started_at else None
     session.save(
         update_fields=[
@@ -86,12 +102,20 @@ def session_process(*, session_id: int) -> int:
             "session_type",
             "phone_number",
             "agent_email",
+            "queue_id",
+            "menu_path",
+            "voicemail",
             "started_at",
             "ended_at",
             "crm_connection",
             "updated_at",
         ]
     )
-    if planned:
+    if any(isinstance(event.data.get("queue"), dict) for event in events):
+        _remember_queue(state)
+    # Also when nothing new was planned: an action may be waiting for this event (S5's contact pick).
+    # A contact pick or the end of the call is what a waiting contact lookup needs (S5): now.
+    session.actions.filter(status=CrmAction.Status.PENDING, kind=ActionKind.ENSURE_CONTACT).update(next_attempt_at=None)
+    if planned or session.actions.filter(status=CrmAction.Status.PENDING).exists():
         transaction.on_commit(lambda: run_session_actions_task.delay(session.pk), robust=True)
     return len(planned)

@@ -31,7 +31,7 @@ def test_session_page_shows_its_events_and_the_actions_they_caused(
 
     html = response.content.decode()
     assert response.status_code == 200
-    for text in ("session.created", "session.ended", "recording.ready", "Create record", "S2", "S8"):
+    for text in ("session.created", "session.ended", "recording.ready", "Find or create record", "S2", "S8"):
         assert text in html
     assert "new voice record: the session was assigned to an agent" in html
     assert "session.assigned (a2)" in html

@@ -62,12 +62,14 @@ def test_session_process_plans_the_ivr_slice_once(zendesk_connection: CrmConnect
         ("ensure_contact", "S16", "a2"),
         ("create_record", "S2", "a2"),
         ("add_comment", "S8", "a4"),
+        ("update_record", "F2", "a4"),
         ("add_comment", "S8", "a5"),
     ]
     assert [a.idempotency_key for a in actions] == [
         f"{session.pk}:ensure_contact",
         f"{session.pk}:create_record",
         f"{session.pk}:comment:a4",
+        f"{session.pk}:update:a4",
         f"{session.pk}:comment:a5",
     ]
     assert not Event.objects.filter(applied_at__isnull=True).exists()
@@ -89,7 +91,7 @@ def test_session_run_actions_makes_the_ticket(
 
     result = session_run_actions(session_id=session.pk)
 
-    assert result == type(result)(executed=4, retry_in=None)
+    assert result == type(result)(executed=5, retry_in=None)
     [ticket] = tickets(zendesk_api, zendesk_sandbox)
     session.refresh_from_db()
     assert session.crm_record_id == str(ticket["id"])

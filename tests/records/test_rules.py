@@ -75,13 +75,13 @@ def test_render_title_fills_variables(template: str, title: str) -> None:
         (
             [CREATED, ASSIGNED, CONNECTED, ENDED, RECORDING],
             RuleSet(),
-            [[], ["ensure_contact", "create_record"], [], ["add_comment"], ["add_comment"]],
+            [[], ["ensure_contact", "create_record"], [], ["add_comment", "update_record"], ["add_comment"]],
         ),
         # R3 on: a call's record waits for the connection.
         (
             [CREATED, ASSIGNED, CONNECTED, ENDED],
             RuleSet(create_call_record_on_connect=True),
-            [[], [], ["ensure_contact", "create_record"], ["add_comment"]],
+            [[], [], ["ensure_contact", "create_record"], ["add_comment", "update_record"]],
         ),
         # Assigned arrives before created: creation waits for session.created.
         ([ASSIGNED, CREATED], RuleSet(), [[], ["ensure_contact", "create_record"]]),
@@ -89,10 +89,19 @@ def test_render_title_fills_variables(template: str, title: str) -> None:
         (
             [CREATED, ENDED, CONNECTED],
             RuleSet(),
-            [[], [], ["ensure_contact", "create_record", "add_comment"]],
+            [[], [], ["ensure_contact", "create_record", "add_comment", "update_record"]],
         ),
-        # Never assigned: no record.
-        ([CREATED, event("a9", "session.abandoned", 30, wait_time=30)], RuleSet(), [[], []]),
+        # Abandoned before an agent: a record by default (R5), none with R5 off.
+        (
+            [CREATED, event("a9", "session.abandoned", 30, wait_time=30)],
+            RuleSet(),
+            [[], ["ensure_contact", "create_record"]],
+        ),
+        (
+            [CREATED, event("a9", "session.abandoned", 30, wait_time=30)],
+            RuleSet(abandoned_call_records=False),
+            [[], []],
+        ),
     ],
 )
 def test_decide_plans_actions_in_order(events: list[SessionEvent], rules: RuleSet, expected: list[list[str]]) -> None:
@@ -101,7 +110,9 @@ def test_decide_plans_actions_in_order(events: list[SessionEvent], rules: RuleSe
 
 
 def test_decide_create_record_payload_carries_title_tag_assignee_and_standard_data() -> None:
-    decisions = replay(RuleSet(product_tag="acme"), SessionState(session_id="c-1"), [CREATED, ASSIGNED])
+    decisions = replay(
+        RuleSet(add_product_tag=True, product_tag="acme"), SessionState(session_id="c-1"), [CREATED, ASSIGNED]
+    )
     create = next(action for action in decisions[1].actions if action.kind == ActionKind.CREATE_RECORD)
     assert create.payload["subject"] == "IVR Call from +14155550100"
     assert create.payload["session_type_name"] == "Voice Inbound (IVR)"
@@ -128,10 +139,10 @@ def test_decide_without_session_type_tag_leaves_it_out() -> None:
 
 def test_decide_deferred_comment_keeps_its_own_event() -> None:
     decisions = replay(RuleSet(), SessionState(session_id="c-1"), [CREATED, ENDED, ASSIGNED])
-    comment = decisions[2].actions[-1]
+    comment = decisions[2].actions[-2]
     assert comment.event_id == "a4"
     assert comment.key == "comment:a4"
-    assert decisions[1].reason == "comment waits for the record to be created"
+    assert decisions[1].reason == "waits for the session's record"
 
 
 @pytest.mark.parametrize(
