@@ -1,0 +1,190 @@
+"""Building session events and reading the CRM back, for the end-to-end record-rule tests.
+
+`Call` writes the platform's events for one session; `ZendeskView` reads what landed through
+Zendesk's own API, in a CRM-neutral shape the assertions compare.
+"""
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import requests
+
+from integrations.sandbox import SandboxServer
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+@dataclass
+class Call:
+    """The events of one session, in the order they happen (one second apart unless told)."""
+
+    session_id: str
+    session_type: str = "voice_inbound_ivr"
+    phone: str = "+14155550100"
+    queue: tuple[str, ...] = ("Support", "Billing")
+    menu_path: str = "Support > Billing"
+    start: datetime = T0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    _clock: int = 0
+
+    @property
+    def channel(self) -> str:
+        return "chat" if self.session_type.startswith("chat") else "voice"
+
+    def add(self, type_: str, after: int = 1, **data: Any) -> "Call":
+        self._clock += after
+        self.events.append(
+            {
+                "event_id": f"{self.session_id}-{len(self.events) + 1}",
+                "session_id": self.session_id,
+                "type": type_,
+                "occurred_at": (self.start + timedelta(seconds=self._clock)).isoformat(),
+                "data": data,
+            }
+        )
+        return self
+
+    def created(self, **extra: Any) -> "Call":
+        data: dict[str, Any] = {
+            "channel": self.channel,
+            "session_type": self.session_type,
+            "language": "en",
+            "menu_path": self.menu_path,
+            "queue": {"id": "q-" + "-".join(self.queue).lower(), "name": self.queue[-1], "path": list(self.queue)},
+        }
+        if self.phone:
+            data["phone_number"] = self.phone
+        return self.add("session.created", after=0, **(data | extra))
+
+    def assigned(self, agent: str = "ana@example.com") -> "Call":
+        return self.add("session.assigned", agent={"email": agent})
+
+    def connected(self, agent: str = "ana@example.com") -> "Call":
+        return self.add("session.connected", agent={"email": agent})
+
+    def ended(self, duration: int = 120, hold: int = 10, wait: int = 15) -> "Call":
+        return self.add("session.ended", after=duration, call_duration=duration, hold_time=hold, wait_time=wait)
+
+    def answered(self, agent: str = "ana@example.com") -> "Call":
+        return self.created().assigned(agent).connected(agent)
+
+
+class CrmView(Protocol):
+    kind: str
+    # The CRM's words for an open record and a resolved one.
+    open: str
+    solved: str
+
+    def download(self, url: str) -> bytes: ...
+
+    def records(self) -> list[dict[str, Any]]: ...
+
+    def record_for(self, session_id: str) -> dict[str, Any]: ...
+
+    def comments(self, record_id: str) -> list[dict[str, Any]]: ...
+
+    def set_status(self, record_id: str, status: str) -> None: ...
+
+    def contacts_with_phone(self, phone: str) -> list[dict[str, Any]]: ...
+
+    def create_contact(self, name: str, phone: str) -> str: ...
+
+    def agent_id(self, email: str) -> str: ...
+
+    def snapshot(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass
+class ZendeskView:
+    """Zendesk as an integration engineer reads it, through the sandbox's Support API."""
+
+    sandbox: SandboxServer
+    api: requests.Session
+    kind: str = "zendesk"
+    solved: str = "solved"
+    open: str = "open"
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.api.get(f"{self.sandbox.base_url}{path}", params=params, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def records(self) -> list[dict[str, Any]]:
+        return [self._record(ticket) for ticket in self.get("/api/v2/tickets.json")["tickets"]]
+
+    def _record(self, ticket: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": str(ticket["id"]),
+            "subject": ticket["subject"],
+            "status": ticket["status"],
+            "tags": ticket["tags"],
+            "assignee_id": str(ticket["assignee_id"]) if ticket.get("assignee_id") else None,
+            "requester_id": str(ticket["requester_id"]),
+            "external_id": ticket.get("external_id"),
+            "custom_fields": {str(item["id"]): item["value"] for item in ticket.get("custom_fields") or ()},
+        }
+
+    def record_for(self, session_id: str) -> dict[str, Any]:
+        found = self.get("/api/v2/tickets.json", external_id=session_id)["tickets"]
+        assert len(found) == 1, found
+        return self._record(found[0])
+
+    def comments(self, record_id: str) -> list[dict[str, Any]]:
+        comments = self.get(f"/api/v2/tickets/{record_id}/comments.json")["comments"]
+        return [
+            {
+                "body": comment["body"],
+                "public": comment["public"],
+                "attachments": [item["file_name"] for item in comment.get("attachments") or ()],
+                "attachment_urls": [item["content_url"] for item in comment.get("attachments") or ()],
+            }
+            for comment in comments
+        ]
+
+    def download(self, url: str) -> bytes:
+        response = self.api.get(url, timeout=10)
+        response.raise_for_status()
+        return response.content
+
+    def set_status(self, record_id: str, status: str) -> None:
+        url = f"{self.sandbox.base_url}/api/v2/tickets/{record_id}.json"
+        self.api.put(url, json={"ticket": {"status": status}}, timeout=10).raise_for_status()
+
+    def merge(self, source_id: str, target_id: str) -> None:
+        url = f"{self.sandbox.base_url}/api/v2/tickets/{target_id}/merge.json"
+        self.api.post(url, json={"ids": [int(source_id)]}, timeout=10).raise_for_status()
+
+    def contacts_with_phone(self, phone: str) -> list[dict[str, Any]]:
+        digits = phone.lstrip("+")
+        users = self.get("/api/v2/users/search.json", query=f"role:end-user phone:*{digits}")["users"]
+        return [{"id": str(user["id"]), "name": user["name"], "external_id": user.get("external_id")} for user in users]
+
+    def create_contact(self, name: str, phone: str) -> str:
+        url = f"{self.sandbox.base_url}/api/v2/users.json"
+        body = {"user": {"name": name, "phone": phone, "role": "end-user"}}
+        response = self.api.post(url, json=body, timeout=10)
+        response.raise_for_status()
+        return str(response.json()["user"]["id"])
+
+    def agent_id(self, email: str) -> str:
+        return str(self.get("/api/v2/users/search.json", query=f"email:{email}")["users"][0]["id"])
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """What a clean run leaves, without the ids and times that differ between runs."""
+        records = []
+        for record in sorted(self.records(), key=lambda item: item["external_id"] or ""):
+            comments = sorted(comment["body"] for comment in self.comments(record["id"]))
+            records.append(
+                {
+                    "subject": record["subject"],
+                    "status": record["status"],
+                    "tags": sorted(record["tags"]),
+                    "external_id": record["external_id"],
+                    "assigned": record["assignee_id"] is not None,
+                    "comments": comments,
+                }
+            )
+        users = self.get("/api/v2/users.json", **{"page[size]": 100})["users"]
+        contacts = sorted((user["name"], user.get("phone") or "") for user in users if user["role"] == "end-user")
+        return [{"records": records, "contacts": contacts}]

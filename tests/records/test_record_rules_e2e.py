@@ -1,0 +1,551 @@
+"""Every record rule end to end: events over HTTP, a real worker, the CRM read back through its own API.
+
+Each test name carries the SPEC id it proves (R1-R9, S1-S16, F2). The `crm` fixture runs a test on
+each CRM whose seed gives it the rule.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+
+from integrations.models import CrmConnection
+from integrations.sandbox import SandboxServer
+from records.models import CrmAction, CustomDataMapping, CustomField, Event, OperationSettings, Session
+from tests.records.scenario import Call, CrmView, ZendeskView
+from tests.support import sandbox_config, wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+
+
+@dataclass
+class Product:
+    """The product behind real HTTP, and the CRM it writes to, read through the CRM's own API."""
+
+    url: str
+    api_key: str
+    crm: CrmView
+    sandbox: SandboxServer
+    connection: CrmConnection
+
+    def post(self, *calls: Call, settle: bool = True) -> None:
+        events = [event for call in calls for event in call.events]
+        headers = {"Authorization": f"Api-Key {self.api_key}"}
+        response = requests.post(f"{self.url}/api/v1/events", json={"events": events}, headers=headers, timeout=30)
+        assert response.status_code == 202, response.text
+        if settle:
+            self.settle()
+
+    def settle(self) -> None:
+        def settled() -> bool:
+            processed = not Event.objects.filter(applied_at__isnull=True).exists()
+            return processed and not CrmAction.objects.filter(status=CrmAction.Status.PENDING).exists()
+
+        wait_until(settled, timeout=60, message="every event applied and every CRM action done")
+        failed = list(CrmAction.objects.filter(status=CrmAction.Status.FAILED).values_list("kind", "last_error"))
+        assert not failed, failed
+
+    def configure(self, **settings: Any) -> None:
+        OperationSettings.load()
+        OperationSettings.objects.filter(pk=1).update(**settings)
+
+    def reason(self, session_id: str, kind: str = "create_record") -> str:
+        return CrmAction.objects.get(session__external_id=session_id, kind=kind).reason
+
+    def bodies(self, session_id: str) -> list[str]:
+        return [comment["body"] for comment in self.crm.comments(self.crm.record_for(session_id)["id"])]
+
+
+@pytest.fixture(params=["zendesk"])
+def product(request: pytest.FixtureRequest, live_server: Any, api_key: str, zendesk_sandbox: SandboxServer) -> Product:
+    if request.param == "zendesk":
+        connection = request.getfixturevalue("zendesk_connection")
+        view: CrmView = ZendeskView(zendesk_sandbox, request.getfixturevalue("zendesk_api"))
+        sandbox = zendesk_sandbox
+    return Product(url=live_server.url, api_key=api_key, crm=view, sandbox=sandbox, connection=connection)
+
+
+def answered_call(session_id: str, **kwargs: Any) -> Call:
+    return Call(session_id, **kwargs).answered().ended()
+
+
+# -- R: operation-management settings ----------------------------------------------------------
+
+
+def test_R1_S6_second_call_same_contact_queue_menu_channel_appends_to_the_open_record(product: Product) -> None:
+    product.post(answered_call("c-1"))
+    product.post(answered_call("c-2"))
+
+    [record] = product.crm.records()
+    assert record["external_id"] == "c-1"
+    assert any(body.startswith("Session c-2 added to this record.") for body in product.bodies("c-1"))
+    assert "appended to record" in product.reason("c-2")
+    assert "same contact, queue Support > Billing, menu Support > Billing, channel voice" in product.reason("c-2")
+    assert Session.objects.get(external_id="c-2").crm_record_id == record["id"]
+
+
+def test_R1_S6_another_queue_or_channel_makes_a_new_record(product: Product) -> None:
+    product.post(answered_call("c-1"))
+    product.post(answered_call("c-2", queue=("Sales",), menu_path="Sales"))
+
+    assert len(product.crm.records()) == 2
+    assert "new record: no open record with same contact, queue Sales" in product.reason("c-2")
+
+
+def test_R1_off_every_call_makes_a_new_record(product: Product) -> None:
+    product.configure(append_to_open_records=False)
+    product.post(answered_call("c-1"))
+    product.post(answered_call("c-2"))
+
+    assert len(product.crm.records()) == 2
+    assert "appending to open records is off (R1)" in product.reason("c-2")
+
+
+def test_R2_record_closed_within_n_days_is_appended_to_and_reopened(product: Product) -> None:
+    product.configure(append_to_recently_closed=True, closed_within_days=3)
+    product.post(answered_call("c-1"))
+    first = product.crm.record_for("c-1")
+    product.crm.set_status(first["id"], "solved")
+
+    product.post(answered_call("c-2"))
+
+    [record] = product.crm.records()
+    assert record["status"] == "open"
+    assert "closed within 3 days, and reopened" in product.reason("c-2")
+
+
+def test_R2_off_a_closed_record_is_not_appended_to(product: Product) -> None:
+    product.post(answered_call("c-1"))
+    product.crm.set_status(product.crm.record_for("c-1")["id"], "solved")
+
+    product.post(answered_call("c-2"))
+
+    assert len(product.crm.records()) == 2
+
+
+def test_R3_call_record_waits_for_the_connection(product: Product) -> None:
+    product.configure(create_call_record_on_connect=True)
+    call = Call("c-1").created().assigned()
+    product.post(call)
+    assert product.crm.records() == []
+    assert Event.objects.get(event_id="c-1-2").outcome == "assigned; the record waits for the connection (R3)"
+
+    call.events.clear()
+    product.post(call.connected())
+
+    assert product.crm.record_for("c-1")["assignee_id"] == product.crm.agent_id("ana@example.com")
+    assert product.reason("c-1").startswith("the call was connected to the agent (R3)")
+
+
+def test_R3_with_R5_off_an_assigned_call_abandoned_before_connection_makes_no_record(product: Product) -> None:
+    product.configure(create_call_record_on_connect=True, abandoned_call_records=False)
+    product.post(Call("c-1").created().assigned().add("session.abandoned", wait_time=20))
+
+    assert product.crm.records() == []
+    outcome = Event.objects.get(event_id="c-1-3").outcome
+    assert (
+        outcome == "no record (R5): the call never connected to an agent (R3) and abandoned-call records are off (R5)"
+    )
+
+
+def test_R4_chat_record_waits_for_n_consumer_messages(product: Product) -> None:
+    product.configure(delay_chat_until_messages=True, chat_min_messages=2)
+    chat = Call("chat-1", session_type="chat_inbound_web", phone="")
+    chat.created(customer={"email": "jo@example.com", "name": "Jo"}).assigned()
+    chat.add("message.received", sender="consumer", text="hi")
+    product.post(chat)
+    assert product.crm.records() == []
+
+    chat.events.clear()
+    product.post(chat.add("message.received", sender="agent", text="hello").add("message.received", sender="consumer"))
+
+    assert product.crm.record_for("chat-1")["subject"] == "Chat (Web) from"
+    assert product.reason("chat-1").startswith("the consumer sent 2 message(s) (R4)")
+
+
+def test_R5_abandoned_call_makes_an_unassigned_record(product: Product) -> None:
+    product.post(Call("c-1").created().add("session.abandoned", after=30, wait_time=30))
+
+    record = product.crm.record_for("c-1")
+    assert record["assignee_id"] is None
+    assert product.reason("c-1").startswith("the caller hung up before reaching an agent")
+
+
+def test_R5_off_abandoned_call_makes_no_record(product: Product) -> None:
+    product.configure(abandoned_call_records=False)
+    product.post(Call("c-1").created().add("session.abandoned", after=30, wait_time=30))
+
+    assert product.crm.records() == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "messages", "wait", "records", "outcome"),
+    [
+        ("off", 3, 40, 0, "no record (R6): abandoned chat: abandoned-chat records are off"),
+        ("all", 0, 4, 1, "short-abandoned chat (4s < 10s): records for all abandoned chats"),
+        ("min_messages", 1, 40, 0, "no record (R6): abandoned chat with 1 of 2 consumer messages"),
+        ("min_messages", 2, 40, 1, "abandoned chat with 2 consumer message(s), at least 2"),
+    ],
+)
+def test_R6_abandoned_chats(
+    product: Product, setting: str, messages: int, wait: int, records: int, outcome: str
+) -> None:
+    product.configure(abandoned_chat_records=setting, abandoned_chat_min_messages=2, short_abandon_seconds=10)
+    chat = Call("chat-1", session_type="chat_inbound_app", phone="+14155550123").created()
+    for _ in range(messages):
+        chat.add("message.received", sender="consumer", text="anyone?")
+    product.post(chat.add("session.abandoned", wait_time=wait))
+
+    assert len(product.crm.records()) == records
+    assert outcome in Event.objects.filter(type="session.abandoned").get().outcome
+
+
+def test_R7_title_template_fills_every_variable(product: Product) -> None:
+    product.configure(title_template="{CALL_TYPE} {CALL_ID} [{LANGUAGE}] {MENU_PATH} {PHONE_NUMBER} {TIMESTAMP}")
+    product.post(answered_call("c-1"))
+
+    subject = product.crm.record_for("c-1")["subject"]
+    assert subject == "IVR Call c-1 [en] Support > Billing +14155550100 2026-11-20 09:00:00 UTC"
+
+
+def test_R8_session_type_tag_in_the_crm_style_and_the_product_tag(product: Product) -> None:
+    product.configure(add_product_tag=True, product_tag="acme")
+    product.post(answered_call("c-1"), Call("chat-1", session_type="chat_inbound_web", phone="").answered())
+
+    expected = {"zendesk": ["voice_inbound_ivr", "acme"], "kustomer": ["Voice Inbound - IVR", "acme"]}
+    assert sorted(product.crm.record_for("c-1")["tags"]) == sorted(expected[product.crm.kind])
+    chat_tag = {"zendesk": "messaging_inbound_web_chat", "kustomer": "Messaging Inbound - Web Chat"}
+    assert chat_tag[product.crm.kind] in product.crm.record_for("chat-1")["tags"]
+
+
+def test_R8_tags_off(product: Product) -> None:
+    product.configure(tag_session_type=False)
+    product.post(answered_call("c-1"))
+
+    assert product.crm.record_for("c-1")["tags"] == []
+
+
+def test_R9_never_append_makes_a_new_record_even_with_a_matching_open_one(product: Product) -> None:
+    product.configure(never_append=True)
+    product.post(answered_call("c-1"))
+    product.post(answered_call("c-2"))
+
+    assert len(product.crm.records()) == 2
+    assert "appending to existing records is off (R9)" in product.reason("c-2")
+
+
+# -- S: session rules --------------------------------------------------------------------------
+
+
+def test_S1_chat_assigned_makes_a_record_with_all_data_in_the_description(product: Product) -> None:
+    chat = Call("chat-1", session_type="chat_inbound_web", phone="")
+    customer = {"email": "jo@example.com", "name": "Jo Doe", "authenticated": True}
+    product.post(chat.created(customer=customer, custom_data={"plan": "gold", "order": 42}).assigned())
+
+    record = product.crm.record_for("chat-1")
+    assert record["assignee_id"] == product.crm.agent_id("ana@example.com")
+    [description] = product.bodies("chat-1")
+    for line in (
+        "Chat ID: chat-1",
+        "Menu selection: Support > Billing",
+        "User email: jo@example.com",
+        "User name: Jo Doe",
+        "  order: 42",
+        "  plan: gold",
+    ):
+        assert line in description.splitlines()
+
+
+def test_S2_app_call_makes_a_record_at_assignment(product: Product) -> None:
+    product.post(Call("c-1", session_type="voice_inbound_app").created(customer={"app_user_id": "u-77"}).assigned())
+
+    assert product.crm.record_for("c-1")["subject"] == "Inbound Call (App) from +14155550100"
+    assert product.reason("c-1").startswith("the call was assigned to an agent")
+
+
+def outbound(session_id: str, **data: Any) -> Call:
+    call = Call(session_id, session_type="voice_outbound").created()
+    return call.add("outbound.started", agent={"email": "ben@example.com"}, phone_number="+14155550100", **data)
+
+
+def test_S3_outbound_call_appends_to_the_contacts_latest_open_record(product: Product) -> None:
+    product.post(answered_call("c-1"))
+    product.post(outbound("out-1").ended())
+
+    [record] = product.crm.records()
+    assert record["status"] == product.crm.open
+    assert "appended to the latest record" in product.reason("out-1")
+
+
+def test_S3_outbound_call_after_a_solved_record_makes_a_new_one(product: Product) -> None:
+    product.post(answered_call("c-1"))
+    product.crm.set_status(product.crm.record_for("c-1")["id"], "solved")
+    product.post(outbound("out-1"))
+
+    assert product.crm.record_for("out-1")["subject"] == "Outbound Call from +14155550100"
+    assert "is not open (S3)" in product.reason("out-1")
+
+
+def test_S3_outbound_call_the_agent_chose_not_to_record(product: Product) -> None:
+    product.post(outbound("out-1", choice="none").ended())
+
+    assert product.crm.records() == []
+    assert "the agent chose not to create a record" in Event.objects.get(event_id="out-1-2").outcome
+
+
+def test_S3_outbound_with_an_entered_number_writes_it_in_a_comment(product: Product) -> None:
+    product.post(outbound("out-1", choice="new", entered_number=True))
+
+    assert "Dialed number: +14155550100" in product.bodies("out-1")
+
+
+def voicemail(session_id: str) -> Call:
+    call = Call(session_id).created()
+    return call.add("voicemail.left", recording_url=f"https://vm.example.com/{session_id}.mp3", duration=31)
+
+
+def test_S4_voicemail_gets_its_own_record_assigned_to_the_default_user(product: Product) -> None:
+    product.configure(voicemail_default_user_email="carla@example.com")
+    product.post(answered_call("c-1"))
+    product.post(voicemail("vm-1"))
+
+    assert len(product.crm.records()) == 2
+    record = product.crm.record_for("vm-1")
+    assert record["assignee_id"] == product.crm.agent_id("carla@example.com")
+    assert "Voicemail: https://vm.example.com/vm-1.mp3\nDuration: 31s" in product.bodies("vm-1")
+    assert "new voicemail record even with 1 open record(s) (S4)" in product.reason("vm-1")
+
+
+def test_S4_voicemail_without_a_default_user_is_unassigned_and_says_so(product: Product) -> None:
+    product.post(voicemail("vm-1"))
+
+    assert product.crm.record_for("vm-1")["assignee_id"] is None
+    assert "no CRM default user is set for voicemail records (S4): left unassigned" in product.bodies("vm-1")
+
+
+def test_S4_a_later_ivr_call_reuses_the_voicemail_record(product: Product) -> None:
+    product.post(voicemail("vm-1"))
+    product.post(answered_call("c-2", queue=("Sales",), menu_path="Sales"))
+
+    [record] = product.crm.records()
+    assert record["external_id"] == "vm-1"
+    assert "appended to voicemail record" in product.reason("c-2")
+
+
+def test_S5_several_contacts_and_no_pick_the_newest_is_linked_at_the_end_of_the_call(product: Product) -> None:
+    product.crm.create_contact("Older", "+14155550100")
+    newest = product.crm.create_contact("Newer", "+14155550100")
+    call = Call("c-1").answered()
+    product.post(call, settle=False)
+    wait_until(
+        lambda: (
+            "waiting for the agent's pick"
+            in (CrmAction.objects.filter(kind="ensure_contact").first() or CrmAction()).last_error
+        ),
+        message="the contact lookup waiting for the agent",
+    )
+    assert product.crm.records() == []
+
+    call.events.clear()
+    product.post(call.ended())
+
+    assert product.crm.record_for("c-1")["requester_id"] == newest
+    assert "linked the most recently created one" in product.reason("c-1", "ensure_contact")
+
+
+def test_S5_the_agents_pick_is_linked(product: Product) -> None:
+    picked = product.crm.create_contact("Picked", "+14155550100")
+    product.crm.create_contact("Other", "+14155550100")
+    product.post(Call("c-1").answered().add("contact.selected", contact_id=picked).ended())
+
+    assert product.crm.record_for("c-1")["requester_id"] == picked
+    assert f"the agent picked contact {picked} among 2 (S5)" in product.reason("c-1", "ensure_contact")
+
+
+def test_S7_hang_up_and_call_back_appends_to_the_original_record(product: Product) -> None:
+    product.post(answered_call("c-1", queue=("Support", "Billing")))
+    callback = Call("c-2", session_type="voice_outbound", queue=("Sales",), menu_path="Sales").created()
+    callback.add("session.callback", kind="hangup_and_callback", original_session_id="c-1").assigned()
+    product.post(callback)
+
+    [record] = product.crm.records()
+    assert "call back after hang up and call back (S7)" in product.reason("c-2")
+    assert record["external_id"] == "c-1"
+
+
+def test_S7_call_back_button_after_a_call_under_10_seconds_appends(product: Product) -> None:
+    product.post(Call("c-1").answered().ended(duration=6))
+    callback = Call("c-2", queue=("Sales",), menu_path="Sales").created()
+    callback.add("session.callback", kind="callback_button", original_session_id="c-1").assigned()
+    product.post(callback)
+
+    assert len(product.crm.records()) == 1
+    assert "call back after a call under 10 s (S7)" in product.reason("c-2")
+
+
+def test_S8_call_end_posts_call_finished_and_the_recording(product: Product) -> None:
+    product.post(answered_call("c-1").add("recording.ready", url="https://rec.example.com/c-1.mp3"))
+
+    bodies = product.bodies("c-1")
+    assert "call_finished\nCall duration: 2m 00s\nHold time: 10s\nWait time: 15s" in bodies
+    assert "Call recording: https://rec.example.com/c-1.mp3" in bodies
+
+
+def test_S9_transfer_reassigns_the_record(product: Product) -> None:
+    call = Call("c-1").answered().add("session.transferred", to_agent={"email": "ben@example.com"})
+    product.post(call)
+
+    assert product.crm.record_for("c-1")["assignee_id"] == product.crm.agent_id("ben@example.com")
+
+
+def test_S10_smartaction_results_files_and_failures_are_posted(product: Product) -> None:
+    call = Call("c-1").answered()
+    call.add(
+        "smartaction.completed",
+        kind="photo",
+        result="2 photos",
+        files=[{"name": "a.jpg", "url": "https://f.example.com/a.jpg"}],
+    )
+    call.add("smartaction.failed", kind="verification", error="fingerprint access is off")
+    product.post(call)
+
+    bodies = product.bodies("c-1")
+    assert "SmartAction photo completed\nResult: 2 photos\nFile: a.jpg https://f.example.com/a.jpg" in bodies
+    assert "SmartAction verification failed: fingerprint access is off" in bodies
+
+
+def test_S12_csat_rating_and_comment_are_added(product: Product) -> None:
+    product.post(answered_call("c-1").add("csat.submitted", rating=4, comment="Quick and kind"))
+
+    assert "CSAT rating: 4/5\nComment: Quick and kind" in product.bodies("c-1")
+
+
+def test_S13_voicemail_read_called_back_and_closed_update_its_record(product: Product) -> None:
+    call = voicemail("vm-1")
+    for action in ("read", "called_back", "closed"):
+        call.add("voicemail.updated", action=action, agent={"email": "ben@example.com"})
+    product.post(call)
+
+    bodies = product.bodies("vm-1")
+    for words in ("read", "called back", "closed"):
+        assert f"Voicemail {words} by ben@example.com" in bodies
+    assert product.crm.record_for("vm-1")["status"] == product.crm.solved
+
+
+def test_S14_standard_data_comment_and_chat_transcript_attached_as_a_file(product: Product) -> None:
+    chat = Call("chat-1", session_type="chat_inbound_app", phone="+14155550123").answered()
+    chat.add("session.ended").add("transcript.ready", text="Consumer: hi\nAgent: hello")
+    product.post(chat)
+
+    comments = product.crm.comments(product.crm.record_for("chat-1")["id"])
+    assert comments[0]["body"].startswith("Chat ID: chat-1\nSession type: Chat (App)\nLanguage: en\nMenu selection:")
+    [transcript] = [comment for comment in comments if comment["attachments"]]
+    assert transcript["attachments"] == ["transcript-chat-1.txt"]
+    assert product.crm.download(transcript["attachment_urls"][0]) == b"Consumer: hi\nAgent: hello"
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [("json", '{\n  "balance": 12.5,\n  "tier": "gold"\n}'), ("key_value", "balance: 12.5\ntier: gold")],
+)
+def test_S15_api_responses_posted_as_key_value_or_json(product: Product, setting: str, expected: str) -> None:
+    product.configure(api_response_format=setting)
+    product.post(
+        Call("c-1").answered().add("api.response", name="CRM lookup", payload={"tier": "gold", "balance": 12.5})
+    )
+
+    assert f"CRM lookup:\n{expected}" in product.bodies("c-1")
+
+
+def test_S15_off_posts_nothing(product: Product) -> None:
+    product.post(Call("c-1").answered().add("api.response", name="CRM lookup", payload={"tier": "gold"}))
+
+    assert len(product.bodies("c-1")) == 1
+
+
+def test_S16_new_phone_number_creates_the_contact_once(product: Product) -> None:
+    product.post(answered_call("c-1"))
+    product.post(answered_call("c-2", queue=("Sales",), menu_path="Sales"))
+
+    assert len(product.crm.contacts_with_phone("+14155550100")) == 1
+    assert "created the contact (new phone number, S16)" in product.reason("c-1", "ensure_contact")
+
+
+def test_S16_new_app_user_and_unauthenticated_web_user_get_contacts(product: Product) -> None:
+    app = Call("a-1", session_type="voice_inbound_app", phone="").created(
+        customer={"app_user_id": "u-77", "name": "Ann"}
+    )
+    web = Call("w-1", session_type="voice_inbound_web", phone="").created(customer={"authenticated": False})
+    product.post(app.assigned(), web.assigned())
+
+    assert "created the contact (new app user, S16)" in product.reason("a-1", "ensure_contact")
+    assert "created a contact for an unauthenticated web user (S16)" in product.reason("w-1", "ensure_contact")
+    assert product.crm.record_for("a-1")["requester_id"] != product.crm.record_for("w-1")["requester_id"]
+
+
+# -- Replays and a failing CRM change nothing ---------------------------------------------------
+
+
+SCENARIOS = {
+    "append": lambda: [answered_call("c-1"), answered_call("c-2")],
+    "voicemail_then_call": lambda: [voicemail("vm-1"), answered_call("c-2", queue=("Sales",), menu_path="Sales")],
+    "chat_transcript": lambda: [
+        Call("chat-1", session_type="chat_inbound_app", phone="+14155550123")
+        .answered()
+        .add("session.ended")
+        .add("transcript.ready", text="hi")
+        .add("csat.submitted", rating=5)
+    ],
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_replayed_or_failing_runs_leave_the_crm_as_one_clean_run(product: Product, scenario: str) -> None:
+    for call in SCENARIOS[scenario]():
+        product.post(call)
+    clean = product.crm.snapshot()
+
+    product.sandbox.reset()
+    Session.objects.all().delete()
+    sandbox_config(
+        product.sandbox, seed=3, fail_rate=0.15, throttle_rate=0.1, lost_response_rate=0.1, retry_after_seconds=1
+    )
+    for call in SCENARIOS[scenario]():
+        product.post(call)
+    for call in SCENARIOS[scenario]():
+        product.post(call)
+    sandbox_config(product.sandbox, fail_rate=0.0, throttle_rate=0.0, lost_response_rate=0.0)
+
+    assert product.crm.snapshot() == clean
+
+
+# -- F2 and S11: fields ------------------------------------------------------------------------
+
+
+def test_F2_S11_record_fields_and_mapped_custom_data_are_filled_and_missing_fields_noted(product: Product) -> None:
+    from records.services.custom_fields import custom_fields_create
+
+    custom_fields_create(connection=product.connection)
+    ids = dict(CustomField.objects.values_list("key", "crm_field_id"))
+    CustomDataMapping.objects.create(
+        connection=product.connection, sdk_key="session_type_copy", crm_field_id=ids["session_type"]
+    )
+    CustomDataMapping.objects.create(connection=product.connection, sdk_key="plan", crm_field_id="nonexistent-field")
+    call = Call("c-1", session_type="voice_inbound_app").created(custom_data={"plan": "gold", "session_type_copy": "x"})
+    product.post(
+        call.assigned().connected().ended(duration=90, hold=5, wait=12).add("csat.submitted", rating=5, comment="great")
+    )
+
+    fields = product.crm.record_for("c-1")["custom_fields"]
+    assert fields[ids["call_duration"]] == 90
+    assert fields[ids["hold_time"]] == 5
+    assert fields[ids["wait_time"]] == 12
+    assert fields[ids["queue_name"]] == "Billing"
+    assert fields[ids["call_id"]] == "c-1"
+    assert fields[ids["csat_rating"]] == 5
+    assert fields[ids["from_phone_number"]] == "+14155550100"
+    assert any(
+        "'plan' is mapped to CRM field 'nonexistent-field', which was not found" in body
+        for body in product.bodies("c-1")
+    )
