@@ -88,6 +88,12 @@ class Zendesk:
         ticket_json: dict[str, Any] = response.json()["ticket"]
         return ticket_json
 
+    def create_ticket_field(self, title: str, field_type: str = "text") -> int:
+        response = self.post("/api/v2/ticket_fields.json", {"ticket_field": {"type": field_type, "title": title}})
+        assert response.status_code == 201, response.text
+        field_id: int = response.json()["ticket_field"]["id"]
+        return field_id
+
     def search_users(self, query: str) -> list[dict[str, Any]]:
         users: list[dict[str, Any]] = self.get("/api/v2/users/search.json", params={"query": query}).json()["users"]
         return users
@@ -292,6 +298,7 @@ def test_users_concurrent_creates_get_distinct_ids(zendesk: Zendesk) -> None:
 
 def test_tickets_create_answers_201_with_location_ticket_and_audit(zendesk: Zendesk) -> None:
     requester = zendesk.search_users(f"phone:{CALLER_PHONE}")[0]
+    field_id = zendesk.create_ticket_field("Call ID")
     body = {
         "ticket": {
             "subject": "IVR Call from +14155550101",
@@ -301,7 +308,7 @@ def test_tickets_create_answers_201_with_location_ticket_and_audit(zendesk: Zend
             "priority": "normal",
             "type": "incident",
             "tags": ["Voice Inbound", "vip", "VIP"],
-            "custom_fields": [{"id": 25356371, "value": "abc"}],
+            "custom_fields": [{"id": field_id, "value": "abc"}],
             "external_id": "c-1",
         }
     }
@@ -316,7 +323,7 @@ def test_tickets_create_answers_201_with_location_ticket_and_audit(zendesk: Zend
     assert ticket["status"] == "open"  # an assigned ticket is never "new"
     assert ticket["description"] == "Call ID: c-1"
     assert ticket["tags"] == ["voice_inbound", "vip"]
-    assert ticket["custom_fields"] == ticket["fields"] == [{"id": 25356371, "value": "abc"}]
+    assert ticket["custom_fields"] == ticket["fields"] == [{"id": field_id, "value": "abc"}]
     assert (ticket["requester_id"], ticket["assignee_id"], ticket["is_public"]) == (requester["id"], ANA, False)
     assert ticket["via"]["channel"] == "api"
     assert (audit["ticket_id"], audit["via"]["channel"]) == (ticket["id"], "api")
@@ -374,7 +381,8 @@ def test_tickets_list_filters_by_external_id(zendesk: Zendesk) -> None:
 
 
 def test_tickets_update_applies_comment_tags_assignee_status_and_custom_fields(zendesk: Zendesk) -> None:
-    custom_fields = [{"id": 1, "value": "a"}, {"id": 2, "value": "b"}]
+    one, two, three = (zendesk.create_ticket_field(title) for title in ("One", "Two", "Three"))
+    custom_fields = [{"id": one, "value": "a"}, {"id": two, "value": "b"}]
     ticket = new_ticket(zendesk, tags=["voice", "new_call"], custom_fields=custom_fields)
     update = {
         "ticket": {
@@ -382,7 +390,7 @@ def test_tickets_update_applies_comment_tags_assignee_status_and_custom_fields(z
             "assignee_id": BEN,
             "additional_tags": ["Call Back"],
             "remove_tags": ["new_call"],
-            "custom_fields": [{"id": 2, "value": "answered"}, {"id": 3, "value": "x"}],
+            "custom_fields": [{"id": two, "value": "answered"}, {"id": three, "value": "x"}],
             "comment": {"body": "Called back"},
         }
     }
@@ -393,12 +401,12 @@ def test_tickets_update_applies_comment_tags_assignee_status_and_custom_fields(z
     updated, audit = response.json()["ticket"], response.json()["audit"]
     assert (updated["status"], updated["assignee_id"]) == ("pending", BEN)
     assert updated["tags"] == ["voice", "call_back"]
-    assert [(f["id"], f["value"]) for f in updated["custom_fields"]] == [(1, "a"), (2, "answered"), (3, "x")]
+    assert [(f["id"], f["value"]) for f in updated["custom_fields"]] == [(one, "a"), (two, "answered"), (three, "x")]
     assert updated["is_public"] is True  # the new comment is public by default
     changes = {event["field_name"]: (event["previous_value"], event["value"]) for event in audit["events"][1:]}
     assert changes["status"] == ("new", "pending")
     assert changes["assignee_id"] == (None, BEN)
-    assert changes["2"] == ("b", "answered")
+    assert changes[str(two)] == ("b", "answered")
     assert audit["events"][0]["type"] == "Comment"
     assert [(c["body"], c["public"]) for c in zendesk.comments(ticket["id"])] == [
         ("Call ID: c-1", False),
