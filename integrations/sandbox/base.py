@@ -82,6 +82,8 @@ class Request:
     data: Any
     args: Mapping[str, str]
     client_ip: str
+    # The body as sent; `data` is its JSON, except on `raw_body_routes`, whose bodies are not JSON.
+    body: bytes = b""
 
     def param(self, name: str) -> str | None:
         """The first value of a query parameter, or None."""
@@ -210,6 +212,8 @@ class Sandbox(abc.ABC):
     optional_suffix: ClassVar[str] = ""
     # The limit the rate-limit headers advertise when none is configured.
     advertised_rate_limit: ClassVar[int]
+    # Route keys ("POST /api/v2/uploads.json") whose body is a file, handed over as bytes, not JSON.
+    raw_body_routes: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, fixture: Mapping[str, Any] | None = None) -> None:
         self.fixture = fixture
@@ -364,11 +368,11 @@ class Sandbox(abc.ABC):
         if route is None:
             return self.error(404, "InvalidEndpoint", "Not found")
         try:
-            data = json.loads(body) if body.strip() else None
+            data = json.loads(body) if body.strip() and route.key not in self.raw_body_routes else None
         except ValueError as exc:
             return self.error(400, "BadRequest", f"The request body is not valid JSON: {exc}")
         try:
-            response = route.handler(self, dataclasses.replace(request, data=data))
+            response = route.handler(self, dataclasses.replace(request, data=data, body=body))
         except Reject as rejection:
             return rejection.response
         if request.method in WRITE_METHODS and response.status < 400 and self._draw(self.config.lost_response_rate):
@@ -418,6 +422,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
     server: _HTTPServer
     # Keep-alive, as the CRMs do: a client's connection pool is exercised like in production.
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle on, a kept-alive connection waits ~40 ms
+    # for the client's delayed ACK before sending the body of every answer.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._answer()

@@ -88,6 +88,12 @@ class Zendesk:
         ticket_json: dict[str, Any] = response.json()["ticket"]
         return ticket_json
 
+    def create_ticket_field(self, title: str, field_type: str = "text") -> int:
+        response = self.post("/api/v2/ticket_fields.json", {"ticket_field": {"type": field_type, "title": title}})
+        assert response.status_code == 201, response.text
+        field_id: int = response.json()["ticket_field"]["id"]
+        return field_id
+
     def search_users(self, query: str) -> list[dict[str, Any]]:
         users: list[dict[str, Any]] = self.get("/api/v2/users/search.json", params={"query": query}).json()["users"]
         return users
@@ -292,6 +298,7 @@ def test_users_concurrent_creates_get_distinct_ids(zendesk: Zendesk) -> None:
 
 def test_tickets_create_answers_201_with_location_ticket_and_audit(zendesk: Zendesk) -> None:
     requester = zendesk.search_users(f"phone:{CALLER_PHONE}")[0]
+    field_id = zendesk.create_ticket_field("Call ID")
     body = {
         "ticket": {
             "subject": "IVR Call from +14155550101",
@@ -301,7 +308,7 @@ def test_tickets_create_answers_201_with_location_ticket_and_audit(zendesk: Zend
             "priority": "normal",
             "type": "incident",
             "tags": ["Voice Inbound", "vip", "VIP"],
-            "custom_fields": [{"id": 25356371, "value": "abc"}],
+            "custom_fields": [{"id": field_id, "value": "abc"}],
             "external_id": "c-1",
         }
     }
@@ -316,7 +323,7 @@ def test_tickets_create_answers_201_with_location_ticket_and_audit(zendesk: Zend
     assert ticket["status"] == "open"  # an assigned ticket is never "new"
     assert ticket["description"] == "Call ID: c-1"
     assert ticket["tags"] == ["voice_inbound", "vip"]
-    assert ticket["custom_fields"] == ticket["fields"] == [{"id": 25356371, "value": "abc"}]
+    assert ticket["custom_fields"] == ticket["fields"] == [{"id": field_id, "value": "abc"}]
     assert (ticket["requester_id"], ticket["assignee_id"], ticket["is_public"]) == (requester["id"], ANA, False)
     assert ticket["via"]["channel"] == "api"
     assert (audit["ticket_id"], audit["via"]["channel"]) == (ticket["id"], "api")
@@ -374,7 +381,8 @@ def test_tickets_list_filters_by_external_id(zendesk: Zendesk) -> None:
 
 
 def test_tickets_update_applies_comment_tags_assignee_status_and_custom_fields(zendesk: Zendesk) -> None:
-    custom_fields = [{"id": 1, "value": "a"}, {"id": 2, "value": "b"}]
+    one, two, three = (zendesk.create_ticket_field(title) for title in ("One", "Two", "Three"))
+    custom_fields = [{"id": one, "value": "a"}, {"id": two, "value": "b"}]
     ticket = new_ticket(zendesk, tags=["voice", "new_call"], custom_fields=custom_fields)
     update = {
         "ticket": {
@@ -382,7 +390,7 @@ def test_tickets_update_applies_comment_tags_assignee_status_and_custom_fields(z
             "assignee_id": BEN,
             "additional_tags": ["Call Back"],
             "remove_tags": ["new_call"],
-            "custom_fields": [{"id": 2, "value": "answered"}, {"id": 3, "value": "x"}],
+            "custom_fields": [{"id": two, "value": "answered"}, {"id": three, "value": "x"}],
             "comment": {"body": "Called back"},
         }
     }
@@ -393,12 +401,12 @@ def test_tickets_update_applies_comment_tags_assignee_status_and_custom_fields(z
     updated, audit = response.json()["ticket"], response.json()["audit"]
     assert (updated["status"], updated["assignee_id"]) == ("pending", BEN)
     assert updated["tags"] == ["voice", "call_back"]
-    assert [(f["id"], f["value"]) for f in updated["custom_fields"]] == [(1, "a"), (2, "answered"), (3, "x")]
+    assert [(f["id"], f["value"]) for f in updated["custom_fields"]] == [(one, "a"), (two, "answered"), (three, "x")]
     assert updated["is_public"] is True  # the new comment is public by default
     changes = {event["field_name"]: (event["previous_value"], event["value"]) for event in audit["events"][1:]}
     assert changes["status"] == ("new", "pending")
     assert changes["assignee_id"] == (None, BEN)
-    assert changes["2"] == ("b", "answered")
+    assert changes[str(two)] == ("b", "answered")
     assert audit["events"][0]["type"] == "Comment"
     assert [(c["body"], c["public"]) for c in zendesk.comments(ticket["id"])] == [
         ("Call ID: c-1", False),
@@ -474,6 +482,260 @@ def test_bad_request_bodies_are_400(zendesk: Zendesk) -> None:
     assert no_root.status_code == 400
     assert no_root.json()["error"] == "ParameterMissing"
     assert no_root.json()["description"] == "param is missing or the value is empty: ticket"
+
+
+# -- Requested tickets, ticket fields, uploads, merges --------------------------------------------
+
+# crm-api-shapes.md §1.5 (recorded create).
+TICKET_FIELD_KEYS = keys(
+    "url id type title raw_title description raw_description position active required collapsed_for_agents "
+    "regexp_for_validation title_in_portal raw_title_in_portal visible_in_portal editable_in_portal "
+    "required_in_portal tag created_at updated_at removable key agent_description"
+)
+# zenpy cassette TestAttachmentUpload.test_upload_with_bytes_io-upload-single.json.
+ATTACHMENT_KEYS = keys(
+    "url id file_name content_url mapped_content_url content_type size width height inline deleted "
+    "malware_access_override malware_scan_result thumbnails"
+)
+SYSTEM_FIELD_TYPES = ["subject", "description", "status", "tickettype", "priority", "group", "assignee"]
+
+
+def upload(zendesk: Zendesk, content: bytes, filename: str, content_type: str | None) -> requests.Response:
+    headers = {"Content-Type": content_type} if content_type else {}
+    return zendesk.session.post(
+        zendesk.base_url + "/api/v2/uploads.json", params={"filename": filename}, data=content, headers=headers
+    )
+
+
+def test_requested_tickets_lists_the_users_tickets_by_id_in_offset_pages(zendesk: Zendesk) -> None:
+    caller = zendesk.search_users(f"phone:{CALLER_PHONE}")[0]
+    first, second, third = (new_ticket(zendesk, subject=f"Call {n}") for n in range(3))
+    zendesk.create_ticket(subject="Other caller", comment={"body": "x"}, requester_id=BEN + 3)
+    path = f"/api/v2/users/{caller['id']}/tickets/requested.json"
+
+    page_one = zendesk.get(path, params={"per_page": 2}).json()
+    page_two = zendesk.session.get(page_one["next_page"], timeout=5).json()
+
+    assert [t["id"] for t in page_one["tickets"]] == [first["id"], second["id"]]
+    assert page_one["count"] == 3
+    assert [t["id"] for t in page_two["tickets"]] == [third["id"]]
+    assert page_two["next_page"] is None
+    assert page_two["tickets"][0] == zendesk.get(f"/api/v2/tickets/{third['id']}.json").json()["ticket"]
+    assert zendesk.get("/api/v2/users/999/tickets/requested").json() == NOT_FOUND
+
+
+def test_ticket_fields_list_system_fields_then_created_ones(zendesk: Zendesk) -> None:
+    body = {"ticket_field": {"type": "integer", "title": "Wait (s)", "description": "Seconds in queue"}}
+
+    response = zendesk.post("/api/v2/ticket_fields.json", body)
+
+    assert response.status_code == 201
+    field = response.json()["ticket_field"]
+    assert set(field) == TICKET_FIELD_KEYS
+    assert response.headers["Location"] == field["url"] == f"{zendesk.base_url}/api/v2/ticket_fields/{field['id']}.json"
+    assert (field["type"], field["title"], field["description"], field["active"]) == (
+        "integer",
+        "Wait (s)",
+        "Seconds in queue",
+        True,
+    )
+    assert (field["position"], field["removable"]) == (9999, True)
+    listed = zendesk.get("/api/v2/ticket_fields.json").json()
+    assert [f["type"] for f in listed["ticket_fields"]] == [*SYSTEM_FIELD_TYPES, "integer"]
+    assert (listed["next_page"], listed["count"]) == (None, len(SYSTEM_FIELD_TYPES) + 1)
+    assert not any(f["removable"] for f in listed["ticket_fields"] if f["type"] in ("subject", "status"))
+    assert zendesk.get(f"/api/v2/ticket_fields/{field['id']}").json() == {"ticket_field": field}
+    assert zendesk.get("/api/v2/ticket_fields/1.json").json() == NOT_FOUND
+
+
+def test_ticket_fields_create_dropdown_gives_its_options_ids(zendesk: Zendesk) -> None:
+    options = [{"name": "Answered", "value": "answered"}, {"name": "Missed", "value": "missed"}]
+    body = {"ticket_field": {"type": "tagger", "title": "Outcome", "custom_field_options": options}}
+
+    field = zendesk.post("/api/v2/ticket_fields.json", body).json()["ticket_field"]
+
+    assert [(o["name"], o["raw_name"], o["value"], o["default"]) for o in field["custom_field_options"]] == [
+        ("Answered", "Answered", "answered", False),
+        ("Missed", "Missed", "missed", False),
+    ]
+    assert all(isinstance(option["id"], int) for option in field["custom_field_options"])
+
+
+@pytest.mark.parametrize(
+    ("field", "detail"),
+    [
+        ({"type": "text"}, "title"),
+        ({"type": "text", "title": "  "}, "title"),
+        ({"title": "No type"}, "type"),
+        ({"type": "string", "title": "Bad type"}, "type"),
+        ({"type": "tagger", "title": "No options"}, "custom_field_options"),
+    ],
+)
+def test_ticket_fields_create_invalid_field_is_422_and_writes_nothing(
+    zendesk: Zendesk, field: dict[str, Any], detail: str
+) -> None:
+    response = zendesk.post("/api/v2/ticket_fields.json", {"ticket_field": field})
+
+    assert response.status_code == 422
+    assert (response.json()["error"], list(response.json()["details"])) == ("RecordInvalid", [detail])
+    assert zendesk.get("/api/v2/ticket_fields.json").json()["count"] == len(SYSTEM_FIELD_TYPES)
+
+
+def test_tickets_custom_fields_drop_unknown_ids_and_list_every_field(zendesk: Zendesk) -> None:
+    call_id, outcome = zendesk.create_ticket_field("Call ID"), zendesk.create_ticket_field("Outcome")
+    subject_field = zendesk.get("/api/v2/ticket_fields.json").json()["ticket_fields"][0]["id"]
+    unknown = [{"id": 25356371, "value": "lost"}, {"id": subject_field, "value": "not custom"}]
+
+    ticket = new_ticket(zendesk, custom_fields=[{"id": call_id, "value": "c-1"}, *unknown])
+    updated = zendesk.put(f"/api/v2/tickets/{ticket['id']}.json", {"ticket": {"custom_fields": unknown}}).json()
+    later = zendesk.create_ticket_field("Added later")
+
+    assert ticket["custom_fields"] == [{"id": call_id, "value": "c-1"}, {"id": outcome, "value": None}]
+    assert updated["ticket"]["custom_fields"] == ticket["custom_fields"]
+    assert [event["type"] for event in updated["audit"]["events"]] == []
+    shown = zendesk.get(f"/api/v2/tickets/{ticket['id']}.json").json()["ticket"]
+    assert shown["custom_fields"] == shown["fields"] == [*ticket["custom_fields"], {"id": later, "value": None}]
+
+
+def test_uploads_answer_201_with_a_token_and_serve_the_file(zendesk: Zendesk) -> None:
+    content = b"\x89PNG\r\n\x1a\n\x00\x01binary"
+
+    response = upload(zendesk, content, "screen shot.png", "image/png")
+
+    assert response.status_code == 201
+    body = response.json()["upload"]
+    assert set(body) == {"token", "expires_at", "attachments", "attachment"}
+    attachment = body["attachment"]
+    assert body["attachments"] == [attachment]
+    assert set(attachment) == ATTACHMENT_KEYS
+    assert response.headers["Location"] == attachment["url"]
+    assert (attachment["file_name"], attachment["content_type"], attachment["size"]) == (
+        "screen shot.png",
+        "image/png",
+        len(content),
+    )
+    assert (attachment["width"], attachment["inline"], attachment["deleted"], attachment["thumbnails"]) == (
+        None,
+        False,
+        False,
+        [],
+    )
+    assert attachment["mapped_content_url"] == attachment["content_url"]
+    assert time.strptime(body["expires_at"], "%Y-%m-%dT%H:%M:%SZ")
+    file = zendesk.session.get(attachment["content_url"], timeout=5)
+    assert (file.status_code, file.content, file.headers["Content-Type"]) == (200, content, "image/png")
+    assert zendesk.get(f"/api/v2/attachments/{attachment['id']}.json").json() == {"attachment": attachment}
+
+
+def test_uploads_type_a_generic_file_by_name_and_refuse_a_missing_type(zendesk: Zendesk) -> None:
+    typed = upload(zendesk, b"hello", "notes.txt", "application/octet-stream").json()["upload"]["attachment"]
+    untyped = upload(zendesk, b"hello", "notes.txt", None)
+    unnamed = upload(zendesk, b"hello", "", "text/plain")
+
+    assert typed["content_type"] == "text/plain"
+    assert (untyped.status_code, list(untyped.json()["details"])) == (422, ["content_type"])
+    assert (unnamed.status_code, list(unnamed.json()["details"])) == (422, ["filename"])
+
+
+def test_comment_uploads_attach_the_files_once(zendesk: Zendesk) -> None:
+    token = upload(zendesk, b"summary", "summary.txt", "text/plain").json()["upload"]["token"]
+    ticket = new_ticket(zendesk)
+    comment = {"body": "See the summary", "uploads": [token]}
+
+    updated = zendesk.put(f"/api/v2/tickets/{ticket['id']}.json", {"ticket": {"comment": comment}})
+    reused = zendesk.put(f"/api/v2/tickets/{ticket['id']}.json", {"ticket": {"comment": comment}})
+
+    attachments = zendesk.comments(ticket["id"])[-1]["attachments"]
+    assert [(a["file_name"], a["content_type"], a["size"]) for a in attachments] == [("summary.txt", "text/plain", 7)]
+    assert updated.json()["audit"]["events"][0]["attachments"] == attachments
+    assert zendesk.session.get(attachments[0]["content_url"], timeout=5).content == b"summary"
+    # The comment took the token: using it again is an unknown token.
+    assert reused.status_code == 422
+    assert list(reused.json()["details"]) == ["uploads"]
+    assert len(zendesk.comments(ticket["id"])) == 2
+
+
+def test_comment_unknown_upload_token_is_422_and_writes_nothing(zendesk: Zendesk) -> None:
+    requester = zendesk.search_users(f"phone:{CALLER_PHONE}")[0]
+    comment = {"body": "Call ID: c-1", "uploads": ["no-such-token"]}
+
+    response = zendesk.post("/api/v2/tickets.json", {"ticket": {"comment": comment, "requester_id": requester["id"]}})
+
+    assert response.status_code == 422
+    assert response.json()["error"] == "RecordInvalid"
+    assert list(response.json()["details"]) == ["uploads"]
+    assert zendesk.get("/api/v2/tickets.json").json()["count"] == 0
+
+
+def test_merge_closes_the_source_with_zendesk_comments_and_a_completed_job(zendesk: Zendesk) -> None:
+    token = upload(zendesk, b"rec", "call.txt", "text/plain").json()["upload"]["token"]
+    target = new_ticket(zendesk, subject="First call")
+    source = new_ticket(zendesk, subject="Second call", tags=["voice"], comment={"body": "c-2", "uploads": [token]})
+
+    response = zendesk.post(f"/api/v2/tickets/{target['id']}/merge.json", {"ids": [source["id"]]})
+
+    assert response.status_code == 200
+    job = response.json()["job_status"]
+    assert (job["status"], job["total"], job["progress"]) == ("completed", 1, 1)
+    assert job["results"] == [{"action": "update", "id": source["id"], "status": "Updated", "success": True}]
+    assert zendesk.get(f"/api/v2/job_statuses/{job['id']}.json").json() == {"job_status": job}
+    closed = zendesk.get(f"/api/v2/tickets/{source['id']}.json").json()["ticket"]
+    assert (closed["status"], closed["tags"]) == ("closed", ["voice", "closed_by_merge"])
+    source_note = zendesk.comments(source["id"])[-1]
+    expected = f'This request was closed and merged into request #{target["id"]} "First call".'
+    assert (source_note["body"], source_note["public"]) == (expected, False)
+    target_note = zendesk.comments(target["id"])[-1]
+    expected = f'Request #{source["id"]} "Second call" was closed and merged into this request.'
+    assert (target_note["body"], target_note["public"]) == (expected, False)
+    assert [a["file_name"] for a in target_note["attachments"]] == ["call.txt"]
+    assert zendesk.get(f"/api/v2/tickets/{target['id']}.json").json()["ticket"]["status"] == "new"
+    late = zendesk.put(f"/api/v2/tickets/{source['id']}.json", {"ticket": {"comment": {"body": "late"}}})
+    assert late.status_code == 422
+
+
+def test_merge_takes_the_given_comments_and_privacy(zendesk: Zendesk) -> None:
+    target, first, second = (new_ticket(zendesk, subject=f"Call {n}") for n in range(3))
+    body = {
+        "ids": [first["id"], second["id"]],
+        "target_comment": "Combining calls",
+        "source_comment": "Closing in favour of the first call",
+        "target_comment_is_public": True,
+    }
+
+    response = zendesk.post(f"/api/v2/tickets/{target['id']}/merge", body)
+
+    assert response.status_code == 200
+    assert [(c["body"], c["public"]) for c in zendesk.comments(target["id"])[1:]] == [("Combining calls", True)]
+    for source in (first, second):
+        assert [(c["body"], c["public"]) for c in zendesk.comments(source["id"])[1:]] == [
+            ("Closing in favour of the first call", False)
+        ]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({}, 400, "ParameterMissing"),
+        ({"ids": []}, 400, "ParameterMissing"),
+        ({"ids": [999]}, 422, "RecordInvalid"),
+        ({"ids": ["target"]}, 422, "RecordInvalid"),
+        ({"ids": ["closed"]}, 422, "RecordInvalid"),
+        ({"ids": ["source"], "source_comment_is_public": "yes"}, 422, "RecordInvalid"),
+    ],
+)
+def test_merge_invalid_request_is_refused_and_changes_nothing(
+    zendesk: Zendesk, body: dict[str, Any], status: int, error: str
+) -> None:
+    target, source, closed = (new_ticket(zendesk) for _ in range(3))
+    zendesk.put(f"/api/v2/tickets/{closed['id']}.json", {"ticket": {"status": "closed"}})
+    names = {"target": target["id"], "source": source["id"], "closed": closed["id"]}
+    body = {key: [names.get(i, i) for i in value] if key == "ids" else value for key, value in body.items()}
+
+    response = zendesk.post(f"/api/v2/tickets/{target['id']}/merge.json", body)
+
+    assert (response.status_code, response.json()["error"]) == (status, error)
+    assert [len(zendesk.comments(ticket["id"])) for ticket in (target, source)] == [1, 1]
+    assert zendesk.post("/api/v2/tickets/999/merge.json", {"ids": [source["id"]]}).json() == NOT_FOUND
 
 
 # -- Control endpoints ---------------------------------------------------------------------------

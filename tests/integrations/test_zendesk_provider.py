@@ -1,14 +1,28 @@
 """The Zendesk provider against the sandbox Zendesk over loopback HTTP."""
 
+import dataclasses
+import itertools
+from datetime import UTC, datetime, timedelta
+
 import pytest
 import redis
+import requests
 
 from integrations.exceptions import CrmAuthError, CrmNotFound, CrmRateLimited, CrmRequestError, CrmTransientError
 from integrations.http import CrmHttpClient
-from integrations.providers.base import Comment, ConnectionSettings, NewRecord, RecordChanges
+from integrations.providers.base import (
+    Attachment,
+    Comment,
+    ConnectionSettings,
+    CustomFieldSpec,
+    CustomFieldType,
+    NewRecord,
+    RecordChanges,
+)
 from integrations.providers.zendesk import ZendeskProvider
 from integrations.ratelimit import RedisRateGate
 from integrations.sandbox import SandboxServer
+from integrations.sandbox import zendesk as sandbox_zendesk
 from tests.support import TEST_BROKER_URL, sandbox_config, sandbox_stats
 
 
@@ -119,6 +133,142 @@ def test_update_of_a_closed_ticket_is_a_request_error(zendesk: ZendeskProvider, 
     body = error.value.body
     assert isinstance(body, dict)
     assert body["details"]["status"][0]["description"] == "Status: closed prevents ticket update"
+
+
+# -- Contact records, custom fields, attachments, merges ------------------------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox (served from this process) stamps each write one second after the last."""
+    start = datetime(2024, 5, 1, tzinfo=UTC)
+    ticks = itertools.count()
+    monkeypatch.setattr(
+        sandbox_zendesk, "_now", lambda: (start + timedelta(seconds=next(ticks))).strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+
+
+def test_external_id_contact_is_created_and_found_exactly(zendesk: ZendeskProvider) -> None:
+    created = zendesk.create_contact(name="App user", external_id="app-42")
+    zendesk.create_contact(name="Other app user", external_id="app-420")
+
+    found = zendesk.find_contacts(external_id="app-42")
+
+    assert created.external_id == "app-42"
+    assert found == [created]
+    assert zendesk.find_contacts(external_id="app-4") == []
+
+
+@pytest.mark.usefixtures("clock")
+def test_list_contact_records_reads_every_page_most_recently_updated_first(
+    zendesk_sandbox: SandboxServer, zendesk_api: requests.Session, zendesk: ZendeskProvider, contact_id: str
+) -> None:
+    # given: more tickets than one page holds, the oldest updated last, and another contact's ticket
+    tickets_url = f"{zendesk_sandbox.base_url}/api/v2/tickets.json"
+    for n in range(101):
+        ticket = {"subject": f"Call {n}", "comment": {"body": "x"}, "requester_id": int(contact_id)}
+        assert zendesk_api.post(tickets_url, json={"ticket": ticket}, timeout=5).status_code == 201
+    zendesk.create_record(new_ticket(zendesk.create_contact(name="Other", phone="+14155550999").id))
+    zendesk.update_record("1", RecordChanges(status="pending"))
+
+    # when
+    records = zendesk.list_contact_records(contact_id)
+
+    # then
+    assert [record.id for record in records] == ["1", *(str(n) for n in range(101, 1, -1))]
+    assert {record.requester_id for record in records} == {contact_id}
+    assert sandbox_stats(zendesk_sandbox)["requests"]["GET /api/v2/users/{id}/tickets/requested.json"] == 2
+
+
+def test_ensure_custom_fields_creates_what_is_missing_once(
+    zendesk_sandbox: SandboxServer, zendesk_api: requests.Session, zendesk: ZendeskProvider
+) -> None:
+    existing = zendesk_api.post(
+        f"{zendesk_sandbox.base_url}/api/v2/ticket_fields.json",
+        json={"ticket_field": {"type": "text", "title": "Call ID"}},
+        timeout=5,
+    ).json()["ticket_field"]
+    specs = [
+        CustomFieldSpec(key="call_id", title="Call ID"),
+        CustomFieldSpec(key="wait", title="Wait (s)", type=CustomFieldType.INTEGER),
+        CustomFieldSpec(key="answered", title="Answered", type=CustomFieldType.BOOLEAN),
+    ]
+
+    ids = zendesk.ensure_custom_fields(specs)
+    again = zendesk.ensure_custom_fields(specs)
+
+    assert again == ids
+    assert ids["call_id"] == str(existing["id"])
+    assert sandbox_stats(zendesk_sandbox)["requests"]["POST /api/v2/ticket_fields.json"] == 3  # 1 given + 2 created
+    fields = zendesk_api.get(f"{zendesk_sandbox.base_url}/api/v2/ticket_fields.json", timeout=5).json()["ticket_fields"]
+    types = {str(field["id"]): field["type"] for field in fields}
+    assert (types[ids["wait"]], types[ids["answered"]]) == ("integer", "checkbox")
+    assert set(ids.values()) <= zendesk.existing_custom_fields()
+    assert set(types) == zendesk.existing_custom_fields()
+
+
+def test_custom_field_values_are_written_and_read_back(zendesk: ZendeskProvider, contact_id: str) -> None:
+    ids = zendesk.ensure_custom_fields(
+        [CustomFieldSpec(key="call_id", title="Call ID"), CustomFieldSpec(key="queue", title="Queue")]
+    )
+    call_id, queue = ids["call_id"], ids["queue"]
+
+    created = zendesk.create_record(
+        dataclasses.replace(new_ticket(contact_id), custom_fields={call_id: "c-1", "25356371": "no such field"})
+    )
+    updated = zendesk.update_record(created.id, RecordChanges(custom_fields={queue: "sales"}))
+
+    assert created.custom_fields == {call_id: "c-1", queue: None}
+    assert updated.custom_fields == {call_id: "c-1", queue: "sales"}
+    assert zendesk.get_record(created.id).custom_fields == updated.custom_fields
+
+
+def test_comment_attachments_are_uploaded_and_read_back(
+    zendesk_api: requests.Session, zendesk: ZendeskProvider, contact_id: str
+) -> None:
+    summary = Attachment(filename="summary.txt", content_type="text/plain", content=b"Caller asked for a refund")
+    recording = Attachment(filename="call.wav", content_type="audio/wav", content=bytes(range(256)) * 4)
+    first = Comment(body="Call ID: c-1", attachments=(summary,))
+
+    record = zendesk.create_record(dataclasses.replace(new_ticket(contact_id), first_comment=first))
+    zendesk.add_comment(record.id, Comment(body="Recording", attachments=(recording,)))
+
+    comments = zendesk.list_comments(record.id)
+    assert [comment.body for comment in comments] == ["Call ID: c-1", "Recording"]
+    for comment, sent in zip(comments, (summary, recording), strict=True):
+        (attachment,) = comment.attachments
+        assert (attachment.filename, attachment.content_type) == (sent.filename, sent.content_type)
+        assert attachment.url is not None
+        file = zendesk_api.get(attachment.url, timeout=5)
+        assert (file.status_code, file.content) == (200, sent.content)
+
+
+def test_unknown_upload_token_is_a_request_error(zendesk: ZendeskProvider, contact_id: str) -> None:
+    record = zendesk.create_record(new_ticket(contact_id))
+    comment = {"body": "late file", "uploads": ["no-such-token"]}
+
+    with pytest.raises(CrmRequestError) as error:
+        zendesk.client.put(f"api/v2/tickets/{record.id}.json", json={"ticket": {"comment": comment}})
+
+    assert error.value.status_code == 422
+    assert [c.body for c in zendesk.list_comments(record.id)] == ["Call ID: c-1"]
+
+
+def test_merged_ticket_names_the_ticket_it_was_merged_into(
+    zendesk_sandbox: SandboxServer, zendesk_api: requests.Session, zendesk: ZendeskProvider, contact_id: str
+) -> None:
+    target = zendesk.create_record(new_ticket(contact_id, external_id="c-1"))
+    source = zendesk.create_record(new_ticket(contact_id, external_id="c-2"))
+
+    response = zendesk_api.post(
+        f"{zendesk_sandbox.base_url}/api/v2/tickets/{target.id}/merge.json", json={"ids": [int(source.id)]}, timeout=5
+    )
+
+    assert response.json()["job_status"]["status"] == "completed"
+    merged = zendesk.get_record(source.id)
+    assert (merged.status, merged.merged_into_id) == ("closed", target.id)
+    assert zendesk.get_record(target.id).merged_into_id is None
+    assert not zendesk.can_reopen(merged)
 
 
 def test_missing_ticket_is_not_found(zendesk: ZendeskProvider) -> None:
