@@ -159,6 +159,9 @@ class SessionState:
     no_record_reason: str = ""
     # Comments decided before the record was: they follow its creation.
     deferred: tuple[PlannedAction, ...] = ()
+    # Events that came before session.created: what they add depends on the session's type and
+    # channel, so it is decided when session.created arrives.
+    early: tuple[Mapping[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +173,7 @@ class SessionState:
         values = dict(data)
         values["queue_path"] = tuple(values.get("queue_path") or ())
         values["deferred"] = tuple(PlannedAction(**action) for action in values.get("deferred") or ())
+        values["early"] = tuple(values.get("early") or ())
         known = set(cls.__dataclass_fields__)
         return cls(**{key: value for key, value in values.items() if key in known})
 
@@ -432,7 +436,7 @@ def _abandoned_plan(rules: RuleSet, state: SessionState, event: SessionEvent) ->
         return CreationRefusal("R5", reason)
     wait = event.data.get("wait_time")
     short = isinstance(wait, int | float) and not isinstance(wait, bool) and wait < rules.short_abandon_seconds
-    kind = f"short-abandoned chat ({wait}s < {rules.short_abandon_seconds}s)" if short else "abandoned chat"
+    kind = f"short-abandoned chat ({wait:g}s < {rules.short_abandon_seconds}s)" if short else "abandoned chat"
     if rules.abandoned_chat_records == AbandonedChats.ALL:
         return CreationPlan("R6", RecordMode.NEW, f"{kind}: records for all abandoned chats", assign=False)
     if rules.abandoned_chat_records == AbandonedChats.MIN_MESSAGES:
@@ -650,7 +654,22 @@ def decide(rules: RuleSet, state: SessionState, event: SessionEvent) -> Decision
     actions: list[PlannedAction] = []
     reasons: list[str] = []
 
-    follow_ups = _follow_ups(rules, state, event)
+    if not state.created:
+        early = {"event_id": event.event_id, "type": event.type, "occurred_at": event.occurred_at.isoformat()}
+        state = replace(state, early=(*state.early, early | {"data": dict(event.data)}))
+        return Decision(state=state, actions=(), reason="waiting for session.created before any record is made")
+    follow_ups = []
+    if event.type == EventType.SESSION_CREATED and state.early:
+        for early_event in state.early:
+            earlier = SessionEvent(
+                event_id=early_event["event_id"],
+                type=early_event["type"],
+                occurred_at=datetime.fromisoformat(early_event["occurred_at"]),
+                data=early_event["data"],
+            )
+            follow_ups += _follow_ups(rules, state, earlier)
+        state = replace(state, early=())
+    follow_ups += _follow_ups(rules, state, event)
     if follow_ups and not state.record_planned:
         state = replace(state, deferred=state.deferred + tuple(follow_ups))
         reasons.append("waits for the session's record")

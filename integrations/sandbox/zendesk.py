@@ -338,7 +338,12 @@ class ZendeskSandbox(Sandbox):
         if email is not None and any(user["email"] == email for user in self.users.values()):
             raise _record_invalid("email", f"Email: {email} is already being used by another user", "DuplicateValue")
         phone = (_text(fields, "phone", "Phone") or "").strip() or None
-        if phone and _digits(phone) in {_digits(user["phone"]) for user in self.users.values() if user["phone"]}:
+        # A shared number (a family's or an office's line) may belong to several users.
+        shared = fields.get("shared_phone_number") is True
+        taken = {
+            _digits(user["phone"]) for user in self.users.values() if user["phone"] and not user["shared_phone_number"]
+        }
+        if phone and not shared and _digits(phone) in taken:
             raise _record_invalid("phone", f"Phone: {phone} is already being used by another user", "DuplicateValue")
         role = _choice(fields, "role", ROLES, "Role") or "end-user"
         external_id = _text(fields, "external_id", "External")
@@ -357,7 +362,7 @@ class ZendeskSandbox(Sandbox):
             "time_zone": "UTC",
             "iana_time_zone": "Etc/UTC",
             "phone": phone,
-            "shared_phone_number": None if phone is None else False,
+            "shared_phone_number": None if phone is None else shared,
             "photo": None,
             "locale_id": 1,
             "locale": "en-US",

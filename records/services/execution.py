@@ -63,7 +63,8 @@ def backoff_seconds(attempt: int, *, base: float, cap: float, rand: Callable[[],
 
 def choose_contact(contacts: list[Contact]) -> Contact | None:
     """Several contacts share the number: the most recently created one (S5's fallback)."""
-    return max(contacts, key=lambda contact: contact.created_at or "", default=None)
+    # Ids break ties within a second: CRMs hand them out in increasing order.
+    return max(contacts, key=lambda contact: (contact.created_at or "", contact.id.zfill(40)), default=None)
 
 
 def _claim_lease(session_id: int) -> bool:
@@ -421,7 +422,8 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
 
 
 def _candidates_for(provider: CrmProvider, session: Session, payload: dict[str, Any]) -> list[Candidate]:
-    if payload.get("mode") in (RecordMode.NEW, RecordMode.VOICEMAIL):
+    # A voicemail never appends, but its reason counts the open records it did not use (S4).
+    if payload.get("mode") == RecordMode.NEW:
         return []
     return _candidates(provider, session)
 

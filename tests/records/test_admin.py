@@ -33,7 +33,7 @@ def test_session_page_shows_its_events_and_the_actions_they_caused(
     assert response.status_code == 200
     for text in ("session.created", "session.ended", "recording.ready", "Find or create record", "S2", "S8"):
         assert text in html
-    assert "new voice record: the session was assigned to an agent" in html
+    assert "the call was assigned to an agent: append to a matching open record or create one" in html
     assert "session.assigned (a2)" in html
 
 

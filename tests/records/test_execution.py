@@ -186,7 +186,7 @@ def test_transient_failures_give_up_after_the_max_and_block_the_rest(
     assert ensure.attempts == 2
     assert ensure.last_error.startswith("gave up after 2 attempts")
     assert _next_action(session.pk) is None
-    assert session.actions.filter(status=CrmAction.Status.PENDING).count() == 3
+    assert session.actions.filter(status=CrmAction.Status.PENDING).count() == 4
 
     # An admin's Retry, once the CRM is back, finishes the chain.
     sandbox_config(zendesk_sandbox, fail_rate=0.0)
@@ -218,7 +218,9 @@ def test_unknown_agent_leaves_the_ticket_unassigned_and_says_so(
     [ticket] = tickets(zendesk_api, zendesk_sandbox)
     assert ticket["assignee_id"] is None
     create.refresh_from_db()
-    assert create.result["outcome"] == "created; agent ghost@example.com not found in the CRM: record left unassigned"
+    assert create.result["outcome"].endswith(
+        "(contact's records: none); Agent ghost@example.com was not found in the CRM: the record was not assigned."
+    )
 
 
 def test_lease_lets_one_worker_at_a_time_run_a_session(db: None) -> None:
@@ -323,6 +325,7 @@ def test_contact_created_by_a_concurrent_session_is_linked_not_duplicated(
     [user] = users.json()["users"]
     assert result == {
         "contact_id": str(user["id"]),
-        "outcome": "found 1 contact(s), linked the newest after the create was refused (422)",
+        "outcome": "linked the contact a concurrent session created (422)",
+        "decision": "linked the contact a concurrent session created (422)",
     }
     assert user["name"] == "Created by the other session"
