@@ -170,6 +170,10 @@ def attribute_name(spec: CustomFieldSpec) -> str:
 class KustomerProvider(CrmProvider):
     kind = "kustomer"
     open_statuses: ClassVar[frozenset[str]] = frozenset({"open"})
+    # A done conversation is reopened by a new message or by setting it open again.
+    resolved_status = "done"
+    # The Kustomer integration posts the caller's number as a note on the conversation (S14).
+    posts_phone_number_note: ClassVar[bool] = True
     default_open_status = "open"
     supports_user_status: ClassVar[bool] = True
 

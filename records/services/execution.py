@@ -355,7 +355,7 @@ def _record_request(session: Session, payload: dict[str, Any]) -> RecordRequest:
 
 def _create_record(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
     """Find the session's record (append, maybe reopen) or create it; then its first notes and fields."""
-    if session.crm_record_id:
+    if session.crm_record_id and not retried:
         return {"record_id": session.crm_record_id, "outcome": "already linked"}
     if not session.crm_contact_id:
         raise ActionFailed("The session has no CRM contact to be the record's requester.")
@@ -378,8 +378,12 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
     fields.update(mapped)
 
     found = provider.find_records_by_external_id(external_id) if retried else []
+    created = True
     if found:
         record_id, decision = found[0].id, "found the record an earlier attempt created"
+    elif session.crm_record_id:
+        # An earlier attempt appended and linked, then failed on its notes: finish those.
+        record_id, created, decision = session.crm_record_id, False, "linked by an earlier attempt"
     else:
         choice = choose_record(
             _record_request(session, payload), _candidates_for(provider, session, payload), timezone.now()
@@ -399,7 +403,7 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
             )
             record_id = record.id
         else:
-            record_id = choice.record_id
+            record_id, created = choice.record_id, False
             body = f"Session {session.external_id} added to this record.\n{payload['first_comment']}"
             _comment_once(provider, record_id, Comment(body=body), retried)
             changes = RecordChanges(
@@ -412,7 +416,7 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
     session.crm_record_id = record_id
     session.save(update_fields=["crm_record_id", "updated_at"])
 
-    if provider.posts_phone_number_note and payload.get("phone_number"):
+    if created and provider.posts_phone_number_note and payload.get("phone_number"):
         _comment_once(provider, record_id, Comment(body=f"Phone number: {payload['phone_number']}"), retried)
     if payload.get("entered_number"):
         _comment_once(provider, record_id, Comment(body=f"Dialed number: {payload['entered_number']}"), retried)

@@ -192,3 +192,116 @@ class ZendeskView:
         users = self.get("/api/v2/users.json", **{"page[size]": 100})["users"]
         contacts = sorted((user["name"], user.get("phone") or "") for user in users if user["role"] == "end-user")
         return [{"records": records, "contacts": contacts}]
+
+
+@dataclass
+class KustomerView:
+    """Kustomer as an integration engineer reads it, through the sandbox's REST v1 API.
+
+    Kustomer has no "list every conversation" call for an API key; conversations are read per
+    customer, for the customers the product linked (and any the test made).
+    """
+
+    sandbox: SandboxServer
+    api: requests.Session
+    kind: str = "kustomer"
+    solved: str = "done"
+    open: str = "open"
+    known_customers: set[str] = field(default_factory=set)
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.api.get(f"{self.sandbox.base_url}{path}", params=params, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def _customers(self) -> set[str]:
+        from records.models import Session
+
+        linked = set(Session.objects.exclude(crm_contact_id="").values_list("crm_contact_id", flat=True))
+        return linked | self.known_customers
+
+    def records(self) -> list[dict[str, Any]]:
+        records = []
+        for customer_id in sorted(self._customers()):
+            records += [self._record(item) for item in self.get(f"/v1/customers/{customer_id}/conversations")["data"]]
+        return records
+
+    def _record(self, conversation: dict[str, Any]) -> dict[str, Any]:
+        attributes = conversation["attributes"]
+        assigned = attributes.get("assignedUsers") or []
+        return {
+            "id": conversation["id"],
+            "subject": attributes.get("name"),
+            "status": attributes.get("status"),
+            "tags": attributes.get("tags") or [],
+            "assignee_id": assigned[0] if assigned else None,
+            "requester_id": conversation["relationships"]["customer"]["data"]["id"],
+            "external_id": attributes.get("externalId"),
+            "custom_fields": dict(attributes.get("custom") or {}),
+        }
+
+    def record_for(self, session_id: str) -> dict[str, Any]:
+        return self._record(self.get(f"/v1/conversations/externalId={session_id}")["data"])
+
+    def comments(self, record_id: str) -> list[dict[str, Any]]:
+        notes = self.get(f"/v1/conversations/{record_id}/notes")["data"]
+        comments = []
+        for note in notes:
+            attachments = note["attributes"].get("attachments") or []
+            urls = [
+                self.get(f"/v1/attachments/{item['_id']}")["data"]["links"].get("related", "") for item in attachments
+            ]
+            comments.append(
+                {
+                    "body": note["attributes"]["body"],
+                    "public": False,
+                    "attachments": [item["name"] for item in attachments],
+                    "attachment_urls": urls,
+                }
+            )
+        return comments
+
+    def download(self, url: str) -> bytes:
+        response = self.api.get(url, timeout=10)
+        response.raise_for_status()
+        return response.content
+
+    def set_status(self, record_id: str, status: str) -> None:
+        url = f"{self.sandbox.base_url}/v1/conversations/{record_id}"
+        self.api.patch(url, json={"status": status}, timeout=10).raise_for_status()
+
+    def contacts_with_phone(self, phone: str) -> list[dict[str, Any]]:
+        response = self.api.get(f"{self.sandbox.base_url}/v1/customers/phone={phone}", timeout=10)
+        if response.status_code == 404:
+            return []
+        response.raise_for_status()
+        customer = response.json()["data"]
+        return [{"id": customer["id"], "name": customer["attributes"]["name"]}]
+
+    def create_contact(self, name: str, phone: str) -> str:
+        body = {"name": name, "phones": [{"type": "mobile", "phone": phone}]}
+        response = self.api.post(f"{self.sandbox.base_url}/v1/customers", json=body, timeout=10)
+        response.raise_for_status()
+        customer_id = str(response.json()["data"]["id"])
+        self.known_customers.add(customer_id)
+        return customer_id
+
+    def agent_id(self, email: str) -> str:
+        users = self.get("/v1/users", pageSize=100)["data"]
+        return next(user["id"] for user in users if user["attributes"].get("email") == email)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        records = []
+        for record in sorted(self.records(), key=lambda item: item["external_id"] or ""):
+            comments = sorted(comment["body"] for comment in self.comments(record["id"]))
+            records.append(
+                {
+                    "subject": record["subject"],
+                    "status": record["status"],
+                    "tags": sorted(record["tags"]),
+                    "external_id": record["external_id"],
+                    "assigned": record["assignee_id"] is not None,
+                    "comments": comments,
+                }
+            )
+        return [{"records": records}]
