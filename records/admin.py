@@ -189,13 +189,11 @@ TITLE_VARIABLE_HELP = {
     "LANGUAGE": "the language selected, or routed by the dialed number",
     "TIMESTAMP": "when the session started",
 }
-assert set(TITLE_VARIABLE_HELP) == TITLE_VARIABLES
 
 
 def _title_help() -> str:
-    items = format_html_join(
-        "", "<li><code>{{{}}}</code>: {}</li>", ((name, TITLE_VARIABLE_HELP[name]) for name in sorted(TITLE_VARIABLES))
-    )
+    described = ((name, TITLE_VARIABLE_HELP.get(name, "")) for name in sorted(TITLE_VARIABLES))
+    items = format_html_join("", "<li><code>{{{}}}</code>: {}</li>", described)
     return format_html(
         "The record's subject. Variables, in braces:<ul>{}</ul>Default: <code>{}</code>. "
         "Any other name in braces is refused when you save.",

@@ -9,7 +9,9 @@ from django.forms.models import model_to_dict
 from django.test import Client
 
 from integrations.models import CrmConnection
+from records.admin import TITLE_VARIABLE_HELP
 from records.models import CustomDataMapping, CustomField, OperationSettings, Queue, Team
+from records.rules import TITLE_VARIABLES
 from records.vocabulary import RECORD_FIELDS
 
 pytestmark = pytest.mark.django_db
@@ -55,6 +57,8 @@ def test_settings_screen_groups_the_rules_and_lists_the_title_variables(admin_cl
     for variable in ("{CALL_TYPE}", "{CALL_ID}", "{MENU_PATH}", "{PHONE_NUMBER}", "{LANGUAGE}", "{TIMESTAMP}"):
         assert variable in html
     assert "IVR Call, Inbound Call (App)" in html
+    # A variable the engine learns must be explained here too.
+    assert set(TITLE_VARIABLE_HELP) == TITLE_VARIABLES
     # One row, no add or delete.
     assert "/admin/records/operationsettings/add/" not in html
     assert "/delete/" not in html
