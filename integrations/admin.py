@@ -1,4 +1,5 @@
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -8,6 +9,20 @@ from django.http import HttpRequest
 from integrations.models import CrmConnection, CrmKind
 from integrations.providers.registry import PROVIDERS
 from integrations.services import connection_activate, connection_test
+
+ConnectionAction = TypeVar("ConnectionAction", bound=Callable[..., None])
+
+# The connection list's actions. integrations imports nothing from the apps above it, so those apps
+# add theirs here (records: "Create custom fields") when their admin module is imported; Django
+# reads `actions` per request, after every admin module has been loaded.
+CONNECTION_ACTIONS: list[Any] = ["test_connection", "make_active"]
+
+
+def register_connection_action(action: ConnectionAction) -> ConnectionAction:
+    """Offer `action(modeladmin, request, queryset)` on the CRM connection list."""
+    if action not in CONNECTION_ACTIONS:
+        CONNECTION_ACTIONS.append(action)
+    return action
 
 
 class CrmConnectionForm(forms.ModelForm[CrmConnection]):
@@ -87,7 +102,7 @@ class CrmConnectionAdmin(admin.ModelAdmin[CrmConnection]):
         ("Limits", {"fields": ["rate_limit_per_minute"]}),
         ("Status", {"fields": ["last_error", "last_error_at", "created_at", "updated_at"]}),
     ]
-    actions = ["test_connection", "make_active"]
+    actions = CONNECTION_ACTIONS
 
     @admin.display(description="Credentials stored", boolean=True)
     def credentials_stored(self, obj: CrmConnection) -> bool:

@@ -3,7 +3,7 @@
 import logging
 from datetime import timedelta
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.db import DatabaseError
 
 logger = logging.getLogger(__name__)
@@ -15,6 +15,11 @@ SWEEP_STALE_AFTER = timedelta(minutes=2)
 # Sessions per processing message: one message per session made the broker round trips cost a
 # quarter of a 100-event batch; a few messages per batch still spread a large one over workers.
 SESSIONS_PER_MESSAGE = 25
+
+# F1 against a CRM that is down or limiting: retried this often, waiting 5 s, 10 s, ... up to 10 min.
+CUSTOM_FIELDS_MAX_RETRIES = 5
+CUSTOM_FIELDS_RETRY_SECONDS = 5
+CUSTOM_FIELDS_RETRY_MAX_SECONDS = 600
 
 
 @shared_task(
@@ -69,3 +74,39 @@ def sweep_sessions_task() -> None:
         run_session_actions_task.delay(session_id)
     if unapplied or due:
         logger.info("records.sweep %s to process, %s with due actions", len(unapplied), len(due))
+
+
+@shared_task(
+    bind=True,
+    name="records.create_custom_fields",
+    acks_late=True,
+    max_retries=CUSTOM_FIELDS_MAX_RETRIES,
+)
+def create_custom_fields_task(self: Task, connection_id: int) -> None:
+    """F1 in the background. Idempotent (fields are found by title first), so a redelivery is harmless.
+
+    Transient CRM failures are retried; anything else, or the last failed retry, is shown as the
+    connection's last error in the admin.
+    """
+    from integrations.crypto import CredentialsUnreadable
+    from integrations.exceptions import CrmError, CrmRateLimited, CrmTransientError
+    from integrations.models import CrmConnection
+    from integrations.providers.registry import UnsupportedCrm
+    from records.services.custom_fields import custom_fields_create, custom_fields_record_error
+
+    connection = CrmConnection.objects.filter(pk=connection_id).first()
+    if connection is None:
+        logger.info("records.create-custom-fields.gone %s", connection_id)
+        return
+    try:
+        custom_fields_create(connection=connection)
+    except CrmTransientError as exc:
+        if self.request.retries >= CUSTOM_FIELDS_MAX_RETRIES:
+            tries = self.request.retries + 1
+            custom_fields_record_error(connection=connection, error=f"gave up after {tries} tries: {exc}")
+            return
+        backoff = min(CUSTOM_FIELDS_RETRY_MAX_SECONDS, CUSTOM_FIELDS_RETRY_SECONDS * 2**self.request.retries)
+        countdown = exc.retry_after if isinstance(exc, CrmRateLimited) else backoff
+        raise self.retry(exc=exc, countdown=countdown) from exc
+    except (CrmError, UnsupportedCrm, CredentialsUnreadable) as exc:
+        custom_fields_record_error(connection=connection, error=str(exc))

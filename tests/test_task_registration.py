@@ -8,4 +8,9 @@ def test_registered_task_names_are_stable() -> None:
 
     names = sorted(name for name in app.tasks if not name.startswith("celery."))
 
-    assert names == ["records.process_sessions", "records.run_session_actions", "records.sweep_sessions"]
+    assert names == [
+        "records.create_custom_fields",
+        "records.process_sessions",
+        "records.run_session_actions",
+        "records.sweep_sessions",
+    ]

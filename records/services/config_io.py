@@ -1,0 +1,500 @@
+"""Configuration as code: the operation-management settings, teams, queues, custom data mapping and
+custom field ids, exported to JSON and imported from it (docs/configuration.md).
+
+`config_validate` is pure: it reads no database (the names of the CRM connections and teams it may
+refer to are passed in) and returns every error, each naming its JSON path. `config_apply` writes a
+validated file in one transaction. Each section present in a file is the whole truth for what it
+covers: settings it leaves out go back to their defaults, rows it does not list are removed.
+"""
+
+import json
+import re
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+
+from integrations.models import CrmConnection
+from records.models import CustomDataMapping, CustomField, OperationSettings, Queue, Team
+from records.vocabulary import RECORD_FIELDS
+
+CONFIG_VERSION = 1
+# E.164: "+", a country code that does not start with 0, at most 15 digits in all.
+E164_RE = re.compile(r"\+[1-9]\d{1,14}")
+# The OperationSettings fields a file carries (not the row's bookkeeping).
+SETTINGS_EXCLUDED = frozenset({"id", "updated_at"})
+SECTIONS = ("version", "settings", "teams", "queues", "custom_data_mappings", "custom_fields")
+TEAM_KEYS = {"name": str, "enable_ticket_id": bool, "ticket_id_required": bool}
+QUEUE_KEYS = {"platform_id": str, "name": str, "path": list, "teams": list, "default_outbound_number": str}
+MAPPING_KEYS = {"connection": str, "sdk_key": str, "crm_field_id": str}
+CUSTOM_FIELD_KEYS = {"connection": str, "key": str, "crm_field_id": str}
+RECORD_FIELD_KEYS = frozenset(spec.key for spec in RECORD_FIELDS)
+TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", list: "a list", dict: "an object"}
+
+
+class ConfigError(Exception):
+    """The file cannot be imported; `errors` says where and why, one line each."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = list(errors)
+
+
+@dataclass(frozen=True)
+class TeamConfig:
+    name: str
+    enable_ticket_id: bool = False
+    ticket_id_required: bool = False
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    platform_id: str
+    name: str = ""
+    path: tuple[str, ...] = ()
+    teams: tuple[str, ...] = ()
+    default_outbound_number: str = ""
+
+
+@dataclass(frozen=True)
+class MappingConfig:
+    connection: str
+    sdk_key: str
+    crm_field_id: str
+
+
+@dataclass(frozen=True)
+class CustomFieldConfig:
+    connection: str
+    key: str
+    crm_field_id: str
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A validated file; a section that is None was not in the file and is left as it is."""
+
+    settings: Mapping[str, Any] | None = None
+    teams: tuple[TeamConfig, ...] | None = None
+    queues: tuple[QueueConfig, ...] | None = None
+    custom_data_mappings: tuple[MappingConfig, ...] | None = None
+    custom_fields: tuple[CustomFieldConfig, ...] | None = None
+
+
+# -- Export ------------------------------------------------------------------------------------
+
+
+def _settings_fields() -> list[models.Field[Any, Any]]:
+    return [
+        field
+        for field in OperationSettings._meta.concrete_fields
+        if field.name not in SETTINGS_EXCLUDED and isinstance(field, models.Field)
+    ]
+
+
+def config_export() -> dict[str, Any]:
+    """The whole configuration as JSON-ready data, in a stable order (diffs stay small)."""
+    settings = OperationSettings.load()
+    return {
+        "version": CONFIG_VERSION,
+        "settings": {field.name: getattr(settings, field.name) for field in _settings_fields()},
+        "teams": [
+            {
+                "name": team.name,
+                "enable_ticket_id": team.enable_ticket_id,
+                "ticket_id_required": team.ticket_id_required,
+            }
+            for team in Team.objects.order_by("name")
+        ],
+        "queues": [
+            {
+                "platform_id": queue.platform_id,
+                "name": queue.name,
+                "path": list(queue.path),
+                "teams": sorted(team.name for team in queue.teams.all()),
+                "default_outbound_number": queue.default_outbound_number,
+            }
+            for queue in Queue.objects.order_by("platform_id").prefetch_related("teams")
+        ],
+        "custom_data_mappings": [
+            {"connection": mapping.connection.name, "sdk_key": mapping.sdk_key, "crm_field_id": mapping.crm_field_id}
+            for mapping in CustomDataMapping.objects.select_related("connection").order_by(
+                "connection__name", "sdk_key"
+            )
+        ],
+        "custom_fields": [
+            {"connection": field.connection.name, "key": field.key, "crm_field_id": field.crm_field_id}
+            for field in CustomField.objects.select_related("connection").order_by("connection__name", "key")
+        ],
+    }
+
+
+def config_export_json() -> str:
+    return json.dumps(config_export(), indent=2, ensure_ascii=False) + "\n"
+
+
+# -- Validation (pure) -------------------------------------------------------------------------
+
+
+def config_parse(text: str) -> Any:
+    """The file's JSON, or ConfigError naming the line and column where it stops being JSON."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError([f"(file): not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"]) from None
+
+
+def _is(value: Any, expected: type) -> bool:
+    # bool is an int in Python, but true is no number of days.
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, expected)
+
+
+def _type_error(path: str, expected: type, value: Any) -> str:
+    return f"{path}: must be {TYPE_NAMES[expected]}, not {json.dumps(value)}"
+
+
+def _messages(exc: ValidationError) -> str:
+    return " ".join(" ".join(str(message) for message in exc.messages).split())
+
+
+def _validate_settings(value: Any, errors: list[str]) -> dict[str, Any] | None:
+    if not _is(value, dict):
+        errors.append(_type_error("settings", dict, value))
+        return None
+    fields = {field.name: field for field in _settings_fields()}
+    cleaned: dict[str, Any] = {}
+    for key, item in value.items():
+        path = f"settings.{key}"
+        field = fields.get(key)
+        if field is None:
+            errors.append(f"{path}: unknown setting; known: {', '.join(fields)}")
+            continue
+        expected = (
+            bool if isinstance(field, models.BooleanField) else int if isinstance(field, models.IntegerField) else str
+        )
+        if not _is(item, expected):
+            errors.append(_type_error(path, expected, item))
+            continue
+        try:
+            # The model field's own checks: choices, lengths, ranges, email, the R7 title variables.
+            cleaned[key] = field.clean(item, None)
+        except ValidationError as exc:
+            errors.append(f"{path}: {_messages(exc)}")
+    if not any(error.startswith("settings") for error in errors):
+        complete = {name: field.get_default() for name, field in fields.items()} | cleaned
+        try:
+            OperationSettings(**complete).clean()
+        except ValidationError as exc:
+            for name, messages in exc.message_dict.items():
+                errors.append(f"settings.{name}: {' '.join(messages)}")
+    return cleaned
+
+
+def _validate_rows(
+    section: str, value: Any, schema: Mapping[str, type], required: Sequence[str], errors: list[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """Each row of a list section as (its path, its values), type-checked against the schema."""
+    if not _is(value, list):
+        errors.append(_type_error(section, list, value))
+        return []
+    rows = []
+    for index, row in enumerate(value):
+        path = f"{section}[{index}]"
+        if not _is(row, dict):
+            errors.append(_type_error(path, dict, row))
+            continue
+        good = True
+        for key, item in row.items():
+            if key not in schema:
+                errors.append(f"{path}.{key}: unknown key; known: {', '.join(schema)}")
+                good = False
+            elif not _is(item, schema[key]):
+                errors.append(_type_error(f"{path}.{key}", schema[key], item))
+                good = False
+        for key in required:
+            if key in row and _is(row[key], str) and not row[key].strip():
+                errors.append(f"{path}.{key}: cannot be empty")
+                good = False
+            elif key not in row:
+                errors.append(f"{path}.{key}: required")
+                good = False
+        if good:
+            rows.append((path, row))
+    return rows
+
+
+def _max_length(model: type[models.Model], name: str) -> int:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.CharField)
+    return field.max_length or 0
+
+
+def _check_length(path: str, value: str, model: type[models.Model], name: str, errors: list[str]) -> None:
+    limit = _max_length(model, name)
+    if len(value) > limit:
+        errors.append(f"{path}: at most {limit} characters (it has {len(value)})")
+
+
+def _unique(path: str, key: Any, seen: dict[Any, str], what: str, errors: list[str]) -> None:
+    if key in seen:
+        errors.append(f"{path}: {what} is already in {seen[key]}")
+    else:
+        seen[key] = path
+
+
+def _connection_check(path: str, name: str, connections: Counter[str], errors: list[str]) -> None:
+    if connections[name] == 0:
+        known = ", ".join(sorted(connections)) or "none"
+        errors.append(f"{path}: unknown CRM connection {name!r}; known: {known}")
+    elif connections[name] > 1:
+        errors.append(f"{path}: {connections[name]} CRM connections are named {name!r}; rename one in the admin")
+
+
+def config_validate(data: Any, *, connection_names: Collection[str], team_names: Collection[str] = ()) -> ConfigFile:
+    """The file as dataclasses, or ConfigError with every problem, each naming its JSON path.
+
+    `connection_names` are the CRM connections' names (one per connection, repeats included);
+    `team_names` the teams that exist, which queues may name when the file has no teams section.
+    """
+    errors: list[str] = []
+    if not _is(data, dict):
+        raise ConfigError([f"(file): must be a JSON object with {', '.join(SECTIONS)}"])
+    for key in data:
+        if key not in SECTIONS:
+            errors.append(f"{key}: unknown section; known: {', '.join(SECTIONS)}")
+    if "version" in data and data["version"] != CONFIG_VERSION:
+        errors.append(f"version: must be {CONFIG_VERSION}, not {json.dumps(data['version'])}")
+
+    settings = _validate_settings(data["settings"], errors) if "settings" in data else None
+
+    teams: list[TeamConfig] | None = None
+    if "teams" in data:
+        teams, seen = [], dict[Any, str]()
+        for path, row in _validate_rows("teams", data["teams"], TEAM_KEYS, ["name"], errors):
+            name = row["name"].strip()
+            _check_length(f"{path}.name", name, Team, "name", errors)
+            _unique(f"{path}.name", name, seen, f"team {name!r}", errors)
+            teams.append(TeamConfig(name, row.get("enable_ticket_id", False), row.get("ticket_id_required", False)))
+    known_teams = {team.name for team in teams} if teams is not None else set(team_names)
+
+    queues: list[QueueConfig] | None = None
+    if "queues" in data:
+        queues, seen = [], dict[Any, str]()
+        for path, row in _validate_rows("queues", data["queues"], QUEUE_KEYS, ["platform_id"], errors):
+            platform_id = row["platform_id"].strip()
+            _check_length(f"{path}.platform_id", platform_id, Queue, "platform_id", errors)
+            _check_length(f"{path}.name", row.get("name", ""), Queue, "name", errors)
+            _unique(f"{path}.platform_id", platform_id, seen, f"queue {platform_id!r}", errors)
+            for index, part in enumerate(row.get("path", [])):
+                if not _is(part, str) or not part.strip():
+                    errors.append(f"{path}.path[{index}]: must be a non-empty string, not {json.dumps(part)}")
+            for index, team in enumerate(row.get("teams", [])):
+                if not _is(team, str):
+                    errors.append(_type_error(f"{path}.teams[{index}]", str, team))
+                elif team not in known_teams:
+                    where = "the file's teams" if teams is not None else "the existing teams"
+                    errors.append(f"{path}.teams[{index}]: unknown team {team!r}; it must be one of {where}")
+            number = row.get("default_outbound_number", "").strip()
+            if number and not E164_RE.fullmatch(number):
+                errors.append(f"{path}.default_outbound_number: {number!r} is not an E.164 number like +14155550100")
+            queues.append(
+                QueueConfig(
+                    platform_id,
+                    row.get("name", ""),
+                    tuple(row.get("path", [])),
+                    tuple(dict.fromkeys(row.get("teams", []))),
+                    number,
+                )
+            )
+
+    connections = Counter(connection_names)
+    mappings: list[MappingConfig] | None = None
+    if "custom_data_mappings" in data:
+        mappings, seen = [], dict[Any, str]()
+        rows = _validate_rows(
+            "custom_data_mappings", data["custom_data_mappings"], MAPPING_KEYS, list(MAPPING_KEYS), errors
+        )
+        for path, row in rows:
+            sdk_key, field_id = row["sdk_key"].strip(), row["crm_field_id"].strip()
+            _connection_check(f"{path}.connection", row["connection"], connections, errors)
+            _check_length(f"{path}.sdk_key", sdk_key, CustomDataMapping, "sdk_key", errors)
+            _check_length(f"{path}.crm_field_id", field_id, CustomDataMapping, "crm_field_id", errors)
+            _unique(f"{path}.sdk_key", (row["connection"], sdk_key), seen, f"custom data key {sdk_key!r}", errors)
+            mappings.append(MappingConfig(row["connection"], sdk_key, field_id))
+
+    custom_fields: list[CustomFieldConfig] | None = None
+    if "custom_fields" in data:
+        custom_fields, seen = [], dict[Any, str]()
+        rows = _validate_rows(
+            "custom_fields", data["custom_fields"], CUSTOM_FIELD_KEYS, list(CUSTOM_FIELD_KEYS), errors
+        )
+        for path, row in rows:
+            key, field_id = row["key"].strip(), row["crm_field_id"].strip()
+            _connection_check(f"{path}.connection", row["connection"], connections, errors)
+            if key not in RECORD_FIELD_KEYS:
+                errors.append(
+                    f"{path}.key: unknown record field {key!r}; known: {', '.join(sorted(RECORD_FIELD_KEYS))}"
+                )
+            _check_length(f"{path}.crm_field_id", field_id, CustomField, "crm_field_id", errors)
+            _unique(f"{path}.key", (row["connection"], key), seen, f"field {key!r}", errors)
+            custom_fields.append(CustomFieldConfig(row["connection"], key, field_id))
+
+    if errors:
+        raise ConfigError(errors)
+    return ConfigFile(
+        settings=settings,
+        teams=tuple(teams) if teams is not None else None,
+        queues=tuple(queues) if queues is not None else None,
+        custom_data_mappings=tuple(mappings) if mappings is not None else None,
+        custom_fields=tuple(custom_fields) if custom_fields is not None else None,
+    )
+
+
+# -- Apply -------------------------------------------------------------------------------------
+
+
+def _apply_settings(values: Mapping[str, Any], changes: list[str]) -> None:
+    settings = OperationSettings.load()
+    changed = []
+    for field in _settings_fields():
+        new = values.get(field.name, field.get_default())
+        old = getattr(settings, field.name)
+        if new != old:
+            setattr(settings, field.name, new)
+            changed.append(field.name)
+            changes.append(f"settings.{field.name}: {json.dumps(old)} -> {json.dumps(new)}")
+    if changed:
+        settings.save(update_fields=[*changed, "updated_at"])
+
+
+def _apply_teams(teams: Sequence[TeamConfig], changes: list[str]) -> None:
+    existing = {team.name: team for team in Team.objects.all()}
+    for config in teams:
+        team = existing.pop(config.name, None)
+        if team is None:
+            Team.objects.create(
+                name=config.name, enable_ticket_id=config.enable_ticket_id, ticket_id_required=config.ticket_id_required
+            )
+            changes.append(f"team {config.name!r}: added")
+            continue
+        changed = [
+            name for name in ("enable_ticket_id", "ticket_id_required") if getattr(team, name) != getattr(config, name)
+        ]
+        for name in changed:
+            setattr(team, name, getattr(config, name))
+            changes.append(f"team {config.name!r}: {name} -> {json.dumps(getattr(config, name))}")
+        if changed:
+            team.save(update_fields=changed)
+    for name, team in sorted(existing.items()):
+        team.delete()
+        changes.append(f"team {name!r}: removed")
+
+
+def _apply_queues(queues: Sequence[QueueConfig], changes: list[str]) -> None:
+    existing = {queue.platform_id: queue for queue in Queue.objects.prefetch_related("teams")}
+    teams = {team.name: team for team in Team.objects.all()}
+    for config in queues:
+        queue = existing.pop(config.platform_id, None)
+        if queue is None:
+            queue = Queue.objects.create(
+                platform_id=config.platform_id,
+                name=config.name,
+                path=list(config.path),
+                default_outbound_number=config.default_outbound_number,
+            )
+            queue.teams.set([teams[name] for name in config.teams])
+            changes.append(f"queue {config.platform_id!r}: added")
+            continue
+        changed = []
+        for name, new in (
+            ("name", config.name),
+            ("path", list(config.path)),
+            ("default_outbound_number", config.default_outbound_number),
+        ):
+            if getattr(queue, name) != new:
+                changes.append(
+                    f"queue {config.platform_id!r}: {name} {json.dumps(getattr(queue, name))} -> {json.dumps(new)}"
+                )
+                setattr(queue, name, new)
+                changed.append(name)
+        if changed:
+            queue.save(update_fields=changed)
+        old_teams = sorted(team.name for team in queue.teams.all())
+        if old_teams != sorted(config.teams):
+            queue.teams.set([teams[name] for name in config.teams])
+            changes.append(f"queue {config.platform_id!r}: teams {old_teams} -> {sorted(config.teams)}")
+    for platform_id, queue in sorted(existing.items()):
+        queue.delete()
+        changes.append(f"queue {platform_id!r}: removed")
+
+
+def _apply_connection_rows(
+    model: type[CustomDataMapping] | type[CustomField],
+    key_name: str,
+    rows: Sequence[MappingConfig] | Sequence[CustomFieldConfig],
+    what: str,
+    changes: list[str],
+) -> None:
+    """Custom data mappings or custom field ids: keyed by (connection, key), valued by the CRM field id."""
+    connections = {connection.name: connection for connection in CrmConnection.objects.all()}
+    existing = {
+        (row.connection.name, getattr(row, key_name)): row for row in model.objects.select_related("connection")
+    }
+    for config in rows:
+        key = getattr(config, key_name)
+        row = existing.pop((config.connection, key), None)
+        label = f"{what} {key!r} of {config.connection!r}"
+        if row is None:
+            model.objects.create(
+                connection=connections[config.connection], **{key_name: key, "crm_field_id": config.crm_field_id}
+            )
+            changes.append(f"{label}: added ({config.crm_field_id})")
+        elif row.crm_field_id != config.crm_field_id:
+            changes.append(f"{label}: CRM field id {row.crm_field_id} -> {config.crm_field_id}")
+            row.crm_field_id = config.crm_field_id
+            row.save(update_fields=["crm_field_id"])
+    for (connection_name, key), row in sorted(existing.items()):
+        row.delete()
+        changes.append(f"{what} {key!r} of {connection_name!r}: removed")
+
+
+@transaction.atomic
+def config_apply(*, config: ConfigFile) -> list[str]:
+    """Write a validated file, all or nothing; return what changed, one line each."""
+    changes: list[str] = []
+    if config.settings is not None:
+        _apply_settings(config.settings, changes)
+    # Teams before queues: queues name them.
+    if config.teams is not None:
+        _apply_teams(config.teams, changes)
+    if config.queues is not None:
+        _apply_queues(config.queues, changes)
+    if config.custom_data_mappings is not None:
+        _apply_connection_rows(CustomDataMapping, "sdk_key", config.custom_data_mappings, "custom data key", changes)
+    if config.custom_fields is not None:
+        _apply_connection_rows(CustomField, "key", config.custom_fields, "custom field", changes)
+    return changes
+
+
+def config_import(*, text: str, dry_run: bool = False) -> list[str]:
+    """Parse, validate against the database's connections and teams, and apply a file's text.
+
+    Raises ConfigError (nothing written) when the file is not valid. With `dry_run`, the changes
+    are worked out and reported, then rolled back.
+    """
+    data = config_parse(text)
+    config = config_validate(
+        data,
+        connection_names=list(CrmConnection.objects.values_list("name", flat=True)),
+        team_names=list(Team.objects.values_list("name", flat=True)),
+    )
+    with transaction.atomic():
+        changes = config_apply(config=config)
+        if dry_run:
+            transaction.set_rollback(True)
+    return changes

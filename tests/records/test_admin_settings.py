@@ -1,0 +1,201 @@
+"""The admin screens where the record rules are set: operation management, queues, teams, fields."""
+
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.contrib.auth.models import User
+from django.forms.models import model_to_dict
+from django.test import Client
+
+from integrations.models import CrmConnection
+from records.admin import TITLE_VARIABLE_HELP
+from records.models import CustomDataMapping, CustomField, OperationSettings, Queue, Team
+from records.rules import TITLE_VARIABLES
+from records.vocabulary import RECORD_FIELDS
+
+pytestmark = pytest.mark.django_db
+
+SETTINGS_URL = "/admin/records/operationsettings/1/change/"
+
+
+@pytest.fixture
+def admin_client(db: None) -> Client:
+    user = User.objects.create_superuser("root", "root@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def settings_form(**changes: Any) -> dict[str, Any]:
+    """The settings screen's form as the browser posts it: current values, then the changes."""
+    values = model_to_dict(OperationSettings.load(), exclude=["id", "updated_at"])
+    values.update(changes)
+    # An unticked checkbox is simply absent from the post.
+    return {key: value for key, value in values.items() if value is not False}
+
+
+def test_settings_list_goes_to_the_one_settings_row_creating_it(admin_client: Client) -> None:
+    assert not OperationSettings.objects.exists()
+
+    response = admin_client.get("/admin/records/operationsettings/")
+
+    assert response.status_code == 302
+    assert response["Location"] == SETTINGS_URL
+    assert OperationSettings.objects.count() == 1
+
+
+def test_settings_screen_groups_the_rules_and_lists_the_title_variables(admin_client: Client) -> None:
+    OperationSettings.load()
+
+    response = admin_client.get(SETTINGS_URL)
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    for heading in ("(R1, R2, R9)", "(R3, R4)", "(R5, R6)", "Record title (R7)", "Tags (R8", "Voicemail (S4)", "(S15)"):
+        assert heading in html
+    for variable in ("{CALL_TYPE}", "{CALL_ID}", "{MENU_PATH}", "{PHONE_NUMBER}", "{LANGUAGE}", "{TIMESTAMP}"):
+        assert variable in html
+    assert "IVR Call, Inbound Call (App)" in html
+    # A variable the engine learns must be explained here too.
+    assert set(TITLE_VARIABLE_HELP) == TITLE_VARIABLES
+    # One row, no add or delete.
+    assert "/admin/records/operationsettings/add/" not in html
+    assert "/delete/" not in html
+
+
+def test_settings_screen_saves(admin_client: Client) -> None:
+    OperationSettings.load()
+
+    response = admin_client.post(
+        SETTINGS_URL,
+        settings_form(
+            append_to_recently_closed=True,
+            closed_within_days=7,
+            title_template="{CALL_TYPE} {CALL_ID} at {TIMESTAMP}",
+            abandoned_chat_records="min_messages",
+            abandoned_chat_min_messages=2,
+        ),
+    )
+
+    assert response.status_code == 302
+    saved = OperationSettings.load()
+    assert saved.append_to_recently_closed is True
+    assert saved.closed_within_days == 7
+    assert saved.title_template == "{CALL_TYPE} {CALL_ID} at {TIMESTAMP}"
+    assert saved.abandoned_chat_records == "min_messages"
+    assert saved.ruleset().abandoned_chat_min_messages == 2
+
+
+def test_settings_screen_refuses_an_unknown_title_variable_and_saves_nothing(admin_client: Client) -> None:
+    before = OperationSettings.load().title_template
+
+    response = admin_client.post(
+        SETTINGS_URL, settings_form(title_template="{CALL_TYPE} for {CUSTOMER}", closed_within_days=9)
+    )
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert (
+        "Unknown variable(s): CUSTOMER. Use only: CALL_ID, CALL_TYPE, LANGUAGE, MENU_PATH, PHONE_NUMBER, TIMESTAMP."
+        in html
+    )
+    saved = OperationSettings.load()
+    assert saved.title_template == before
+    assert saved.closed_within_days == 3
+
+
+def test_settings_screen_refuses_a_malformed_title(admin_client: Client) -> None:
+    OperationSettings.load()
+
+    response = admin_client.post(SETTINGS_URL, settings_form(title_template="{CALL_TYPE"))
+
+    assert response.status_code == 200
+    assert "Malformed template" in response.content.decode()
+
+
+def test_settings_screen_requires_the_product_tag_when_it_is_on(admin_client: Client) -> None:
+    OperationSettings.load()
+
+    refused = admin_client.post(SETTINGS_URL, settings_form(add_product_tag=True, product_tag="  "))
+    accepted = admin_client.post(SETTINGS_URL, settings_form(add_product_tag=True, product_tag="acme"))
+
+    assert refused.status_code == 200
+    assert "Enter the product tag, or turn the product tag off." in refused.content.decode()
+    assert accepted.status_code == 302
+    assert OperationSettings.load().ruleset().product_tag == "acme"
+
+
+def test_queue_team_and_mapping_screens(admin_client: Client, zendesk_connection: CrmConnection) -> None:
+    billing = Team.objects.create(name="Billing", enable_ticket_id=True)
+    queue = Queue.objects.create(platform_id="q-7", name="Billing", path=["Support", "Billing"])
+    queue.teams.add(billing)
+    CustomDataMapping.objects.create(connection=zendesk_connection, sdk_key="plan", crm_field_id="9001")
+    CustomField.objects.create(connection=zendesk_connection, key="call_id", crm_field_id="777")
+
+    queues = admin_client.get("/admin/records/queue/?q=q-7").content.decode()
+    queue_page = admin_client.get(f"/admin/records/queue/{queue.pk}/change/")
+    teams = admin_client.get("/admin/records/team/").content.decode()
+    mappings = admin_client.get(f"/admin/records/customdatamapping/?connection__id__exact={zendesk_connection.pk}")
+    fields = admin_client.get("/admin/records/customfield/").content.decode()
+
+    assert "Support &gt; Billing" in queues
+    assert "Billing" in queues
+    assert queue_page.status_code == 200
+    assert "selectfilter" in queue_page.content.decode().lower()
+    assert "Billing" in teams
+    assert mappings.status_code == 200
+    assert "plan" in mappings.content.decode()
+    assert "Call/chat ID" in fields
+    assert "777" in fields
+    assert "/admin/records/customfield/add/" not in fields
+
+
+def test_queue_screen_saves_teams_and_checks_the_outbound_number(admin_client: Client) -> None:
+    team = Team.objects.create(name="Sales")
+    queue = Queue.objects.create(platform_id="q-1", name="Sales")
+    form = {"platform_id": "q-1", "name": "Sales", "path": '["Sales"]', "teams": [team.pk]}
+
+    refused = admin_client.post(f"/admin/records/queue/{queue.pk}/change/", {**form, "default_outbound_number": "555"})
+    saved = admin_client.post(
+        f"/admin/records/queue/{queue.pk}/change/", {**form, "default_outbound_number": "+14155550100"}
+    )
+
+    assert "E.164" in refused.content.decode()
+    assert saved.status_code == 302
+    queue.refresh_from_db()
+    assert queue.default_outbound_number == "+14155550100"
+    assert list(queue.teams.all()) == [team]
+
+
+def test_create_custom_fields_action_enqueues_the_task_and_says_so(
+    admin_client: Client, zendesk_connection: CrmConnection, django_capture_on_commit_callbacks: Any
+) -> None:
+    with (
+        mock.patch("records.tasks.create_custom_fields_task.delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = admin_client.post(
+            "/admin/integrations/crmconnection/",
+            {"action": "create_custom_fields", "_selected_action": [zendesk_connection.pk]},
+            follow=True,
+        )
+
+    html = response.content.decode()
+    delay.assert_called_once_with(zendesk_connection.pk)
+    assert f"Creating {len(RECORD_FIELDS)} custom fields in Sandbox Zendesk (Zendesk) in the background" in html
+    assert "/admin/records/customfield/?connection__id__exact=" in html
+
+
+def test_create_custom_fields_action_refuses_a_crm_without_a_provider(admin_client: Client) -> None:
+    freshdesk = CrmConnection.objects.create(name="FD", kind="freshdesk", base_url="https://acme.freshdesk.com")
+
+    with mock.patch("records.tasks.create_custom_fields_task.delay") as delay:
+        response = admin_client.post(
+            "/admin/integrations/crmconnection/",
+            {"action": "create_custom_fields", "_selected_action": [freshdesk.pk]},
+            follow=True,
+        )
+
+    delay.assert_not_called()
+    assert "no provider for CRM kind &#x27;freshdesk&#x27;" in response.content.decode()

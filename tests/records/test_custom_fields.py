@@ -1,0 +1,125 @@
+"""F1: the admin's "Create custom fields" makes the record fields in the CRM once and keeps their ids."""
+
+from typing import Any
+
+import pytest
+import requests
+
+from integrations.models import CrmConnection
+from integrations.sandbox import SandboxServer
+from records.models import CustomField
+from records.services.custom_fields import custom_fields_create
+from records.tasks import create_custom_fields_task
+from records.vocabulary import RECORD_FIELDS
+from tests.support import sandbox_config, sandbox_stats, wait_until
+
+
+def zendesk_fields(zendesk_api: requests.Session, sandbox: SandboxServer) -> list[dict[str, Any]]:
+    body = zendesk_api.get(f"{sandbox.base_url}/api/v2/ticket_fields.json", timeout=5).json()
+    fields: list[dict[str, Any]] = body["ticket_fields"]
+    return fields
+
+
+def field_creations(sandbox: SandboxServer) -> int:
+    return int(sandbox_stats(sandbox)["requests"].get("POST /api/v2/ticket_fields.json", 0))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("celery_worker")
+def test_F1_create_custom_fields_makes_them_in_zendesk_once(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    # given
+    titles = {spec.title for spec in RECORD_FIELDS}
+
+    # when: the admin's action, run by a real worker
+    create_custom_fields_task.delay(zendesk_connection.pk)
+    wait_until(lambda: CustomField.objects.count() == len(RECORD_FIELDS), message="the custom fields' ids")
+
+    # then: Zendesk has each field once, and the product knows each field's Zendesk id
+    fields = zendesk_fields(zendesk_api, zendesk_sandbox)
+    ours = {field["title"]: field for field in fields if field["title"] in titles}
+    assert set(ours) == titles
+    assert [field["title"] for field in fields].count("Call duration (s)") == 1
+    assert ours["Call duration (s)"]["type"] == "integer"
+    assert ours["Send email from In-Web"]["type"] == "checkbox"
+    stored = dict(CustomField.objects.filter(connection=zendesk_connection).values_list("key", "crm_field_id"))
+    assert stored == {spec.key: str(ours[spec.title]["id"]) for spec in RECORD_FIELDS}
+    assert field_creations(zendesk_sandbox) == len(RECORD_FIELDS)
+
+    # when: run again
+    create_custom_fields_task.delay(zendesk_connection.pk)
+    wait_until(
+        lambda: (
+            "GET /api/v2/ticket_fields.json" in sandbox_stats(zendesk_sandbox)["requests"]
+            and sandbox_stats(zendesk_sandbox)["requests"]["GET /api/v2/ticket_fields.json"] >= 2
+        ),
+        message="the second run's read of the fields",
+    )
+
+    # then: nothing new in Zendesk, the same ids
+    assert field_creations(zendesk_sandbox) == len(RECORD_FIELDS)
+    assert len(zendesk_fields(zendesk_api, zendesk_sandbox)) == len(fields)
+    assert dict(CustomField.objects.values_list("key", "crm_field_id")) == stored
+
+
+@pytest.mark.django_db
+def test_custom_fields_create_reuses_fields_the_crm_already_has(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    made = zendesk_api.post(
+        f"{zendesk_sandbox.base_url}/api/v2/ticket_fields.json",
+        json={"ticket_field": {"type": "text", "title": "Queue name"}},
+        timeout=5,
+    ).json()["ticket_field"]
+
+    fields = custom_fields_create(connection=zendesk_connection)
+
+    assert len(fields) == len(RECORD_FIELDS)
+    assert CustomField.objects.get(key="queue_name").crm_field_id == str(made["id"])
+    assert field_creations(zendesk_sandbox) == 1 + len(RECORD_FIELDS) - 1
+
+
+@pytest.mark.django_db
+def test_create_custom_fields_task_shows_a_refusal_on_the_connection(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    # Credentials Zendesk cannot read: it answers 401.
+    zendesk_connection.config = {"email": ""}
+    zendesk_connection.save()
+
+    create_custom_fields_task.apply(args=(zendesk_connection.pk,))
+
+    zendesk_connection.refresh_from_db()
+    assert zendesk_connection.last_error.startswith("Create custom fields: ")
+    assert not CustomField.objects.exists()
+
+    # Once the CRM accepts, the F1 error goes away.
+    zendesk_connection.config = {"email": "admin@example.com"}
+    zendesk_connection.save()
+    create_custom_fields_task.apply(args=(zendesk_connection.pk,))
+    zendesk_connection.refresh_from_db()
+    assert zendesk_connection.last_error == ""
+    assert CustomField.objects.count() == len(RECORD_FIELDS)
+
+
+@pytest.mark.django_db
+def test_create_custom_fields_task_retries_a_crm_that_is_down_then_says_so(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    sandbox_config(zendesk_sandbox, fail_rate=1.0)
+
+    # Eager apply runs each retry at once, without the countdown.
+    create_custom_fields_task.apply(args=(zendesk_connection.pk,))
+
+    zendesk_connection.refresh_from_db()
+    assert zendesk_connection.last_error.startswith("Create custom fields: gave up after 6 tries: ")
+    assert sandbox_stats(zendesk_sandbox)["injected_failures"] == 6
+    assert not CustomField.objects.exists()
+
+
+@pytest.mark.django_db
+def test_create_custom_fields_task_ignores_a_deleted_connection() -> None:
+    create_custom_fields_task.apply(args=(987654,))
+
+    assert not CustomField.objects.exists()
