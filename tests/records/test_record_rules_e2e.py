@@ -400,6 +400,31 @@ def test_S8_call_end_posts_call_finished_and_the_recording(product: Product) -> 
     assert "Call recording: https://rec.example.com/c-1.mp3" in bodies
 
 
+@pytest.mark.parametrize("product", ["zendesk"], indirect=True)
+def test_S8_record_merged_during_the_call_gets_the_end_of_call_updates_on_the_survivor(product: Product) -> None:
+    assert isinstance(product.crm, ZendeskView)
+    call = Call("c-1").answered()
+    product.post(call)
+    source = product.crm.record_for("c-1")["id"]
+    # The agent makes ticket B during the call and merges A into it.
+    url = f"{product.sandbox.base_url}/api/v2/tickets.json"
+    body = {"ticket": {"subject": "B", "comment": {"body": "made by the agent"}, "requester_id": 1}}
+    body["ticket"]["requester_id"] = int(product.crm.record_for("c-1")["requester_id"])
+    target = str(product.crm.api.post(url, json=body, timeout=10).json()["ticket"]["id"])
+    product.crm.merge(source, target)
+
+    call.events.clear()
+    product.post(call.ended().add("recording.ready", url="https://rec.example.com/c-1.mp3"))
+
+    bodies = [comment["body"] for comment in product.crm.comments(target)]
+    assert "Call recording: https://rec.example.com/c-1.mp3" in bodies
+    assert any(body.startswith("call_finished") for body in bodies)
+    assert Session.objects.get(external_id="c-1").crm_record_id == target
+    ended = CrmAction.objects.get(session__external_id="c-1", event__event_id="c-1-4", kind="add_comment")
+    outcome = ended.result["outcome"]
+    assert outcome == f"added to record {target}, which record {source} was merged into (S8)"
+
+
 def test_S9_transfer_reassigns_the_record(product: Product) -> None:
     call = Call("c-1").answered().add("session.transferred", to_agent={"email": "ben@example.com"})
     product.post(call)
