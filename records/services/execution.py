@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
@@ -19,8 +19,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from integrations.crypto import CredentialsUnreadable
-from integrations.exceptions import CrmAuthError, CrmError, CrmRateLimited, CrmRequestError, CrmTransientError
-from integrations.providers.base import Attachment, Comment, Contact, CrmProvider, NewRecord, Record, RecordChanges
+from integrations.exceptions import (
+    CrmAuthError,
+    CrmError,
+    CrmNotFound,
+    CrmRateLimited,
+    CrmRequestError,
+    CrmTransientError,
+)
+from integrations.providers.base import Attachment, Comment, Contact, CrmProvider, NewRecord, RecordChanges
 from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_get_active, connection_provider, connection_record_error
 from records.models import CrmAction, CustomField, Session
@@ -28,6 +35,8 @@ from records.rules import Candidate, RecordMode, RecordRequest, choose_record
 from records.vocabulary import ActionKind, EventType
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Renewed before each action, and far longer than one action's few CRM calls can take (each is
 # bounded by CRM_HTTP_TIMEOUT_SECONDS); a dead worker's lease lapses after it.
@@ -462,26 +471,36 @@ def _comment_once(provider: CrmProvider, record_id: str, comment: Comment, retri
     return True
 
 
-def _current_record(provider: CrmProvider, session: Session) -> Record:
-    """The session's record, following merges (A merged into B: B gets the updates, S8)."""
+def _write_to_record(provider: CrmProvider, session: Session, write: Callable[[str], T]) -> tuple[str, T]:
+    """Write to the session's record; if the CRM refuses because it was merged away, to the survivor.
+
+    A merge (A into B) closes A, and a closed record refuses writes (Zendesk's 422): only then is
+    the record read, so the usual write costs no extra call (S8).
+    """
     if not session.crm_record_id:
         raise ActionFailed("The session has no CRM record.")
-    record = provider.get_record(session.crm_record_id)
-    for _ in range(5):
-        if not record.merged_into_id:
-            break
-        record = provider.get_record(record.merged_into_id)
-    if record.id != session.crm_record_id:
-        session.crm_record_id = record.id
-        session.save(update_fields=["crm_record_id", "updated_at"])
-    if not provider.can_reopen(record):
-        raise ActionFailed(f"Record {record.id} is {record.status}: the CRM accepts no more changes to it.")
-    return record
+    record_id = session.crm_record_id
+    try:
+        return record_id, write(record_id)
+    except CrmNotFound:
+        raise
+    except CrmRequestError as exc:
+        record = provider.get_record(record_id)
+        for _ in range(5):
+            if not record.merged_into_id:
+                break
+            record = provider.get_record(record.merged_into_id)
+        if record.id == record_id or not provider.can_reopen(record):
+            raise ActionFailed(
+                f"Record {record.id} is {record.status}: the CRM refused the change ({exc.status_code})."
+            ) from exc
+    session.crm_record_id = record.id
+    session.save(update_fields=["crm_record_id", "updated_at"])
+    return record.id, write(record.id)
 
 
 def _add_comment(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
     original_id = session.crm_record_id
-    record = _current_record(provider, session)
     attachments: tuple[Attachment, ...] = ()
     if attachment := payload.get("attachment"):
         attachments = (
@@ -491,15 +510,17 @@ def _add_comment(provider: CrmProvider, session: Session, payload: dict[str, Any
                 content=(attachment.get("text") or "").encode(),
             ),
         )
-    added = _comment_once(provider, record.id, Comment(body=payload["body"], attachments=attachments), retried)
+    comment = Comment(body=payload["body"], attachments=attachments)
+    record_id, added = _write_to_record(
+        provider, session, lambda target: _comment_once(provider, target, comment, retried or target != original_id)
+    )
     outcome = "added" if added else "an earlier attempt had already added it"
-    if record.id != original_id:
-        outcome += f" to record {record.id}, which record {original_id} was merged into (S8)"
-    return {"record_id": record.id, "outcome": outcome}
+    if record_id != original_id:
+        outcome += f" to record {record_id}, which record {original_id} was merged into (S8)"
+    return {"record_id": record_id, "outcome": outcome}
 
 
 def _update_record(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
-    record = _current_record(provider, session)
     notes: list[str] = []
     assignee_id = _assignee_id(provider, payload.get("assignee_email") or "", notes)
     fields = _crm_fields(session, payload.get("fields") or {})
@@ -510,14 +531,15 @@ def _update_record(provider: CrmProvider, session: Session, payload: dict[str, A
             notes.append(f"{provider.kind} has no resolved status to set")
     if assignee_id is None and not fields and status is None:
         missing = "the record fields are not created in this CRM (F1)" if payload.get("fields") else "nothing to set"
-        return {"record_id": record.id, "outcome": "; ".join(["no change", missing, *notes])}
-    provider.update_record(record.id, RecordChanges(status=status, assignee_id=assignee_id, custom_fields=fields))
+        return {"record_id": session.crm_record_id, "outcome": "; ".join(["no change", missing, *notes])}
+    changes = RecordChanges(status=status, assignee_id=assignee_id, custom_fields=fields)
+    record_id, _ = _write_to_record(provider, session, lambda target: provider.update_record(target, changes))
     done = [
         f"assigned to {payload['assignee_email']}" if assignee_id else "",
         f"{len(fields)} field(s) set" if fields else "",
         f"status {status}" if status else "",
     ]
-    return {"record_id": record.id, "outcome": "; ".join([item for item in done if item] + notes)}
+    return {"record_id": record_id, "outcome": "; ".join([item for item in done if item] + notes)}
 
 
 HANDLERS: dict[str, Callable[[CrmProvider, Session, dict[str, Any], bool], dict[str, Any]]] = {
