@@ -142,6 +142,8 @@ class Decision:
     outcome: Outcome
     reason: str
     platform_status_id: int | None = None
+    # The mapping the decision went by ("Lunch → Away"), once it got that far.
+    mapping: str = ""
 
     @property
     def applies(self) -> bool:
@@ -161,6 +163,8 @@ def decide_crm_change(
     if event.signed_in:
         return Decision(Outcome.IGNORE, "signed in to the CRM: no status is applied at login (A3)")
     if not observation.status_changed:
+        if event.active:
+            return Decision(Outcome.IGNORE, "no status change (the instance reported the status it had)")
         return Decision(Outcome.IGNORE, "signed out of a CRM instance without a status change")
     if observation.active_at_change > 1:
         return Decision(
@@ -168,10 +172,12 @@ def decide_crm_change(
         )
     if lookup.platform_status_id is None:
         return Decision(Outcome.IGNORE, lookup.reason)
+    mapping = lookup.reason
     if is_stale_crm_event(agent, event):
         return Decision(
             Outcome.IGNORE,
             f"older than the CRM change of {agent.crm_status_at:%Y-%m-%d %H:%M:%S} already received (out of order)",
+            mapping=mapping,
         )
     if (
         settings.priority == LATEST_CHANGE_WINS
@@ -181,10 +187,13 @@ def decide_crm_change(
         return Decision(
             Outcome.IGNORE,
             f"the platform change of {agent.platform_changed_at:%Y-%m-%d %H:%M:%S} is later: the latest change wins",
+            mapping=mapping,
         )
     if lookup.platform_status_id == agent.platform_status_id:
-        return Decision(Outcome.UNCHANGED, f"{lookup.reason}: already the platform status", lookup.platform_status_id)
-    return Decision(Outcome.APPLY, lookup.reason, lookup.platform_status_id)
+        return Decision(
+            Outcome.UNCHANGED, f"{mapping}: already the platform status", lookup.platform_status_id, mapping
+        )
+    return Decision(Outcome.APPLY, mapping, lookup.platform_status_id, mapping)
 
 
 def is_stale_crm_event(agent: AgentState, event: CrmStatusEvent) -> bool:

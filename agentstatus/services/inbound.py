@@ -200,7 +200,7 @@ def _apply_event(
         to_status_id=lookup.platform_status_id,
         crm_status=crm_status,
         crm_status_ref=event.status_id,
-        mapping=lookup.reason if lookup.platform_status_id is not None else "",
+        mapping=decision.mapping,
         occurred_at=occurred_at,
         event_id=event.event_id,
         work_session_id=event.session_id,
