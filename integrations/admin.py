@@ -29,6 +29,7 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         help_text=(
             "Your CRM plan's API limit, kept by all workers together so they do not run into 429s. "
             "Zendesk: Team 200, Growth and Professional 400, Enterprise 700, High Volume 2500. "
+            "Kustomer (org-wide): Enterprise 1000, Ultimate 2000. "
             "Blank: no limit of our own (429s are still honoured)."
         ),
     )

@@ -84,6 +84,10 @@ class CrmHttpClient:
     def authorize(self, request: requests.PreparedRequest) -> None:
         """Hook for subclasses: add credentials to the outgoing request."""
 
+    def retry_after(self, response: requests.Response) -> float:
+        """Hook for subclasses: seconds a 429 asks to wait (here: Retry-After, seconds or an HTTP date)."""
+        return parse_retry_after(response.headers.get("Retry-After"), now=time.time())
+
     def request(
         self,
         method: str,
@@ -91,7 +95,8 @@ class CrmHttpClient:
         *,
         params: dict[str, Any] | None = None,
         json: Any = None,
-        data: bytes | None = None,
+        data: bytes | dict[str, str] | None = None,
+        files: dict[str, tuple[str, bytes, str]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
         """Send one request and return its decoded JSON body (None for an empty body).
@@ -112,7 +117,9 @@ class CrmHttpClient:
                     )
 
         prepared = self.session.prepare_request(
-            requests.Request(method, self.build_url(path), params=params, json=json, data=data, headers=headers)
+            requests.Request(
+                method, self.build_url(path), params=params, json=json, data=data, files=files, headers=headers
+            )
         )
         self.authorize(prepared)
         try:
@@ -138,7 +145,7 @@ class CrmHttpClient:
         body = _body(response)
         logger.info("crm.http.error %s %s -> %s", method, path, status, extra={"status": status})
         if status == 429:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"), now=time.time())
+            retry_after = self.retry_after(response)
             if self.rate_gate is not None:
                 self.rate_gate.close_for(self.base_url, retry_after)
             raise CrmRateLimited(f"{method} {path}: 429, retry after {retry_after:.0f}s", retry_after=retry_after)

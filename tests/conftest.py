@@ -99,6 +99,44 @@ def zendesk_connection(db: None, zendesk_sandbox: SandboxServer) -> CrmConnectio
     )
 
 
+@pytest.fixture(scope="session")
+def kustomer_sandbox_server() -> Iterator[SandboxServer]:
+    server = start_sandbox("kustomer", fixture=ROOT / "integrations" / "sandbox" / "fixtures" / "kustomer_demo.json")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def kustomer_sandbox(kustomer_sandbox_server: SandboxServer) -> SandboxServer:
+    """The sandbox Kustomer, reset to its demo fixture (agents ana, ben, carla; routing statuses) for each test."""
+    kustomer_sandbox_server.reset()
+    client = redis.Redis.from_url(TEST_BROKER_URL)
+    for prefix in (KEY_PREFIX, WINDOW_KEY_PREFIX):
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+    return kustomer_sandbox_server
+
+
+@pytest.fixture
+def kustomer_api(kustomer_sandbox: SandboxServer) -> requests.Session:
+    """A client reading the sandbox through Kustomer's own API (the fixture's API key)."""
+    session = requests.Session()
+    session.headers["Authorization"] = "Bearer sandbox-api-key"
+    return session
+
+
+@pytest.fixture
+def kustomer_connection(db: None, kustomer_sandbox: SandboxServer) -> CrmConnection:
+    return connection_create(
+        name="Sandbox Kustomer",
+        kind="kustomer",
+        base_url=kustomer_sandbox.base_url,
+        config={},
+        secrets={"api_token": "sandbox-api-key"},
+        activate=True,
+    )
+
+
 # -- A real Celery worker ------------------------------------------------------------------------
 
 

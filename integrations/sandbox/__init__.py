@@ -1,7 +1,8 @@
 """Sandbox CRMs: loopback HTTP servers that speak each CRM's documented API subset (see base.py).
 
 `start_sandbox("zendesk", fixture=path)` serves one from a daemon thread at `server.base_url` until
-`server.stop()`; `manage.py sandbox_crm zendesk --port 8801` serves one in the foreground.
+`server.stop()`; `manage.py sandbox_crm zendesk --port 8801` (or `kustomer --port 8802`) serves one in
+the foreground.
 """
 
 import json
@@ -10,12 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from integrations.sandbox.base import Sandbox, SandboxServer
+from integrations.sandbox.kustomer import KustomerSandbox
 from integrations.sandbox.zendesk import ZendeskSandbox
 
-__all__ = ["SANDBOXES", "Sandbox", "SandboxServer", "ZendeskSandbox", "build_sandbox", "start_sandbox"]
+__all__ = [
+    "SANDBOXES",
+    "KustomerSandbox",
+    "Sandbox",
+    "SandboxServer",
+    "ZendeskSandbox",
+    "build_sandbox",
+    "start_sandbox",
+]
 
 # The CRM kinds a sandbox can be started for; a new CRM's sandbox class is added here.
-SANDBOXES: dict[str, type[Sandbox]] = {ZendeskSandbox.kind: ZendeskSandbox}
+SANDBOXES: dict[str, type[Sandbox]] = {ZendeskSandbox.kind: ZendeskSandbox, KustomerSandbox.kind: KustomerSandbox}
 
 Fixture = str | Path | Mapping[str, Any] | None
 

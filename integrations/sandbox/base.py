@@ -335,7 +335,8 @@ class Sandbox(abc.ABC):
             response = self._refusal() or self.authenticate(headers)
             if response is None:
                 response = self._dispatch(route, Request(method, path, query, headers, None, args, client_ip), body)
-            response.headers.update(self._current_rate_limit_headers())
+            # A header the answer set itself (a 429's reset time) wins over the window's.
+            response.headers = {**self._current_rate_limit_headers(), **response.headers}
             # Encoded under the lock: the body may share lists with the stored records.
             return response.encoded()
 
@@ -381,9 +382,13 @@ class Sandbox(abc.ABC):
         # No draw for a zero rate, so enabling one fault does not shift another's sequence.
         return rate > 0 and self._random.random() < rate
 
+    def rate_limited(self, retry_after: int) -> Response:
+        """The CRM's own 429 (Zendesk's: a text body and Retry-After); its headers win over the window's."""
+        return Response(429, TOO_MANY_REQUESTS, {"Retry-After": str(retry_after)})
+
     def _too_many_requests(self, retry_after: int) -> Response:
         self.stats.rate_limited += 1
-        return Response(429, TOO_MANY_REQUESTS, {"Retry-After": str(retry_after)})
+        return self.rate_limited(retry_after)
 
     def _take_slot(self, now: float) -> int | None:
         """Record an admitted request in the window; or, when full, the whole seconds until a slot frees."""

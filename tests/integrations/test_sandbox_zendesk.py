@@ -648,7 +648,7 @@ def test_rate_limit_headers_on_every_api_response(sandbox: SandboxServer, zendes
 
 
 def test_start_sandbox_unknown_kind_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="known kinds: zendesk"):
+    with pytest.raises(ValueError, match="known kinds: kustomer, zendesk"):
         start_sandbox("freshdesk")
 
 
@@ -676,8 +676,8 @@ def test_sandbox_crm_command_serves_until_interrupted() -> None:
 
 def test_sandbox_crm_command_unknown_kind_lists_the_known_kinds() -> None:
     result = subprocess.run(
-        [sys.executable, "manage.py", "sandbox_crm", "kustomer"], cwd=ROOT, capture_output=True, text=True, timeout=30
+        [sys.executable, "manage.py", "sandbox_crm", "freshdesk"], cwd=ROOT, capture_output=True, text=True, timeout=30
     )
 
     assert result.returncode == 1
-    assert "unknown sandbox kind 'kustomer'; known kinds: zendesk" in result.stderr
+    assert "unknown sandbox kind 'freshdesk'; known kinds: kustomer, zendesk" in result.stderr

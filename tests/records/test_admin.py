@@ -101,8 +101,8 @@ def test_connection_admin_requires_a_token_for_a_new_connection(admin_client: Cl
 def test_connection_admin_refuses_a_crm_without_a_provider(admin_client: Client) -> None:
     response = admin_client.post(
         "/admin/integrations/crmconnection/add/",
-        {"name": "k", "kind": "kustomer", "base_url": "https://acme.api.kustomerapp.com", "api_token": "t"},
+        {"name": "f", "kind": "freshdesk", "base_url": "https://acme.freshdesk.com", "api_token": "t"},
     )
 
     assert response.status_code == 200
-    assert "Kustomer is not supported yet; supported: Zendesk." in response.content.decode()
+    assert "Freshdesk is not supported yet; supported: Kustomer, Zendesk." in response.content.decode()
