@@ -9,11 +9,20 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db import IntegrityError, transaction
+from django.db import connection as db_connection
+from django.db import transaction
 from django.utils import timezone
 
 from agentstatus import rules
-from agentstatus.models import Agent, CrmStatus, ProcessedWebhookEvent, Source, StatusPush, StatusSyncSettings
+from agentstatus.models import (
+    Agent,
+    CrmStatus,
+    ProcessedWebhookEvent,
+    Source,
+    StatusPush,
+    StatusSyncSettings,
+    SyncDirection,
+)
 from agentstatus.selectors import agent_state, sync_connection, sync_rules, sync_settings_get
 from agentstatus.services.changes import status_change_record
 from agentstatus.services.push import status_push_supersede
@@ -66,9 +75,6 @@ def status_webhook_receive(*, body: bytes, timestamp: str | None, signature: str
         secret=secret, timestamp=timestamp, signature=signature, body=body, now=time.time()
     )
     event_id, name, envelope = parse_kustomer_event(body)
-    # A cheap early answer; the unique insert below is what really keeps a replay out.
-    if ProcessedWebhookEvent.objects.filter(event_id=event_id).exists():
-        raise _replayed(event_id)
     if name not in WORK_SESSION_EVENTS:
         with transaction.atomic():
             _take_event_id(event_id, name)
@@ -76,46 +82,61 @@ def status_webhook_receive(*, body: bytes, timestamp: str | None, signature: str
     event = parse_work_session_event(event_id, name, envelope)
     occurred_at = event.updated_at or datetime.fromtimestamp(sent_at, UTC)
     connection = sync_connection(settings)
-    # Outside the transaction: it may ask the CRM (once per user) who the user is.
-    match = _agent_for_crm_user(event.user_id, connection)
-    with transaction.atomic():
-        _take_event_id(event_id, name)
-        if match.agent_id is None:
-            status_change_record(
-                agent=None,
-                source=Source.CRM,
-                applied=False,
-                reason=match.reason,
-                crm_status_ref=event.status_id,
-                occurred_at=occurred_at,
-                event_id=event_id,
-                work_session_id=event.session_id,
-                crm_user_id=event.user_id,
-                agent_email=match.email,
-            )
-            return WebhookResult("unmatched", match.reason, agent_email=match.email)
-        agent = Agent.objects.select_for_update().get(pk=match.agent_id)
-        return _apply_event(agent, event, occurred_at, settings, connection)
+    match: AgentMatch | None = None
+    while True:
+        with transaction.atomic():
+            # Locked for the whole decision: one agent's events are applied one at a time, in order.
+            agent = Agent.objects.select_for_update().filter(crm_user_id=event.user_id).first()
+            if agent is not None:
+                _take_event_id(event_id, name)
+                return _apply_event(agent, event, occurred_at, settings, connection)
+            if match is not None:
+                _take_event_id(event_id, name)
+                return _record_unmatched(event, occurred_at, match)
+        # A user id not seen yet: asked of the CRM outside any transaction, once per user. A
+        # replay is refused first, so it costs the CRM nothing.
+        if ProcessedWebhookEvent.objects.filter(event_id=event_id).exists():
+            raise _replayed(event_id)
+        match = _resolve_crm_user(event.user_id, connection)
+
+
+def _record_unmatched(event: WorkSessionEvent, occurred_at: datetime, match: AgentMatch) -> WebhookResult:
+    status_change_record(
+        agent=None,
+        source=Source.CRM,
+        applied=False,
+        reason=match.reason,
+        crm_status_ref=event.status_id,
+        occurred_at=occurred_at,
+        event_id=event.event_id,
+        work_session_id=event.session_id,
+        crm_user_id=event.user_id,
+        agent_email=match.email,
+    )
+    return WebhookResult("unmatched", match.reason, agent_email=match.email)
 
 
 def _replayed(event_id: str) -> WebhookRefused:
     return WebhookRefused(409, f"Event {event_id!r} was already received: a replay is refused.", "id")
 
 
+# One statement, no savepoint: the unique index decides, and a replay is simply not inserted.
+_TAKE_EVENT_ID_SQL = (
+    f"INSERT INTO {ProcessedWebhookEvent._meta.db_table} (event_id, name, received_at) "  # noqa: S608
+    "VALUES (%s, %s, now()) ON CONFLICT (event_id) DO NOTHING RETURNING id"
+)
+
+
 def _take_event_id(event_id: str, name: str) -> None:
-    try:
-        with transaction.atomic():
-            ProcessedWebhookEvent.objects.create(event_id=event_id, name=name)
-    except IntegrityError:
-        # The same delivery, concurrently: the first one holds it.
-        raise _replayed(event_id) from None
+    """Claim the event id in the caller's transaction; a replay (even a concurrent one) is refused."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(_TAKE_EVENT_ID_SQL, [event_id, name[:100]])
+        if cursor.fetchone() is None:
+            raise _replayed(event_id)
 
 
-def _agent_for_crm_user(user_id: str, connection: CrmConnection | None) -> AgentMatch:
-    """The agent of a CRM user id: kept on the agent, or found once by the user's email (A3)."""
-    agent_id = Agent.objects.filter(crm_user_id=user_id).values_list("pk", flat=True).first()
-    if agent_id is not None:
-        return AgentMatch(agent_id)
+def _resolve_crm_user(user_id: str, connection: CrmConnection | None) -> AgentMatch:
+    """Ask the CRM who a user id is and keep the id on the agent with that email (A3)."""
     if connection is None:
         return AgentMatch(None, reason=f"no CRM connection for status sync: CRM user {user_id} cannot be matched")
     try:
@@ -131,7 +152,7 @@ def _agent_for_crm_user(user_id: str, connection: CrmConnection | None) -> Agent
     if agent is None:
         return AgentMatch(None, email, f"no agent has the email {email} of CRM user {user_id} (A3): ignored")
     Agent.objects.filter(pk=agent.pk).update(crm_user_id=user_id, updated_at=timezone.now())
-    return AgentMatch(agent.pk, email)
+    return AgentMatch(agent.pk, email, f"{email} matched, but its CRM user id changed meanwhile: ignored")
 
 
 def _apply_event(
@@ -169,7 +190,11 @@ def _apply_event(
         fields += ["crm_status", "crm_status_at"]
 
     lookup = _lookup(crm_status, event.status_id)
-    echo_of = _echo_of(agent, event.status_id, now) if observation.status_changed and not event.signed_in else None
+    # Pushes exist only under two-way sync (a push still waiting when it was switched off is dropped
+    # by the worker), so one-way sync skips looking for echoes and for pushes to supersede.
+    two_way = settings.direction == SyncDirection.TWO_WAY
+    status_change = observation.status_changed and not event.signed_in
+    echo_of = _echo_of(agent, event.status_id, now) if two_way and status_change else None
     if echo_of is not None:
         StatusPush.objects.filter(pk=echo_of).update(echo_seen_at=now)
         decision = rules.Decision(rules.Outcome.IGNORE, f"the echo of our push #{echo_of}: not applied again")
@@ -186,7 +211,7 @@ def _apply_event(
         agent.status_source = Source.CRM
         agent.status_changed_at = now
         fields += ["platform_status", "status_source", "status_changed_at"]
-    if decision.outcome in (rules.Outcome.APPLY, rules.Outcome.UNCHANGED):
+    if two_way and decision.outcome in (rules.Outcome.APPLY, rules.Outcome.UNCHANGED):
         # The CRM has spoken since: a platform change still waiting to be pushed would undo it.
         status_push_supersede(agent=agent)
     agent.save(update_fields=fields)

@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from agentstatus import rules
-from agentstatus.models import Agent, CrmStatus, PlatformStatus, StatusPush, StatusSyncSettings
+from agentstatus.models import Agent, CrmStatus, PlatformStatus, StatusPush, StatusSyncSettings, SyncDirection
 from agentstatus.selectors import crm_mapping, sync_connection, sync_settings_get
 from integrations.crypto import CredentialsUnreadable
 from integrations.exceptions import CrmAuthError, CrmError, CrmNotFound, CrmRateLimited, CrmTransientError
@@ -96,6 +96,14 @@ def status_push_execute(*, push_id: int) -> float | None:
         return due_in
     settings = sync_settings_get()
     connection = sync_connection(settings)
+    if not (settings.inheritance_enabled and settings.direction == SyncDirection.TWO_WAY):
+        StatusPush.objects.filter(pk=push.pk, state=StatusPush.State.PENDING).update(
+            state=StatusPush.State.SUPERSEDED,
+            last_error="not sent: two-way sync was switched off",
+            next_attempt_at=None,
+            updated_at=timezone.now(),
+        )
+        return None
     try:
         if connection is None:
             raise PushFailed("No CRM connection for status sync: choose one in the status sync settings.")
