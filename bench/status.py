@@ -14,7 +14,8 @@ Measured per change: from the moment the driver makes the change (builds and sig
 the moment another database connection sees the agent's platform status equal to the mapped
 status. The answer of the webhook comes after the commit, so that one read normally confirms it.
 The baseline, in the same run and with the same clients, is an authenticated no-op round trip
-(GET /api/v1/ping). Figures are p50/p95 and their ratios to the baseline's. The last line printed
+(GET /api/v1/ping); baseline and measurement alternate in short rounds, so both see the same load
+on a shared machine. Figures are p50/p95 and their ratios to the baseline's. The last line printed
 is one JSON object.
 """
 
@@ -69,8 +70,9 @@ VISIBLE_TIMEOUT_S = 10.0
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, default=200, help="agents, each with one Kustomer session (200)")
-    parser.add_argument("--seconds", type=float, default=15.0, help="measured seconds per phase (default 15)")
-    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds before each phase (default 3)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per phase (default 20)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds before each round (default 1)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating ping/status rounds (default 5)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent senders (default 8)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (default 2)")
     parser.add_argument("--database", default=DEFAULT_DB, help=f"bench database, re-created (default {DEFAULT_DB})")
@@ -79,6 +81,8 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.agents < args.clients or args.clients < 1 or args.seconds <= 0 or args.warmup < 0 or args.workers < 1:
         parser.error("need --agents >= --clients >= 1, --seconds > 0, --warmup >= 0, --workers >= 1")
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     return args
 
 
@@ -243,7 +247,7 @@ def change_loop(
             agent = agents[counter % len(agents)]
             counter += 1
             new = rng.choice([name for name in STREAM_STATUSES if name != agent.status])
-            event_id = f"{agent.session_id}-{counter}"
+            event_id = f"{agent.session_id}-{seed}-{counter}"
             started = time.monotonic()
             body = envelope(
                 event_id,
@@ -305,8 +309,8 @@ class Phase:
 Loop = Callable[[float, Log], None]
 
 
-def run_phase(loops: list[Loop], warmup: float, seconds: float) -> Phase:
-    """Run each loop in its own thread for warm-up + seconds; only what finishes inside the window counts."""
+def collect(loops: list[Loop], warmup: float, seconds: float, into: Log) -> None:
+    """Run each loop in its own thread for warm-up + seconds; keep what finishes inside the window."""
     window_start = time.monotonic() + warmup
     window_end = window_start + seconds
     logs = [Log() for _ in loops]
@@ -315,21 +319,25 @@ def run_phase(loops: list[Loop], warmup: float, seconds: float) -> Phase:
         thread.start()
     for thread in threads:
         thread.join(timeout=warmup + seconds + REQUEST_TIMEOUT_S + VISIBLE_TIMEOUT_S + 5)
-    measured = [sample for log in logs for sample in log.latencies if window_start <= sample[0] <= window_end]
-    outcomes: dict[str, int] = {}
     for log in logs:
+        into.latencies += [sample for sample in log.latencies if window_start <= sample[0] <= window_end]
         for outcome, count in log.outcomes.items():
-            outcomes[outcome] = outcomes.get(outcome, 0) + count
+            into.outcomes[outcome] = into.outcomes.get(outcome, 0) + count
+        into.errors += log.errors
+        into.error_samples = (into.error_samples + log.error_samples)[:MAX_ERROR_SAMPLES]
+
+
+def summarize(log: Log, seconds: float) -> Phase:
     return Phase(
-        count=len(measured),
-        per_s=len(measured) / seconds,
-        p50_ms=percentile_ms([s[1] for s in measured], 0.50),
-        p95_ms=percentile_ms([s[1] for s in measured], 0.95),
-        answer_p50_ms=percentile_ms([s[2] for s in measured], 0.50),
-        answer_p95_ms=percentile_ms([s[2] for s in measured], 0.95),
-        outcomes=outcomes,
-        errors=sum(log.errors for log in logs),
-        error_samples=[message for log in logs for message in log.error_samples][:MAX_ERROR_SAMPLES],
+        count=len(log.latencies),
+        per_s=len(log.latencies) / seconds,
+        p50_ms=percentile_ms([s[1] for s in log.latencies], 0.50),
+        p95_ms=percentile_ms([s[1] for s in log.latencies], 0.95),
+        answer_p50_ms=percentile_ms([s[2] for s in log.latencies], 0.50),
+        answer_p95_ms=percentile_ms([s[2] for s in log.latencies], 0.95),
+        outcomes=log.outcomes,
+        errors=log.errors,
+        error_samples=log.error_samples,
     )
 
 
@@ -363,7 +371,8 @@ def run(args: argparse.Namespace, log_path: Path) -> dict[str, Any]:
         base_url = f"http://127.0.0.1:{port}"
         print(
             f"gunicorn: {args.workers} sync workers on {base_url}; sandbox Kustomer on {sandbox.base_url}; "
-            f"{args.agents} agents, {args.clients} clients, {args.warmup:g}s warm-up + {args.seconds:g}s per phase"
+            f"{args.agents} agents, {args.clients} clients, {args.rounds} rounds of {args.warmup:g}s warm-up + "
+            f"{args.seconds / args.rounds:g}s per phase"
         )
         proc = start_server(env, port, args.workers, log_path)
         wait_until_ready(proc, base_url, key)
@@ -371,13 +380,20 @@ def run(args: argparse.Namespace, log_path: Path) -> dict[str, Any]:
         streams = sign_in_all(base_url, setup, run_id)
         print(f"signed in {len(streams)} agents (each Kustomer user resolved once through the sandbox)")
 
-        ping = run_phase([partial(ping_loop, base_url, key) for _ in range(args.clients)], args.warmup, args.seconds)
-        print(f"ping      {ping.per_s:8.1f} req/s      p50 {ping.p50_ms:6.1f} ms  p95 {ping.p95_ms:6.1f} ms")
         shares = [streams[i :: args.clients] for i in range(args.clients)]
-        loops: list[Loop] = [
-            partial(change_loop, base_url, setup, share, db_url, seed=i) for i, share in enumerate(shares)
-        ]
-        status = run_phase(loops, args.warmup, args.seconds)
+        ping_log, status_log = Log(), Log()
+        # The machine's load moves between seconds: short rounds of each phase, alternating, let the
+        # baseline and the measurement see the same load, so that their ratio means something.
+        slice_s = args.seconds / args.rounds
+        for round_number in range(args.rounds):
+            collect([partial(ping_loop, base_url, key) for _ in range(args.clients)], args.warmup, slice_s, ping_log)
+            loops: list[Loop] = [
+                partial(change_loop, base_url, setup, share, db_url, seed=round_number * 1000 + i)
+                for i, share in enumerate(shares)
+            ]
+            collect(loops, args.warmup, slice_s, status_log)
+        ping, status = summarize(ping_log, args.seconds), summarize(status_log, args.seconds)
+        print(f"ping      {ping.per_s:8.1f} req/s      p50 {ping.p50_ms:6.1f} ms  p95 {ping.p95_ms:6.1f} ms")
         print(
             f"status    {status.per_s:8.1f} changes/s  p50 {status.p50_ms:6.1f} ms  p95 {status.p95_ms:6.1f} ms  "
             f"(answer p50 {status.answer_p50_ms:.1f} ms, p95 {status.answer_p95_ms:.1f} ms; {status.outcomes})"
@@ -402,6 +418,7 @@ def run(args: argparse.Namespace, log_path: Path) -> dict[str, Any]:
         "clients": args.clients,
         "workers": args.workers,
         "seconds": int(args.seconds) if args.seconds.is_integer() else args.seconds,
+        "rounds": args.rounds,
         "changes": status.count,
         "changes_per_s": round(status.per_s, 1),
         "p50_ms": round(status.p50_ms, 1),
