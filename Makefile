@@ -51,6 +51,7 @@ test: services lint
 
 bench: migrate
 	$(PY) bench/ingest.py
+	$(PY) bench/status.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache staticfiles var

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "integrations",
     "records",
+    "agentstatus",
 ]
 
 MIDDLEWARE = [
@@ -118,6 +119,8 @@ CRM_RETRY_BACKOFF_MAX_SECONDS = env.float("CRM_RETRY_BACKOFF_MAX_SECONDS", defau
 CRM_ACTION_MAX_ATTEMPTS = env.int("CRM_ACTION_MAX_ATTEMPTS", default=8)
 
 # API
+# Where the CRM reaches this product (the status webhook registered in Kustomer points here).
+PUBLIC_BASE_URL = env("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
 EVENTS_BATCH_MAX = 500
 # A full batch with chat transcripts can pass Django's 2.5 MB default; larger bodies get a 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=20 * 1024 * 1024)
@@ -155,4 +158,6 @@ LOGGING = {
 # Schedules (django-celery-beat copies them into the database, where the admin can change them).
 CELERY_BEAT_SCHEDULE = {
     "records.sweep_sessions": {"task": "records.sweep_sessions", "schedule": 60.0},
+    "agentstatus.sweep_pushes": {"task": "agentstatus.sweep_pushes", "schedule": 60.0},
+    "agentstatus.prune_webhook_events": {"task": "agentstatus.prune_webhook_events", "schedule": 300.0},
 }

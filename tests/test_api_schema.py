@@ -10,11 +10,29 @@ def test_schema_documents_the_event_api_and_its_key() -> None:
 
     assert response.status_code == 200
     schema = response.json()
-    assert set(schema["paths"]) == {"/api/v1/events", "/api/v1/ping"}
+    assert set(schema["paths"]) == {
+        "/api/v1/events",
+        "/api/v1/ping",
+        "/api/v1/adapter/status",
+        "/api/v1/agentstatus/webhooks/kustomer",
+    }
     operation = schema["paths"]["/api/v1/events"]["post"]
     assert operation["security"] == [{"PlatformApiKey": []}]
     assert set(operation["responses"]) == {"202", "400", "401", "413"}
     assert schema["components"]["securitySchemes"]["PlatformApiKey"]["in"] == "header"
+
+
+@pytest.mark.django_db
+def test_schema_documents_the_adapter_status_api_and_the_status_webhook() -> None:
+    schema = Client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    adapter = schema["paths"]["/api/v1/adapter/status"]
+    assert set(adapter) == {"get", "put"}
+    assert adapter["put"]["security"] == [{"AgentToken": []}]
+    assert set(adapter["put"]["responses"]) == {"200", "400", "401"}
+    assert schema["components"]["securitySchemes"]["AgentToken"]["in"] == "header"
+    webhook = schema["paths"]["/api/v1/agentstatus/webhooks/kustomer"]["post"]
+    assert set(webhook["responses"]) == {"200", "400", "401", "403", "409", "503"}
 
 
 @pytest.mark.django_db

@@ -9,6 +9,9 @@ def test_registered_task_names_are_stable() -> None:
     names = sorted(name for name in app.tasks if not name.startswith("celery."))
 
     assert names == [
+        "agentstatus.prune_webhook_events",
+        "agentstatus.push_status",
+        "agentstatus.sweep_pushes",
         "records.create_custom_fields",
         "records.process_sessions",
         "records.run_session_actions",

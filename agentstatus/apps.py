@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AgentStatusConfig(AppConfig):
+    name = "agentstatus"
+    verbose_name = "Agent status"

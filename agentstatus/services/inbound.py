@@ -1,0 +1,282 @@
+"""CRM → platform (A2, A3): Kustomer's signed work-session webhooks become platform statuses at once.
+
+One request does it all, in one transaction: verify, refuse replays, match the agent, track their
+CRM instances, recognise the echo of our own push, decide by the pure rules, apply, audit. A
+refused delivery changes nothing: the refusal is raised before or inside that transaction.
+"""
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.db import connection as db_connection
+from django.db import transaction
+from django.utils import timezone
+
+from agentstatus import rules
+from agentstatus.models import (
+    Agent,
+    CrmStatus,
+    ProcessedWebhookEvent,
+    Source,
+    StatusPush,
+    StatusSyncSettings,
+    SyncDirection,
+)
+from agentstatus.selectors import agent_state, sync_connection, sync_rules, sync_settings_get
+from agentstatus.services.changes import status_change_record
+from agentstatus.services.push import status_push_supersede
+from integrations.exceptions import CrmError, CrmNotFound, CrmUnsupported
+from integrations.models import CrmConnection
+from integrations.providers.registry import UnsupportedCrm
+from integrations.services import connection_provider
+from integrations.webhooks import (
+    KUSTOMER_SIGNATURE_HEADER,
+    WORK_SESSION_EVENTS,
+    WebhookRefused,
+    WorkSessionEvent,
+    parse_kustomer_event,
+    parse_work_session_event,
+    verify_kustomer_delivery,
+)
+
+
+class StatusSyncUnavailable(Exception):
+    """The CRM could not be asked who the user is: the sender should deliver again later (503)."""
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    # applied | unchanged | ignored | echo | unmatched
+    outcome: str
+    reason: str
+    agent_email: str = ""
+    platform_status: str | None = None
+
+
+@dataclass(frozen=True)
+class AgentMatch:
+    agent_id: int | None
+    email: str = ""
+    reason: str = ""
+
+
+def status_webhook_receive(*, body: bytes, timestamp: str | None, signature: str | None) -> WebhookResult:
+    """Take one Kustomer delivery: raise WebhookRefused (nothing changed) or say what it did."""
+    settings = sync_settings_get()
+    secret = settings.webhook_secret
+    if not secret:
+        raise WebhookRefused(
+            403,
+            "No status webhook secret is configured: register the status webhook in the admin, or paste its secret.",
+            KUSTOMER_SIGNATURE_HEADER,
+        )
+    sent_at = verify_kustomer_delivery(
+        secret=secret, timestamp=timestamp, signature=signature, body=body, now=time.time()
+    )
+    event_id, name, envelope = parse_kustomer_event(body)
+    if name not in WORK_SESSION_EVENTS:
+        with transaction.atomic():
+            _take_event_id(event_id, name)
+        return WebhookResult("ignored", f"{name} is not a work-session event")
+    event = parse_work_session_event(event_id, name, envelope)
+    occurred_at = event.updated_at or datetime.fromtimestamp(sent_at, UTC)
+    connection = sync_connection(settings)
+    match: AgentMatch | None = None
+    while True:
+        with transaction.atomic():
+            # Locked for the whole decision: one agent's events are applied one at a time, in order.
+            agent = Agent.objects.select_for_update().filter(crm_user_id=event.user_id).first()
+            if agent is not None:
+                _take_event_id(event_id, name)
+                return _apply_event(agent, event, occurred_at, settings, connection)
+            if match is not None:
+                _take_event_id(event_id, name)
+                return _record_unmatched(event, occurred_at, match)
+        # A user id not seen yet: asked of the CRM outside any transaction, once per user. A
+        # replay is refused first, so it costs the CRM nothing.
+        if ProcessedWebhookEvent.objects.filter(event_id=event_id).exists():
+            raise _replayed(event_id)
+        match = _resolve_crm_user(event.user_id, connection)
+
+
+def _record_unmatched(event: WorkSessionEvent, occurred_at: datetime, match: AgentMatch) -> WebhookResult:
+    status_change_record(
+        agent=None,
+        source=Source.CRM,
+        applied=False,
+        reason=match.reason,
+        crm_status_ref=event.status_id,
+        occurred_at=occurred_at,
+        event_id=event.event_id,
+        work_session_id=event.session_id,
+        crm_user_id=event.user_id,
+        agent_email=match.email,
+    )
+    return WebhookResult("unmatched", match.reason, agent_email=match.email)
+
+
+def _replayed(event_id: str) -> WebhookRefused:
+    return WebhookRefused(409, f"Event {event_id!r} was already received: a replay is refused.", "id")
+
+
+# One statement, no savepoint: the unique index decides, and a replay is simply not inserted.
+_TAKE_EVENT_ID_SQL = (
+    f"INSERT INTO {ProcessedWebhookEvent._meta.db_table} (event_id, name, received_at) "  # noqa: S608
+    "VALUES (%s, %s, now()) ON CONFLICT (event_id) DO NOTHING RETURNING id"
+)
+
+
+def _take_event_id(event_id: str, name: str) -> None:
+    """Claim the event id in the caller's transaction; a replay (even a concurrent one) is refused."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(_TAKE_EVENT_ID_SQL, [event_id, name[:100]])
+        if cursor.fetchone() is None:
+            raise _replayed(event_id)
+
+
+def _resolve_crm_user(user_id: str, connection: CrmConnection | None) -> AgentMatch:
+    """Ask the CRM who a user id is and keep the id on the agent with that email (A3)."""
+    if connection is None:
+        return AgentMatch(None, reason=f"no CRM connection for status sync: CRM user {user_id} cannot be matched")
+    try:
+        crm_agent = connection_provider(connection).get_agent(user_id)
+    except CrmNotFound:
+        return AgentMatch(None, reason=f"CRM user {user_id} does not exist in the CRM")
+    except (CrmUnsupported, UnsupportedCrm) as exc:
+        return AgentMatch(None, reason=f"CRM user {user_id} cannot be looked up: {exc}")
+    except CrmError as exc:
+        raise StatusSyncUnavailable(f"Could not look up CRM user {user_id}: {exc}") from exc
+    email = crm_agent.email.strip().lower()
+    agent = Agent.objects.filter(email=email).only("pk").first()
+    if agent is None:
+        return AgentMatch(None, email, f"no agent has the email {email} of CRM user {user_id} (A3): ignored")
+    Agent.objects.filter(pk=agent.pk).update(crm_user_id=user_id, updated_at=timezone.now())
+    return AgentMatch(agent.pk, email, f"{email} matched, but its CRM user id changed meanwhile: ignored")
+
+
+def _apply_event(
+    agent: Agent,
+    event: WorkSessionEvent,
+    occurred_at: datetime,
+    settings: StatusSyncSettings,
+    connection: CrmConnection | None,
+) -> WebhookResult:
+    now = timezone.now()
+    state = agent_state(agent)
+    crm_event = rules.CrmStatusEvent(
+        session_id=event.session_id,
+        status_id=event.status_id,
+        active=event.active,
+        occurred_at=occurred_at,
+        signed_in=event.signed_in,
+        status_changed_hint=event.status_changed,
+    )
+    observation = rules.observe_instances(state.work_sessions, crm_event)
+    crm_status = (
+        CrmStatus.objects.select_related("platform_status")
+        .filter(connection=connection, crm_id=event.status_id)
+        .first()
+        if connection is not None
+        else None
+    )
+    fields = ["work_sessions", "sync_stopped", "updated_at"]
+    agent.work_sessions = observation.sessions_after
+    agent.sync_stopped = observation.stopped_after
+    reports_status = event.signed_in or observation.status_changed
+    if reports_status and not rules.is_stale_crm_event(state, crm_event):
+        agent.crm_status = crm_status
+        agent.crm_status_at = occurred_at
+        fields += ["crm_status", "crm_status_at"]
+
+    lookup = _lookup(crm_status, event.status_id)
+    # Pushes exist only under two-way sync (a push still waiting when it was switched off is dropped
+    # by the worker), so one-way sync skips looking for echoes and for pushes to supersede.
+    two_way = settings.direction == SyncDirection.TWO_WAY
+    status_change = observation.status_changed and not event.signed_in
+    echo_of = _echo_of(agent, event.status_id, now) if two_way and status_change else None
+    if echo_of is not None:
+        StatusPush.objects.filter(pk=echo_of).update(echo_seen_at=now)
+        decision = rules.Decision(rules.Outcome.IGNORE, f"the echo of our push #{echo_of}: not applied again")
+        outcome = "echo"
+    else:
+        decision = rules.decide_crm_change(sync_rules(settings), state, crm_event, observation, lookup)
+        outcome = {rules.Outcome.APPLY: "applied", rules.Outcome.UNCHANGED: "unchanged"}.get(
+            decision.outcome, "ignored"
+        )
+
+    from_status_id = agent.platform_status_id
+    if decision.applies:
+        agent.platform_status_id = decision.platform_status_id
+        agent.status_source = Source.CRM
+        agent.status_changed_at = now
+        fields += ["platform_status", "status_source", "status_changed_at"]
+    if two_way and decision.outcome in (rules.Outcome.APPLY, rules.Outcome.UNCHANGED):
+        # The CRM has spoken since: a platform change still waiting to be pushed would undo it.
+        status_push_supersede(agent=agent)
+    agent.save(update_fields=fields)
+
+    status_change_record(
+        agent=agent,
+        source=Source.CRM,
+        applied=decision.applies,
+        reason=decision.reason,
+        from_status_id=from_status_id,
+        to_status_id=lookup.platform_status_id,
+        crm_status=crm_status,
+        crm_status_ref=event.status_id,
+        mapping=decision.mapping,
+        occurred_at=occurred_at,
+        event_id=event.event_id,
+        work_session_id=event.session_id,
+    )
+    if observation.transition is rules.InstanceTransition.STOPPED:
+        status_change_record(
+            agent=agent,
+            source=Source.SYSTEM,
+            applied=False,
+            reason=f"sync stopped: {rules.sync_stopped_reason(observation.sessions_after)}",
+            occurred_at=occurred_at,
+            event_id=event.event_id,
+            work_session_id=event.session_id,
+        )
+    elif observation.transition is rules.InstanceTransition.RESUMED:
+        status_change_record(
+            agent=agent,
+            source=Source.SYSTEM,
+            applied=False,
+            reason="sync resumed: one CRM instance remains (its next status change applies)",
+            occurred_at=occurred_at,
+            event_id=event.event_id,
+            work_session_id=event.session_id,
+        )
+    status_name = (
+        crm_status.platform_status.name if decision.applies and crm_status and crm_status.platform_status else None
+    )
+    return WebhookResult(outcome, decision.reason, agent_email=agent.email, platform_status=status_name)
+
+
+def _lookup(crm_status: CrmStatus | None, crm_status_id: str) -> rules.MappingLookup:
+    if crm_status is None:
+        return rules.map_crm_status({}, {}, crm_status_id, {})
+    platform = crm_status.platform_status
+    return rules.map_crm_status(
+        {crm_status.crm_id: crm_status.platform_status_id},
+        {crm_status.crm_id: crm_status.name},
+        crm_status_id,
+        {platform.pk: platform.name} if platform else {},
+    )
+
+
+def _echo_of(agent: Agent, crm_status_id: str, now: datetime) -> int | None:
+    sent = StatusPush.objects.filter(
+        agent=agent, sent_at__gte=now - rules.ECHO_WINDOW, echo_seen_at__isnull=True
+    ).values_list("id", "crm_status__crm_id", "sent_at")
+    pushes = [rules.SentPush(push_id, crm_id, sent_at) for push_id, crm_id, sent_at in sent if sent_at is not None]
+    return rules.match_echo(pushes, crm_status_id, now=now)
+
+
+def webhook_events_prune(*, older_than: datetime) -> int:
+    """Forget webhook event ids received before `older_than`; return how many."""
+    deleted, _ = ProcessedWebhookEvent.objects.filter(received_at__lt=older_than).delete()
+    return deleted

@@ -1,0 +1,52 @@
+"""Thin Celery entry points for status sync: ids in, a service call out. Names are locked by a test."""
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+# A push whose message has waited this long without a worker taking it is enqueued again.
+SWEEP_STALE_AFTER = timedelta(minutes=2)
+# Processed webhook ids are kept past the 5-minute acceptance window (and its clock-skew margin
+# on the other side), after which the timestamp check alone refuses a replay.
+WEBHOOK_IDS_KEPT_FOR = timedelta(minutes=15)
+
+
+@shared_task(name="agentstatus.push_status", acks_late=True, max_retries=0)
+def push_status_task(push_id: int) -> None:
+    """Push one platform status change to the CRM (A4), then come back when its retry is due.
+
+    Retries are per push (attempts, backoff and Retry-After are stored on the push row and bounded
+    by CRM_ACTION_MAX_ATTEMPTS), so the task itself never retries: it re-enqueues itself. A second
+    copy of the message finds the push claimed or done and does nothing.
+    """
+    from agentstatus.services.push import status_push_execute
+
+    retry_in = status_push_execute(push_id=push_id)
+    if retry_in is not None:
+        push_status_task.apply_async((push_id,), countdown=retry_in)
+
+
+@shared_task(name="agentstatus.sweep_pushes", max_retries=0)
+def sweep_pushes_task() -> None:
+    """Re-enqueue pushes whose message was lost (broker down at commit, worker killed)."""
+    from agentstatus.services.push import pushes_needing_work
+
+    due = pushes_needing_work(stale_after=SWEEP_STALE_AFTER)
+    for push_id in due:
+        push_status_task.delay(push_id)
+    if due:
+        logger.info("agentstatus.sweep %s pushes re-enqueued", len(due))
+
+
+@shared_task(name="agentstatus.prune_webhook_events", max_retries=0)
+def prune_webhook_events_task() -> None:
+    """Forget webhook event ids older than the replay window."""
+    from agentstatus.services.inbound import webhook_events_prune
+
+    deleted = webhook_events_prune(older_than=timezone.now() - WEBHOOK_IDS_KEPT_FOR)
+    if deleted:
+        logger.info("agentstatus.prune %s webhook ids", deleted)

@@ -1,0 +1,305 @@
+"""The Kustomer status webhook end to end in-process: signed deliveries in, platform status and audit out."""
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.test import Client
+
+from agentstatus.models import (
+    Agent,
+    AgentToken,
+    PlatformStatus,
+    Priority,
+    ProcessedWebhookEvent,
+    Source,
+    StatusChange,
+    StatusSyncSettings,
+)
+from agentstatus.services.changes import agent_status_set
+from tests.agentstatus.support import WEBHOOK_PATH, Deliver, signed_headers, work_session_event
+
+pytestmark = pytest.mark.django_db
+
+
+def status_of(agent: Agent) -> str | None:
+    agent.refresh_from_db()
+    return agent.platform_status.name if agent.platform_status else None
+
+
+def sign_in(deliver: Deliver, session_id: str = "ws-1", status: str = "st-busy", **kwargs: object) -> None:
+    answer = deliver(
+        work_session_event(name="kustomer.work-session.create", session_id=session_id, status=status, **kwargs)  # type: ignore[arg-type]
+    )
+    assert answer.status_code == 200, answer.body
+
+
+def test_A2_a_mapped_kustomer_change_becomes_the_platform_status_at_once(ana: Agent, deliver: Deliver) -> None:
+    sign_in(deliver)
+
+    answer = deliver(work_session_event(status="st-lunch"))
+
+    assert answer.status_code == 200
+    assert answer.body == {
+        "outcome": "applied",
+        "reason": "Lunch → Away",
+        "agent": "ana@example.com",
+        "platform_status": "Away",
+    }
+    assert status_of(ana) == "Away"
+    assert ana.status_source == Source.CRM
+    change = StatusChange.objects.filter(agent=ana, applied=True).get()
+    assert (change.source, change.to_status.name if change.to_status else None, change.mapping) == (
+        "crm",
+        "Away",
+        "Lunch → Away",
+    )
+    assert change.crm_status is not None
+    assert change.crm_status.name == "Lunch"
+
+
+def test_A1_many_to_one_two_kustomer_statuses_give_the_same_platform_status(ana: Agent, deliver: Deliver) -> None:
+    sign_in(deliver)
+
+    first = deliver(work_session_event(status="st-email"))
+    second = deliver(work_session_event(status="st-lunch"))
+
+    assert (first.body["outcome"], first.body["reason"]) == ("applied", "Email work → Away")
+    assert (second.body["outcome"], second.body["reason"]) == ("unchanged", "Lunch → Away: already the platform status")
+    assert status_of(ana) == "Away"
+    assert list(StatusChange.objects.filter(agent=ana, source="crm").values_list("mapping", flat=True)) == [
+        "Lunch → Away",
+        "Email work → Away",
+        "",
+    ]
+
+
+def test_A1_an_unmapped_kustomer_status_is_recorded_and_ignored(ana: Agent, deliver: Deliver) -> None:
+    sign_in(deliver)
+    deliver(work_session_event(status="st-available"))
+
+    answer = deliver(work_session_event(status="st-meeting"))
+    unknown = deliver(work_session_event(status="st-brand-new"))
+
+    assert (answer.status_code, answer.body["outcome"]) == (200, "ignored")
+    assert answer.body["reason"] == "CRM status 'Meeting' is not mapped to a platform status"
+    assert "unknown CRM status 'st-brand-new'" in unknown.body["reason"]
+    assert status_of(ana) == "Available"
+    ignored = StatusChange.objects.filter(agent=ana, applied=False).exclude(reason__contains="login")
+    assert {(c.crm_status_ref, c.reason.split(":")[0]) for c in ignored} == {
+        ("st-meeting", "CRM status 'Meeting' is not mapped to a platform status"),
+        ("st-brand-new", "unknown CRM status 'st-brand-new'"),
+    }
+
+
+def test_A3_no_status_is_applied_at_login(ana: Agent, deliver: Deliver) -> None:
+    answer = deliver(work_session_event(name="kustomer.work-session.create", status="st-lunch"))
+
+    assert answer.body["outcome"] == "ignored"
+    assert "no status is applied at login" in answer.body["reason"]
+    assert status_of(ana) is None
+    assert ana.work_sessions == {"ws-1": "st-lunch"}
+
+
+@pytest.mark.parametrize(
+    ("priority", "late_crm_outcome", "status_after_late_crm"),
+    [(Priority.LATEST_CHANGE_WINS, "ignored", "Busy"), (Priority.CRM_OVERRIDES, "applied", "Away")],
+)
+def test_A2_priority_under_interleaved_crm_and_adapter_changes(
+    ana: Agent,
+    deliver: Deliver,
+    sync_settings: StatusSyncSettings,
+    platform_statuses: dict[str, PlatformStatus],
+    priority: str,
+    late_crm_outcome: str,
+    status_after_late_crm: str,
+) -> None:
+    # given: the CRM set Available, then the agent picked Busy in the adapter
+    sync_settings.priority = priority
+    sync_settings.save()
+    t0 = datetime.now(UTC) - timedelta(seconds=30)
+    sign_in(deliver, updated_at=t0)
+    assert deliver(work_session_event(status="st-available", updated_at=t0 + timedelta(seconds=1))).body["outcome"] == (
+        "applied"
+    )
+    agent_status_set(agent=ana, platform_status=platform_statuses["Busy"], source=Source.ADAPTER)
+    assert status_of(ana) == "Busy"
+
+    # when: a CRM change made before the adapter's arrives after it (a delayed delivery)
+    late = deliver(work_session_event(status="st-lunch", updated_at=t0 + timedelta(seconds=10)))
+
+    # then: latest change wins keeps the adapter's Busy; CRM always overrides applies Away
+    assert late.body["outcome"] == late_crm_outcome
+    assert status_of(ana) == status_after_late_crm
+    if priority == Priority.LATEST_CHANGE_WINS:
+        assert "the latest change wins" in late.body["reason"]
+
+    # when: the agent changes status in Kustomer afterwards, it applies under both options
+    later = deliver(work_session_event(status="st-offline", updated_at=datetime.now(UTC) + timedelta(seconds=1)))
+
+    assert later.body["outcome"] == "applied"
+    assert status_of(ana) == "Offline"
+    sources = list(StatusChange.objects.filter(agent=ana, applied=True).order_by("id").values_list("source", flat=True))
+    assert sources == (
+        ["crm", "adapter", "crm"] if priority == Priority.LATEST_CHANGE_WINS else ["crm", "adapter", "crm", "crm"]
+    )
+
+
+def test_A2_an_out_of_order_kustomer_change_does_not_undo_a_later_one(ana: Agent, deliver: Deliver) -> None:
+    now = datetime.now(UTC)
+    sign_in(deliver, updated_at=now - timedelta(seconds=20))
+    deliver(work_session_event(status="st-available", updated_at=now))
+
+    late = deliver(work_session_event(status="st-lunch", updated_at=now - timedelta(seconds=5)))
+
+    assert late.body["outcome"] == "ignored"
+    assert "out of order" in late.body["reason"]
+    assert status_of(ana) == "Available"
+
+
+def test_A3_several_instances_stop_the_sync_and_one_remaining_resumes_it(
+    ana: Agent, deliver: Deliver, client: Client
+) -> None:
+    # given: one instance, whose change applies
+    sign_in(deliver, "ws-1")
+    assert deliver(work_session_event(session_id="ws-1", status="st-available")).body["outcome"] == "applied"
+
+    # when: a second tab signs in
+    sign_in(deliver, "ws-2")
+
+    # then: sync stops, visibly, and changes from either instance are not applied
+    ana.refresh_from_db()
+    assert ana.sync_stopped is True
+    stopped = StatusChange.objects.filter(agent=ana, source=Source.SYSTEM).get()
+    assert stopped.reason.startswith("sync stopped: Signed in to Kustomer in 2 places at once (ws-1, ws-2)")
+    ignored = deliver(work_session_event(session_id="ws-2", status="st-lunch"))
+    assert ignored.body["outcome"] == "ignored"
+    assert "active in 2 CRM instances" in ignored.body["reason"]
+    assert status_of(ana) == "Available"
+    token = AgentToken.objects.create_key(name="t", agent=ana)[1]
+    answer = client.get("/api/v1/adapter/status", HTTP_AUTHORIZATION=f"Agent-Token {token}").json()
+    assert answer["sync_stopped"] is True
+    assert "2 places at once" in answer["sync_stopped_reason"]
+
+    # when: the second tab signs out
+    signed_out = deliver(work_session_event(session_id="ws-2", status="st-lunch", active=False))
+
+    # then: sync resumes without applying anything, and the next change applies
+    assert signed_out.body["outcome"] == "ignored"
+    ana.refresh_from_db()
+    assert (ana.sync_stopped, ana.work_sessions, status_of(ana)) == (False, {"ws-1": "st-available"}, "Available")
+    assert StatusChange.objects.filter(agent=ana, source=Source.SYSTEM, reason__startswith="sync resumed").exists()
+    assert deliver(work_session_event(session_id="ws-1", status="st-busy")).body["outcome"] == "applied"
+    assert status_of(ana) == "Busy"
+
+
+def test_A1_inheritance_off_records_and_ignores(
+    ana: Agent, deliver: Deliver, sync_settings: StatusSyncSettings
+) -> None:
+    sync_settings.inheritance_enabled = False
+    sync_settings.save()
+
+    answer = deliver(work_session_event(status="st-busy"))
+
+    assert (answer.body["outcome"], answer.body["reason"]) == ("ignored", "status inheritance is off")
+    assert status_of(ana) is None
+
+
+def test_A3_when_the_crm_cannot_say_who_the_user_is_the_delivery_is_asked_again(ana: Agent, deliver: Deliver) -> None:
+    # The test connection points at a closed port: the CRM cannot say who u-zed is.
+    Agent.objects.filter(pk=ana.pk).update(crm_user_id="")
+    answer = deliver(work_session_event(user_id="u-zed", status="st-busy"))
+
+    assert answer.status_code == 503
+    assert "Could not look up CRM user u-zed" in answer.body["message"]
+    assert not ProcessedWebhookEvent.objects.exists()
+    assert not StatusChange.objects.exists()
+
+
+# -- Refused deliveries: 4xx, and nothing changed -------------------------------------------------
+
+
+def nothing_changed(agent: Agent) -> bool:
+    agent.refresh_from_db()
+    return agent.platform_status is None and not StatusChange.objects.exists() and agent.work_sessions == {}
+
+
+@pytest.mark.parametrize(
+    ("headers_for", "status", "field"),
+    [
+        (lambda body: signed_headers(body, secret="a-guess"), 401, "X-Kustomer-Webhook-Signature"),
+        (lambda body: {}, 401, "X-Kustomer-Webhook-Signature"),
+        (lambda body: signed_headers(body, timestamp=int(time.time()) - 301), 400, "X-Kustomer-Webhook-Timestamp"),
+        (lambda body: signed_headers(body, timestamp=int(time.time()) + 3600), 400, "X-Kustomer-Webhook-Timestamp"),
+        (lambda body: signed_headers(body + b"tampered"), 401, "X-Kustomer-Webhook-Signature"),
+    ],
+)
+def test_forged_stale_and_future_webhooks_are_refused_and_change_nothing(
+    ana: Agent, deliver: Deliver, headers_for: object, status: int, field: str
+) -> None:
+    envelope = work_session_event(status="st-busy")
+    body = json.dumps(envelope).encode()
+
+    answer = deliver(envelope, raw=body, headers=headers_for(body))  # type: ignore[operator]
+
+    assert answer.status_code == status
+    assert field in answer.body["errors"]
+    assert nothing_changed(ana)
+    assert not ProcessedWebhookEvent.objects.exists()
+
+
+def test_a_replayed_webhook_is_refused_and_changes_nothing(ana: Agent, deliver: Deliver) -> None:
+    envelope = work_session_event(status="st-busy", event_id="evt-once")
+    body = json.dumps(envelope).encode()
+    headers = signed_headers(body)
+    assert deliver(envelope, raw=body, headers=headers).status_code == 200
+    Agent.objects.filter(pk=ana.pk).update(platform_status=None)
+    changes = StatusChange.objects.count()
+
+    replay = deliver(envelope, raw=body, headers=headers)
+
+    assert replay.status_code == 409
+    assert replay.body["message"] == "Event 'evt-once' was already received: a replay is refused."
+    assert status_of(ana) is None
+    assert StatusChange.objects.count() == changes
+
+
+def test_a_malformed_event_is_refused_naming_the_field(ana: Agent, deliver: Deliver) -> None:
+    envelope = work_session_event()
+    del envelope["data"]["attributes"]["status"]
+
+    answer = deliver(envelope)
+
+    assert answer.status_code == 400
+    assert list(answer.body["errors"]) == ["data.attributes.status"]
+    assert nothing_changed(ana)
+
+
+def test_without_a_configured_secret_every_delivery_is_refused(
+    ana: Agent, deliver: Deliver, sync_settings: StatusSyncSettings
+) -> None:
+    sync_settings.set_webhook_secret("")
+    sync_settings.save()
+
+    answer = deliver(work_session_event(status="st-busy"))
+
+    assert answer.status_code == 403
+    assert "No status webhook secret is configured" in answer.body["message"]
+    assert nothing_changed(ana)
+
+
+def test_a_non_json_body_is_a_400_not_a_500(ana: Agent, deliver: Deliver) -> None:
+    answer = deliver({}, raw=b"\xff\xfe not json")
+
+    assert (answer.status_code, list(answer.body["errors"])) == (400, ["body"])
+
+
+def test_other_kustomer_events_are_acknowledged_and_ignored(ana: Agent, client: Client) -> None:
+    body = json.dumps({"id": "evt-conv", "name": "kustomer.conversation.update", "data": {}}).encode()
+
+    response = client.post(WEBHOOK_PATH, data=body, content_type="application/json", headers=signed_headers(body))
+
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "ignored"
+    assert nothing_changed(ana)
