@@ -18,7 +18,6 @@ from agentstatus.models import (
     StatusChange,
     StatusPush,
     StatusSyncSettings,
-    Team,
 )
 from agentstatus.rules import sync_stopped_reason
 from agentstatus.selectors import sync_connection, sync_settings_get
@@ -194,13 +193,6 @@ class CrmStatusAdmin(admin.ModelAdmin[CrmStatus]):
     @admin.action(description="Refresh CRM statuses from the CRM (all of them)")
     def refresh_statuses(self, request: HttpRequest, queryset: QuerySet[CrmStatus]) -> None:
         _refresh_statuses(self, request)
-
-
-@admin.register(Team)
-class TeamAdmin(admin.ModelAdmin[Team]):
-    list_display = ["name", "linked_to_external_queue"]
-    list_filter = ["linked_to_external_queue"]
-    search_fields = ["name"]
 
 
 class RecentChangesFormSet(BaseInlineFormSet):

@@ -14,6 +14,9 @@ from rest_framework_api_key.models import AbstractAPIKey
 from integrations import crypto
 from integrations.models import CrmConnection
 
+# One team model for the whole product: records owns teams and queues (O3); the push follows them (A4).
+from records.models import Team
+
 
 class Priority(models.TextChoices):
     """A2: who wins when the CRM and the platform disagree."""
@@ -127,25 +130,6 @@ class CrmStatus(models.Model):
         verbose_name_plural = "CRM statuses"
         ordering = ["connection", "position", "name"]
         constraints = [models.UniqueConstraint(fields=["connection", "crm_id"], name="unique_crm_status")]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Team(models.Model):
-    """A team of agents; A4 pushes only for the team linked to Kustomer's external queue."""
-
-    name = models.CharField(max_length=100, unique=True)
-    linked_to_external_queue = models.BooleanField(
-        default=False,
-        help_text=(
-            "This team is the one whose Kustomer external queue points at the platform: only its agents' "
-            "platform changes are pushed to Kustomer (two-way sync, A4)."
-        ),
-    )
-
-    class Meta:
-        ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name

@@ -321,8 +321,8 @@ class QueueAdmin(admin.ModelAdmin[Queue]):
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin[Team]):
-    list_display = ["name", "enable_ticket_id", "ticket_id_required"]
-    list_filter = ["enable_ticket_id", "ticket_id_required"]
+    list_display = ["name", "enable_ticket_id", "ticket_id_required", "linked_to_external_queue"]
+    list_filter = ["enable_ticket_id", "ticket_id_required", "linked_to_external_queue"]
     search_fields = ["name"]
 
 

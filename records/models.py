@@ -129,11 +129,18 @@ class OperationSettings(models.Model):
 
 
 class Team(models.Model):
-    """A team of agents; outbound ticket-ID entry is set per team (O3)."""
+    """A team of agents: outbound ticket-ID entry is set per team (O3); status push follows it (A4)."""
 
     name = models.CharField(max_length=100, unique=True)
     enable_ticket_id = models.BooleanField("enable ticket ID on outbound calls", default=False)
     ticket_id_required = models.BooleanField("ticket ID required", default=False)
+    linked_to_external_queue = models.BooleanField(
+        default=False,
+        help_text=(
+            "This team is the one whose Kustomer external queue points at the platform: only its agents' "
+            "platform changes are pushed to Kustomer (two-way sync, A4)."
+        ),
+    )
 
     class Meta:
         ordering = ["name"]

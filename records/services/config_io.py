@@ -27,7 +27,8 @@ E164_RE = re.compile(r"\+[1-9]\d{1,14}")
 # The OperationSettings fields a file carries (not the row's bookkeeping).
 SETTINGS_EXCLUDED = frozenset({"id", "updated_at"})
 SECTIONS = ("version", "settings", "teams", "queues", "custom_data_mappings", "custom_fields")
-TEAM_KEYS = {"name": str, "enable_ticket_id": bool, "ticket_id_required": bool}
+TEAM_KEYS = {"name": str, "enable_ticket_id": bool, "ticket_id_required": bool, "linked_to_external_queue": bool}
+TEAM_FLAGS = ("enable_ticket_id", "ticket_id_required", "linked_to_external_queue")
 QUEUE_KEYS = {"platform_id": str, "name": str, "path": list, "teams": list, "default_outbound_number": str}
 MAPPING_KEYS = {"connection": str, "sdk_key": str, "crm_field_id": str}
 CUSTOM_FIELD_KEYS = {"connection": str, "key": str, "crm_field_id": str}
@@ -48,6 +49,7 @@ class TeamConfig:
     name: str
     enable_ticket_id: bool = False
     ticket_id_required: bool = False
+    linked_to_external_queue: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ def config_export() -> dict[str, Any]:
                 "name": team.name,
                 "enable_ticket_id": team.enable_ticket_id,
                 "ticket_id_required": team.ticket_id_required,
+                "linked_to_external_queue": team.linked_to_external_queue,
             }
             for team in Team.objects.order_by("name")
         ],
@@ -279,7 +282,7 @@ def config_validate(data: Any, *, connection_names: Collection[str], team_names:
             name = row["name"].strip()
             _check_length(f"{path}.name", name, Team, "name", errors)
             _unique(f"{path}.name", name, seen, f"team {name!r}", errors)
-            teams.append(TeamConfig(name, row.get("enable_ticket_id", False), row.get("ticket_id_required", False)))
+            teams.append(TeamConfig(name, *(row.get(flag, False) for flag in TEAM_FLAGS)))
     known_teams = {team.name for team in teams} if teams is not None else set(team_names)
 
     queues: list[QueueConfig] | None = None
@@ -377,14 +380,10 @@ def _apply_teams(teams: Sequence[TeamConfig], changes: list[str]) -> None:
     for config in teams:
         team = existing.pop(config.name, None)
         if team is None:
-            Team.objects.create(
-                name=config.name, enable_ticket_id=config.enable_ticket_id, ticket_id_required=config.ticket_id_required
-            )
+            Team.objects.create(name=config.name, **{flag: getattr(config, flag) for flag in TEAM_FLAGS})
             changes.append(f"team {config.name!r}: added")
             continue
-        changed = [
-            name for name in ("enable_ticket_id", "ticket_id_required") if getattr(team, name) != getattr(config, name)
-        ]
+        changed = [name for name in TEAM_FLAGS if getattr(team, name) != getattr(config, name)]
         for name in changed:
             setattr(team, name, getattr(config, name))
             changes.append(f"team {config.name!r}: {name} -> {json.dumps(getattr(config, name))}")

@@ -6,9 +6,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from agentstatus.models import Agent, CrmStatus, PlatformStatus, Priority, StatusSyncSettings, SyncDirection, Team
+from agentstatus.models import Agent, CrmStatus, PlatformStatus, Priority, StatusSyncSettings, SyncDirection
 from agentstatus.selectors import sync_settings_get
 from integrations.models import CrmConnection
+from records.models import Team
 from tests.agentstatus.support import WEBHOOK_PATH, WEBHOOK_SECRET, Deliver, Delivered, signed_headers
 
 # CRM status id -> (name, status type, platform status it maps to or None). Email work and Lunch

@@ -19,7 +19,6 @@ from agentstatus.models import (
     StatusPush,
     StatusSyncSettings,
     SyncDirection,
-    Team,
 )
 from agentstatus.selectors import sync_settings_get
 from agentstatus.services.changes import agent_status_set
@@ -27,6 +26,7 @@ from agentstatus.services.push import status_push_execute
 from agentstatus.services.setup import crm_statuses_refresh
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
+from records.models import Team
 from tests.agentstatus.support import WEBHOOK_PATH, work_session_event
 from tests.support import sandbox_config, sandbox_stats
 

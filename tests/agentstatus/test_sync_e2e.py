@@ -6,11 +6,12 @@ from typing import Any
 import pytest
 import requests
 
-from agentstatus.models import Agent, CrmStatus, PlatformStatus, StatusChange, StatusPush, StatusSyncSettings, Team
+from agentstatus.models import Agent, CrmStatus, PlatformStatus, StatusChange, StatusPush, StatusSyncSettings
 from agentstatus.selectors import sync_settings_get
 from agentstatus.services.setup import adapter_token_issue, crm_statuses_refresh, status_webhook_register
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
+from records.models import Team
 from tests.support import sandbox_stats, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
