@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
 from integrations.models import CrmConnection
-from records.models import Session
+from records.models import Queue, Session
 from tests.support import EXAMPLE_CALL, ingest_and_process
 
 
@@ -58,6 +58,7 @@ def test_load_demo_prints_the_key_and_the_curl_line() -> None:
     assert f"Authorization: Api-Key {key}" in output
     assert "docs/examples/ivr_call.json" in output
     assert CrmConnection.objects.get(is_active=True).base_url == "http://127.0.0.1:8801"
+    assert [str(team) for team in Queue.objects.get(platform_id="q-billing").teams.all()] == ["Billing support"]
     # Run again: a new key, the old one revoked, still one connection, earlier demo sessions cleared.
     ingest_and_process(EXAMPLE_CALL["events"])
     Session.objects.create(external_id="elsewhere", crm_connection=CrmConnection.objects.create(

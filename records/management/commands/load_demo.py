@@ -9,7 +9,7 @@ from django.db.models import Q
 from rest_framework_api_key.models import APIKey
 
 from integrations.services import connection_create
-from records.models import Session
+from records.models import OperationSettings, Queue, Session, Team
 
 DEMO_KEY_NAME = "demo platform"
 EXAMPLE_EVENTS = Path(settings.BASE_DIR) / "docs" / "examples" / "ivr_call.json"
@@ -52,6 +52,14 @@ class Command(BaseCommand):
             secrets={"api_token": "sandbox-token"},
             activate=True,
         )
+        # The example call's queue and a team for it, so the queue and team screens are not empty;
+        # the operation-management settings start at their defaults (docs/rules.md).
+        OperationSettings.load()
+        team, _ = Team.objects.get_or_create(name="Billing support")
+        queue, _ = Queue.objects.get_or_create(
+            platform_id="q-billing", defaults={"name": "Billing", "path": ["Support", "Billing"]}
+        )
+        queue.teams.add(team)
         cleared = 0
         if not options["keep_sessions"]:
             # The sandbox keeps its tickets in memory, so after a restart the earlier demo sessions
@@ -72,6 +80,7 @@ class Command(BaseCommand):
                     "CRM Bridge demo" + (f" (cleared {cleared} rows of earlier demo sessions)" if cleared else ""),
                     f"  Admin:        {web}/admin/   (login: admin / {password})",
                     f"  API docs:     {web}/api/docs/",
+                    f"  Settings:     {web}/admin/records/operationsettings/   (record rules R1-R9)",
                     f"  API key:      {key}",
                     f"  Sandbox CRM:  {options['sandbox_url']}  (Zendesk API; /__sandbox/stats)",
                     "  Post the example IVR call (docs/examples/ivr_call.json):",
