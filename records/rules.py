@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from integrations.providers.base import Contact
 from records.vocabulary import SESSION_TYPES, ActionKind, EventType
 
 TITLE_VARIABLES = frozenset({"CALL_TYPE", "CALL_ID", "MENU_PATH", "PHONE_NUMBER", "LANGUAGE", "TIMESTAMP"})
@@ -869,3 +870,9 @@ def _choose_outbound(
             latest.record_id, True, f"{prefix}appended to the latest {_describe(latest)}, set open (S3)"
         )
     return RecordChoice(None, False, f"{prefix}new record: the latest {_describe(latest)} is not open (S3)")
+
+
+def choose_contact(contacts: Sequence[Contact]) -> Contact | None:
+    """Several contacts share the number: the most recently created one (S5's fallback)."""
+    # Ids break ties within a second: CRMs hand them out in increasing order.
+    return max(contacts, key=lambda contact: (contact.created_at or "", contact.id.zfill(40)), default=None)

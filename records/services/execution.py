@@ -31,7 +31,7 @@ from integrations.providers.base import Attachment, Comment, Contact, CrmProvide
 from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_get_active, connection_provider, connection_record_error
 from records.models import CrmAction, CustomField, Session
-from records.rules import Candidate, RecordMode, RecordRequest, choose_record
+from records.rules import Candidate, RecordMode, RecordRequest, choose_contact, choose_record
 from records.vocabulary import ActionKind, EventType
 
 logger = logging.getLogger(__name__)
@@ -68,12 +68,6 @@ def backoff_seconds(attempt: int, *, base: float, cap: float, rand: Callable[[],
     """Exponential backoff with equal jitter: half the step fixed, half random, capped."""
     step = min(cap, base * 2 ** max(0, attempt - 1))
     return step / 2 + rand() * step / 2
-
-
-def choose_contact(contacts: list[Contact]) -> Contact | None:
-    """Several contacts share the number: the most recently created one (S5's fallback)."""
-    # Ids break ties within a second: CRMs hand them out in increasing order.
-    return max(contacts, key=lambda contact: (contact.created_at or "", contact.id.zfill(40)), default=None)
 
 
 def _claim_lease(session_id: int) -> bool:

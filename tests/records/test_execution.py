@@ -20,7 +20,6 @@ from records.services.execution import (
     action_execute,
     action_retry,
     backoff_seconds,
-    choose_contact,
     session_run_actions,
     sessions_needing_work,
 )
@@ -238,17 +237,6 @@ def test_lease_lets_one_worker_at_a_time_run_a_session(db: None) -> None:
 )
 def test_backoff_seconds_grows_exponentially_with_jitter_and_a_cap(attempt: int, rand: float, seconds: float) -> None:
     assert backoff_seconds(attempt, base=2.0, cap=600.0, rand=lambda: rand) == seconds
-
-
-def test_choose_contact_picks_the_most_recently_created() -> None:
-    contacts = [
-        Contact(id="1", name="a", created_at="2026-01-01T00:00:00Z"),
-        Contact(id="2", name="b", created_at="2026-03-01T00:00:00Z"),
-        Contact(id="3", name="c", created_at="2026-02-01T00:00:00Z"),
-    ]
-
-    assert choose_contact(contacts) == contacts[1]
-    assert choose_contact([]) is None
 
 
 def test_sessions_needing_work_finds_lost_messages_but_not_blocked_sessions(zendesk_connection: CrmConnection) -> None:

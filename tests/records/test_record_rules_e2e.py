@@ -582,6 +582,10 @@ def test_F2_S11_record_fields_and_mapped_custom_data_are_filled_and_missing_fiel
     assert fields[ids["call_id"]] == "c-1"
     assert fields[ids["csat_rating"]] == 5
     assert fields[ids["from_phone_number"]] == "+14155550100"
+    # A second session appended to the record: the fields show the latest one.
+    product.post(Call("c-2", session_type="voice_inbound_app").answered().ended(duration=30))
+    assert product.crm.record_for("c-1")["custom_fields"][ids["call_id"]] == "c-2"
+    assert product.crm.record_for("c-1")["custom_fields"][ids["call_duration"]] == 30
     assert any(
         "'plan' is mapped to CRM field 'nonexistent-field', which was not found" in body
         for body in product.bodies("c-1")

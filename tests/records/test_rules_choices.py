@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from integrations.providers.base import Contact
 from records.rules import (
     AbandonedChats,
     ApiResponseFormat,
@@ -14,6 +15,7 @@ from records.rules import (
     SessionEvent,
     SessionState,
     api_response_comment,
+    choose_contact,
     choose_record,
     replay,
 )
@@ -288,3 +290,19 @@ def test_follow_ups_wait_for_the_record_and_refused_sessions_drop_them() -> None
     assert decisions[1].reason == "waits for the session's record"
     assert decisions[2].state.deferred == ()
     assert decisions[2].reason.startswith("no record (R5)")
+
+
+@pytest.mark.parametrize(
+    ("created", "newest"),
+    [
+        (["2026-01-01T00:00:00Z", "2026-03-01T00:00:00Z", "2026-02-01T00:00:00Z"], "2"),
+        # Same second: the higher id is the later one.
+        (["2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"], "2"),
+        ([None, "2026-01-01T00:00:00Z"], "2"),
+        ([], None),
+    ],
+)
+def test_choose_contact_picks_the_most_recently_created(created: list[str | None], newest: str | None) -> None:
+    contacts = [Contact(id=str(index), name="x", created_at=at) for index, at in enumerate(created, start=1)]
+    chosen = choose_contact(contacts)
+    assert (chosen.id if chosen else None) == newest
