@@ -408,11 +408,13 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
         else:
             record_id, created = choice.record_id, False
             body = f"Session {session.external_id} added to this record.\n{payload['first_comment']}"
-            _comment_once(provider, record_id, Comment(body=body), retried)
+            # One update carries the session's comment, reopening, assignment, tags and fields.
+            comment = None if retried and _has_comment(provider, record_id, body) else Comment(body=body)
             changes = RecordChanges(
                 status=provider.default_open_status if choice.reopen else None,
                 assignee_id=assignee_id,
                 add_tags=tuple(tags),
+                comment=comment,
                 custom_fields=fields,
             )
             provider.update_record(record_id, changes)
@@ -457,9 +459,13 @@ def _crm_fields(session: Session, values: dict[str, Any]) -> dict[str, Any]:
     return {ids[key]: value for key, value in values.items() if key in ids}
 
 
+def _has_comment(provider: CrmProvider, record_id: str, body: str) -> bool:
+    return any(existing.body == body for existing in provider.list_comments(record_id))
+
+
 def _comment_once(provider: CrmProvider, record_id: str, comment: Comment, retried: bool) -> bool:
     """Add a comment unless a retried attempt finds an earlier one already did (same body)."""
-    if retried and any(existing.body == comment.body for existing in provider.list_comments(record_id)):
+    if retried and _has_comment(provider, record_id, comment.body):
         return False
     provider.add_comment(record_id, comment)
     return True
