@@ -18,7 +18,15 @@ class CrmRateLimited(CrmTransientError):
 
 
 class CrmAuthError(CrmError):
-    """401/403: the credentials are wrong or lack a permission; retrying will not help."""
+    """401/403: the credentials are wrong or lack a permission; retrying will not help.
+
+    `code` is the CRM's error code when it sent one (Salesforce INVALID_SESSION_ID: the access
+    token expired, and a provider that can log in again may do so once).
+    """
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class CrmRequestError(CrmError):
@@ -32,3 +40,7 @@ class CrmRequestError(CrmError):
 
 class CrmNotFound(CrmRequestError):
     """404: the record or user does not exist (deleted or merged away in the CRM)."""
+
+
+class CrmNotSupported(CrmError):
+    """The provider does not implement this operation yet; no request was sent."""

@@ -2,10 +2,12 @@
 
 from integrations.http import RateGate
 from integrations.providers.base import ConnectionSettings, CrmProvider
+from integrations.providers.salesforce import SalesforceProvider
 from integrations.providers.zendesk import ZendeskProvider
 
 PROVIDERS: dict[str, type[CrmProvider]] = {
     ZendeskProvider.kind: ZendeskProvider,
+    SalesforceProvider.kind: SalesforceProvider,
 }
 
 

@@ -10,12 +10,26 @@ from pathlib import Path
 from typing import Any
 
 from integrations.sandbox.base import Sandbox, SandboxServer
-from integrations.sandbox.zendesk import ZendeskSandbox
+from integrations.sandbox.salesforce import SalesforceSandbox
+from integrations.sandbox.zendesk import ZendeskImportSandbox, ZendeskSandbox
 
-__all__ = ["SANDBOXES", "Sandbox", "SandboxServer", "ZendeskSandbox", "build_sandbox", "start_sandbox"]
+__all__ = [
+    "SANDBOXES",
+    "SalesforceSandbox",
+    "Sandbox",
+    "SandboxServer",
+    "ZendeskImportSandbox",
+    "ZendeskSandbox",
+    "build_sandbox",
+    "start_sandbox",
+]
 
 # The CRM kinds a sandbox can be started for; a new CRM's sandbox class is added here.
-SANDBOXES: dict[str, type[Sandbox]] = {ZendeskSandbox.kind: ZendeskSandbox}
+SANDBOXES: dict[str, type[Sandbox]] = {
+    # The Zendesk sandbox with the import read API (incremental export, seeding) on top.
+    ZendeskSandbox.kind: ZendeskImportSandbox,
+    SalesforceSandbox.kind: SalesforceSandbox,
+}
 
 Fixture = str | Path | Mapping[str, Any] | None
 
