@@ -42,6 +42,9 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "integrations",
     "records",
+    "django_filters",
+    "rest_framework.authtoken",
+    "ticketsearch",
 ]
 
 MIDDLEWARE = [
@@ -155,4 +158,8 @@ LOGGING = {
 # Schedules (django-celery-beat copies them into the database, where the admin can change them).
 CELERY_BEAT_SCHEDULE = {
     "records.sweep_sessions": {"task": "records.sweep_sessions", "schedule": 60.0},
+    # Fans out one import per connection; each reads only what changed since its cursor.
+    "ticketsearch.schedule_imports": {"task": "ticketsearch.schedule_imports", "schedule": 15 * 60.0},
+    # Drops expired day partitions, deletes the rest of the 91st day, makes the coming days' partitions.
+    "ticketsearch.purge_expired_tickets": {"task": "ticketsearch.purge_expired_tickets", "schedule": 60 * 60.0},
 }
