@@ -10,7 +10,13 @@ def test_schema_documents_the_event_api_and_its_key() -> None:
 
     assert response.status_code == 200
     schema = response.json()
-    assert set(schema["paths"]) == {"/api/v1/events", "/api/v1/ping"}
+    assert set(schema["paths"]) == {
+        "/api/v1/events",
+        "/api/v1/ping",
+        "/api/v1/tickets/search",
+        "/api/v1/tickets/{ticket_id}",
+        "/api/v1/tickets/{ticket_id}/evaluations",
+    }
     operation = schema["paths"]["/api/v1/events"]["post"]
     assert operation["security"] == [{"PlatformApiKey": []}]
     assert set(operation["responses"]) == {"202", "400", "401", "413"}
@@ -25,3 +31,14 @@ def test_swagger_ui_is_served_from_local_static_files() -> None:
     html = response.content.decode()
     assert "swagger-ui" in html
     assert "cdn.jsdelivr" not in html
+
+
+@pytest.mark.django_db
+def test_schema_documents_the_qa_search_parameters_and_auth() -> None:
+    schema = Client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    operation = schema["paths"]["/api/v1/tickets/search"]["get"]
+    names = {parameter["name"] for parameter in operation["parameters"]}
+    assert {"q", "crm", "channel", "status", "agent", "requester", "requester_phone", "tags", "cursor"} <= names
+    assert {"200", "400", "401", "403"} <= set(operation["responses"])
+    assert {"tokenAuth", "cookieAuth"} <= {key for item in operation["security"] for key in item}

@@ -8,4 +8,11 @@ def test_registered_task_names_are_stable() -> None:
 
     names = sorted(name for name in app.tasks if not name.startswith("celery."))
 
-    assert names == ["records.process_sessions", "records.run_session_actions", "records.sweep_sessions"]
+    assert names == [
+        "records.process_sessions",
+        "records.run_session_actions",
+        "records.sweep_sessions",
+        "ticketsearch.import_connection",
+        "ticketsearch.purge_expired_tickets",
+        "ticketsearch.schedule_imports",
+    ]

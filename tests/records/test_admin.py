@@ -105,4 +105,4 @@ def test_connection_admin_refuses_a_crm_without_a_provider(admin_client: Client)
     )
 
     assert response.status_code == 200
-    assert "Kustomer is not supported yet; supported: Zendesk." in response.content.decode()
+    assert "Kustomer is not supported yet; supported: Salesforce, Zendesk." in response.content.decode()

@@ -354,6 +354,8 @@ def _save_tickets(
         (stored,) = cursor.fetchone()
         cursor.execute(_UPSERT)
         written = cursor.rowcount
+        # Dropped now, not only at commit: the caller's transaction may be an outer one's savepoint.
+        cursor.execute("DROP TABLE ticketsearch_stage")
     new = len(tickets) - stored
     counts.run.tickets_imported += new
     counts.run.tickets_updated += written - new
