@@ -51,6 +51,9 @@ test: services lint
 
 bench: migrate
 	$(PY) bench/ingest.py
+	$(PY) bench/import.py
+	$(PY) bench/search.py
+	$(PY) bench/purge.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache staticfiles var
