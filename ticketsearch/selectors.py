@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.postgres.search import SearchHeadline
-from django.db.models import F, Q, QuerySet, TextField, Value
+from django.db.models import BooleanField, F, QuerySet, TextField, Value
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat
 
 from ticketsearch.filters import SEARCH_CONFIG, TicketFilter, text_query
@@ -105,9 +106,14 @@ def ticket_search(*, params: Mapping[str, str], base: QuerySet[Ticket] | None = 
             created_at, ticket_id = decode_cursor(cursor)
         except ValueError as exc:
             raise InvalidSearch({"cursor": [str(exc)]}) from None
-        queryset = queryset.filter(Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=ticket_id)).filter(
-            created_at__lte=created_at
+        # A row comparison is an index condition on (created_at DESC, id DESC): the scan starts at the
+        # cursor instead of filtering out the newer rows of its day; the plain bound prunes newer days.
+        after_cursor = RawSQL(
+            '("ticketsearch_ticket"."created_at", "ticketsearch_ticket"."id") < (%s, %s)',
+            (created_at, ticket_id),
+            output_field=BooleanField(),
         )
+        queryset = queryset.filter(after_cursor, created_at__lte=created_at)
     rows = list(queryset[: page_size + 1])
     tickets, more = rows[:page_size], len(rows) > page_size
     q = (params.get("q") or "").strip()
