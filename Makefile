@@ -52,6 +52,9 @@ test: services lint
 bench: migrate
 	$(PY) bench/ingest.py
 	$(PY) bench/status.py
+	$(PY) bench/import.py
+	$(PY) bench/search.py
+	$(PY) bench/purge.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache staticfiles var

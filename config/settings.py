@@ -43,6 +43,9 @@ INSTALLED_APPS = [
     "integrations",
     "records",
     "agentstatus",
+    "django_filters",
+    "rest_framework.authtoken",
+    "ticketsearch",
 ]
 
 MIDDLEWARE = [
@@ -160,4 +163,8 @@ CELERY_BEAT_SCHEDULE = {
     "records.sweep_sessions": {"task": "records.sweep_sessions", "schedule": 60.0},
     "agentstatus.sweep_pushes": {"task": "agentstatus.sweep_pushes", "schedule": 60.0},
     "agentstatus.prune_webhook_events": {"task": "agentstatus.prune_webhook_events", "schedule": 300.0},
+    # Fans out one import per connection; each reads only what changed since its cursor.
+    "ticketsearch.schedule_imports": {"task": "ticketsearch.schedule_imports", "schedule": 15 * 60.0},
+    # Drops expired day partitions, deletes the rest of the 91st day, makes the coming days' partitions.
+    "ticketsearch.purge_expired_tickets": {"task": "ticketsearch.purge_expired_tickets", "schedule": 60 * 60.0},
 }

@@ -18,7 +18,15 @@ class CrmRateLimited(CrmTransientError):
 
 
 class CrmAuthError(CrmError):
-    """401/403: the credentials are wrong or lack a permission; retrying will not help."""
+    """401/403: the credentials are wrong or lack a permission; retrying will not help.
+
+    `code` is the CRM's error code when it sent one (Salesforce INVALID_SESSION_ID: the access
+    token expired, and a provider that can log in again may do so once).
+    """
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class CrmRequestError(CrmError):

@@ -21,6 +21,11 @@ logger = logging.getLogger(__name__)
 USER_AGENT = "CRM-Bridge/1.0"
 # When a CRM answers 429 without Retry-After, wait this long before the next call.
 DEFAULT_RETRY_AFTER_SECONDS = 10.0
+# Salesforce signals its (rolling 24 h) request limit with 403 REQUEST_LIMIT_EXCEEDED and no
+# Retry-After: wait this long before trying again (crm-api-shapes.md §3.3).
+LIMIT_EXCEEDED_RETRY_AFTER_SECONDS = 60.0
+# Error codes in a Salesforce-style error array that mean "rate limited", whatever the status.
+RATE_LIMIT_ERROR_CODES = frozenset({"REQUEST_LIMIT_EXCEEDED"})
 
 
 class RateGate(Protocol):
@@ -47,6 +52,16 @@ def parse_retry_after(value: str | None, *, now: float) -> float:
     except (TypeError, ValueError):
         return DEFAULT_RETRY_AFTER_SECONDS
     return max(0.0, when.timestamp() - now)
+
+
+def error_code(body: Any) -> str | None:
+    """The CRM's error code: Salesforce's `[{"errorCode": ...}]` or Zendesk's `{"error": "..."}`."""
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        code = body[0].get("errorCode") or body[0].get("statusCode")
+        return str(code) if code else None
+    if isinstance(body, dict) and isinstance(body.get("error"), str):
+        return str(body["error"])
+    return None
 
 
 def _body(response: requests.Response) -> Any:
@@ -101,8 +116,9 @@ class CrmHttpClient:
     ) -> Any:
         """Send one request and return its decoded JSON body (None for an empty body).
 
-        Raises CrmTransientError (timeout, connection, 5xx), CrmRateLimited (429),
-        CrmAuthError (401/403), CrmNotFound (404) or CrmRequestError (other 4xx).
+        Raises CrmTransientError (timeout, connection, 5xx), CrmRateLimited (429, or a rate-limit
+        error code such as Salesforce's 403 REQUEST_LIMIT_EXCEEDED), CrmAuthError (401/403, with the
+        CRM's error code), CrmNotFound (404) or CrmRequestError (other 4xx).
         """
         if self.rate_gate is not None:
             wait = self.rate_gate.seconds_until_open(self.base_url)
@@ -143,16 +159,19 @@ class CrmHttpClient:
                     body=response.text[:500],
                 ) from None
         body = _body(response)
-        logger.info("crm.http.error %s %s -> %s", method, path, status, extra={"status": status})
-        if status == 429:
-            retry_after = self.retry_after(response)
+        code = error_code(body)
+        logger.info("crm.http.error %s %s -> %s %s", method, path, status, code, extra={"status": status})
+        if status == 429 or code in RATE_LIMIT_ERROR_CODES:
+            retry_after = self.retry_after(response) if status == 429 else LIMIT_EXCEEDED_RETRY_AFTER_SECONDS
             if self.rate_gate is not None:
                 self.rate_gate.close_for(self.base_url, retry_after)
-            raise CrmRateLimited(f"{method} {path}: 429, retry after {retry_after:.0f}s", retry_after=retry_after)
+            raise CrmRateLimited(
+                f"{method} {path}: {status} {code or ''}, retry after {retry_after:.0f}s", retry_after=retry_after
+            )
         if status >= 500:
             raise CrmTransientError(f"{method} {path}: {status} {body}")
         if status in (401, 403):
-            raise CrmAuthError(f"{method} {path}: {status} {body}")
+            raise CrmAuthError(f"{method} {path}: {status} {body}", code=code)
         if status == 404:
             raise CrmNotFound(f"{method} {path}: 404 {body}", status_code=status, body=body)
         raise CrmRequestError(f"{method} {path}: {status} {body}", status_code=status, body=body)

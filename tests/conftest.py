@@ -137,6 +137,33 @@ def kustomer_connection(db: None, kustomer_sandbox: SandboxServer) -> CrmConnect
     )
 
 
+@pytest.fixture(scope="session")
+def salesforce_sandbox_server() -> Iterator[SandboxServer]:
+    server = start_sandbox("salesforce")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def salesforce_sandbox(salesforce_sandbox_server: SandboxServer) -> SandboxServer:
+    """The sandbox Salesforce, empty, for each test."""
+    salesforce_sandbox_server.reset()
+    return salesforce_sandbox_server
+
+
+@pytest.fixture
+def salesforce_connection(db: None, salesforce_sandbox: SandboxServer) -> CrmConnection:
+    """A Salesforce connection (client-credentials flow) beside the active Zendesk one."""
+    return connection_create(
+        name="Sandbox Salesforce",
+        kind="salesforce",
+        base_url=salesforce_sandbox.base_url,
+        config={"client_id": "sandbox-client"},
+        secrets={"client_secret": "sandbox-secret"},
+        activate=False,
+    )
+
+
 # -- A real Celery worker ------------------------------------------------------------------------
 
 

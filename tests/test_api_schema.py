@@ -15,6 +15,9 @@ def test_schema_documents_the_event_api_and_its_key() -> None:
         "/api/v1/ping",
         "/api/v1/adapter/status",
         "/api/v1/agentstatus/webhooks/kustomer",
+        "/api/v1/tickets/search",
+        "/api/v1/tickets/{ticket_id}",
+        "/api/v1/tickets/{ticket_id}/evaluations",
     }
     operation = schema["paths"]["/api/v1/events"]["post"]
     assert operation["security"] == [{"PlatformApiKey": []}]
@@ -43,3 +46,14 @@ def test_swagger_ui_is_served_from_local_static_files() -> None:
     html = response.content.decode()
     assert "swagger-ui" in html
     assert "cdn.jsdelivr" not in html
+
+
+@pytest.mark.django_db
+def test_schema_documents_the_qa_search_parameters_and_auth() -> None:
+    schema = Client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+
+    operation = schema["paths"]["/api/v1/tickets/search"]["get"]
+    names = {parameter["name"] for parameter in operation["parameters"]}
+    assert {"q", "crm", "channel", "status", "agent", "requester", "requester_phone", "tags", "cursor"} <= names
+    assert {"200", "400", "401", "403"} <= set(operation["responses"])
+    assert {"tokenAuth", "cookieAuth"} <= {key for item in operation["security"] for key in item}

@@ -16,4 +16,7 @@ def test_registered_task_names_are_stable() -> None:
         "records.process_sessions",
         "records.run_session_actions",
         "records.sweep_sessions",
+        "ticketsearch.import_connection",
+        "ticketsearch.purge_expired_tickets",
+        "ticketsearch.schedule_imports",
     ]

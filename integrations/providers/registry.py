@@ -3,11 +3,13 @@
 from integrations.http import RateGate
 from integrations.providers.base import ConnectionSettings, CrmProvider
 from integrations.providers.kustomer import KustomerProvider
+from integrations.providers.salesforce import SalesforceProvider
 from integrations.providers.zendesk import ZendeskProvider
 
 PROVIDERS: dict[str, type[CrmProvider]] = {
     ZendeskProvider.kind: ZendeskProvider,
     KustomerProvider.kind: KustomerProvider,
+    SalesforceProvider.kind: SalesforceProvider,
 }
 
 

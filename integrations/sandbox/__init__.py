@@ -12,20 +12,28 @@ from typing import Any
 
 from integrations.sandbox.base import Sandbox, SandboxServer
 from integrations.sandbox.kustomer import KustomerSandbox
-from integrations.sandbox.zendesk import ZendeskSandbox
+from integrations.sandbox.salesforce import SalesforceSandbox
+from integrations.sandbox.zendesk import ZendeskImportSandbox, ZendeskSandbox
 
 __all__ = [
     "SANDBOXES",
     "KustomerSandbox",
+    "SalesforceSandbox",
     "Sandbox",
     "SandboxServer",
+    "ZendeskImportSandbox",
     "ZendeskSandbox",
     "build_sandbox",
     "start_sandbox",
 ]
 
 # The CRM kinds a sandbox can be started for; a new CRM's sandbox class is added here.
-SANDBOXES: dict[str, type[Sandbox]] = {ZendeskSandbox.kind: ZendeskSandbox, KustomerSandbox.kind: KustomerSandbox}
+SANDBOXES: dict[str, type[Sandbox]] = {
+    # The Zendesk sandbox with the import read API (incremental export, seeding) on top.
+    ZendeskSandbox.kind: ZendeskImportSandbox,
+    KustomerSandbox.kind: KustomerSandbox,
+    SalesforceSandbox.kind: SalesforceSandbox,
+}
 
 Fixture = str | Path | Mapping[str, Any] | None
 

@@ -7,7 +7,8 @@ never failed and never counted, so a test can always read and steer the sandbox:
 
 - `GET /__sandbox/stats` - requests per "METHOD /path/template", totals and fault counters;
 - `GET|POST /__sandbox/config` - read or change the fault injection (`SandboxConfig`);
-- `POST /__sandbox/reset` - empty state, zero stats, default config, then the fixture again.
+- `POST /__sandbox/reset` - empty state, zero stats, default config, then the fixture again;
+- whatever a CRM's sandbox adds through `control()`, e.g. `POST /__sandbox/seed`.
 
 Standard library only, so the sandbox runs anywhere the project's Python does.
 """
@@ -251,6 +252,13 @@ class Sandbox(abc.ABC):
         """The CRM's rate-limit headers, put on every API response."""
         return {}
 
+    def control(self, method: str, action: str, data: Any) -> Response | None:
+        """A sandbox-specific control endpoint `/__sandbox/<action>` (called under the lock), or None.
+
+        `data` is the decoded JSON body; raise ValueError for a bad one (answered 400).
+        """
+        return None
+
     # -- Control ---------------------------------------------------------------------------------
 
     def reset(self) -> None:
@@ -295,6 +303,14 @@ class Sandbox(abc.ABC):
         if action == ("POST", "reset"):
             self.reset()
             return Response(200, {"reset": True})
+        try:
+            data = json.loads(body) if body.strip() else {}
+            with self._lock:
+                extra = self.control(method, action[1], data)
+        except ValueError as exc:
+            return Response(400, {"error": "InvalidControl", "description": str(exc)})
+        if extra is not None:
+            return extra
         description = f"No sandbox control endpoint {method} {path}"
         return Response(404, {"error": "InvalidEndpoint", "description": description})
 

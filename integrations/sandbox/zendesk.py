@@ -7,17 +7,20 @@ Every path works with or without `.json`, as on Zendesk.
 """
 
 import base64
+import bisect
 import html
 import json
 import mimetypes
+import random
 import re
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
-from integrations.sandbox.base import Reject, Request, Response, Sandbox
+from integrations.sandbox.base import Handler, Reject, Request, Response, Sandbox
 
 # Zendesk user ids are large integers; starting here makes the sandbox's look like them.
 FIRST_USER_ID = 360000000001
@@ -1048,4 +1051,331 @@ class ZendeskSandbox(Sandbox):
         ("GET", "/api/v2/attachments/{id}.json", show_attachment),
         # Not under /api/v2: where Zendesk serves a file itself (an attachment's content_url).
         ("GET", "/attachments/token/{token}/", attachment_content),
+    )
+
+
+# -- Import read API: incremental ticket export and seeding (crm-api-shapes.md §1.7) -------------
+#
+# Kept as one block so the import side grows without touching the record API above. The export
+# orders tickets by a change sequence of the sandbox's own (Zendesk's cursor is opaque too): each
+# ticket gets a new sequence number whenever its visible state changes, so a change within the same
+# second as the last export is still seen by the next one.
+
+# Tickets per export page when `per_page` is not given: Zendesk's default and maximum.
+EXPORT_PAGE_SIZE = 1000
+# Words the seeded tickets are written with, so full-text search has something to find.
+SEED_WORDS = (
+    "refund",
+    "invoice",
+    "billing",
+    "password",
+    "login",
+    "delivery",
+    "parcel",
+    "broken",
+    "screen",
+    "battery",
+    "upgrade",
+    "plan",
+    "cancel",
+    "subscription",
+    "charge",
+    "card",
+    "declined",
+    "address",
+    "change",
+    "order",
+    "missing",
+    "damaged",
+    "warranty",
+    "replacement",
+    "technician",
+    "appointment",
+    "outage",
+    "internet",
+    "router",
+    "slow",
+    "speed",
+    "contract",
+    "renewal",
+)
+SEED_CHANNELS = ("email", "chat", "voice", "native_messaging", "facebook", "sms", "whatsapp", "web", "api")
+SEED_TAGS = ("vip", "billing", "technical", "complaint", "follow_up", "escalated", "callback")
+
+
+def _export_cursor(sequence: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"s": sequence}, separators=(",", ":")).encode()).decode()
+
+
+def _export_sequence(cursor: str) -> int:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor.encode()))["s"]
+    except (ValueError, KeyError, TypeError):
+        raise _bad_pagination("cursor is not a valid cursor") from None
+    if not isinstance(value, int):
+        raise _bad_pagination("cursor is not a valid cursor")
+    return value
+
+
+def _timestamp(iso: str) -> int:
+    return int(datetime.fromisoformat(iso).timestamp())
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ticket_fingerprint(ticket: Json, comment_count: int) -> tuple[Any, ...]:
+    keys = ("updated_at", "status", "assignee_id", "requester_id", "subject", "priority", "type", "external_id")
+    return (*(ticket[key] for key in keys), tuple(ticket["tags"]), comment_count)
+
+
+class _ExportLog:
+    """Which tickets changed in which order: (sequence, ticket id) appended, stale entries skipped."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[int, int]] = []
+        self.current: dict[int, tuple[int, tuple[Any, ...], int]] = {}  # id -> (sequence, fingerprint, timestamp)
+        self.next_sequence = 1
+        self.seen_event_id = 0
+
+    def stamp(self, ticket_id: int, fingerprint: tuple[Any, ...], timestamp: int) -> None:
+        self.current[ticket_id] = (self.next_sequence, fingerprint, timestamp)
+        self.entries.append((self.next_sequence, ticket_id))
+        self.next_sequence += 1
+
+
+class ZendeskImportSandbox(ZendeskSandbox):
+    """ZendeskSandbox plus the incremental ticket export and `POST /__sandbox/seed` (the registered one).
+
+    The seed body is `{"count": N, "seed": S}` for a generated data set (agents, customers, N
+    tickets over the last 95 days), or `{"users": [...], "tickets": [...]}` of raw records: fields
+    as Zendesk returns them, merged over defaults, tickets with a `comments` list; no validation,
+    so tests can store what the API would refuse (an agent without email).
+    """
+
+    def reset_state(self) -> None:
+        super().reset_state()
+        self._export = _ExportLog()
+
+    def _export_log(self) -> _ExportLog:
+        log = self._export
+        # Every API write makes an audit (one event id): nothing to re-stamp unless one was made.
+        if log.seen_event_id != self._next_ids["event"]:
+            for ticket_id, ticket in self.tickets.items():
+                fingerprint = _ticket_fingerprint(ticket, len(self.comments.get(ticket_id, ())))
+                known = log.current.get(ticket_id)
+                if known is None or known[1] != fingerprint:
+                    log.stamp(ticket_id, fingerprint, int(time.time()) if known else _timestamp(ticket["updated_at"]))
+            log.seen_event_id = self._next_ids["event"]
+        return log
+
+    def export_tickets(self, request: Request) -> Response:
+        per_page = _int_or(request.param("per_page"), EXPORT_PAGE_SIZE)
+        if not 1 <= per_page <= EXPORT_PAGE_SIZE:
+            raise _bad_pagination(f"per_page must be a number from 1 to {EXPORT_PAGE_SIZE}")
+        cursor, start_time = request.param("cursor"), request.param("start_time")
+        log = self._export_log()
+        if cursor:
+            after = _export_sequence(cursor)
+            minimum_time = 0
+        elif start_time is not None and start_time.isdigit():
+            after, minimum_time = 0, int(start_time)
+        else:
+            description = "start_time or cursor is required; start_time must be a unix timestamp"
+            raise Reject(Response(400, {"error": "InvalidValue", "description": description}))
+        position = bisect.bisect_right(log.entries, (after, 2**63))
+        page: list[Json] = []
+        last_sequence = after
+        for sequence, ticket_id in log.entries[position:]:
+            known = log.current.get(ticket_id)
+            if known is None or known[0] != sequence or ticket_id not in self.tickets:
+                continue
+            last_sequence = sequence
+            if known[2] < minimum_time:
+                continue
+            page.append({**self._ticket_json(self.tickets[ticket_id]), "generated_timestamp": known[2]})
+            if len(page) == per_page:
+                break
+        end_of_stream = last_sequence >= log.entries[-1][0] if log.entries else True
+        after_cursor = _export_cursor(last_sequence)
+        body: Json = {
+            "tickets": page,
+            "after_url": f"{self.base_url}{request.path}?{urlencode({'cursor': after_cursor})}",
+            "before_url": None,
+            "after_cursor": after_cursor,
+            "before_cursor": None,
+            "end_of_stream": end_of_stream,
+        }
+        if "users" in (request.param("include") or "").split(","):
+            ids = {ticket[key] for ticket in page for key in ("requester_id", "assignee_id", "submitter_id")}
+            body["users"] = [self._user_json(self.users[i]) for i in sorted(ids, key=str) if i in self.users]
+        return Response(200, body)
+
+    # -- Seeding -------------------------------------------------------------------------------------
+
+    def control(self, method: str, action: str, data: Any) -> Response | None:
+        if (method, action) != ("POST", "seed"):
+            return None
+        if not isinstance(data, dict):
+            raise ValueError("the body must be a JSON object")
+        if "count" in data:
+            count, seed = data["count"], data.get("seed", 0)
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 2_000_000:
+                raise ValueError("count: must be a whole number from 0 to 2000000")
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError("seed: must be a whole number")
+            users, tickets = self._generate(count, random.Random(seed))
+        else:
+            users, tickets = data.get("users", []), data.get("tickets", [])
+            if not isinstance(users, list) or not isinstance(tickets, list):
+                raise ValueError("users and tickets must be lists")
+        user_ids = [self._seed_user(fields) for fields in users]
+        ticket_ids = [self._seed_ticket(fields) for fields in tickets]
+        return Response(200, {"users": user_ids, "tickets": ticket_ids})
+
+    def _seed_user(self, fields: Any) -> int:
+        if not isinstance(fields, dict):
+            raise ValueError("each user must be an object")
+        user_id = int(fields.get("id") or self._next_id("user"))
+        now = _now()
+        user: Json = {
+            "id": user_id,
+            "name": "",
+            "email": None,
+            "phone": None,
+            "role": "end-user",
+            "active": True,
+            "suspended": False,
+            "external_id": None,
+            "tags": [],
+            "created_at": now,
+            "updated_at": now,
+            "user_fields": {},
+        }
+        user.update(fields)
+        user["url"] = None
+        self.users[user_id] = user
+        return user_id
+
+    def _seed_ticket(self, fields: Any) -> int:
+        if not isinstance(fields, dict):
+            raise ValueError("each ticket must be an object")
+        ticket_id = int(fields.get("id") or self._next_id("ticket"))
+        now = fields.get("created_at") or _now()
+        ticket: Json = {
+            "id": ticket_id,
+            "url": None,
+            "external_id": None,
+            "via": {"channel": "email", "source": {"from": {}, "to": {}, "rel": None}},
+            "created_at": now,
+            "updated_at": fields.get("updated_at") or now,
+            "type": None,
+            "subject": "",
+            "description": "",
+            "priority": None,
+            "status": "new",
+            "requester_id": None,
+            "submitter_id": None,
+            "assignee_id": None,
+            "organization_id": None,
+            "group_id": None,
+            "tags": [],
+            "custom_fields": [],
+            "satisfaction_rating": None,
+            "is_public": True,
+        }
+        comments = fields.get("comments", [])
+        ticket.update({key: value for key, value in fields.items() if key != "comments"})
+        if isinstance(ticket["via"], str):
+            ticket["via"] = {"channel": ticket["via"], "source": {"from": {}, "to": {}, "rel": None}}
+        stored = []
+        for comment in comments:
+            body = comment.get("body", "")
+            stored.append(
+                {
+                    "id": comment.get("id") or self._next_id("event"),
+                    "type": comment.get("type", "Comment"),
+                    "body": body,
+                    "html_body": _html(body),
+                    "plain_body": body,
+                    "public": comment.get("public", True),
+                    "author_id": comment.get("author_id"),
+                    "attachments": [],
+                    "audit_id": None,
+                    "via": ticket["via"],
+                    "created_at": comment.get("created_at") or ticket["created_at"],
+                    **({"data": comment["data"]} if "data" in comment else {}),
+                }
+            )
+        self.tickets[ticket_id] = ticket
+        self.comments[ticket_id] = stored
+        return ticket_id
+
+    def _generate(self, count: int, rng: random.Random) -> tuple[list[Json], list[Json]]:
+        """A reproducible data set: agents (a few not importable), customers, and `count` tickets."""
+        agents: list[Json] = [
+            {"name": f"Agent{n} Seeded", "email": f"agent{n}@seed.example.com", "role": "agent"} for n in range(20)
+        ]
+        agents += [
+            {"name": "Nomail Agent", "email": None, "role": "agent"},
+            {"name": "Mononym", "email": "mononym@seed.example.com", "role": "agent"},
+        ]
+        customers = [
+            {
+                "name": f"Customer {n}",
+                "email": f"customer{n}@seed.example.net",
+                "phone": f"+1415{rng.randrange(10**7):07d}",
+                "role": "end-user",
+            }
+            for n in range(max(1, min(count, 5000)))
+        ]
+        first_user = self._next_ids["user"]
+        agent_ids = list(range(first_user, first_user + len(agents)))
+        customer_ids = list(range(first_user + len(agents), first_user + len(agents) + len(customers)))
+        now = time.time()
+        tickets = []
+        for _ in range(count):
+            created = now - rng.uniform(0, 95 * 86400)
+            updated = min(now - 60, created + rng.uniform(0, 3 * 86400))
+            channel = rng.choice(SEED_CHANNELS)
+            words = " ".join(rng.choices(SEED_WORDS, k=6))
+            author = rng.choice(agent_ids)
+            comments: list[Json] = [
+                {"body": f"Customer wrote about {words}", "author_id": rng.choice(customer_ids)},
+                {"body": f"Agent replied: {' '.join(rng.choices(SEED_WORDS, k=8))}", "author_id": author},
+            ]
+            if rng.random() < 0.05:
+                comments.append({"body": "Ticket merged by a trigger", "author_id": -1, "public": False})
+            if channel == "voice":
+                comments.append(
+                    {
+                        "type": "VoiceComment",
+                        "body": "Inbound call",
+                        "author_id": author,
+                        "data": {
+                            "recording_url": f"{self.base_url}/recordings/{rng.randrange(10**9)}.mp3",
+                            "transcription_text": f"Caller: my {words}. Agent: let me check that for you.",
+                        },
+                    }
+                )
+            tickets.append(
+                {
+                    "subject": f"{rng.choice(SEED_WORDS).capitalize()} {rng.choice(SEED_WORDS)} issue",
+                    "description": f"Customer wrote about {words}",
+                    "status": rng.choices(("solved", "closed", "open", "pending"), (55, 20, 15, 10))[0],
+                    "via": channel,
+                    "requester_id": rng.choice(customer_ids),
+                    "assignee_id": rng.choice(agent_ids),
+                    "tags": rng.sample(SEED_TAGS, rng.randrange(3)),
+                    "created_at": _iso(created),
+                    "updated_at": _iso(updated),
+                    "comments": comments,
+                }
+            )
+        return agents + customers, tickets
+
+    routes: ClassVar[Sequence[tuple[str, str, Handler]]] = (  # type: ignore[assignment]  # a longer tuple
+        *ZendeskSandbox.routes,
+        ("GET", "/api/v2/incremental/tickets/cursor.json", export_tickets),
     )

@@ -910,7 +910,7 @@ def test_rate_limit_headers_on_every_api_response(sandbox: SandboxServer, zendes
 
 
 def test_start_sandbox_unknown_kind_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="known kinds: kustomer, zendesk"):
+    with pytest.raises(ValueError, match="known kinds: kustomer, salesforce, zendesk"):
         start_sandbox("freshdesk")
 
 
@@ -942,4 +942,4 @@ def test_sandbox_crm_command_unknown_kind_lists_the_known_kinds() -> None:
     )
 
     assert result.returncode == 1
-    assert "unknown sandbox kind 'freshdesk'; known kinds: kustomer, zendesk" in result.stderr
+    assert "unknown sandbox kind 'freshdesk'; known kinds: kustomer, salesforce, zendesk" in result.stderr

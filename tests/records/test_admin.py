@@ -105,4 +105,4 @@ def test_connection_admin_refuses_a_crm_without_a_provider(admin_client: Client)
     )
 
     assert response.status_code == 200
-    assert "Freshdesk is not supported yet; supported: Kustomer, Zendesk." in response.content.decode()
+    assert "Freshdesk is not supported yet; supported: Kustomer, Salesforce, Zendesk." in response.content.decode()

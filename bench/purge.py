@@ -1,0 +1,120 @@
+"""Retention purge: time to remove one expired day of about 1,000,000 tickets, against a plain DELETE.
+
+Usage: .venv/bin/python bench/purge.py [--rows 1000000] [--db NAME]
+
+The script re-creates its own database (default `crmbridge_bench_purge`, or $BENCH_PURGE_DB) and
+generates, in SQL, --rows tickets created on one day D (the day that expires) plus 2% of that on
+D+1, half of them before the hour the 90-day cut-off falls on. It copies every row into a plain,
+unpartitioned table with the same columns and indexes. Then, with `now` set so that the cut-off is
+D+1 12:00, it times:
+
+  purge     ticketsearch.services.retention.tickets_purge_expired: DROP the partition of D, DELETE
+            the expired morning of D+1 (the product's path)
+  delete    DELETE FROM the plain table WHERE created_at < cut-off (the baseline)
+
+Both remove the same rows; the counts are checked. The last line printed is one JSON object.
+"""
+
+import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tickets_common import DEFAULT_POSTGRES, recreate_database, setup_django, timed
+
+GENERATE = """
+INSERT INTO ticketsearch_ticket (
+    created_at, connection_id, crm_kind, crm_ticket_id, subject, description, status, channel, agent_id,
+    requester_phone, requester_phone_rev, tags, comments_text, crm_updated_at)
+SELECT %(start)s + (n::float / %(rows)s) * %(span)s * interval '1 second', %(connection)s, 'zendesk',
+       %(prefix)s || n, 'Ticket ' || n, 'Customer wrote about refund number ' || n, 'solved', 'email', NULL,
+       '+1415' || lpad(n::text, 7, '0'), reverse('14150' || lpad(n::text, 7, '0')), ARRAY['vip'],
+       'Agent replied about invoice ' || (n %% 1000), %(start)s
+FROM generate_series(1, %(rows)s) AS n
+"""
+# The plain table: the same columns and indexes, no partitions (what an unpartitioned design would have).
+PLAIN = """
+CREATE TABLE ticket_plain (LIKE ticketsearch_ticket INCLUDING DEFAULTS INCLUDING GENERATED);
+ALTER TABLE ticket_plain ADD PRIMARY KEY (id, created_at);
+CREATE UNIQUE INDEX ON ticket_plain (connection_id, crm_ticket_id, created_at);
+CREATE INDEX ON ticket_plain (created_at DESC, id DESC);
+CREATE INDEX ON ticket_plain USING gin (search_vector);
+CREATE INDEX ON ticket_plain USING gin (tags);
+CREATE INDEX ON ticket_plain (agent_id, created_at DESC);
+CREATE INDEX ON ticket_plain (requester_phone_rev text_pattern_ops);
+CREATE INDEX ON ticket_plain (lower(requester_email));
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--db", default=os.environ.get("BENCH_PURGE_DB", "crmbridge_bench_purge"))
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
+    args = parser.parse_args()
+
+    setup_django(recreate_database(args.postgres_url, args.db))
+    from django.db import connection as db
+
+    from integrations.services import connection_create
+    from ticketsearch.services.retention import RETENTION, partitions_ensure, tickets_purge_expired
+
+    day = (datetime.now(UTC) - timedelta(days=95)).replace(hour=0, minute=0, second=0, microsecond=0)
+    next_day = day + timedelta(days=1)
+    now = next_day + timedelta(hours=12) + RETENTION
+    connection = connection_create(
+        name="bench", kind="zendesk", base_url="https://bench.zendesk.com", config={}, secrets={}, activate=True
+    )
+    partitions_ensure(days=[day.date(), next_day.date()])
+    small = max(1, args.rows // 50)
+    with db.cursor() as cursor:
+
+        def generate() -> None:
+            for start, rows, prefix in ((day, args.rows, "d"), (next_day, small, "n")):
+                params = {"start": start, "rows": rows, "span": 86_399, "connection": connection.pk, "prefix": prefix}
+                cursor.execute(GENERATE, params)
+
+        generate_s, _ = timed(generate)
+        cursor.execute(PLAIN)
+        # Every column but the generated one, which the plain table computes itself.
+        cursor.execute(
+            "SELECT string_agg(quote_ident(column_name), ', ' ORDER BY ordinal_position)"
+            " FROM information_schema.columns WHERE table_name = 'ticketsearch_ticket' AND is_generated = 'NEVER'"
+        )
+        (columns,) = cursor.fetchone()
+        cursor.execute(f"INSERT INTO ticket_plain ({columns}) SELECT {columns} FROM ticketsearch_ticket")
+        cursor.execute("VACUUM ANALYZE ticket_plain")
+        cursor.execute("VACUUM ANALYZE ticketsearch_ticket")
+        cursor.execute("SELECT count(*) FROM ticketsearch_ticket WHERE created_at < %s", [now - RETENTION])
+        (expired,) = cursor.fetchone()
+    print(f"generated {args.rows + small} tickets in {generate_s:.0f}s; {expired} expire", file=sys.stderr)
+
+    purge_s, result = timed(lambda: tickets_purge_expired(now=now))
+    with db.cursor() as cursor:
+        delete_s, _ = timed(lambda: cursor.execute("DELETE FROM ticket_plain WHERE created_at < %s", [now - RETENTION]))
+        deleted_plain = cursor.rowcount
+        cursor.execute("SELECT (SELECT count(*) FROM ticketsearch_ticket), (SELECT count(*) FROM ticket_plain)")
+        kept_partitioned, kept_plain = cursor.fetchone()
+    assert kept_partitioned == kept_plain, (kept_partitioned, kept_plain)
+    assert deleted_plain == expired, (deleted_plain, expired)
+
+    report = {
+        "bench": "purge",
+        "rows_expired": expired,
+        "purge_seconds": round(purge_s, 3),
+        "purge_partitions_dropped": len(result.partitions_dropped),
+        "purge_rows_deleted_in_cutoff_day": result.rows_deleted,
+        "plain_delete_seconds": round(delete_s, 3),
+        "ratio_plain_delete_vs_purge": round(delete_s / purge_s, 1),
+        "rows_kept": kept_partitioned,
+    }
+    print(f"purge {purge_s:.3f}s vs plain DELETE {delete_s:.3f}s", file=sys.stderr)
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

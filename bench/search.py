@@ -1,0 +1,202 @@
+"""QA search latency on 1,000,000 imported tickets, against plain ILIKE / OFFSET baselines in the same run.
+
+Usage: .venv/bin/python bench/search.py [--rows 1000000] [--runs 200] [--baseline-runs 50] [--db NAME]
+
+The script re-creates its own database (default `crmbridge_bench_search`, or $BENCH_SEARCH_DB),
+makes the day partitions of the last 90 days, and generates the tickets in SQL (generate_series):
+spread evenly over 90 days, random among 14 channels and 4 statuses, 50 agents, random 10-digit phones, 0-2 of 7
+tags, and text drawn from a 5,000-word vocabulary (subject 4 words, description 12, comments 20,
+transcript 20 on voice tickets), so one word is in about 1% of the tickets. Then, for --runs
+queries each, it times the product's selector `ticketsearch.selectors.ticket_search` (SQL and
+Python, top 50, highlights included) against the same question asked the plain way:
+
+  fulltext   q=<one word> + channel + status    vs  ILIKE '%word%' over the four text columns + the same filters
+  phone      requester_phone=<last 4 digits>    vs  requester_phone LIKE '%dddd'
+  page1000   keyset page 1,000 (rows 49,951-50,000) vs keyset page 1 (the target: within 20%),
+             and OFFSET 49,950 LIMIT 50 as the baseline
+
+Targets: full text p95 <= 25 ms, phone p95 <= 20 ms, page 1,000 within 20% of page 1.
+The last line printed is one JSON object.
+"""
+
+import argparse
+import functools
+import json
+import os
+import random
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tickets_common import DEFAULT_POSTGRES, percentiles_ms, recreate_database, setup_django, timed
+
+CHANNELS = (
+    *("email", "chat", "facebook", "forum", "in_app_messaging", "slack", "sms", "voice", "whatsapp"),
+    *("telegram", "viber", "apple_messages_for_business", "microsoft_teams", "other"),
+)
+VOCABULARY = 5000
+
+GENERATE = """
+INSERT INTO ticketsearch_ticket (
+    created_at, connection_id, crm_kind, crm_ticket_id, subject, description, status, channel, agent_id,
+    agent_crm_id, requester_crm_id, requester_name, requester_email, requester_phone, requester_phone_rev,
+    tags, comments, comments_text, transcript, recording_urls, crm_url, crm_updated_at, solved_at, imported_at)
+SELECT
+    %(now)s - (n::float / %(rows)s) * interval '89 days 23 hours',
+    %(connection)s, 'zendesk', n::text,
+    words(4), words(12),
+    (ARRAY['solved','closed','Closed','resolved'])[1 + floor(random() * 4)::int],
+    channel, %(first_agent)s + n %% 50, '', '', 'Customer ' || n, 'customer' || n || '@example.net',
+    phone, reverse(phone),
+    CASE n %% 7 WHEN 0 THEN ARRAY[]::text[] WHEN 1 THEN ARRAY['vip'] WHEN 2 THEN ARRAY['billing', 'callback']
+        WHEN 3 THEN ARRAY['technical'] WHEN 4 THEN ARRAY['complaint', 'vip'] WHEN 5 THEN ARRAY['escalated']
+        ELSE ARRAY['follow_up'] END,
+    '[]'::jsonb, words(20),
+    CASE WHEN channel = 'voice' THEN words(20) ELSE '' END,
+    ARRAY[]::text[], 'https://acme.zendesk.com/agent/tickets/' || n, %(now)s, %(now)s, %(now)s
+FROM (
+    SELECT n, (%(channels)s::text[])[1 + floor(random() * 14)::int] AS channel,
+           lpad((floor(random() * 1e10))::bigint::text, 10, '0') AS phone
+    FROM generate_series(1, %(rows)s) AS n
+) AS g
+"""
+WORDS_FUNCTION = """
+CREATE OR REPLACE FUNCTION words(k int) RETURNS text LANGUAGE sql VOLATILE AS $$
+    SELECT string_agg('w' || (1 + floor(random() * %(vocabulary)s))::int, ' ') FROM generate_series(1, k)
+$$
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--baseline-runs", type=int, default=50, help="runs of the slow baselines (ILIKE, LIKE)")
+    parser.add_argument("--db", default=os.environ.get("BENCH_SEARCH_DB", "crmbridge_bench_search"))
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
+    args = parser.parse_args()
+
+    setup_django(recreate_database(args.postgres_url, args.db))
+    from django.db import connection as db
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from integrations.services import connection_create
+    from ticketsearch.models import Agent, Ticket
+    from ticketsearch.selectors import encode_cursor, ticket_search
+    from ticketsearch.services.retention import partitions_ensure
+
+    now = timezone.now()
+    connection = connection_create(
+        name="bench", kind="zendesk", base_url="https://bench.zendesk.com", config={}, secrets={}, activate=True
+    )
+    agents = [Agent(email=f"agent{n}@example.com", first_name="Agent", last_name=str(n)) for n in range(50)]
+    first_agent = Agent.objects.bulk_create(agents)[0].pk
+    partitions_ensure(days=[(now - timedelta(days=d)).date() for d in range(92)])
+    with db.cursor() as cursor:
+        cursor.execute(WORDS_FUNCTION % {"vocabulary": VOCABULARY})
+        generate_s, _ = timed(
+            lambda: cursor.execute(
+                GENERATE,
+                {
+                    "now": now,
+                    "rows": args.rows,
+                    "connection": connection.pk,
+                    "first_agent": first_agent,
+                    "channels": list(CHANNELS),
+                },
+            )
+        )
+        cursor.execute("ANALYZE ticketsearch_ticket")
+    print(f"generated {args.rows} tickets in {generate_s:.0f}s", file=sys.stderr)
+
+    rng = random.Random(7)
+    statuses = ["solved", "closed", "Closed", "resolved"]
+
+    def sample(function: Any, make: Any, runs: int | None = None) -> list[float]:
+        times = []
+        for _ in range(runs or args.runs):
+            params = make()
+            elapsed, _ = timed(functools.partial(function, params))
+            times.append(elapsed)
+        return times
+
+    def fulltext_params() -> dict[str, str]:
+        return {"q": f"w{rng.randint(1, VOCABULARY)}", "channel": rng.choice(CHANNELS), "status": rng.choice(statuses)}
+
+    def ilike(params: dict[str, str]) -> list[Ticket]:
+        word = params["q"]
+        text = (
+            Q(subject__icontains=word)
+            | Q(description__icontains=word)
+            | Q(comments_text__icontains=word)
+            | Q(transcript__icontains=word)
+        )
+        queryset = Ticket.objects.filter(text, channel=params["channel"], status=params["status"])
+        return list(queryset.only("id", "created_at", "subject").order_by("-created_at", "-id")[:50])
+
+    def phone_params() -> dict[str, str]:
+        return {"requester_phone": f"{rng.randrange(10_000):04d}"}
+
+    def phone_like(params: dict[str, str]) -> list[Ticket]:
+        queryset = Ticket.objects.filter(requester_phone__endswith=params["requester_phone"])
+        return list(queryset.only("id", "created_at", "subject").order_by("-created_at", "-id")[:50])
+
+    # The cursor that opens page 1,000 of 50: the 49,950th ticket, newest first.
+    boundary = Ticket.objects.only("id", "created_at").order_by("-created_at", "-id")[49_949]
+    page1000_cursor = encode_cursor(boundary)
+
+    def offset_page(_: dict[str, str]) -> list[Ticket]:
+        return list(Ticket.objects.only(*("id", "created_at", "subject")).order_by("-created_at", "-id")[49_950:50_000])
+
+    def no_params() -> dict[str, str]:
+        return {}
+
+    def page1000_params() -> dict[str, str]:
+        return {"cursor": page1000_cursor}
+
+    def search(params: dict[str, str]) -> Any:
+        return ticket_search(params=params)
+
+    # Warm the caches the same way for every query kind before measuring.
+    for _ in range(20):
+        search(fulltext_params())
+    for _ in range(3):
+        ilike(fulltext_params())
+    results = {
+        "fulltext": percentiles_ms(sample(search, fulltext_params)),
+        "fulltext_ilike_baseline": percentiles_ms(sample(ilike, fulltext_params, args.baseline_runs)),
+        "phone_last4": percentiles_ms(sample(search, phone_params)),
+        "phone_like_baseline": percentiles_ms(sample(phone_like, phone_params, args.baseline_runs)),
+        "page1": percentiles_ms(sample(search, no_params)),
+        "page1000": percentiles_ms(sample(search, page1000_params)),
+        "page1000_offset_baseline": percentiles_ms(sample(offset_page, no_params)),
+    }
+    hits = [len(ticket_search(params=fulltext_params()).tickets) for _ in range(20)]
+
+    def ratio(a: str, b: str) -> float:
+        return round(results[a]["p95_ms"] / results[b]["p95_ms"], 3)
+
+    report = {
+        "bench": "search",
+        "rows": args.rows,
+        "runs": args.runs,
+        "generate_seconds": round(generate_s, 1),
+        **results,
+        "fulltext_p95_ratio_vs_ilike": ratio("fulltext", "fulltext_ilike_baseline"),
+        "phone_p95_ratio_vs_like": ratio("phone_last4", "phone_like_baseline"),
+        "page1000_p95_ratio_vs_page1": ratio("page1000", "page1"),
+        "page1000_offset_p95_ratio_vs_page1": ratio("page1000_offset_baseline", "page1"),
+        "fulltext_mean_results": sum(hits) / len(hits),
+        "targets": {"fulltext_p95_ms": 25, "phone_p95_ms": 20, "page1000_vs_page1": 1.2},
+    }
+    for name, figures in results.items():
+        print(f"{name:28} p50 {figures['p50_ms']:8.2f} ms   p95 {figures['p95_ms']:8.2f} ms", file=sys.stderr)
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

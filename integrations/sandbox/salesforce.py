@@ -1,0 +1,556 @@
+"""A sandbox Salesforce: the REST subset the provider uses, in Salesforce's own shapes (crm-api-shapes.md §3).
+
+- `POST /services/oauth2/token` (form-encoded; password or client_credentials grant) answers an
+  access token and `instance_url` (this sandbox); any non-empty client id and secret are accepted.
+- `GET /services/data/` lists the API versions; `GET /services/data/vXX.X/query?q=SOQL` runs a
+  SOQL subset (below) and pages with `nextRecordsUrl` (`GET .../query/{locator}`);
+  `GET .../sobjects/{type}/{id}` reads one record.
+- Errors are Salesforce's arrays `[{"message", "errorCode"}]`: 401 INVALID_SESSION_ID for a missing
+  or expired token, 400 MALFORMED_QUERY / INVALID_FIELD / INVALID_TYPE, 404 NOT_FOUND, and the
+  request limit as 403 REQUEST_LIMIT_EXCEEDED (Salesforce has no 429). Every answer carries
+  `Sforce-Limit-Info: api-usage=N/LIMIT`.
+
+SOQL subset: `SELECT fields FROM User|Case|Contact [WHERE cond AND cond ...] [ORDER BY f [, f]]
+[LIMIT n]`, where a field may be a parent field (`Contact.Name`) or, on Case, a child sub-query
+`(SELECT ... FROM CaseComments)` / `(SELECT ... FROM LiveChatTranscripts)`, and a condition is
+`Field op literal` with `= != < <= > >=` and a string, number, true/false/null or datetime.
+
+Control endpoints besides the common ones: `POST /__sandbox/seed` (`{"count", "seed"}` for a
+generated org, or `{"users", "contacts", "cases"}` of raw records, cases with `CaseComments` and
+`LiveChatTranscripts` lists) and `POST /__sandbox/expire_tokens` (every issued token becomes invalid).
+"""
+
+import dataclasses
+import functools
+import random
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from integrations.sandbox.base import Reject, Request, Response, Route, Sandbox
+from integrations.sandbox.zendesk import SEED_WORDS
+
+Json = dict[str, Any]
+
+API_VERSIONS = ("58.0", "59.0", "60.0", "61.0")
+# Records per query page: Salesforce's default batch size.
+QUERY_BATCH_SIZE = 2000
+# The daily request allocation the limit header advertises (Enterprise base, crm-api-shapes.md §3.3).
+DAILY_LIMIT = 100_000
+# Key prefixes of Salesforce ids, per object.
+ID_PREFIXES = {"User": "005", "Contact": "003", "Case": "500", "CaseComment": "00a", "LiveChatTranscript": "570"}
+QUEUE_ID = "00G000000000001AAA"
+CLOSED_STATUSES = frozenset({"Closed"})
+ORIGINS = ("Phone", "Email", "Web", "Chat", "Facebook", "SMS", "WhatsApp")
+
+FIELDS: dict[str, tuple[str, ...]] = {
+    "User": ("Id", "FirstName", "LastName", "Name", "Email", "IsActive", "UserType", "CreatedDate", "SystemModstamp"),
+    "Contact": ("Id", "FirstName", "LastName", "Name", "Email", "Phone", "CreatedDate", "SystemModstamp"),
+    "Case": (
+        "Id",
+        "CaseNumber",
+        "Subject",
+        "Description",
+        "Status",
+        "IsClosed",
+        "Origin",
+        "Priority",
+        "OwnerId",
+        "ContactId",
+        "SuppliedName",
+        "SuppliedEmail",
+        "SuppliedPhone",
+        "CreatedDate",
+        "ClosedDate",
+        "LastModifiedDate",
+        "SystemModstamp",
+    ),
+    "CaseComment": ("Id", "ParentId", "CommentBody", "CreatedById", "CreatedDate", "IsPublished"),
+    "LiveChatTranscript": ("Id", "CaseId", "Body", "CreatedDate"),
+}
+# Parent relationships: (object, relationship name) -> (id field, parent object).
+PARENTS = {("Case", "Contact"): ("ContactId", "Contact"), ("Case", "Owner"): ("OwnerId", "User")}
+# Child relationships of Case: name -> (child object, field pointing at the case).
+CHILDREN = {"CaseComments": ("CaseComment", "ParentId"), "LiveChatTranscripts": ("LiveChatTranscript", "CaseId")}
+DATETIME_FIELDS = frozenset({"CreatedDate", "ClosedDate", "LastModifiedDate", "SystemModstamp"})
+
+TOKEN_RE = re.compile(
+    r"\s*(?:(?P<string>'(?:[^'\\]|\\.)*')|(?P<op><=|>=|!=|<>|=|<|>)|(?P<punct>[(),])"
+    r"|(?P<datetime>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d))|(?P<word>[\w.]+))"
+)
+
+
+def sf_time(seconds: float) -> str:
+    """A datetime as Salesforce writes it: `2026-11-21T10:00:00.000+0000`."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+def _sf_error(status: int, code: str, message: str) -> Reject:
+    return Reject(Response(status, [{"message": message, "errorCode": code}]))
+
+
+def _malformed(message: str) -> Reject:
+    return _sf_error(400, "MALFORMED_QUERY", message)
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    obj: str
+    fields: tuple[str, ...]
+    children: tuple["Query", ...]
+    # The relationship name for a sub-query (CaseComments), empty at the top.
+    relationship: str
+    where: tuple[tuple[str, str, Any], ...]
+    order_by: tuple[str, ...]
+    limit: int | None
+
+
+class _Parser:
+    def __init__(self, soql: str) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        position = 0
+        while position < len(soql):
+            if soql[position:].strip() == "":
+                break
+            match = TOKEN_RE.match(soql, position)
+            if match is None or match.end() == position:
+                raise _malformed(f"unexpected token at: {soql[position : position + 20]!r}")
+            kind = match.lastgroup or "word"
+            self.tokens.append((kind, match.group(kind)))
+            position = match.end()
+        self.index = 0
+
+    def peek(self) -> tuple[str, str] | None:
+        return self.tokens[self.index] if self.index < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str]:
+        token = self.peek()
+        if token is None:
+            raise _malformed("unexpected end of query")
+        self.index += 1
+        return token
+
+    def keyword(self, word: str) -> bool:
+        token = self.peek()
+        if token and token[0] == "word" and token[1].upper() == word:
+            self.index += 1
+            return True
+        return False
+
+    def expect(self, word: str) -> None:
+        if not self.keyword(word):
+            found = self.peek()
+            raise _malformed(f"expecting {word}, found {found[1] if found else 'the end'!r}")
+
+    def query(self, nested: bool = False) -> Query:
+        self.expect("SELECT")
+        fields: list[str] = []
+        children: list[Query] = []
+        while True:
+            token = self.take()
+            if token == ("punct", "(") and not nested:
+                children.append(self.query(nested=True))
+                if self.take() != ("punct", ")"):
+                    raise _malformed("expecting ) after a sub-query")
+            elif token[0] == "word":
+                fields.append(token[1])
+            else:
+                raise _malformed(f"unexpected {token[1]!r} in the field list")
+            if self.peek() != ("punct", ","):
+                break
+            self.take()
+        self.expect("FROM")
+        source = self.take()[1]
+        where: list[tuple[str, str, Any]] = []
+        if self.keyword("WHERE"):
+            while True:
+                field = self.take()
+                op = self.take()
+                if field[0] != "word" or op[0] != "op":
+                    raise _malformed("a condition is `Field operator value`")
+                where.append((field[1], op[1], self.literal()))
+                if not self.keyword("AND"):
+                    break
+        order_by: list[str] = []
+        if self.keyword("ORDER"):
+            self.expect("BY")
+            while True:
+                order_by.append(self.take()[1])
+                self.keyword("ASC")
+                if self.peek() != ("punct", ","):
+                    break
+                self.take()
+        limit = None
+        if self.keyword("LIMIT"):
+            text = self.take()[1]
+            if not text.isdigit():
+                raise _malformed("LIMIT takes a whole number")
+            limit = int(text)
+        rest = self.peek()
+        if not nested and rest is not None:
+            raise _malformed(f"unexpected {rest[1]!r}")
+        relationship = source if nested else ""
+        obj = CHILDREN[source][0] if nested and source in CHILDREN else source
+        if nested and source not in CHILDREN:
+            raise _sf_error(400, "INVALID_TYPE", f"Didn't understand relationship '{source}' in FROM part of query")
+        return Query(obj, tuple(fields), tuple(children), relationship, tuple(where), tuple(order_by), limit)
+
+    def literal(self) -> Any:
+        kind, text = self.take()
+        if kind == "string":
+            return re.sub(r"\\(.)", r"\1", text[1:-1])
+        if kind == "datetime":
+            return datetime.fromisoformat(text)
+        if kind == "word" and text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        if kind == "word" and text.lower() == "null":
+            return None
+        if kind == "word" and re.fullmatch(r"-?\d+(\.\d+)?", text):
+            return float(text)
+        raise _malformed(f"unexpected value {text!r}")
+
+
+def _comparable(value: Any) -> Any:
+    if isinstance(value, str) and re.match(r"\d{4}-\d\d-\d\dT", value):
+        return datetime.fromisoformat(value)
+    return value
+
+
+def _record_sort_key(field: str, record: Json) -> tuple[bool, Any]:
+    # Nulls last, as Salesforce sorts them by default.
+    value = record.get(field)
+    return (value is None, _comparable(value) if value is not None else "")
+
+
+def _matches(record: Json, conditions: tuple[tuple[str, str, Any], ...]) -> bool:
+    for field, op, literal in conditions:
+        value = _comparable(record.get(field))
+        if op == "=":
+            ok = value == literal
+        elif op in ("!=", "<>"):
+            ok = value != literal
+        elif value is None or literal is None:
+            ok = False
+        else:
+            ok = {"<": value < literal, "<=": value <= literal, ">": value > literal, ">=": value >= literal}[op]
+        if not ok:
+            return False
+    return True
+
+
+class SalesforceSandbox(Sandbox):
+    """Salesforce REST: OAuth token, SOQL query with paging, sObject read, with Salesforce's errors."""
+
+    kind = "salesforce"
+    advertised_rate_limit = DAILY_LIMIT
+
+    # -- State -----------------------------------------------------------------------------------
+
+    def reset_state(self) -> None:
+        self.records: dict[str, dict[str, Json]] = {obj: {} for obj in FIELDS}
+        self.tokens: set[str] = set()
+        self.locators: dict[str, tuple[Query, list[str], str]] = {}
+        self._next_number = dict.fromkeys(ID_PREFIXES, 1)
+        # Child records by parent id, per child object (sub-queries read these).
+        self.children: dict[str, dict[str, list[Json]]] = {obj: {} for obj, _ in CHILDREN.values()}
+        self._locator_number = 0
+
+    def load_fixture(self, fixture: Mapping[str, Any]) -> None:
+        self._seed(dict(fixture))
+
+    def _new_id(self, obj: str) -> str:
+        number = self._next_number[obj]
+        self._next_number[obj] = number + 1
+        return f"{ID_PREFIXES[obj]}{number:012d}AAA"
+
+    def error(self, status: int, code: str, description: str) -> Response:
+        codes = {400: "BAD_REQUEST", 404: "NOT_FOUND", 500: "UNKNOWN_EXCEPTION", 503: "SERVER_UNAVAILABLE"}
+        return Response(status, [{"message": description, "errorCode": codes.get(status, code)}])
+
+    def rate_limit_headers(self, limit: int, remaining: int, reset_seconds: int) -> dict[str, str]:
+        return {"Sforce-Limit-Info": f"api-usage={self.stats.total}/{limit}"}
+
+    def _too_many_requests(self, retry_after: int) -> Response:
+        # Salesforce has no 429: an exhausted allocation is a 403 with this code, and no Retry-After.
+        self.stats.rate_limited += 1
+        return Response(403, [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
+
+    def _dispatch(self, route: Route | None, request: Request, body: bytes) -> Response:
+        if route is not None and route.template == "/services/oauth2/token":
+            form = {key: values[0] for key, values in parse_qs(body.decode(errors="replace")).items()}
+            try:
+                return self.token(dataclasses.replace(request, data=form))
+            except Reject as rejection:
+                return rejection.response
+        if route is not None and route.template != "/services/data/":
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or token.strip() not in self.tokens:
+                return Response(401, [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}])
+        return super()._dispatch(route, request, body)
+
+    # -- OAuth -------------------------------------------------------------------------------------
+
+    def token(self, request: Request) -> Response:
+        form = request.data
+        grant = form.get("grant_type")
+        if grant not in ("password", "client_credentials", "refresh_token"):
+            body = {"error": "unsupported_grant_type", "error_description": "grant type not supported"}
+            return Response(400, body)
+        if not form.get("client_id") or not form.get("client_secret"):
+            return Response(400, {"error": "invalid_client_id", "error_description": "client identifier invalid"})
+        if grant == "password" and (not form.get("username") or not form.get("password")):
+            return Response(400, {"error": "invalid_grant", "error_description": "authentication failure"})
+        access_token = f"00D000000000001!{secrets.token_urlsafe(24)}"
+        self.tokens.add(access_token)
+        user_id = next(iter(self.records["User"]), "005000000000001AAA")
+        body = {
+            "access_token": access_token,
+            "instance_url": self.base_url,
+            "id": f"{self.base_url}/id/00D000000000001AAA/{user_id}",
+            "token_type": "Bearer",
+            "issued_at": str(int(time.time() * 1000)),
+            "signature": secrets.token_urlsafe(32),
+            "scope": "api",
+        }
+        return Response(200, body)
+
+    # -- Data API ----------------------------------------------------------------------------------
+
+    def versions(self, request: Request) -> Response:
+        return Response(200, [{"version": v, "url": f"/services/data/v{v}", "label": f"v{v}"} for v in API_VERSIONS])
+
+    def _version(self, request: Request) -> str:
+        version = request.args["version"]
+        if version not in API_VERSIONS:
+            raise _sf_error(404, "NOT_FOUND", "The requested resource does not exist")
+        return version
+
+    def query(self, request: Request) -> Response:
+        version = self._version(request)
+        soql = request.param("q")
+        if not soql:
+            raise _malformed("A query string has to be specified")
+        query = _Parser(soql).query()
+        self._check(query)
+        rows = [r for r in self.records[query.obj].values() if _matches(r, query.where)]
+        for field in reversed(query.order_by):
+            rows.sort(key=functools.partial(_record_sort_key, field))
+        if query.limit is not None:
+            rows = rows[: query.limit]
+        self._locator_number += 1
+        locator = f"01g{self._locator_number:015d}"
+        self.locators[locator] = (query, [row["Id"] for row in rows], version)
+        return self._page(locator, 0)
+
+    def query_more(self, request: Request) -> Response:
+        self._version(request)
+        locator, _, offset = request.args["locator"].partition("-")
+        if locator not in self.locators or not offset.isdigit():
+            raise _sf_error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        return self._page(locator, int(offset))
+
+    def _page(self, locator: str, offset: int) -> Response:
+        query, ids, version = self.locators[locator]
+        chunk = ids[offset : offset + QUERY_BATCH_SIZE]
+        records = [
+            self._shape(query, self.records[query.obj][i], version) for i in chunk if i in self.records[query.obj]
+        ]
+        done = offset + QUERY_BATCH_SIZE >= len(ids)
+        body: Json = {"totalSize": len(ids), "done": done, "records": records}
+        if done:
+            self.locators.pop(locator, None)
+        else:
+            body["nextRecordsUrl"] = f"/services/data/v{version}/query/{locator}-{offset + QUERY_BATCH_SIZE}"
+        return Response(200, body)
+
+    def _check(self, query: Query) -> None:
+        if query.obj not in FIELDS:
+            raise _sf_error(400, "INVALID_TYPE", f"sObject type '{query.obj}' is not supported.")
+        for field in (*query.fields, *(c[0] for c in query.where), *query.order_by):
+            parent, dot, name = field.partition(".")
+            ok = (
+                (
+                    PARENTS.get((query.obj, parent), ("", ""))[1] in FIELDS
+                    and name in FIELDS[PARENTS[(query.obj, parent)][1]]
+                )
+                if dot
+                else field in FIELDS[query.obj]
+            )
+            if not ok:
+                raise _sf_error(400, "INVALID_FIELD", f"No such column '{field}' on entity '{query.obj}'.")
+        for child in query.children:
+            if query.obj != "Case" or child.relationship not in CHILDREN:
+                raise _sf_error(400, "INVALID_TYPE", f"Didn't understand relationship '{child.relationship}'")
+            self._check(child)
+
+    def _attributes(self, obj: str, record_id: str, version: str) -> Json:
+        return {"type": obj, "url": f"/services/data/v{version}/sobjects/{obj}/{record_id}"}
+
+    def _shape(self, query: Query, record: Json, version: str) -> Json:
+        shaped: Json = {"attributes": self._attributes(query.obj, record["Id"], version)}
+        for field in query.fields:
+            parent, dot, name = field.partition(".")
+            if not dot:
+                shaped[field] = record.get(field)
+                continue
+            id_field, parent_obj = PARENTS[(query.obj, parent)]
+            target = self.records[parent_obj].get(record.get(id_field) or "")
+            if target is None:
+                shaped[parent] = None
+            else:
+                nested = shaped.get(parent) or {"attributes": self._attributes(parent_obj, target["Id"], version)}
+                nested[name] = target.get(name)
+                shaped[parent] = nested
+        for child in query.children:
+            child_obj, _ = CHILDREN[child.relationship]
+            rows = [r for r in self.children[child_obj].get(record["Id"], ()) if _matches(r, child.where)]
+            # Salesforce answers an empty child relationship with null, not an empty list.
+            shaped[child.relationship] = (
+                {"totalSize": len(rows), "done": True, "records": [self._shape(child, r, version) for r in rows]}
+                if rows
+                else None
+            )
+        return shaped
+
+    def sobject(self, request: Request) -> Response:
+        version = self._version(request)
+        obj = request.args["type"]
+        if obj not in FIELDS:
+            raise _sf_error(404, "NOT_FOUND", f"The requested resource does not exist: {obj}")
+        record = self.records[obj].get(request.args["id"])
+        if record is None:
+            raise _sf_error(404, "NOT_FOUND", "The requested resource does not exist")
+        return Response(200, {"attributes": self._attributes(obj, record["Id"], version), **record})
+
+    routes = (
+        ("POST", "/services/oauth2/token", token),
+        ("GET", "/services/data/", versions),
+        ("GET", "/services/data/v{version}/query", query),
+        ("GET", "/services/data/v{version}/query/{locator}", query_more),
+        ("GET", "/services/data/v{version}/sobjects/{type}/{id}", sobject),
+    )
+
+    # -- Control: seeding and token expiry -------------------------------------------------------
+
+    def control(self, method: str, action: str, data: Any) -> Response | None:
+        if (method, action) == ("POST", "expire_tokens"):
+            expired = len(self.tokens)
+            self.tokens.clear()
+            return Response(200, {"expired": expired})
+        if (method, action) != ("POST", "seed"):
+            return None
+        if not isinstance(data, dict):
+            raise ValueError("the body must be a JSON object")
+        return Response(200, self._seed(data))
+
+    def _seed(self, data: dict[str, Any]) -> Json:
+        if "count" in data:
+            count, seed = data["count"], data.get("seed", 0)
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 2_000_000:
+                raise ValueError("count: must be a whole number from 0 to 2000000")
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError("seed: must be a whole number")
+            data = self._generate(count, random.Random(seed))
+        created: Json = {}
+        for key, obj in (("users", "User"), ("contacts", "Contact"), ("cases", "Case")):
+            items = data.get(key, [])
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise ValueError(f"{key}: must be a list of objects")
+            created[key] = [self._store(obj, dict(item)) for item in items]
+        return created
+
+    def _store(self, obj: str, fields: Json) -> str:
+        now = sf_time(time.time())
+        children = {name: fields.pop(name, None) or [] for name in CHILDREN}
+        record: Json = dict.fromkeys(FIELDS[obj])
+        record.update({"Id": self._new_id(obj), "CreatedDate": now, "SystemModstamp": now})
+        if obj in ("User", "Contact"):
+            record["IsActive"] = True if obj == "User" else None
+        if obj == "User":
+            record["UserType"] = "Standard"
+        if obj == "Case":
+            record.update({"CaseNumber": f"{len(self.records['Case']) + 1:08d}", "Status": "New", "Origin": "Phone"})
+        record.update(fields)
+        if obj in ("User", "Contact"):
+            record["Name"] = " ".join(p for p in (record.get("FirstName"), record.get("LastName")) if p)
+        if obj == "Case":
+            record["IsClosed"] = record["Status"] in CLOSED_STATUSES
+            record["LastModifiedDate"] = record.get("LastModifiedDate") or record["SystemModstamp"]
+        self.records[obj][record["Id"]] = record
+        for name, items in children.items():
+            child_obj, link = CHILDREN[name]
+            for item in items:
+                child: Json = dict.fromkeys(FIELDS[child_obj])
+                child.update({"Id": self._new_id(child_obj), "CreatedDate": record["CreatedDate"], link: record["Id"]})
+                child.update(item)
+                self.records[child_obj][child["Id"]] = child
+                self.children[child_obj].setdefault(record["Id"], []).append(child)
+        return str(record["Id"])
+
+    def _generate(self, count: int, rng: random.Random) -> Json:
+        """A reproducible org: agents (a few not importable), contacts, and `count` cases over 95 days."""
+        words = SEED_WORDS
+        users: list[Json] = [
+            {"FirstName": f"Agent{n}", "LastName": "Seeded", "Email": f"sfagent{n}@seed.example.com"} for n in range(20)
+        ]
+        users += [
+            {
+                "FirstName": "Portal",
+                "LastName": "Customer",
+                "Email": "portal@seed.example.net",
+                "UserType": "PowerCustomerSuccess",
+            },
+            {"FirstName": "", "LastName": "Lastonly", "Email": "lastonly@seed.example.com"},
+        ]
+        contacts = [
+            {
+                "FirstName": "Contact",
+                "LastName": str(n),
+                "Email": f"contact{n}@seed.example.net",
+                "Phone": f"+1415{rng.randrange(10**7):07d}",
+            }
+            for n in range(max(1, min(count, 5000)))
+        ]
+        first_user, first_contact = self._peek_ids("User", len(users)), self._peek_ids("Contact", len(contacts))
+        agents = first_user[:20]
+        now = time.time()
+        cases = []
+        for _ in range(count):
+            created = now - rng.uniform(0, 95 * 86400)
+            modified = min(now - 1, created + rng.uniform(0, 3 * 86400))
+            status = rng.choices(("Closed", "New", "Working", "Escalated"), (75, 10, 10, 5))[0]
+            origin = rng.choice(ORIGINS)
+            text = " ".join(rng.choices(words, k=6))
+            owner = rng.choice(agents) if rng.random() < 0.95 else QUEUE_ID
+            case: Json = {
+                "Subject": f"{rng.choice(words).capitalize()} {rng.choice(words)} issue",
+                "Description": f"Customer wrote about {text}",
+                "Status": status,
+                "Origin": origin,
+                "OwnerId": owner,
+                "ContactId": rng.choice(first_contact),
+                "CreatedDate": sf_time(created),
+                "SystemModstamp": sf_time(modified),
+                "ClosedDate": sf_time(modified) if status in CLOSED_STATUSES else None,
+                "CaseComments": [
+                    {
+                        "CommentBody": f"Agent note: {' '.join(rng.choices(words, k=8))}",
+                        "CreatedById": rng.choice(agents),
+                        "IsPublished": False,
+                        "CreatedDate": sf_time(modified),
+                    },
+                ],
+            }
+            if origin == "Chat":
+                case["LiveChatTranscripts"] = [{"Body": f"Visitor: {text}. Agent: I can help with that."}]
+            cases.append(case)
+        return {"users": users, "contacts": contacts, "cases": cases}
+
+    def _peek_ids(self, obj: str, n: int) -> list[str]:
+        """The ids the next `n` records of `obj` will get (the counter is not advanced)."""
+        start = self._next_number[obj]
+        return [f"{ID_PREFIXES[obj]}{start + i:012d}AAA" for i in range(n)]

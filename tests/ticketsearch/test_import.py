@@ -1,0 +1,246 @@
+"""Import from the sandbox CRMs over loopback HTTP (T1, T2): each rule's accept and skip case, reruns."""
+
+from io import StringIO
+
+import pytest
+import requests
+from django.core.management import CommandError, call_command
+
+from integrations.exceptions import CrmRateLimited
+from integrations.models import CrmConnection
+from integrations.sandbox import SandboxServer
+from tests.support import sandbox_config, sandbox_stats
+from tests.ticketsearch.support import DANA_PHONE, ZOE, seed, seed_salesforce, seed_zendesk
+from ticketsearch.models import Agent, AgentOrigin, ImportRun, ImportState, Ticket
+from ticketsearch.services.importing import tickets_import
+
+pytestmark = pytest.mark.django_db
+
+EXPORT = "GET /api/v2/incremental/tickets/cursor.json"
+
+
+def run_import(connection: CrmConnection) -> ImportRun:
+    return tickets_import(connection=connection, trigger=ImportRun.Trigger.COMMAND)
+
+
+@pytest.fixture
+def zendesk_seeded(zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer) -> CrmConnection:
+    seed_zendesk(zendesk_sandbox)
+    return zendesk_connection
+
+
+def test_T1_agents_are_imported_and_unimportable_users_skipped_with_their_reason(zendesk_seeded: CrmConnection) -> None:
+    run = run_import(zendesk_seeded)
+
+    emails = set(Agent.objects.values_list("email", flat=True))
+    # The demo fixture's three agents, and Zoe; end users are never listed as agents.
+    assert emails == {"ana@example.com", "ben@example.com", "carla@example.com", "zoe@example.com"}
+    assert run.users_created == 4
+    assert run.skipped["user_missing_email"] == 1
+    assert run.skipped["user_missing_first_or_last_name"] == 1
+    assert run.skipped["user_email_as_name"] == 1
+    zoe = Agent.objects.get(email="zoe@example.com")
+    assert (zoe.first_name, zoe.last_name, zoe.crm_user_id, zoe.origin) == ("Zoe", "Quality", str(ZOE), "crm")
+
+
+def test_T2_only_solved_tickets_of_imported_agents_within_90_days_are_imported(zendesk_seeded: CrmConnection) -> None:
+    run = run_import(zendesk_seeded)
+
+    assert sorted(Ticket.objects.values_list("crm_ticket_id", flat=True)) == ["1", "6"]
+    assert (run.tickets_fetched, run.tickets_imported) == (6, 2)
+    assert run.skipped["ticket_not_solved"] == 1
+    # T1: the user without email was not created, so their ticket is not imported.
+    assert run.skipped["ticket_agent_not_imported"] == 1
+    assert run.skipped["ticket_without_agent"] == 1
+    assert run.skipped["ticket_older_than_90_days"] == 1
+
+
+def test_T2_only_interactions_carrying_user_information_are_imported(zendesk_seeded: CrmConnection) -> None:
+    run = run_import(zendesk_seeded)
+
+    ticket = Ticket.objects.get(crm_ticket_id="1")
+    assert [c["body"] for c in ticket.comments] == [
+        "My router arrived broken, I want a refund",
+        "Refund issued to the card on file",
+        "Inbound call",
+    ]
+    assert run.comments_skipped == 1
+    assert "merged by a trigger" not in ticket.comments_text
+    # The voice interaction brings its recording and transcript.
+    assert ticket.recording_urls == ["https://acme.zendesk.com/recordings/r1.mp3"]
+    assert ticket.transcript == "Caller says the parcel was damaged in transit"
+    assert (ticket.channel, ticket.status, ticket.tags) == ("voice", "solved", ["vip", "billing"])
+    assert (ticket.requester_email, ticket.requester_phone) == ("dana@example.net", DANA_PHONE)
+    assert ticket.agent is not None
+    assert ticket.agent.email == "zoe@example.com"
+    assert ticket.crm_url.endswith("/agent/tickets/1")
+
+
+def test_T2_a_second_run_reads_only_what_changed_and_never_duplicates(
+    zendesk_seeded: CrmConnection, zendesk_api: requests.Session, zendesk_sandbox: SandboxServer
+) -> None:
+    run_import(zendesk_seeded)
+    exports = sandbox_stats(zendesk_sandbox)["requests"][EXPORT]
+
+    second = run_import(zendesk_seeded)
+    assert (second.tickets_fetched, second.tickets_imported, second.tickets_updated) == (0, 0, 0)
+
+    # The open ticket is solved in the CRM: the next run reads that one ticket and imports it.
+    zendesk_api.put(f"{zendesk_sandbox.base_url}/api/v2/tickets/2.json", json={"ticket": {"status": "solved"}})
+    third = run_import(zendesk_seeded)
+
+    assert (third.tickets_fetched, third.tickets_imported) == (1, 1)
+    assert sorted(Ticket.objects.values_list("crm_ticket_id", flat=True)) == ["1", "2", "6"]
+    assert sandbox_stats(zendesk_sandbox)["requests"][EXPORT] == exports + 2
+    state = ImportState.objects.get(connection=zendesk_seeded)
+    assert state.tickets_cursor
+    assert state.last_run_at is not None
+
+
+def test_T2_a_changed_ticket_is_updated_in_place_and_a_reopened_one_leaves_the_search(
+    zendesk_seeded: CrmConnection, zendesk_api: requests.Session, zendesk_sandbox: SandboxServer
+) -> None:
+    run_import(zendesk_seeded)
+    url = f"{zendesk_sandbox.base_url}/api/v2/tickets/1.json"
+
+    zendesk_api.put(url, json={"ticket": {"subject": "Refund (router)"}}).raise_for_status()
+    updated = run_import(zendesk_seeded)
+    zendesk_api.put(url, json={"ticket": {"status": "open"}}).raise_for_status()
+    reopened = run_import(zendesk_seeded)
+
+    assert (updated.tickets_imported, updated.tickets_updated) == (0, 1)
+    assert reopened.tickets_removed == 1
+    assert list(Ticket.objects.values_list("crm_ticket_id", flat=True)) == ["6"]
+
+
+def test_T1_a_user_made_by_another_channel_is_linked_once_then_not_reimported(
+    zendesk_seeded: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    Agent.objects.create(
+        email="Zoe@Example.com", first_name="Z", last_name="Recorder", origin=AgentOrigin.OTHER_CHANNEL
+    )
+
+    first = run_import(zendesk_seeded)
+    zoe = Agent.objects.get(email__iexact="zoe@example.com")
+    assert (zoe.first_name, zoe.last_name, zoe.crm_user_id) == ("Zoe", "Quality", str(ZOE))
+    assert zoe.linked_at is not None
+    assert first.users_updated == 1
+
+    seed(zendesk_sandbox, {"users": [{"id": ZOE, "name": "Zoe Renamed", "email": "zoe@example.com", "role": "agent"}]})
+    second = run_import(zendesk_seeded)
+
+    zoe.refresh_from_db()
+    assert zoe.last_name == "Quality"
+    assert second.skipped["user_created_by_other_channel"] == 1
+    # Still the agent of her tickets: they are imported.
+    assert Ticket.objects.filter(agent=zoe).count() == 2
+
+
+def test_T1_email_is_unique_across_crms_and_inactive_users(
+    zendesk_seeded: CrmConnection, salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer
+) -> None:
+    run_import(zendesk_seeded)
+    Agent.objects.filter(email="ben@example.com").update(is_active=False)
+    seed(salesforce_sandbox, {"users": [
+        {"FirstName": "Zoe", "LastName": "Other", "Email": "ZOE@example.com"},
+        {"FirstName": "Ben", "LastName": "Again", "Email": "ben@example.com"},
+    ]})  # fmt: skip
+
+    run = run_import(salesforce_connection)
+
+    assert run.skipped["user_duplicate_email"] == 2
+    assert Agent.objects.filter(connection=salesforce_connection).count() == 0
+
+
+def test_T1_T2_salesforce_users_and_cases_import_with_the_same_rules(
+    salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer
+) -> None:
+    ids = seed_salesforce(salesforce_sandbox)
+
+    run = run_import(salesforce_connection)
+
+    agents = set(Agent.objects.values_list("email", "is_active"))
+    assert agents == {("sam@example.com", True), ("old@example.com", False)}
+    assert run.skipped["user_not_an_agent"] == 1
+    assert run.skipped["ticket_not_solved"] == 1
+    assert run.skipped["ticket_without_agent"] == 1  # owned by a queue
+    tickets = {t.subject: t for t in Ticket.objects.all()}
+    assert set(tickets) == {"Invoice charged twice", "Warranty question"}
+    invoice = tickets["Invoice charged twice"]
+    assert (invoice.crm_kind, invoice.channel, invoice.status) == ("salesforce", "voice", "Closed")
+    assert invoice.comments_text == "Refunded the duplicate charge"
+    assert invoice.requester_phone == "+442071838750"
+    assert invoice.crm_url == f"{salesforce_sandbox.base_url}/lightning/r/Case/{ids['case1']}/view"
+    assert tickets["Warranty question"].transcript == "Visitor: is my screen covered by the warranty?"
+
+
+def test_T2_salesforce_rerun_reads_from_the_cursor_and_never_duplicates(
+    salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer
+) -> None:
+    seed_salesforce(salesforce_sandbox)
+    run_import(salesforce_connection)
+
+    second = run_import(salesforce_connection)
+
+    # `SystemModstamp >= cursor`: only the records of the cursor's last second are read again, unchanged.
+    assert second.tickets_fetched < 4
+    assert (second.tickets_imported, second.tickets_updated) == (0, 0)
+    assert Ticket.objects.count() == 2
+
+
+def test_salesforce_import_logs_in_again_when_the_token_expires(
+    salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer
+) -> None:
+    seed_salesforce(salesforce_sandbox)
+    run_import(salesforce_connection)
+    requests.post(f"{salesforce_sandbox.base_url}/__sandbox/expire_tokens", timeout=5).raise_for_status()
+
+    run = run_import(salesforce_connection)
+
+    assert run.status == ImportRun.Status.SUCCEEDED
+
+
+def test_a_rate_limited_import_fails_visibly_and_keeps_what_it_saved(
+    salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer
+) -> None:
+    seed_salesforce(salesforce_sandbox)
+    sandbox_config(salesforce_sandbox, throttle_rate=1.0)
+
+    with pytest.raises(CrmRateLimited):
+        run_import(salesforce_connection)
+
+    run = ImportRun.objects.get()
+    assert run.status == ImportRun.Status.FAILED
+    assert "REQUEST_LIMIT_EXCEEDED" in run.error
+
+
+def test_import_tickets_command_shows_a_summary_with_skip_reasons(zendesk_seeded: CrmConnection) -> None:
+    out, err = StringIO(), StringIO()
+
+    call_command("import_tickets", "--connection", str(zendesk_seeded.pk), stdout=out, stderr=err)
+
+    summary = out.getvalue()
+    assert "6 read, 2 imported" in summary
+    assert "ticket_not_solved: 1" in summary
+    assert "user_missing_email: 1" in summary
+    assert "tickets" in err.getvalue()  # the progress bar
+
+
+def test_import_tickets_command_since_reads_everything_again(zendesk_seeded: CrmConnection) -> None:
+    call_command("import_tickets", "--no-progress", stdout=StringIO())
+    out = StringIO()
+
+    call_command("import_tickets", "--since", "2000-01-01", "--no-progress", stdout=out)
+
+    assert "6 read, 0 imported, 0 updated" in out.getvalue()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--since", "yesterday"], "give a date"),
+    (["--connection", "999999"], "no CRM connection with id 999999"),
+])  # fmt: skip
+def test_import_tickets_command_rejects_bad_arguments(
+    zendesk_connection: CrmConnection, args: list[str], message: str
+) -> None:
+    with pytest.raises(CommandError, match=message):
+        call_command("import_tickets", *args, stdout=StringIO())

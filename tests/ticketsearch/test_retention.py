@@ -1,0 +1,84 @@
+"""Retention (T3): tickets past 90 days are purged, whole day partitions dropped, the cut-off day trimmed."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from integrations.models import CrmConnection
+from integrations.sandbox import SandboxServer
+from tests.ticketsearch.support import DANA, ZOE, seed, zendesk_users
+from ticketsearch.models import ImportRun, Ticket
+from ticketsearch.services.importing import tickets_import
+from ticketsearch.services.retention import DAYS_AHEAD, partition_name, partitions_existing, tickets_purge_expired
+from ticketsearch.tasks import purge_expired_tickets_task
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+# Two tickets on one day, 12 hours apart: the cut-off will fall between them.
+DAY = (NOW - timedelta(days=10)).replace(hour=0, minute=0, second=0)
+MORNING, EVENING = DAY + timedelta(hours=6), DAY + timedelta(hours=18)
+OLDER = DAY - timedelta(days=1, hours=-3)
+
+
+def solved(ticket_id: int, created: datetime) -> dict[str, object]:
+    return {
+        "id": ticket_id,
+        "subject": f"Ticket {ticket_id}",
+        "status": "solved",
+        "assignee_id": ZOE,
+        "requester_id": DANA,
+        "created_at": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "updated_at": (NOW - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+@pytest.fixture
+def imported(zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer) -> None:
+    seed(zendesk_sandbox, {"users": zendesk_users(), "tickets": [
+        solved(1, OLDER), solved(2, MORNING), solved(3, EVENING), solved(4, NOW - timedelta(days=1)),
+    ]})  # fmt: skip
+    tickets_import(connection=zendesk_connection, trigger=ImportRun.Trigger.COMMAND, now=NOW)
+
+
+@pytest.mark.usefixtures("imported")
+def test_T3_purge_drops_expired_days_and_deletes_the_expired_hours_of_the_cutoff_day() -> None:
+    # 90 days after noon of DAY: the morning ticket is past 90 days, the evening one is not.
+    now = DAY + timedelta(days=90, hours=12)
+    assert partition_name(OLDER.date()) in partitions_existing()
+
+    result = tickets_purge_expired(now=now)
+
+    assert result.partitions_dropped == [partition_name(OLDER.date())]
+    assert result.rows_deleted == 1
+    assert sorted(Ticket.objects.values_list("crm_ticket_id", flat=True)) == ["3", "4"]
+    assert partition_name(OLDER.date()) not in partitions_existing()
+    # The cut-off day's partition stays: it still holds the evening ticket.
+    assert partition_name(DAY.date()) in partitions_existing()
+
+
+@pytest.mark.usefixtures("imported")
+def test_T3_nothing_younger_than_90_days_is_purged() -> None:
+    result = tickets_purge_expired(now=NOW)
+
+    assert (result.partitions_dropped, result.rows_deleted) == ([], 0)
+    assert Ticket.objects.count() == 4
+
+
+@pytest.mark.usefixtures("imported")
+def test_T3_purge_makes_the_coming_days_partitions() -> None:
+    now = NOW + timedelta(days=30)
+
+    result = tickets_purge_expired(now=now)
+
+    coming = {partition_name((now + timedelta(days=offset)).date()) for offset in range(DAYS_AHEAD + 1)}
+    assert coming <= set(partitions_existing())
+    assert set(result.partitions_created) <= coming
+
+
+@pytest.mark.usefixtures("imported")
+def test_T3_the_scheduled_purge_task_keeps_recent_tickets() -> None:
+    purge_expired_tickets_task()
+
+    assert Ticket.objects.count() == 4
+    assert partition_name(datetime.now(UTC).date() + timedelta(days=DAYS_AHEAD)) in partitions_existing()

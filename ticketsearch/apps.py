@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class TicketsearchConfig(AppConfig):
+    name = "ticketsearch"
+    verbose_name = "Ticket search (QA)"

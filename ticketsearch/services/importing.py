@@ -1,0 +1,392 @@
+"""Import of CRM agents and solved tickets for QA search (T1-T2), one connection at a time.
+
+A run reads users, then tickets, page by page from the connection's provider. Each page is saved
+in one transaction together with the cursor after it, so a run that dies resumes where the last
+page was saved and a second run reads only what changed. Tickets are upserted in bulk (COPY into a
+staging table, then one INSERT ... ON CONFLICT on (connection, CRM ticket id, created_at)), so a
+ticket read twice is one row. What is skipped is counted per reason on the ImportRun.
+"""
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import connection as db_connection
+from django.db import transaction
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from integrations.exceptions import CrmError
+from integrations.models import CrmConnection
+from integrations.providers.importing import ImportedTicket, ImportedUser, TicketImportSource
+from integrations.providers.registry import PROVIDERS
+from integrations.services import connection_provider
+from ticketsearch import rules
+from ticketsearch.models import Agent, AgentOrigin, ImportRun, ImportState
+from ticketsearch.rules import RETENTION, ExistingAgent, Skip, UserAction
+from ticketsearch.services.retention import TABLE, partitions_ensure, partitions_existing
+
+logger = logging.getLogger(__name__)
+
+# Progress callback: (phase "users" | "tickets", items just processed, total the CRM announced or None).
+Progress = Callable[[str, int, int | None], None]
+# Namespace of the PostgreSQL advisory lock that keeps two imports of one connection apart.
+LOCK_NAMESPACE = 4_040_001
+
+TICKET_COLUMNS = (
+    "created_at",
+    "connection_id",
+    "crm_kind",
+    "crm_ticket_id",
+    "subject",
+    "description",
+    "status",
+    "channel",
+    "agent_id",
+    "agent_crm_id",
+    "requester_crm_id",
+    "requester_name",
+    "requester_email",
+    "requester_phone",
+    "requester_phone_rev",
+    "tags",
+    "comments",
+    "comments_text",
+    "transcript",
+    "recording_urls",
+    "crm_url",
+    "crm_updated_at",
+    "solved_at",
+    "imported_at",
+)
+_STAGE_DDL = """
+CREATE TEMP TABLE ticketsearch_stage (
+    created_at timestamptz, connection_id bigint, crm_kind varchar(20), crm_ticket_id varchar(64),
+    subject text, description text, status varchar(40), channel varchar(40), agent_id bigint,
+    agent_crm_id varchar(64), requester_crm_id varchar(64), requester_name text, requester_email text,
+    requester_phone varchar(40), requester_phone_rev varchar(40), tags text[], comments jsonb,
+    comments_text text, transcript text, recording_urls text[], crm_url text, crm_updated_at timestamptz,
+    solved_at timestamptz, imported_at timestamptz
+) ON COMMIT DROP
+"""
+_UPDATED = [c for c in TICKET_COLUMNS if c not in ("created_at", "connection_id", "crm_ticket_id")]
+# Rows whose CRM state did not change are left alone: a re-read page rewrites nothing.
+_UPSERT = f"""
+INSERT INTO {TABLE} ({", ".join(TICKET_COLUMNS)})
+SELECT {", ".join(TICKET_COLUMNS)} FROM ticketsearch_stage
+ON CONFLICT (connection_id, crm_ticket_id, created_at) DO UPDATE SET
+{", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED)}
+WHERE {TABLE}.crm_updated_at IS DISTINCT FROM EXCLUDED.crm_updated_at
+   OR {TABLE}.agent_id IS DISTINCT FROM EXCLUDED.agent_id
+"""  # noqa: S608
+# How many staged tickets are stored already (RETURNING xmax, the usual "was it an insert" test, is
+# not allowed on a partitioned table).
+_ALREADY_STORED = f"""
+SELECT count(*) FROM {TABLE} JOIN ticketsearch_stage USING (connection_id, crm_ticket_id, created_at)
+"""  # noqa: S608
+
+
+class ImportNotSupported(Exception):
+    """The connection's CRM has no import (its provider is not a TicketImportSource)."""
+
+
+class ImportAlreadyRunning(Exception):
+    """Another import of the same connection holds the lock; this one did nothing."""
+
+
+@dataclass
+class _Counts:
+    run: ImportRun
+    skipped: Counter[str]
+
+    def save(self) -> None:
+        self.run.skipped = dict(sorted(self.skipped.items()))
+        self.run.save(
+            update_fields=[
+                "users_fetched",
+                "users_created",
+                "users_updated",
+                "tickets_fetched",
+                "tickets_imported",
+                "tickets_updated",
+                "tickets_removed",
+                "comments_skipped",
+                "skipped",
+            ]
+        )
+
+
+@contextmanager
+def _import_lock(connection_id: int) -> Iterator[None]:
+    """A session-level advisory lock, held for the whole run (which spans many transactions)."""
+    with db_connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, connection_id])
+        (locked,) = cursor.fetchone()
+    if not locked:
+        raise ImportAlreadyRunning(f"an import of connection {connection_id} is already running")
+    try:
+        yield
+    finally:
+        with db_connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, connection_id])
+
+
+def tickets_import(
+    *,
+    connection: CrmConnection,
+    trigger: str,
+    since: datetime | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = None,
+) -> ImportRun:
+    """Import the connection's agents and solved tickets changed since its cursor.
+
+    `since` ignores the stored cursors and reads everything changed from that time (a first import
+    starts 90 days back). Raises ImportNotSupported, ImportAlreadyRunning, or the provider's
+    CrmError after recording it on the run (status failed); pages saved before it stay saved.
+    """
+    provider = connection_provider(connection)
+    if not isinstance(provider, TicketImportSource):
+        raise ImportNotSupported(f"{connection.get_kind_display()} connections cannot be imported yet")
+    now = now or timezone.now()
+    with _import_lock(connection.pk):
+        state, _ = ImportState.objects.get_or_create(connection=connection)
+        run = ImportRun.objects.create(connection=connection, trigger=trigger, since=since)
+        counts = _Counts(run=run, skipped=Counter())
+        start = since or now - RETENTION
+        try:
+            users_cursor = None if since else state.users_cursor or None
+            for user_page in provider.iter_users(cursor=users_cursor, since=start):
+                with transaction.atomic():
+                    _save_users(user_page.items, connection=connection, counts=counts, now=now)
+                    state.users_cursor = user_page.cursor
+                    state.save(update_fields=["users_cursor", "updated_at"])
+                    counts.save()
+                if progress:
+                    progress("users", len(user_page.items), user_page.total)
+
+            tickets_cursor = None if since else state.tickets_cursor or None
+            partitions = set(partitions_existing())
+            for ticket_page in provider.iter_tickets(cursor=tickets_cursor, since=start):
+                kept = _decide_tickets(ticket_page.items, connection=connection, counts=counts, now=now)
+                # Comments are read only for the tickets kept (one request per ticket on Zendesk).
+                loaded = provider.load_comments([ticket for ticket, _ in kept])
+                with transaction.atomic():
+                    _save_tickets(
+                        list(zip(loaded, (agent for _, agent in kept), strict=True)),
+                        connection=connection,
+                        counts=counts,
+                        now=now,
+                        partitions=partitions,
+                    )
+                    _remove_reopened(ticket_page.items, connection=connection, counts=counts)
+                    state.tickets_cursor = ticket_page.cursor
+                    state.save(update_fields=["tickets_cursor", "updated_at"])
+                    counts.save()
+                if progress:
+                    progress("tickets", len(ticket_page.items), ticket_page.total)
+        except CrmError as exc:
+            run.status = ImportRun.Status.FAILED
+            run.error = f"{exc.__class__.__name__}: {exc}"[:4000]
+            run.finished_at = timezone.now()
+            run.save(update_fields=["status", "error", "finished_at"])
+            logger.warning("ticketsearch.import.failed %s: %s", connection.pk, exc, extra={"run": run.pk})
+            raise
+        run.status = ImportRun.Status.SUCCEEDED
+        run.finished_at = timezone.now()
+        run.save(update_fields=["status", "finished_at"])
+        state.last_run_at = run.finished_at
+        state.save(update_fields=["last_run_at", "updated_at"])
+    return run
+
+
+# -- Users (T1) ------------------------------------------------------------------------------------
+
+
+def _existing(agent: Agent) -> ExistingAgent:
+    identity = (agent.connection_id, agent.crm_user_id) if agent.connection_id and agent.crm_user_id else None
+    return ExistingAgent(
+        id=agent.pk,
+        email=agent.email.lower(),
+        first_name=agent.first_name,
+        last_name=agent.last_name,
+        is_active=agent.is_active,
+        from_other_channel=agent.origin == AgentOrigin.OTHER_CHANNEL,
+        crm_identity=identity,
+    )
+
+
+def _save_users(users: list[ImportedUser], *, connection: CrmConnection, counts: _Counts, now: datetime) -> None:
+    counts.run.users_fetched += len(users)
+    emails = {rules.normalize_email(user.email) for user in users} - {""}
+    agents = {
+        agent.pk: agent
+        for agent in Agent.objects.filter(connection=connection, crm_user_id__in=[u.crm_id for u in users])
+    }
+    agents |= {agent.pk: agent for agent in Agent.objects.annotate(email_ci=Lower("email")).filter(email_ci__in=emails)}
+    by_identity = {agent.crm_user_id: agent for agent in agents.values() if agent.connection_id == connection.pk}
+    by_email = {agent.email.lower(): agent for agent in agents.values()}
+    for user in users:
+        email = rules.normalize_email(user.email)
+        linked = by_identity.get(user.crm_id)
+        same_email = by_email.get(email)
+        decision = rules.decide_user(
+            user,
+            connection_id=connection.pk,
+            linked=_existing(linked) if linked else None,
+            same_email=_existing(same_email) if same_email else None,
+        )
+        if decision.action == UserAction.SKIP:
+            assert decision.reason is not None
+            counts.skipped[decision.reason.value] += 1
+            continue
+        if decision.action == UserAction.UNCHANGED:
+            continue
+        agent = linked or same_email or Agent(origin=AgentOrigin.CRM)
+        agent.email, agent.first_name, agent.last_name = email, user.first_name.strip(), user.last_name.strip()
+        agent.is_active = user.is_active
+        if decision.action == UserAction.CREATE:
+            agent.connection, agent.crm_user_id = connection, user.crm_id
+            agent.save()
+            counts.run.users_created += 1
+        else:
+            if decision.action == UserAction.LINK:
+                agent.connection, agent.crm_user_id, agent.linked_at = connection, user.crm_id, now
+            agent.save()
+            counts.run.users_updated += 1
+        by_identity[user.crm_id] = agent
+        by_email[email] = agent
+
+
+# -- Tickets (T1-T3) -------------------------------------------------------------------------------
+
+
+def _decide_tickets(
+    tickets: list[ImportedTicket], *, connection: CrmConnection, counts: _Counts, now: datetime
+) -> list[tuple[ImportedTicket, int]]:
+    """The tickets to store, each with its agent's id; the others counted by skip reason."""
+    counts.run.tickets_fetched += len(tickets)
+    assignees = {ticket.assignee_id for ticket in tickets if ticket.assignee_id}
+    agent_ids = dict(
+        Agent.objects.filter(connection=connection, crm_user_id__in=assignees).values_list("crm_user_id", "pk")
+    )
+    kept: dict[str, tuple[ImportedTicket, int]] = {}
+    for ticket in tickets:
+        agent_id = agent_ids.get(ticket.assignee_id or "")
+        reason = rules.ticket_skip_reason(ticket, agent_id=agent_id, now=now)
+        if reason is not None:
+            counts.skipped[reason.value] += 1
+            continue
+        assert agent_id is not None
+        # A ticket read twice in one page (it changed while being exported) is stored once, as last read.
+        kept[ticket.crm_id] = (ticket, agent_id)
+    return list(kept.values())
+
+
+def _ticket_row(ticket: ImportedTicket, agent_id: int, connection: CrmConnection, now: datetime) -> tuple[Any, ...]:
+    comments, _ = rules.interactions_with_user(ticket.comments)
+    transcripts = [*ticket.transcripts, *(c.transcript for c in comments if c.transcript)]
+    return (
+        ticket.created_at,
+        connection.pk,
+        connection.kind,
+        ticket.crm_id,
+        ticket.subject,
+        ticket.description,
+        ticket.status,
+        ticket.channel,
+        agent_id,
+        ticket.assignee_id or "",
+        ticket.requester_id or "",
+        ticket.requester_name,
+        ticket.requester_email or "",
+        ticket.requester_phone or "",
+        rules.phone_digits_reversed(ticket.requester_phone),
+        list(ticket.tags),
+        json.dumps(
+            [
+                {
+                    "id": c.crm_id,
+                    "author_id": c.author_id,
+                    "body": c.body,
+                    "public": c.public,
+                    "created_at": c.created_at.isoformat() if c.created_at else None,
+                    "recording_url": c.recording_url,
+                }
+                for c in comments
+            ]
+        ),
+        "\n\n".join(c.body for c in comments),
+        "\n\n".join(transcripts),
+        [c.recording_url for c in comments if c.recording_url],
+        ticket.web_url,
+        ticket.updated_at,
+        ticket.solved_at,
+        now,
+    )
+
+
+def _save_tickets(
+    tickets: list[tuple[ImportedTicket, int]],
+    *,
+    connection: CrmConnection,
+    counts: _Counts,
+    now: datetime,
+    partitions: set[str],
+) -> None:
+    for ticket, _ in tickets:
+        dropped = len(ticket.comments) - len(rules.interactions_with_user(ticket.comments)[0])
+        counts.run.comments_skipped += dropped
+    if not tickets:
+        return
+    partitions_ensure(days={ticket.created_at.astimezone(UTC).date() for ticket, _ in tickets}, existing=partitions)
+    with db_connection.cursor() as cursor:
+        cursor.execute(_STAGE_DDL)
+        with cursor.cursor.copy(f"COPY ticketsearch_stage ({', '.join(TICKET_COLUMNS)}) FROM STDIN") as copy:
+            for ticket, agent_id in tickets:
+                copy.write_row(_ticket_row(ticket, agent_id, connection, now))
+        cursor.execute(_ALREADY_STORED)
+        (stored,) = cursor.fetchone()
+        cursor.execute(_UPSERT)
+        written = cursor.rowcount
+        # Dropped now, not only at commit: the caller's transaction may be an outer one's savepoint.
+        cursor.execute("DROP TABLE ticketsearch_stage")
+    new = len(tickets) - stored
+    counts.run.tickets_imported += new
+    counts.run.tickets_updated += written - new
+
+
+def _remove_reopened(tickets: list[ImportedTicket], *, connection: CrmConnection, counts: _Counts) -> None:
+    """A stored ticket the CRM reopened is no longer solved: it leaves the search until solved again."""
+    reopened = [ticket for ticket in tickets if not ticket.is_solved]
+    if not reopened:
+        return
+    with db_connection.cursor() as cursor:
+        # The creation times let the planner skip the partitions of days none of them was created on.
+        cursor.execute(
+            f"DELETE FROM {TABLE} WHERE connection_id = %s AND created_at = ANY(%s) AND crm_ticket_id = ANY(%s)",  # noqa: S608
+            [connection.pk, [t.created_at for t in reopened], [t.crm_id for t in reopened]],
+        )
+        counts.run.tickets_removed += cursor.rowcount
+
+
+def connections_to_import() -> list[int]:
+    """Connections the schedule imports: a CRM with an import, not switched off in its ImportState."""
+    kinds = [kind for kind, provider in PROVIDERS.items() if issubclass(provider, TicketImportSource)]
+    disabled = ImportState.objects.filter(enabled=False).values("connection_id")
+    return list(
+        CrmConnection.objects.filter(kind__in=kinds)
+        .exclude(pk__in=disabled)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+def skip_reasons() -> list[str]:
+    """Every skip reason, for the admin and the command's summary."""
+    return [reason.value for reason in Skip]
