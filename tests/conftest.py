@@ -61,6 +61,16 @@ def _block_internet() -> Iterator[None]:
 # -- Sandbox CRMs --------------------------------------------------------------------------------
 
 
+def _fresh(server: SandboxServer) -> SandboxServer:
+    """The sandbox back at its fixture, and no rate-limit window or 429 gate left from another test."""
+    server.reset()
+    client = redis.Redis.from_url(TEST_BROKER_URL)
+    for prefix in (KEY_PREFIX, WINDOW_KEY_PREFIX):
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+    return server
+
+
 @pytest.fixture(scope="session")
 def zendesk_sandbox_server() -> Iterator[SandboxServer]:
     server = start_sandbox("zendesk", fixture=ROOT / "integrations" / "sandbox" / "fixtures" / "zendesk_demo.json")
@@ -71,12 +81,7 @@ def zendesk_sandbox_server() -> Iterator[SandboxServer]:
 @pytest.fixture
 def zendesk_sandbox(zendesk_sandbox_server: SandboxServer) -> SandboxServer:
     """The sandbox Zendesk, reset to its demo fixture (agents ana, ben, carla) for each test."""
-    zendesk_sandbox_server.reset()
-    client = redis.Redis.from_url(TEST_BROKER_URL)
-    for prefix in (KEY_PREFIX, WINDOW_KEY_PREFIX):
-        for key in client.scan_iter(f"{prefix}*"):
-            client.delete(key)
-    return zendesk_sandbox_server
+    return _fresh(zendesk_sandbox_server)
 
 
 @pytest.fixture
@@ -109,12 +114,7 @@ def kustomer_sandbox_server() -> Iterator[SandboxServer]:
 @pytest.fixture
 def kustomer_sandbox(kustomer_sandbox_server: SandboxServer) -> SandboxServer:
     """The sandbox Kustomer, reset to its demo fixture (agents ana, ben, carla; routing statuses) for each test."""
-    kustomer_sandbox_server.reset()
-    client = redis.Redis.from_url(TEST_BROKER_URL)
-    for prefix in (KEY_PREFIX, WINDOW_KEY_PREFIX):
-        for key in client.scan_iter(f"{prefix}*"):
-            client.delete(key)
-    return kustomer_sandbox_server
+    return _fresh(kustomer_sandbox_server)
 
 
 @pytest.fixture

@@ -1,37 +1,23 @@
 """Adapter authentication: `Authorization: Agent-Token <key>`, one hashed token per agent."""
 
-from typing import Any, cast
+from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import authentication, exceptions, permissions
+from rest_framework import permissions
 from rest_framework.request import Request
 
 from agentstatus.models import AgentToken
+from records.api.auth import HashedKeyAuthentication
 
 KEYWORD = "Agent-Token"
 
 
-class AgentTokenAuthentication(authentication.BaseAuthentication):
-    """Authenticates the agent's adapter; `request.auth` is the AgentToken, its agent loaded."""
+class AgentTokenAuthentication(HashedKeyAuthentication):
+    """Authenticates the agent's adapter; `request.auth` is the AgentToken."""
 
-    def authenticate(self, request: Request) -> tuple[None, AgentToken] | None:
-        header = request.META.get("HTTP_AUTHORIZATION", "")
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != KEYWORD.lower():
-            return None
-        key = key.strip()
-        if not key:
-            raise exceptions.AuthenticationFailed("The Agent-Token header has no token.")
-        try:
-            token = cast(AgentToken, AgentToken.objects.get_from_key(key))
-        except AgentToken.DoesNotExist:
-            raise exceptions.AuthenticationFailed("Invalid or revoked agent token.") from None
-        if token.has_expired:
-            raise exceptions.AuthenticationFailed("This agent token has expired.")
-        return (None, token)
-
-    def authenticate_header(self, request: Request) -> str:
-        return KEYWORD
+    keyword = KEYWORD
+    model = AgentToken
+    label = "agent token"
 
 
 class HasAgentToken(permissions.BasePermission):

@@ -1,6 +1,6 @@
 """Platform authentication: `Authorization: Api-Key <key>`, keys stored hashed (djangorestframework-api-key)."""
 
-from typing import Any
+from typing import Any, ClassVar
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
@@ -10,27 +10,42 @@ from rest_framework_api_key.models import AbstractAPIKey, APIKey
 KEYWORD = "Api-Key"
 
 
-class PlatformApiKeyAuthentication(authentication.BaseAuthentication):
-    """Authenticates the contact-center platform; `request.auth` is its APIKey row."""
+class HashedKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: <keyword> <key>`, checked against a model of hashed keys; `request.auth` is its row.
+
+    Subclasses name the header keyword, the key model and what a key is called in error messages.
+    """
+
+    keyword: ClassVar[str]
+    model: ClassVar[type[AbstractAPIKey]]
+    label: ClassVar[str]
 
     def authenticate(self, request: Request) -> tuple[None, AbstractAPIKey] | None:
         header = request.META.get("HTTP_AUTHORIZATION", "")
         scheme, _, key = header.partition(" ")
-        if scheme.lower() != KEYWORD.lower():
+        if scheme.lower() != self.keyword.lower():
             return None
         key = key.strip()
         if not key:
-            raise exceptions.AuthenticationFailed("The Api-Key header has no key.")
+            raise exceptions.AuthenticationFailed(f"The {self.keyword} header has no {self.label}.")
         try:
-            api_key = APIKey.objects.get_from_key(key)
-        except APIKey.DoesNotExist:
-            raise exceptions.AuthenticationFailed("Invalid or revoked API key.") from None
-        if api_key.has_expired:
-            raise exceptions.AuthenticationFailed("This API key has expired.")
-        return (None, api_key)
+            found = self.model.objects.get_from_key(key)
+        except self.model.DoesNotExist:
+            raise exceptions.AuthenticationFailed(f"Invalid or revoked {self.label}.") from None
+        if found.has_expired:
+            raise exceptions.AuthenticationFailed(f"This {self.label} has expired.")
+        return (None, found)
 
     def authenticate_header(self, request: Request) -> str:
-        return KEYWORD
+        return self.keyword
+
+
+class PlatformApiKeyAuthentication(HashedKeyAuthentication):
+    """Authenticates the contact-center platform; `request.auth` is its APIKey row."""
+
+    keyword = KEYWORD
+    model = APIKey
+    label = "API key"
 
 
 class HasPlatformApiKey(permissions.BasePermission):

@@ -98,6 +98,23 @@ class CrmView(Protocol):
     def snapshot(self) -> list[dict[str, Any]]: ...
 
 
+def records_snapshot(view: CrmView) -> list[dict[str, Any]]:
+    """The CRM's records and their comments, without the ids and times that differ between runs."""
+    records = []
+    for record in sorted(view.records(), key=lambda item: item["external_id"] or ""):
+        records.append(
+            {
+                "subject": record["subject"],
+                "status": record["status"],
+                "tags": sorted(record["tags"]),
+                "external_id": record["external_id"],
+                "assigned": record["assignee_id"] is not None,
+                "comments": sorted(comment["body"] for comment in view.comments(record["id"])),
+            }
+        )
+    return records
+
+
 @dataclass
 class ZendeskView:
     """Zendesk as an integration engineer reads it, through the sandbox's Support API."""
@@ -176,19 +193,7 @@ class ZendeskView:
 
     def snapshot(self) -> list[dict[str, Any]]:
         """What a clean run leaves, without the ids and times that differ between runs."""
-        records = []
-        for record in sorted(self.records(), key=lambda item: item["external_id"] or ""):
-            comments = sorted(comment["body"] for comment in self.comments(record["id"]))
-            records.append(
-                {
-                    "subject": record["subject"],
-                    "status": record["status"],
-                    "tags": sorted(record["tags"]),
-                    "external_id": record["external_id"],
-                    "assigned": record["assignee_id"] is not None,
-                    "comments": comments,
-                }
-            )
+        records = records_snapshot(self)
         users = self.get("/api/v2/users.json", **{"page[size]": 100})["users"]
         contacts = sorted((user["name"], user.get("phone") or "") for user in users if user["role"] == "end-user")
         return [{"records": records, "contacts": contacts}]
@@ -291,17 +296,4 @@ class KustomerView:
         return next(user["id"] for user in users if user["attributes"].get("email") == email)
 
     def snapshot(self) -> list[dict[str, Any]]:
-        records = []
-        for record in sorted(self.records(), key=lambda item: item["external_id"] or ""):
-            comments = sorted(comment["body"] for comment in self.comments(record["id"]))
-            records.append(
-                {
-                    "subject": record["subject"],
-                    "status": record["status"],
-                    "tags": sorted(record["tags"]),
-                    "external_id": record["external_id"],
-                    "assigned": record["assignee_id"] is not None,
-                    "comments": comments,
-                }
-            )
-        return [{"records": records}]
+        return [{"records": records_snapshot(self)}]
