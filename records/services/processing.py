@@ -14,6 +14,9 @@ from records.vocabulary import ActionKind, EventType
 
 logger = logging.getLogger(__name__)
 
+# The events a contact lookup waiting among several matching contacts is waiting for (S5).
+CONTACT_LOOKUP_WAITS_FOR = frozenset({EventType.CONTACT_SELECTED, EventType.SESSION_ENDED, EventType.SESSION_ABANDONED})
+
 
 def current_ruleset(connection: CrmConnection | None = None) -> RuleSet:
     """The operation-management settings in force, with the connection's custom data mapping (S11)."""
@@ -114,8 +117,12 @@ def session_process(*, session_id: int) -> int:
     if any(isinstance(event.data.get("queue"), dict) for event in events):
         _remember_queue(state)
     # Also when nothing new was planned: an action may be waiting for this event (S5's contact pick).
-    # A contact pick or the end of the call is what a waiting contact lookup needs (S5): now.
-    session.actions.filter(status=CrmAction.Status.PENDING, kind=ActionKind.ENSURE_CONTACT).update(next_attempt_at=None)
-    if planned or session.actions.filter(status=CrmAction.Status.PENDING).exists():
+    wakes_contact_lookup = any(event.type in CONTACT_LOOKUP_WAITS_FOR for event in events)
+    if wakes_contact_lookup:
+        # A contact lookup waiting for the agent's pick or the end of the call (S5) runs now.
+        session.actions.filter(status=CrmAction.Status.PENDING, kind=ActionKind.ENSURE_CONTACT).update(
+            next_attempt_at=None
+        )
+    if planned or (wakes_contact_lookup and session.actions.filter(status=CrmAction.Status.PENDING).exists()):
         transaction.on_commit(lambda: run_session_actions_task.delay(session.pk), robust=True)
     return len(planned)
