@@ -526,6 +526,20 @@ def test_S16_new_app_user_and_unauthenticated_web_user_get_contacts(product: Pro
 
 SCENARIOS = {
     "append": lambda: [answered_call("c-1"), answered_call("c-2")],
+    "outbound_after_a_call": lambda: [answered_call("c-1"), outbound("out-1").ended()],
+    "transfer_smartaction_csat": lambda: [
+        Call("c-1")
+        .answered()
+        .add("session.transferred", to_agent={"email": "ben@example.com"})
+        .add("smartaction.completed", kind="verification", result="verified")
+        .ended()
+        .add("csat.submitted", rating=4, comment="fine")
+    ],
+    "voicemail_read_and_closed": lambda: [
+        voicemail("vm-1")
+        .add("voicemail.updated", action="read", agent={"email": "ben@example.com"})
+        .add("voicemail.updated", action="closed", agent={"email": "ben@example.com"})
+    ],
     "voicemail_then_call": lambda: [voicemail("vm-1"), answered_call("c-2", queue=("Sales",), menu_path="Sales")],
     "chat_transcript": lambda: [
         Call("chat-1", session_type="chat_inbound_app", phone="+14155550123")
