@@ -230,22 +230,17 @@ def _apply_event(
         event_id=event.event_id,
         work_session_id=event.session_id,
     )
-    if observation.transition is rules.InstanceTransition.STOPPED:
+    if observation.transition is not None:
+        stopped = observation.transition is rules.InstanceTransition.STOPPED
         status_change_record(
             agent=agent,
             source=Source.SYSTEM,
             applied=False,
-            reason=f"sync stopped: {rules.sync_stopped_reason(observation.sessions_after)}",
-            occurred_at=occurred_at,
-            event_id=event.event_id,
-            work_session_id=event.session_id,
-        )
-    elif observation.transition is rules.InstanceTransition.RESUMED:
-        status_change_record(
-            agent=agent,
-            source=Source.SYSTEM,
-            applied=False,
-            reason="sync resumed: one CRM instance remains (its next status change applies)",
+            reason=(
+                f"sync stopped: {rules.sync_stopped_reason(observation.sessions_after)}"
+                if stopped
+                else "sync resumed: one CRM instance remains (its next status change applies)"
+            ),
             occurred_at=occurred_at,
             event_id=event.event_id,
             work_session_id=event.session_id,
