@@ -47,6 +47,7 @@ format: install
 	$(VENV)/bin/ruff format .
 
 test: services lint
+	@$(PY) scripts/ensure_services.py --browser
 	$(PY) -m pytest
 
 bench: migrate

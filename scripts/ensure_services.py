@@ -1,4 +1,4 @@
-"""Make sure PostgreSQL and Redis answer, and that the product's database exists.
+"""Make sure PostgreSQL and Redis answer, and that the product's database exists (and, with --browser, Chromium).
 
 Uses the servers configured in the environment or .env (DATABASE_URL, REDIS_URL); when a local one
 on the standard port does not answer, starts it, installing it from Debian's packages first where
@@ -127,11 +127,28 @@ def ensure_redis(redis_url: str) -> None:
     say(f"Redis ready ({url.hostname}:{url.port or 6379})")
 
 
+# -- Chromium, for the browser tests --------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def ensure_chromium() -> None:
+    """Debian's chromium, which Playwright drives (never `playwright install`: no browser download here)."""
+    if not os.path.exists(CHROMIUM) and not apt_install("chromium"):
+        sys.exit(
+            f"[services] {CHROMIUM} is missing and could not be installed here. "
+            "Install Debian's chromium (apt-get install chromium); the browser tests drive it."
+        )
+    say(f"Chromium ready ({CHROMIUM})")
+
+
 def main() -> None:
     env = environ.Env()
     environ.Env.read_env(ROOT / ".env", overwrite=False)
     ensure_postgres(env("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/crmbridge"))
     ensure_redis(env("REDIS_URL", default="redis://127.0.0.1:6379/0"))
+    if "--browser" in sys.argv[1:]:
+        ensure_chromium()
 
 
 if __name__ == "__main__":
