@@ -180,11 +180,9 @@ def envelope(event_id: str, name: str, session_id: str, user_id: str, status_id:
 def signed_post(session: requests.Session, url: str, body: bytes) -> requests.Response:
     from integrations.webhooks import kustomer_signature
 
-    stamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
-        "X-Kustomer-Webhook-Timestamp": stamp,
-        "X-Kustomer-Webhook-Signature": kustomer_signature(WEBHOOK_SECRET, stamp, body),
+        "X-Kustomer-Webhook-Signature": kustomer_signature(WEBHOOK_SECRET, body),
     }
     return session.post(url, data=body, headers=headers, timeout=REQUEST_TIMEOUT_S)
 

@@ -100,8 +100,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 def verify(token: str, headers: dict[str, str], body: bytes) -> bool:
-    timestamp = headers["x-kustomer-webhook-timestamp"]
-    expected = hmac.new(token.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    """As Kustomer documents it: lowercase hex HMAC-SHA256 of the raw body, keyed with the token; no timestamp."""
+    assert "x-kustomer-webhook-timestamp" not in headers
+    expected = hmac.new(token.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, headers["x-kustomer-webhook-signature"])
 
 
