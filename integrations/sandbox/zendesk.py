@@ -1099,6 +1099,10 @@ SEED_WORDS = (
     "contract",
     "renewal",
 )
+# Voice comments (Talk's VoiceComment, Talk Partner Edition's TpeVoiceComment) carry these beside
+# `data`, as the recorded answers show; the sandbox does not format phone numbers.
+VOICE_COMMENT_TYPES = ("VoiceComment", "TpeVoiceComment")
+VOICE_COMMENT_EXTRAS: Json = {"formatted_from": "Unknown", "formatted_to": "Unknown", "transcription_visible": False}
 SEED_CHANNELS = ("email", "chat", "voice", "native_messaging", "facebook", "sms", "whatsapp", "web", "api")
 SEED_TAGS = ("vip", "billing", "technical", "complaint", "follow_up", "escalated", "callback")
 
@@ -1306,6 +1310,7 @@ class ZendeskImportSandbox(ZendeskSandbox):
                     "via": ticket["via"],
                     "created_at": comment.get("created_at") or ticket["created_at"],
                     **({"data": comment["data"]} if "data" in comment else {}),
+                    **(VOICE_COMMENT_EXTRAS if comment.get("type") in VOICE_COMMENT_TYPES else {}),
                 }
             )
         self.tickets[ticket_id] = ticket
@@ -1348,17 +1353,40 @@ class ZendeskImportSandbox(ZendeskSandbox):
             if rng.random() < 0.05:
                 comments.append({"body": "Ticket merged by a trigger", "author_id": -1, "public": False})
             if channel == "voice":
-                comments.append(
-                    {
-                        "type": "VoiceComment",
-                        "body": "Inbound call",
-                        "author_id": author,
-                        "data": {
-                            "recording_url": f"{self.base_url}/recordings/{rng.randrange(10**9)}.mp3",
-                            "transcription_text": f"Caller: my {words}. Agent: let me check that for you.",
-                        },
-                    }
-                )
+                recording = f"{self.base_url}/recordings/{rng.randrange(10**9)}.mp3"
+                transcript = f"Caller: my {words}. Agent: let me check that for you."
+                if rng.random() < 0.3:
+                    # A call logged by a partner telephony app (Talk Partner Edition): the comment's
+                    # data holds the call record's fields, as zenpy's recorded TestCallPE answers show.
+                    comments.append(
+                        {
+                            "type": "TpeVoiceComment",
+                            "body": f"Inbound call\n\nSummary\nDirection: inbound\nTranscript: {transcript}",
+                            "author_id": author,
+                            "public": False,
+                            "data": {
+                                "app_id": 1003048,
+                                "app_name": "Partner telephony",
+                                "author_id": None,
+                                "call_id": rng.randrange(10**13, 10**14),
+                                "direction": "inbound",
+                                "external_id": None,
+                                "title": "Inbound call",
+                                "via_id": 45,
+                                "recording_url": recording,
+                                "transcript": transcript,
+                            },
+                        }
+                    )
+                else:
+                    comments.append(
+                        {
+                            "type": "VoiceComment",
+                            "body": "Inbound call",
+                            "author_id": author,
+                            "data": {"recording_url": recording, "transcription_text": transcript},
+                        }
+                    )
             tickets.append(
                 {
                     "subject": f"{rng.choice(SEED_WORDS).capitalize()} {rng.choice(SEED_WORDS)} issue",
