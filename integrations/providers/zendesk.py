@@ -414,7 +414,8 @@ VOICE_TRANSCRIPT_KEYS = {
 
 def _imported_comment(comment: dict[str, Any]) -> ImportedComment:
     author = comment.get("author_id")
-    data = comment.get("data") if isinstance(comment.get("data"), dict) else {}
+    raw_data = comment.get("data")
+    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
     transcript_keys = VOICE_TRANSCRIPT_KEYS.get(str(comment.get("type")))
     voice = transcript_keys is not None
     transcript = next((str(data[key]) for key in transcript_keys or () if data.get(key)), None)
