@@ -402,10 +402,23 @@ def _imported_user(user: dict[str, Any]) -> ImportedUser:
     )
 
 
+# Voice comments and where their `data` keeps the recording and the transcript. A Talk (or Tickets
+# API) call is a VoiceComment with `transcription_text`; a call logged by a partner integration
+# through Talk Partner Edition is a TpeVoiceComment whose `data` holds the call record's fields
+# (`recording_url`, `transcript`), with "" for a recording the call has not got.
+VOICE_TRANSCRIPT_KEYS = {
+    "VoiceComment": ("transcription_text",),
+    "TpeVoiceComment": ("transcript", "transcription_text"),
+}
+
+
 def _imported_comment(comment: dict[str, Any]) -> ImportedComment:
     author = comment.get("author_id")
-    data = comment.get("data") or {}
-    voice = comment.get("type") == "VoiceComment"
+    raw_data = comment.get("data")
+    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
+    transcript_keys = VOICE_TRANSCRIPT_KEYS.get(str(comment.get("type")))
+    voice = transcript_keys is not None
+    transcript = next((str(data[key]) for key in transcript_keys or () if data.get(key)), None)
     return ImportedComment(
         crm_id=str(comment.get("id")),
         # Zendesk writes -1 (or nothing) as the author of system-made entries: no user behind them.
@@ -413,6 +426,6 @@ def _imported_comment(comment: dict[str, Any]) -> ImportedComment:
         body=comment.get("plain_body") or comment.get("body") or "",
         public=bool(comment.get("public")),
         created_at=_time(comment.get("created_at")),
-        recording_url=(data.get("recording_url") or None) if voice else None,
-        transcript=(data.get("transcription_text") or None) if voice else None,
+        recording_url=(str(data.get("recording_url") or "") or None) if voice else None,
+        transcript=transcript,
     )

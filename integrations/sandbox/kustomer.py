@@ -1175,16 +1175,14 @@ class KustomerSandbox(Sandbox):
 
     def _deliver(self, webhook: Json, raw: bytes, envelope: Json) -> None:
         """POST one event, signed; a failure is recorded and not retried."""
-        timestamp = str(int(time.time()))
-        # Kustomer signs the raw body; the product's receiver also refuses replays, so the sandbox
-        # signs `{timestamp}.{body}` and sends the timestamp alongside.
-        signature = hmac.new(webhook["token"].encode(), f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
+        # As Kustomer documents (events/delivery-and-retries): lowercase hex HMAC-SHA256 of the raw
+        # body keyed with the webhook's token, and no timestamp header.
+        signature = hmac.new(webhook["token"].encode(), raw, hashlib.sha256).hexdigest()
         headers = {item["name"]: item["value"] for item in webhook["headers"]}
         headers.update(
             {
                 "Content-Type": "application/json",
                 "X-Kustomer-Webhook-Event": envelope["name"],
-                "X-Kustomer-Webhook-Timestamp": timestamp,
                 "X-Kustomer-Webhook-Signature": signature,
             }
         )

@@ -15,7 +15,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
@@ -429,31 +429,34 @@ class ZendeskSandbox(Sandbox):
         users = [user for user in self.users.values() if not roles or user["role"] in roles]
         if not any(key.startswith("page[") for key in request.query):
             return Response(200, self._offset_page(request, "users", [self._user_json(user) for user in users]))
+        return Response(200, self._cursor_page(request, "users", users, self._user_json))
+
+    def _cursor_page(self, request: Request, root: str, items: list[Json], render: Callable[[Json], Json]) -> Json:
+        """Zendesk's cursor pagination (`page[size]`, `page[after]`, `page[before]`) over id-ordered items."""
         size_text = request.param("page[size]")
         size = MAX_PAGE_SIZE if size_text is None else _int_or(size_text, 0)
         if not 1 <= size <= MAX_PAGE_SIZE:
             raise _bad_pagination(f"page[size] must be a number from 1 to {MAX_PAGE_SIZE}")
         after, before = request.param("page[after]"), request.param("page[before]")
         if after:
-            users = [user for user in users if user["id"] > _cursor_id(after, "page[after]")]
-            page = users[:size]
+            items = [item for item in items if item["id"] > _cursor_id(after, "page[after]")]
+            page = items[:size]
         elif before:
-            users = [user for user in users if user["id"] < _cursor_id(before, "page[before]")]
-            page = users[-size:]
+            items = [item for item in items if item["id"] < _cursor_id(before, "page[before]")]
+            page = items[-size:]
         else:
-            page = users[:size]
+            page = items[:size]
         after_cursor = _cursor(page[-1]["id"]) if page else None
         before_cursor = _cursor(page[0]["id"]) if page else None
         cursors = ("page[after]", "page[before]")
-        body = {
-            "users": [self._user_json(user) for user in page],
-            "meta": {"has_more": len(users) > len(page), "after_cursor": after_cursor, "before_cursor": before_cursor},
+        return {
+            root: [render(item) for item in page],
+            "meta": {"has_more": len(items) > len(page), "after_cursor": after_cursor, "before_cursor": before_cursor},
             "links": {
                 "prev": before_cursor and self._page_url(request, {"page[before]": before_cursor}, cursors),
                 "next": after_cursor and self._page_url(request, {"page[after]": after_cursor}, cursors),
             },
         }
-        return Response(200, body)
 
     # -- Tickets ---------------------------------------------------------------------------------
 
@@ -740,7 +743,11 @@ class ZendeskSandbox(Sandbox):
 
     def list_comments(self, request: Request) -> Response:
         ticket = self._ticket(request.args["id"])
-        return Response(200, self._offset_page(request, "comments", self.comments[ticket["id"]]))
+        comments = self.comments[ticket["id"]]
+        # As in Zendesk: cursor pagination when asked for with page[size], offset pagination otherwise.
+        if any(key.startswith("page[") for key in request.query):
+            return Response(200, self._cursor_page(request, "comments", comments, dict))
+        return Response(200, self._offset_page(request, "comments", comments))
 
     def list_requested_tickets(self, request: Request) -> Response:
         user = self._user(request.args["id"])
@@ -1099,6 +1106,10 @@ SEED_WORDS = (
     "contract",
     "renewal",
 )
+# Voice comments (Talk's VoiceComment, Talk Partner Edition's TpeVoiceComment) carry these beside
+# `data`, as the recorded answers show; the sandbox does not format phone numbers.
+VOICE_COMMENT_TYPES = ("VoiceComment", "TpeVoiceComment")
+VOICE_COMMENT_EXTRAS: Json = {"formatted_from": "Unknown", "formatted_to": "Unknown", "transcription_visible": False}
 SEED_CHANNELS = ("email", "chat", "voice", "native_messaging", "facebook", "sms", "whatsapp", "web", "api")
 SEED_TAGS = ("vip", "billing", "technical", "complaint", "follow_up", "escalated", "callback")
 
@@ -1284,9 +1295,29 @@ class ZendeskImportSandbox(ZendeskSandbox):
             "custom_fields": [],
             "satisfaction_rating": None,
             "is_public": True,
+            # The rest of the keys Zendesk sends on every ticket (zenpy's recorded export has them all).
+            "raw_subject": "",
+            "recipient": None,
+            "collaborator_ids": [],
+            "follower_ids": [],
+            "email_cc_ids": [],
+            "forum_topic_id": None,
+            "problem_id": None,
+            "has_incidents": False,
+            "due_at": None,
+            "sharing_agreement_ids": [],
+            "custom_status_id": None,
+            "fields": None,
+            "followup_ids": [],
+            "ticket_form_id": None,
+            "brand_id": None,
+            "allow_channelback": False,
+            "allow_attachments": True,
+            "from_messaging_channel": False,
         }
         comments = fields.get("comments", [])
         ticket.update({key: value for key, value in fields.items() if key != "comments"})
+        ticket["raw_subject"] = fields.get("raw_subject", ticket["subject"])
         if isinstance(ticket["via"], str):
             ticket["via"] = {"channel": ticket["via"], "source": {"from": {}, "to": {}, "rel": None}}
         stored = []
@@ -1305,7 +1336,14 @@ class ZendeskImportSandbox(ZendeskSandbox):
                     "audit_id": None,
                     "via": ticket["via"],
                     "created_at": comment.get("created_at") or ticket["created_at"],
+                    "metadata": comment.get("metadata") or {"system": {}, "custom": {}},
                     **({"data": comment["data"]} if "data" in comment else {}),
+                    **(VOICE_COMMENT_EXTRAS if comment.get("type") in VOICE_COMMENT_TYPES else {}),
+                    **(
+                        {"title": (comment.get("data") or {}).get("title") or body.split("\n")[0], "trusted": True}
+                        if comment.get("type") == "TpeVoiceComment"
+                        else {}
+                    ),
                 }
             )
         self.tickets[ticket_id] = ticket
@@ -1348,17 +1386,40 @@ class ZendeskImportSandbox(ZendeskSandbox):
             if rng.random() < 0.05:
                 comments.append({"body": "Ticket merged by a trigger", "author_id": -1, "public": False})
             if channel == "voice":
-                comments.append(
-                    {
-                        "type": "VoiceComment",
-                        "body": "Inbound call",
-                        "author_id": author,
-                        "data": {
-                            "recording_url": f"{self.base_url}/recordings/{rng.randrange(10**9)}.mp3",
-                            "transcription_text": f"Caller: my {words}. Agent: let me check that for you.",
-                        },
-                    }
-                )
+                recording = f"{self.base_url}/recordings/{rng.randrange(10**9)}.mp3"
+                transcript = f"Caller: my {words}. Agent: let me check that for you."
+                if rng.random() < 0.3:
+                    # A call logged by a partner telephony app (Talk Partner Edition): the comment's
+                    # data holds the call record's fields, as zenpy's recorded TestCallPE answers show.
+                    comments.append(
+                        {
+                            "type": "TpeVoiceComment",
+                            "body": f"Inbound call\n\nSummary\nDirection: inbound\nTranscript: {transcript}",
+                            "author_id": author,
+                            "public": False,
+                            "data": {
+                                "app_id": 1003048,
+                                "app_name": "Partner telephony",
+                                "author_id": None,
+                                "call_id": rng.randrange(10**13, 10**14),
+                                "direction": "inbound",
+                                "external_id": None,
+                                "title": "Inbound call",
+                                "via_id": 45,
+                                "recording_url": recording,
+                                "transcript": transcript,
+                            },
+                        }
+                    )
+                else:
+                    comments.append(
+                        {
+                            "type": "VoiceComment",
+                            "body": "Inbound call",
+                            "author_id": author,
+                            "data": {"recording_url": recording, "transcription_text": transcript},
+                        }
+                    )
             tickets.append(
                 {
                     "subject": f"{rng.choice(SEED_WORDS).capitalize()} {rng.choice(SEED_WORDS)} issue",
