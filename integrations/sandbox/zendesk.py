@@ -1244,6 +1244,8 @@ class ZendeskImportSandbox(ZendeskSandbox):
             "name": "",
             "email": None,
             "phone": None,
+            # Every key a user made through the API has, so the API's checks can read any of them.
+            "shared_phone_number": None,
             "role": "end-user",
             "active": True,
             "suspended": False,
@@ -1254,6 +1256,8 @@ class ZendeskImportSandbox(ZendeskSandbox):
             "user_fields": {},
         }
         user.update(fields)
+        if user["phone"] is not None and user["shared_phone_number"] is None:
+            user["shared_phone_number"] = False
         user["url"] = None
         self.users[user_id] = user
         return user_id
