@@ -954,5 +954,6 @@ def test_creating_users_after_a_seed_works_like_before_it(zendesk: Zendesk, sand
     taken = zendesk.post("/api/v2/users.json", {"user": {"name": "Twin", "phone": "+1 415 555 0177"}})
 
     assert caller["shared_phone_number"] is False
-    assert taken.status_code == 422 and ALREADY_USED in taken.text
+    assert taken.status_code == 422
+    assert ALREADY_USED in taken.text
     assert sandbox.stats()["unexpected_errors"] == 0
