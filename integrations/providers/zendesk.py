@@ -31,6 +31,7 @@ from integrations.providers.importing import (
     ImportPage,
     TicketImportSource,
 )
+from integrations.providers.phones import national_number, phone_match
 
 # Zendesk's field type for each of the product's custom field types (ticket_fields `type`).
 FIELD_TYPES = {
@@ -67,10 +68,6 @@ class ZendeskClient(CrmHttpClient):
 
     def authorize(self, request: requests.PreparedRequest) -> None:
         request.headers["Authorization"] = self._authorization
-
-
-def _digits(phone: str) -> str:
-    return re.sub(r"\D", "", phone)
 
 
 def _user_to_contact(user: dict[str, Any]) -> Contact:
@@ -143,15 +140,31 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
             users = self.client.get(ZendeskClient.USERS_SEARCH, params={"external_id": external_id})["users"]
             return [_user_to_contact(user) for user in users]
         if phone:
-            # `*` makes Zendesk match the digits whatever formatting the number was stored with.
-            query = f"role:end-user phone:*{_digits(phone)}"
-        elif email:
+            return self._find_by_phone(phone)
+        if email:
             query = f"role:end-user email:{email}"
         else:
             return []
         users = self.client.get(ZendeskClient.USERS_SEARCH, params={"query": query})["users"]
         contacts = [_user_to_contact(user) for user in users]
         return sorted(contacts, key=lambda contact: contact.created_at or "", reverse=True)
+
+    def _find_by_phone(self, phone: str) -> list[Contact]:
+        """End users whose stored phone is the caller's number in any format, exact ones first.
+
+        Zendesk's search compares digits and `*` matches any leading ones (developer.zendesk.com,
+        "Retrieving the Zendesk user id of a caller"): searching the national number finds
+        `(415) 555-0100` and `4155550100`, which the full E.164 digits would miss. The candidates
+        are then parsed, so another country's number with the same last digits is not taken.
+        """
+        query = f"role:end-user phone:*{national_number(phone)}"
+        users = self.client.get(ZendeskClient.USERS_SEARCH, params={"query": query})["users"]
+        ranked = [(phone_match(user.get("phone"), phone), _user_to_contact(user)) for user in users]
+        matches = [(match, contact) for match, contact in ranked if match]
+        # Newest first within each rank (sorts are stable).
+        matches.sort(key=lambda item: item[1].created_at or "", reverse=True)
+        matches.sort(key=lambda item: item[0], reverse=True)
+        return [contact for _, contact in matches]
 
     def create_contact(
         self, *, name: str, phone: str | None = None, email: str | None = None, external_id: str | None = None

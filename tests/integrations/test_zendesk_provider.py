@@ -348,3 +348,29 @@ def test_own_rate_limit_is_shared_and_stops_calls_before_the_crm_sees_them(zende
 )
 def test_session_type_tag_in_zendesk_style(zendesk: ZendeskProvider, name: str, tag: str) -> None:
     assert zendesk.session_type_tag(name) == tag
+
+
+@pytest.mark.parametrize("stored", ["(415) 555-0100", "415-555-0100", "+1 415 555 0100", "4155550100"])
+def test_find_contacts_matches_a_phone_stored_in_any_format(zendesk: ZendeskProvider, stored: str) -> None:
+    created = zendesk.create_contact(name="Typed by an agent", phone=stored)
+
+    assert [contact.id for contact in zendesk.find_contacts(phone="+14155550100")] == [created.id]
+
+
+def test_find_contacts_by_phone_ranks_the_exact_phone_first_and_drops_near_misses(
+    zendesk_sandbox: SandboxServer, zendesk: ZendeskProvider
+) -> None:
+    exact = zendesk.create_contact(name="Exact", phone="+14155550100")
+    users = f"{zendesk_sandbox.base_url}/api/v2/users.json"
+    auth = ("admin@example.com/token", "sandbox-token")
+    ids = []
+    for name, phone in (("Typed later", "(415) 555-0100"), ("Abroad", "+44 4155 550100")):
+        body = {"user": {"name": name, "phone": phone, "shared_phone_number": True}}
+        response = requests.post(users, json=body, auth=auth, timeout=5)
+        assert response.status_code == 201, response.text
+        ids.append(str(response.json()["user"]["id"]))
+
+    found = zendesk.find_contacts(phone="+14155550100")
+
+    # The typed one is newer, yet the exact one comes first; the +44 number is not the caller.
+    assert [contact.id for contact in found] == [exact.id, ids[0]]

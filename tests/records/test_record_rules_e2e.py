@@ -14,7 +14,7 @@ from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
 from records.models import CrmAction, CustomDataMapping, CustomField, Event, OperationSettings, Session
 from tests.records.scenario import Call, CrmView, KustomerView, ZendeskView
-from tests.support import sandbox_config, wait_until
+from tests.support import sandbox_config, sandbox_stats, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
@@ -509,6 +509,22 @@ def test_S16_new_phone_number_creates_the_contact_once(product: Product) -> None
 
 
 @pytest.mark.parametrize("product", ["zendesk"], indirect=True)
+@pytest.mark.parametrize("stored", ["(415) 555-0100", "415-555-0100", "+1 415 555 0100", "4155550100"])
+def test_S16_a_contact_whose_phone_is_stored_in_another_format_is_found_not_duplicated(
+    product: Product, stored: str
+) -> None:
+    contact_id = product.crm.create_contact("Typed by an agent", stored)
+    creates = {"zendesk": "POST /api/v2/users.json", "kustomer": "POST /v1/customers"}[product.crm.kind]
+    before = sandbox_stats(product.sandbox)["requests"].get(creates, 0)
+
+    product.post(answered_call("c-1"))
+
+    assert product.crm.record_for("c-1")["requester_id"] == contact_id
+    assert Session.objects.get(external_id="c-1").crm_contact_id == contact_id
+    assert "found 1 contact(s)" in product.reason("c-1", "ensure_contact")
+    assert sandbox_stats(product.sandbox)["requests"].get(creates, 0) == before
+
+
 def test_S16_new_app_user_and_unauthenticated_web_user_get_contacts(product: Product) -> None:
     app = Call("a-1", session_type="voice_inbound_app", phone="").created(
         customer={"app_user_id": "u-77", "name": "Ann"}
