@@ -742,6 +742,9 @@ class Candidate:
     is_open: bool
     can_reopen: bool
     updated_at: datetime | None
+    # When the CRM solved or closed it (Zendesk's solved_at metric, Kustomer's last done); R2
+    # counts from this, never from the last update (an automation's tag or survey moves that).
+    closed_at: datetime | None = None
     # From the latest of our sessions linked to the record; empty when no session of ours made it.
     queue_id: str = ""
     leaf_queue: str = ""
@@ -837,15 +840,29 @@ def choose_record(request: RecordRequest, candidates: Sequence[Candidate], now: 
         for candidate in newest_first:
             if candidate.voicemail and candidate.is_open:
                 return RecordChoice(candidate.record_id, False, f"appended to voicemail {_describe(candidate)} (S4)")
+    r2 = ""
     if request.append_to_recently_closed:
         since = now - timedelta(days=request.closed_within_days)
-        for candidate in same:
-            if candidate.can_reopen and candidate.updated_at is not None and candidate.updated_at >= since:
-                within = f"closed within {request.closed_within_days} days"
-                reason = f"appended to {_describe(candidate)}, {within}, and reopened: {match} (R2)"
+        within = f"closed within {request.closed_within_days} days"
+        # Most recently closed first: that is the one the customer is calling back about.
+        closed = sorted(
+            ((c.closed_at, c) for c in same if not c.is_open and c.closed_at is not None),
+            key=lambda pair: pair[0],
+            reverse=True,
+        )
+        for closed_at, candidate in closed:
+            if candidate.can_reopen and closed_at >= since:
+                closed_on = closed_at.strftime("%Y-%m-%d %H:%M UTC")
+                reason = (
+                    f"appended to {_describe(candidate)}, {within} (closed {closed_on}), and reopened: {match} (R2)"
+                )
                 return RecordChoice(candidate.record_id, True, reason)
+        if closed:
+            closed_at, latest = closed[0]
+            when = closed_at.strftime("%Y-%m-%d")
+            r2 = f"; no record {within} can be reopened (R2): the latest, record {latest.record_id}, was closed {when}"
     others = ", ".join(_describe(candidate) for candidate in newest_first[:5]) or "none"
-    return RecordChoice(None, False, f"new record: no open record with {match} (contact's records: {others})")
+    return RecordChoice(None, False, f"new record: no open record with {match} (contact's records: {others}){r2}")
 
 
 def _choose_outbound(

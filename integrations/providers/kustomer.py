@@ -198,6 +198,8 @@ class KustomerProvider(CrmProvider):
             url=self.client.build_url(self_link) if self_link else None,
             created_at=attributes.get("createdAt"),
             updated_at=attributes.get("updatedAt"),
+            # The last time an agent or rule set it done (`lastDone`), else when it ended.
+            closed_at=(attributes.get("lastDone") or {}).get("createdAt") or attributes.get("endedAt"),
             custom_fields=dict(attributes.get("custom") or {}),
         )
 

@@ -638,6 +638,10 @@ class KustomerSandbox(Sandbox):
             "assignedTeams": assigned_teams,
             "custom": custom,
             "ended": status == "done",
+            "endedAt": now if status == "done" else None,
+            # Kustomer's record of the conversation's last close (the done time analytics use).
+            "lastDone": {"createdAt": now, "createdBy": user_id} if status == "done" else None,
+            "doneCount": 1 if status == "done" else 0,
             "rev": 1,
         }
         self.conversations[conversation["id"]] = conversation
@@ -706,9 +710,17 @@ class KustomerSandbox(Sandbox):
         if not changed:
             return
         conversation.update(changed)
-        if "status" in changed:
-            conversation["ended"] = changed["status"] == "done"
         now = self._now()
+        if "status" in changed:
+            done = changed["status"] == "done"
+            conversation["ended"] = done
+            if done:
+                # Reopening keeps lastDone and endedAt: they say when it was last done.
+                conversation.update(
+                    endedAt=now,
+                    lastDone={"createdAt": now, "createdBy": self._api_user(request)},
+                    doneCount=conversation["doneCount"] + 1,
+                )
         conversation.update(updatedAt=now, modifiedAt=now, modifiedBy=self._api_user(request))
         conversation["rev"] += 1
 
@@ -1096,6 +1108,31 @@ class KustomerSandbox(Sandbox):
             if response is not None:
                 return response.encoded()
         return super().handle(method, target, headers, body, client_ip)
+
+    def control(self, method: str, action: str, data: Any) -> Response | None:
+        """`POST /__sandbox/backdate` `{"conversation": id, "lastDoneAt"?, "updatedAt"?}`: move its times.
+
+        Stands in for the days that pass in a real org: a conversation done 9 days ago and touched
+        by a rule 3 days ago, without waiting for either.
+        """
+        if (method, action) != ("POST", "backdate"):
+            return None
+        if not isinstance(data, dict) or data.get("conversation") not in self.conversations:
+            raise ValueError("conversation: must be the id of a conversation")
+        conversation = self.conversations[data["conversation"]]
+        for key in ("lastDoneAt", "updatedAt"):
+            value = data.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise ValueError(f"{key}: must be an ISO 8601 time")
+            datetime.fromisoformat(value)
+            if key == "lastDoneAt":
+                conversation["lastDone"] = {**(conversation["lastDone"] or {}), "createdAt": value}
+                conversation["endedAt"] = value
+            else:
+                conversation["updatedAt"] = value
+        return Response(200, {"data": self._conversation_json(conversation)})
 
     def _sandbox_control(self, method: str, action: str, headers: Mapping[str, str], body: bytes) -> Response | None:
         parts = action.split("/")

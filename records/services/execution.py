@@ -317,6 +317,7 @@ def _candidates(provider: CrmProvider, session: Session) -> list[Candidate]:
                 is_open=provider.is_open(record),
                 can_reopen=provider.can_reopen(record),
                 updated_at=_parse_time(record.updated_at),
+                closed_at=_parse_time(record.closed_at),
                 queue_id=other.queue_id if other else "",
                 leaf_queue=" > ".join(other.state.get("queue_path") or ()) if other else "",
                 menu_path=other.menu_path if other else "",

@@ -460,3 +460,20 @@ def test_find_contacts_by_phone_exact_first_shared_phones_too_and_no_near_misses
     # Stored exactly as the caller's E.164: one identifier lookup, no search.
     assert kustomer.find_contacts(phone="+14155550199") == [exact]
     assert sandbox_stats(kustomer_sandbox)["requests"]["POST /v1/customers/search"] == searches
+
+
+def test_a_done_conversation_carries_when_it_was_last_done_also_after_a_later_update(
+    kustomer_sandbox: SandboxServer, kustomer: KustomerProvider, contact_id: str
+) -> None:
+    record = kustomer.create_record(new_conversation(contact_id, "c-1"))
+    done = kustomer.update_record(record.id, RecordChanges(status="done"))
+    assert done.closed_at is not None
+    backdate = {"conversation": record.id, "lastDoneAt": "2026-11-11T09:00:00.000Z"}
+    requests.post(f"{kustomer_sandbox.base_url}/__sandbox/backdate", json=backdate, timeout=5).raise_for_status()
+    kustomer.update_record(record.id, RecordChanges(add_tags=("survey-sent",)))
+
+    [listed] = kustomer.list_contact_records(contact_id)
+
+    assert listed.closed_at == "2026-11-11T09:00:00.000Z"
+    assert listed.updated_at is not None
+    assert listed.updated_at > listed.closed_at

@@ -374,3 +374,22 @@ def test_find_contacts_by_phone_ranks_the_exact_phone_first_and_drops_near_misse
 
     # The typed one is newer, yet the exact one comes first; the +44 number is not the caller.
     assert [contact.id for contact in found] == [exact.id, ids[0]]
+
+
+def test_list_contact_records_carries_the_solve_time_from_sideloaded_metric_sets_in_one_request(
+    zendesk_sandbox: SandboxServer, zendesk: ZendeskProvider, contact_id: str
+) -> None:
+    solved = zendesk.create_record(new_ticket(contact_id, "c-1"))
+    still_open = zendesk.create_record(new_ticket(contact_id, "c-2"))
+    zendesk.update_record(solved.id, RecordChanges(status="solved"))
+    # An automation tags the ticket later: its update time moves, its solve time does not.
+    backdate = {"ticket": int(solved.id), "solved_at": "2026-11-11T09:00:00Z", "updated_at": "2026-11-17T09:00:00Z"}
+    requests.post(f"{zendesk_sandbox.base_url}/__sandbox/backdate", json=backdate, timeout=5).raise_for_status()
+    before = sandbox_stats(zendesk_sandbox)["total"]
+
+    records = {record.id: record for record in zendesk.list_contact_records(contact_id)}
+
+    assert records[solved.id].closed_at == "2026-11-11T09:00:00Z"
+    assert records[solved.id].updated_at == "2026-11-17T09:00:00Z"
+    assert records[still_open.id].closed_at is None
+    assert sandbox_stats(zendesk_sandbox)["total"] - before == 1

@@ -118,7 +118,40 @@ def test_R2_record_closed_within_n_days_is_appended_to_and_reopened(product: Pro
 
     [record] = product.crm.records()
     assert record["status"] == "open"
-    assert "closed within 3 days, and reopened" in product.reason("c-2")
+    assert "closed within 3 days (closed " in product.reason("c-2")
+    assert "and reopened" in product.reason("c-2")
+
+
+def test_R2_counts_from_when_the_record_was_closed_not_from_its_last_update(product: Product) -> None:
+    # Solved 9 days ago, touched by an automation (a tag, a survey) 3 days ago; N = 5.
+    product.configure(append_to_recently_closed=True, closed_within_days=5)
+    product.post(answered_call("c-1"))
+    first = product.crm.record_for("c-1")
+    product.crm.set_status(first["id"], product.crm.solved)
+    product.crm.backdate(first["id"], closed_days_ago=9, updated_days_ago=3)
+
+    product.post(answered_call("c-2"))
+
+    assert len(product.crm.records()) == 2
+    assert product.crm.record_for("c-1")["status"] == product.crm.solved
+    assert product.crm.record_for("c-2")["status"] == product.crm.open
+    assert f"no record closed within 5 days can be reopened (R2): the latest, record {first['id']}" in product.reason(
+        "c-2"
+    )
+
+
+def test_R2_a_record_closed_within_n_days_and_touched_since_is_reopened(product: Product) -> None:
+    product.configure(append_to_recently_closed=True, closed_within_days=3)
+    product.post(answered_call("c-1"))
+    first = product.crm.record_for("c-1")
+    product.crm.set_status(first["id"], product.crm.solved)
+    product.crm.backdate(first["id"], closed_days_ago=2, updated_days_ago=0.01)
+
+    product.post(answered_call("c-2"))
+
+    [record] = product.crm.records()
+    assert record["status"] == product.crm.open
+    assert "closed within 3 days (closed " in product.reason("c-2")
 
 
 def test_R2_off_a_closed_record_is_not_appended_to(product: Product) -> None:
