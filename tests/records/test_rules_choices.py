@@ -98,7 +98,7 @@ def inbound(**kwargs: object) -> RecordRequest:
         # A record the CRM gives no close time for (Kustomer's snoozed) is not "closed within N days".
         (
             inbound(append_to_recently_closed=True),
-            [Candidate("1", "snoozed", False, True, NOW, None, **SAME)],
+            [candidate("1", "snoozed", is_open=False, closed_at=None)],
             None,
             False,
             "new record: no open record",
