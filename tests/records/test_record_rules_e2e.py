@@ -465,6 +465,30 @@ def test_S9_transfer_reassigns_the_record(product: Product) -> None:
     assert product.crm.record_for("c-1")["assignee_id"] == product.crm.agent_id("ben@example.com")
 
 
+def test_S2_the_record_goes_to_the_agent_who_answers_not_the_one_first_assigned(product: Product) -> None:
+    # Assigned to ana, who does not answer; then assigned to and connected with ben.
+    call = Call("c-1").created().assigned("ana@example.com").assigned("ben@example.com")
+    product.post(call.connected("ben@example.com").ended())
+
+    assert product.crm.record_for("c-1")["assignee_id"] == product.crm.agent_id("ben@example.com")
+    update = CrmAction.objects.get(session__external_id="c-1", kind="update_record")
+    assert "reassign to ben@example.com, the agent who answered (S2)" in update.reason
+    assert "assigned to ben@example.com" in update.result["outcome"]
+
+
+def test_S2_answered_by_the_assigned_agent_costs_no_extra_call(product: Product) -> None:
+    def requests_for(call: Call) -> int:
+        before = sandbox_stats(product.sandbox)["total"]
+        product.post(call)
+        return int(sandbox_stats(product.sandbox)["total"]) - before
+
+    not_connected = requests_for(Call("c-1", phone="+14155550111").created().assigned().ended())
+    answered = requests_for(Call("c-2", phone="+14155550122").created().assigned().connected().ended())
+
+    assert answered == not_connected
+    assert product.crm.record_for("c-2")["assignee_id"] == product.crm.agent_id("ana@example.com")
+
+
 def test_S10_smartaction_results_files_and_failures_are_posted(product: Product) -> None:
     call = Call("c-1").answered()
     call.add(
