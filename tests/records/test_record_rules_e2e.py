@@ -4,6 +4,7 @@ Each test name carries the SPEC id it proves (R1-R9, S1-S16, F2). The `crm` fixt
 each CRM whose seed gives it the rule.
 """
 
+import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -677,3 +678,48 @@ def test_F2_S11_record_fields_and_mapped_custom_data_are_filled_and_missing_fiel
         "'plan' is mapped to CRM field 'nonexistent-field', which was not found" in body
         for body in product.bodies("c-1")
     )
+
+
+def test_F2_fields_the_crm_no_longer_has_are_reported_not_counted_and_load_demo_makes_them_again(
+    product: Product,
+) -> None:
+    from django.core.management import call_command
+
+    from records.services.custom_fields import custom_fields_create
+
+    custom_fields_create(connection=product.connection)
+    # The CRM forgets its fields (the sandbox restarted; in production an admin deleted them).
+    product.sandbox.reset()
+
+    product.post(Call("c-1", session_type="voice_inbound_app").answered().ended())
+
+    create = CrmAction.objects.get(session__external_id="c-1", kind="create_record")
+    assert (
+        "2 record field(s) were not set because the CRM no longer has them: from_phone_number, session_type"
+        in (create.result["outcome"])
+    )
+    update = CrmAction.objects.get(session__external_id="c-1", kind="update_record")
+    # Where "6 field(s) set" was said of a record that got none.
+    assert "field(s) set" not in update.result["outcome"]
+    assert (
+        "6 record field(s) were not set because the CRM no longer has them: call_duration, call_id"
+        in (update.result["outcome"])
+    )
+    assert any("were not set because the CRM no longer has them" in body for body in product.bodies("c-1"))
+    product.connection.refresh_from_db()
+    assert "the CRM no longer has" in product.connection.last_error
+    assert "run Create custom fields again" in product.connection.last_error
+    # The ids found missing are forgotten, so the next sessions do not write (and report) them again.
+    forgotten = ["session_type", "from_phone_number", "call_id", "call_duration"]
+    assert not CustomField.objects.filter(connection=product.connection, key__in=forgotten).exists()
+
+    if product.crm.kind == "zendesk":
+        # load_demo makes them again for its sandbox connection (in the worker).
+        call_command("load_demo", "--sandbox-url", product.connection.base_url, "--keep-sessions", stdout=io.StringIO())
+        wait_until(
+            lambda: CustomField.objects.filter(connection=product.connection).count() >= 13,
+            timeout=30,
+            message="the record fields made again",
+        )
+        product.connection.refresh_from_db()
+        assert product.connection.last_error == ""
