@@ -253,9 +253,12 @@ def _plain_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def call_finished_comment(data: Mapping[str, Any]) -> str:
+def call_finished_comment(data: Mapping[str, Any], call_id: str = "") -> str:
+    # The call id tells the sessions on one record apart, and keeps two calls of the same length
+    # from reading as one comment when a retry looks for what an earlier attempt added.
     lines = [
         "call_finished",
+        *([f"Call ID: {call_id}"] if call_id else []),
         f"Call duration: {_format_seconds(data.get('call_duration'))}",
         f"Hold time: {_format_seconds(data.get('hold_time'))}",
         f"Wait time: {_format_seconds(data.get('wait_time'))}",
@@ -593,7 +596,7 @@ def _follow_ups(rules: RuleSet, state: SessionState, event: SessionEvent) -> lis
     if kind == EventType.SESSION_ENDED:
         actions = []
         if state.channel == "voice":
-            body = call_finished_comment(data)
+            body = call_finished_comment(data, state.session_id)
             actions.append(_comment(event, body, "S8", "the call ended: call_finished entry"))
         fields = fields_at_end(state, data)
         actions.append(_update(event, {"fields": fields}, "F2", "the session ended: fill the session's fields"))

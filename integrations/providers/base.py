@@ -163,7 +163,11 @@ class CrmProvider(abc.ABC):
     def find_contacts(
         self, *, phone: str | None = None, email: str | None = None, external_id: str | None = None
     ) -> list[Contact]:
-        """Contacts (end users) with this E.164 phone number, email or external id, newest first."""
+        """Contacts (end users) with this email, external id or E.164 phone number, newest first.
+
+        A phone matches whatever format the CRM stored it in (integrations.providers.phones); a
+        phone stored exactly as the caller's E.164 ranks before one written another way.
+        """
 
     @abc.abstractmethod
     def create_contact(

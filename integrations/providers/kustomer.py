@@ -29,7 +29,7 @@ from integrations.providers.base import (
     Record,
     RecordChanges,
 )
-from integrations.providers.phones import best_match, national_number
+from integrations.providers.phones import best_match, national_number, rank_contacts
 
 # The name suffix that gives a Kustomer custom attribute its type (crm-api-shapes.md §2.3).
 ATTRIBUTE_SUFFIXES = {
@@ -253,13 +253,8 @@ class KustomerProvider(CrmProvider):
         for customer in found.get("data") or ():
             attributes = _attributes(customer)
             stored = [item.get("phone") for key in ("phones", "sharedPhones") for item in attributes.get(key) or ()]
-            match = best_match(stored, phone)
-            if match:
-                ranked.append((match, _customer_to_contact(customer)))
-        # Newest first within each rank (sorts are stable).
-        ranked.sort(key=lambda item: item[1].created_at or "", reverse=True)
-        ranked.sort(key=lambda item: item[0], reverse=True)
-        return [contact for _, contact in ranked]
+            ranked.append((best_match(stored, phone), _customer_to_contact(customer)))
+        return rank_contacts(ranked)
 
     def create_contact(
         self, *, name: str, phone: str | None = None, email: str | None = None, external_id: str | None = None

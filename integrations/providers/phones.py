@@ -13,6 +13,8 @@ from enum import IntEnum
 
 import phonenumbers
 
+from integrations.providers.base import Contact
+
 
 class PhoneMatch(IntEnum):
     """How well a stored phone matches the caller; higher ranks first."""
@@ -64,3 +66,12 @@ def phone_match(stored: str | None, e164: str) -> PhoneMatch:
 def best_match(stored: Iterable[str | None], e164: str) -> PhoneMatch:
     """The best match among a contact's phones (Kustomer keeps several, shared ones included)."""
     return max((phone_match(phone, e164) for phone in stored), default=PhoneMatch.NONE)
+
+
+def rank_contacts(candidates: Iterable[tuple[PhoneMatch, Contact]]) -> list[Contact]:
+    """The contacts that match, exact phones first and newest first within each rank."""
+    matching = [(match, contact) for match, contact in candidates if match]
+    # Sorts are stable: newest first, then by rank.
+    matching.sort(key=lambda item: item[1].created_at or "", reverse=True)
+    matching.sort(key=lambda item: item[0], reverse=True)
+    return [contact for _, contact in matching]

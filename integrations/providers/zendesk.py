@@ -31,7 +31,7 @@ from integrations.providers.importing import (
     ImportPage,
     TicketImportSource,
 )
-from integrations.providers.phones import national_number, phone_match
+from integrations.providers.phones import national_number, phone_match, rank_contacts
 
 # Zendesk's field type for each of the product's custom field types (ticket_fields `type`).
 FIELD_TYPES = {
@@ -160,12 +160,7 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
         """
         query = f"role:end-user phone:*{national_number(phone)}"
         users = self.client.get(ZendeskClient.USERS_SEARCH, params={"query": query})["users"]
-        ranked = [(phone_match(user.get("phone"), phone), _user_to_contact(user)) for user in users]
-        matches = [(match, contact) for match, contact in ranked if match]
-        # Newest first within each rank (sorts are stable).
-        matches.sort(key=lambda item: item[1].created_at or "", reverse=True)
-        matches.sort(key=lambda item: item[0], reverse=True)
-        return [contact for _, contact in matches]
+        return rank_contacts((phone_match(user.get("phone"), phone), _user_to_contact(user)) for user in users)
 
     def create_contact(
         self, *, name: str, phone: str | None = None, email: str | None = None, external_id: str | None = None

@@ -129,7 +129,9 @@ def session_run_actions(*, session_id: int) -> RunResult:
 def action_execute(*, action: CrmAction) -> CrmAction:
     """Make one attempt at an action, recording its outcome on the row."""
     session = Session.objects.select_related("crm_connection").get(pk=action.session_id)
-    retried = action.attempts > 0
+    # A 429 or a wait gives its attempt back, yet the call before it may have written (a note,
+    # then a 429 on the read after it): any earlier error means the CRM is looked at first.
+    retried = action.attempts > 0 or bool(action.last_error)
     # Counted before the call: if this worker dies mid-call, the next attempt knows to look first.
     action.attempts += 1
     action.save(update_fields=["attempts", "updated_at"])
@@ -385,6 +387,9 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
     created = True
     if found:
         record_id, decision = found[0].id, "found the record an earlier attempt created"
+        # Where the CRM makes the record and its first comment in two calls (Kustomer's note), the
+        # earlier attempt may have stopped between them.
+        _comment_once(provider, record_id, Comment(body=payload["first_comment"]), retried=True)
     elif session.crm_record_id:
         # An earlier attempt appended and linked, then failed on its notes: finish those.
         record_id, created, decision = session.crm_record_id, False, "linked by an earlier attempt"

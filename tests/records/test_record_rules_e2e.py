@@ -430,7 +430,7 @@ def test_S8_call_end_posts_call_finished_and_the_recording(product: Product) -> 
     product.post(answered_call("c-1").add("recording.ready", url="https://rec.example.com/c-1.mp3"))
 
     bodies = product.bodies("c-1")
-    assert "call_finished\nCall duration: 2m 00s\nHold time: 10s\nWait time: 15s" in bodies
+    assert "call_finished\nCall ID: c-1\nCall duration: 2m 00s\nHold time: 10s\nWait time: 15s" in bodies
     assert "Call recording: https://rec.example.com/c-1.mp3" in bodies
 
 

@@ -180,6 +180,8 @@ def test_session_state_round_trips_through_json() -> None:
 )
 def test_call_finished_comment_formats_durations(data: dict, lines: list[str]) -> None:
     assert call_finished_comment(data).splitlines() == lines
+    with_id = call_finished_comment(data, "c-1").splitlines()
+    assert with_id == [lines[0], "Call ID: c-1", *lines[1:]]
 
 
 BEN_ASSIGNED = event("b2", "session.assigned", 40, agent={"email": "ben@example.com"})
