@@ -229,12 +229,24 @@ class Session(models.Model):
     crm_record_id = models.CharField("CRM record id", max_length=64, blank=True)
     # A worker running this session's actions holds the lease; it expires if the worker dies.
     actions_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # When applying its events raises (a bug, an event the rules cannot read): the error and how
+    # often it happened, so the admin shows it and the sweeper stops retrying it after a few tries.
+    processing_error = models.TextField("processing error", blank=True, editable=False)
+    processing_attempts = models.PositiveSmallIntegerField("failed processing attempts", default=0, editable=False)
+    processing_failed_at = models.DateTimeField("processing last failed", null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["crm_connection", "crm_record_id"], name="session_record")]
+        indexes = [
+            models.Index(fields=["crm_connection", "crm_record_id"], name="session_record"),
+            models.Index(
+                fields=["processing_failed_at"],
+                condition=Q(processing_attempts__gt=0),
+                name="session_processing_failed",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.external_id
@@ -302,7 +314,32 @@ class CrmAction(models.Model):
         indexes = [
             models.Index(fields=["session", "id"], condition=Q(status="pending"), name="action_pending"),
             models.Index(fields=["status", "updated_at"], name="action_status"),
+            # The session list's state and the "blocked by" lookups ask for a session's failed actions.
+            models.Index(fields=["session", "id"], condition=Q(status="failed"), name="action_failed"),
         ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.get_kind_display()}"
+
+
+class Replay(models.Model):
+    """A bulk retry after an outage: the failed actions of one connection in a time window.
+
+    The chosen actions are kept by id, so the progress page follows exactly those, however their
+    status changes afterwards.
+    """
+
+    connection = models.ForeignKey(CrmConnection, on_delete=models.CASCADE, verbose_name="CRM connection")
+    since = models.DateTimeField("failed from")
+    until = models.DateTimeField("failed until")
+    action_ids = models.JSONField(default=list, editable=False)
+    session_count = models.PositiveIntegerField(default=0)
+    requested_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "bulk replay"
+
+    def __str__(self) -> str:
+        return f"Replay #{self.pk} of {len(self.action_ids)} action(s)"

@@ -23,6 +23,7 @@ from integrations.exceptions import (
     CrmAuthError,
     CrmError,
     CrmNotFound,
+    CrmOwnLimitReached,
     CrmRateLimited,
     CrmRequestError,
     CrmTransientError,
@@ -32,6 +33,7 @@ from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_get_active, connection_provider, connection_record_error
 from records.models import CrmAction, CustomField, Session
 from records.rules import Candidate, RecordMode, RecordRequest, choose_contact, choose_record
+from records.services.processing import PROCESSING_MAX_ATTEMPTS
 from records.vocabulary import ActionKind, EventType
 
 logger = logging.getLogger(__name__)
@@ -149,7 +151,11 @@ def action_execute(*, action: CrmAction) -> CrmAction:
     except CrmRateLimited as exc:
         # Not the action's fault: wait as told, without spending one of its attempts.
         action.attempts -= 1
-        return _schedule_retry(action, str(exc), delay=exc.retry_after + random.uniform(0, 1))
+        error = str(exc)
+        if isinstance(exc, CrmOwnLimitReached) and action.last_error:
+            # Nothing was sent: the last real answer is still why the action has not succeeded.
+            error = _without_own_limit_note(action.last_error) + OWN_LIMIT_NOTE
+        return _schedule_retry(action, error, delay=exc.retry_after + random.uniform(0, 1))
     except CrmTransientError as exc:
         if action.attempts >= settings.CRM_ACTION_MAX_ATTEMPTS:
             return _fail(action, f"gave up after {action.attempts} attempts: {exc}")
@@ -178,6 +184,13 @@ def action_execute(*, action: CrmAction) -> CrmAction:
         update_fields=["status", "reason", "result", "last_error", "next_attempt_at", "completed_at", "updated_at"]
     )
     return action
+
+
+OWN_LIMIT_NOTE = " (waiting for our own request budget)"
+
+
+def _without_own_limit_note(error: str) -> str:
+    return error.removesuffix(OWN_LIMIT_NOTE)
 
 
 def _schedule_retry(action: CrmAction, error: str, *, delay: float) -> CrmAction:
@@ -555,6 +568,8 @@ def sessions_needing_work(*, stale_after: timedelta) -> tuple[list[int], list[in
     now = timezone.now()
     unapplied = list(
         Session.objects.filter(events__applied_at__isnull=True, events__received_at__lt=now - stale_after)
+        # One that kept raising waits for an admin's "Process again" (see processing.py).
+        .filter(processing_attempts__lt=PROCESSING_MAX_ATTEMPTS)
         .values_list("id", flat=True)
         .distinct()[:1000]
     )

@@ -1,0 +1,226 @@
+"""The operations console in the admin: health panel, session states, the action log, Retry, replay."""
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+from django.utils import timezone
+
+from integrations.http import usage_key
+from integrations.models import CrmConnection
+from integrations.services import connection_provider, rate_gate
+from records.models import CrmAction, Replay, Session
+from records.services.execution import session_run_actions, sessions_needing_work
+from records.services.processing import PROCESSING_MAX_ATTEMPTS, session_processing_failed
+from tests.support import EXAMPLE_CALL, ingest_and_process
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(db: None) -> Client:
+    user = User.objects.create_superuser("root", "root@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def session(zendesk_connection: CrmConnection) -> Session:
+    return ingest_and_process(EXAMPLE_CALL["events"])
+
+
+def fail_contact_lookup(session: Session, error: str = "POST /api/v2/users.json: 503 unavailable") -> CrmAction:
+    action = session.actions.get(kind="ensure_contact")
+    CrmAction.objects.filter(pk=action.pk).update(status=CrmAction.Status.FAILED, last_error=error, attempts=8)
+    return action
+
+
+def test_home_shows_failures_with_links_to_them_filtered(admin_client: Client, session: Session) -> None:
+    # given a failed contact lookup that holds back the rest of the session
+    fail_contact_lookup(session)
+
+    # when
+    html = admin_client.get("/admin/").content.decode()
+
+    # then
+    assert 'id="health-panel"' in html
+    assert "/admin/records/crmaction/?status__exact=failed" in html
+    assert "/admin/records/session/?state=blocked" in html
+    assert "Sessions blocked by a failed action" in html
+    assert "<svg" in html
+    assert "CRM requests per minute" in html
+    assert "Replay the failed actions" in html
+
+
+def test_health_counts_requests_429s_and_faults_per_minute(
+    admin_client: Client, zendesk_connection: CrmConnection
+) -> None:
+    gate = rate_gate()
+    gate.record_usage(usage_key(zendesk_connection.base_url), "sent")
+    gate.record_usage(usage_key(zendesk_connection.base_url), "sent", "rate_limited")
+    gate.record_usage(usage_key(zendesk_connection.base_url), "sent", "fault")
+    zendesk_connection.config = {**zendesk_connection.config, "rate_limit_per_minute": 3}
+    zendesk_connection.save(update_fields=["config"])
+
+    usage = gate.usage(usage_key(zendesk_connection.base_url))
+    html = admin_client.get(f"/admin/integrations/crmconnection/{zendesk_connection.pk}/health/").content.decode()
+
+    assert len(usage) == 60
+    assert (usage[-1].sent, usage[-1].rate_limited, usage[-1].fault) == (3, 1, 1)
+    assert "3 of 3 per minute" in html
+    assert 'class="budget"' in html
+    assert 'data-sent="3"' in html
+
+
+def test_real_requests_are_counted_in_the_http_layer(zendesk_connection: CrmConnection) -> None:
+    connection_provider(zendesk_connection).test_connection()
+
+    usage = rate_gate().usage(usage_key(zendesk_connection.base_url), minutes=2)
+
+    assert sum(minute.sent for minute in usage) == 1
+
+
+def test_session_list_says_blocked_by_which_action_and_filters_on_it(admin_client: Client, session: Session) -> None:
+    contact_lookup = fail_contact_lookup(session)
+    other = ingest_and_process(
+        [{**event, "event_id": f"o-{event['event_id']}", "session_id": "c-2"} for event in EXAMPLE_CALL["events"]],
+        session_id="c-2",
+    )
+    run_all(other)
+
+    blocked = admin_client.get("/admin/records/session/?state=blocked").content.decode()
+    done = admin_client.get("/admin/records/session/?state=done").content.decode()
+
+    assert f"Blocked by action #{contact_lookup.pk}" in blocked
+    assert "c-2" not in blocked
+    assert ">c-2<" in done
+    assert ">c-1<" not in done
+
+
+def run_all(session: Session) -> None:
+    for _ in range(20):
+        CrmAction.objects.filter(session=session, status=CrmAction.Status.PENDING).update(next_attempt_at=None)
+        if session_run_actions(session_id=session.pk).retry_in is None:
+            return
+
+
+def test_a_blocked_action_says_what_it_waits_for(admin_client: Client, session: Session) -> None:
+    contact_lookup = fail_contact_lookup(session)
+    waiting = session.actions.get(kind="create_record")
+
+    session_page = admin_client.get(f"/admin/records/session/{session.pk}/change/").content.decode()
+    log = admin_client.get("/admin/records/crmaction/").content.decode()
+
+    expected = f"Waits for action #{contact_lookup.pk} (Find or create contact), which failed"
+    assert expected in session_page
+    assert expected in log
+    # newest first: the last action of the session is listed before its contact lookup
+    assert log.index(f"/admin/records/crmaction/{waiting.pk}/change/") < log.index(
+        f"/admin/records/crmaction/{contact_lookup.pk}/change/"
+    )
+
+
+def test_the_error_is_shown_whole(admin_client: Client, session: Session) -> None:
+    long_error = "POST /api/v2/users.json: 503 " + "x" * 900 + " end-of-error"
+    fail_contact_lookup(session, long_error)
+
+    html = admin_client.get("/admin/records/crmaction/?status__exact=failed").content.decode()
+
+    assert "end-of-error" in html
+
+
+def test_an_action_page_is_a_view_page_with_a_retry_button(admin_client: Client, session: Session) -> None:
+    action = fail_contact_lookup(session)
+
+    page = admin_client.get(f"/admin/records/crmaction/{action.pk}/change/").content.decode()
+    retried = admin_client.post(f"/admin/records/crmaction/{action.pk}/retry/", follow=True)
+
+    assert "| View CRM action |" in page
+    assert 'name="_save"' not in page
+    assert 'id="retry-action"' in page
+    assert "is queued to run again" in retried.content.decode()
+    action.refresh_from_db()
+    assert action.status == CrmAction.Status.PENDING
+
+
+def test_retry_needs_a_post(admin_client: Client, session: Session) -> None:
+    action = fail_contact_lookup(session)
+
+    response = admin_client.get(f"/admin/records/crmaction/{action.pk}/retry/")
+
+    assert response.status_code == 403
+    action.refresh_from_db()
+    assert action.status == CrmAction.Status.FAILED
+
+
+def test_record_and_contact_ids_link_into_the_crm(admin_client: Client, session: Session) -> None:
+    run_all(session)
+    session.refresh_from_db()
+
+    html = admin_client.get(f"/admin/records/session/{session.pk}/change/").content.decode()
+
+    assert session.crm_connection is not None
+    base = session.crm_connection.base_url.rstrip("/")
+    assert f'href="{base}/agent/tickets/{session.crm_record_id}"' in html
+    assert f'href="{base}/agent/users/{session.crm_contact_id}"' in html
+
+
+def test_replay_groups_the_failures_and_retries_them_in_session_order(
+    admin_client: Client, session: Session, zendesk_connection: CrmConnection
+) -> None:
+    contact_lookup = fail_contact_lookup(session, "POST /api/v2/users.json: 503 unavailable")
+    comment = session.actions.filter(kind="add_comment").first()
+    assert comment is not None
+    CrmAction.objects.filter(pk=comment.pk).update(status=CrmAction.Status.FAILED, last_error="timed out after 15s")
+    since = timezone.localtime() - timedelta(hours=1)
+    until = timezone.localtime() + timedelta(minutes=1)
+    query: dict[str, str | int] = {
+        "connection": zendesk_connection.pk,
+        "since_0": since.strftime("%Y-%m-%d"),
+        "since_1": since.strftime("%H:%M:%S"),
+        "until_0": until.strftime("%Y-%m-%d"),
+        "until_1": until.strftime("%H:%M:%S"),
+    }
+
+    preview = admin_client.get("/admin/records/crmaction/replay/", query).content.decode()
+    started = admin_client.post(
+        "/admin/records/crmaction/replay/?" + "&".join(f"{k}={v}" for k, v in query.items()), {"_replay": "1"}
+    )
+
+    assert "2 failed actions in 1 session" in preview
+    assert "POST /api/v2/users.json: 503 unavailable" in preview
+    replay = Replay.objects.get()
+    assert started.status_code == 302
+    assert started["Location"].endswith(f"/replay/{replay.pk}/")
+    assert sorted(replay.action_ids) == sorted([contact_lookup.pk, comment.pk])
+    assert not session.actions.filter(status=CrmAction.Status.FAILED).exists()
+    run_all(session)
+    progress = admin_client.get(f"/admin/records/crmaction/replay/{replay.pk}/").content.decode()
+    assert 'data-finished="yes"' in progress
+    assert 'id="replay-succeeded">2<' in progress
+
+
+def test_a_session_whose_processing_raises_is_shown_and_no_longer_swept(
+    admin_client: Client, zendesk_connection: CrmConnection
+) -> None:
+    from records.api.serializers import EventSerializer
+    from records.services.ingest import events_ingest
+
+    serializers = [EventSerializer(data=event) for event in EXAMPLE_CALL["events"]]
+    assert all(serializer.is_valid() for serializer in serializers)
+    events_ingest(events=[serializer.validated_data for serializer in serializers])
+    session = Session.objects.get(external_id="c-1")
+    session.events.update(received_at=timezone.now() - timedelta(minutes=5))
+
+    for attempt in range(PROCESSING_MAX_ATTEMPTS):
+        assert session.pk in sessions_needing_work(stale_after=timedelta(minutes=2))[0], attempt
+        session_processing_failed(session_id=session.pk, error="KeyError: 'queue'")
+
+    html = admin_client.get("/admin/records/session/?state=failed").content.decode()
+    page = admin_client.get(f"/admin/records/session/{session.pk}/change/").content.decode()
+    assert session.pk not in sessions_needing_work(stale_after=timedelta(minutes=2))[0]
+    assert "Failed: its events could not be applied" in html
+    assert "KeyError: &#x27;queue&#x27;" in page
+    assert str(PROCESSING_MAX_ATTEMPTS) in page
