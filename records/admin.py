@@ -46,6 +46,7 @@ from records.services.custom_fields import custom_fields_create_enqueue
 from records.services.execution import action_retry
 from records.services.processing import session_process_again
 from records.services.replay import replay_preview, replay_progress, replay_start
+from records.services.simulation import settings_simulate
 from records.vocabulary import SESSION_TYPES
 
 
@@ -516,6 +517,9 @@ def records_health_section(connection: CrmConnection | None) -> HealthSection:
 
 # -- Operation management (R1-R9, S4, S15) -----------------------------------------------------
 
+# Simulate looks at this many days of sessions unless the admin asks for another number.
+SIMULATE_DEFAULT_DAYS = 7
+
 # What each title variable is replaced with (R7), shown beside the template.
 TITLE_VARIABLE_HELP = {
     "CALL_TYPE": ", ".join(dict.fromkeys(info.call_type for info in SESSION_TYPES.values())),
@@ -605,6 +609,55 @@ class OperationSettingsAdmin(admin.ModelAdmin[OperationSettings]):
         ("Developer settings (S15)", {"fields": ["api_response_format"]}),
         ("History", {"fields": ["updated_at"]}),
     ]
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if request.method == "POST" and "_simulate" in request.POST and object_id:
+            response = self._simulate(request, object_id)
+            if response is not None:
+                return response
+        context = {**(extra_context or {}), "simulate_days": SIMULATE_DEFAULT_DAYS}
+        return super().changeform_view(request, object_id, form_url, context)
+
+    def _simulate(self, request: HttpRequest, object_id: str) -> HttpResponse | None:
+        """Simulate: the form's settings over stored sessions, before anything is saved.
+
+        An invalid form returns None: the change form shows its errors as a save would.
+        """
+        obj = self.get_object(request, object_id)
+        if obj is None or not self.has_view_or_change_permission(request, obj):
+            raise PermissionDenied
+        form = self.get_form(request, obj, change=True)(request.POST, instance=obj)
+        days_field = forms.IntegerField(min_value=1, max_value=90)
+        try:
+            days = days_field.clean(request.POST.get("simulate_days") or SIMULATE_DEFAULT_DAYS)
+        except forms.ValidationError:
+            days = SIMULATE_DEFAULT_DAYS
+        if not form.is_valid():
+            return None
+        # Not saved: the unsaved instance only lends its values to the rule set.
+        result = settings_simulate(changed=form.save(commit=False).ruleset(), days=days)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Simulate the changed settings",
+            "opts": self.opts,
+            "original": obj,
+            "result": result,
+            "rows": [(result.session_pks[item.session_id], item) for item in result.changed],
+            "posted": [
+                (key, value)
+                for key, values in request.POST.lists()
+                if key not in ("csrfmiddlewaretoken", "_simulate", "simulate_days")
+                for value in values
+            ],
+            "change_url": reverse("admin:records_operationsettings_change", args=[obj.pk]),
+        }
+        return TemplateResponse(request, "admin/records/operationsettings/simulate.html", context)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if not self.has_view_or_change_permission(request):

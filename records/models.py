@@ -301,6 +301,10 @@ class CrmAction(models.Model):
     reason = models.TextField(blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
+    # The attempts already made when an admin last retried it: a retry (or a bulk replay after an
+    # outage) gets the full number of attempts again, while `attempts` keeps counting, so a retried
+    # create still looks up what an earlier attempt may have made.
+    attempts_before_retry = models.PositiveIntegerField(default=0, editable=False)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)

@@ -157,7 +157,7 @@ def action_execute(*, action: CrmAction) -> CrmAction:
             error = _without_own_limit_note(action.last_error) + OWN_LIMIT_NOTE
         return _schedule_retry(action, error, delay=exc.retry_after + random.uniform(0, 1))
     except CrmTransientError as exc:
-        if action.attempts >= settings.CRM_ACTION_MAX_ATTEMPTS:
+        if action.attempts - action.attempts_before_retry >= settings.CRM_ACTION_MAX_ATTEMPTS:
             return _fail(action, f"gave up after {action.attempts} attempts: {exc}")
         delay = backoff_seconds(
             action.attempts, base=settings.CRM_RETRY_BACKOFF_SECONDS, cap=settings.CRM_RETRY_BACKOFF_MAX_SECONDS
@@ -217,7 +217,8 @@ def action_retry(*, action: CrmAction) -> CrmAction:
 
     action.status = CrmAction.Status.PENDING
     action.next_attempt_at = None
-    action.save(update_fields=["status", "next_attempt_at", "updated_at"])
+    action.attempts_before_retry = action.attempts
+    action.save(update_fields=["status", "next_attempt_at", "attempts_before_retry", "updated_at"])
     transaction.on_commit(lambda: run_session_actions_task.delay(action.session_id), robust=True)
     return action
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Count, Min
+from django.db.models import Count, F, Min
 
 from integrations.models import CrmConnection
 from records.console import ErrorGroup, SessionState, group_errors, session_state
@@ -50,7 +50,10 @@ def replay_start(*, connection: CrmConnection, since: datetime, until: datetime,
         .order_by("first")
         .values_list("session_id", flat=True)
     )
-    CrmAction.objects.filter(id__in=action_ids).update(status=CrmAction.Status.PENDING, next_attempt_at=None)
+    # As action_retry does for one: pending again, with the full number of attempts again.
+    CrmAction.objects.filter(id__in=action_ids).update(
+        status=CrmAction.Status.PENDING, next_attempt_at=None, attempts_before_retry=F("attempts")
+    )
     replay = Replay.objects.create(
         connection=connection,
         since=since,
