@@ -1,19 +1,22 @@
 """The operations console in the admin: health panel, session states, the action log, Retry, replay."""
 
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
 from integrations.http import usage_key
 from integrations.models import CrmConnection
+from integrations.sandbox import SandboxServer
 from integrations.services import connection_provider, rate_gate
 from records.models import CrmAction, Replay, Session
-from records.services.execution import session_run_actions, sessions_needing_work
+from records.services.execution import OWN_LIMIT_NOTE, action_execute, session_run_actions, sessions_needing_work
 from records.services.processing import PROCESSING_MAX_ATTEMPTS, session_processing_failed
-from tests.support import EXAMPLE_CALL, ingest_and_process
+from tests.support import EXAMPLE_CALL, ingest_and_process, sandbox_config
 
 pytestmark = pytest.mark.django_db
 
@@ -224,3 +227,93 @@ def test_a_session_whose_processing_raises_is_shown_and_no_longer_swept(
     assert "Failed: its events could not be applied" in html
     assert "KeyError: &#x27;queue&#x27;" in page
     assert str(PROCESSING_MAX_ATTEMPTS) in page
+
+
+def test_the_real_error_is_kept_when_our_own_budget_also_refuses(
+    session: Session, zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    # given a contact lookup the CRM answers with 503, on a connection allowed one request a minute
+    zendesk_connection.config = {**zendesk_connection.config, "rate_limit_per_minute": 1}
+    zendesk_connection.save(update_fields=["config"])
+    sandbox_config(zendesk_sandbox, fail_rate=1.0)
+    action = session.actions.get(kind="ensure_contact")
+
+    # when it is tried again while the budget is spent
+    action_execute(action=action)
+    first_error = action.last_error
+    action_execute(action=action)
+
+    # then the 503 is still what it says, with the budget as the reason for waiting
+    assert "503" in first_error
+    assert action.last_error == f"{first_error}{OWN_LIMIT_NOTE}"
+    action_execute(action=action)
+    assert action.last_error == f"{first_error}{OWN_LIMIT_NOTE}"
+    assert rate_gate().usage(usage_key(zendesk_connection.base_url), minutes=1)[-1].held_back == 2
+
+
+def test_replay_failed_command_shows_groups_and_replays(session: Session, zendesk_connection: CrmConnection) -> None:
+    fail_contact_lookup(session, "POST /api/v2/users.json: 503 unavailable")
+    since = (timezone.now() - timedelta(hours=1)).isoformat()
+    dry, real = StringIO(), StringIO()
+
+    call_command("replay_failed", "--connection", str(zendesk_connection.pk), "--since", since, "--dry-run", stdout=dry)
+    call_command(
+        "replay_failed", "--connection", str(zendesk_connection.pk), "--since", since, "--wait", "0", stdout=real
+    )
+
+    assert "1 failed action(s) in 1 session(s)" in dry.getvalue()
+    assert "      1  POST /api/v2/users.json: 503 unavailable" in dry.getvalue()
+    # the dry run made no replay; the real one did
+    assert Replay.objects.get().requested_by == "replay_failed"
+    assert "Replay #" in real.getvalue()
+    assert session.actions.get(kind="ensure_contact").status == CrmAction.Status.PENDING
+
+
+def test_replay_failed_command_names_a_bad_option(zendesk_connection: CrmConnection) -> None:
+    with pytest.raises(CommandError, match="--since: not a date and time"):
+        call_command("replay_failed", "--connection", str(zendesk_connection.pk), "--since", "yesterday")
+    with pytest.raises(CommandError, match="--connection: no CRM connection with id 999"):
+        call_command("replay_failed", "--connection", "999", "--since", "2026-11-20T09:00")
+
+
+def test_home_shows_the_last_import_and_the_status_sync(
+    admin_client: Client, zendesk_connection: CrmConnection
+) -> None:
+    from agentstatus.models import Agent, StatusPush
+    from ticketsearch.models import ImportRun
+
+    ImportRun.objects.create(
+        connection=zendesk_connection, trigger=ImportRun.Trigger.ADMIN, status="succeeded", tickets_imported=7
+    )
+    Agent.objects.create(email="ana@example.com", sync_stopped=True)
+
+    html = admin_client.get("/admin/").content.decode()
+
+    assert "Ticket import (QA search)" in html
+    assert "Succeeded (admin)" in html
+    assert "7 new, 0 updated, 0 fetched" in html
+    assert "Agents signed in to several CRM instances (sync stopped)" in html
+    assert '/admin/agentstatus/agent/?sync=stopped">1</a>' in html
+    assert "Last status webhook received" in html
+    assert StatusPush._meta.verbose_name_plural == "status pushes"
+
+
+def test_import_now_is_offered_on_a_connection_before_its_first_import(
+    admin_client: Client, zendesk_connection: CrmConnection
+) -> None:
+    response = admin_client.post(
+        "/admin/integrations/crmconnection/",
+        {"action": "import_tickets_now", "_selected_action": [zendesk_connection.pk]},
+        follow=True,
+    )
+
+    assert "import queued" in response.content.decode()
+
+
+def test_an_admin_import_is_recorded_as_one(zendesk_connection: CrmConnection) -> None:
+    from ticketsearch.models import ImportRun
+    from ticketsearch.tasks import import_connection_task
+
+    import_connection_task.apply(args=(zendesk_connection.pk, ImportRun.Trigger.ADMIN))
+
+    assert ImportRun.objects.get(connection=zendesk_connection).trigger == ImportRun.Trigger.ADMIN
