@@ -285,7 +285,14 @@ class AgentAdmin(admin.ModelAdmin[Agent]):
     @admin.display(description="Active CRM instances")
     def crm_instances(self, obj: Agent) -> str:
         sessions = obj.work_sessions or {}
-        return ", ".join(f"{session} (status {status})" for session, status in sorted(sessions.items())) or "none"
+        # The CRM's status names, not its ids: the id is kept only for a status we do not know (yet).
+        names = dict(CrmStatus.objects.filter(crm_id__in=set(sessions.values())).values_list("crm_id", "name"))
+        return (
+            ", ".join(
+                f"{session} ({names.get(status) or f'status {status}'})" for session, status in sorted(sessions.items())
+            )
+            or "none"
+        )
 
     @admin.display(description="Audit trail")
     def all_changes(self, obj: Agent) -> str:

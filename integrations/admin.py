@@ -67,6 +67,12 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Only the CRMs a provider serves are offered (a connection of another kind could do nothing).
+        kind = self.fields["kind"]
+        assert isinstance(kind, forms.ChoiceField)
+        kind.choices = [
+            (value, label) for value, label in CrmKind.choices if value in PROVIDERS or value == self.instance.kind
+        ]
         self.fields["email"].initial = (self.instance.config or {}).get("email", "")
         self.fields["make_active"].initial = self.instance.is_active
         self.fields["rate_limit_per_minute"].initial = (self.instance.config or {}).get("rate_limit_per_minute")

@@ -549,7 +549,7 @@ class OperationSettingsAdmin(admin.ModelAdmin[OperationSettings]):
     readonly_fields = ["updated_at"]
     fieldsets = [
         (
-            "Appending sessions to existing records (R1, R2, R9)",
+            "Appending sessions to existing records",
             {
                 "fields": [
                     "append_to_open_records",
@@ -567,7 +567,7 @@ class OperationSettingsAdmin(admin.ModelAdmin[OperationSettings]):
             },
         ),
         (
-            "When records are created (R3, R4)",
+            "When records are created",
             {
                 "fields": ["create_call_record_on_connect", "delay_chat_until_messages", "chat_min_messages"],
                 "description": (
@@ -577,7 +577,7 @@ class OperationSettingsAdmin(admin.ModelAdmin[OperationSettings]):
             },
         ),
         (
-            "Abandoned sessions (R5, R6)",
+            "Abandoned sessions",
             {
                 "fields": [
                     "abandoned_call_records",
@@ -593,9 +593,9 @@ class OperationSettingsAdmin(admin.ModelAdmin[OperationSettings]):
                 ),
             },
         ),
-        ("Record title (R7)", {"fields": ["title_template"], "description": _title_help()}),
+        ("Record title", {"fields": ["title_template"], "description": _title_help()}),
         (
-            "Tags (R8: Zendesk, Kustomer, Freshdesk)",
+            "Tags (Zendesk, Kustomer, Freshdesk)",
             {
                 "fields": ["tag_session_type", "add_product_tag", "product_tag"],
                 "description": (
@@ -605,8 +605,8 @@ class OperationSettingsAdmin(admin.ModelAdmin[OperationSettings]):
                 ),
             },
         ),
-        ("Voicemail (S4)", {"fields": ["voicemail_default_user_email"]}),
-        ("Developer settings (S15)", {"fields": ["api_response_format"]}),
+        ("Voicemail", {"fields": ["voicemail_default_user_email"]}),
+        ("Developer settings", {"fields": ["api_response_format"]}),
         ("History", {"fields": ["updated_at"]}),
     ]
 
@@ -676,9 +676,28 @@ class OperationSettingsAdmin(admin.ModelAdmin[OperationSettings]):
 
 
 class QueueForm(forms.ModelForm[Queue]):
+    # Typed as the admin reads it, not as JSON: each level of the menu path, joined by " > ".
+    path = forms.CharField(
+        label="Menu path",
+        required=False,
+        max_length=500,
+        help_text="Each level down to the leaf queue, separated by &gt;, e.g. Support &gt; Billing.",
+    )
+
     class Meta:
         model = Queue
         fields = ["platform_id", "name", "path", "teams", "default_outbound_number"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["path"] = " > ".join(str(part) for part in (self.instance.path or []))
+
+    def clean_path(self) -> list[str]:
+        text: str = self.cleaned_data.get("path") or ""
+        parts = [part.strip() for part in text.split(">")]
+        if text.strip() and not all(parts):
+            raise forms.ValidationError("Leave no level empty: e.g. Support > Billing.")
+        return [part for part in parts if part]
 
     def clean_default_outbound_number(self) -> str:
         number: str = self.cleaned_data.get("default_outbound_number") or ""

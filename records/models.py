@@ -21,67 +21,91 @@ class OperationSettings(models.Model):
     """Operation management (SPEC R1-R9, S4, S15): one row, edited on one admin screen."""
 
     append_to_open_records = models.BooleanField(
-        "R1: add call or chat sessions to the last open record in the same leaf queue", default=True
+        "Add call or chat sessions to the last open record in the same leaf queue",
+        default=True,
+        help_text="(R1)",
     )
     append_to_recently_closed = models.BooleanField(
-        "R2: also add them to a record closed within the last N days (then reopen it)", default=False
+        "Also add them to a record closed within the last N days (then reopen it)",
+        default=False,
+        help_text="(R2)",
     )
     closed_within_days = models.PositiveSmallIntegerField(
-        "R2: N days", default=3, validators=[MinValueValidator(1), MaxValueValidator(365)]
+        "Closed within (days)",
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        help_text="(R2)",
     )
     never_append = models.BooleanField(
-        "R9: do not add call or chat sessions to existing open records",
+        "Do not add call or chat sessions to existing open records",
         default=False,
-        help_text="Overrides R1 and R2, and makes outbound calls create new records.",
+        help_text="(R9) Overrides R1 and R2, and makes outbound calls create new records.",
     )
     create_call_record_on_connect = models.BooleanField(
-        "R3: delay call record creation until the call is connected to the agent",
+        "Delay call record creation until the call is connected to the agent",
         default=False,
-        help_text="Records otherwise appear at assignment. Tell agents: they appear 5-10 s later.",
+        help_text="(R3) Records otherwise appear at assignment. Tell agents: they appear 5-10 s later.",
     )
     delay_chat_until_messages = models.BooleanField(
-        "R4: delay chat record creation until the consumer has sent N messages", default=False
+        "Delay chat record creation until the consumer has sent N messages",
+        default=False,
+        help_text="(R4)",
     )
     chat_min_messages = models.PositiveSmallIntegerField(
-        "R4: N messages", default=1, validators=[MinValueValidator(1), MaxValueValidator(100)]
+        "Consumer messages before the chat record is created",
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="(R4)",
     )
     abandoned_call_records = models.BooleanField(
-        "R5: create records for abandoned calls", default=True, help_text="Callers who hung up before an agent."
+        "Create records for abandoned calls", default=True, help_text="(R5) Callers who hung up before an agent."
     )
     abandoned_chat_records = models.CharField(
-        "R6: records for abandoned chats", max_length=20, choices=AbandonedChats.CHOICES, default=AbandonedChats.OFF
+        "Records for abandoned chats",
+        max_length=20,
+        choices=AbandonedChats.CHOICES,
+        default=AbandonedChats.OFF,
+        help_text="(R6)",
     )
     abandoned_chat_min_messages = models.PositiveSmallIntegerField(
-        "R6: at least N consumer messages", default=1, validators=[MinValueValidator(1), MaxValueValidator(100)]
+        "At least N consumer messages",
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="(R6)",
     )
     short_abandon_seconds = models.PositiveSmallIntegerField(
-        "R6: short-abandon threshold (seconds)",
+        "Short-abandon threshold (seconds)",
         default=10,
         validators=[MaxValueValidator(3600)],
-        help_text="A chat abandoned after waiting less than this is a short-abandoned chat.",
+        help_text="(R6) A chat abandoned after waiting less than this is a short-abandoned chat.",
     )
     title_template = models.CharField(
-        "R7: record title template",
+        "Record title template",
         max_length=300,
         default=RuleSet.title_template,
         validators=[validate_title_template],
-        help_text="Variables: {CALL_TYPE} {CALL_ID} {MENU_PATH} {PHONE_NUMBER} {LANGUAGE} {TIMESTAMP}",
+        help_text="(R7) Variables: {CALL_TYPE} {CALL_ID} {MENU_PATH} {PHONE_NUMBER} {LANGUAGE} {TIMESTAMP}",
     )
-    tag_session_type = models.BooleanField("R8: add a session-type tag to records", default=True)
+    tag_session_type = models.BooleanField("Add a session-type tag to records", default=True, help_text="(R8)")
     add_product_tag = models.BooleanField(
-        "R8: add the product tag to every record the integration creates", default=False
+        "Add the product tag to every record the integration creates",
+        default=False,
+        help_text="(R8)",
     )
-    product_tag = models.CharField("R8: product tag", max_length=80, default=RuleSet.product_tag, blank=True)
+    product_tag = models.CharField(
+        "Product tag", max_length=80, default=RuleSet.product_tag, blank=True, help_text="(R8)"
+    )
     voicemail_default_user_email = models.EmailField(
-        "S4: CRM default user for voicemail records",
+        "CRM default user for voicemail records",
         blank=True,
-        help_text="Voicemail records are assigned to this CRM user (never to a random agent).",
+        help_text="(S4) Voicemail records are assigned to this CRM user (never to a random agent).",
     )
     api_response_format = models.CharField(
-        "S15: post API direct access point responses as a comment",
+        "Post API direct access point responses as a comment",
         max_length=20,
         choices=ApiResponseFormat.CHOICES,
         default=ApiResponseFormat.OFF,
+        help_text="(S15)",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

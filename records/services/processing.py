@@ -35,9 +35,17 @@ def _remember_queue(state: SessionState) -> None:
     """Queues appear in the admin as sessions name them, so admins can attach teams to them."""
     if not state.queue_id:
         return
-    Queue.objects.update_or_create(
+    queue, created = Queue.objects.get_or_create(
         platform_id=state.queue_id, defaults={"name": state.queue_name, "path": list(state.queue_path)}
     )
+    # A name or path the admin entered is kept; the platform's only fills what is still empty.
+    changed: list[str] = []
+    if not created and not queue.name and state.queue_name:
+        queue.name, changed = state.queue_name, [*changed, "name"]
+    if not created and not queue.path and state.queue_path:
+        queue.path, changed = list(state.queue_path), [*changed, "path"]
+    if changed:
+        queue.save(update_fields=changed)
 
 
 def _session_event(event: Event) -> SessionEvent:
