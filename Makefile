@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | cksum | cut -d' ' -f1)
 SANDBOX_PORT ?= 8801
+KUSTOMER_PORT ?= 8802
 WEB_PORT ?= 8000
 
 .PHONY: help install env services migrate demo run test lint format bench clean
@@ -32,10 +33,10 @@ migrate: services
 	$(PY) manage.py migrate --noinput
 
 demo: migrate
-	$(PY) manage.py load_demo --sandbox-url http://127.0.0.1:$(SANDBOX_PORT) --web-url http://127.0.0.1:$(WEB_PORT)
+	$(PY) manage.py load_demo --sandbox-url http://127.0.0.1:$(SANDBOX_PORT) --kustomer-url http://127.0.0.1:$(KUSTOMER_PORT) --web-url http://127.0.0.1:$(WEB_PORT)
 
 run: demo
-	SANDBOX_PORT=$(SANDBOX_PORT) WEB_PORT=$(WEB_PORT) $(VENV)/bin/honcho -f Procfile start
+	SANDBOX_PORT=$(SANDBOX_PORT) KUSTOMER_PORT=$(KUSTOMER_PORT) WEB_PORT=$(WEB_PORT) $(VENV)/bin/honcho -f Procfile start
 
 lint: install
 	$(VENV)/bin/ruff check .
