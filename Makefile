@@ -7,7 +7,7 @@ SANDBOX_PORT ?= 8801
 KUSTOMER_PORT ?= 8802
 WEB_PORT ?= 8000
 
-.PHONY: help install env services migrate demo run test lint format bench clean
+.PHONY: help install env services migrate demo run test lint format bench screenshots clean
 
 help:
 	@echo "make run    - set up and start the product with a demo configuration and a sandbox Zendesk"
@@ -50,6 +50,11 @@ format: install
 test: services lint
 	@$(PY) scripts/ensure_services.py --browser
 	$(PY) -m pytest
+
+# The console's pictures in docs/ (the home health panel and Simulate), from its browser tests.
+screenshots: services
+	@$(PY) scripts/ensure_services.py --browser
+	SCREENSHOT_DIR=docs $(PY) -m pytest tests/browser/test_console_admin.py -k "home_panel or simulate"
 
 bench: migrate
 	$(PY) bench/ingest.py

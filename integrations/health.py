@@ -140,13 +140,12 @@ def usage_chart_svg(usage: Sequence[MinuteUsage], budget: int | None) -> SafeStr
         )
     first = usage[0].minute if usage else None
     return format_html(
-        '<svg class="usage-chart" role="img" viewBox="0 0 {} {}" width="{}" height="{}" '
+        # Scaled to the panel's width (viewBox), so the newest minutes on the right are never cut off.
+        '<svg class="usage-chart" role="img" viewBox="0 0 {} {}" width="100%" '
         'xmlns="http://www.w3.org/2000/svg"><title>{}</title>'
         '<rect x="0" y="0" width="{}" height="{}" fill="#f8f8f8"></rect>{}{}'
         '<text x="0" y="{}" font-size="10" fill="#666">60 min ago</text>'
         '<text x="{}" y="{}" font-size="10" fill="#666" text-anchor="end">now</text></svg>',
-        CHART_WIDTH,
-        CHART_HEIGHT + 14,
         CHART_WIDTH,
         CHART_HEIGHT + 14,
         _chart_title(first, budget),
