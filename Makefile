@@ -62,6 +62,7 @@ bench: migrate
 	$(PY) bench/import.py
 	$(PY) bench/search.py
 	$(PY) bench/purge.py
+	$(PY) bench/console.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache staticfiles var
