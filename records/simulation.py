@@ -6,7 +6,7 @@ here it is decided by records.rules.choose_record over the records our own earli
 the same contact landed on (whose current status only the CRM knows: they are taken as open).
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,12 +14,11 @@ from typing import Any
 from records.rules import (
     Candidate,
     PlannedAction,
-    RecordMode,
-    RecordRequest,
     RuleSet,
     SessionEvent,
     SessionState,
     choose_record,
+    record_request,
     replay,
 )
 from records.vocabulary import ActionKind
@@ -55,25 +54,6 @@ class SessionComparison:
     differences: tuple[Difference, ...]
 
 
-def _request(state: SessionState, payload: Mapping[str, Any]) -> RecordRequest:
-    policy = payload.get("policy") or {}
-    callback = payload.get("callback") or {}
-    return RecordRequest(
-        mode=payload.get("mode") or RecordMode.NEW,
-        channel=payload.get("channel") or "",
-        queue_id=payload.get("queue_id") or "",
-        leaf_queue=payload.get("leaf_queue") or "",
-        menu_path=payload.get("menu_path") or "",
-        session_type=state.session_type,
-        append_to_open_records=bool(policy.get("append_to_open_records", True)),
-        append_to_recently_closed=bool(policy.get("append_to_recently_closed", False)),
-        closed_within_days=int(policy.get("closed_within_days") or 3),
-        never_append=bool(policy.get("never_append", False)),
-        outbound_record_id=payload.get("outbound_record_id") or "",
-        callback_kind=callback.get("kind") or "",
-    )
-
-
 def record_plan(
     rules: RuleSet,
     session_id: str,
@@ -91,7 +71,7 @@ def record_plan(
     if create is None:
         return NO_RECORD
     payload = create.payload
-    choice = choose_record(_request(state, payload), candidates, now)
+    choice = choose_record(record_request(payload, session_type=state.session_type), candidates, now)
     if choice.record_id is None:
         placement = "new record"
     else:

@@ -32,7 +32,7 @@ from integrations.providers.base import Attachment, Comment, Contact, CrmProvide
 from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_get_active, connection_provider, connection_record_error
 from records.models import CrmAction, CustomField, Session
-from records.rules import Candidate, RecordMode, RecordRequest, choose_contact, choose_record
+from records.rules import Candidate, RecordMode, RecordRequest, choose_contact, choose_record, record_request
 from records.services.processing import PROCESSING_MAX_ATTEMPTS
 from records.vocabulary import ActionKind, EventType
 
@@ -342,7 +342,6 @@ def _candidates(provider: CrmProvider, session: Session) -> list[Candidate]:
 
 
 def _record_request(session: Session, payload: dict[str, Any]) -> RecordRequest:
-    policy = payload.get("policy") or {}
     callback = payload.get("callback") or {}
     original_record_id, original_seconds = "", None
     if callback.get("original_session_id"):
@@ -352,19 +351,9 @@ def _record_request(session: Session, payload: dict[str, Any]) -> RecordRequest:
             ended = original.events.filter(type=EventType.SESSION_ENDED).first()
             duration = ended.data.get("call_duration") if ended else None
             original_seconds = float(duration) if isinstance(duration, int | float) else None
-    return RecordRequest(
-        mode=payload.get("mode") or RecordMode.NEW,
-        channel=payload.get("channel") or "",
-        queue_id=payload.get("queue_id") or "",
-        leaf_queue=payload.get("leaf_queue") or "",
-        menu_path=payload.get("menu_path") or "",
+    return record_request(
+        payload,
         session_type=session.session_type,
-        append_to_open_records=bool(policy.get("append_to_open_records", True)),
-        append_to_recently_closed=bool(policy.get("append_to_recently_closed", False)),
-        closed_within_days=int(policy.get("closed_within_days") or 3),
-        never_append=bool(policy.get("never_append", False)),
-        outbound_record_id=payload.get("outbound_record_id") or "",
-        callback_kind=callback.get("kind") or "",
         original_record_id=original_record_id,
         original_call_seconds=original_seconds,
     )

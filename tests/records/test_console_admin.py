@@ -14,9 +14,9 @@ from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
 from integrations.services import connection_provider, rate_gate
 from records.models import CrmAction, Replay, Session
-from records.services.execution import OWN_LIMIT_NOTE, action_execute, session_run_actions, sessions_needing_work
+from records.services.execution import OWN_LIMIT_NOTE, action_execute, sessions_needing_work
 from records.services.processing import PROCESSING_MAX_ATTEMPTS, session_processing_failed
-from tests.support import EXAMPLE_CALL, ingest_and_process, sandbox_config
+from tests.support import EXAMPLE_CALL, ingest_and_process, run_actions_until_settled, sandbox_config
 
 pytestmark = pytest.mark.django_db
 
@@ -91,7 +91,7 @@ def test_session_list_says_blocked_by_which_action_and_filters_on_it(admin_clien
         [{**event, "event_id": f"o-{event['event_id']}", "session_id": "c-2"} for event in EXAMPLE_CALL["events"]],
         session_id="c-2",
     )
-    run_all(other)
+    run_actions_until_settled(other)
 
     blocked = admin_client.get("/admin/records/session/?state=blocked").content.decode()
     done = admin_client.get("/admin/records/session/?state=done").content.decode()
@@ -100,13 +100,6 @@ def test_session_list_says_blocked_by_which_action_and_filters_on_it(admin_clien
     assert "c-2" not in blocked
     assert ">c-2<" in done
     assert ">c-1<" not in done
-
-
-def run_all(session: Session) -> None:
-    for _ in range(20):
-        CrmAction.objects.filter(session=session, status=CrmAction.Status.PENDING).update(next_attempt_at=None)
-        if session_run_actions(session_id=session.pk).retry_in is None:
-            return
 
 
 def test_a_blocked_action_says_what_it_waits_for(admin_client: Client, session: Session) -> None:
@@ -159,7 +152,7 @@ def test_retry_needs_a_post(admin_client: Client, session: Session) -> None:
 
 
 def test_record_and_contact_ids_link_into_the_crm(admin_client: Client, session: Session) -> None:
-    run_all(session)
+    run_actions_until_settled(session)
     session.refresh_from_db()
 
     html = admin_client.get(f"/admin/records/session/{session.pk}/change/").content.decode()
@@ -199,7 +192,7 @@ def test_replay_groups_the_failures_and_retries_them_in_session_order(
     assert started["Location"].endswith(f"/replay/{replay.pk}/")
     assert sorted(replay.action_ids) == sorted([contact_lookup.pk, comment.pk])
     assert not session.actions.filter(status=CrmAction.Status.FAILED).exists()
-    run_all(session)
+    run_actions_until_settled(session)
     progress = admin_client.get(f"/admin/records/crmaction/replay/{replay.pk}/").content.decode()
     assert 'data-finished="yes"' in progress
     assert 'id="replay-succeeded">2<' in progress

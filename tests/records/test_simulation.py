@@ -11,24 +11,15 @@ from django.test import Client
 
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
-from records.models import CrmAction, OperationSettings, Session
+from records.models import OperationSettings, Session
 from records.rules import RuleSet
-from records.services.execution import session_run_actions
 from records.services.simulation import settings_simulate
 from tests.records.scenario import T0, Call
-from tests.support import ingest_and_process, sandbox_stats
+from tests.support import ingest_and_process, run_actions_until_settled, sandbox_stats
 
 pytestmark = pytest.mark.django_db
 
 CHANGE = {"append_to_open_records": False, "abandoned_call_records": False, "title_template": "{CALL_TYPE} {CALL_ID}"}
-
-
-def run_all(session: Session) -> None:
-    for _ in range(20):
-        CrmAction.objects.filter(session=session, status=CrmAction.Status.PENDING).update(next_attempt_at=None)
-        if session_run_actions(session_id=session.pk).retry_in is None:
-            return
-    raise AssertionError("actions did not settle")
 
 
 @pytest.fixture
@@ -41,7 +32,7 @@ def stored_sessions(zendesk_connection: CrmConnection) -> dict[str, Session]:
         Call("c-3", phone="+14155550199", start=T0.replace(hour=11)).created().add("session.abandoned", wait_time=30),
     ):
         session = ingest_and_process(call.events, session_id=call.session_id)
-        run_all(session)
+        run_actions_until_settled(session)
         session.refresh_from_db()
         sessions[call.session_id] = session
     assert sessions["c-2"].crm_record_id == sessions["c-1"].crm_record_id
