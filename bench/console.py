@@ -93,11 +93,10 @@ def main() -> int:
     actions = CrmAction.objects.count()
     health = records_health()
     health_s = median_seconds(records_health)
-    blocked_page = (
-        lambda: list(  # noqa: E731  # timed as one call
-            sessions_in_state(Session.objects.all(), SessionState.BLOCKED).order_by("-created_at")[:100]
-        )
-    )
+
+    def blocked_page() -> list[Session]:
+        return list(sessions_in_state(Session.objects.all(), SessionState.BLOCKED).order_by("-created_at")[:100])
+
     blocked_s = median_seconds(blocked_page)
     scan_s = median_seconds(lambda: list(CrmAction.objects.values("status").annotate(n=Count("id")).order_by()))
 
