@@ -243,6 +243,7 @@ class StatusPush(models.Model):
 
     class Meta:
         verbose_name = "status push"
+        verbose_name_plural = "status pushes"
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["agent", "-id"], name="status_push_agent"),

@@ -3,6 +3,11 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+# The product's name instead of "Django administration".
+admin.site.site_header = "CRM Bridge"
+admin.site.site_title = "CRM Bridge admin"
+admin.site.index_title = "Operations"
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),

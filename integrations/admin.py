@@ -1,14 +1,22 @@
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import redis
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
+from integrations.health import HealthRow, HealthSection, register_health_source, usage_chart_svg, usage_totals
 from integrations.models import CrmConnection, CrmKind
 from integrations.providers.registry import PROVIDERS
-from integrations.services import connection_activate, connection_test
+from integrations.selectors import connection_budget, connection_circuit_state, connection_usage
+from integrations.services import connection_activate, connection_get_active, connection_test
 
 ConnectionAction = TypeVar("ConnectionAction", bound=Callable[..., None])
 
@@ -96,6 +104,12 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Only the CRMs a provider serves are offered (a connection of another kind could do nothing).
+        kind = self.fields["kind"]
+        assert isinstance(kind, forms.ChoiceField)
+        kind.choices = [
+            (value, label) for value, label in CrmKind.choices if value in PROVIDERS or value == self.instance.kind
+        ]
         self.fields["email"].initial = (self.instance.config or {}).get("email", "")
         self.fields["make_active"].initial = self.instance.is_active
         self.fields["rate_limit_per_minute"].initial = (self.instance.config or {}).get("rate_limit_per_minute")
@@ -150,10 +164,47 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         return connection
 
 
+@register_health_source
+def crm_requests_health(connection: CrmConnection | None) -> HealthSection | None:
+    """The connection's CRM requests in the last hour against its budget, with 429s and faults."""
+    connection = connection or connection_get_active()
+    if connection is None:
+        url = reverse("admin:integrations_crmconnection_changelist")
+        return HealthSection(
+            "CRM requests", (HealthRow("Active CRM connection", "none: add or activate one", url, True),)
+        )
+    budget = connection_budget(connection)
+    try:
+        usage = connection_usage(connection)
+    except redis.RedisError as exc:
+        return HealthSection(f"CRM requests: {connection}", note=f"The request counters cannot be read: {exc}")
+    totals = usage_totals(usage, budget)
+    health_url = reverse("admin:integrations_crmconnection_health", args=[connection.pk])
+    rows = [
+        HealthRow("Requests in the last hour", str(totals.sent), health_url),
+        HealthRow(
+            "Busiest minute",
+            f"{totals.busiest_minute} of {budget} per minute" if budget else f"{totals.busiest_minute} (no budget set)",
+            alert=bool(totals.minutes_over_budget),
+        ),
+        HealthRow("Answered 429 (rate limited by the CRM)", str(totals.rate_limited), alert=totals.rate_limited > 0),
+        HealthRow("Faults (timeouts, connection errors, 5xx)", str(totals.faults), alert=totals.faults > 0),
+        HealthRow("Held back by our own budget or a Retry-After", str(totals.held_back)),
+    ]
+    if (circuit := connection_circuit_state(connection)) is not None:
+        rows.append(
+            HealthRow("Circuit breaker", f"{circuit.state} {circuit.detail}".strip(), alert=circuit.state != "closed")
+        )
+    if connection.last_error:
+        change_url = reverse("admin:integrations_crmconnection_change", args=[connection.pk])
+        rows.append(HealthRow("Connection's last error", connection.last_error[:300], change_url, alert=True))
+    return HealthSection(f"CRM requests: {connection}", rows, chart=usage_chart_svg(usage, budget))
+
+
 @admin.register(CrmConnection)
 class CrmConnectionAdmin(admin.ModelAdmin[CrmConnection]):
     form = CrmConnectionForm
-    list_display = ["name", "kind", "base_url", "is_active", "last_error", "updated_at"]
+    list_display = ["name", "kind", "base_url", "is_active", "health_link", "last_error", "updated_at"]
     list_filter = ["kind", "is_active"]
     search_fields = ["name", "base_url"]
     readonly_fields = [
@@ -187,6 +238,32 @@ class CrmConnectionAdmin(admin.ModelAdmin[CrmConnection]):
         ("Status", {"fields": ["last_error", "last_error_at", "created_at", "updated_at"]}),
     ]
     actions = CONNECTION_ACTIONS
+
+    def get_urls(self) -> list[URLPattern]:
+        health = path(
+            "<int:connection_id>/health/",
+            self.admin_site.admin_view(self.health_view),
+            name="integrations_crmconnection_health",
+        )
+        return [health, *super().get_urls()]
+
+    def health_view(self, request: HttpRequest, connection_id: int) -> HttpResponse:
+        """One connection's health: its actions, sessions, requests, imports and status sync."""
+        connection = get_object_or_404(CrmConnection, pk=connection_id)
+        if not self.has_view_permission(request, connection):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Health of {connection}",
+            "connection": connection,
+            "opts": self.opts,
+        }
+        return TemplateResponse(request, "integrations/connection_health.html", context)
+
+    @admin.display(description="Health")
+    def health_link(self, obj: CrmConnection) -> str:
+        url = reverse("admin:integrations_crmconnection_health", args=[obj.pk])
+        return format_html('<a href="{}">Health</a>', url)
 
     @admin.display(description="Credentials stored", boolean=True)
     def credentials_stored(self, obj: CrmConnection) -> bool:

@@ -14,7 +14,14 @@ from urllib.parse import urljoin
 import requests
 from requests.adapters import HTTPAdapter
 
-from integrations.exceptions import CrmAuthError, CrmNotFound, CrmRateLimited, CrmRequestError, CrmTransientError
+from integrations.exceptions import (
+    CrmAuthError,
+    CrmNotFound,
+    CrmOwnLimitReached,
+    CrmRateLimited,
+    CrmRequestError,
+    CrmTransientError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +43,24 @@ class RateGate(Protocol):
     def seconds_until_open(self, key: str) -> float: ...
 
     def close_for(self, key: str, seconds: float) -> None: ...
+
+    def record_usage(self, key: str, *outcomes: str) -> None:
+        """Count one request's outcomes (Usage) in the current minute's bucket, for the health chart."""
+        ...
+
+
+class Usage:
+    """What record_usage counts: every request sent, and among them 429s and faults; and refusals."""
+
+    SENT = "sent"
+    RATE_LIMITED = "rate_limited"  # the CRM answered 429 (or its rate-limit error code)
+    FAULT = "fault"  # timeout, connection failure or 5xx
+    HELD_BACK = "held_back"  # not sent: our own budget or a 429's Retry-After was still running
+
+
+def usage_key(base_url: str) -> str:
+    """The key a CRM's request counts are kept under (integrations.ratelimit.RedisRateGate.usage)."""
+    return base_url.rstrip("/") + "/"
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float:
@@ -84,6 +109,9 @@ class CrmHttpClient:
         session: requests.Session | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
+        # Requests are counted under the configured URL, even where a login moves base_url to
+        # another host (Salesforce's instance_url): the health page looks them up by connection.
+        self.usage_key = usage_key(base_url)
         self.timeout = timeout
         self.rate_gate = rate_gate
         self.rate_limit_per_minute = rate_limit_per_minute
@@ -123,11 +151,13 @@ class CrmHttpClient:
         if self.rate_gate is not None:
             wait = self.rate_gate.seconds_until_open(self.base_url)
             if wait > 0:
+                self._record(Usage.HELD_BACK)
                 raise CrmRateLimited(f"rate limited by {self.base_url} for {wait:.1f}s more", retry_after=wait)
             if self.rate_limit_per_minute:
                 wait = self.rate_gate.acquire(self.base_url, self.rate_limit_per_minute)
                 if wait > 0:
-                    raise CrmRateLimited(
+                    self._record(Usage.HELD_BACK)
+                    raise CrmOwnLimitReached(
                         f"own limit of {self.rate_limit_per_minute} requests/min to {self.base_url} reached",
                         retry_after=wait,
                     )
@@ -141,10 +171,13 @@ class CrmHttpClient:
         try:
             response = self.session.send(prepared, timeout=self.timeout)
         except requests.Timeout as exc:
+            self._record(Usage.SENT, Usage.FAULT)
             raise CrmTransientError(f"{method} {path}: timed out after {self.timeout}s") from exc
         except requests.RequestException as exc:
+            self._record(Usage.SENT, Usage.FAULT)
             raise CrmTransientError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
 
+        self._record(Usage.SENT)
         status = response.status_code
         if status < 400:
             if not response.content:
@@ -162,6 +195,7 @@ class CrmHttpClient:
         code = error_code(body)
         logger.info("crm.http.error %s %s -> %s %s", method, path, status, code, extra={"status": status})
         if status == 429 or code in RATE_LIMIT_ERROR_CODES:
+            self._record(Usage.RATE_LIMITED)
             retry_after = self.retry_after(response) if status == 429 else LIMIT_EXCEEDED_RETRY_AFTER_SECONDS
             if self.rate_gate is not None:
                 self.rate_gate.close_for(self.base_url, retry_after)
@@ -169,12 +203,17 @@ class CrmHttpClient:
                 f"{method} {path}: {status} {code or ''}, retry after {retry_after:.0f}s", retry_after=retry_after
             )
         if status >= 500:
+            self._record(Usage.FAULT)
             raise CrmTransientError(f"{method} {path}: {status} {body}")
         if status in (401, 403):
             raise CrmAuthError(f"{method} {path}: {status} {body}", code=code)
         if status == 404:
             raise CrmNotFound(f"{method} {path}: 404 {body}", status_code=status, body=body)
         raise CrmRequestError(f"{method} {path}: {status} {body}", status_code=status, body=body)
+
+    def _record(self, *outcomes: str) -> None:
+        if self.rate_gate is not None:
+            self.rate_gate.record_usage(self.usage_key, *outcomes)
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return self.request("GET", path, params=params)

@@ -18,7 +18,8 @@ logger = logging.getLogger(__name__)
 
 
 @functools.cache
-def _rate_gate() -> RedisRateGate:
+def rate_gate() -> RedisRateGate:
+    """The Redis rate gate (and request counters) every worker shares."""
     return RedisRateGate.from_url(settings.REDIS_URL)
 
 
@@ -39,7 +40,7 @@ def connection_settings(connection: CrmConnection) -> ConnectionSettings:
 
 def connection_provider(connection: CrmConnection) -> CrmProvider:
     """The provider for this connection, sharing the Redis rate gate with every other worker."""
-    return get_provider(connection_settings(connection), rate_gate=_rate_gate())
+    return get_provider(connection_settings(connection), rate_gate=rate_gate())
 
 
 @transaction.atomic

@@ -828,6 +828,34 @@ class RecordRequest:
     original_call_seconds: float | None = None
 
 
+def record_request(
+    payload: Mapping[str, Any],
+    *,
+    session_type: str,
+    original_record_id: str = "",
+    original_call_seconds: float | None = None,
+) -> RecordRequest:
+    """The record lookup a create_record action asks for (its payload), for choose_record."""
+    policy = payload.get("policy") or {}
+    callback = payload.get("callback") or {}
+    return RecordRequest(
+        mode=payload.get("mode") or RecordMode.NEW,
+        channel=payload.get("channel") or "",
+        queue_id=payload.get("queue_id") or "",
+        leaf_queue=payload.get("leaf_queue") or "",
+        menu_path=payload.get("menu_path") or "",
+        session_type=session_type,
+        append_to_open_records=bool(policy.get("append_to_open_records", True)),
+        append_to_recently_closed=bool(policy.get("append_to_recently_closed", False)),
+        closed_within_days=int(policy.get("closed_within_days") or 3),
+        never_append=bool(policy.get("never_append", False)),
+        outbound_record_id=payload.get("outbound_record_id") or "",
+        callback_kind=callback.get("kind") or "",
+        original_record_id=original_record_id,
+        original_call_seconds=original_call_seconds,
+    )
+
+
 def _describe(candidate: Candidate) -> str:
     return f"record {candidate.record_id} ({candidate.status})"
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from integrations.exceptions import CrmUnsupported
 from integrations.http import RateGate
@@ -154,6 +155,24 @@ class CrmProvider(abc.ABC):
     def __init__(self, settings: ConnectionSettings, *, rate_gate: RateGate | None = None) -> None:
         self.settings = settings
         self.rate_gate = rate_gate
+
+    # Where an agent opens a record or a contact in the CRM's own web app ({base} is the
+    # connection's base URL without its trailing slash); "" when the CRM has no such page.
+    record_web_path: ClassVar[str] = ""
+    contact_web_path: ClassVar[str] = ""
+
+    @classmethod
+    def web_base_url(cls, base_url: str) -> str:
+        """The CRM's web app for an API base URL (the same host, for most CRMs)."""
+        return base_url.rstrip("/")
+
+    @classmethod
+    def web_url(cls, base_url: str, *, record_id: str = "", contact_id: str = "") -> str:
+        """A link into the CRM for a record or a contact, or "" when there is none."""
+        template, value = (cls.record_web_path, record_id) if record_id else (cls.contact_web_path, contact_id)
+        if not template or not value:
+            return ""
+        return template.format(base=cls.web_base_url(base_url), id=quote(value, safe=""))
 
     @abc.abstractmethod
     def test_connection(self) -> None:

@@ -171,6 +171,14 @@ def attribute_name(spec: CustomFieldSpec) -> str:
 
 class KustomerProvider(CrmProvider):
     kind = "kustomer"
+    record_web_path = "{base}/app/conversations/{id}"
+    contact_web_path = "{base}/app/customers/{id}"
+
+    @classmethod
+    def web_base_url(cls, base_url: str) -> str:
+        # The API is https://<org>.api.kustomerapp.com; agents work in https://<org>.kustomerapp.com.
+        return base_url.rstrip("/").replace(".api.kustomerapp.com", ".kustomerapp.com")
+
     open_statuses: ClassVar[frozenset[str]] = frozenset({"open"})
     # A done conversation is reopened by a new message or by setting it open again.
     resolved_status = "done"

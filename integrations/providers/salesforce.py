@@ -174,6 +174,8 @@ class SalesforceClient(CrmHttpClient):
 
 class SalesforceProvider(CrmProvider, TicketImportSource):
     kind = "salesforce"
+    record_web_path = "{base}/lightning/r/Case/{id}/view"
+    contact_web_path = "{base}/lightning/r/Contact/{id}/view"
     open_statuses: ClassVar[frozenset[str]] = frozenset({"New", "Working", "Escalated"})
     default_open_status = "New"
 

@@ -121,6 +121,8 @@ def _comment_from_json(comment: dict[str, Any]) -> Comment:
 
 class ZendeskProvider(CrmProvider, TicketImportSource):
     kind = "zendesk"
+    record_web_path = "{base}/agent/tickets/{id}"
+    contact_web_path = "{base}/agent/users/{id}"
     open_statuses: ClassVar[frozenset[str]] = frozenset({"new", "open", "pending", "hold"})
     default_open_status = "open"
     # A closed ticket refuses every update (422); a solved one can still be reopened.

@@ -23,6 +23,7 @@ from integrations.exceptions import (
     CrmAuthError,
     CrmError,
     CrmNotFound,
+    CrmOwnLimitReached,
     CrmRateLimited,
     CrmRequestError,
     CrmTransientError,
@@ -31,7 +32,8 @@ from integrations.providers.base import Attachment, Comment, Contact, CrmProvide
 from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_get_active, connection_provider, connection_record_error
 from records.models import CrmAction, CustomField, Session
-from records.rules import Candidate, RecordMode, RecordRequest, choose_contact, choose_record
+from records.rules import Candidate, RecordMode, RecordRequest, choose_contact, choose_record, record_request
+from records.services.processing import PROCESSING_MAX_ATTEMPTS
 from records.vocabulary import ActionKind, EventType
 
 logger = logging.getLogger(__name__)
@@ -151,9 +153,13 @@ def action_execute(*, action: CrmAction) -> CrmAction:
     except CrmRateLimited as exc:
         # Not the action's fault: wait as told, without spending one of its attempts.
         action.attempts -= 1
-        return _schedule_retry(action, str(exc), delay=exc.retry_after + random.uniform(0, 1))
+        error = str(exc)
+        if isinstance(exc, CrmOwnLimitReached) and action.last_error:
+            # Nothing was sent: the last real answer is still why the action has not succeeded.
+            error = _without_own_limit_note(action.last_error) + OWN_LIMIT_NOTE
+        return _schedule_retry(action, error, delay=exc.retry_after + random.uniform(0, 1))
     except CrmTransientError as exc:
-        if action.attempts >= settings.CRM_ACTION_MAX_ATTEMPTS:
+        if action.attempts - action.attempts_before_retry >= settings.CRM_ACTION_MAX_ATTEMPTS:
             return _fail(action, f"gave up after {action.attempts} attempts: {exc}")
         delay = backoff_seconds(
             action.attempts, base=settings.CRM_RETRY_BACKOFF_SECONDS, cap=settings.CRM_RETRY_BACKOFF_MAX_SECONDS
@@ -182,6 +188,13 @@ def action_execute(*, action: CrmAction) -> CrmAction:
     return action
 
 
+OWN_LIMIT_NOTE = " (waiting for our own request budget)"
+
+
+def _without_own_limit_note(error: str) -> str:
+    return error.removesuffix(OWN_LIMIT_NOTE)
+
+
 def _schedule_retry(action: CrmAction, error: str, *, delay: float) -> CrmAction:
     logger.info("records.action.retry %s in %.1fs: %s", action.pk, delay, error, extra={"action_id": action.pk})
     action.last_error = error[:2000]
@@ -206,7 +219,8 @@ def action_retry(*, action: CrmAction) -> CrmAction:
 
     action.status = CrmAction.Status.PENDING
     action.next_attempt_at = None
-    action.save(update_fields=["status", "next_attempt_at", "updated_at"])
+    action.attempts_before_retry = action.attempts
+    action.save(update_fields=["status", "next_attempt_at", "attempts_before_retry", "updated_at"])
     transaction.on_commit(lambda: run_session_actions_task.delay(action.session_id), robust=True)
     return action
 
@@ -331,7 +345,6 @@ def _candidates(provider: CrmProvider, session: Session) -> list[Candidate]:
 
 
 def _record_request(session: Session, payload: dict[str, Any]) -> RecordRequest:
-    policy = payload.get("policy") or {}
     callback = payload.get("callback") or {}
     original_record_id, original_seconds = "", None
     if callback.get("original_session_id"):
@@ -341,19 +354,9 @@ def _record_request(session: Session, payload: dict[str, Any]) -> RecordRequest:
             ended = original.events.filter(type=EventType.SESSION_ENDED).first()
             duration = ended.data.get("call_duration") if ended else None
             original_seconds = float(duration) if isinstance(duration, int | float) else None
-    return RecordRequest(
-        mode=payload.get("mode") or RecordMode.NEW,
-        channel=payload.get("channel") or "",
-        queue_id=payload.get("queue_id") or "",
-        leaf_queue=payload.get("leaf_queue") or "",
-        menu_path=payload.get("menu_path") or "",
+    return record_request(
+        payload,
         session_type=session.session_type,
-        append_to_open_records=bool(policy.get("append_to_open_records", True)),
-        append_to_recently_closed=bool(policy.get("append_to_recently_closed", False)),
-        closed_within_days=int(policy.get("closed_within_days") or 3),
-        never_append=bool(policy.get("never_append", False)),
-        outbound_record_id=payload.get("outbound_record_id") or "",
-        callback_kind=callback.get("kind") or "",
         original_record_id=original_record_id,
         original_call_seconds=original_seconds,
     )
@@ -619,6 +622,8 @@ def sessions_needing_work(*, stale_after: timedelta) -> tuple[list[int], list[in
     now = timezone.now()
     unapplied = list(
         Session.objects.filter(events__applied_at__isnull=True, events__received_at__lt=now - stale_after)
+        # One that kept raising waits for an admin's "Process again" (see processing.py).
+        .filter(processing_attempts__lt=PROCESSING_MAX_ATTEMPTS)
         .values_list("id", flat=True)
         .distinct()[:1000]
     )

@@ -15,6 +15,7 @@ from agentstatus.models import (
     StatusPush,
     StatusSyncSettings,
 )
+from integrations.models import CrmConnection
 from tests.agentstatus.support import WEBHOOK_SECRET, Deliver, work_session_event
 
 pytestmark = pytest.mark.django_db
@@ -188,3 +189,15 @@ def test_push_list_shows_attempts_and_errors_and_retries(
     assert "1 push(es) queued to run again." in response.content.decode()
     push.refresh_from_db()
     assert push.state == StatusPush.State.PENDING
+
+
+def test_agent_page_names_the_crm_status_of_each_active_instance(
+    admin_client: Client, kustomer_connection: CrmConnection
+) -> None:
+    status = CrmStatus.objects.create(connection=kustomer_connection, crm_id="rs-busy", name="On a break")
+    agent = Agent.objects.create(email="ana@example.com", work_sessions={"ws-1": status.crm_id, "ws-2": "rs-unknown"})
+
+    html = admin_client.get(f"/admin/agentstatus/agent/{agent.pk}/change/").content.decode()
+
+    assert "ws-1 (On a break)" in html
+    assert "ws-2 (status rs-unknown)" in html

@@ -104,5 +104,20 @@ def test_connection_admin_refuses_a_crm_without_a_provider(admin_client: Client)
         {"name": "f", "kind": "freshdesk", "base_url": "https://acme.freshdesk.com", "api_token": "t"},
     )
 
+    # Only the CRMs a provider serves are offered; a posted other kind is refused on its field.
+    html = response.content.decode()
     assert response.status_code == 200
+    assert "Select a valid choice. freshdesk is not one of the available choices." in html
+    assert '<option value="freshdesk"' not in html
+    assert not CrmConnection.objects.filter(kind="freshdesk").exists()
+
+
+def test_connection_admin_names_an_unsupported_kind_kept_by_an_existing_connection(admin_client: Client) -> None:
+    connection = CrmConnection.objects.create(name="f", kind="freshdesk", base_url="https://acme.freshdesk.com")
+
+    response = admin_client.post(
+        f"/admin/integrations/crmconnection/{connection.pk}/change/",
+        {"name": "f", "kind": "freshdesk", "base_url": "https://acme.freshdesk.com", "api_token": "t"},
+    )
+
     assert "Freshdesk is not supported yet; supported: Kustomer, Salesforce, Zendesk." in response.content.decode()

@@ -103,9 +103,7 @@ def test_import_task_retries_after_the_rate_limit(
 ) -> None:
     sandbox_config(salesforce_sandbox, throttle_rate=1.0)
     # As a worker runs it (not "called directly", which re-raises instead of retrying), minus the broker.
-    import_connection_task.push_request(  # type: ignore[call-arg]  # Context fields, untyped in celery-types
-        id="test-retry", retries=0, is_eager=True, called_directly=False
-    )
+    import_connection_task.push_request(id="test-retry", retries=0, is_eager=True, called_directly=False)
     try:
         with pytest.raises(Retry) as retry:
             import_connection_task.run(salesforce_connection.pk)

@@ -21,6 +21,12 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8801, help="0 picks a free port")
         parser.add_argument("--fixture", help="a JSON file of records loaded at start and on every reset")
+        parser.add_argument(
+            "--seed-tickets",
+            type=int,
+            default=0,
+            help="also generate N solved tickets of the last 95 days (for QA search; sandboxes with an import)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         kind = options["kind"]
@@ -30,6 +36,12 @@ class Command(BaseCommand):
             server = build_sandbox(kind, host=options["host"], port=options["port"], fixture=options["fixture"])
         except (OSError, ValueError) as exc:
             raise CommandError(f"cannot start the {kind} sandbox: {exc}") from exc
+        if options["seed_tickets"]:
+            # The same generator as `POST /__sandbox/seed {"count": N}` (a fixed seed: the same demo each time).
+            answer = server.sandbox.control("POST", "seed", {"count": options["seed_tickets"], "seed": 1})
+            if answer is None:
+                raise CommandError(f"the {kind} sandbox has no ticket import to seed")
+            self.stdout.write(f"seeded {len(answer.body['tickets'])} solved tickets")
         self.stdout.write(f"sandbox {kind} listening on {server.base_url}")
         self.stdout.flush()
         # Ctrl-C is the way to stop it, so it ends quietly; the socket is closed either way.
