@@ -32,10 +32,13 @@ migrate: services
 	$(PY) manage.py migrate --noinput
 
 demo: migrate
-	$(PY) manage.py load_demo --sandbox-url http://127.0.0.1:$(SANDBOX_PORT) --web-url http://127.0.0.1:$(WEB_PORT)
+	CRM_ALLOW_LOOPBACK=true $(PY) manage.py load_demo --sandbox-url http://127.0.0.1:$(SANDBOX_PORT) --web-url http://127.0.0.1:$(WEB_PORT)
 
+# DEBUG and loopback CRMs are on for the demo's processes only (.env.example keeps both off). honcho
+# reads no .env (-e /dev/null): it would override these; each process reads .env itself.
 run: demo
-	SANDBOX_PORT=$(SANDBOX_PORT) WEB_PORT=$(WEB_PORT) $(VENV)/bin/honcho -f Procfile start
+	DJANGO_DEBUG=true CRM_ALLOW_LOOPBACK=true SANDBOX_PORT=$(SANDBOX_PORT) WEB_PORT=$(WEB_PORT) \
+		$(VENV)/bin/honcho -e /dev/null -f Procfile start
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -115,6 +115,9 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 15 * 60}
 
 # CRM CALLS
+# CRM base URLs must be https to a public address (integrations.urlguard). On only where the CRM is a
+# sandbox on this machine: the demo (`make run`'s .env), the tests and the benchmarks.
+CRM_ALLOW_LOOPBACK = env.bool("CRM_ALLOW_LOOPBACK", default=False)
 CRM_HTTP_TIMEOUT_SECONDS = env.float("CRM_HTTP_TIMEOUT_SECONDS", default=15.0)
 # Exponential backoff for failed CRM actions: base * 2**attempt, capped, with full jitter.
 CRM_RETRY_BACKOFF_SECONDS = env.float("CRM_RETRY_BACKOFF_SECONDS", default=2.0)

@@ -32,7 +32,7 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         label="API token",
         required=False,
         widget=forms.PasswordInput(render_value=False),
-        help_text="Stored encrypted. Leave blank to keep the current token.",
+        help_text="Stored encrypted. Leave blank to keep the current token (required again when the base URL changes).",
     )
     email = forms.EmailField(
         required=False, help_text="Zendesk: the API user's email (Zendesk authenticates as email/token:API token)."
@@ -71,11 +71,18 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
             self.add_error("kind", f"{CrmKind(kind).label} is not supported yet; supported: {supported}.")
         if not self.instance.has_secrets and not cleaned.get("api_token"):
             self.add_error("api_token", "An API token is required for a new connection.")
+        elif self._url_changed() and not cleaned.get("api_token"):
+            # Otherwise the stored token would be sent to whatever host the URL now names.
+            self.add_error("api_token", "The base URL changed: enter the API token for the new URL again.")
         if cleaned.get("kind") == "zendesk" and not cleaned.get("email"):
             self.add_error("email", "Zendesk authenticates as `{email}/token:{api_token}`: the email is required.")
         return cleaned
 
+    def _url_changed(self) -> bool:
+        return self.instance.pk is not None and "base_url" in self.changed_data
+
     def save(self, commit: bool = True) -> CrmConnection:
+        url_changed = self._url_changed()
         connection = super().save(commit=False)
         connection.config = {
             **(connection.config or {}),
@@ -83,7 +90,9 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
             "rate_limit_per_minute": self.cleaned_data.get("rate_limit_per_minute"),
         }
         if token := self.cleaned_data.get("api_token"):
-            connection.set_secrets({**connection.secrets, "api_token": token})
+            # Secrets stored for the old URL are not kept for the new one.
+            kept = {} if url_changed else connection.secrets
+            connection.set_secrets({**kept, "api_token": token})
         if commit:
             connection.save()
         return connection
