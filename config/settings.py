@@ -44,7 +44,6 @@ INSTALLED_APPS = [
     "records",
     "agentstatus",
     "django_filters",
-    "rest_framework.authtoken",
     "ticketsearch",
 ]
 

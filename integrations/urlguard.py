@@ -84,6 +84,18 @@ def base_url_problem(url: str, *, allow_loopback: bool) -> str | None:
     return None
 
 
+def is_web_url(url: str) -> bool:
+    """An http(s) URL with a host: the only kind of URL from a CRM that may become a link.
+
+    Anything else (`javascript:`, `data:`, a relative path) would run or resolve in our admin.
+    """
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc) and not any(c in url for c in "\r\n\t")
+
+
 def validate_base_url(value: str) -> None:
     """Model-field validator: the admin form, `add_crm_connection` and every service save pass here."""
     if problem := base_url_problem(value, allow_loopback=loopback_allowed()):

@@ -19,7 +19,7 @@ from django.core.exceptions import ValidationError
 from integrations.exceptions import CrmRequestError
 from integrations.http import CrmHttpClient, error_summary
 from integrations.services import connection_create, connection_test
-from integrations.urlguard import address_problem, base_url_problem
+from integrations.urlguard import address_problem, base_url_problem, is_web_url
 
 
 class Canned(ThreadingHTTPServer):
@@ -267,3 +267,25 @@ def test_the_admin_refuses_a_metadata_base_url(admin_client: Any, settings: Any)
     )
     assert response.status_code == 200
     assert "link-local" in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("url", "linked"),
+    [
+        ("https://acme.zendesk.com/agent/tickets/1", True),
+        ("http://acme.zendesk.com/r.mp3", True),
+        ("HTTPS://acme.zendesk.com/", True),
+        ("javascript:alert(1)", False),
+        (" javascript:alert(1)", False),
+        ("JaVaScRiPt:alert(1)", False),
+        ("data:text/html,<script>alert(1)</script>", False),
+        ("vbscript:msgbox", False),
+        ("/admin/", False),
+        ("//evil.example.com/", False),
+        ("https://", False),
+        ("https://a.example.com/\njavascript:x", False),
+        ("", False),
+    ],
+)
+def test_only_http_urls_from_a_crm_become_links(url: str, linked: bool) -> None:
+    assert is_web_url(url) is linked
