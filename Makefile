@@ -37,7 +37,7 @@ demo: migrate
 # DEBUG and loopback CRMs are on for the demo's processes only (.env.example keeps both off). honcho
 # reads no .env (-e /dev/null): it would override these; each process reads .env itself.
 run: demo
-	DJANGO_DEBUG=true CRM_ALLOW_LOOPBACK=true SANDBOX_PORT=$(SANDBOX_PORT) WEB_PORT=$(WEB_PORT) \
+	DJANGO_DEBUG=true CRM_ALLOW_LOOPBACK=true LOG_FORMAT=plain SANDBOX_PORT=$(SANDBOX_PORT) WEB_PORT=$(WEB_PORT) \
 		$(VENV)/bin/honcho -e /dev/null -f Procfile start
 
 lint: install
