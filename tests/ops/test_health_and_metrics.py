@@ -76,8 +76,8 @@ def test_outcome_of_a_save(status: str, fields: set[str] | None, outcome: str | 
     assert outcome_of(status, frozenset(fields) if fields is not None else None) == outcome
 
 
-def _metrics(client: Client | None = None, **headers: str) -> str:
-    response = (client or Client()).get("/metrics", **headers)
+def _metrics(authorization: str = "") -> str:
+    response = Client().get("/metrics", HTTP_AUTHORIZATION=authorization)
     assert response.status_code == 200
     return response.content.decode()
 
@@ -123,11 +123,12 @@ def test_metrics_count_requests_outcomes_queues_and_the_crm_budget(
 
 def test_metrics_keep_answering_when_the_broker_is_down(settings: Any) -> None:
     settings.CELERY_BROKER_URL = _closed_port_url("redis")
-    celery_app.conf.broker_url, broker_url = settings.CELERY_BROKER_URL, celery_app.conf.broker_url
+    broker_url = celery_app.conf.broker_url
+    celery_app.conf.update(broker_url=settings.CELERY_BROKER_URL)
     try:
         text = _metrics()
     finally:
-        celery_app.conf.broker_url = broker_url
+        celery_app.conf.update(broker_url=broker_url)
     assert 'crmbridge_metrics_source_up{source="broker"} 0.0' in text
     assert 'crmbridge_metrics_source_up{source="database"} 1.0' in text
 
@@ -135,7 +136,7 @@ def test_metrics_keep_answering_when_the_broker_is_down(settings: Any) -> None:
 def test_metrics_token_when_configured(settings: Any) -> None:
     settings.METRICS_BEARER_TOKEN = "scrape-me"
     assert Client().get("/metrics").status_code == 401
-    assert "crmbridge_outbox_pending" in _metrics(HTTP_AUTHORIZATION="Bearer scrape-me")
+    assert "crmbridge_outbox_pending" in _metrics("Bearer scrape-me")
 
 
 def test_admin_static_files_are_served_without_debug(settings: Any, tmp_path: Path) -> None:
@@ -167,3 +168,11 @@ def test_json_logs_keep_the_extra_fields(capsys: pytest.CaptureFixture[str], set
         "records.execution",
     )
     assert "time" in line
+
+
+def test_https_redirect_spares_the_probes(settings: Any) -> None:
+    settings.SECURE_SSL_REDIRECT = True
+
+    assert Client().get("/admin/login/").status_code == 301
+    assert Client().get("/metrics").status_code == 200
+    assert Client().get("/healthz/web").status_code in (200, 503)
