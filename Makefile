@@ -59,6 +59,7 @@ bench: migrate
 	$(PY) bench/import.py
 	$(PY) bench/search.py
 	$(PY) bench/purge.py
+	$(PY) bench/request_overhead.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache staticfiles var

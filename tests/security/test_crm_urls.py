@@ -11,10 +11,12 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import StringIO
 from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 
 from integrations.exceptions import CrmRequestError
 from integrations.http import CrmHttpClient, error_summary
@@ -289,3 +291,20 @@ def test_the_admin_refuses_a_metadata_base_url(admin_client: Any, settings: Any)
 )
 def test_only_http_urls_from_a_crm_become_links(url: str, linked: bool) -> None:
     assert is_web_url(url) is linked
+
+
+@pytest.mark.django_db
+def test_loopback_needs_the_explicit_setting_for_commands_too(settings: Any) -> None:
+    settings.CRM_ALLOW_LOOPBACK = False
+    with pytest.raises(CommandError, match="CRM_ALLOW_LOOPBACK"):
+        call_command("load_demo", "--sandbox-url", "http://127.0.0.1:8801", stdout=StringIO())
+    with pytest.raises(CommandError, match="base_url: Loopback addresses are not allowed"):
+        call_command(
+            "add_crm_connection", "--provider", "zendesk", "--base-url", "http://127.0.0.1:8801",
+            "--email", "a@a.com", "--token", "t", stdout=StringIO(),
+        )  # fmt: skip
+    with pytest.raises(CommandError, match=r"169\.254\.169\.254 is a link-local address"):
+        call_command(
+            "add_crm_connection", "--provider", "zendesk", "--base-url", "https://169.254.169.254",
+            "--email", "a@a.com", "--token", "t", stdout=StringIO(),
+        )  # fmt: skip
