@@ -37,10 +37,18 @@ def loopback_allowed() -> bool:
     return bool(getattr(settings, "CRM_ALLOW_LOOPBACK", False))
 
 
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
 def _plain(address: IPAddress) -> IPAddress:
-    """An IPv4-mapped IPv6 address (::ffff:10.0.0.1) judged as the IPv4 address it is."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+    """An IPv6 address that carries an IPv4 one (mapped, NAT64, 6to4) judged as that IPv4 address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address in NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if address.sixtofour is not None:
+            return address.sixtofour
     return address
 
 
