@@ -37,6 +37,43 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
     email = forms.EmailField(
         required=False, help_text="Zendesk: the API user's email (Zendesk authenticates as email/token:API token)."
     )
+    client_id = forms.CharField(
+        label="Consumer key",
+        required=False,
+        max_length=255,
+        help_text="Salesforce: the connected app's consumer key (client id).",
+    )
+    client_secret = forms.CharField(
+        label="Consumer secret",
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Salesforce: the connected app's consumer secret. Stored encrypted. Leave blank to keep it.",
+    )
+    username = forms.CharField(
+        label="Salesforce username",
+        required=False,
+        max_length=255,
+        help_text="Salesforce: the API user for the username-password login. Blank: the client-credentials login.",
+    )
+    password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Salesforce: the API user's password, without the security token. Stored encrypted. "
+        "Leave blank to keep it.",
+    )
+    security_token = forms.CharField(
+        label="Security token",
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Salesforce: the API user's security token (Salesforce emails it; reset it under "
+        "Settings > Reset My Security Token). Appended to the password at login, as Salesforce requires "
+        "unless the login comes from one of the org's trusted IP ranges. Stored encrypted. Leave blank to keep it.",
+    )
+    clear_security_token = forms.BooleanField(
+        label="No security token",
+        required=False,
+        help_text="Salesforce: tick to forget the stored token (logins from a trusted IP range need none).",
+    )
     rate_limit_per_minute = forms.IntegerField(
         label="Requests per minute",
         required=False,
@@ -62,6 +99,8 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         self.fields["email"].initial = (self.instance.config or {}).get("email", "")
         self.fields["make_active"].initial = self.instance.is_active
         self.fields["rate_limit_per_minute"].initial = (self.instance.config or {}).get("rate_limit_per_minute")
+        self.fields["client_id"].initial = (self.instance.config or {}).get("client_id", "")
+        self.fields["username"].initial = (self.instance.config or {}).get("username", "")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -69,11 +108,16 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         if kind and kind not in PROVIDERS:
             supported = ", ".join(CrmKind(k).label for k in sorted(PROVIDERS))
             self.add_error("kind", f"{CrmKind(kind).label} is not supported yet; supported: {supported}.")
-        if not self.instance.has_secrets and not cleaned.get("api_token"):
-            self.add_error("api_token", "An API token is required for a new connection.")
-        elif self._url_changed() and not cleaned.get("api_token"):
-            # Otherwise the stored token would be sent to whatever host the URL now names.
-            self.add_error("api_token", "The base URL changed: enter the API token for the new URL again.")
+        url_changed = self._url_changed()
+        # Secrets stored for the old URL are never sent to a new one: a changed URL needs them again.
+        stored = self.instance.secrets if self.instance.has_secrets and not url_changed else {}
+        if kind == "salesforce":
+            self._clean_salesforce(cleaned, stored)
+        elif not stored.get("api_token") and not cleaned.get("api_token"):
+            if url_changed:
+                self.add_error("api_token", "The base URL changed: enter the API token for the new URL again.")
+            else:
+                self.add_error("api_token", "An API token is required for a new connection.")
         if cleaned.get("kind") == "zendesk" and not cleaned.get("email"):
             self.add_error("email", "Zendesk authenticates as `{email}/token:{api_token}`: the email is required.")
         return cleaned
@@ -81,18 +125,36 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
     def _url_changed(self) -> bool:
         return self.instance.pk is not None and "base_url" in self.changed_data
 
+    def _clean_salesforce(self, cleaned: dict[str, Any], stored: dict[str, Any]) -> None:
+        if not cleaned.get("client_id"):
+            self.add_error("client_id", "Salesforce logs in through a connected app: its consumer key is required.")
+        if not stored.get("client_secret") and not cleaned.get("client_secret"):
+            self.add_error("client_secret", "The connected app's consumer secret is required.")
+        if cleaned.get("username") and not stored.get("password") and not cleaned.get("password"):
+            self.add_error("password", "The username-password login needs the API user's password.")
+        if cleaned.get("security_token") and cleaned.get("clear_security_token"):
+            self.add_error("clear_security_token", "Either enter a security token or tick “No security token”.")
+
     def save(self, commit: bool = True) -> CrmConnection:
         url_changed = self._url_changed()
         connection = super().save(commit=False)
+        data = self.cleaned_data
         connection.config = {
             **(connection.config or {}),
-            "email": self.cleaned_data.get("email") or "",
-            "rate_limit_per_minute": self.cleaned_data.get("rate_limit_per_minute"),
+            "email": data.get("email") or "",
+            "rate_limit_per_minute": data.get("rate_limit_per_minute"),
         }
-        if token := self.cleaned_data.get("api_token"):
-            # Secrets stored for the old URL are not kept for the new one.
-            kept = {} if url_changed else connection.secrets
-            connection.set_secrets({**kept, "api_token": token})
+        if connection.kind == "salesforce":
+            connection.config |= {"client_id": data.get("client_id") or "", "username": data.get("username") or ""}
+        # Write-only secrets: what was typed replaces the stored value, a blank field keeps it.
+        # Nothing stored for the old URL is kept for a new one.
+        secrets = dict(connection.secrets) if connection.has_secrets and not url_changed else {}
+        typed = {key: data.get(key) for key in ("api_token", "client_secret", "password", "security_token")}
+        changed = {key: value for key, value in typed.items() if value}
+        if data.get("clear_security_token"):
+            secrets.pop("security_token", None)
+        if changed or data.get("clear_security_token") or url_changed:
+            connection.set_secrets(secrets | changed)
         if commit:
             connection.save()
         return connection
@@ -104,10 +166,33 @@ class CrmConnectionAdmin(admin.ModelAdmin[CrmConnection]):
     list_display = ["name", "kind", "base_url", "is_active", "last_error", "updated_at"]
     list_filter = ["kind", "is_active"]
     search_fields = ["name", "base_url"]
-    readonly_fields = ["is_active", "credentials_stored", "last_error", "last_error_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "is_active",
+        "credentials_stored",
+        "security_token_stored",
+        "last_error",
+        "last_error_at",
+        "created_at",
+        "updated_at",
+    ]
     fieldsets = [
         (None, {"fields": ["name", "kind", "base_url", "is_active", "make_active"]}),
         ("Credentials", {"fields": ["email", "api_token", "credentials_stored"]}),
+        (
+            "Salesforce login",
+            {
+                "fields": [
+                    "client_id",
+                    "client_secret",
+                    "username",
+                    "password",
+                    "security_token",
+                    "clear_security_token",
+                    "security_token_stored",
+                ],
+                "description": "Only for a Salesforce connection.",
+            },
+        ),
         ("Limits", {"fields": ["rate_limit_per_minute"]}),
         ("Status", {"fields": ["last_error", "last_error_at", "created_at", "updated_at"]}),
     ]
@@ -116,6 +201,10 @@ class CrmConnectionAdmin(admin.ModelAdmin[CrmConnection]):
     @admin.display(description="Credentials stored", boolean=True)
     def credentials_stored(self, obj: CrmConnection) -> bool:
         return obj.has_secrets
+
+    @admin.display(description="Security token stored", boolean=True)
+    def security_token_stored(self, obj: CrmConnection) -> bool:
+        return obj.has_secrets and bool(obj.secrets.get("security_token"))
 
     def save_model(self, request: HttpRequest, obj: CrmConnection, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)

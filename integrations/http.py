@@ -72,8 +72,20 @@ def _body(response: requests.Response) -> Any:
 
 
 # The fields in which the CRMs put their error message (Zendesk, Kustomer, Salesforce, Freshdesk).
-_MESSAGE_FIELDS = ("error", "description", "message", "title", "detail", "errorCode", "code")
+_MESSAGE_FIELDS = ("error", "error_description", "description", "message", "title", "detail", "errorCode", "code")
 ERROR_SUMMARY_CHARS = 300
+
+
+def _messages(value: Any, depth: int = 0) -> list[str]:
+    """The CRM's error fields found in an error body, a few levels deep (Zendesk's `details`, Kustomer's `errors`)."""
+    if depth > 3:
+        return []
+    if isinstance(value, list):
+        return [m for item in value[:5] for m in _messages(item, depth + 1)]
+    if not isinstance(value, dict):
+        return []
+    found = [str(value[f]) for f in _MESSAGE_FIELDS if isinstance(value.get(f), str | int) and value[f] != ""]
+    return found + [m for v in list(value.values())[:10] if isinstance(v, dict | list) for m in _messages(v, depth + 1)]
 
 
 def error_summary(body: Any) -> str:
@@ -82,16 +94,7 @@ def error_summary(body: Any) -> str:
     Only the CRM's own error fields are kept, shortened; a body that is not a CRM error (an HTML
     page, a proxy's answer, whatever an address that is not a CRM returns) is described, not shown.
     """
-    items = body if isinstance(body, list) else [body]
-    parts: list[str] = []
-    for item in items[:3]:
-        if not isinstance(item, dict):
-            continue
-        for source in (item, *[v for v in item.values() if isinstance(v, dict)], *item.get("errors", [])[:3]):
-            if not isinstance(source, dict):
-                continue
-            parts += [str(source[f]) for f in _MESSAGE_FIELDS if isinstance(source.get(f), str | int) and source[f]]
-    if parts:
+    if parts := _messages(body):
         summary = " ".join(dict.fromkeys(parts))
         return summary if len(summary) <= ERROR_SUMMARY_CHARS else summary[: ERROR_SUMMARY_CHARS - 1] + "…"
     if isinstance(body, str):

@@ -35,7 +35,7 @@ def test_schema_documents_the_adapter_status_api_and_the_status_webhook() -> Non
     assert set(adapter["put"]["responses"]) == {"200", "400", "401"}
     assert schema["components"]["securitySchemes"]["AgentToken"]["in"] == "header"
     webhook = schema["paths"]["/api/v1/agentstatus/webhooks/kustomer"]["post"]
-    assert set(webhook["responses"]) == {"200", "400", "401", "403", "409", "503"}
+    assert set(webhook["responses"]) == {"200", "202", "400", "401", "403"}
 
 
 @pytest.mark.django_db

@@ -59,6 +59,9 @@ class Record:
     url: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    # When the CRM last solved or closed it (R2 counts from this); None while it never was, or when
+    # the read did not carry it.
+    closed_at: str | None = None
     # CRM field id -> value, for the product's custom fields (F1/F2).
     custom_fields: Mapping[str, Any] = field(default_factory=dict)
     # Set when the CRM merged this record into another one (S8: the survivor gets the updates).
@@ -160,7 +163,11 @@ class CrmProvider(abc.ABC):
     def find_contacts(
         self, *, phone: str | None = None, email: str | None = None, external_id: str | None = None
     ) -> list[Contact]:
-        """Contacts (end users) with this E.164 phone number, email or external id, newest first."""
+        """Contacts (end users) with this email, external id or E.164 phone number, newest first.
+
+        A phone matches whatever format the CRM stored it in (integrations.providers.phones); a
+        phone stored exactly as the caller's E.164 ranks before one written another way.
+        """
 
     @abc.abstractmethod
     def create_contact(
@@ -178,7 +185,7 @@ class CrmProvider(abc.ABC):
 
     @abc.abstractmethod
     def list_contact_records(self, contact_id: str) -> list[Record]:
-        """The contact's records (as requester/customer), most recently updated first."""
+        """The contact's records (as requester/customer), most recently updated first, with `closed_at`."""
 
     @abc.abstractmethod
     def create_record(self, record: NewRecord) -> Record:

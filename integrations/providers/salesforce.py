@@ -97,7 +97,9 @@ class SalesforceClient(CrmHttpClient):
     """Bearer auth with a token from the OAuth endpoint; data calls go to the token's `instance_url`.
 
     The password flow is used when the connection has a username, client credentials otherwise
-    (crm-api-shapes.md §3.1). A 401 INVALID_SESSION_ID logs in again and repeats the call once.
+    (crm-api-shapes.md §3.1); it sends the password with the security token (its own encrypted
+    setting) appended, as Salesforce requires. A 401 INVALID_SESSION_ID logs in again and repeats
+    the call once.
     """
 
     def __init__(self, settings: ConnectionSettings, rate_gate: RateGate | None) -> None:
@@ -119,7 +121,9 @@ class SalesforceClient(CrmHttpClient):
         form = {"client_id": str(config.get("client_id", "")), "client_secret": str(secrets.get("client_secret", ""))}
         if config.get("username"):
             form |= {"grant_type": "password", "username": str(config["username"])}
-            form["password"] = str(secrets.get("password", ""))
+            # Salesforce wants the user's security token appended to the password, unless the login
+            # comes from one of the org's trusted IP ranges (then the token is left blank).
+            form["password"] = str(secrets.get("password", "")) + str(secrets.get("security_token", ""))
         else:
             form["grant_type"] = "client_credentials"
         try:

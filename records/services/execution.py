@@ -9,7 +9,7 @@ first looks for what the earlier attempt may have made.
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -27,7 +27,7 @@ from integrations.exceptions import (
     CrmRequestError,
     CrmTransientError,
 )
-from integrations.providers.base import Attachment, Comment, Contact, CrmProvider, NewRecord, RecordChanges
+from integrations.providers.base import Attachment, Comment, Contact, CrmProvider, NewRecord, Record, RecordChanges
 from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_get_active, connection_provider, connection_record_error
 from records.models import CrmAction, CustomField, Session
@@ -129,7 +129,9 @@ def session_run_actions(*, session_id: int) -> RunResult:
 def action_execute(*, action: CrmAction) -> CrmAction:
     """Make one attempt at an action, recording its outcome on the row."""
     session = Session.objects.select_related("crm_connection").get(pk=action.session_id)
-    retried = action.attempts > 0
+    # A 429 or a wait gives its attempt back, yet the call before it may have written (a note,
+    # then a 429 on the read after it): any earlier error means the CRM is looked at first.
+    retried = action.attempts > 0 or bool(action.last_error)
     # Counted before the call: if this worker dies mid-call, the next attempt knows to look first.
     action.attempts += 1
     action.save(update_fields=["attempts", "updated_at"])
@@ -317,6 +319,7 @@ def _candidates(provider: CrmProvider, session: Session) -> list[Candidate]:
                 is_open=provider.is_open(record),
                 can_reopen=provider.can_reopen(record),
                 updated_at=_parse_time(record.updated_at),
+                closed_at=_parse_time(record.closed_at),
                 queue_id=other.queue_id if other else "",
                 leaf_queue=" > ".join(other.state.get("queue_path") or ()) if other else "",
                 menu_path=other.menu_path if other else "",
@@ -384,6 +387,9 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
     created = True
     if found:
         record_id, decision = found[0].id, "found the record an earlier attempt created"
+        # Where the CRM makes the record and its first comment in two calls (Kustomer's note), the
+        # earlier attempt may have stopped between them.
+        _comment_once(provider, record_id, Comment(body=payload["first_comment"]), retried=True)
     elif session.crm_record_id:
         # An earlier attempt appended and linked, then failed on its notes: finish those.
         record_id, created, decision = session.crm_record_id, False, "linked by an earlier attempt"
@@ -393,16 +399,16 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
         )
         decision = choice.reason
         if choice.record_id is None:
-            record = provider.create_record(
-                NewRecord(
-                    subject=payload["subject"],
-                    external_id=external_id,
-                    requester_id=session.crm_contact_id,
-                    first_comment=Comment(body=payload["first_comment"], public=False),
-                    assignee_id=assignee_id,
-                    tags=tuple(tags),
-                    custom_fields=fields,
-                )
+            new_record = NewRecord(
+                subject=payload["subject"],
+                external_id=external_id,
+                requester_id=session.crm_contact_id,
+                first_comment=Comment(body=payload["first_comment"], public=False),
+                assignee_id=assignee_id,
+                tags=tuple(tags),
+            )
+            record, lost = _write_fields(
+                provider, fields, lambda known: provider.create_record(replace(new_record, custom_fields=known))
             )
             record_id = record.id
         else:
@@ -415,9 +421,11 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
                 assignee_id=assignee_id,
                 add_tags=tuple(tags),
                 comment=comment,
-                custom_fields=fields,
             )
-            provider.update_record(record_id, changes)
+            _, lost = _write_fields(
+                provider, fields, lambda known: provider.update_record(record_id, replace(changes, custom_fields=known))
+            )
+        notes += _fields_lost(session, lost)
     session.crm_record_id = record_id
     session.save(update_fields=["crm_record_id", "updated_at"])
 
@@ -532,14 +540,70 @@ def _update_record(provider: CrmProvider, session: Session, payload: dict[str, A
     if assignee_id is None and not fields and status is None:
         missing = "the record fields are not created in this CRM (F1)" if payload.get("fields") else "nothing to set"
         return {"record_id": session.crm_record_id, "outcome": "; ".join(["no change", missing, *notes])}
-    changes = RecordChanges(status=status, assignee_id=assignee_id, custom_fields=fields)
-    record_id, _ = _write_to_record(provider, session, lambda target: provider.update_record(target, changes))
+    changes = RecordChanges(status=status, assignee_id=assignee_id)
+    record_id, (_, lost) = _write_to_record(
+        provider,
+        session,
+        lambda target: _write_fields(
+            provider, fields, lambda known: provider.update_record(target, replace(changes, custom_fields=known))
+        ),
+    )
+    lost_notes = _fields_lost(session, lost)
+    for note in lost_notes:
+        _comment_once(provider, record_id, Comment(body=note), retried)
     done = [
         f"assigned to {payload['assignee_email']}" if assignee_id else "",
-        f"{len(fields)} field(s) set" if fields else "",
+        f"{len(fields) - len(lost)} field(s) set" if len(fields) > len(lost) else "",
         f"status {status}" if status else "",
     ]
-    return {"record_id": record_id, "outcome": "; ".join([item for item in done if item] + notes)}
+    return {"record_id": record_id, "outcome": "; ".join([item for item in done if item] + notes + lost_notes)}
+
+
+def _write_fields(
+    provider: CrmProvider, fields: dict[str, Any], write: Callable[[dict[str, Any]], Record]
+) -> tuple[Record, list[str]]:
+    """Write with the F2 fields; return the record and the field ids the CRM no longer has.
+
+    A CRM forgets fields (an admin deleted them, a sandbox restarted) while we keep their ids.
+    Zendesk drops unknown ids silently and lists every field it has on the ticket it returns, so
+    the answer tells without another request; Kustomer refuses the write, and only then is its
+    field list read and the write made again without the missing ones.
+    """
+    try:
+        record = write(fields)
+    except CrmRequestError:
+        if not fields:
+            raise
+        existing = provider.existing_custom_fields()
+        if set(fields) <= existing:
+            raise
+        known = {field_id: value for field_id, value in fields.items() if field_id in existing}
+        return write(known), sorted(set(fields) - existing)
+    return record, sorted(set(fields) - set(record.custom_fields))
+
+
+def _fields_lost(session: Session, lost: list[str]) -> list[str]:
+    """Say which record fields the CRM no longer has, on the record (returned) and the connection.
+
+    Their ids are forgotten, so later sessions skip them until the fields are made again (F1).
+    """
+    if not lost:
+        return []
+    from records.services.custom_fields import custom_fields_record_error
+
+    stale = CustomField.objects.filter(connection_id=session.crm_connection_id, crm_field_id__in=lost)
+    names = sorted(stale.values_list("key", flat=True)) or lost
+    stale.delete()
+    listed = ", ".join(names)
+    if session.crm_connection is not None:
+        custom_fields_record_error(
+            connection=session.crm_connection,
+            error=f"the CRM no longer has {len(lost)} record field(s) ({listed}); run Create custom fields again",
+        )
+    return [
+        f"{len(lost)} record field(s) were not set because the CRM no longer has them: {listed} "
+        f"(CRM field ids {', '.join(lost)}). An admin can make them again with Create custom fields (F1)."
+    ]
 
 
 HANDLERS: dict[str, Callable[[CrmProvider, Session, dict[str, Any], bool], dict[str, Any]]] = {

@@ -73,6 +73,10 @@ class Call:
         return self.created().assigned(agent).connected(agent)
 
 
+def _days_ago(days: float) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class CrmView(Protocol):
     kind: str
     # The CRM's words for an open record and a resolved one.
@@ -88,6 +92,8 @@ class CrmView(Protocol):
     def comments(self, record_id: str) -> list[dict[str, Any]]: ...
 
     def set_status(self, record_id: str, status: str) -> None: ...
+
+    def backdate(self, record_id: str, *, closed_days_ago: float, updated_days_ago: float) -> None: ...
 
     def contacts_with_phone(self, phone: str) -> list[dict[str, Any]]: ...
 
@@ -170,6 +176,12 @@ class ZendeskView:
     def set_status(self, record_id: str, status: str) -> None:
         url = f"{self.sandbox.base_url}/api/v2/tickets/{record_id}.json"
         self.api.put(url, json={"ticket": {"status": status}}, timeout=10).raise_for_status()
+
+    def backdate(self, record_id: str, *, closed_days_ago: float, updated_days_ago: float) -> None:
+        """The days a real account lets pass: solved then, touched by an automation later (sandbox control)."""
+        times = {"solved_at": _days_ago(closed_days_ago), "updated_at": _days_ago(updated_days_ago)}
+        url = f"{self.sandbox.base_url}/__sandbox/backdate"
+        requests.post(url, json={"ticket": int(record_id), **times}, timeout=10).raise_for_status()
 
     def merge(self, source_id: str, target_id: str) -> None:
         url = f"{self.sandbox.base_url}/api/v2/tickets/{target_id}/merge.json"
@@ -274,6 +286,12 @@ class KustomerView:
     def set_status(self, record_id: str, status: str) -> None:
         url = f"{self.sandbox.base_url}/v1/conversations/{record_id}"
         self.api.patch(url, json={"status": status}, timeout=10).raise_for_status()
+
+    def backdate(self, record_id: str, *, closed_days_ago: float, updated_days_ago: float) -> None:
+        """The days a real org lets pass: done then, touched by a rule later (sandbox control)."""
+        times = {"lastDoneAt": _days_ago(closed_days_ago), "updatedAt": _days_ago(updated_days_ago)}
+        url = f"{self.sandbox.base_url}/__sandbox/backdate"
+        requests.post(url, json={"conversation": record_id, **times}, timeout=10).raise_for_status()
 
     def contacts_with_phone(self, phone: str) -> list[dict[str, Any]]:
         response = self.api.get(f"{self.sandbox.base_url}/v1/customers/phone={phone}", timeout=10)

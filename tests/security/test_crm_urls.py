@@ -191,6 +191,11 @@ SECRET = "AKIA-METADATA-SECRET-1234"
         ({"error": "RecordInvalid", "description": "Record validation errors"}, "RecordInvalid"),
         ([{"errorCode": "INVALID_FIELD", "message": "No such column"}], "INVALID_FIELD"),
         ({"errors": [{"status": 400, "title": "Bad Request", "detail": "bad phone"}]}, "bad phone"),
+        ({"error": "invalid_grant", "error_description": "authentication failure"}, "authentication failure"),
+        (
+            {"error": "RecordInvalid", "details": {"requester": [{"description": "Email is invalid"}]}},
+            "Email is invalid",
+        ),
         (f"<html>{SECRET}</html>", "not shown"),
         ({"AccessKeyId": SECRET, "SecretAccessKey": SECRET}, "not shown"),
         ("", "empty"),

@@ -10,6 +10,7 @@ from rest_framework_api_key.models import APIKey
 
 from integrations.services import connection_create
 from records.models import OperationSettings, Queue, Session, Team
+from records.services.custom_fields import custom_fields_create_enqueue
 
 DEMO_KEY_NAME = "demo platform"
 EXAMPLE_EVENTS = Path(settings.BASE_DIR) / "docs" / "examples" / "ivr_call.json"
@@ -18,7 +19,8 @@ EXAMPLE_EVENTS = Path(settings.BASE_DIR) / "docs" / "examples" / "ivr_call.json"
 class Command(BaseCommand):
     help = (
         "Load the demo configuration: an admin user, a platform API key (printed once) and an active "
-        "connection to the sandbox Zendesk; then print how to use them."
+        "connection to the sandbox Zendesk with its record fields (made in the background); then print how "
+        "to use them."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -66,6 +68,9 @@ class Command(BaseCommand):
             platform_id="q-billing", defaults={"name": "Billing", "path": ["Support", "Billing"]}
         )
         queue.teams.add(team)
+        # The sandbox keeps its ticket fields in memory too: after a restart the record fields (F1)
+        # are made again, by a worker once the sandbox answers (the task retries until then).
+        custom_fields_create_enqueue(connection=connection)
         cleared = 0
         if not options["keep_sessions"]:
             # The sandbox keeps its tickets in memory, so after a restart the earlier demo sessions
