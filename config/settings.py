@@ -179,6 +179,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# How long /healthz waits for the workers to answer its ping.
+HEALTHZ_WORKER_PING_SECONDS = env.float("HEALTHZ_WORKER_PING_SECONDS", default=2.0)
+
 # METRICS: /metrics answers anyone unless this is set (then `Authorization: Bearer <token>`).
 METRICS_BEARER_TOKEN = env("METRICS_BEARER_TOKEN", default="")
 

@@ -10,6 +10,7 @@ Several web processes (gunicorn) and worker hosts share one set of figures:
 """
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -46,8 +47,14 @@ LATENCY = Histogram(
 )
 
 
+@functools.lru_cache(maxsize=4)
+def _client(url: str) -> redis.Redis:
+    # One connection pool per process: an outcome is counted on every finished action.
+    return redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+
+
 def _redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    return _client(settings.REDIS_URL)
 
 
 # -- Requests ------------------------------------------------------------------------------------

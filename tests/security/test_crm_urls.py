@@ -316,3 +316,28 @@ def test_loopback_needs_the_explicit_setting_for_commands_too(settings: Any) -> 
             "add_crm_connection", "--provider", "zendesk", "--base-url", "https://169.254.169.254",
             "--email", "a@a.com", "--token", "t", stdout=StringIO(),
         )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_a_new_salesforce_url_needs_the_consumer_secret_and_password_again() -> None:
+    from integrations.admin import CrmConnectionForm
+
+    login = {"name": "SF", "kind": "salesforce", "client_id": "key", "username": "api@acme.com"}
+    form = CrmConnectionForm(
+        data=login | {"base_url": "https://acme.my.salesforce.com", "client_secret": "s", "password": "p"}
+    )
+    assert form.is_valid(), form.errors
+    connection = form.save()
+
+    moved = CrmConnectionForm(data=login | {"base_url": "https://attacker.example.com"}, instance=connection)
+    assert not moved.is_valid()
+    assert {"client_secret", "password"} <= set(moved.errors)
+
+    retyped = CrmConnectionForm(
+        data=login | {"base_url": "https://acme2.my.salesforce.com", "client_secret": "s2", "password": "p2"},
+        instance=connection,
+    )
+    assert retyped.is_valid(), retyped.errors
+    retyped.save()
+    connection.refresh_from_db()
+    assert connection.secrets == {"client_secret": "s2", "password": "p2"}
