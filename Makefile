@@ -33,10 +33,13 @@ migrate: services
 	$(PY) manage.py migrate --noinput
 
 demo: migrate
-	$(PY) manage.py load_demo --sandbox-url http://127.0.0.1:$(SANDBOX_PORT) --kustomer-url http://127.0.0.1:$(KUSTOMER_PORT) --web-url http://127.0.0.1:$(WEB_PORT)
+	CRM_ALLOW_LOOPBACK=true $(PY) manage.py load_demo --sandbox-url http://127.0.0.1:$(SANDBOX_PORT) --kustomer-url http://127.0.0.1:$(KUSTOMER_PORT) --web-url http://127.0.0.1:$(WEB_PORT)
 
+# DEBUG and loopback CRMs are on for the demo's processes only (.env.example keeps both off). honcho
+# reads no .env (-e /dev/null): it would override these; each process reads .env itself.
 run: demo
-	SANDBOX_PORT=$(SANDBOX_PORT) KUSTOMER_PORT=$(KUSTOMER_PORT) WEB_PORT=$(WEB_PORT) $(VENV)/bin/honcho -f Procfile start
+	DJANGO_DEBUG=true CRM_ALLOW_LOOPBACK=true LOG_FORMAT=plain SANDBOX_PORT=$(SANDBOX_PORT) KUSTOMER_PORT=$(KUSTOMER_PORT) WEB_PORT=$(WEB_PORT) \
+		$(VENV)/bin/honcho -e /dev/null -f Procfile start
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -63,6 +66,7 @@ bench: migrate
 	$(PY) bench/search.py
 	$(PY) bench/purge.py
 	$(PY) bench/console.py
+	$(PY) bench/request_overhead.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache staticfiles var

@@ -364,7 +364,9 @@ def run(args: argparse.Namespace, log_path: Path) -> dict[str, Any]:
     db_url = database_url(args.postgres_url, args.database)
     env = bench_env(db_url, args.redis_url)
     # This process configures the product through its own services, on the bench database.
-    os.environ.update({key: env[key] for key in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL")})
+    os.environ.update(
+        {key: env[key] for key in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "CRM_ALLOW_LOOPBACK")}
+    )
     print(f"database {args.database}: re-creating and migrating")
     recreate_database(args.postgres_url, args.database)
     manage(env, "migrate", "--noinput")

@@ -40,7 +40,7 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         label="API token",
         required=False,
         widget=forms.PasswordInput(render_value=False),
-        help_text="Stored encrypted. Leave blank to keep the current token.",
+        help_text="Stored encrypted. Leave blank to keep the current token (required again when the base URL changes).",
     )
     email = forms.EmailField(
         required=False, help_text="Zendesk: the API user's email (Zendesk authenticates as email/token:API token)."
@@ -122,14 +122,22 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         if kind and kind not in PROVIDERS:
             supported = ", ".join(CrmKind(k).label for k in sorted(PROVIDERS))
             self.add_error("kind", f"{CrmKind(kind).label} is not supported yet; supported: {supported}.")
-        stored = self.instance.secrets if self.instance.has_secrets else {}
+        url_changed = self._url_changed()
+        # Secrets stored for the old URL are never sent to a new one: a changed URL needs them again.
+        stored = self.instance.secrets if self.instance.has_secrets and not url_changed else {}
         if kind == "salesforce":
             self._clean_salesforce(cleaned, stored)
         elif not stored.get("api_token") and not cleaned.get("api_token"):
-            self.add_error("api_token", "An API token is required for a new connection.")
+            if url_changed:
+                self.add_error("api_token", "The base URL changed: enter the API token for the new URL again.")
+            else:
+                self.add_error("api_token", "An API token is required for a new connection.")
         if cleaned.get("kind") == "zendesk" and not cleaned.get("email"):
             self.add_error("email", "Zendesk authenticates as `{email}/token:{api_token}`: the email is required.")
         return cleaned
+
+    def _url_changed(self) -> bool:
+        return self.instance.pk is not None and "base_url" in self.changed_data
 
     def _clean_salesforce(self, cleaned: dict[str, Any], stored: dict[str, Any]) -> None:
         if not cleaned.get("client_id"):
@@ -142,6 +150,7 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
             self.add_error("clear_security_token", "Either enter a security token or tick “No security token”.")
 
     def save(self, commit: bool = True) -> CrmConnection:
+        url_changed = self._url_changed()
         connection = super().save(commit=False)
         data = self.cleaned_data
         connection.config = {
@@ -152,12 +161,13 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         if connection.kind == "salesforce":
             connection.config |= {"client_id": data.get("client_id") or "", "username": data.get("username") or ""}
         # Write-only secrets: what was typed replaces the stored value, a blank field keeps it.
-        secrets = dict(connection.secrets) if connection.has_secrets else {}
+        # Nothing stored for the old URL is kept for a new one.
+        secrets = dict(connection.secrets) if connection.has_secrets and not url_changed else {}
         typed = {key: data.get(key) for key in ("api_token", "client_secret", "password", "security_token")}
         changed = {key: value for key, value in typed.items() if value}
         if data.get("clear_security_token"):
             secrets.pop("security_token", None)
-        if changed or data.get("clear_security_token"):
+        if changed or data.get("clear_security_token") or url_changed:
             connection.set_secrets(secrets | changed)
         if commit:
             connection.save()

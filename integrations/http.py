@@ -9,10 +9,9 @@ import email.utils
 import logging
 import time
 from typing import Any, Protocol
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from integrations.exceptions import (
     CrmAuthError,
@@ -22,6 +21,7 @@ from integrations.exceptions import (
     CrmRequestError,
     CrmTransientError,
 )
+from integrations.urlguard import BlockedAddress, GuardedAdapter
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,37 @@ def _body(response: requests.Response) -> Any:
         return response.text[:500]
 
 
+# The fields in which the CRMs put their error message (Zendesk, Kustomer, Salesforce, Freshdesk).
+_MESSAGE_FIELDS = ("error", "error_description", "description", "message", "title", "detail", "errorCode", "code")
+ERROR_SUMMARY_CHARS = 300
+
+
+def _messages(value: Any, depth: int = 0) -> list[str]:
+    """The CRM's error fields found in an error body, a few levels deep (Zendesk's `details`, Kustomer's `errors`)."""
+    if depth > 3:
+        return []
+    if isinstance(value, list):
+        return [m for item in value[:5] for m in _messages(item, depth + 1)]
+    if not isinstance(value, dict):
+        return []
+    found = [str(value[f]) for f in _MESSAGE_FIELDS if isinstance(value.get(f), str | int) and value[f] != ""]
+    return found + [m for v in list(value.values())[:10] if isinstance(v, dict | list) for m in _messages(v, depth + 1)]
+
+
+def error_summary(body: Any) -> str:
+    """What an error answer says, for messages that reach the admin: never the answer itself.
+
+    Only the CRM's own error fields are kept, shortened; a body that is not a CRM error (an HTML
+    page, a proxy's answer, whatever an address that is not a CRM returns) is described, not shown.
+    """
+    if parts := _messages(body):
+        summary = " ".join(dict.fromkeys(parts))
+        return summary if len(summary) <= ERROR_SUMMARY_CHARS else summary[: ERROR_SUMMARY_CHARS - 1] + "…"
+    if isinstance(body, str):
+        return f"(a {len(body)}-character answer that is not a CRM error; not shown)" if body else "(empty answer)"
+    return "(an answer without an error message; not shown)"
+
+
 class CrmHttpClient:
     """A requests.Session bound to one CRM instance, mapping every failure to integrations.exceptions."""
 
@@ -116,13 +147,18 @@ class CrmHttpClient:
         self.rate_gate = rate_gate
         self.rate_limit_per_minute = rate_limit_per_minute
         self.session = session or requests.Session()
-        # urllib3 retries stay off: a silent retry of a POST could create a second record.
-        self.session.mount("http://", HTTPAdapter(max_retries=0))
-        self.session.mount("https://", HTTPAdapter(max_retries=0))
+        # urllib3 retries stay off (a silent retry of a POST could create a second record), and the
+        # guard refuses any peer outside the public internet (integrations.urlguard).
+        self.session.mount("http://", GuardedAdapter())
+        self.session.mount("https://", GuardedAdapter())
         self.session.headers["User-Agent"] = USER_AGENT
 
     def build_url(self, path: str) -> str:
-        return urljoin(self.base_url, path.lstrip("/"))
+        url = urljoin(self.base_url, path.lstrip("/"))
+        # A path from a CRM's answer (a next-page link) must not take the credentials to another host.
+        if urlsplit(url)[:2] != urlsplit(self.base_url)[:2]:
+            raise CrmRequestError(f"refused a link to another host than {self.base_url}", status_code=0)
+        return url
 
     def authorize(self, request: requests.PreparedRequest) -> None:
         """Hook for subclasses: add credentials to the outgoing request."""
@@ -169,7 +205,10 @@ class CrmHttpClient:
         )
         self.authorize(prepared)
         try:
-            response = self.session.send(prepared, timeout=self.timeout)
+            # A redirect is not followed: it could lead the connection's credentials anywhere.
+            response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
+        except BlockedAddress as exc:
+            raise CrmRequestError(f"{method} {path}: {exc}", status_code=0) from None
         except requests.Timeout as exc:
             self._record(Usage.SENT, Usage.FAULT)
             raise CrmTransientError(f"{method} {path}: timed out after {self.timeout}s") from exc
@@ -179,6 +218,10 @@ class CrmHttpClient:
 
         self._record(Usage.SENT)
         status = response.status_code
+        if 300 <= status < 400:
+            raise CrmRequestError(
+                f"{method} {path}: {status} redirect, not followed (is the base URL right?)", status_code=status
+            )
         if status < 400:
             if not response.content:
                 return None
@@ -202,14 +245,15 @@ class CrmHttpClient:
             raise CrmRateLimited(
                 f"{method} {path}: {status} {code or ''}, retry after {retry_after:.0f}s", retry_after=retry_after
             )
+        summary = error_summary(body)
         if status >= 500:
             self._record(Usage.FAULT)
-            raise CrmTransientError(f"{method} {path}: {status} {body}")
+            raise CrmTransientError(f"{method} {path}: {status} {summary}")
         if status in (401, 403):
-            raise CrmAuthError(f"{method} {path}: {status} {body}", code=code)
+            raise CrmAuthError(f"{method} {path}: {status} {summary}", code=code)
         if status == 404:
-            raise CrmNotFound(f"{method} {path}: 404 {body}", status_code=status, body=body)
-        raise CrmRequestError(f"{method} {path}: {status} {body}", status_code=status, body=body)
+            raise CrmNotFound(f"{method} {path}: 404 {summary}", status_code=status, body=body)
+        raise CrmRequestError(f"{method} {path}: {status} {summary}", status_code=status, body=body)
 
     def _record(self, *outcomes: str) -> None:
         if self.rate_gate is not None:

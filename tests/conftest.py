@@ -32,6 +32,10 @@ TEST_QUEUE = f"crmbridge-test-{os.getpid()}"
 
 celery_app.conf.update(broker_url=TEST_BROKER_URL, task_default_queue=TEST_QUEUE)
 settings.REDIS_URL = TEST_BROKER_URL
+# The sandbox CRMs listen on loopback, which a CRM connection may reach only with this on; the
+# tests of the guard itself turn it off again.
+settings.CRM_ALLOW_LOOPBACK = True
+os.environ["CRM_ALLOW_LOOPBACK"] = "true"
 
 
 # -- The network beyond loopback is blocked suite-wide (Zulip's block_internet). ------------------

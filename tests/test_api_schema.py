@@ -56,4 +56,4 @@ def test_schema_documents_the_qa_search_parameters_and_auth() -> None:
     names = {parameter["name"] for parameter in operation["parameters"]}
     assert {"q", "crm", "channel", "status", "agent", "requester", "requester_phone", "tags", "cursor"} <= names
     assert {"200", "400", "401", "403"} <= set(operation["responses"])
-    assert {"tokenAuth", "cookieAuth"} <= {key for item in operation["security"] for key in item}
+    assert {"QaToken", "cookieAuth"} <= {key for item in operation["security"] for key in item}

@@ -8,14 +8,23 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from integrations.admin import register_connection_action
 from integrations.health import HealthRow, HealthSection, register_health_source
 from integrations.models import CrmConnection
+from integrations.urlguard import is_web_url
 from ticketsearch import selectors
 from ticketsearch.filters import phone_suffix, text_query
-from ticketsearch.models import Agent, Evaluation, ImportRun, ImportState, Ticket
+from ticketsearch.models import Agent, Evaluation, ImportRun, ImportState, QaToken, Ticket
 from ticketsearch.services.evaluations import evaluation_create
+
+
+def web_link(url: str) -> SafeString:
+    """A link to a URL the CRM sent, or only its text when it is not http(s) (`javascript:` and the like)."""
+    if is_web_url(url):
+        return format_html('<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>', url, url)
+    return format_html("{}", url)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin[Any]):
@@ -100,11 +109,11 @@ class TicketAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Link in the CRM")
     def crm_link(self, ticket: Ticket) -> SafeString:
-        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', ticket.crm_url, ticket.crm_url)
+        return web_link(ticket.crm_url)
 
     @admin.display(description="Recordings")
     def recordings(self, ticket: Ticket) -> SafeString:
-        return format_html_join(" ", '<a href="{}">{}</a>', ((url, url) for url in ticket.recording_urls))
+        return format_html_join(" ", "{}", ((web_link(url),) for url in ticket.recording_urls))
 
     @admin.display(description="Comments")
     def comments_display(self, ticket: Ticket) -> SafeString:
@@ -291,3 +300,14 @@ class EvaluationAdmin(admin.ModelAdmin[Evaluation]):
             comment=form.cleaned_data["comment"],
         )
         obj.pk = created.pk
+
+
+@admin.register(QaToken)
+class QaTokenAdmin(APIKeyModelAdmin):
+    """Adding one shows its key once (only the hash is stored); the reviewer's QA permissions apply."""
+
+    # The base class's attributes are inferred as fixed-length tuples; these add the user column.
+    list_display = ("prefix", "name", "user", "created", "expiry_date", "_has_expired", "revoked")  # type: ignore[assignment]
+    list_select_related = ["user"]
+    search_fields = ("name", "prefix", "user__username", "user__email")  # type: ignore[assignment]
+    autocomplete_fields = ["user"]

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import requests
 
 from integrations.exceptions import CrmAuthError, CrmRequestError, CrmUnsupported
-from integrations.http import CrmHttpClient, RateGate
+from integrations.http import CrmHttpClient, RateGate, error_summary
 from integrations.providers.base import (
     Agent,
     Comment,
@@ -33,6 +33,7 @@ from integrations.providers.importing import (
     ImportPage,
     TicketImportSource,
 )
+from integrations.urlguard import base_url_problem, loopback_allowed
 
 DEFAULT_API_VERSION = "60.0"
 TOKEN_PATH = "services/oauth2/token"
@@ -129,9 +130,12 @@ class SalesforceClient(CrmHttpClient):
             body = self._login_client.request("POST", TOKEN_PATH, data=form)
         except CrmRequestError as exc:
             # 400 invalid_grant / invalid_client: the credentials are wrong, not the request.
-            raise CrmAuthError(f"Salesforce login failed: {exc.body}", code="invalid_grant") from exc
+            raise CrmAuthError(f"Salesforce login failed: {error_summary(exc.body)}", code="invalid_grant") from exc
         if not isinstance(body, dict) or not body.get("access_token") or not body.get("instance_url"):
             raise CrmAuthError("Salesforce login answered without access_token and instance_url")
+        # The data calls carry the token to this URL, and it comes from the CRM's answer.
+        if problem := base_url_problem(str(body["instance_url"]), allow_loopback=loopback_allowed()):
+            raise CrmAuthError(f"Salesforce login answered an instance_url that is refused: {problem}")
         self._access_token = str(body["access_token"])
         self.base_url = str(body["instance_url"]).rstrip("/") + "/"
 

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 from django.db.models import Q
 from rest_framework_api_key.models import APIKey
@@ -44,6 +44,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.CRM_ALLOW_LOOPBACK:
+            # The workers must reach the sandbox too, so turning it on here alone would not do.
+            raise CommandError(
+                "The demo's CRM is a sandbox on loopback: set CRM_ALLOW_LOOPBACK=true for this command and "
+                "the web and worker processes (`make run` does)."
+            )
         user_model = get_user_model()
         admin, created = user_model.objects.get_or_create(
             username="admin", defaults={"email": "admin@example.com", "is_staff": True, "is_superuser": True}
