@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "django_filters",
     "rest_framework.authtoken",
     "ticketsearch",
+    "adapter",
 ]
 
 MIDDLEWARE = [

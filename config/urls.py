@@ -9,6 +9,8 @@ urlpatterns = [
     path("api/v1/", include("records.api.urls")),
     path("api/v1/", include("agentstatus.api.urls")),
     path("api/v1/", include("ticketsearch.api.urls")),
+    path("api/v1/", include("adapter.api.urls")),
+    path("adapter/", include("adapter.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]
