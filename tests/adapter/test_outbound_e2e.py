@@ -230,7 +230,12 @@ def test_use_the_entered_number_dials_it_comments_it_and_leaves_the_contact_alon
     assert prepared["record_id"] == record
     assert prepared["options"]["use_entered_number"] is True
 
-    body: dict[str, Any] = {"contact_id": contact, "record_choice": "existing", "record_id": record, "entered_number": True}
+    body: dict[str, Any] = {
+        "contact_id": contact,
+        "record_choice": "existing",
+        "record_id": record,
+        "entered_number": True,
+    }
     ok(product.start(session_id="out-1", phone_number="+442071838799", **body), 201)
     product.settle()
     assert "Dialed number: +442071838799" in product.bodies(record)
