@@ -7,6 +7,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
+from agentstatus.models import AgentToken
 from integrations.models import CrmConnection
 from records.models import Queue, Session
 from tests.support import EXAMPLE_CALL, ingest_and_process
@@ -59,6 +60,11 @@ def test_load_demo_prints_the_key_and_the_curl_line() -> None:
     assert "docs/examples/ivr_call.json" in output
     assert CrmConnection.objects.get(is_active=True).base_url == "http://127.0.0.1:8801"
     assert [str(team) for team in Queue.objects.get(platform_id="q-billing").teams.all()] == ["Billing support"]
+    assert "/adapter/" in output
+    agent_token = next(line.split()[2] for line in output.splitlines() if line.strip().startswith("Agent token:"))
+    token = AgentToken.objects.get_from_key(agent_token)
+    assert isinstance(token, AgentToken)
+    assert token.agent.email == "ana@example.com"
     # Run again: a new key, the old one revoked, still one connection, earlier demo sessions cleared.
     ingest_and_process(EXAMPLE_CALL["events"])
     Session.objects.create(external_id="elsewhere", crm_connection=CrmConnection.objects.create(
@@ -68,3 +74,4 @@ def test_load_demo_prints_the_key_and_the_curl_line() -> None:
     assert CrmConnection.objects.filter(base_url="http://127.0.0.1:8801").count() == 1
     assert list(Session.objects.values_list("external_id", flat=True)) == ["elsewhere"]
     assert APIKey.objects.filter(revoked=False).count() == 1
+    assert AgentToken.objects.filter(revoked=False).count() == 1

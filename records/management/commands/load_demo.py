@@ -8,10 +8,15 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db.models import Q
 from rest_framework_api_key.models import APIKey
 
+# The demo sets up every app, the agents and their adapter tokens included (the one import above records).
+from agentstatus.models import Agent, AgentToken
 from integrations.services import connection_create
 from records.models import OperationSettings, Queue, Session, Team
 
 DEMO_KEY_NAME = "demo platform"
+DEMO_AGENT_EMAIL = "ana@example.com"
+DEMO_TOKEN_NAME = "demo adapter"
+DEMO_OUTBOUND_NUMBER = "+18005550199"
 EXAMPLE_EVENTS = Path(settings.BASE_DIR) / "docs" / "examples" / "ivr_call.json"
 
 
@@ -54,12 +59,25 @@ class Command(BaseCommand):
         )
         # The example call's queue and a team for it, so the queue and team screens are not empty;
         # the operation-management settings start at their defaults (docs/rules.md).
-        OperationSettings.load()
+        if not OperationSettings.objects.exists():
+            # The adapter panel shows every outbound choice the first time (seed 004's own example).
+            OperationSettings.objects.create(
+                outbound_prompt_record_choice=True, outbound_allow_create_new=True, outbound_allow_entered_number=True
+            )
         team, _ = Team.objects.get_or_create(name="Billing support")
         queue, _ = Queue.objects.get_or_create(
-            platform_id="q-billing", defaults={"name": "Billing", "path": ["Support", "Billing"]}
+            platform_id="q-billing",
+            defaults={
+                "name": "Billing",
+                "path": ["Support", "Billing"],
+                "default_outbound_number": DEMO_OUTBOUND_NUMBER,
+            },
         )
         queue.teams.add(team)
+        # The example call's agent (a sandbox Zendesk agent too), with an adapter token for the panel.
+        agent, _ = Agent.objects.get_or_create(email=DEMO_AGENT_EMAIL, defaults={"name": "Ana Agent", "team": team})
+        AgentToken.objects.filter(agent=agent, name=DEMO_TOKEN_NAME, revoked=False).update(revoked=True)
+        _, agent_token = AgentToken.objects.create_key(name=DEMO_TOKEN_NAME, agent=agent)
         cleared = 0
         if not options["keep_sessions"]:
             # The sandbox keeps its tickets in memory, so after a restart the earlier demo sessions
@@ -82,6 +100,10 @@ class Command(BaseCommand):
                     f"  API docs:     {web}/api/docs/",
                     f"  Settings:     {web}/admin/records/operationsettings/   (record rules R1-R9)",
                     f"  API key:      {key}",
+                    f"  Adapter:      {web}/adapter/   (the agent panel; sign in with the adapter token)",
+                    f"  Agent token:  {agent_token}   ({DEMO_AGENT_EMAIL})",
+                    "    On the panel, dial +14155550101 (Dana Whitfield, a sandbox contact); post the example call",
+                    "    below and its ticket pops on the panel, as Ana answers it.",
                     f"  Sandbox CRM:  {options['sandbox_url']}  (Zendesk API; /__sandbox/stats)",
                     "  Post the example IVR call (docs/examples/ivr_call.json):",
                     f"    {curl}",
