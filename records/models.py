@@ -358,8 +358,8 @@ class ScreenPop(models.Model):
     """O4: a session's record, due on the screen of the agent who answered it (ADAPTER.md, screen pop).
 
     One row per session, agent and record: a transfer gives the receiving agent a row of their own,
-    a merge that moves the session to another record gives a new one. The adapter's long poll hands
-    out each row once (`delivered_at`).
+    a merge that moves the session to another record gives a new one. The adapter's long poll answers
+    the newest row after the one it last saw; `delivered_at` is when an adapter first got it.
     """
 
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="screen_pops")
@@ -376,11 +376,7 @@ class ScreenPop(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["session", "agent_email", "record_id"], name="screen_pop_once"),
         ]
-        indexes = [
-            models.Index(
-                fields=["agent_email", "-id"], condition=Q(delivered_at__isnull=True), name="screen_pop_undelivered"
-            ),
-        ]
+        indexes = [models.Index(fields=["agent_email", "-id"], name="screen_pop_agent")]
 
     def __str__(self) -> str:
         return f"{self.record_id} for {self.agent_email}"

@@ -53,7 +53,7 @@ def test_schema_documents_the_adapter_outbound_screen_pop_and_session_apis() -> 
     start = paths["/api/v1/adapter/outbound/start"]["post"]
     assert set(start["responses"]) == {"201", "400", "401", "409", "422", "503"}
     pop = paths["/api/v1/adapter/screen-pop"]["get"]
-    assert [parameter["name"] for parameter in pop["parameters"]] == ["wait"]
+    assert sorted(parameter["name"] for parameter in pop["parameters"]) == ["after", "wait"]
     assert set(pop["responses"]) == {"200", "204", "401"}
     assert set(paths["/api/v1/adapter/sessions/{session_id}"]["get"]["responses"]) == {"200", "401", "404"}
 

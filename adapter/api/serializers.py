@@ -118,6 +118,7 @@ class StartOutputSerializer(serializers.Serializer[Any]):
 
 
 class ScreenPopSerializer(serializers.Serializer[Any]):
+    pop_id = serializers.IntegerField(source="id", help_text="Pass it as `after` to wait for the next pop.")
     session_id = serializers.CharField(source="session.external_id")
     record_id = serializers.CharField()
     record_url = serializers.CharField(allow_blank=True)

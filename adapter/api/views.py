@@ -67,6 +67,17 @@ def _crm_down(exc: CrmError) -> Response:
     )
 
 
+def _whole_number(request: Request, name: str, *, default: int | None, maximum: int | None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    value = int(raw) if raw.isdigit() else -1
+    if value < 0 or (maximum is not None and value > maximum):
+        limit = f" from 0 to {maximum}" if maximum is not None else ""
+        raise ApplicationError("Invalid input.", errors={name: [f"{name} must be a whole number{limit}."]})
+    return value
+
+
 class AdapterApi(APIView):
     authentication_classes = [AgentTokenAuthentication]
     permission_classes = [HasAgentToken]
@@ -148,25 +159,28 @@ class ScreenPopApi(AdapterApi):
         summary="Wait for the record to open (long poll)",
         description=(
             "Answers as soon as the agent's current session (inbound, chat, outbound, or one transferred to "
-            "the agent) has its record; each pop is answered once. After `wait` seconds without one: 204."
+            "the agent) has its record. After `wait` seconds without one: 204. Poll again with `after`."
         ),
         parameters=[
             OpenApiParameter(
                 "wait", OpenApiTypes.INT, description=f"Seconds to wait, 0-{MAX_WAIT_SECONDS} (default 25)."
-            )
+            ),
+            OpenApiParameter(
+                "after",
+                OpenApiTypes.INT,
+                description=(
+                    "The `pop_id` last received: answer only a newer pop. Without it the current pop answers "
+                    "at once, or the poll waits for the next one."
+                ),
+            ),
         ],
         responses={200: ScreenPopSerializer, 204: OpenApiResponse(description="No record yet."), 401: UNAUTHENTICATED},
     )
     def get(self, request: Request) -> Response:
-        raw = request.query_params.get("wait", "25")
-        try:
-            wait = int(raw)
-        except ValueError:
-            wait = -1
-        if not 0 <= wait <= MAX_WAIT_SECONDS:
-            message = f"wait must be a whole number of seconds from 0 to {MAX_WAIT_SECONDS}."
-            raise ApplicationError("Invalid input.", errors={"wait": [message]})
-        pop = screen_pop_wait(agent_email=_agent(request).email, wait_seconds=wait)
+        wait = _whole_number(request, "wait", default=25, maximum=MAX_WAIT_SECONDS)
+        assert wait is not None
+        after = _whole_number(request, "after", default=None, maximum=None)
+        pop = screen_pop_wait(agent_email=_agent(request).email, wait_seconds=wait, after=after)
         if pop is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(ScreenPopSerializer(pop).data)

@@ -112,34 +112,41 @@ def _notify(agent_email: str) -> None:
         logger.warning("records.screen-pop.notify-failed %s", exc)
 
 
-def _take(agent_email: str) -> ScreenPop | None:
-    """The agent's newest undelivered pop of a current session, marked delivered (older ones with it)."""
+def _newest(agent_email: str, after: int | None) -> ScreenPop | None:
+    """The agent's newest pop of a current session (newer than `after`), its first delivery noted.
+
+    Nothing is consumed: a poll the agent's closed tab left waiting on the server cannot take a pop
+    from the tab that replaced it, and a panel opened mid-call shows the call's record at once.
+    """
     recent = timezone.now() - ENDED_SESSION_GRACE
-    with transaction.atomic():
-        pending = (
-            ScreenPop.objects.select_for_update(skip_locked=True)
-            .filter(agent_email=agent_email.lower(), delivered_at__isnull=True)
-            .filter(Q(session__ended_at__isnull=True) | Q(session__ended_at__gte=recent))
-            .select_related("session")
-            .order_by("-id")
-        )
-        pop = pending.first()
-        if pop is None:
-            return None
-        now = timezone.now()
-        # Older pops of this agent are sessions they have already moved on from.
-        ScreenPop.objects.filter(agent_email=pop.agent_email, delivered_at__isnull=True, id__lte=pop.id).update(
-            delivered_at=now
-        )
-        pop.delivered_at = now
-        return pop
+    pops = ScreenPop.objects.filter(agent_email=agent_email.lower()).filter(
+        Q(session__ended_at__isnull=True) | Q(session__ended_at__gte=recent)
+    )
+    if after is not None:
+        pops = pops.filter(id__gt=after)
+    pop = pops.select_related("session").order_by("-id").first()
+    if pop is not None and pop.delivered_at is None:
+        pop.delivered_at = timezone.now()
+        ScreenPop.objects.filter(id=pop.id, delivered_at__isnull=True).update(delivered_at=pop.delivered_at)
+    return pop
 
 
-def screen_pop_wait(*, agent_email: str, wait_seconds: float) -> ScreenPop | None:
-    """Long poll: the agent's next pop as soon as it exists, or None after `wait_seconds`."""
-    pop = _take(agent_email)
+def screen_pop_wait(*, agent_email: str, wait_seconds: float, after: int | None = None) -> ScreenPop | None:
+    """Long poll: the agent's current pop newer than `after` as soon as it exists, or None after `wait_seconds`.
+
+    Without `after` the current pop answers at once; with none, the poll waits for the next one.
+    """
+    pop = _newest(agent_email, after)
     if pop is not None or wait_seconds <= 0:
         return pop
+    if after is None:
+        after = (
+            ScreenPop.objects.filter(agent_email=agent_email.lower())
+            .order_by("-id")
+            .values_list("id", flat=True)
+            .first()
+            or 0
+        )
     deadline = time.monotonic() + min(wait_seconds, MAX_WAIT_SECONDS)
     pubsub = None
     try:
@@ -151,7 +158,7 @@ def screen_pop_wait(*, agent_email: str, wait_seconds: float) -> ScreenPop | Non
     try:
         while True:
             # Checked after subscribing too: a pop made in between would otherwise wait a second.
-            pop = _take(agent_email)
+            pop = _newest(agent_email, after)
             remaining = deadline - time.monotonic()
             if pop is not None or remaining <= 0:
                 return pop

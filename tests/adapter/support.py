@@ -50,8 +50,9 @@ class AdapterProduct:
     def start(self, agent: str = "ben@example.com", **body: Any) -> requests.Response:
         return self.call("POST", "outbound/start", agent=agent, json=body)
 
-    def pop(self, agent: str = "ben@example.com", wait: int = 20) -> requests.Response:
-        return self.call("GET", f"screen-pop?wait={wait}", agent=agent)
+    def pop(self, agent: str = "ben@example.com", wait: int = 20, after: int | None = None) -> requests.Response:
+        query = f"wait={wait}" + (f"&after={after}" if after is not None else "")
+        return self.call("GET", f"screen-pop?{query}", agent=agent)
 
     def post_events(self, events: list[dict[str, Any]]) -> None:
         headers = {"Authorization": f"Api-Key {self.api_key}"}

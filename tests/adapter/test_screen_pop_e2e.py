@@ -63,8 +63,9 @@ def test_inbound_call_pops_on_the_answering_agents_adapter(product: AdapterProdu
             pop["record_url"]
             == f"{product.sandbox.base_url}/app/customers/{record['requester_id']}/event/{record['id']}"
         )
-    # Answered once: the next poll waits and finds nothing.
-    assert product.pop("ana@example.com", wait=1).status_code == 204
+    # The next poll, after this pop, waits and finds nothing; without `after` the current pop answers again.
+    assert product.pop("ana@example.com", wait=1, after=pop["pop_id"]).status_code == 204
+    assert product.pop("ana@example.com", wait=0).json() == pop
 
 
 def test_zendesk_display_api_opens_the_ticket_for_the_answering_agent_once(product: AdapterProduct) -> None:
@@ -101,6 +102,7 @@ def test_transfer_pops_the_record_on_the_receiving_agents_adapter(product: Adapt
     product.post_events(call.events)
     product.settle()
     assert product.pop("ana@example.com", wait=0).status_code == 200
+    assert product.pop("carla@example.com", wait=0).status_code == 204
     waiting = LongPoll(product, "carla@example.com")
     waiting.start()
 
@@ -154,10 +156,10 @@ def test_another_agents_pop_is_not_delivered_to_this_agent(product: AdapterProdu
 
 
 def test_a_bad_wait_is_a_400_naming_it(product: AdapterProduct) -> None:
-    for wait in ("soon", "-1", "3600"):
-        response = product.call("GET", f"screen-pop?wait={wait}")
+    for query, field in (("wait=soon", "wait"), ("wait=-1", "wait"), ("wait=3600", "wait"), ("after=x", "after")):
+        response = product.call("GET", f"screen-pop?{query}")
         assert response.status_code == 400
-        assert "wait" in response.json()["errors"]
+        assert field in response.json()["errors"]
 
 
 def test_the_pop_waits_only_as_long_as_asked(product: AdapterProduct) -> None:
@@ -173,3 +175,15 @@ def test_a_session_that_ended_long_ago_does_not_pop(product: AdapterProduct) -> 
     Session.objects.filter(external_id="c-1").update(ended_at=timezone.now() - timedelta(minutes=10))
 
     assert product.pop("ana@example.com", wait=0).status_code == 204
+
+
+def test_a_poll_left_waiting_by_a_closed_tab_does_not_take_the_pop_from_the_new_one(product: AdapterProduct) -> None:
+    stale = LongPoll(product, "ana@example.com", wait=15)
+    stale.start()
+    fresh = LongPoll(product, "ana@example.com", wait=15)
+    fresh.start()
+
+    product.post_events(Call("c-1").answered("ana@example.com").events)
+
+    assert fresh.result().json()["session_id"] == "c-1"
+    assert stale.result().json()["session_id"] == "c-1"
