@@ -56,6 +56,7 @@ bench: migrate
 	$(PY) bench/import.py
 	$(PY) bench/search.py
 	$(PY) bench/purge.py
+	$(PY) bench/screen_pop.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache staticfiles var
