@@ -171,7 +171,11 @@ def action_execute(*, action: CrmAction) -> CrmAction:
         return _fail(action, f"unexpected answer from the CRM ({exc.__class__.__name__}: {exc})")
     if action.kind == ActionKind.CREATE_RECORD or result.get("record_id") not in (None, record_before):
         # O4: the session has its record (or moved to the survivor of a merge): its agent's adapter hears now.
-        screen_pop_refresh(session=session, provider=provider)
+        try:
+            screen_pop_refresh(session=session, provider=provider)
+        except Exception:
+            # The record is made: a pop that failed must not make the action run (and the CRM write) again.
+            logger.exception("records.screen-pop.failed %s", session.pk, extra={"session_id": session.pk})
     action.status = CrmAction.Status.SUCCEEDED
     if decision := result.pop("decision", None):
         action.reason = f"{action.reason} → {decision}"
