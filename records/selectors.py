@@ -25,7 +25,8 @@ class AdapterSession:
     actions: tuple[CrmAction, ...]
 
 
-def _agents_of(session: Session) -> set[str]:
+def session_agent_emails(session: Session) -> set[str]:
+    """Every agent the session's events name: assigned, connected, transferred to, or who placed it."""
     emails = set()
     for data in session.events.filter(type__in=AGENT_EVENTS).values_list("data", flat=True):
         emails |= {event_agent_email(data, "agent"), event_agent_email(data, "to_agent")}
@@ -35,7 +36,7 @@ def _agents_of(session: Session) -> set[str]:
 def adapter_session_get(*, session_id: str, agent_email: str) -> AdapterSession | None:
     """The session, if this agent took part in it (assigned, connected, transferred to, or placed it)."""
     session = Session.objects.select_related("crm_connection").filter(external_id=session_id).first()
-    if session is None or agent_email.lower() not in _agents_of(session):
+    if session is None or agent_email.lower() not in session_agent_emails(session):
         return None
     record_url = None
     if session.crm_record_id and session.crm_connection is not None:

@@ -28,6 +28,7 @@ from records.outbound import (
     start_refusal,
     ticket_id_mode,
 )
+from records.selectors import session_agent_emails
 from records.services.ingest import events_ingest
 from records.vocabulary import EventType
 
@@ -301,10 +302,9 @@ def outbound_start(*, agent: AdapterAgent, request: StartRequest) -> Started:
     if refusal is not None:
         raise _refuse(refusal)
     existing = Session.objects.filter(external_id=request.session_id).first()
-    if existing is not None and _started_by_other(existing, agent.email):
-        raise OutboundRefused(
-            409, "session_id", "session_taken", f"Session {request.session_id} belongs to another agent's call."
-        )
+    agents = session_agent_emails(existing) if existing is not None else set()
+    if agents and agent.email.lower() not in agents:
+        raise OutboundRefused(409, "session_id", "session_taken", f"Session {request.session_id} is another agent's.")
     if request.entered_number and not request.contact_id:
         raise OutboundRefused(
             400, "contact_id", "required", '"Use the entered number" needs the contact the call is logged on.'
@@ -341,12 +341,6 @@ def outbound_start(*, agent: AdapterAgent, request: StartRequest) -> Started:
         contact_id=contact_id or None,
         pending=request.record_choice == RecordChoiceKind.NEW,
     )
-
-
-def _started_by_other(session: Session, email: str) -> bool:
-    started = session.events.filter(type=EventType.OUTBOUND_STARTED).values_list("data", flat=True)
-    emails = {str((data.get("agent") or {}).get("email") or "").lower() for data in started}
-    return bool(emails) and email.lower() not in emails
 
 
 def _store_start(agent: AdapterAgent, request: StartRequest, contact_id: str, options: OutboundOptions) -> None:

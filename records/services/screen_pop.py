@@ -28,7 +28,7 @@ from records.vocabulary import ActionKind
 logger = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "crmbridge:screen-pop:"
-# A pop of a session that ended longer ago than this is no longer the agent's current session.
+# A pop of an ended session made longer ago than this is no longer the agent's current session.
 ENDED_SESSION_GRACE = timedelta(minutes=2)
 # The long poll looks at the database this often even without a Redis wake-up (a lost message).
 RECHECK_SECONDS = 1.0
@@ -119,8 +119,10 @@ def _newest(agent_email: str, after: int | None) -> ScreenPop | None:
     from the tab that replaced it, and a panel opened mid-call shows the call's record at once.
     """
     recent = timezone.now() - ENDED_SESSION_GRACE
+    # Current: the session goes on, or its record came just now (an end-of-call pick, S5, makes it
+    # late; the platform's clock for the end is not ours, so the pop's own time decides).
     pops = ScreenPop.objects.filter(agent_email=agent_email.lower()).filter(
-        Q(session__ended_at__isnull=True) | Q(session__ended_at__gte=recent)
+        Q(session__ended_at__isnull=True) | Q(created_at__gte=recent)
     )
     if after is not None:
         pops = pops.filter(id__gt=after)

@@ -12,6 +12,7 @@ import requests
 from agentstatus.models import Agent
 from records.models import Event, Queue, Session, Team
 from tests.adapter.support import PHONE, AdapterProduct, outbound_events
+from tests.records.scenario import Call
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
@@ -491,3 +492,10 @@ def test_another_agents_token_cannot_act_for_this_agents_call(product: AdapterPr
     assert mine["answering_agent"] == "ben@example.com"
     assert {action["kind"] for action in mine["actions"]} >= {"ensure_contact", "create_record"}
     assert all(action["status"] == "succeeded" for action in mine["actions"])
+
+    # An inbound call Ana answered is not Ben's to start either.
+    product.post_events(Call("c-9").answered("ana@example.com").events)
+    product.settle()
+    inbound = product.start(session_id="c-9", phone_number=PHONE, record_choice="new")
+    assert inbound.status_code == 409
+    assert inbound.json()["code"] == "session_taken"
