@@ -42,7 +42,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.ingest import (  # noqa: E402
-    GUNICORN,
     MAX_ERROR_SAMPLES,
     PYTHON,
     REQUEST_TIMEOUT_S,
@@ -54,6 +53,7 @@ from bench.ingest import (  # noqa: E402
     manage,
     percentile_ms,
     recreate_database,
+    start_server,
     stop_server,
     wait_until_ready,
 )
@@ -105,28 +105,6 @@ def configure(agents: int, sandbox_url: str) -> dict[str, str]:
         agent = Agent.objects.create(email=f"agent{i}@example.com", name=f"Agent {i}")
         _, tokens[agent.email] = AgentToken.objects.create_key(name="bench", agent=agent)
     return tokens
-
-
-def start_web(env: dict[str, str], port: int, workers: int, log_path: Path) -> subprocess.Popen[bytes]:
-    # Threads, not sync workers: each adapter's long poll holds one for up to its `wait`.
-    command = [
-        str(GUNICORN),
-        "config.wsgi:application",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--worker-class",
-        "gthread",
-        "--threads",
-        "16",
-        "--log-level",
-        "warning",
-        "--timeout",
-        "60",
-    ]
-    with log_path.open("wb") as log:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -256,7 +234,8 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         tokens = configure(args.agents, sandbox.base_url)
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
-        web = start_web(env, port, args.workers, tmp / "gunicorn.log")
+        # Threads, not sync workers: each adapter's long poll holds one for up to its `wait`.
+        web = start_server(env, port, args.workers, tmp / "gunicorn.log", threads=16)
         worker = start_worker(env, tmp / "worker.log")
         wait_until_ready(web, base_url, key)
         print(

@@ -49,9 +49,9 @@ def test_schema_documents_the_adapter_outbound_screen_pop_and_session_apis() -> 
 
     prepare = paths["/api/v1/adapter/outbound/prepare"]["post"]
     assert prepare["security"] == [{"AgentToken": []}]
-    assert set(prepare["responses"]) == {"200", "400", "401", "422", "503"}
+    assert set(prepare["responses"]) == {"200", "400", "401", "422", "501", "502", "503"}
     start = paths["/api/v1/adapter/outbound/start"]["post"]
-    assert set(start["responses"]) == {"201", "400", "401", "409", "422", "503"}
+    assert set(start["responses"]) == {"201", "400", "401", "409", "422", "501", "502", "503"}
     pop = paths["/api/v1/adapter/screen-pop"]["get"]
     assert sorted(parameter["name"] for parameter in pop["parameters"]) == ["after", "wait"]
     assert set(pop["responses"]) == {"200", "204", "401"}

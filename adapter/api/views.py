@@ -22,7 +22,7 @@ from adapter.api.serializers import (
 from agentstatus.api.auth import AgentTokenAuthentication, HasAgentToken
 from agentstatus.models import AgentToken
 from config.exceptions import ApplicationError
-from integrations.exceptions import CrmError, CrmRateLimited, CrmTransientError
+from integrations.exceptions import CrmAuthError, CrmError, CrmRateLimited, CrmTransientError, CrmUnsupported
 from records.selectors import adapter_session_get
 from records.services.outbound import (
     AdapterAgent,
@@ -44,7 +44,13 @@ REFUSED = OpenApiResponse(
         "record_not_found, contact_not_found, other_contact."
     )
 )
-CRM_DOWN = OpenApiResponse(description="The CRM could not be read (down or rate limited): try again after Retry-After.")
+CRM_DOWN = OpenApiResponse(
+    description=(
+        "The CRM could not be read (down, rate limited, or refusing the product's credentials): try again "
+        "after Retry-After. 502 when the CRM refused the request, 501 when the active CRM's provider cannot "
+        "do it yet (Salesforce contacts)."
+    )
+)
 
 
 def _agent(request: Request) -> AdapterAgent:
@@ -89,6 +95,19 @@ class AdapterApi(APIView):
             return _crm_down(exc)
         if isinstance(exc, CrmUnavailable):
             return Response({"code": "no_crm", "message": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        if isinstance(exc, CrmUnsupported):
+            body = {"code": "crm_unsupported", "message": f"The active CRM cannot do this yet: {exc}"}
+            return Response(body, status=status.HTTP_501_NOT_IMPLEMENTED)
+        if isinstance(exc, CrmAuthError):
+            body = {
+                "code": "crm_credentials",
+                "message": "The CRM refused the product's credentials: an admin must fix them.",
+            }
+            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        if isinstance(exc, CrmError):
+            return Response(
+                {"code": "crm_error", "message": f"The CRM refused: {exc}"}, status=status.HTTP_502_BAD_GATEWAY
+            )
         return super().handle_exception(exc)
 
 
@@ -108,6 +127,8 @@ class OutboundPrepareApi(AdapterApi):
             400: OpenApiResponse(description="A bad field, or a ticket id your team requires (named in `errors`)."),
             401: UNAUTHENTICATED,
             422: REFUSED,
+            501: CRM_DOWN,
+            502: CRM_DOWN,
             503: CRM_DOWN,
         },
         examples=[
@@ -139,8 +160,10 @@ class OutboundStartApi(AdapterApi):
             201: StartOutputSerializer,
             400: OpenApiResponse(description="A bad field (named in `errors`)."),
             401: UNAUTHENTICATED,
-            409: OpenApiResponse(description="The session is another agent's call."),
+            409: OpenApiResponse(description="The session is another agent's."),
             422: REFUSED,
+            501: CRM_DOWN,
+            502: CRM_DOWN,
             503: CRM_DOWN,
         },
     )

@@ -7,35 +7,28 @@ from typing import Any
 import requests
 
 from agentstatus.models import Agent, AgentToken
-from integrations.models import CrmConnection
-from integrations.sandbox import SandboxServer
-from records.models import CrmAction, Event, OperationSettings, Team
 from tests.records.scenario import KustomerView, ZendeskView
-from tests.support import wait_until
+from tests.records.test_record_rules_e2e import Product
 
 PHONE = "+14155550100"
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
 @dataclass
-class AdapterProduct:
-    """The product behind real HTTP, an agent's adapter token, and the CRM it writes to."""
+class AdapterProduct(Product):
+    """The product behind real HTTP, the agents' adapter tokens, and the CRM it writes to."""
 
-    url: str
-    api_key: str
     crm: ZendeskView | KustomerView
-    sandbox: SandboxServer
-    connection: CrmConnection
     tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
         return self.crm.kind
 
-    def token(self, email: str = "ben@example.com", team: Team | None = None) -> str:
-        """The adapter token of this agent (made on first use)."""
+    def token(self, email: str = "ben@example.com") -> str:
+        """The adapter token of this agent (made on first use; the agent too, unless a test made it)."""
         if email not in self.tokens:
-            agent, _ = Agent.objects.get_or_create(email=email, defaults={"team": team})
+            agent, _ = Agent.objects.get_or_create(email=email)
             _, key = AgentToken.objects.create_key(name=f"adapter {email}", agent=agent)
             self.tokens[email] = key
         return self.tokens[email]
@@ -58,19 +51,6 @@ class AdapterProduct:
         headers = {"Authorization": f"Api-Key {self.api_key}"}
         response = requests.post(f"{self.url}/api/v1/events", json={"events": events}, headers=headers, timeout=30)
         assert response.status_code == 202, response.text
-
-    def settle(self) -> None:
-        def settled() -> bool:
-            processed = not Event.objects.filter(applied_at__isnull=True).exists()
-            return processed and not CrmAction.objects.filter(status=CrmAction.Status.PENDING).exists()
-
-        wait_until(settled, timeout=60, message="every event applied and every CRM action done")
-        failed = list(CrmAction.objects.filter(status=CrmAction.Status.FAILED).values_list("kind", "last_error"))
-        assert not failed, failed
-
-    def configure(self, **settings: Any) -> None:
-        OperationSettings.load()
-        OperationSettings.objects.filter(pk=1).update(**settings)
 
     # -- CRM set-up through the CRM's own API -----------------------------------------------------
 
@@ -117,7 +97,7 @@ class AdapterProduct:
         phones = self.crm.get(f"/v1/customers/{contact_id}")["data"]["attributes"]["phones"]
         return ", ".join(item["phone"] for item in phones) or None
 
-    def bodies(self, record_id: str) -> list[str]:
+    def record_bodies(self, record_id: str) -> list[str]:
         return [comment["body"] for comment in self.crm.comments(record_id)]
 
 

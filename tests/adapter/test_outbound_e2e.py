@@ -113,7 +113,7 @@ def test_prompt_off_the_most_recent_open_record_is_used(product: AdapterProduct)
     assert started["pending"] is False
     assert started["record_url"] == prepared["open_records"][0]["url"]
     product.settle()
-    assert any(body.startswith("Session out-1 added to this record.") for body in product.bodies(newest))
+    assert any(body.startswith("Session out-1 added to this record.") for body in product.record_bodies(newest))
     assert Session.objects.get(external_id="out-1").crm_record_id == newest
 
 
@@ -137,8 +137,8 @@ def test_prompt_on_several_open_records_the_agent_picks_an_older_one(product: Ad
         201,
     )
     product.settle()
-    assert any(body.startswith("Session out-1 added to this record.") for body in product.bodies(older))
-    assert not any("out-1" in body for body in product.bodies(newest))
+    assert any(body.startswith("Session out-1 added to this record.") for body in product.record_bodies(older))
+    assert not any("out-1" in body for body in product.record_bodies(newest))
 
 
 def test_prompt_on_one_open_record_create_new_is_offered_and_taken(product: AdapterProduct) -> None:
@@ -184,7 +184,7 @@ def test_several_contacts_share_the_number_the_agent_picks_one(product: AdapterP
     )
     product.settle()
     assert Session.objects.get(external_id="out-1").crm_contact_id == second
-    assert any(body.startswith("Session out-1 added to this record.") for body in product.bodies(record))
+    assert any(body.startswith("Session out-1 added to this record.") for body in product.record_bodies(record))
 
 
 @pytest.mark.parametrize("product", ["kustomer"], indirect=True)
@@ -217,7 +217,7 @@ def test_call_button_on_a_record_logs_the_call_there(product: AdapterProduct) ->
         201,
     )
     product.settle()
-    assert any(body.startswith("Session out-1 added to this record.") for body in product.bodies(clicked))
+    assert any(body.startswith("Session out-1 added to this record.") for body in product.record_bodies(clicked))
 
 
 def test_use_the_entered_number_dials_it_comments_it_and_leaves_the_contact_alone(product: AdapterProduct) -> None:
@@ -239,7 +239,7 @@ def test_use_the_entered_number_dials_it_comments_it_and_leaves_the_contact_alon
     }
     ok(product.start(session_id="out-1", phone_number="+442071838799", **body), 201)
     product.settle()
-    assert "Dialed number: +442071838799" in product.bodies(record)
+    assert "Dialed number: +442071838799" in product.record_bodies(record)
     assert product.contact_phone(contact) == PHONE
 
 
@@ -256,7 +256,7 @@ def test_do_not_create_a_record_when_allowed(product: AdapterProduct) -> None:
     assert started["pending"] is False
     product.settle()
     assert Session.objects.get(external_id="out-1").crm_record_id == ""
-    assert not any("out-1" in body for body in product.bodies(open_one))
+    assert not any("out-1" in body for body in product.record_bodies(open_one))
 
 
 @pytest.mark.parametrize(
@@ -312,7 +312,7 @@ def test_ticket_id_optional_looks_up_the_requesters_phone_and_logs_on_the_ticket
     body = {"contact_id": contact, "record_choice": "existing", "record_id": ticket}
     ok(product.start(session_id="out-1", phone_number=PHONE, **body), 201)
     product.settle()
-    assert any(body.startswith("Session out-1 added to this record.") for body in product.bodies(ticket))
+    assert any(body.startswith("Session out-1 added to this record.") for body in product.record_bodies(ticket))
     # The queue's outbound number is the call's "from" (F2's from phone number, the dialed_number).
     assert Session.objects.get(external_id="out-1").state["dialed_number"] == "+18005550199"
 
@@ -435,7 +435,7 @@ def test_start_and_the_platforms_outbound_started_apply_once(product: AdapterPro
     session = Session.objects.get(external_id="out-1")
     assert session.crm_record_id == record
     assert session.actions.filter(kind="create_record").count() == 1
-    added = [body for body in product.bodies(record) if body.startswith("Session out-1 added")]
+    added = [body for body in product.record_bodies(record) if body.startswith("Session out-1 added")]
     assert len(added) == 1
     platform = Event.objects.get(event_id="out-1-platform-started")
     assert "already requested (the adapter's start): applied once" in platform.outcome
