@@ -118,6 +118,25 @@ def outbound_pick(
     return Pick(contact_id=contact_id, record_id=newest, must_choose=())
 
 
+def ticket_dial_number(
+    fields: Mapping[str, Any], phone: str | None, contact_field: str
+) -> tuple[str | None, str | None]:
+    """O3: the number a ticket-ID call dials, from the requester, and a warning for the agent if any.
+
+    "Outbound ticket settings" may name a contact field; blank, the requester's own phone.
+    """
+    if contact_field:
+        value = str(fields.get(contact_field) or "").strip()
+        if value:
+            return value, None
+        if phone:
+            return phone, f"The requester's {contact_field!r} field is empty: their phone is dialed instead."
+        return None, f"The requester has neither a {contact_field!r} field nor a phone: enter the number to dial."
+    if phone:
+        return phone, None
+    return None, "The requester has no phone: enter the number to dial."
+
+
 @dataclass(frozen=True)
 class StartRefusal:
     """A start the settings do not allow: 422 naming `field`."""

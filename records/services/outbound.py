@@ -18,6 +18,7 @@ from integrations.services import connection_get_active, connection_provider
 from records.models import OperationSettings, Queue, Session, Team
 from records.outbound import (
     OpenRecord,
+    Origin,
     OutboundOptions,
     OutboundSettings,
     RecordChoiceKind,
@@ -26,6 +27,7 @@ from records.outbound import (
     outbound_options,
     outbound_pick,
     start_refusal,
+    ticket_dial_number,
     ticket_id_mode,
 )
 from records.selectors import session_agent_emails
@@ -173,22 +175,13 @@ def _get_record(provider: CrmProvider, record_id: str, field: str) -> Record:
         raise OutboundRefused(422, field, "record_not_found", f"Record {record_id} was not found in the CRM.") from None
 
 
-def _dial_number(provider: CrmProvider, record: Record, contact_field: str) -> str | None:
-    """O3: the requester's phone, or the contact field "Outbound ticket settings" names."""
-    if not record.requester_id:
-        return None
-    contact = provider.get_contact(record.requester_id)
-    if contact_field:
-        value = contact.fields.get(contact_field)
-        return str(value).strip() or None if value not in (None, "") else None
-    return contact.phone
-
-
 def outbound_prepare(*, agent: AdapterAgent, request: PrepareRequest) -> Prepared:
     """What the agent must choose before dialing (ADAPTER.md "Outbound: prepare")."""
     options = agent_options(agent)
     in_ticket_mode = options.ticket_id != TicketIdMode.OFF
-    if in_ticket_mode and (request.origin == "contact" or request.contact_id):
+    # A contact_id the agent picked among the dialed number's contacts (origin dialpad) is no click-to-call.
+    from_contact = request.origin == Origin.CONTACT or (request.contact_id and request.origin != Origin.DIALPAD)
+    if in_ticket_mode and from_contact:
         raise OutboundRefused(
             422,
             "origin",
@@ -229,12 +222,8 @@ def outbound_prepare(*, agent: AdapterAgent, request: PrepareRequest) -> Prepare
                 "closed record.",
             )
         contact_id = named_record.requester_id
-        if ticket_id:
-            contact_field = OperationSettings.load().outbound_ticket_phone_field
-            phone = _dial_number(provider, named_record, contact_field) or phone
-            if phone is None:
-                where = f"contact field {contact_field!r}" if contact_field else "phone"
-                warnings.append(f"The record's requester has no {where}: enter the number to dial.")
+        if not contact_id:
+            warnings.append(f"Record {named_record.id} has no requester: the call creates a contact for the number.")
     contacts = []
     if contact_id:
         try:
@@ -244,7 +233,13 @@ def outbound_prepare(*, agent: AdapterAgent, request: PrepareRequest) -> Prepare
                 422, "contact_id", "contact_not_found", f"Contact {contact_id} was not found."
             ) from None
         contacts = [contact]
-        phone = phone or contact.phone
+        if ticket_id:
+            contact_field = OperationSettings.load().outbound_ticket_phone_field
+            dial, warning = ticket_dial_number(contact.fields, contact.phone, contact_field)
+            phone = dial or phone
+            warnings += [warning] if warning else []
+        else:
+            phone = phone or contact.phone
     elif phone:
         contacts = provider.find_contacts(phone=phone)
     if request.entered_number:

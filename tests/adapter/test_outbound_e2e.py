@@ -408,6 +408,21 @@ def test_ticket_id_mode_refuses_click_to_call_from_a_contact_and_a_new_number(
     assert response.json()["code"] == "incompatible_with_ticket_id_mode"
 
 
+@pytest.mark.parametrize("product", ["zendesk"], indirect=True)
+def test_ticket_id_optional_a_contact_picked_among_a_dialed_numbers_is_no_click_to_call(
+    product: AdapterProduct,
+) -> None:
+    team_agent(product, required=False)
+    product.contact("Ann Lee")
+    bob = product.contact("Bob Lee")
+    assert ok(product.prepare(phone_number=PHONE, origin="dialpad"))["must_choose"] == ["contact"]
+
+    picked = ok(product.prepare(contact_id=bob, origin="dialpad"))
+
+    assert picked["contact_id"] == bob
+    assert picked["must_choose"] == []
+
+
 def test_ticket_id_mode_the_call_button_fills_the_ticket_id(product: AdapterProduct) -> None:
     team_agent(product, required=True)
     contact = product.contact("Ann Lee")

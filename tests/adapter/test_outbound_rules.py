@@ -14,6 +14,7 @@ from records.outbound import (
     outbound_options,
     outbound_pick,
     start_refusal,
+    ticket_dial_number,
     ticket_id_mode,
 )
 
@@ -173,3 +174,29 @@ def agent(email: str) -> dict[str, Any]:
 )
 def test_answering_agent(channel: str, events: list[tuple[str, dict[str, Any]]], expected: str) -> None:
     assert answering_agent(channel, events) == expected
+
+
+@pytest.mark.parametrize(
+    ("fields", "phone", "field", "expected"),
+    [
+        ({}, "+14155550100", "", ("+14155550100", None)),
+        ({}, None, "", (None, "The requester has no phone: enter the number to dial.")),
+        ({"site_phone": " +442071838750 "}, "+14155550100", "site_phone", ("+442071838750", None)),
+        (
+            {"site_phone": ""},
+            "+14155550100",
+            "site_phone",
+            ("+14155550100", "The requester's 'site_phone' field is empty: their phone is dialed instead."),
+        ),
+        (
+            {},
+            None,
+            "site_phone",
+            (None, "The requester has neither a 'site_phone' field nor a phone: enter the number to dial."),
+        ),
+    ],
+)
+def test_ticket_dial_number_reads_the_configured_contact_field(
+    fields: dict[str, Any], phone: str | None, field: str, expected: tuple[str | None, str | None]
+) -> None:
+    assert ticket_dial_number(fields, phone, field) == expected
