@@ -14,7 +14,6 @@ from datetime import timedelta
 import redis
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from integrations.crypto import CredentialsUnreadable
@@ -112,21 +111,36 @@ def _notify(agent_email: str) -> None:
         logger.warning("records.screen-pop.notify-failed %s", exc)
 
 
+# The newest pops looked at per poll: an agent has a handful of sessions at a time, not hundreds.
+NEWEST_POPS = 20
+
+
 def _newest(agent_email: str, after: int | None) -> ScreenPop | None:
     """The agent's newest pop of a current session (newer than `after`), its first delivery noted.
 
     Nothing is consumed: a poll the agent's closed tab left waiting on the server cannot take a pop
     from the tab that replaced it, and a panel opened mid-call shows the call's record at once.
+    Two one-table reads rather than a join: a poll runs every second, and a join's locks taken in
+    its own order could deadlock with a TRUNCATE of both tables (a test's flush).
     """
-    recent = timezone.now() - ENDED_SESSION_GRACE
-    # Current: the session goes on, or its record came just now (an end-of-call pick, S5, makes it
-    # late; the platform's clock for the end is not ours, so the pop's own time decides).
-    pops = ScreenPop.objects.filter(agent_email=agent_email.lower()).filter(
-        Q(session__ended_at__isnull=True) | Q(created_at__gte=recent)
-    )
+    pops = ScreenPop.objects.filter(agent_email=agent_email.lower())
     if after is not None:
         pops = pops.filter(id__gt=after)
-    pop = pops.select_related("session").order_by("-id").first()
+    candidates = list(pops.order_by("-id")[:NEWEST_POPS])
+    if not candidates:
+        return None
+    ended = dict(Session.objects.filter(pk__in={pop.session_id for pop in candidates}).values_list("pk", "ended_at"))
+    # Current: the session goes on, or its record came just now (an end-of-call pick, S5, makes it
+    # late; the platform's clock for the end is not ours, so the pop's own time decides).
+    recent = timezone.now() - ENDED_SESSION_GRACE
+    pop = next(
+        (
+            pop
+            for pop in candidates
+            if pop.session_id in ended and (ended[pop.session_id] is None or pop.created_at >= recent)
+        ),
+        None,
+    )
     if pop is not None and pop.delivered_at is None:
         pop.delivered_at = timezone.now()
         ScreenPop.objects.filter(id=pop.id, delivered_at__isnull=True).update(delivered_at=pop.delivered_at)
