@@ -67,6 +67,7 @@ bench: migrate
 	$(PY) bench/purge.py
 	$(PY) bench/console.py
 	$(PY) bench/request_overhead.py
+	$(PY) bench/screen_pop.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache staticfiles var

@@ -142,7 +142,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(env: dict[str, str], port: int, workers: int, log_path: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    env: dict[str, str], port: int, workers: int, log_path: Path, *, threads: int = 1
+) -> subprocess.Popen[bytes]:
+    """gunicorn on the port: sync workers, or `gthread` ones with `threads` each (for long polls)."""
     command = [
         str(GUNICORN),
         "config.wsgi:application",
@@ -151,7 +154,9 @@ def start_server(env: dict[str, str], port: int, workers: int, log_path: Path) -
         "--workers",
         str(workers),
         "--worker-class",
-        "sync",
+        "sync" if threads == 1 else "gthread",
+        "--threads",
+        str(threads),
         "--log-level",
         "warning",
         "--timeout",

@@ -1,7 +1,8 @@
 """gunicorn's settings for the web process: `gunicorn -c config/gunicorn.conf.py config.wsgi`.
 
-Every value comes from the environment (docs/operations.md). Sync workers: a request does its
-work in the database and hands CRM calls to Celery, so none waits long on the network.
+Every value comes from the environment (docs/operations.md). Threaded workers: most requests do
+their work in the database and hand CRM calls to Celery, but every open adapter panel holds a
+screen-pop long poll (up to 25 s), which would take a whole sync worker.
 """
 
 import os
@@ -12,7 +13,8 @@ from typing import Any
 
 bind = os.environ.get("GUNICORN_BIND") or f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2 * (os.cpu_count() or 1) + 1)
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "16"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))

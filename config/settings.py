@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "ticketsearch",
     "health_check",
     "ops",
+    "adapter",
 ]
 
 MIDDLEWARE = [

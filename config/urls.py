@@ -28,6 +28,8 @@ urlpatterns = [
     path("api/v1/", include("records.api.urls")),
     path("api/v1/", include("agentstatus.api.urls")),
     path("api/v1/", include("ticketsearch.api.urls")),
+    path("api/v1/", include("adapter.api.urls")),
+    path("adapter/", include("adapter.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("healthz", HealthView.as_view(), name="healthz"),

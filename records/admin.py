@@ -29,6 +29,7 @@ from records.models import (
     OperationSettings,
     Queue,
     Replay,
+    ScreenPop,
     Session,
     Team,
 )
@@ -605,6 +606,31 @@ class OperationSettingsAdmin(admin.ModelAdmin[OperationSettings]):
                 ),
             },
         ),
+        (
+            "Outbound calls",
+            {
+                "fields": [
+                    "outbound_prompt_record_choice",
+                    "outbound_allow_create_new",
+                    "outbound_allow_no_record",
+                    "outbound_allow_entered_number",
+                ],
+                "description": (
+                    "What the agent may choose in the adapter before an outbound call (SPEC O1). "
+                    '"Create new record" is offered only with the prompt on.'
+                ),
+            },
+        ),
+        (
+            "Outbound ticket settings",
+            {
+                "fields": ["outbound_ticket_phone_field"],
+                "description": (
+                    "For teams with ticket ID entry (turned on per team under Teams; the team's queues give the "
+                    "default outbound number), SPEC O3."
+                ),
+            },
+        ),
         ("Voicemail", {"fields": ["voicemail_default_user_email"]}),
         ("Developer settings", {"fields": ["api_response_format"]}),
         ("History", {"fields": ["updated_at"]}),
@@ -658,6 +684,16 @@ class OperationSettingsAdmin(admin.ModelAdmin[OperationSettings]):
             "change_url": reverse("admin:records_operationsettings_change", args=[obj.pk]),
         }
         return TemplateResponse(request, "admin/records/operationsettings/simulate.html", context)
+
+    def save_model(self, request: HttpRequest, obj: OperationSettings, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if obj.outbound_allow_no_record:
+            self.message_user(
+                request,
+                'Agents may choose "Do not create a record" for outbound calls: the recordings of those calls '
+                "cannot be reached.",
+                messages.WARNING,
+            )
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if not self.has_view_or_change_permission(request):
@@ -727,11 +763,72 @@ class QueueAdmin(admin.ModelAdmin[Queue]):
         return ", ".join(team.name for team in obj.teams.all())
 
 
+class TeamForm(forms.ModelForm[Team]):
+    class Meta:
+        model = Team
+        fields = ["name", "enable_ticket_id", "ticket_id_required", "linked_to_external_queue"]
+        help_texts = {
+            "enable_ticket_id": "Agents of this team are asked for a ticket ID when they place an outbound call (O3).",
+            "ticket_id_required": "Only with ticket ID on: the call cannot be placed without one.",
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        if cleaned.get("ticket_id_required") and not cleaned.get("enable_ticket_id"):
+            self.add_error(
+                "ticket_id_required", "Turn ticket ID on first: a ticket ID can only be required when asked for."
+            )
+        return cleaned
+
+
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin[Team]):
-    list_display = ["name", "enable_ticket_id", "ticket_id_required", "linked_to_external_queue"]
+    form = TeamForm
+    list_display = ["name", "enable_ticket_id", "ticket_id_required", "linked_to_external_queue", "queue_names"]
     list_filter = ["enable_ticket_id", "ticket_id_required", "linked_to_external_queue"]
     search_fields = ["name"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
+        return super().get_queryset(request).prefetch_related("queues")
+
+    @admin.display(description="Queues (default outbound number)")
+    def queue_names(self, obj: Team) -> str:
+        return ", ".join(
+            f"{queue} ({queue.default_outbound_number})" if queue.default_outbound_number else str(queue)
+            for queue in obj.queues.all()
+        )
+
+
+@admin.register(ScreenPop)
+class ScreenPopAdmin(admin.ModelAdmin[ScreenPop]):
+    """O4: which record opened on which agent's adapter, and when the adapter took it."""
+
+    list_display = ["session", "agent_email", "record_link", "channel", "created_at", "delivered_at"]
+    list_filter = ["channel"]
+    search_fields = ["session__external_id", "agent_email", "record_id"]
+    list_select_related = ["session"]
+    readonly_fields = [
+        "session",
+        "agent_email",
+        "record_id",
+        "record_url",
+        "contact_id",
+        "channel",
+        "created_at",
+        "delivered_at",
+    ]
+
+    @admin.display(description="Record")
+    def record_link(self, obj: ScreenPop) -> str:
+        if not obj.record_url:
+            return obj.record_id
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', obj.record_url, obj.record_id)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(CustomField)

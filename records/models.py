@@ -107,6 +107,43 @@ class OperationSettings(models.Model):
         default=ApiResponseFormat.OFF,
         help_text="(S15)",
     )
+    # Outbound calls from the agent adapter (SPEC O1, O3; ADAPTER.md).
+    outbound_prompt_record_choice = models.BooleanField(
+        "Prompt the agent to choose an open record from a list",
+        default=False,
+        help_text="Off: the contact's most recent open record is used without asking (O1).",
+    )
+    outbound_allow_create_new = models.BooleanField(
+        'Allow the agent to choose "Create new record" for outbound calls',
+        default=False,
+        help_text="Only with the prompt above on; otherwise the agent must use an existing open record (O1).",
+    )
+    outbound_allow_no_record = models.BooleanField(
+        'Allow the agent to choose "Do not create a record" for outbound calls',
+        default=False,
+        help_text=(
+            "Warning: the recordings of calls without a record cannot be reached. Leave this off if your "
+            "rules or compliance standards need every call recording to be accessible (O1)."
+        ),
+    )
+    outbound_allow_entered_number = models.BooleanField(
+        'Allow "Use the entered number to make the call"',
+        default=False,
+        help_text=(
+            "The agent picks the contact, then dials a number not stored on it; the number is written in a "
+            "comment on the record and never saved on the contact (O1)."
+        ),
+    )
+    outbound_ticket_phone_field = models.CharField(
+        "Contact field with the number to dial",
+        max_length=200,
+        blank=True,
+        help_text=(
+            "Outbound ticket settings: when an agent enters a ticket ID, the number is read from this contact "
+            "field (Zendesk: the user field key; Kustomer: the custom attribute name). Blank: the requester's "
+            "phone (O3)."
+        ),
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -123,6 +160,15 @@ class OperationSettings(models.Model):
     def clean(self) -> None:
         if self.add_product_tag and not self.product_tag.strip():
             raise ValidationError({"product_tag": "Enter the product tag, or turn the product tag off."})
+        if self.outbound_allow_create_new and not self.outbound_prompt_record_choice:
+            raise ValidationError(
+                {
+                    "outbound_allow_create_new": (
+                        '"Create new record" is offered only when the agent is prompted to choose an open record: '
+                        "turn the prompt on, or this off."
+                    )
+                }
+            )
 
     @classmethod
     def load(cls) -> "OperationSettings":
@@ -371,3 +417,31 @@ class Replay(models.Model):
 
     def __str__(self) -> str:
         return f"Replay #{self.pk} of {len(self.action_ids)} action(s)"
+
+
+class ScreenPop(models.Model):
+    """O4: a session's record, due on the screen of the agent who answered it (ADAPTER.md, screen pop).
+
+    One row per session, agent and record: a transfer gives the receiving agent a row of their own,
+    a merge that moves the session to another record gives a new one. The adapter's long poll answers
+    the newest row after the one it last saw; `delivered_at` is when an adapter first got it.
+    """
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="screen_pops")
+    agent_email = models.EmailField(db_index=True)
+    record_id = models.CharField("CRM record id", max_length=64)
+    record_url = models.URLField("record URL", max_length=500, blank=True)
+    contact_id = models.CharField("CRM contact id", max_length=64, blank=True)
+    channel = models.CharField(max_length=10, choices=CHANNEL_CHOICES, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "agent_email", "record_id"], name="screen_pop_once"),
+        ]
+        indexes = [models.Index(fields=["agent_email", "-id"], name="screen_pop_agent")]
+
+    def __str__(self) -> str:
+        return f"{self.record_id} for {self.agent_email}"

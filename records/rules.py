@@ -756,6 +756,9 @@ def _why_nothing(rules: RuleSet, state: SessionState, event: SessionEvent) -> st
         return "record already requested for this session"
     if event.type == EventType.SESSION_ASSIGNED and rules.create_call_record_on_connect and state.channel == "voice":
         return "assigned; the record waits for the connection (R3)"
+    if event.type == EventType.OUTBOUND_STARTED and state.record_planned:
+        # The adapter's start and the platform's own outbound.started describe one call (ADAPTER.md).
+        return "the outbound call's record was already requested (the adapter's start): applied once"
     if event.type == EventType.CONTACT_SELECTED:
         return f"the agent picked contact {state.selected_contact_id} (S5)"
     if event.type == EventType.SESSION_CALLBACK:

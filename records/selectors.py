@@ -1,7 +1,7 @@
-"""Reads for the admin console: session states, blocked actions, health counts, failed actions.
-
-Every count here is a lookup on one of the outbox's partial or status indexes (action_pending,
-action_failed, action_status, session_processing_failed), never a scan of all actions.
+"""Reads of records: session states, blocked actions and health counts for the admin console (each
+count a lookup on one of the outbox's partial or status indexes — action_pending, action_failed,
+action_status, session_processing_failed — never a scan of all actions), and a session as the
+agent's adapter sees it (ADAPTER.md).
 """
 
 from dataclasses import dataclass
@@ -10,10 +10,16 @@ from datetime import datetime, timedelta
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from integrations.crypto import CredentialsUnreadable
 from integrations.models import CrmConnection
+from integrations.providers.base import Record
+from integrations.providers.registry import UnsupportedCrm
+from integrations.services import connection_provider
 from records.console import SessionFacts, SessionState
 from records.models import CrmAction, Event, Session
+from records.outbound import AGENT_EVENTS, event_agent_email
 from records.services.execution import BLOCKING_KINDS
+from records.services.screen_pop import session_answering_agent
 
 # A pending, due action nobody has touched for this long: its worker or its message was lost.
 STUCK_AFTER = timedelta(minutes=10)
@@ -117,3 +123,54 @@ def failed_actions(*, connection: CrmConnection, since: datetime, until: datetim
     return CrmAction.objects.filter(
         status=_FAILED, updated_at__gte=since, updated_at__lte=until, session__crm_connection=connection
     ).order_by("session_id", "id")
+
+
+@dataclass(frozen=True)
+class AdapterSession:
+    session_id: str
+    channel: str
+    session_type: str
+    phone_number: str
+    record_id: str | None
+    record_url: str | None
+    contact_id: str | None
+    answering_agent: str
+    ended: bool
+    actions: tuple[CrmAction, ...]
+
+
+def session_agent_emails(session: Session) -> set[str]:
+    """Every agent the session's events name: assigned, connected, transferred to, or who placed it."""
+    emails = set()
+    for data in session.events.filter(type__in=AGENT_EVENTS).values_list("data", flat=True):
+        emails |= {event_agent_email(data, "agent"), event_agent_email(data, "to_agent")}
+    return emails - {""}
+
+
+def adapter_session_get(*, session_id: str, agent_email: str) -> AdapterSession | None:
+    """The session, if this agent took part in it (assigned, connected, transferred to, or placed it)."""
+    session = Session.objects.select_related("crm_connection").filter(external_id=session_id).first()
+    if session is None or agent_email.lower() not in session_agent_emails(session):
+        return None
+    record_url = None
+    if session.crm_record_id and session.crm_connection is not None:
+        try:
+            provider = connection_provider(session.crm_connection)
+            record = Record(
+                id=session.crm_record_id, subject="", status="", requester_id=session.crm_contact_id or None
+            )
+            record_url = provider.record_web_url(record)
+        except (CredentialsUnreadable, UnsupportedCrm):
+            record_url = None
+    return AdapterSession(
+        session_id=session.external_id,
+        channel=session.channel,
+        session_type=session.session_type,
+        phone_number=session.phone_number,
+        record_id=session.crm_record_id or None,
+        record_url=record_url,
+        contact_id=session.crm_contact_id or None,
+        answering_agent=session_answering_agent(session),
+        ended=session.ended_at is not None,
+        actions=tuple(session.actions.order_by("id")),
+    )

@@ -66,6 +66,8 @@ class ActionKind(models.TextChoices):
     CREATE_RECORD = "create_record", "Find or create record"
     ADD_COMMENT = "add_comment", "Add internal comment"
     UPDATE_RECORD = "update_record", "Update record"
+    # O4: the CRM's own screen pop (Zendesk Talk Partner Edition display API) for the answering agent.
+    DISPLAY_RECORD = "display_record", "Open the record on the agent's screen"
 
 
 # F2: the product's record fields, created in the CRM by the admin's "Create custom fields" (F1).

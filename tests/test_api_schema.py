@@ -14,6 +14,10 @@ def test_schema_documents_the_event_api_and_its_key() -> None:
         "/api/v1/events",
         "/api/v1/ping",
         "/api/v1/adapter/status",
+        "/api/v1/adapter/outbound/prepare",
+        "/api/v1/adapter/outbound/start",
+        "/api/v1/adapter/screen-pop",
+        "/api/v1/adapter/sessions/{session_id}",
         "/api/v1/agentstatus/webhooks/kustomer",
         "/api/v1/tickets/search",
         "/api/v1/tickets/{ticket_id}",
@@ -36,6 +40,22 @@ def test_schema_documents_the_adapter_status_api_and_the_status_webhook() -> Non
     assert schema["components"]["securitySchemes"]["AgentToken"]["in"] == "header"
     webhook = schema["paths"]["/api/v1/agentstatus/webhooks/kustomer"]["post"]
     assert set(webhook["responses"]) == {"200", "202", "400", "401", "403"}
+
+
+@pytest.mark.django_db
+def test_schema_documents_the_adapter_outbound_screen_pop_and_session_apis() -> None:
+    schema = Client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    paths = schema["paths"]
+
+    prepare = paths["/api/v1/adapter/outbound/prepare"]["post"]
+    assert prepare["security"] == [{"AgentToken": []}]
+    assert set(prepare["responses"]) == {"200", "400", "401", "422", "501", "502", "503"}
+    start = paths["/api/v1/adapter/outbound/start"]["post"]
+    assert set(start["responses"]) == {"201", "400", "401", "409", "422", "501", "502", "503"}
+    pop = paths["/api/v1/adapter/screen-pop"]["get"]
+    assert sorted(parameter["name"] for parameter in pop["parameters"]) == ["after", "wait"]
+    assert set(pop["responses"]) == {"200", "204", "401"}
+    assert set(paths["/api/v1/adapter/sessions/{session_id}"]["get"]["responses"]) == {"200", "401", "404"}
 
 
 @pytest.mark.django_db

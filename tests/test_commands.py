@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
 from agentstatus.models import Agent as StatusAgent
-from agentstatus.models import StatusSyncSettings
+from agentstatus.models import AgentToken, StatusSyncSettings
 from integrations.models import CrmConnection
 from records.models import Queue, Session
 from tests.support import EXAMPLE_CALL, ROOT, ingest_and_process
@@ -73,6 +73,11 @@ def test_load_demo_prints_the_key_and_the_curl_line() -> None:
         "ben@example.com",
         "carla@example.com",
     }
+    assert "/adapter/" in output
+    agent_token = next(line.split()[2] for line in output.splitlines() if line.strip().startswith("Agent token:"))
+    token = AgentToken.objects.get_from_key(agent_token)
+    assert isinstance(token, AgentToken)
+    assert token.agent.email == "ana@example.com"
     # Run again: a new key, the old one revoked, still one connection, earlier demo sessions cleared.
     ingest_and_process(EXAMPLE_CALL["events"])
     Session.objects.create(external_id="elsewhere", crm_connection=CrmConnection.objects.create(
@@ -82,6 +87,7 @@ def test_load_demo_prints_the_key_and_the_curl_line() -> None:
     assert CrmConnection.objects.filter(base_url="http://127.0.0.1:8801").count() == 1
     assert list(Session.objects.values_list("external_id", flat=True)) == ["elsewhere"]
     assert APIKey.objects.filter(revoked=False).count() == 1
+    assert AgentToken.objects.filter(revoked=False).count() == 1
 
 
 def test_sandbox_crm_can_start_with_solved_tickets_for_qa_search() -> None:

@@ -37,6 +37,9 @@ class Contact:
     created_at: str | None = None
     # The platform's id for an app or web user (S16), kept in the CRM's external-id field.
     external_id: str | None = None
+    # The contact's custom fields by key (Zendesk user fields, Kustomer custom attributes): O3 may
+    # read the number to dial from one of them.
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -257,6 +260,21 @@ class CrmProvider(abc.ABC):
     def get_agent(self, agent_id: str) -> Agent:
         """One CRM user by id (a status webhook names the user only by id); CrmNotFound when gone."""
         raise CrmUnsupported(f"{self.kind}: looking users up by id is not implemented")
+
+    # Screen pop (O4). Every CRM has a page for a record; some can also open it on the agent's screen.
+    supports_screen_pop_display: ClassVar[bool] = False
+
+    def get_contact(self, contact_id: str) -> Contact:
+        """One contact by id, with its custom fields; CrmNotFound when it is gone."""
+        raise CrmUnsupported(f"{self.kind}: reading a contact by id is not implemented")
+
+    def record_web_url(self, record: Record) -> str | None:
+        """The page an agent opens to work on the record (not its API URL), from `record_web_path`."""
+        return self.web_url(self.settings.base_url, record_id=record.id) or None
+
+    def display_record(self, agent_id: str, record_id: str) -> None:
+        """Open the record in the agent's CRM window (Zendesk Talk Partner Edition's display API)."""
+        raise CrmUnsupported(f"{self.kind} has no screen-pop API: the adapter opens the record's URL")
 
     def register_webhook(self, url: str, events: Sequence[str]) -> str:
         """Subscribe `url` to the CRM's outbound webhook `events`; return the secret deliveries are signed with."""

@@ -136,6 +136,7 @@ def _customer_to_contact(customer: Json) -> Contact:
         email=emails[0].get("email") if emails else None,
         created_at=attributes.get("createdAt"),
         external_id=attributes.get("externalId"),
+        fields=dict(attributes.get("custom") or {}),
     )
 
 
@@ -276,6 +277,9 @@ class KustomerProvider(CrmProvider):
             customer["externalId"] = external_id
         return _customer_to_contact(self.client.post(KustomerClient.CUSTOMERS, json=customer)["data"])
 
+    def get_contact(self, contact_id: str) -> Contact:
+        return _customer_to_contact(self.client.get(f"{KustomerClient.CUSTOMERS}/{_path_value(contact_id)}")["data"])
+
     # -- Agents ----------------------------------------------------------------------------------
 
     def find_agent(self, *, email: str) -> Agent | None:
@@ -330,6 +334,14 @@ class KustomerProvider(CrmProvider):
     def get_record(self, record_id: str) -> Record:
         body = self.client.get(KustomerClient.CONVERSATION.format(id=_path_value(record_id)))
         return self._conversation_to_record(body["data"])
+
+    def record_web_url(self, record: Record) -> str | None:
+        # A conversation opens on its customer's timeline; Kustomer has no API that opens it on the
+        # agent's screen.
+        web = self.web_base_url(self.settings.base_url)
+        if not record.requester_id:
+            return None
+        return f"{web}/app/customers/{quote(record.requester_id, safe='')}/event/{quote(record.id, safe='')}"
 
     def update_record(self, record_id: str, changes: RecordChanges) -> Record:
         conversation_path = KustomerClient.CONVERSATION.format(id=_path_value(record_id))

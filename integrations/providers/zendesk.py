@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import requests
 
+from integrations.exceptions import CrmNotFound
 from integrations.http import CrmHttpClient, RateGate
 from integrations.providers.base import (
     Agent,
@@ -55,6 +56,9 @@ class ZendeskClient(CrmHttpClient):
     USER_REQUESTED_TICKETS = "api/v2/users/{id}/tickets/requested.json"
     TICKET_FIELDS = "api/v2/ticket_fields.json"
     UPLOADS = "api/v2/uploads.json"
+    USER = "api/v2/users/{id}.json"
+    # Talk Partner Edition (crm-api-shapes.md §1.8): opens the ticket in the agent's browser.
+    DISPLAY_TICKET = "api/v2/channels/voice/agents/{agent_id}/tickets/{ticket_id}/display.json"
 
     def __init__(self, settings: ConnectionSettings, rate_gate: RateGate | None) -> None:
         super().__init__(
@@ -78,6 +82,7 @@ def _user_to_contact(user: dict[str, Any]) -> Contact:
         email=user.get("email"),
         created_at=user.get("created_at"),
         external_id=user.get("external_id"),
+        fields=dict(user.get("user_fields") or {}),
     )
 
 
@@ -128,10 +133,22 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
     # A closed ticket refuses every update (422); a solved one can still be reopened.
     immutable_statuses: ClassVar[frozenset[str]] = frozenset({"closed"})
     resolved_status = "solved"
+    supports_screen_pop_display: ClassVar[bool] = True
 
     def __init__(self, settings: ConnectionSettings, *, rate_gate: RateGate | None = None) -> None:
         super().__init__(settings, rate_gate=rate_gate)
         self.client = ZendeskClient(self.settings, self.rate_gate)
+
+    def get_contact(self, contact_id: str) -> Contact:
+        if not contact_id.isdigit():
+            raise CrmNotFound(f"Zendesk user ids are numbers, not {contact_id!r}", status_code=404)
+        return _user_to_contact(self.client.get(ZendeskClient.USER.format(id=contact_id))["user"])
+
+    def display_record(self, agent_id: str, record_id: str) -> None:
+        # No body; 200 with an empty body once delivered, 404 for an unknown agent or ticket.
+        self.client.request(
+            "POST", ZendeskClient.DISPLAY_TICKET.format(agent_id=int(agent_id), ticket_id=int(record_id))
+        )
 
     def test_connection(self) -> None:
         self.client.get(ZendeskClient.USERS, params={"page[size]": 1})

@@ -263,6 +263,8 @@ class ZendeskSandbox(Sandbox):
         # Each ticket's metric set (GET /tickets/{id}/metrics, the `metric_sets` sideload).
         self.metrics: dict[int, Json] = {}
         self._next_ids = {"user": FIRST_USER_ID, "ticket": FIRST_TICKET_ID, "event": FIRST_EVENT_ID}
+        # Talk Partner Edition screen pops, in the order they were asked for (GET /__sandbox/displays).
+        self.displays: list[Json] = []
         self._reset_fields_and_files()
 
     def load_fixture(self, fixture: Mapping[str, Any]) -> None:
@@ -725,6 +727,15 @@ class ZendeskSandbox(Sandbox):
             extra["users"] = [self._user_json(self.users[i]) for i in sorted(ids, key=str) if i in self.users]
         return extra
 
+    def display_ticket(self, request: Request) -> Response:
+        """Talk Partner Edition screen pop: no body; 200 empty once shown, 404 for an unknown agent or ticket."""
+        agent = self._user(request.args["agent_id"])
+        if agent is None or agent["role"] not in ("agent", "admin"):
+            raise _record_not_found()
+        ticket = self._ticket(request.args["ticket_id"])
+        self.displays.append({"agent_id": agent["id"], "ticket_id": ticket["id"], "at": _now()})
+        return Response(200, None)
+
     def _ticket_changes(self, ticket: Json, fields: Json) -> Json:
         """The validated new values of the fields an update changes; nothing is written here."""
         wanted: Json = {}
@@ -1121,6 +1132,7 @@ class ZendeskSandbox(Sandbox):
         ("PUT", "/api/v2/tickets/{id}.json", update_ticket),
         ("GET", "/api/v2/tickets/{id}/comments.json", list_comments),
         ("POST", "/api/v2/tickets/{id}/merge.json", merge_tickets),
+        ("POST", "/api/v2/channels/voice/agents/{agent_id}/tickets/{ticket_id}/display.json", display_ticket),
         ("GET", "/api/v2/job_statuses/{id}.json", show_job_status),
         ("GET", "/api/v2/ticket_fields.json", list_ticket_fields),
         ("POST", "/api/v2/ticket_fields.json", create_ticket_field),
@@ -1299,6 +1311,8 @@ class ZendeskImportSandbox(ZendeskSandbox):
     def control(self, method: str, action: str, data: Any) -> Response | None:
         if (method, action) == ("POST", "backdate"):
             return self._backdate(data)
+        if (method, action) == ("GET", "displays"):
+            return Response(200, {"displays": list(self.displays)})
         if (method, action) != ("POST", "seed"):
             return None
         if not isinstance(data, dict):

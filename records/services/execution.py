@@ -34,6 +34,7 @@ from integrations.services import connection_get_active, connection_provider, co
 from records.models import CrmAction, CustomField, Session
 from records.rules import Candidate, RecordMode, RecordRequest, choose_contact, choose_record, record_request
 from records.services.processing import PROCESSING_MAX_ATTEMPTS
+from records.services.screen_pop import screen_pop_refresh
 from records.vocabulary import ActionKind, EventType
 
 logger = logging.getLogger(__name__)
@@ -138,6 +139,7 @@ def action_execute(*, action: CrmAction) -> CrmAction:
     action.attempts += 1
     action.save(update_fields=["attempts", "updated_at"])
     connection = session.crm_connection
+    record_before = session.crm_record_id
     try:
         if connection is None:
             connection = connection_get_active()
@@ -175,6 +177,13 @@ def action_execute(*, action: CrmAction) -> CrmAction:
         # A CRM answer of an unexpected shape: fail visibly rather than crash the worker in a loop.
         logger.exception("records.action.unexpected %s", action.pk, extra={"action_id": action.pk})
         return _fail(action, f"unexpected answer from the CRM ({exc.__class__.__name__}: {exc})")
+    if action.kind == ActionKind.CREATE_RECORD or result.get("record_id") not in (None, record_before):
+        # O4: the session has its record (or moved to the survivor of a merge): its agent's adapter hears now.
+        try:
+            screen_pop_refresh(session=session, provider=provider)
+        except Exception:
+            # The record is made: a pop that failed must not make the action run (and the CRM write) again.
+            logger.exception("records.screen-pop.failed %s", session.pk, extra={"session_id": session.pk})
     action.status = CrmAction.Status.SUCCEEDED
     if decision := result.pop("decision", None):
         action.reason = f"{action.reason} → {decision}"
@@ -609,11 +618,22 @@ def _fields_lost(session: Session, lost: list[str]) -> list[str]:
     ]
 
 
+def _display_record(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
+    """O4: ask the CRM to open the record on the answering agent's screen (Zendesk Talk Partner Edition)."""
+    email = payload["agent_email"]
+    agent = provider.find_agent(email=email)
+    if agent is None:
+        raise ActionFailed(f"Agent {email} was not found in the CRM: the record cannot be opened on their screen.")
+    provider.display_record(agent.id, payload["record_id"])
+    return {"record_id": payload["record_id"], "outcome": f"opened on {email}'s screen (CRM user {agent.id})"}
+
+
 HANDLERS: dict[str, Callable[[CrmProvider, Session, dict[str, Any], bool], dict[str, Any]]] = {
     ActionKind.ENSURE_CONTACT: _ensure_contact,
     ActionKind.CREATE_RECORD: _create_record,
     ActionKind.ADD_COMMENT: _add_comment,
     ActionKind.UPDATE_RECORD: _update_record,
+    ActionKind.DISPLAY_RECORD: _display_record,
 }
 
 

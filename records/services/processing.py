@@ -10,7 +10,9 @@ from django.utils import timezone
 from integrations.models import CrmConnection
 from integrations.services import connection_get_active
 from records.models import CrmAction, CustomDataMapping, Event, OperationSettings, Queue, Session
+from records.outbound import AGENT_EVENTS
 from records.rules import PlannedAction, RuleSet, SessionEvent, SessionState, replay
+from records.services.screen_pop import screen_pop_refresh
 from records.vocabulary import ActionKind, EventType
 
 logger = logging.getLogger(__name__)
@@ -133,6 +135,9 @@ def session_process(*, session_id: int) -> int:
     )
     if any(isinstance(event.data.get("queue"), dict) for event in events):
         _remember_queue(state)
+    if session.crm_record_id and any(event.type in AGENT_EVENTS for event in events):
+        # O4: a transfer or a connection hands a session that already has its record to another adapter.
+        screen_pop_refresh(session=session)
     # Also when nothing new was planned: an action may be waiting for this event (S5's contact pick).
     wakes_contact_lookup = any(event.type in CONTACT_LOOKUP_WAITS_FOR for event in events)
     if wakes_contact_lookup:

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.db.models import Q
 from rest_framework_api_key.models import APIKey
 
-from agentstatus.models import Agent as StatusAgent
+from agentstatus.models import Agent, AgentToken
 from agentstatus.selectors import sync_settings_get
 from integrations.services import connection_create
 from records.models import OperationSettings, Queue, Session, Team
@@ -20,6 +20,9 @@ from ticketsearch.tasks import import_connection_task
 DEMO_KEY_NAME = "demo platform"
 # The sandbox Kustomer fixture's agents (integrations/sandbox/fixtures/kustomer_demo.json).
 DEMO_AGENTS = [("ana@example.com", "Ana Agent"), ("ben@example.com", "Ben Agent"), ("carla@example.com", "Carla Agent")]
+DEMO_AGENT_EMAIL = "ana@example.com"
+DEMO_TOKEN_NAME = "demo adapter"
+DEMO_OUTBOUND_NUMBER = "+18005550199"
 EXAMPLE_EVENTS = Path(settings.BASE_DIR) / "docs" / "examples" / "ivr_call.json"
 
 
@@ -84,7 +87,7 @@ class Command(BaseCommand):
         sync.connection = kustomer
         sync.save(update_fields=["connection", "updated_at"])
         for email, name in DEMO_AGENTS:
-            StatusAgent.objects.get_or_create(email=email, defaults={"name": name})
+            Agent.objects.get_or_create(email=email, defaults={"name": name})
         # QA search: the sandbox Zendesk starts with solved tickets (Procfile: --seed-tickets); the
         # worker imports them as soon as both are up (a first try before the sandbox is retried).
         transaction.on_commit(
@@ -92,15 +95,30 @@ class Command(BaseCommand):
         )
         # The example call's queue and a team for it, so the queue and team screens are not empty;
         # the operation-management settings start at their defaults (docs/rules.md).
-        OperationSettings.load()
+        if not OperationSettings.objects.exists():
+            # The adapter panel shows every outbound choice the first time (seed 004's own example).
+            OperationSettings.objects.create(
+                outbound_prompt_record_choice=True, outbound_allow_create_new=True, outbound_allow_entered_number=True
+            )
         team, _ = Team.objects.get_or_create(name="Billing support")
         queue, _ = Queue.objects.get_or_create(
-            platform_id="q-billing", defaults={"name": "Billing", "path": ["Support", "Billing"]}
+            platform_id="q-billing",
+            defaults={
+                "name": "Billing",
+                "path": ["Support", "Billing"],
+                "default_outbound_number": DEMO_OUTBOUND_NUMBER,
+            },
         )
         queue.teams.add(team)
         # The sandbox keeps its ticket fields in memory too: after a restart the record fields (F1)
         # are made again, by a worker once the sandbox answers (the task retries until then).
         custom_fields_create_enqueue(connection=connection)
+        # The example call's agent (a sandbox Zendesk agent too), with an adapter token for the panel.
+        agent, _ = Agent.objects.update_or_create(
+            email=DEMO_AGENT_EMAIL, defaults={"team": team}, create_defaults={"name": "Ana Agent", "team": team}
+        )
+        AgentToken.objects.filter(agent=agent, name=DEMO_TOKEN_NAME, revoked=False).update(revoked=True)
+        _, agent_token = AgentToken.objects.create_key(name=DEMO_TOKEN_NAME, agent=agent)
         cleared = 0
         if not options["keep_sessions"]:
             # The sandbox keeps its tickets in memory, so after a restart the earlier demo sessions
@@ -123,6 +141,10 @@ class Command(BaseCommand):
                     f"  API docs:     {web}/api/docs/",
                     f"  Settings:     {web}/admin/records/operationsettings/   (record rules R1-R9)",
                     f"  API key:      {key}",
+                    f"  Adapter:      {web}/adapter/   (the agent panel; sign in with the adapter token)",
+                    f"  Agent token:  {agent_token}   ({DEMO_AGENT_EMAIL})",
+                    "    On the panel, dial +14155550101 (Dana Whitfield, a sandbox contact); post the example call",
+                    "    below and its ticket pops on the panel, as Ana answers it.",
                     f"  Sandbox CRM:  {options['sandbox_url']}  (Zendesk API; /__sandbox/stats)",
                     f"  Kustomer:     {options['kustomer_url']}  (agent status: Status sync settings)",
                     f"  QA search:    {web}/admin/ticketsearch/ticket/   (solved tickets, imported by the worker)",
