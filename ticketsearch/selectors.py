@@ -2,15 +2,17 @@
 
 import base64
 import binascii
+import html
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.contrib.postgres.search import SearchHeadline
 from django.db.models import BooleanField, F, QuerySet, TextField, Value
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Concat
+from django.db.models.functions import Concat, Replace
 
 from ticketsearch.filters import SEARCH_CONFIG, TicketFilter, text_query
 from ticketsearch.models import Agent, Evaluation, Ticket
@@ -19,8 +21,11 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 # Parameters that are not filters.
 PAGING_PARAMS = ("cursor", "page_size")
-# How ts_headline marks the matching words.
+# How highlights mark the matching words.
 START_MARK, STOP_MARK = "<mark>", "</mark>"
+# What ts_headline is asked to mark them with: private-use characters, removed from the text first,
+# so that after the whole fragment is HTML-escaped they are the only places a tag can appear.
+_START_SENTINEL, _STOP_SENTINEL = "\ue000", "\ue001"
 # What the list shows of a ticket; the heavy text columns stay in the table until the detail asks.
 LIST_FIELDS = (
     "id",
@@ -125,6 +130,15 @@ def ticket_search(*, params: Mapping[str, str], base: QuerySet[Ticket] | None = 
     )
 
 
+def _without_sentinels(expression: Any) -> Replace:
+    return Replace(Replace(expression, Value(_START_SENTINEL), Value("")), Value(_STOP_SENTINEL), Value(""))
+
+
+def highlight_html(fragment: str) -> str:
+    """A ts_headline fragment made safe to show: customer text escaped, only our `<mark>` tags left."""
+    return html.escape(fragment).replace(_START_SENTINEL, START_MARK).replace(_STOP_SENTINEL, STOP_MARK)
+
+
 def _highlights(tickets: list[Ticket], q: str) -> dict[int, dict[str, str]]:
     """The matching text of the page's tickets only: ts_headline reads whole documents, so never for the rest."""
     if not tickets:
@@ -137,23 +151,31 @@ def _highlights(tickets: list[Ticket], q: str) -> dict[int, dict[str, str]]:
         Ticket.objects.filter(id__in=[t.id for t in tickets], created_at__in={t.created_at for t in tickets})
         .annotate(
             subject_hl=SearchHeadline(
-                "subject", query, config=SEARCH_CONFIG, highlight_all=True, start_sel=START_MARK, stop_sel=STOP_MARK
+                _without_sentinels(F("subject")),
+                query,
+                config=SEARCH_CONFIG,
+                highlight_all=True,
+                start_sel=_START_SENTINEL,
+                stop_sel=_STOP_SENTINEL,
             ),
             text_hl=SearchHeadline(
-                text,
+                _without_sentinels(text),
                 query,
                 config=SEARCH_CONFIG,
                 max_fragments=2,
                 max_words=18,
                 min_words=6,
                 fragment_delimiter=" … ",
-                start_sel=START_MARK,
-                stop_sel=STOP_MARK,
+                start_sel=_START_SENTINEL,
+                stop_sel=_STOP_SENTINEL,
             ),
         )
         .values_list("id", "subject_hl", "text_hl")
     )
-    return {ticket_id: {"subject": subject, "text": body} for ticket_id, subject, body in rows}
+    return {
+        ticket_id: {"subject": highlight_html(subject), "text": highlight_html(body)}
+        for ticket_id, subject, body in rows
+    }
 
 
 def ticket_get(*, ticket_id: int) -> Ticket | None:
