@@ -98,11 +98,15 @@ class ImportRun(models.Model):
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        # Stopped before the end (its time limit, or its worker died); the next run resumes from the
+        # cursor saved with the last page, so nothing is read twice or lost.
+        INTERRUPTED = "interrupted", "Interrupted (resumed)"
 
     class Trigger(models.TextChoices):
         SCHEDULE = "schedule", "Schedule"
         COMMAND = "command", "Command"
         ADMIN = "admin", "Admin"
+        RESUME = "resume", "Resumed after an interruption"
 
     connection = models.ForeignKey(CrmConnection, on_delete=models.CASCADE, related_name="+")
     trigger = models.CharField(max_length=20, choices=Trigger.choices)

@@ -1,17 +1,21 @@
 """The admin's read-only ticket list with the search filters, import runs, evaluations; the Celery tasks."""
 
 import pytest
-from celery.exceptions import Retry
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.contrib.auth.models import User
 from django.test import Client
 
+from config.celery import app as celery_app
 from integrations.models import CrmConnection
+from integrations.providers.importing import ImportedTicket
+from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
 from tests.support import sandbox_config
 from tests.ticketsearch.support import seed_salesforce, seed_zendesk
+from ticketsearch import tasks
 from ticketsearch.models import Evaluation, ImportRun, ImportState, Ticket
 from ticketsearch.services.importing import connections_to_import, tickets_import
-from ticketsearch.tasks import import_connection_task
+from ticketsearch.tasks import IMPORT_QUEUE, import_connection_task
 
 pytestmark = pytest.mark.django_db
 
@@ -103,9 +107,7 @@ def test_import_task_retries_after_the_rate_limit(
 ) -> None:
     sandbox_config(salesforce_sandbox, throttle_rate=1.0)
     # As a worker runs it (not "called directly", which re-raises instead of retrying), minus the broker.
-    import_connection_task.push_request(  # type: ignore[call-arg]  # Context fields, untyped in celery-types
-        id="test-retry", retries=0, is_eager=True, called_directly=False
-    )
+    import_connection_task.push_request(id="test-retry", retries=0, is_eager=True, called_directly=False)
     try:
         with pytest.raises(Retry) as retry:
             import_connection_task.run(salesforce_connection.pk)
@@ -127,3 +129,68 @@ def test_import_task_records_bad_credentials_on_the_connection(salesforce_connec
 
 def test_import_task_for_a_deleted_connection_does_nothing(db: None) -> None:
     import_connection_task(123456)
+
+
+def _queued_imports() -> list[list[object]]:
+    """The args of the import tasks waiting on the imports queue of the suite's broker (taken off it)."""
+    found: list[list[object]] = []
+    with celery_app.connection_for_read() as connection:
+        queue = connection.SimpleQueue(IMPORT_QUEUE)
+        try:
+            while True:
+                try:
+                    message = queue.get(timeout=1)
+                except queue.Empty:
+                    return found
+                assert message.headers["task"] == "ticketsearch.import_connection"
+                found.append(list(message.payload[0]))
+                message.ack()
+        finally:
+            queue.close()
+
+
+@pytest.fixture
+def imports_queue() -> None:
+    _queued_imports()
+
+
+@pytest.mark.usefixtures("imports_queue")
+def test_an_import_task_at_its_time_limit_is_marked_and_continued_by_a_new_task(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_zendesk(zendesk_sandbox)
+    # No time left once a page is saved: the run stops after its first page.
+    monkeypatch.setattr(tasks, "IMPORT_SOFT_TIME_LIMIT", tasks.IMPORT_PAGE_MARGIN)
+
+    import_connection_task(zendesk_connection.pk)
+
+    run = ImportRun.objects.get()
+    assert run.status == ImportRun.Status.INTERRUPTED
+    assert _queued_imports() == [[zendesk_connection.pk, True]]
+
+    monkeypatch.undo()
+    import_connection_task(zendesk_connection.pk, True)
+
+    resumed = ImportRun.objects.latest("started_at")
+    assert (resumed.trigger, resumed.status) == (ImportRun.Trigger.RESUME, ImportRun.Status.SUCCEEDED)
+    assert sorted(Ticket.objects.values_list("crm_ticket_id", flat=True)) == ["1", "6"]
+    assert _queued_imports() == []
+
+
+@pytest.mark.usefixtures("imports_queue")
+def test_an_import_stopped_inside_a_page_by_the_soft_time_limit_is_marked_and_continued(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_zendesk(zendesk_sandbox)
+
+    def hangs(self: ZendeskProvider, tickets: list[ImportedTicket]) -> list[ImportedTicket]:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(ZendeskProvider, "load_comments", hangs)
+
+    import_connection_task(zendesk_connection.pk)
+
+    run = ImportRun.objects.get()
+    assert run.status == ImportRun.Status.INTERRUPTED
+    assert run.error.startswith("SoftTimeLimitExceeded")
+    assert _queued_imports() == [[zendesk_connection.pk, True]]

@@ -8,11 +8,13 @@ from django.core.management import CommandError, call_command
 
 from integrations.exceptions import CrmRateLimited
 from integrations.models import CrmConnection
+from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
 from tests.support import sandbox_config, sandbox_stats
 from tests.ticketsearch.support import DANA_PHONE, ZOE, seed, seed_salesforce, seed_zendesk
 from ticketsearch.models import Agent, AgentOrigin, ImportRun, ImportState, Ticket
-from ticketsearch.services.importing import tickets_import
+from ticketsearch.services import importing
+from ticketsearch.services.importing import ABANDONED_ERROR, tickets_import
 
 pytestmark = pytest.mark.django_db
 
@@ -244,3 +246,47 @@ def test_import_tickets_command_rejects_bad_arguments(
 ) -> None:
     with pytest.raises(CommandError, match=message):
         call_command("import_tickets", *args, stdout=StringIO())
+
+
+# -- Time limits (issue 15: an import at its time limit is marked and resumed) -------------------
+
+
+def test_an_import_past_its_deadline_stops_between_pages_and_the_next_run_resumes_from_its_cursor(
+    zendesk_seeded: CrmConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ZendeskProvider, "EXPORT_PAGE_SIZE", 2)
+    clock = {"now": 0.0}
+    monkeypatch.setattr(importing, "monotonic", lambda: clock["now"])
+
+    def tickets_page_read(phase: str, items: int, total: int | None) -> None:
+        if phase == "tickets":
+            clock["now"] = 100.0
+
+    first = tickets_import(
+        connection=zendesk_seeded, trigger=ImportRun.Trigger.SCHEDULE, deadline=50.0, progress=tickets_page_read
+    )
+
+    assert first.status == ImportRun.Status.INTERRUPTED
+    assert "time limit" in first.error
+    assert first.tickets_fetched == 2
+    assert list(Ticket.objects.values_list("crm_ticket_id", flat=True)) == ["1"]
+
+    second = tickets_import(connection=zendesk_seeded, trigger=ImportRun.Trigger.RESUME)
+
+    assert second.status == ImportRun.Status.SUCCEEDED
+    # Only the four tickets after the first page are read again.
+    assert second.tickets_fetched == 4
+    assert sorted(Ticket.objects.values_list("crm_ticket_id", flat=True)) == ["1", "6"]
+
+
+def test_a_run_left_running_by_a_killed_worker_is_marked_interrupted_by_the_next(
+    zendesk_seeded: CrmConnection,
+) -> None:
+    abandoned = ImportRun.objects.create(connection=zendesk_seeded, trigger=ImportRun.Trigger.SCHEDULE)
+
+    run_import(zendesk_seeded)
+
+    abandoned.refresh_from_db()
+    assert abandoned.status == ImportRun.Status.INTERRUPTED
+    assert abandoned.error == ABANDONED_ERROR
+    assert abandoned.finished_at is not None

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from time import monotonic
 from typing import Any
 
 from django.db import connection as db_connection
@@ -99,6 +100,11 @@ class ImportAlreadyRunning(Exception):
     """Another import of the same connection holds the lock; this one did nothing."""
 
 
+# Written on a run found still "running" by the next run of its connection: holding the lock now
+# means the run's own session (and its lock) is gone.
+ABANDONED_ERROR = "The worker stopped (killed, or at its hard time limit) before the run finished; resumed."
+
+
 @dataclass
 class _Counts:
     run: ImportRun
@@ -143,12 +149,16 @@ def tickets_import(
     since: datetime | None = None,
     now: datetime | None = None,
     progress: Progress | None = None,
+    deadline: float | None = None,
 ) -> ImportRun:
     """Import the connection's agents and solved tickets changed since its cursor.
 
     `since` ignores the stored cursors and reads everything changed from that time (a first import
-    starts 90 days back). Raises ImportNotSupported, ImportAlreadyRunning, or the provider's
-    CrmError after recording it on the run (status failed); pages saved before it stay saved.
+    starts 90 days back). Past `deadline` (a time.monotonic() value) no further page is started:
+    the run ends *interrupted* and the next one resumes after its last saved page. Raises
+    ImportNotSupported, ImportAlreadyRunning, or the provider's CrmError after recording it on the
+    run (status failed); anything else that stops it (a soft time limit) leaves it interrupted.
+    Pages saved before either stay saved.
     """
     provider = connection_provider(connection)
     if not isinstance(provider, TicketImportSource):
@@ -156,9 +166,16 @@ def tickets_import(
     now = now or timezone.now()
     with _import_lock(connection.pk):
         state, _ = ImportState.objects.get_or_create(connection=connection)
+        ImportRun.objects.filter(connection=connection, status=ImportRun.Status.RUNNING).update(
+            status=ImportRun.Status.INTERRUPTED, error=ABANDONED_ERROR, finished_at=timezone.now()
+        )
         run = ImportRun.objects.create(connection=connection, trigger=trigger, since=since)
         counts = _Counts(run=run, skipped=Counter())
         start = since or now - RETENTION
+
+        def out_of_time() -> bool:
+            return deadline is not None and monotonic() >= deadline
+
         try:
             users_cursor = None if since else state.users_cursor or None
             for user_page in provider.iter_users(cursor=users_cursor, since=start):
@@ -169,6 +186,8 @@ def tickets_import(
                     counts.save()
                 if progress:
                     progress("users", len(user_page.items), user_page.total)
+                if out_of_time():
+                    return _interrupted(run, "Stopped at its time limit while reading users; resumes from its cursor.")
 
             tickets_cursor = None if since else state.tickets_cursor or None
             partitions = set(partitions_existing())
@@ -190,6 +209,10 @@ def tickets_import(
                     counts.save()
                 if progress:
                     progress("tickets", len(ticket_page.items), ticket_page.total)
+                if out_of_time():
+                    return _interrupted(
+                        run, "Stopped at its time limit while reading tickets; resumes from its cursor."
+                    )
         except CrmError as exc:
             run.status = ImportRun.Status.FAILED
             run.error = f"{exc.__class__.__name__}: {exc}"[:4000]
@@ -197,11 +220,28 @@ def tickets_import(
             run.save(update_fields=["status", "error", "finished_at"])
             logger.warning("ticketsearch.import.failed %s: %s", connection.pk, exc, extra={"run": run.pk})
             raise
+        except BaseException as exc:
+            # A soft time limit inside a request, or our own database: the run is not "running" any
+            # more. Best effort: when the database itself is gone, the next run marks it instead.
+            try:
+                _interrupted(run, f"{exc.__class__.__name__}: {exc}")
+            except Exception:
+                logger.warning("ticketsearch.import.unmarked %s", run.pk, exc_info=True)
+            raise
         run.status = ImportRun.Status.SUCCEEDED
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "finished_at"])
         state.last_run_at = run.finished_at
         state.save(update_fields=["last_run_at", "updated_at"])
+    return run
+
+
+def _interrupted(run: ImportRun, error: str) -> ImportRun:
+    run.status = ImportRun.Status.INTERRUPTED
+    run.error = error[:4000]
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "error", "finished_at"])
+    logger.info("ticketsearch.import.interrupted %s: %s", run.connection_id, error, extra={"run": run.pk})
     return run
 
 
