@@ -15,6 +15,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from integrations.exceptions import CrmAuthError, CrmNotFound, CrmRateLimited, CrmRequestError, CrmTransientError
+from integrations.ratelimit import WorkClass, window_limit
 
 logger = logging.getLogger(__name__)
 
@@ -81,12 +82,14 @@ class CrmHttpClient:
         timeout: float,
         rate_gate: RateGate | None = None,
         rate_limit_per_minute: int | None = None,
+        work_class: WorkClass = WorkClass.LIVE,
         session: requests.Session | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.timeout = timeout
         self.rate_gate = rate_gate
         self.rate_limit_per_minute = rate_limit_per_minute
+        self.work_class = work_class
         self.session = session or requests.Session()
         # urllib3 retries stay off: a silent retry of a POST could create a second record.
         self.session.mount("http://", HTTPAdapter(max_retries=0))
@@ -125,10 +128,11 @@ class CrmHttpClient:
             if wait > 0:
                 raise CrmRateLimited(f"rate limited by {self.base_url} for {wait:.1f}s more", retry_after=wait)
             if self.rate_limit_per_minute:
-                wait = self.rate_gate.acquire(self.base_url, self.rate_limit_per_minute)
+                limit = window_limit(self.rate_limit_per_minute, self.work_class)
+                wait = self.rate_gate.acquire(self.base_url, limit)
                 if wait > 0:
                     raise CrmRateLimited(
-                        f"own limit of {self.rate_limit_per_minute} requests/min to {self.base_url} reached",
+                        f"own limit of {limit} requests/min ({self.work_class} work) to {self.base_url} reached",
                         retry_after=wait,
                     )
 

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from integrations.exceptions import CrmUnsupported
 from integrations.http import RateGate
+from integrations.ratelimit import WorkClass
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class ConnectionSettings:
     timeout: float = 15.0
     # The CRM plan's request limit, kept by every worker together (integrations.ratelimit).
     rate_limit_per_minute: int | None = None
+    # Whose work the requests are: imports only use the budget above the share kept for live work.
+    work_class: WorkClass = WorkClass.LIVE
 
 
 @dataclass(frozen=True)

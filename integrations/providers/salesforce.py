@@ -105,6 +105,7 @@ class SalesforceClient(CrmHttpClient):
             timeout=settings.timeout,
             rate_gate=rate_gate,
             rate_limit_per_minute=settings.rate_limit_per_minute,
+            work_class=settings.work_class,
         )
         self.settings = settings
         self.api_version = str(settings.config.get("api_version") or DEFAULT_API_VERSION)

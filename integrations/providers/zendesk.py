@@ -61,6 +61,7 @@ class ZendeskClient(CrmHttpClient):
             timeout=settings.timeout,
             rate_gate=rate_gate,
             rate_limit_per_minute=settings.rate_limit_per_minute,
+            work_class=settings.work_class,
         )
         credentials = f"{settings.config.get('email', '')}/token:{settings.secrets.get('api_token', '')}"
         self._authorization = "Basic " + base64.b64encode(credentials.encode()).decode()

@@ -26,6 +26,7 @@ from integrations.exceptions import CrmError
 from integrations.models import CrmConnection
 from integrations.providers.importing import ImportedTicket, ImportedUser, TicketImportSource
 from integrations.providers.registry import PROVIDERS
+from integrations.ratelimit import WorkClass
 from integrations.services import connection_provider
 from ticketsearch import rules
 from ticketsearch.models import Agent, AgentOrigin, ImportRun, ImportState
@@ -160,7 +161,8 @@ def tickets_import(
     run (status failed); anything else that stops it (a soft time limit) leaves it interrupted.
     Pages saved before either stay saved.
     """
-    provider = connection_provider(connection)
+    # Below live session work in the shared request budget (integrations.ratelimit).
+    provider = connection_provider(connection, work_class=WorkClass.IMPORT)
     if not isinstance(provider, TicketImportSource):
         raise ImportNotSupported(f"{connection.get_kind_display()} connections cannot be imported yet")
     now = now or timezone.now()
