@@ -1,5 +1,8 @@
 """The admin's read-only ticket list with the search filters, import runs, evaluations; the Celery tasks."""
 
+from collections.abc import Iterator
+from datetime import datetime
+
 import pytest
 from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.contrib.auth.models import User
@@ -7,7 +10,7 @@ from django.test import Client
 
 from config.celery import app as celery_app
 from integrations.models import CrmConnection
-from integrations.providers.importing import ImportedTicket
+from integrations.providers.importing import CommentPage
 from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
 from tests.support import sandbox_config
@@ -183,10 +186,11 @@ def test_an_import_stopped_inside_a_page_by_the_soft_time_limit_is_marked_and_co
 ) -> None:
     seed_zendesk(zendesk_sandbox)
 
-    def hangs(self: ZendeskProvider, tickets: list[ImportedTicket]) -> list[ImportedTicket]:
+    def hangs(self: ZendeskProvider, *, cursor: str | None, since: datetime) -> Iterator[CommentPage]:
         raise SoftTimeLimitExceeded()
+        yield  # a generator, as the provider's is
 
-    monkeypatch.setattr(ZendeskProvider, "load_comments", hangs)
+    monkeypatch.setattr(ZendeskProvider, "iter_comments", hangs)
 
     import_connection_task(zendesk_connection.pk)
 

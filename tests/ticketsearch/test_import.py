@@ -12,7 +12,7 @@ from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
 from tests.support import sandbox_config, sandbox_stats
 from tests.ticketsearch.support import DANA_PHONE, ZOE, seed, seed_salesforce, seed_zendesk
-from ticketsearch.models import Agent, AgentOrigin, ImportRun, ImportState, Ticket
+from ticketsearch.models import Agent, AgentOrigin, CrmComment, ImportRun, ImportState, Ticket
 from ticketsearch.services import importing
 from ticketsearch.services.importing import ABANDONED_ERROR, tickets_import
 
@@ -290,3 +290,52 @@ def test_a_run_left_running_by_a_killed_worker_is_marked_interrupted_by_the_next
     assert abandoned.status == ImportRun.Status.INTERRUPTED
     assert abandoned.error == ABANDONED_ERROR
     assert abandoned.finished_at is not None
+
+
+EVENTS = "GET /api/v2/incremental/ticket_events.json"
+
+
+def test_T2_zendesk_comments_come_from_the_ticket_event_export_and_wait_for_their_ticket(
+    zendesk_seeded: CrmConnection, zendesk_api: requests.Session, zendesk_sandbox: SandboxServer
+) -> None:
+    url = f"{zendesk_sandbox.base_url}/api/v2/tickets/2.json"
+    comment = {"body": "Looking into the outage", "author_id": ZOE, "public": True}
+    zendesk_api.put(url, json={"ticket": {"comment": comment}}).raise_for_status()
+
+    first = run_import(zendesk_seeded)
+
+    stats = sandbox_stats(zendesk_sandbox)["requests"]
+    # One request for all comments of all tickets, none per ticket.
+    assert stats[EVENTS] == 1
+    assert not [key for key in stats if "/comments" in key]
+    assert first.tickets_imported == 2
+    # Ticket 2 is still open: its comment is kept for when it is solved.
+    assert CrmComment.objects.filter(crm_ticket_id="2").count() == 1
+
+    solved = {"status": "solved", "comment": {"body": "Outage over, closing", "author_id": ZOE, "public": True}}
+    zendesk_api.put(url, json={"ticket": solved}).raise_for_status()
+    second = run_import(zendesk_seeded)
+
+    assert (second.tickets_fetched, second.tickets_imported) == (1, 1)
+    ticket = Ticket.objects.get(crm_ticket_id="2")
+    assert [c["body"] for c in ticket.comments] == ["Looking into the outage", "Outage over, closing"]
+    assert "outage" in ticket.comments_text.lower()
+    assert not [key for key in sandbox_stats(zendesk_sandbox)["requests"] if "/comments" in key]
+    assert ImportState.objects.get(connection=zendesk_seeded).comments_cursor
+
+
+def test_T2_a_comment_read_twice_at_a_page_boundary_is_stored_once(zendesk_seeded: CrmConnection) -> None:
+    run_import(zendesk_seeded)
+    stored = CrmComment.objects.count()
+    state = ImportState.objects.get(connection=zendesk_seeded)
+    # Rewind the comment stream: everything is read again.
+    state.comments_cursor = ""
+    state.tickets_cursor = ""
+    state.save()
+
+    run_import(zendesk_seeded)
+
+    assert CrmComment.objects.count() == stored
+    assert [c["body"] for c in Ticket.objects.get(crm_ticket_id="6").comments] == [
+        "Chat: visitor cannot log in; password reset sent"
+    ]

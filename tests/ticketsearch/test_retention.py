@@ -11,7 +11,7 @@ from django.db import transaction
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
 from tests.ticketsearch.support import DANA, ZOE, seed, zendesk_users
-from ticketsearch.models import ImportRun, Ticket
+from ticketsearch.models import CrmComment, ImportRun, Ticket
 from ticketsearch.services.importing import tickets_import
 from ticketsearch.services.retention import (
     DAYS_AHEAD,
@@ -135,3 +135,17 @@ def test_T3_two_workers_making_the_same_partition_at_once_both_succeed() -> None
     finally:
         with db.connection.cursor() as cursor:
             cursor.execute(f"DROP TABLE IF EXISTS {partition_name(day)}")
+
+
+def test_T3_purge_deletes_the_expired_comments_of_the_import_comment_store(zendesk_connection: CrmConnection) -> None:
+    def comment(comment_id: str, created: datetime) -> CrmComment:
+        return CrmComment(
+            connection=zendesk_connection, crm_ticket_id="1", crm_comment_id=comment_id, body="hello", public=True,
+            created_at=created,
+        )  # fmt: skip
+
+    CrmComment.objects.bulk_create([comment("old", MORNING), comment("kept", EVENING)])
+
+    tickets_purge_expired(now=DAY + timedelta(days=90, hours=12))
+
+    assert list(CrmComment.objects.values_list("crm_comment_id", flat=True)) == ["kept"]

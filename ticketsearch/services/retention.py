@@ -19,6 +19,7 @@ from ticketsearch.rules import RETENTION
 logger = logging.getLogger(__name__)
 
 TABLE = "ticketsearch_ticket"
+COMMENT_TABLE = "ticketsearch_crmcomment"
 PARTITION_PREFIX = f"{TABLE}_p"
 PARTITION_RE = re.compile(rf"^{PARTITION_PREFIX}(\d{{8}})$")
 # Days of partitions made ahead of today, so an import never waits on DDL for new tickets.
@@ -113,6 +114,9 @@ def tickets_purge_expired(*, now: datetime) -> PurgeResult:
         # Only the cut-off day's partition can still hold expired rows: the planner prunes the rest.
         cursor.execute(f"DELETE FROM {TABLE} WHERE created_at < %s", [cutoff])  # noqa: S608
         deleted = cursor.rowcount
+        # The import's comment store: a comment is never older than its ticket, so these are all
+        # comments of purged tickets. Only what expired since the last hourly run is left to delete.
+        cursor.execute(f"DELETE FROM {COMMENT_TABLE} WHERE created_at < %s", [cutoff])  # noqa: S608
     today = now.astimezone(UTC).date()
     created = partitions_ensure(
         days=(today + timedelta(days=offset) for offset in range(DAYS_AHEAD + 1)),
