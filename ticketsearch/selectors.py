@@ -2,49 +2,21 @@
 
 import base64
 import binascii
-import html
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
-from django.contrib.postgres.search import SearchHeadline
-from django.db.models import BooleanField, F, QuerySet, TextField, Value
-from django.db.models.expressions import RawSQL
-from django.db.models.functions import Concat, Replace
+from django.db.models import QuerySet
 
-from ticketsearch.filters import SEARCH_CONFIG, TicketFilter, text_query
+from ticketsearch.backends import Keyset, search_backend
+from ticketsearch.filters import TicketFilter, ticket_query
 from ticketsearch.models import Agent, Evaluation, Ticket
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 # Parameters that are not filters.
 PAGING_PARAMS = ("cursor", "page_size")
-# How highlights mark the matching words.
-START_MARK, STOP_MARK = "<mark>", "</mark>"
-# What ts_headline is asked to mark them with: private-use characters, removed from the text first,
-# so that after the whole fragment is HTML-escaped they are the only places a tag can appear.
-_START_SENTINEL, _STOP_SENTINEL = "\ue000", "\ue001"
-# What the list shows of a ticket; the heavy text columns stay in the table until the detail asks.
-LIST_FIELDS = (
-    "id",
-    "created_at",
-    "connection_id",
-    "crm_kind",
-    "crm_ticket_id",
-    "subject",
-    "status",
-    "channel",
-    "agent_id",
-    "requester_name",
-    "requester_email",
-    "requester_phone",
-    "tags",
-    "recording_urls",
-    "crm_url",
-    "solved_at",
-)
 
 
 class InvalidSearch(Exception):
@@ -89,93 +61,34 @@ def _page_size(value: str | None) -> int:
     return int(value)
 
 
-def ticket_search(*, params: Mapping[str, str], base: QuerySet[Ticket] | None = None) -> SearchPage:
+def ticket_search(*, params: Mapping[str, str]) -> SearchPage:
     """One page of tickets matching `params` (TicketFilter's parameters plus cursor and page_size), newest first.
 
-    Keyset pagination on (created_at, id): page 1,000 costs what page 1 does, and the created_at
-    bound lets the planner skip the partitions of newer days. Raises InvalidSearch.
+    Keyset pagination on (created_at, id), through the search backend. Raises InvalidSearch.
     """
     unknown = sorted(set(params) - set(TicketFilter.base_filters) - set(PAGING_PARAMS))
     if unknown:
         raise InvalidSearch({name: ["Unknown parameter."] for name in unknown})
     page_size = _page_size(params.get("page_size"))
-    filterset = TicketFilter(data=params, queryset=base if base is not None else Ticket.objects.all())
-    if not filterset.is_valid():
-        raise InvalidSearch(
-            {name: [str(message) for message in messages] for name, messages in filterset.errors.items()}
-        )
-    queryset = filterset.qs.only(*LIST_FIELDS).order_by("-created_at", "-id")
-    cursor = params.get("cursor")
-    if cursor:
+    query, errors = ticket_query(params)
+    if query is None:
+        raise InvalidSearch(errors)
+    after = None
+    if cursor := params.get("cursor"):
         try:
             created_at, ticket_id = decode_cursor(cursor)
         except ValueError as exc:
             raise InvalidSearch({"cursor": [str(exc)]}) from None
-        # A row comparison is an index condition on (created_at DESC, id DESC): the scan starts at the
-        # cursor instead of filtering out the newer rows of its day; the plain bound prunes newer days.
-        after_cursor = RawSQL(
-            '("ticketsearch_ticket"."created_at", "ticketsearch_ticket"."id") < (%s, %s)',
-            (created_at, ticket_id),
-            output_field=BooleanField(),
-        )
-        queryset = queryset.filter(after_cursor, created_at__lte=created_at)
-    rows = list(queryset[: page_size + 1])
+        after = Keyset(created_at=created_at, id=ticket_id)
+    backend = search_backend()
+    rows = backend.search(query, after=after, limit=page_size + 1)
     tickets, more = rows[:page_size], len(rows) > page_size
-    q = (params.get("q") or "").strip()
     return SearchPage(
         tickets=tickets,
         next_cursor=encode_cursor(tickets[-1]) if more else None,
-        highlights=_highlights(tickets, q) if q else {},
+        highlights=backend.highlights(query, tickets) if query.text else {},
         agents=Agent.objects.in_bulk({t.agent_id for t in tickets if t.agent_id}),
     )
-
-
-def _without_sentinels(expression: Any) -> Replace:
-    return Replace(Replace(expression, Value(_START_SENTINEL), Value("")), Value(_STOP_SENTINEL), Value(""))
-
-
-def highlight_html(fragment: str) -> str:
-    """A ts_headline fragment made safe to show: customer text escaped, only our `<mark>` tags left."""
-    return html.escape(fragment).replace(_START_SENTINEL, START_MARK).replace(_STOP_SENTINEL, STOP_MARK)
-
-
-def _highlights(tickets: list[Ticket], q: str) -> dict[int, dict[str, str]]:
-    """The matching text of the page's tickets only: ts_headline reads whole documents, so never for the rest."""
-    if not tickets:
-        return {}
-    query = text_query(q)
-    text = Concat(
-        F("description"), Value("\n"), F("comments_text"), Value("\n"), F("transcript"), output_field=TextField()
-    )
-    rows = (
-        Ticket.objects.filter(id__in=[t.id for t in tickets], created_at__in={t.created_at for t in tickets})
-        .annotate(
-            subject_hl=SearchHeadline(
-                _without_sentinels(F("subject")),
-                query,
-                config=SEARCH_CONFIG,
-                highlight_all=True,
-                start_sel=_START_SENTINEL,
-                stop_sel=_STOP_SENTINEL,
-            ),
-            text_hl=SearchHeadline(
-                _without_sentinels(text),
-                query,
-                config=SEARCH_CONFIG,
-                max_fragments=2,
-                max_words=18,
-                min_words=6,
-                fragment_delimiter=" … ",
-                start_sel=_START_SENTINEL,
-                stop_sel=_STOP_SENTINEL,
-            ),
-        )
-        .values_list("id", "subject_hl", "text_hl")
-    )
-    return {
-        ticket_id: {"subject": highlight_html(subject), "text": highlight_html(body)}
-        for ticket_id, subject, body in rows
-    }
 
 
 def ticket_get(*, ticket_id: int) -> Ticket | None:

@@ -17,6 +17,7 @@ from tests.support import sandbox_config
 from tests.ticketsearch.support import seed_salesforce, seed_zendesk
 from ticketsearch import tasks
 from ticketsearch.models import Evaluation, ImportRun, ImportState, Ticket
+from ticketsearch.services.evaluations import evaluation_create
 from ticketsearch.services.importing import connections_to_import, tickets_import
 from ticketsearch.tasks import IMPORT_QUEUE, import_connection_task
 
@@ -44,6 +45,18 @@ def test_T4_admin_ticket_list_has_the_search_filters(
 
     assert response.status_code == 200
     assert [t.crm_ticket_id for t in response.context["cl"].result_list] == expected
+
+
+def test_T4_admin_ticket_list_filters_reviewed_and_not_reviewed(admin_client: Client) -> None:
+    ticket = Ticket.objects.get(crm_ticket_id="6")
+    evaluation_create(ticket=ticket, reviewer=User.objects.get(username="admin"), score=90, answers={})
+
+    def listed(reviewed: str) -> list[str]:
+        response = admin_client.get("/admin/ticketsearch/ticket/", {"reviewed": reviewed})
+        return [t.crm_ticket_id for t in response.context["cl"].result_list]
+
+    assert listed("yes") == ["6"]
+    assert listed("no") == ["1"]
 
 
 def test_T4_admin_ticket_list_is_read_only_and_shows_the_detail(admin_client: Client) -> None:

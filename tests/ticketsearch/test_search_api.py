@@ -12,6 +12,7 @@ from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
 from tests.ticketsearch.support import DANA, ZOE, iso_days_ago, seed, seed_salesforce, seed_zendesk
 from ticketsearch.models import Agent, Evaluation, ImportRun, Ticket
+from ticketsearch.services.evaluations import evaluation_create
 from ticketsearch.services.importing import tickets_import
 
 pytestmark = pytest.mark.django_db
@@ -315,3 +316,18 @@ def test_T6_recording_an_evaluation_needs_the_evaluate_permission(tickets: dict[
 
     assert reader.get(url).status_code == 200
     assert reader.post(url, {"score": 10}, format="json").status_code == 403
+
+
+def test_T4_reviewed_filter_finds_tickets_with_or_without_an_evaluation(
+    qa: APIClient, tickets: dict[str, Ticket]
+) -> None:
+    reviewer = User.objects.get(username="qa")
+    evaluation_create(ticket=tickets["6"], reviewer=reviewer, score=80, answers={})
+    evaluation_create(ticket=tickets["invoice"], reviewer=reviewer, score=60, answers={})
+
+    assert sorted(found(qa, reviewed="true")) == ["6", "invoice"]
+    assert sorted(found(qa, reviewed="false")) == ["1", "warranty"]
+    assert sorted(found(qa, reviewed="false", q="refund")) == ["1"]
+    response = qa.get(SEARCH, {"reviewed": "maybe"})
+    assert response.status_code == 400
+    assert "reviewed" in response.json()["errors"]
