@@ -11,7 +11,7 @@ from integrations.models import CrmConnection
 from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
 from tests.support import sandbox_config, sandbox_stats
-from tests.ticketsearch.support import DANA_PHONE, ZOE, seed, seed_salesforce, seed_zendesk
+from tests.ticketsearch.support import DANA_PHONE, ZOE, seed, seed_salesforce, seed_zendesk, sf_days_ago
 from ticketsearch.models import Agent, AgentOrigin, CrmComment, ImportRun, ImportState, Ticket
 from ticketsearch.services import importing
 from ticketsearch.services.importing import ABANDONED_ERROR, tickets_import
@@ -339,3 +339,36 @@ def test_T2_a_comment_read_twice_at_a_page_boundary_is_stored_once(zendesk_seede
     assert [c["body"] for c in Ticket.objects.get(crm_ticket_id="6").comments] == [
         "Chat: visitor cannot log in; password reset sent"
     ]
+
+
+def test_T2_salesforce_email_messages_are_imported_with_case_comments(
+    salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer
+) -> None:
+    seed_salesforce(salesforce_sandbox)
+    people = seed(salesforce_sandbox, {"users": [], "contacts": [{"FirstName": "Eve", "LastName": "Mail"}]})
+    (eve,) = people["contacts"]
+    run_import(salesforce_connection)
+    sam = Agent.objects.get(email="sam@example.com")
+    seed(salesforce_sandbox, {"cases": [{
+        "Subject": "Where is my parcel", "Status": "Closed", "Origin": "Email", "OwnerId": sam.crm_user_id,
+        "ContactId": eve, "CreatedDate": sf_days_ago(3), "SystemModstamp": sf_days_ago(1), "ClosedDate": sf_days_ago(1),
+        "CaseComments": [{"CommentBody": "Checked with the courier", "CreatedById": sam.crm_user_id,
+                          "CreatedDate": sf_days_ago(2)}],
+        "EmailMessages": [
+            {"TextBody": "My parcel never arrived", "Incoming": True, "MessageDate": sf_days_ago(3),
+             "FromAddress": "eve@example.net"},
+            {"TextBody": "It is on its way again", "Incoming": False, "MessageDate": sf_days_ago(1),
+             "CreatedById": sam.crm_user_id, "FromAddress": "support@example.com"},
+        ],
+    }]})  # fmt: skip
+
+    run_import(salesforce_connection)
+
+    ticket = Ticket.objects.get(subject="Where is my parcel")
+    assert [(c["body"], c["author_id"]) for c in ticket.comments] == [
+        ("My parcel never arrived", eve),
+        ("Checked with the courier", sam.crm_user_id),
+        ("It is on its way again", sam.crm_user_id),
+    ]
+    assert "never arrived" in ticket.comments_text
+    assert ticket.channel == "email"
