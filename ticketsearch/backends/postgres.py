@@ -8,7 +8,7 @@ import html
 from typing import Any
 
 from django.contrib.postgres.search import SearchHeadline, SearchQuery
-from django.db.models import BooleanField, Exists, F, OuterRef, QuerySet, TextField, Value
+from django.db.models import BooleanField, Exists, F, OuterRef, Q, QuerySet, TextField, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat, Lower, Replace
 
@@ -57,18 +57,26 @@ def _without_sentinels(expression: Any) -> Replace:
     return Replace(Replace(expression, Value(_START_SENTINEL), Value("")), Value(_STOP_SENTINEL), Value(""))
 
 
+def _any_of(field: str, values: tuple[str, ...]) -> Q:
+    """`field = a OR field = b`: btree_gin serves `=` inside the search index, but not `= ANY(array)`."""
+    condition = Q()
+    for value in values:
+        condition |= Q(**{field: value})
+    return condition
+
+
 class PostgresTicketSearch:
     def restrict(self, queryset: QuerySet[Ticket], query: TicketQuery) -> QuerySet[Ticket]:
         if query.text.strip():
             queryset = queryset.filter(search_vector=text_query(query.text))
         if query.crm_kinds:
-            queryset = queryset.filter(crm_kind__in=query.crm_kinds)
+            queryset = queryset.filter(_any_of("crm_kind", query.crm_kinds))
         if query.connection_id is not None:
             queryset = queryset.filter(connection_id=query.connection_id)
         if query.channels:
-            queryset = queryset.filter(channel__in=query.channels)
+            queryset = queryset.filter(_any_of("channel", query.channels))
         if query.statuses:
-            queryset = queryset.filter(status__in=query.statuses)
+            queryset = queryset.filter(_any_of("status", query.statuses))
         if query.agent_id is not None:
             queryset = queryset.filter(agent_id=query.agent_id)
         if query.agent_email:
