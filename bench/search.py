@@ -1,6 +1,9 @@
 """QA search latency on 1,000,000 imported tickets, against plain ILIKE / OFFSET baselines in the same run.
 
-Usage: .venv/bin/python bench/search.py [--rows 1000000] [--runs 200] [--baseline-runs 50] [--db NAME]
+Usage: .venv/bin/python bench/search.py [--rows 1000000] [--runs 200] [--baseline-runs 50] [--db NAME] [--reuse]
+
+--reuse keeps the database of an earlier run when it holds --rows tickets (migrated to the current
+code first), so the 1M rows are generated once; their dates then stay those of that run.
 
 The script re-creates its own database (default `crmbridge_bench_search`, or $BENCH_SEARCH_DB),
 makes the day partitions of the last 90 days, and generates the tickets in SQL (generate_series):
@@ -30,7 +33,15 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tickets_common import DEFAULT_POSTGRES, percentiles_ms, recreate_database, setup_django, timed
+from tickets_common import (
+    DEFAULT_POSTGRES,
+    database_url,
+    existing_rows,
+    percentiles_ms,
+    recreate_database,
+    setup_django,
+    timed,
+)
 
 CHANNELS = (
     *("email", "chat", "facebook", "forum", "in_app_messaging", "slack", "sms", "voice", "whatsapp"),
@@ -76,9 +87,11 @@ def main() -> int:
     parser.add_argument("--baseline-runs", type=int, default=50, help="runs of the slow baselines (ILIKE, LIKE)")
     parser.add_argument("--db", default=os.environ.get("BENCH_SEARCH_DB", "crmbridge_bench_search"))
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
+    parser.add_argument("--reuse", action="store_true", help="keep an earlier run's data when it has --rows tickets")
     args = parser.parse_args()
 
-    setup_django(recreate_database(args.postgres_url, args.db))
+    reuse = args.reuse and existing_rows(args.postgres_url, args.db, "ticketsearch_ticket") == args.rows
+    setup_django(database_url(args.postgres_url, args.db) if reuse else recreate_database(args.postgres_url, args.db))
     from django.db import connection as db
     from django.db.models import Q
     from django.utils import timezone
@@ -88,29 +101,33 @@ def main() -> int:
     from ticketsearch.selectors import encode_cursor, ticket_search
     from ticketsearch.services.retention import partitions_ensure
 
-    now = timezone.now()
-    connection = connection_create(
-        name="bench", kind="zendesk", base_url="https://bench.zendesk.com", config={}, secrets={}, activate=True
-    )
-    agents = [Agent(email=f"agent{n}@example.com", first_name="Agent", last_name=str(n)) for n in range(50)]
-    first_agent = Agent.objects.bulk_create(agents)[0].pk
-    partitions_ensure(days=[(now - timedelta(days=d)).date() for d in range(92)])
-    with db.cursor() as cursor:
-        cursor.execute(WORDS_FUNCTION % {"vocabulary": VOCABULARY})
-        generate_s, _ = timed(
-            lambda: cursor.execute(
-                GENERATE,
-                {
-                    "now": now,
-                    "rows": args.rows,
-                    "connection": connection.pk,
-                    "first_agent": first_agent,
-                    "channels": list(CHANNELS),
-                },
-            )
+    if reuse:
+        generate_s = 0.0
+        print(f"reusing the {args.rows} tickets of {args.db}", file=sys.stderr)
+    else:
+        now = timezone.now()
+        connection = connection_create(
+            name="bench", kind="zendesk", base_url="https://bench.zendesk.com", config={}, secrets={}, activate=True
         )
-        cursor.execute("ANALYZE ticketsearch_ticket")
-    print(f"generated {args.rows} tickets in {generate_s:.0f}s", file=sys.stderr)
+        agents = [Agent(email=f"agent{n}@example.com", first_name="Agent", last_name=str(n)) for n in range(50)]
+        first_agent = Agent.objects.bulk_create(agents)[0].pk
+        partitions_ensure(days=[(now - timedelta(days=d)).date() for d in range(92)])
+        with db.cursor() as cursor:
+            cursor.execute(WORDS_FUNCTION % {"vocabulary": VOCABULARY})
+            generate_s, _ = timed(
+                lambda: cursor.execute(
+                    GENERATE,
+                    {
+                        "now": now,
+                        "rows": args.rows,
+                        "connection": connection.pk,
+                        "first_agent": first_agent,
+                        "channels": list(CHANNELS),
+                    },
+                )
+            )
+            cursor.execute("ANALYZE ticketsearch_ticket")
+        print(f"generated {args.rows} tickets in {generate_s:.0f}s", file=sys.stderr)
 
     rng = random.Random(7)
     statuses = ["solved", "closed", "Closed", "resolved"]

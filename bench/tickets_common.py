@@ -36,6 +36,16 @@ def recreate_database(server_url: str, name: str) -> str:
     return database_url(server_url, name)
 
 
+def existing_rows(server_url: str, name: str, table: str) -> int | None:
+    """Rows in `table` of an existing database, or None when the database or table is not there."""
+    try:
+        with psycopg.connect(database_url(server_url, name), autocommit=True) as conn:
+            row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()  # our own table name
+    except psycopg.Error:
+        return None
+    return int(row[0]) if row else None
+
+
 def setup_django(db_url: str) -> None:
     """Migrate the bench database, then configure Django in this process against it."""
     # The sandbox CRMs listen on loopback, which a CRM connection reaches only with CRM_ALLOW_LOOPBACK on.

@@ -21,6 +21,7 @@ from integrations.exceptions import (
     CrmRequestError,
     CrmTransientError,
 )
+from integrations.ratelimit import Usage, WorkClass, window_limit
 from integrations.urlguard import BlockedAddress, GuardedAdapter
 
 logger = logging.getLogger(__name__)
@@ -47,15 +48,6 @@ class RateGate(Protocol):
     def record_usage(self, key: str, *outcomes: str) -> None:
         """Count one request's outcomes (Usage) in the current minute's bucket, for the health chart."""
         ...
-
-
-class Usage:
-    """What record_usage counts: every request sent, and among them 429s and faults; and refusals."""
-
-    SENT = "sent"
-    RATE_LIMITED = "rate_limited"  # the CRM answered 429 (or its rate-limit error code)
-    FAULT = "fault"  # timeout, connection failure or 5xx
-    HELD_BACK = "held_back"  # not sent: our own budget or a 429's Retry-After was still running
 
 
 def usage_key(base_url: str) -> str:
@@ -137,6 +129,7 @@ class CrmHttpClient:
         timeout: float,
         rate_gate: RateGate | None = None,
         rate_limit_per_minute: int | None = None,
+        work_class: WorkClass = WorkClass.LIVE,
         session: requests.Session | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
@@ -146,6 +139,7 @@ class CrmHttpClient:
         self.timeout = timeout
         self.rate_gate = rate_gate
         self.rate_limit_per_minute = rate_limit_per_minute
+        self.work_class = work_class
         self.session = session or requests.Session()
         # urllib3 retries stay off (a silent retry of a POST could create a second record), and the
         # guard refuses any peer outside the public internet (integrations.urlguard).
@@ -190,11 +184,12 @@ class CrmHttpClient:
                 self._record(Usage.HELD_BACK)
                 raise CrmRateLimited(f"rate limited by {self.base_url} for {wait:.1f}s more", retry_after=wait)
             if self.rate_limit_per_minute:
-                wait = self.rate_gate.acquire(self.base_url, self.rate_limit_per_minute)
+                limit = window_limit(self.rate_limit_per_minute, self.work_class)
+                wait = self.rate_gate.acquire(self.base_url, limit)
                 if wait > 0:
                     self._record(Usage.HELD_BACK)
                     raise CrmOwnLimitReached(
-                        f"own limit of {self.rate_limit_per_minute} requests/min to {self.base_url} reached",
+                        f"own limit of {limit} requests/min ({self.work_class} work) to {self.base_url} reached",
                         retry_after=wait,
                     )
 

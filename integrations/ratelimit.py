@@ -4,17 +4,22 @@ Two mechanisms, per CRM instance:
 - a sliding-window limiter that keeps our own request rate under the connection's configured
   requests per minute (the CRM plan's limit), so workers do not spend requests on 429s;
 - a gate that, after a CRM answers 429 with Retry-After, stays closed until the time is up.
+
+Work is of two classes in one shared window: live session work may fill the whole budget, while
+background work (ticket imports) may only take a slot while the window is below the budget minus
+a share reserved for live work. However long an import runs, a call's ticket always finds that
+share free. (A small step toward the full rate governor: one window, one priority rule.)
 """
 
+import enum
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
-
-from integrations.http import Usage
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +50,15 @@ return math.max(1, tonumber(oldest[2]) + window - now)
 """
 
 
+class Usage:
+    """What record_usage counts: every request sent, and among them 429s and faults; and refusals."""
+
+    SENT = "sent"
+    RATE_LIMITED = "rate_limited"  # the CRM answered 429 (or its rate-limit error code)
+    FAULT = "fault"  # timeout, connection failure or 5xx
+    HELD_BACK = "held_back"  # not sent: our own budget or a 429's Retry-After was still running
+
+
 @dataclass(frozen=True)
 class MinuteUsage:
     """One minute of requests to a CRM (integrations.http.Usage counts)."""
@@ -58,6 +72,32 @@ class MinuteUsage:
 
 def _usage_key(key: str, epoch_minute: int) -> str:
     return f"{USAGE_KEY_PREFIX}{key}:{epoch_minute}"
+
+
+class WorkClass(enum.StrEnum):
+    """Who is spending the CRM's request budget."""
+
+    LIVE = "live"
+    IMPORT = "import"
+
+
+# The part of a connection's requests per minute that background work never takes.
+LIVE_RESERVED_SHARE = 0.5
+
+
+def window_limit(per_minute: int, work_class: WorkClass, *, live_reserved_share: float = LIVE_RESERVED_SHARE) -> int:
+    """How full the shared window may be for this class to take one more slot.
+
+    Live work: the whole budget. Imports: what is above the live reserve, at least one request a
+    minute so an import on a tiny budget still progresses (slowly).
+    """
+    if per_minute < 1:
+        raise ValueError("per_minute must be at least 1")
+    if not 0 <= live_reserved_share < 1:
+        raise ValueError("live_reserved_share must be from 0 up to (not including) 1")
+    if work_class is WorkClass.LIVE:
+        return per_minute
+    return max(1, math.floor(per_minute * (1 - live_reserved_share)))
 
 
 class RedisRateGate:

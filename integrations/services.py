@@ -12,7 +12,7 @@ from integrations.exceptions import CrmError
 from integrations.models import CrmConnection
 from integrations.providers.base import ConnectionSettings, CrmProvider
 from integrations.providers.registry import get_provider, get_provider_class
-from integrations.ratelimit import RedisRateGate
+from integrations.ratelimit import RedisRateGate, WorkClass
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def connection_get_active() -> CrmConnection | None:
     return CrmConnection.objects.filter(is_active=True).first()
 
 
-def connection_settings(connection: CrmConnection) -> ConnectionSettings:
+def connection_settings(connection: CrmConnection, *, work_class: WorkClass = WorkClass.LIVE) -> ConnectionSettings:
     return ConnectionSettings(
         kind=connection.kind,
         base_url=connection.base_url,
@@ -35,12 +35,13 @@ def connection_settings(connection: CrmConnection) -> ConnectionSettings:
         secrets=connection.secrets,
         timeout=settings.CRM_HTTP_TIMEOUT_SECONDS,
         rate_limit_per_minute=connection.config.get("rate_limit_per_minute") or None,
+        work_class=work_class,
     )
 
 
-def connection_provider(connection: CrmConnection) -> CrmProvider:
+def connection_provider(connection: CrmConnection, *, work_class: WorkClass = WorkClass.LIVE) -> CrmProvider:
     """The provider for this connection, sharing the Redis rate gate with every other worker."""
-    return get_provider(connection_settings(connection), rate_gate=rate_gate())
+    return get_provider(connection_settings(connection, work_class=work_class), rate_gate=rate_gate())
 
 
 @transaction.atomic

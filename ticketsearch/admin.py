@@ -15,7 +15,8 @@ from integrations.health import HealthRow, HealthSection, register_health_source
 from integrations.models import CrmConnection
 from integrations.urlguard import is_web_url
 from ticketsearch import selectors
-from ticketsearch.filters import phone_suffix, text_query
+from ticketsearch.backends import TicketQuery, search_backend
+from ticketsearch.filters import phone_suffix
 from ticketsearch.models import Agent, Evaluation, ImportRun, ImportState, QaToken, Ticket
 from ticketsearch.services.evaluations import evaluation_create
 
@@ -38,6 +39,19 @@ class ReadOnlyAdmin(admin.ModelAdmin[Any]):
         return False
 
 
+class ReviewedFilter(admin.SimpleListFilter):
+    title = "reviewed"
+    parameter_name = "reviewed"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Reviewed (has an evaluation)"), ("no", "Not reviewed")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() not in ("yes", "no"):
+            return queryset
+        return search_backend().restrict(queryset, TicketQuery(reviewed=self.value() == "yes"))
+
+
 @admin.register(Ticket)
 class TicketAdmin(ReadOnlyAdmin):
     """The QA search in the admin: the API's filters as list filters, full text and prefixes in the search box."""
@@ -52,7 +66,14 @@ class TicketAdmin(ReadOnlyAdmin):
         "requester_email",
         "created_at",
     ]
-    list_filter = ["crm_kind", "channel", "status", "connection", ("agent", admin.RelatedOnlyFieldListFilter)]
+    list_filter = [
+        "crm_kind",
+        "channel",
+        "status",
+        ReviewedFilter,
+        "connection",
+        ("agent", admin.RelatedOnlyFieldListFilter),
+    ]
     date_hierarchy = "created_at"
     search_fields = ["subject"]  # replaced by get_search_results; Django needs one to show the box
     search_help_text = (
@@ -92,20 +113,20 @@ class TicketAdmin(ReadOnlyAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Ticket], search_term: str
     ) -> tuple[QuerySet[Ticket], bool]:
-        words = []
+        words, tags = [], []
+        phone = requester = None
         for term in search_term.split():
             key, _, value = term.partition(":")
             if key == "phone" and phone_suffix(value):
-                queryset = queryset.filter(requester_phone_rev__startswith=(phone_suffix(value) or "")[::-1])
+                phone = phone_suffix(value)
             elif key == "tag" and value:
-                queryset = queryset.filter(tags__contains=[value])
+                tags.append(value)
             elif key == "requester" and value:
-                queryset = queryset.filter(requester_email__iexact=value)
+                requester = value
             else:
                 words.append(term)
-        if words:
-            queryset = queryset.filter(search_vector=text_query(" ".join(words)))
-        return queryset, False
+        query = TicketQuery(text=" ".join(words), phone_suffix=phone, tags=tuple(tags), requester_email=requester)
+        return search_backend().restrict(queryset, query), False
 
     @admin.display(description="Link in the CRM")
     def crm_link(self, ticket: Ticket) -> SafeString:

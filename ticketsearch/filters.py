@@ -1,23 +1,22 @@
-"""The QA search filters (T4) as a django-filter FilterSet: parsing and validation of each parameter.
+"""The QA search parameters (T4) as a django-filter FilterSet: parsing and validation of each one.
 
-Multi-valued parameters take comma-separated values (`channel=voice,chat`). A value that does not
-parse is a 400 naming the parameter (ticketsearch.api.views); so is a parameter the search does not
-know, so a typo never silently widens a search.
+The FilterSet only reads parameters into a typed TicketQuery (ticket_query); the search itself is
+the backend's (ticketsearch.backends). Multi-valued parameters take comma-separated values
+(`channel=voice,chat`). A value that does not parse is a 400 naming the parameter
+(ticketsearch.api.views); so is a parameter the search does not know, so a typo never silently
+widens a search.
 """
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import django_filters
-from django.contrib.postgres.search import SearchQuery
-from django.db.models import QuerySet
-from django.db.models.functions import Lower
 
 from integrations.models import CrmKind
+from ticketsearch.backends import TicketQuery
 from ticketsearch.models import Channel, Ticket
 
-# The text-search configuration of the generated search_vector column (migration 0001).
-SEARCH_CONFIG = "simple"
 PHONE_MIN_DIGITS = 4
 PHONE_MAX_DIGITS = 15
 MAX_Q_LENGTH = 500
@@ -32,11 +31,6 @@ class ChoiceInFilter(django_filters.BaseInFilter, django_filters.ChoiceFilter):
     pass
 
 
-def text_query(q: str) -> SearchQuery:
-    """Web-search syntax: words are ANDed, "quoted phrases", `or`, and `-word` to exclude."""
-    return SearchQuery(q, search_type="websearch", config=SEARCH_CONFIG)
-
-
 def phone_suffix(value: str) -> str | None:
     """The digits of a last-digits phone search, or None when there are too few or too many."""
     digits = re.sub(r"[\s\-().+]", "", value)
@@ -46,45 +40,23 @@ def phone_suffix(value: str) -> str | None:
 
 
 class TicketFilter(django_filters.FilterSet):
-    q = django_filters.CharFilter(method="filter_q", max_length=MAX_Q_LENGTH, label="Full text")
-    crm = ChoiceInFilter(field_name="crm_kind", choices=CrmKind.choices, label="CRM kinds")
-    connection = django_filters.NumberFilter(field_name="connection_id", min_value=1, label="CRM connection id")
-    channel = ChoiceInFilter(field_name="channel", choices=Channel.choices, label="Channels (SPEC T5)")
-    status = CharInFilter(field_name="status", label="CRM statuses")
-    agent = django_filters.NumberFilter(field_name="agent_id", min_value=1, label="Agent id")
-    agent_email = django_filters.CharFilter(method="filter_agent_email", max_length=254, label="Agent email")
-    requester = django_filters.CharFilter(method="filter_requester", max_length=254, label="Requester email")
-    requester_phone = django_filters.CharFilter(
-        method="filter_requester_phone", max_length=30, label="Last digits of the requester's phone"
-    )
-    created_from = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_to = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    tags = CharInFilter(method="filter_tags", label="Tags (all must be present)")
+    q = django_filters.CharFilter(max_length=MAX_Q_LENGTH, label="Full text")
+    crm = ChoiceInFilter(choices=CrmKind.choices, label="CRM kinds")
+    connection = django_filters.NumberFilter(min_value=1, label="CRM connection id")
+    channel = ChoiceInFilter(choices=Channel.choices, label="Channels (SPEC T5)")
+    status = CharInFilter(label="CRM statuses")
+    agent = django_filters.NumberFilter(min_value=1, label="Agent id")
+    agent_email = django_filters.CharFilter(max_length=254, label="Agent email")
+    requester = django_filters.CharFilter(max_length=254, label="Requester email")
+    requester_phone = django_filters.CharFilter(max_length=30, label="Last digits of the requester's phone")
+    created_from = django_filters.IsoDateTimeFilter()
+    created_to = django_filters.IsoDateTimeFilter()
+    tags = CharInFilter(label="Tags (all must be present)")
+    reviewed = django_filters.BooleanFilter(label="Reviewed (has a QA evaluation)")
 
     class Meta:
         model = Ticket
         fields: list[str] = []
-
-    def filter_q(self, queryset: QuerySet[Ticket], name: str, value: str) -> QuerySet[Ticket]:
-        if not value.strip():
-            return queryset
-        return queryset.filter(search_vector=text_query(value))
-
-    def filter_agent_email(self, queryset: QuerySet[Ticket], name: str, value: str) -> QuerySet[Ticket]:
-        return queryset.filter(agent__email__iexact=value.strip())
-
-    def filter_requester(self, queryset: QuerySet[Ticket], name: str, value: str) -> QuerySet[Ticket]:
-        # lower() = lower(): the expression index ticketsearch_ticket_requester serves it.
-        return queryset.alias(requester_ci=Lower("requester_email")).filter(requester_ci=value.strip().lower())
-
-    def filter_requester_phone(self, queryset: QuerySet[Ticket], name: str, value: str) -> QuerySet[Ticket]:
-        digits = phone_suffix(value)
-        assert digits is not None  # checked in is_valid()
-        # "Ends with" on the reversed digits is a prefix match, served by a text_pattern_ops index.
-        return queryset.filter(requester_phone_rev__startswith=digits[::-1])
-
-    def filter_tags(self, queryset: QuerySet[Ticket], name: str, value: list[str]) -> QuerySet[Ticket]:
-        return queryset.filter(tags__contains=[tag.strip() for tag in value if tag.strip()])
 
     def is_valid(self) -> bool:
         valid = bool(super().is_valid())
@@ -93,9 +65,53 @@ class TicketFilter(django_filters.FilterSet):
             message = f"Give {PHONE_MIN_DIGITS} to {PHONE_MAX_DIGITS} digits (the end of the phone number)."
             self.form.add_error("requester_phone", message)
             return False
+        # The boolean widget reads anything it does not know as "no filter": say so instead.
+        if valid and self.data.get("reviewed", "") not in ("", "true", "false"):
+            self.form.add_error("reviewed", "Give true or false.")
+            return False
         for key in ("crm", "channel", "status", "tags"):
             values: Any = self.form.cleaned_data.get(key) if valid else None
             if values and len(values) > MAX_LIST_ITEMS:
                 self.form.add_error(key, f"At most {MAX_LIST_ITEMS} values.")
                 return False
         return valid
+
+    def to_query(self) -> TicketQuery:
+        """The validated parameters as a TicketQuery; call after is_valid()."""
+        data = self.form.cleaned_data
+
+        def words(key: str) -> tuple[str, ...]:
+            return tuple(value.strip() for value in data.get(key) or () if value.strip())
+
+        def number(key: str) -> int | None:
+            value = data.get(key)
+            return None if value is None else int(value)
+
+        def text(key: str) -> str | None:
+            value = (data.get(key) or "").strip()
+            return value or None
+
+        phone = data.get("requester_phone")
+        return TicketQuery(
+            text=(data.get("q") or "").strip(),
+            crm_kinds=words("crm"),
+            connection_id=number("connection"),
+            channels=words("channel"),
+            statuses=words("status"),
+            agent_id=number("agent"),
+            agent_email=text("agent_email"),
+            requester_email=text("requester"),
+            phone_suffix=phone_suffix(phone) if phone else None,
+            created_from=data.get("created_from"),
+            created_to=data.get("created_to"),
+            tags=words("tags"),
+            reviewed=data.get("reviewed"),
+        )
+
+
+def ticket_query(params: Mapping[str, str]) -> tuple[TicketQuery | None, dict[str, list[str]]]:
+    """The parameters as a TicketQuery, or None and the messages of each bad parameter."""
+    filterset = TicketFilter(data=params, queryset=Ticket.objects.none())
+    if not filterset.is_valid():
+        return None, {name: [str(message) for message in messages] for name, messages in filterset.errors.items()}
+    return filterset.to_query(), {}

@@ -85,6 +85,7 @@ class ImportState(models.Model):
     enabled = models.BooleanField(default=True, help_text="Imported on schedule by Celery beat")
     users_cursor = models.TextField(blank=True)
     tickets_cursor = models.TextField(blank=True)
+    comments_cursor = models.TextField(blank=True, help_text="Position in the CRM's comment stream (Zendesk)")
     last_run_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -99,11 +100,15 @@ class ImportRun(models.Model):
         RUNNING = "running", "Running"
         SUCCEEDED = "succeeded", "Succeeded"
         FAILED = "failed", "Failed"
+        # Stopped before the end (its time limit, or its worker died); the next run resumes from the
+        # cursor saved with the last page, so nothing is read twice or lost.
+        INTERRUPTED = "interrupted", "Interrupted (resumed)"
 
     class Trigger(models.TextChoices):
         SCHEDULE = "schedule", "Schedule"
         COMMAND = "command", "Command"
         ADMIN = "admin", "Admin"
+        RESUME = "resume", "Resumed after an interruption"
 
     connection = models.ForeignKey(CrmConnection, on_delete=models.CASCADE, related_name="+")
     trigger = models.CharField(max_length=20, choices=Trigger.choices)
@@ -128,6 +133,36 @@ class ImportRun(models.Model):
 
     def __str__(self) -> str:
         return f"Import #{self.pk} of {self.connection_id} ({self.status})"
+
+
+class CrmComment(models.Model):
+    """A comment read from a CRM's comment stream (Zendesk's ticket events), whatever its ticket's state.
+
+    Comments arrive for all tickets, before their ticket is solved; they are kept here so that a
+    ticket, when it is stored (or stored again), gets all of its comments without a request per
+    ticket. Written only by ticketsearch.services.importing (bulk upsert); purged with the tickets
+    after 90 days (a comment is never older than its ticket).
+    """
+
+    connection = models.ForeignKey(CrmConnection, on_delete=models.CASCADE, related_name="+")
+    crm_ticket_id = models.CharField("CRM ticket id", max_length=64)
+    crm_comment_id = models.CharField("CRM comment id", max_length=64)
+    author_id = models.CharField(max_length=64, null=True, help_text="Empty: the CRM says no user wrote it")
+    body = models.TextField()
+    public = models.BooleanField()
+    created_at = models.DateTimeField(db_index=True)
+    recording_url = models.TextField(null=True)
+    transcript = models.TextField(null=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "crm_ticket_id", "crm_comment_id"], name="crmcomment_unique_per_ticket"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Comment {self.crm_comment_id} on #{self.crm_ticket_id}"
 
 
 class Ticket(models.Model):

@@ -7,42 +7,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.contrib.postgres.search import SearchHeadline
-from django.db.models import BooleanField, F, QuerySet, TextField, Value
-from django.db.models.expressions import RawSQL
-from django.db.models.functions import Concat
+from django.db.models import QuerySet
 
 from integrations.models import CrmConnection
 from integrations.providers.importing import TicketImportSource
 from integrations.providers.registry import PROVIDERS
-from ticketsearch.filters import SEARCH_CONFIG, TicketFilter, text_query
+from ticketsearch.backends import Keyset, search_backend
+from ticketsearch.filters import TicketFilter, ticket_query
 from ticketsearch.models import Agent, Evaluation, ImportRun, Ticket
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 # Parameters that are not filters.
 PAGING_PARAMS = ("cursor", "page_size")
-# How ts_headline marks the matching words.
-START_MARK, STOP_MARK = "<mark>", "</mark>"
-# What the list shows of a ticket; the heavy text columns stay in the table until the detail asks.
-LIST_FIELDS = (
-    "id",
-    "created_at",
-    "connection_id",
-    "crm_kind",
-    "crm_ticket_id",
-    "subject",
-    "status",
-    "channel",
-    "agent_id",
-    "requester_name",
-    "requester_email",
-    "requester_phone",
-    "tags",
-    "recording_urls",
-    "crm_url",
-    "solved_at",
-)
 
 
 class InvalidSearch(Exception):
@@ -87,76 +64,34 @@ def _page_size(value: str | None) -> int:
     return int(value)
 
 
-def ticket_search(*, params: Mapping[str, str], base: QuerySet[Ticket] | None = None) -> SearchPage:
+def ticket_search(*, params: Mapping[str, str]) -> SearchPage:
     """One page of tickets matching `params` (TicketFilter's parameters plus cursor and page_size), newest first.
 
-    Keyset pagination on (created_at, id): page 1,000 costs what page 1 does, and the created_at
-    bound lets the planner skip the partitions of newer days. Raises InvalidSearch.
+    Keyset pagination on (created_at, id), through the search backend. Raises InvalidSearch.
     """
     unknown = sorted(set(params) - set(TicketFilter.base_filters) - set(PAGING_PARAMS))
     if unknown:
         raise InvalidSearch({name: ["Unknown parameter."] for name in unknown})
     page_size = _page_size(params.get("page_size"))
-    filterset = TicketFilter(data=params, queryset=base if base is not None else Ticket.objects.all())
-    if not filterset.is_valid():
-        raise InvalidSearch(
-            {name: [str(message) for message in messages] for name, messages in filterset.errors.items()}
-        )
-    queryset = filterset.qs.only(*LIST_FIELDS).order_by("-created_at", "-id")
-    cursor = params.get("cursor")
-    if cursor:
+    query, errors = ticket_query(params)
+    if query is None:
+        raise InvalidSearch(errors)
+    after = None
+    if cursor := params.get("cursor"):
         try:
             created_at, ticket_id = decode_cursor(cursor)
         except ValueError as exc:
             raise InvalidSearch({"cursor": [str(exc)]}) from None
-        # A row comparison is an index condition on (created_at DESC, id DESC): the scan starts at the
-        # cursor instead of filtering out the newer rows of its day; the plain bound prunes newer days.
-        after_cursor = RawSQL(
-            '("ticketsearch_ticket"."created_at", "ticketsearch_ticket"."id") < (%s, %s)',
-            (created_at, ticket_id),
-            output_field=BooleanField(),
-        )
-        queryset = queryset.filter(after_cursor, created_at__lte=created_at)
-    rows = list(queryset[: page_size + 1])
+        after = Keyset(created_at=created_at, id=ticket_id)
+    backend = search_backend()
+    rows = backend.search(query, after=after, limit=page_size + 1)
     tickets, more = rows[:page_size], len(rows) > page_size
-    q = (params.get("q") or "").strip()
     return SearchPage(
         tickets=tickets,
         next_cursor=encode_cursor(tickets[-1]) if more else None,
-        highlights=_highlights(tickets, q) if q else {},
+        highlights=backend.highlights(query, tickets) if query.text else {},
         agents=Agent.objects.in_bulk({t.agent_id for t in tickets if t.agent_id}),
     )
-
-
-def _highlights(tickets: list[Ticket], q: str) -> dict[int, dict[str, str]]:
-    """The matching text of the page's tickets only: ts_headline reads whole documents, so never for the rest."""
-    if not tickets:
-        return {}
-    query = text_query(q)
-    text = Concat(
-        F("description"), Value("\n"), F("comments_text"), Value("\n"), F("transcript"), output_field=TextField()
-    )
-    rows = (
-        Ticket.objects.filter(id__in=[t.id for t in tickets], created_at__in={t.created_at for t in tickets})
-        .annotate(
-            subject_hl=SearchHeadline(
-                "subject", query, config=SEARCH_CONFIG, highlight_all=True, start_sel=START_MARK, stop_sel=STOP_MARK
-            ),
-            text_hl=SearchHeadline(
-                text,
-                query,
-                config=SEARCH_CONFIG,
-                max_fragments=2,
-                max_words=18,
-                min_words=6,
-                fragment_delimiter=" … ",
-                start_sel=START_MARK,
-                stop_sel=STOP_MARK,
-            ),
-        )
-        .values_list("id", "subject_hl", "text_hl")
-    )
-    return {ticket_id: {"subject": subject, "text": body} for ticket_id, subject, body in rows}
 
 
 def ticket_get(*, ticket_id: int) -> Ticket | None:

@@ -1,14 +1,25 @@
 """Thin Celery entry points for import and retention (ids in, a service call out). Names are locked by a test."""
 
 import logging
+import time
 
 from celery import Task, shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError
 from django.utils import timezone
 
 from integrations.exceptions import CrmAuthError, CrmRateLimited, CrmTransientError
 
 logger = logging.getLogger(__name__)
+
+# The one place the import's queue is named: imports run apart from live session work, so a long
+# first import never delays a call's ticket. Workers must consume it (Procfile: -Q crmbridge,imports).
+IMPORT_QUEUE = "imports"
+# Below the broker's 15-minute visibility timeout (config.settings), so a running import is never
+# redelivered to a second worker; it stops starting pages IMPORT_PAGE_MARGIN before its soft limit.
+IMPORT_SOFT_TIME_LIMIT = 10 * 60
+IMPORT_TIME_LIMIT = IMPORT_SOFT_TIME_LIMIT + 60
+IMPORT_PAGE_MARGIN = 90
 
 
 @shared_task(name="ticketsearch.schedule_imports", max_retries=0)
@@ -23,6 +34,9 @@ def schedule_imports_task() -> None:
 @shared_task(
     bind=True,
     name="ticketsearch.import_connection",
+    queue=IMPORT_QUEUE,
+    soft_time_limit=IMPORT_SOFT_TIME_LIMIT,
+    time_limit=IMPORT_TIME_LIMIT,
     # Idempotent: pages are upserted and the cursor is saved with each page, so a redelivery resumes.
     acks_late=True,
     autoretry_for=(CrmTransientError, DatabaseError),
@@ -34,7 +48,9 @@ def schedule_imports_task() -> None:
 def import_connection_task(self: Task[[int, str], None], connection_id: int, trigger: str = "schedule") -> None:
     """Import one connection's agents and solved tickets changed since its cursor.
 
-    `trigger` says who asked (ImportRun.Trigger): the schedule, or an admin's "Import now".
+    `trigger` says who asked (ImportRun.Trigger): the schedule, an admin's "Import now", or a resume.
+    A run that reaches its time limit ends interrupted and is continued by a new task from the
+    cursor of its last saved page, rather than failing (or, killed, staying "running" forever).
     """
     from integrations.models import CrmConnection
     from integrations.services import connection_record_error
@@ -45,15 +61,25 @@ def import_connection_task(self: Task[[int, str], None], connection_id: int, tri
     if connection is None:
         logger.info("ticketsearch.import.gone %s", connection_id)
         return
+    deadline = time.monotonic() + IMPORT_SOFT_TIME_LIMIT - IMPORT_PAGE_MARGIN
     try:
-        tickets_import(connection=connection, trigger=ImportRun.Trigger(trigger))
+        run = tickets_import(connection=connection, trigger=ImportRun.Trigger(trigger), deadline=deadline)
+    except SoftTimeLimitExceeded:
+        # One page outlasted the margin: the run is marked interrupted; its saved pages stand.
+        logger.warning("ticketsearch.import.soft_time_limit %s", connection_id)
+        import_connection_task.apply_async((connection_id, ImportRun.Trigger.RESUME))
+        return
     except (ImportAlreadyRunning, ImportNotSupported) as exc:
         logger.info("ticketsearch.import.skipped %s: %s", connection_id, exc)
+        return
     except CrmRateLimited as exc:
         raise self.retry(exc=exc, countdown=exc.retry_after) from exc
     except CrmAuthError as exc:
         # Retrying cannot fix credentials: record it where the admin sees it, and stop.
         connection_record_error(connection=connection, error=f"Ticket import: {exc}")
+        return
+    if run.status == ImportRun.Status.INTERRUPTED:
+        import_connection_task.apply_async((connection_id, ImportRun.Trigger.RESUME))
 
 
 @shared_task(name="ticketsearch.purge_expired_tickets", max_retries=0)

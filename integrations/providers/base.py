@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from integrations.exceptions import CrmUnsupported
 from integrations.http import RateGate
+from integrations.ratelimit import WorkClass
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class ConnectionSettings:
     timeout: float = 15.0
     # The CRM plan's request limit, kept by every worker together (integrations.ratelimit).
     rate_limit_per_minute: int | None = None
+    # Whose work the requests are: imports only use the budget above the share kept for live work.
+    work_class: WorkClass = WorkClass.LIVE
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,14 @@ class ImportedTicket:
     transcripts: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class ImportedTicketComment:
+    """A comment read from a CRM's stream of comments over all tickets, with the ticket it is on."""
+
+    ticket_crm_id: str
+    comment: ImportedComment
+
+
 T = TypeVar("T")
 
 
@@ -99,6 +107,18 @@ class ImportPage(Generic[T]):
     cursor: str
     # The CRM's count of everything the iteration will yield, when it says (for a progress bar).
     total: int | None = None
+
+
+@dataclass(frozen=True)
+class CommentPage:
+    """Comments read in one go from the comment stream, and the cursor to store once they are saved.
+
+    `complete_until`: every comment made before this time has now been read (the stream's position).
+    """
+
+    items: list[ImportedTicketComment]
+    cursor: str
+    complete_until: datetime
 
 
 class TicketImportSource(abc.ABC):
@@ -117,9 +137,21 @@ class TicketImportSource(abc.ABC):
     def iter_tickets(self, *, cursor: str | None, since: datetime) -> Iterator[ImportPage[ImportedTicket]]:
         """Tickets created or changed since the cursor, whatever their status (the caller keeps the solved ones)."""
 
+    # How the comments come when the ticket listing does not carry them. True: from one stream
+    # over all tickets (iter_comments), a few requests per thousand tickets; the caller keeps them
+    # until each ticket is stored. False: per ticket (load_comments), one request or more each.
+    comments_in_bulk: bool = False
+
     @abc.abstractmethod
     def load_comments(self, tickets: list[ImportedTicket]) -> list[ImportedTicket]:
         """The same tickets with their comments, for CRMs whose ticket listing does not carry them.
 
         Called only for the tickets the caller keeps, so comments of skipped tickets are never read.
         """
+
+    def iter_comments(self, *, cursor: str | None, since: datetime) -> Iterator[CommentPage]:
+        """Comments on every ticket made since the cursor (or `since`), oldest first (comments_in_bulk only).
+
+        A comment may come twice (page boundaries); its id says it is the same one.
+        """
+        raise NotImplementedError(f"{type(self).__name__} reads comments per ticket")

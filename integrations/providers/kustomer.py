@@ -76,6 +76,7 @@ class KustomerClient(CrmHttpClient):
             timeout=settings.timeout,
             rate_gate=rate_gate,
             rate_limit_per_minute=settings.rate_limit_per_minute,
+            work_class=settings.work_class,
         )
         self._authorization = f"Bearer {settings.secrets.get('api_token', '')}"
 

@@ -48,7 +48,8 @@ CASE_FIELDS = (
     "Contact.Name, Contact.Email, Contact.Phone, SuppliedName, SuppliedEmail, SuppliedPhone, "
     "CreatedDate, ClosedDate, SystemModstamp, "
     "(SELECT Id, CommentBody, CreatedById, CreatedDate, IsPublished FROM CaseComments), "
-    "(SELECT Id, Body FROM LiveChatTranscripts)"
+    "(SELECT Id, Body FROM LiveChatTranscripts), "
+    "(SELECT Id, TextBody, FromAddress, Incoming, MessageDate, CreatedById FROM EmailMessages)"
 )
 # Case.Origin picklist values (lower case) and the QA channels (SPEC T5) they are filed under.
 ORIGIN_CHANNELS = {
@@ -108,6 +109,7 @@ class SalesforceClient(CrmHttpClient):
             timeout=settings.timeout,
             rate_gate=rate_gate,
             rate_limit_per_minute=settings.rate_limit_per_minute,
+            work_class=settings.work_class,
         )
         self.settings = settings
         self.api_version = str(settings.config.get("api_version") or DEFAULT_API_VERSION)
@@ -271,7 +273,10 @@ class SalesforceProvider(CrmProvider, TicketImportSource):
         owner = case.get("OwnerId") or ""
         updated_at = _time(case.get("SystemModstamp")) or datetime.now(UTC)
         comments = sorted(
-            (_imported_comment(comment) for comment in _sub_records(case.get("CaseComments"))),
+            [
+                *(_imported_comment(comment) for comment in _sub_records(case.get("CaseComments"))),
+                *(_imported_email(email, case) for email in _sub_records(case.get("EmailMessages"))),
+            ],
             key=lambda comment: comment.created_at or updated_at,
         )
         instance = self.client.base_url.rstrip("/")
@@ -319,6 +324,18 @@ def _imported_user(user: dict[str, Any]) -> ImportedUser:
         # Standard users hold Salesforce licences: the agents. Portal and guest users are customers.
         is_agent=user.get("UserType") == "Standard",
         updated_at=_time(user.get("SystemModstamp")),
+    )
+
+
+def _imported_email(email: dict[str, Any], case: dict[str, Any]) -> ImportedComment:
+    """An email on the case: written by the case's contact when incoming, else by the user who sent it."""
+    author = case.get("ContactId") if email.get("Incoming") else email.get("CreatedById")
+    return ImportedComment(
+        crm_id=email["Id"],
+        author_id=author or None,
+        body=email.get("TextBody") or "",
+        public=True,
+        created_at=_time(email.get("MessageDate")),
     )
 
 

@@ -26,8 +26,10 @@ from integrations.providers.base import (
 )
 from integrations.providers.importing import (
     OTHER_CHANNEL,
+    CommentPage,
     ImportedComment,
     ImportedTicket,
+    ImportedTicketComment,
     ImportedUser,
     ImportPage,
     TicketImportSource,
@@ -66,6 +68,7 @@ class ZendeskClient(CrmHttpClient):
             timeout=settings.timeout,
             rate_gate=rate_gate,
             rate_limit_per_minute=settings.rate_limit_per_minute,
+            work_class=settings.work_class,
         )
         credentials = f"{settings.config.get('email', '')}/token:{settings.secrets.get('api_token', '')}"
         self._authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
@@ -319,9 +322,14 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
     #
     # Agents come from the users list filtered by role (not incremental: agents are few), tickets
     # from the incremental cursor export with the users sideloaded (requester details), comments
-    # per kept ticket from the ticket's comments list.
+    # from the incremental ticket event export with comment events (up to 1,000 events a request,
+    # instead of one request per ticket; both exports share Zendesk's 10 requests/min for them).
 
     INCREMENTAL_TICKETS = "api/v2/incremental/tickets/cursor.json"
+    INCREMENTAL_TICKET_EVENTS = "api/v2/incremental/ticket_events.json"
+    # The comment child events (a voice call's comment is its own type, with the recording).
+    COMMENT_EVENT_TYPES: ClassVar[frozenset[str]] = frozenset({"Comment", "VoiceComment"})
+    comments_in_bulk = True
     # Tickets per export page: Zendesk's maximum (and default).
     EXPORT_PAGE_SIZE = 1000
     SOLVED_STATUSES: ClassVar[frozenset[str]] = frozenset({"solved", "closed"})
@@ -375,6 +383,38 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
             if body.get("end_of_stream") or not body.get("after_cursor"):
                 return
             params = {"include": "users", "per_page": self.EXPORT_PAGE_SIZE, "cursor": body["after_cursor"]}
+
+    def iter_comments(self, *, cursor: str | None, since: datetime) -> Iterator[CommentPage]:
+        """Comment events since the cursor (a unix time: the time-based export has no opaque cursor)."""
+        start = int(cursor) if cursor and cursor.isdigit() else int(since.timestamp())
+        while True:
+            body = self.client.get(
+                self.INCREMENTAL_TICKET_EVENTS, params={"start_time": start, "include": "comment_events"}
+            )
+            comments = [
+                ImportedTicketComment(
+                    ticket_crm_id=str(event["ticket_id"]),
+                    # A child event may leave its time to the audit it belongs to.
+                    comment=_imported_comment({"created_at": event.get("created_at"), **child}),
+                )
+                for event in body.get("ticket_events") or ()
+                for child in event.get("child_events") or ()
+                if child.get("event_type") in self.COMMENT_EVENT_TYPES
+            ]
+            end_time = int(body.get("end_time") or start)
+            done = bool(body.get("end_of_stream")) or not body.get("next_page")
+            # A page ends with every event of its last second, so when a whole page is one second
+            # (no progress) the next starts after it; otherwise at end_time, as Zendesk asks.
+            following = end_time + 1 if end_time <= start else end_time
+            # Every comment before second `end_time` is read (that second itself may go on next page).
+            yield CommentPage(
+                items=comments,
+                cursor=str(following),
+                complete_until=datetime.fromtimestamp(end_time, UTC) if not done else datetime.now(UTC),
+            )
+            if done:
+                return
+            start = following
 
     def load_comments(self, tickets: list[ImportedTicket]) -> list[ImportedTicket]:
         loaded = []

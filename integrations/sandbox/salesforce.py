@@ -16,7 +16,8 @@
 
 SOQL subset: `SELECT fields FROM User|Case|Contact [WHERE cond AND cond ...] [ORDER BY f [, f]]
 [LIMIT n]`, where a field may be a parent field (`Contact.Name`) or, on Case, a child sub-query
-`(SELECT ... FROM CaseComments)` / `(SELECT ... FROM LiveChatTranscripts)`, and a condition is
+`(SELECT ... FROM CaseComments)` / `(SELECT ... FROM LiveChatTranscripts)` /
+`(SELECT ... FROM EmailMessages)`, and a condition is
 `Field op literal` with `= != < <= > >=` and a string, number, true/false/null or datetime.
 
 Control endpoints besides the common ones: `POST /__sandbox/seed` (`{"count", "seed"}` for a
@@ -50,7 +51,14 @@ QUERY_BATCH_SIZE = 2000
 # The daily request allocation the limit header advertises (Enterprise base, crm-api-shapes.md §3.3).
 DAILY_LIMIT = 100_000
 # Key prefixes of Salesforce ids, per object.
-ID_PREFIXES = {"User": "005", "Contact": "003", "Case": "500", "CaseComment": "00a", "LiveChatTranscript": "570"}
+ID_PREFIXES = {
+    "User": "005",
+    "Contact": "003",
+    "Case": "500",
+    "CaseComment": "00a",
+    "LiveChatTranscript": "570",
+    "EmailMessage": "02s",
+}
 QUEUE_ID = "00G000000000001AAA"
 CLOSED_STATUSES = frozenset({"Closed"})
 ORIGINS = ("Phone", "Email", "Web", "Chat", "Facebook", "SMS", "WhatsApp")
@@ -79,11 +87,25 @@ FIELDS: dict[str, tuple[str, ...]] = {
     ),
     "CaseComment": ("Id", "ParentId", "CommentBody", "CreatedById", "CreatedDate", "IsPublished"),
     "LiveChatTranscript": ("Id", "CaseId", "Body", "CreatedDate"),
+    "EmailMessage": (
+        "Id",
+        "ParentId",
+        "TextBody",
+        "FromAddress",
+        "Incoming",
+        "MessageDate",
+        "CreatedById",
+        "CreatedDate",
+    ),
 }
 # Parent relationships: (object, relationship name) -> (id field, parent object).
 PARENTS = {("Case", "Contact"): ("ContactId", "Contact"), ("Case", "Owner"): ("OwnerId", "User")}
 # Child relationships of Case: name -> (child object, field pointing at the case).
-CHILDREN = {"CaseComments": ("CaseComment", "ParentId"), "LiveChatTranscripts": ("LiveChatTranscript", "CaseId")}
+CHILDREN = {
+    "CaseComments": ("CaseComment", "ParentId"),
+    "LiveChatTranscripts": ("LiveChatTranscript", "CaseId"),
+    "EmailMessages": ("EmailMessage", "ParentId"),
+}
 DATETIME_FIELDS = frozenset({"CreatedDate", "ClosedDate", "LastModifiedDate", "SystemModstamp"})
 
 TOKEN_RE = re.compile(
@@ -570,6 +592,22 @@ class SalesforceSandbox(Sandbox):
             }
             if origin == "Chat":
                 case["LiveChatTranscripts"] = [{"Body": f"Visitor: {text}. Agent: I can help with that."}]
+            if origin == "Email":
+                case["EmailMessages"] = [
+                    {
+                        "TextBody": f"Hello, {text}",
+                        "FromAddress": "customer@seed.example.net",
+                        "Incoming": True,
+                        "MessageDate": sf_time(created),
+                    },
+                    {
+                        "TextBody": f"Thanks for writing: {' '.join(rng.choices(words, k=6))}",
+                        "FromAddress": "support@seed.example.com",
+                        "Incoming": False,
+                        "MessageDate": sf_time(modified),
+                        "CreatedById": rng.choice(agents),
+                    },
+                ]
             cases.append(case)
         return {"users": users, "contacts": contacts, "cases": cases}
 

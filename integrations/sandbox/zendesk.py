@@ -1239,6 +1239,14 @@ class _ExportLog:
         self.next_sequence += 1
 
 
+class _CommentEventLog:
+    """Every comment as a ticket event, ordered by (timestamp, id): rebuilt only when comments changed."""
+
+    def __init__(self) -> None:
+        self.key: tuple[int, int] | None = None
+        self.events: list[tuple[int, int, int, Json]] = []  # (timestamp, comment id, ticket id, comment)
+
+
 class ZendeskImportSandbox(ZendeskSandbox):
     """ZendeskSandbox plus the incremental ticket export and `POST /__sandbox/seed` (the registered one).
 
@@ -1251,6 +1259,7 @@ class ZendeskImportSandbox(ZendeskSandbox):
     def reset_state(self) -> None:
         super().reset_state()
         self._export = _ExportLog()
+        self._comment_events = _CommentEventLog()
 
     def _export_log(self) -> _ExportLog:
         log = self._export
@@ -1305,6 +1314,75 @@ class ZendeskImportSandbox(ZendeskSandbox):
             ids = {ticket[key] for ticket in page for key in ("requester_id", "assignee_id", "submitter_id")}
             body["users"] = [self._user_json(self.users[i]) for i in sorted(ids, key=str) if i in self.users]
         return Response(200, body)
+
+    def export_ticket_events(self, request: Request) -> Response:
+        """Zendesk's incremental ticket event export, time-based (its incremental_exports docs); comments only.
+
+        Each comment is one audit event with the comment as its child event (`include=comment_events`;
+        without it the child events carry no comment). A page holds every event of its last second,
+        so it can be longer than `per_page`, as on Zendesk; the next page starts at `end_time`.
+        """
+        start_time = request.param("start_time")
+        if start_time is None or not start_time.isdigit():
+            description = "start_time is required and must be a unix timestamp"
+            raise Reject(Response(400, {"error": "InvalidValue", "description": description}))
+        per_page = _int_or(request.param("per_page"), EXPORT_PAGE_SIZE)
+        if not 1 <= per_page <= EXPORT_PAGE_SIZE:
+            raise _bad_pagination(f"per_page must be a number from 1 to {EXPORT_PAGE_SIZE}")
+        with_comments = "comment_events" in (request.param("include") or "").split(",")
+        events = self._comment_event_log().events
+        position = bisect.bisect_left(events, (int(start_time), -1))
+        chosen = events[position : position + per_page]
+        if len(chosen) == per_page:
+            last_second = chosen[-1][0]
+            end = bisect.bisect_right(events, (last_second, 2**63))
+            chosen = events[position:end]
+        end_of_stream = position + len(chosen) >= len(events)
+        end_time = chosen[-1][0] if chosen else int(start_time)
+        page = []
+        for timestamp, comment_id, ticket_id, comment in chosen:
+            child: Json = {"id": comment_id, "event_type": comment["type"], "type": comment["type"]}
+            if with_comments:
+                child |= {
+                    key: comment.get(key)
+                    for key in ("author_id", "body", "html_body", "plain_body", "public", "attachments", "created_at")
+                }
+                if "data" in comment:
+                    child["data"] = comment["data"]
+            page.append(
+                {
+                    "id": comment.get("audit_id") or comment_id,
+                    "ticket_id": ticket_id,
+                    "timestamp": timestamp,
+                    "created_at": comment["created_at"],
+                    "updater_id": comment.get("author_id"),
+                    "via": comment.get("via"),
+                    "event_type": "Audit",
+                    "child_events": [child],
+                }
+            )
+        next_query = urlencode({"start_time": end_time, **({"include": "comment_events"} if with_comments else {})})
+        body: Json = {
+            "ticket_events": page,
+            "next_page": None if end_of_stream else f"{self.base_url}{request.path}?{next_query}",
+            "count": len(page),
+            "end_of_stream": end_of_stream,
+            "end_time": end_time,
+        }
+        return Response(200, body)
+
+    def _comment_event_log(self) -> _CommentEventLog:
+        log = self._comment_events
+        key = (self._next_ids["event"], sum(len(comments) for comments in self.comments.values()))
+        if log.key != key:
+            log.events = sorted(
+                (_timestamp(comment["created_at"]), int(comment["id"]), ticket_id, comment)
+                for ticket_id, comments in self.comments.items()
+                if ticket_id in self.tickets
+                for comment in comments
+            )
+            log.key = key
+        return log
 
     # -- Seeding -------------------------------------------------------------------------------------
 
@@ -1555,4 +1633,5 @@ class ZendeskImportSandbox(ZendeskSandbox):
     routes: ClassVar[Sequence[tuple[str, str, Handler]]] = (  # type: ignore[assignment]  # a longer tuple
         *ZendeskSandbox.routes,
         ("GET", "/api/v2/incremental/tickets/cursor.json", export_tickets),
+        ("GET", "/api/v2/incremental/ticket_events.json", export_ticket_events),
     )

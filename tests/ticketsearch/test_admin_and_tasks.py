@@ -1,17 +1,25 @@
 """The admin's read-only ticket list with the search filters, import runs, evaluations; the Celery tasks."""
 
+from collections.abc import Iterator
+from datetime import datetime
+
 import pytest
-from celery.exceptions import Retry
+from celery.exceptions import Retry, SoftTimeLimitExceeded
 from django.contrib.auth.models import User
 from django.test import Client
 
+from config.celery import app as celery_app
 from integrations.models import CrmConnection
+from integrations.providers.importing import CommentPage
+from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
 from tests.support import sandbox_config
 from tests.ticketsearch.support import seed_salesforce, seed_zendesk
+from ticketsearch import tasks
 from ticketsearch.models import Evaluation, ImportRun, ImportState, Ticket
+from ticketsearch.services.evaluations import evaluation_create
 from ticketsearch.services.importing import connections_to_import, tickets_import
-from ticketsearch.tasks import import_connection_task
+from ticketsearch.tasks import IMPORT_QUEUE, import_connection_task
 
 pytestmark = pytest.mark.django_db
 
@@ -37,6 +45,18 @@ def test_T4_admin_ticket_list_has_the_search_filters(
 
     assert response.status_code == 200
     assert [t.crm_ticket_id for t in response.context["cl"].result_list] == expected
+
+
+def test_T4_admin_ticket_list_filters_reviewed_and_not_reviewed(admin_client: Client) -> None:
+    ticket = Ticket.objects.get(crm_ticket_id="6")
+    evaluation_create(ticket=ticket, reviewer=User.objects.get(username="admin"), score=90, answers={})
+
+    def listed(reviewed: str) -> list[str]:
+        response = admin_client.get("/admin/ticketsearch/ticket/", {"reviewed": reviewed})
+        return [t.crm_ticket_id for t in response.context["cl"].result_list]
+
+    assert listed("yes") == ["6"]
+    assert listed("no") == ["1"]
 
 
 def test_T4_admin_ticket_list_is_read_only_and_shows_the_detail(admin_client: Client) -> None:
@@ -144,3 +164,69 @@ def test_admin_links_only_http_urls_from_the_crm(admin_client: Client) -> None:
     assert 'href="data:' not in page
     assert "javascript:alert(document.cookie)" in page  # shown as text
     assert '<a href="https://acme.zendesk.com/r.mp3"' in page
+
+
+def _queued_imports() -> list[list[object]]:
+    """The args of the import tasks waiting on the imports queue of the suite's broker (taken off it)."""
+    found: list[list[object]] = []
+    with celery_app.connection_for_read() as connection:
+        queue = connection.SimpleQueue(IMPORT_QUEUE)
+        try:
+            while True:
+                try:
+                    message = queue.get(timeout=1)
+                except queue.Empty:
+                    return found
+                assert message.headers["task"] == "ticketsearch.import_connection"
+                found.append(list(message.payload[0]))
+                message.ack()
+        finally:
+            queue.close()
+
+
+@pytest.fixture
+def imports_queue() -> None:
+    _queued_imports()
+
+
+@pytest.mark.usefixtures("imports_queue")
+def test_an_import_task_at_its_time_limit_is_marked_and_continued_by_a_new_task(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_zendesk(zendesk_sandbox)
+    # No time left once a page is saved: the run stops after its first page.
+    monkeypatch.setattr(tasks, "IMPORT_SOFT_TIME_LIMIT", tasks.IMPORT_PAGE_MARGIN)
+
+    import_connection_task(zendesk_connection.pk)
+
+    run = ImportRun.objects.get()
+    assert run.status == ImportRun.Status.INTERRUPTED
+    assert _queued_imports() == [[zendesk_connection.pk, ImportRun.Trigger.RESUME]]
+
+    monkeypatch.undo()
+    import_connection_task(zendesk_connection.pk, ImportRun.Trigger.RESUME)
+
+    resumed = ImportRun.objects.latest("started_at")
+    assert (resumed.trigger, resumed.status) == (ImportRun.Trigger.RESUME, ImportRun.Status.SUCCEEDED)
+    assert sorted(Ticket.objects.values_list("crm_ticket_id", flat=True)) == ["1", "6"]
+    assert _queued_imports() == []
+
+
+@pytest.mark.usefixtures("imports_queue")
+def test_an_import_stopped_inside_a_page_by_the_soft_time_limit_is_marked_and_continued(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_zendesk(zendesk_sandbox)
+
+    def hangs(self: ZendeskProvider, *, cursor: str | None, since: datetime) -> Iterator[CommentPage]:
+        raise SoftTimeLimitExceeded()
+        yield  # a generator, as the provider's is
+
+    monkeypatch.setattr(ZendeskProvider, "iter_comments", hangs)
+
+    import_connection_task(zendesk_connection.pk)
+
+    run = ImportRun.objects.get()
+    assert run.status == ImportRun.Status.INTERRUPTED
+    assert run.error.startswith("SoftTimeLimitExceeded")
+    assert _queued_imports() == [[zendesk_connection.pk, ImportRun.Trigger.RESUME]]

@@ -8,6 +8,7 @@ from django.core.management import CommandError, call_command
 
 from integrations.exceptions import CrmRateLimited
 from integrations.models import CrmConnection
+from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
 from tests.support import sandbox_config, sandbox_stats
 from tests.ticketsearch.support import (
@@ -18,10 +19,12 @@ from tests.ticketsearch.support import (
     seed,
     seed_salesforce,
     seed_zendesk,
+    sf_days_ago,
     zendesk_users,
 )
-from ticketsearch.models import Agent, AgentOrigin, ImportRun, ImportState, Ticket
-from ticketsearch.services.importing import tickets_import
+from ticketsearch.models import Agent, AgentOrigin, CrmComment, ImportRun, ImportState, Ticket
+from ticketsearch.services import importing
+from ticketsearch.services.importing import ABANDONED_ERROR, tickets_import
 
 pytestmark = pytest.mark.django_db
 
@@ -337,3 +340,129 @@ def test_T2_generated_voice_tickets_include_partner_calls_the_import_reads(
     for ticket in voice.filter(crm_ticket_id__in=tpe_ticket_ids):
         assert ticket.transcript.startswith("Caller: my ")
         assert len(ticket.recording_urls) == 1
+
+
+# -- Time limits (issue 15: an import at its time limit is marked and resumed) -------------------
+
+
+def test_an_import_past_its_deadline_stops_between_pages_and_the_next_run_resumes_from_its_cursor(
+    zendesk_seeded: CrmConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ZendeskProvider, "EXPORT_PAGE_SIZE", 2)
+    clock = {"now": 0.0}
+    monkeypatch.setattr(importing, "monotonic", lambda: clock["now"])
+
+    def tickets_page_read(phase: str, items: int, total: int | None) -> None:
+        if phase == "tickets":
+            clock["now"] = 100.0
+
+    first = tickets_import(
+        connection=zendesk_seeded, trigger=ImportRun.Trigger.SCHEDULE, deadline=50.0, progress=tickets_page_read
+    )
+
+    assert first.status == ImportRun.Status.INTERRUPTED
+    assert "time limit" in first.error
+    assert first.tickets_fetched == 2
+    assert list(Ticket.objects.values_list("crm_ticket_id", flat=True)) == ["1"]
+
+    second = tickets_import(connection=zendesk_seeded, trigger=ImportRun.Trigger.RESUME)
+
+    assert second.status == ImportRun.Status.SUCCEEDED
+    # Only the four tickets after the first page are read again.
+    assert second.tickets_fetched == 4
+    assert sorted(Ticket.objects.values_list("crm_ticket_id", flat=True)) == ["1", "6"]
+
+
+def test_a_run_left_running_by_a_killed_worker_is_marked_interrupted_by_the_next(
+    zendesk_seeded: CrmConnection,
+) -> None:
+    abandoned = ImportRun.objects.create(connection=zendesk_seeded, trigger=ImportRun.Trigger.SCHEDULE)
+
+    run_import(zendesk_seeded)
+
+    abandoned.refresh_from_db()
+    assert abandoned.status == ImportRun.Status.INTERRUPTED
+    assert abandoned.error == ABANDONED_ERROR
+    assert abandoned.finished_at is not None
+
+
+EVENTS = "GET /api/v2/incremental/ticket_events.json"
+
+
+def test_T2_zendesk_comments_come_from_the_ticket_event_export_and_wait_for_their_ticket(
+    zendesk_seeded: CrmConnection, zendesk_api: requests.Session, zendesk_sandbox: SandboxServer
+) -> None:
+    url = f"{zendesk_sandbox.base_url}/api/v2/tickets/2.json"
+    comment = {"body": "Looking into the outage", "author_id": ZOE, "public": True}
+    zendesk_api.put(url, json={"ticket": {"comment": comment}}).raise_for_status()
+
+    first = run_import(zendesk_seeded)
+
+    stats = sandbox_stats(zendesk_sandbox)["requests"]
+    # One request for all comments of all tickets, none per ticket.
+    assert stats[EVENTS] == 1
+    assert not [key for key in stats if "/comments" in key]
+    assert first.tickets_imported == 2
+    # Ticket 2 is still open: its comment is kept for when it is solved.
+    assert CrmComment.objects.filter(crm_ticket_id="2").count() == 1
+
+    solved = {"status": "solved", "comment": {"body": "Outage over, closing", "author_id": ZOE, "public": True}}
+    zendesk_api.put(url, json={"ticket": solved}).raise_for_status()
+    second = run_import(zendesk_seeded)
+
+    assert (second.tickets_fetched, second.tickets_imported) == (1, 1)
+    ticket = Ticket.objects.get(crm_ticket_id="2")
+    assert [c["body"] for c in ticket.comments] == ["Looking into the outage", "Outage over, closing"]
+    assert "outage" in ticket.comments_text.lower()
+    assert not [key for key in sandbox_stats(zendesk_sandbox)["requests"] if "/comments" in key]
+    assert ImportState.objects.get(connection=zendesk_seeded).comments_cursor
+
+
+def test_T2_a_comment_read_twice_at_a_page_boundary_is_stored_once(zendesk_seeded: CrmConnection) -> None:
+    run_import(zendesk_seeded)
+    stored = CrmComment.objects.count()
+    state = ImportState.objects.get(connection=zendesk_seeded)
+    # Rewind the comment stream: everything is read again.
+    state.comments_cursor = ""
+    state.tickets_cursor = ""
+    state.save()
+
+    run_import(zendesk_seeded)
+
+    assert CrmComment.objects.count() == stored
+    assert [c["body"] for c in Ticket.objects.get(crm_ticket_id="6").comments] == [
+        "Chat: visitor cannot log in; password reset sent"
+    ]
+
+
+def test_T2_salesforce_email_messages_are_imported_with_case_comments(
+    salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer
+) -> None:
+    seed_salesforce(salesforce_sandbox)
+    people = seed(salesforce_sandbox, {"users": [], "contacts": [{"FirstName": "Eve", "LastName": "Mail"}]})
+    (eve,) = people["contacts"]
+    run_import(salesforce_connection)
+    sam = Agent.objects.get(email="sam@example.com")
+    seed(salesforce_sandbox, {"cases": [{
+        "Subject": "Where is my parcel", "Status": "Closed", "Origin": "Email", "OwnerId": sam.crm_user_id,
+        "ContactId": eve, "CreatedDate": sf_days_ago(3), "SystemModstamp": sf_days_ago(1), "ClosedDate": sf_days_ago(1),
+        "CaseComments": [{"CommentBody": "Checked with the courier", "CreatedById": sam.crm_user_id,
+                          "CreatedDate": sf_days_ago(2)}],
+        "EmailMessages": [
+            {"TextBody": "My parcel never arrived", "Incoming": True, "MessageDate": sf_days_ago(3),
+             "FromAddress": "eve@example.net"},
+            {"TextBody": "It is on its way again", "Incoming": False, "MessageDate": sf_days_ago(1),
+             "CreatedById": sam.crm_user_id, "FromAddress": "support@example.com"},
+        ],
+    }]})  # fmt: skip
+
+    run_import(salesforce_connection)
+
+    ticket = Ticket.objects.get(subject="Where is my parcel")
+    assert [(c["body"], c["author_id"]) for c in ticket.comments] == [
+        ("My parcel never arrived", eve),
+        ("Checked with the courier", sam.crm_user_id),
+        ("It is on its way again", sam.crm_user_id),
+    ]
+    assert "never arrived" in ticket.comments_text
+    assert ticket.channel == "email"

@@ -1,15 +1,25 @@
 """Retention (T3): tickets past 90 days are purged, whole day partitions dropped, the cut-off day trimmed."""
 
-from datetime import UTC, datetime, timedelta
+import threading
+import time
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from django import db
+from django.db import transaction
 
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
 from tests.ticketsearch.support import DANA, ZOE, seed, zendesk_users
-from ticketsearch.models import ImportRun, Ticket
+from ticketsearch.models import CrmComment, ImportRun, Ticket
 from ticketsearch.services.importing import tickets_import
-from ticketsearch.services.retention import DAYS_AHEAD, partition_name, partitions_existing, tickets_purge_expired
+from ticketsearch.services.retention import (
+    DAYS_AHEAD,
+    partition_name,
+    partitions_ensure,
+    partitions_existing,
+    tickets_purge_expired,
+)
 from ticketsearch.tasks import purge_expired_tickets_task
 
 pytestmark = pytest.mark.django_db
@@ -82,3 +92,60 @@ def test_T3_the_scheduled_purge_task_keeps_recent_tickets() -> None:
 
     assert Ticket.objects.count() == 4
     assert partition_name(datetime.now(UTC).date() + timedelta(days=DAYS_AHEAD)) in partitions_existing()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_T3_two_workers_making_the_same_partition_at_once_both_succeed() -> None:
+    """Each saw the day missing; the second waits for the DDL lock and finds it made (issue 15)."""
+    day = date(2099, 1, 2)
+    first_made = threading.Event()
+    errors: list[BaseException] = []
+    made: dict[str, list[str]] = {}
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                made["first"] = partitions_ensure(days=[day], existing=set())
+                first_made.set()
+                # Hold the transaction open while the second worker tries.
+                time.sleep(1.0)
+        except BaseException as exc:  # noqa: BLE001  # reported by the assertion below
+            errors.append(exc)
+            first_made.set()
+        finally:
+            db.connection.close()
+
+    def second() -> None:
+        first_made.wait(10)
+        try:
+            made["second"] = partitions_ensure(days=[day], existing=set())
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            db.connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        assert made == {"first": [partition_name(day)], "second": []}
+    finally:
+        with db.connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {partition_name(day)}")
+
+
+def test_T3_purge_deletes_the_expired_comments_of_the_import_comment_store(zendesk_connection: CrmConnection) -> None:
+    def comment(comment_id: str, created: datetime) -> CrmComment:
+        return CrmComment(
+            connection=zendesk_connection, crm_ticket_id="1", crm_comment_id=comment_id, body="hello", public=True,
+            created_at=created,
+        )  # fmt: skip
+
+    CrmComment.objects.bulk_create([comment("old", MORNING), comment("kept", EVENING)])
+
+    tickets_purge_expired(now=DAY + timedelta(days=90, hours=12))
+
+    assert list(CrmComment.objects.values_list("crm_comment_id", flat=True)) == ["kept"]

@@ -1,5 +1,6 @@
 """The QA search API (T4) and evaluations (T6) over tickets imported from both sandbox CRMs."""
 
+import re
 from typing import Any
 
 import pytest
@@ -8,8 +9,9 @@ from rest_framework.test import APIClient
 
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
-from tests.ticketsearch.support import seed_salesforce, seed_zendesk
+from tests.ticketsearch.support import DANA, ZOE, iso_days_ago, seed, seed_salesforce, seed_zendesk
 from ticketsearch.models import Agent, Evaluation, ImportRun, QaToken, Ticket
+from ticketsearch.services.evaluations import evaluation_create
 from ticketsearch.services.importing import tickets_import
 
 pytestmark = pytest.mark.django_db
@@ -113,6 +115,46 @@ def test_T4_results_highlight_the_matching_text(qa: APIClient, tickets: dict[str
     assert result["highlights"]["subject"] == "Refund for a broken <mark>router</mark>"
     assert "<mark>router</mark>" in result["highlights"]["text"]
     assert qa.get(SEARCH).json()["results"][0]["highlights"] is None
+
+
+def test_T4_highlights_escape_customer_html_and_keep_only_the_mark_tags(
+    qa: APIClient, zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    seed_zendesk(zendesk_sandbox)
+    seed(
+        zendesk_sandbox,
+        {
+            "tickets": [
+                {
+                    "id": 40,
+                    "subject": "<b>Router</b> <script>alert(1)</script>",
+                    "description": (
+                        'router <img src=x onerror="alert(2)"> & \ue000 fake mark \ue001 <svg onload=alert(4) router'
+                    ),
+                    "status": "solved",
+                    "assignee_id": ZOE,
+                    "requester_id": DANA,
+                    "created_at": iso_days_ago(1),
+                    "updated_at": iso_days_ago(1),
+                    "comments": [{"body": "<a href='javascript:alert(3)'>router</a>", "author_id": ZOE}],
+                }
+            ]
+        },
+    )
+    tickets_import(connection=zendesk_connection, trigger=ImportRun.Trigger.COMMAND)
+
+    (result,) = [r for r in qa.get(SEARCH, {"q": "router"}).json()["results"] if r["crm_ticket_id"] == "40"]
+
+    subject, text = result["highlights"]["subject"], result["highlights"]["text"]
+    assert subject == "&lt;b&gt;<mark>Router</mark>&lt;/b&gt; &lt;script&gt;alert(1)&lt;/script&gt;"
+    # ts_headline drops what it parses as a tag from fragments, but not a tag left unclosed.
+    assert "&lt;svg onload=alert(4) <mark>router</mark>" in text
+    # The only tags left are the marks, and every one is closed.
+    for fragment in (subject, text):
+        assert re.sub(r"</?mark>", "", fragment).count("<") == 0
+        assert fragment.count("<mark>") == fragment.count("</mark>") >= 1
+    assert "fake mark" in text
+    assert "\ue000" not in text
 
 
 def test_T4_results_show_recordings_the_crm_link_agent_and_requester(qa: APIClient, tickets: dict[str, Ticket]) -> None:
@@ -274,3 +316,18 @@ def test_T6_recording_an_evaluation_needs_the_evaluate_permission(tickets: dict[
 
     assert reader.get(url).status_code == 200
     assert reader.post(url, {"score": 10}, format="json").status_code == 403
+
+
+def test_T4_reviewed_filter_finds_tickets_with_or_without_an_evaluation(
+    qa: APIClient, tickets: dict[str, Ticket]
+) -> None:
+    reviewer = User.objects.get(username="qa")
+    evaluation_create(ticket=tickets["6"], reviewer=reviewer, score=80, answers={})
+    evaluation_create(ticket=tickets["invoice"], reviewer=reviewer, score=60, answers={})
+
+    assert sorted(found(qa, reviewed="true")) == ["6", "invoice"]
+    assert sorted(found(qa, reviewed="false")) == ["1", "warranty"]
+    assert sorted(found(qa, reviewed="false", q="refund")) == ["1"]
+    response = qa.get(SEARCH, {"reviewed": "maybe"})
+    assert response.status_code == 400
+    assert "reviewed" in response.json()["errors"]

@@ -56,6 +56,9 @@ SEARCH_PARAMETERS = [
     OpenApiParameter("created_from", OpenApiTypes.DATETIME, description="Created at or after (ISO 8601)"),
     OpenApiParameter("created_to", OpenApiTypes.DATETIME, description="Created before (ISO 8601)"),
     OpenApiParameter("tags", str, description=f"Tags, comma-separated (at most {MAX_LIST_ITEMS}); all must be present"),
+    OpenApiParameter(
+        "reviewed", bool, description="true: only tickets with a QA evaluation; false: only those without"
+    ),
     OpenApiParameter("cursor", str, description="`next_cursor` of the previous page"),
     OpenApiParameter(
         "page_size", int, description=f"1 to {selectors.MAX_PAGE_SIZE}, default {selectors.DEFAULT_PAGE_SIZE}"

@@ -7,6 +7,7 @@ staging table, then one INSERT ... ON CONFLICT on (connection, CRM ticket id, cr
 ticket read twice is one row. What is skipped is counted per reason on the ImportRun.
 """
 
+import dataclasses
 import json
 import logging
 from collections import Counter
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from time import monotonic
 from typing import Any
 
 from django.db import connection as db_connection
@@ -23,13 +25,21 @@ from django.utils import timezone
 
 from integrations.exceptions import CrmError
 from integrations.models import CrmConnection
-from integrations.providers.importing import ImportedTicket, ImportedUser, TicketImportSource
+from integrations.providers.importing import (
+    CommentPage,
+    ImportedComment,
+    ImportedTicket,
+    ImportedTicketComment,
+    ImportedUser,
+    TicketImportSource,
+)
 from integrations.providers.registry import PROVIDERS
+from integrations.ratelimit import WorkClass
 from integrations.services import connection_provider
 from ticketsearch import rules
-from ticketsearch.models import Agent, AgentOrigin, ImportRun, ImportState
+from ticketsearch.models import Agent, AgentOrigin, CrmComment, ImportRun, ImportState
 from ticketsearch.rules import RETENTION, ExistingAgent, Skip, UserAction
-from ticketsearch.services.retention import TABLE, partitions_ensure, partitions_existing
+from ticketsearch.services.retention import COMMENT_TABLE, TABLE, partitions_ensure, partitions_existing
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +101,42 @@ SELECT count(*) FROM {TABLE} JOIN ticketsearch_stage USING (connection_id, crm_t
 """  # noqa: S608
 
 
+COMMENT_COLUMNS = (
+    "connection_id",
+    "crm_ticket_id",
+    "crm_comment_id",
+    "author_id",
+    "body",
+    "public",
+    "created_at",
+    "recording_url",
+    "transcript",
+)
+_COMMENT_STAGE_DDL = """
+CREATE TEMP TABLE ticketsearch_comment_stage (
+    connection_id bigint, crm_ticket_id varchar(64), crm_comment_id varchar(64), author_id varchar(64),
+    body text, public boolean, created_at timestamptz, recording_url text, transcript text
+) ON COMMIT DROP
+"""
+_COMMENT_UPSERT = f"""
+INSERT INTO {COMMENT_TABLE} ({", ".join(COMMENT_COLUMNS)})
+SELECT {", ".join(COMMENT_COLUMNS)} FROM ticketsearch_comment_stage
+ON CONFLICT (connection_id, crm_ticket_id, crm_comment_id) DO UPDATE SET
+{", ".join(f"{c} = EXCLUDED.{c}" for c in COMMENT_COLUMNS[3:])}
+"""  # noqa: S608
+
+
 class ImportNotSupported(Exception):
     """The connection's CRM has no import (its provider is not a TicketImportSource)."""
 
 
 class ImportAlreadyRunning(Exception):
     """Another import of the same connection holds the lock; this one did nothing."""
+
+
+# Written on a run found still "running" by the next run of its connection: holding the lock now
+# means the run's own session (and its lock) is gone.
+ABANDONED_ERROR = "The worker stopped (killed, or at its hard time limit) before the run finished; resumed."
 
 
 @dataclass
@@ -143,22 +183,34 @@ def tickets_import(
     since: datetime | None = None,
     now: datetime | None = None,
     progress: Progress | None = None,
+    deadline: float | None = None,
 ) -> ImportRun:
     """Import the connection's agents and solved tickets changed since its cursor.
 
     `since` ignores the stored cursors and reads everything changed from that time (a first import
-    starts 90 days back). Raises ImportNotSupported, ImportAlreadyRunning, or the provider's
-    CrmError after recording it on the run (status failed); pages saved before it stay saved.
+    starts 90 days back). Past `deadline` (a time.monotonic() value) no further page is started:
+    the run ends *interrupted* and the next one resumes after its last saved page. Raises
+    ImportNotSupported, ImportAlreadyRunning, or the provider's CrmError after recording it on the
+    run (status failed); anything else that stops it (a soft time limit) leaves it interrupted.
+    Pages saved before either stay saved.
     """
-    provider = connection_provider(connection)
+    # Below live session work in the shared request budget (integrations.ratelimit).
+    provider = connection_provider(connection, work_class=WorkClass.IMPORT)
     if not isinstance(provider, TicketImportSource):
         raise ImportNotSupported(f"{connection.get_kind_display()} connections cannot be imported yet")
     now = now or timezone.now()
     with _import_lock(connection.pk):
         state, _ = ImportState.objects.get_or_create(connection=connection)
+        ImportRun.objects.filter(connection=connection, status=ImportRun.Status.RUNNING).update(
+            status=ImportRun.Status.INTERRUPTED, error=ABANDONED_ERROR, finished_at=timezone.now()
+        )
         run = ImportRun.objects.create(connection=connection, trigger=trigger, since=since)
         counts = _Counts(run=run, skipped=Counter())
         start = since or now - RETENTION
+
+        def out_of_time() -> bool:
+            return deadline is not None and monotonic() >= deadline
+
         try:
             users_cursor = None if since else state.users_cursor or None
             for user_page in provider.iter_users(cursor=users_cursor, since=start):
@@ -169,13 +221,23 @@ def tickets_import(
                     counts.save()
                 if progress:
                     progress("users", len(user_page.items), user_page.total)
+                if out_of_time():
+                    return _interrupted(run, "Stopped at its time limit while reading users; resumes from its cursor.")
 
             tickets_cursor = None if since else state.tickets_cursor or None
             partitions = set(partitions_existing())
+            stream = (
+                _CommentStream(provider, connection=connection, state=state, since=since, start=start, now=now)
+                if provider.comments_in_bulk
+                else None
+            )
             for ticket_page in provider.iter_tickets(cursor=tickets_cursor, since=start):
                 kept = _decide_tickets(ticket_page.items, connection=connection, counts=counts, now=now)
-                # Comments are read only for the tickets kept (one request per ticket on Zendesk).
-                loaded = provider.load_comments([ticket for ticket, _ in kept])
+                if stream is not None:
+                    loaded = stream.comments_for([ticket for ticket, _ in kept])
+                else:
+                    # Read only for the tickets kept: a request (or more) per ticket.
+                    loaded = provider.load_comments([ticket for ticket, _ in kept])
                 with transaction.atomic():
                     _save_tickets(
                         list(zip(loaded, (agent for _, agent in kept), strict=True)),
@@ -190,6 +252,10 @@ def tickets_import(
                     counts.save()
                 if progress:
                     progress("tickets", len(ticket_page.items), ticket_page.total)
+                if out_of_time():
+                    return _interrupted(
+                        run, "Stopped at its time limit while reading tickets; resumes from its cursor."
+                    )
         except CrmError as exc:
             run.status = ImportRun.Status.FAILED
             run.error = f"{exc.__class__.__name__}: {exc}"[:4000]
@@ -197,11 +263,107 @@ def tickets_import(
             run.save(update_fields=["status", "error", "finished_at"])
             logger.warning("ticketsearch.import.failed %s: %s", connection.pk, exc, extra={"run": run.pk})
             raise
+        except BaseException as exc:
+            # A soft time limit inside a request, or our own database: the run is not "running" any
+            # more. Best effort: when the database itself is gone, the next run marks it instead.
+            try:
+                _interrupted(run, f"{exc.__class__.__name__}: {exc}")
+            except Exception:
+                logger.warning("ticketsearch.import.unmarked %s", run.pk, exc_info=True)
+            raise
         run.status = ImportRun.Status.SUCCEEDED
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "finished_at"])
         state.last_run_at = run.finished_at
         state.save(update_fields=["last_run_at", "updated_at"])
+    return run
+
+
+class _CommentStream:
+    """The CRM's comment stream, read just far enough for each page of tickets, and the comment store.
+
+    A ticket's comments are all made before its last update, so once the stream is complete up
+    to the page's latest update, the store holds every comment of the page's tickets. Each page of
+    comments is saved with the stream's cursor after it, like the tickets.
+    """
+
+    def __init__(
+        self,
+        provider: TicketImportSource,
+        *,
+        connection: CrmConnection,
+        state: ImportState,
+        since: datetime | None,
+        start: datetime,
+        now: datetime,
+    ) -> None:
+        self.connection, self.state = connection, state
+        self.oldest = now - RETENTION
+        cursor = None if since else state.comments_cursor or None
+        self.pages: Iterator[CommentPage] = provider.iter_comments(cursor=cursor, since=start)
+        self.complete_until: datetime | None = None
+        self.done = False
+
+    def comments_for(self, tickets: list[ImportedTicket]) -> list[ImportedTicket]:
+        if not tickets:
+            return tickets
+        self._read_until(max(ticket.updated_at for ticket in tickets))
+        comments: dict[str, list[ImportedComment]] = {}
+        rows = (
+            CrmComment.objects.filter(connection=self.connection, crm_ticket_id__in=[t.crm_id for t in tickets])
+            .order_by("created_at", "id")
+            .values_list(
+                "crm_ticket_id", "crm_comment_id", "author_id", "body", "public", "created_at", "recording_url",
+                "transcript",
+            )
+        )  # fmt: skip
+        for ticket_id, comment_id, author_id, body, public, created_at, recording_url, transcript in rows:
+            comments.setdefault(ticket_id, []).append(
+                ImportedComment(comment_id, author_id, body, public, created_at, recording_url, transcript)
+            )
+        return [dataclasses.replace(t, comments=tuple(comments.get(t.crm_id, ()))) for t in tickets]
+
+    def _read_until(self, needed: datetime) -> None:
+        while not self.done and (self.complete_until is None or self.complete_until <= needed):
+            page = next(self.pages, None)
+            if page is None:
+                self.done = True
+                return
+            with transaction.atomic():
+                _save_comments(page.items, connection=self.connection, oldest=self.oldest)
+                self.state.comments_cursor = page.cursor
+                self.state.save(update_fields=["comments_cursor", "updated_at"])
+            self.complete_until = page.complete_until
+
+
+def _save_comments(comments: list[ImportedTicketComment], *, connection: CrmConnection, oldest: datetime) -> None:
+    # One row per comment even when a page boundary repeated it; older than 90 days: its ticket is gone.
+    unique = {
+        (item.ticket_crm_id, item.comment.crm_id): item
+        for item in comments
+        if item.comment.created_at is not None and item.comment.created_at >= oldest
+    }
+    if not unique:
+        return
+    with db_connection.cursor() as cursor:
+        cursor.execute(_COMMENT_STAGE_DDL)
+        with cursor.cursor.copy(f"COPY ticketsearch_comment_stage ({', '.join(COMMENT_COLUMNS)}) FROM STDIN") as copy:
+            for item in unique.values():
+                c = item.comment
+                copy.write_row(
+                    (connection.pk, item.ticket_crm_id, c.crm_id, c.author_id, c.body, c.public, c.created_at,
+                     c.recording_url, c.transcript)
+                )  # fmt: skip
+        cursor.execute(_COMMENT_UPSERT)
+        cursor.execute("DROP TABLE ticketsearch_comment_stage")
+
+
+def _interrupted(run: ImportRun, error: str) -> ImportRun:
+    run.status = ImportRun.Status.INTERRUPTED
+    run.error = error[:4000]
+    run.finished_at = timezone.now()
+    run.save(update_fields=["status", "error", "finished_at"])
+    logger.info("ticketsearch.import.interrupted %s: %s", run.connection_id, error, extra={"run": run.pk})
     return run
 
 

@@ -19,10 +19,15 @@ from ticketsearch.rules import RETENTION
 logger = logging.getLogger(__name__)
 
 TABLE = "ticketsearch_ticket"
+COMMENT_TABLE = "ticketsearch_crmcomment"
 PARTITION_PREFIX = f"{TABLE}_p"
 PARTITION_RE = re.compile(rf"^{PARTITION_PREFIX}(\d{{8}})$")
 # Days of partitions made ahead of today, so an import never waits on DDL for new tickets.
 DAYS_AHEAD = 7
+# The transaction-level advisory lock every partition CREATE and DROP is made under: two workers
+# (imports on several hosts, a purge from a second beat) would otherwise both see a day missing and
+# the second CREATE fail on the catalog's unique index, or DROP a table the other dropped.
+PARTITION_DDL_LOCK = (4_040_002, 1)
 
 
 @dataclass(frozen=True)
@@ -58,23 +63,38 @@ def partitions_existing() -> dict[str, date]:
     return found
 
 
+def _lock_partition_ddl() -> None:
+    """Wait for the partition DDL lock; held until the surrounding transaction ends."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", list(PARTITION_DDL_LOCK))
+
+
 def partitions_ensure(*, days: Iterable[date], existing: set[str] | None = None) -> list[str]:
-    """Make the partitions of these (UTC) days that do not exist yet; the names made."""
+    """Make the partitions of these (UTC) days that do not exist yet; the names made.
+
+    `existing` (updated in place) saves reading the catalog when nothing is missing; when something
+    is, the catalog is read again under the DDL lock, since another worker may have made it since.
+    """
     known = existing if existing is not None else set(partitions_existing())
+    missing = sorted({day for day in days if partition_name(day) not in known})
+    if not missing:
+        return []
     created = []
-    for day in sorted(set(days)):
-        name = partition_name(day)
-        if name in known:
-            continue
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        with connection.cursor() as cursor:
-            # IF NOT EXISTS: another worker may have made it since `known` was read.
-            cursor.execute(
-                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF {TABLE} FOR VALUES FROM (%s) TO (%s)",
-                [start, start + timedelta(days=1)],
-            )
-        known.add(name)
-        created.append(name)
+    with transaction.atomic():
+        _lock_partition_ddl()
+        known |= set(partitions_existing())
+        for day in missing:
+            name = partition_name(day)
+            if name in known:
+                continue
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"CREATE TABLE {name} PARTITION OF {TABLE} FOR VALUES FROM (%s) TO (%s)",
+                    [start, start + timedelta(days=1)],
+                )
+            known.add(name)
+            created.append(name)
     return created
 
 
@@ -83,6 +103,8 @@ def tickets_purge_expired(*, now: datetime) -> PurgeResult:
     """Remove every ticket created more than 90 days before `now`; make the coming days' partitions."""
     cutoff = now - RETENTION
     cutoff_day = cutoff.astimezone(UTC).date()
+    # Under the DDL lock from the start: what exists is read once nobody else can change it.
+    _lock_partition_ddl()
     existing = partitions_existing()
     dropped = sorted(name for name, day in existing.items() if day < cutoff_day)
     with connection.cursor() as cursor:
@@ -92,6 +114,9 @@ def tickets_purge_expired(*, now: datetime) -> PurgeResult:
         # Only the cut-off day's partition can still hold expired rows: the planner prunes the rest.
         cursor.execute(f"DELETE FROM {TABLE} WHERE created_at < %s", [cutoff])  # noqa: S608
         deleted = cursor.rowcount
+        # The import's comment store: a comment is never older than its ticket, so these are all
+        # comments of purged tickets. Only what expired since the last hourly run is left to delete.
+        cursor.execute(f"DELETE FROM {COMMENT_TABLE} WHERE created_at < %s", [cutoff])  # noqa: S608
     today = now.astimezone(UTC).date()
     created = partitions_ensure(
         days=(today + timedelta(days=offset) for offset in range(DAYS_AHEAD + 1)),
