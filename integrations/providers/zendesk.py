@@ -328,7 +328,8 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
     INCREMENTAL_TICKETS = "api/v2/incremental/tickets/cursor.json"
     INCREMENTAL_TICKET_EVENTS = "api/v2/incremental/ticket_events.json"
     # The comment child events (a voice call's comment is its own type, with the recording).
-    COMMENT_EVENT_TYPES: ClassVar[frozenset[str]] = frozenset({"Comment", "VoiceComment"})
+    # Voice comments: Talk ("VoiceComment") and calls partner integrations log ("TpeVoiceComment").
+    COMMENT_EVENT_TYPES: ClassVar[frozenset[str]] = frozenset({"Comment", "VoiceComment", "TpeVoiceComment"})
     comments_in_bulk = True
     # Tickets per export page: Zendesk's maximum (and default).
     EXPORT_PAGE_SIZE = 1000
