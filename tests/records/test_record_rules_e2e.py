@@ -5,6 +5,7 @@ each CRM whose seed gives it the rule.
 """
 
 import io
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -478,15 +479,26 @@ def test_S2_the_record_goes_to_the_agent_who_answers_not_the_one_first_assigned(
 
 
 def test_S2_answered_by_the_assigned_agent_costs_no_extra_call(product: Product) -> None:
-    def requests_for(call: Call) -> int:
-        before = sandbox_stats(product.sandbox)["total"]
+    def requests_for(call: Call) -> Counter[str]:
+        before = Counter(sandbox_stats(product.sandbox)["requests"])
         product.post(call)
-        return int(sandbox_stats(product.sandbox)["total"]) - before
+        return Counter(sandbox_stats(product.sandbox)["requests"]) - before
 
     not_connected = requests_for(Call("c-1", phone="+14155550111").created().assigned().ended())
     answered = requests_for(Call("c-2", phone="+14155550122").created().assigned().connected().ended())
 
-    assert answered == not_connected
+    # The only extra is the screen pop the answering agent gets (O4): on Zendesk the Talk display
+    # call and the lookup of the agent's Zendesk id it needs; elsewhere the adapter opens the URL.
+    screen_pop: Counter[str] = Counter()
+    if product.connection.kind == "zendesk":
+        screen_pop = Counter(
+            {
+                "POST /api/v2/channels/voice/agents/{agent_id}/tickets/{ticket_id}/display.json": 1,
+                "GET /api/v2/users/search.json": 1,
+            }
+        )
+    assert answered - not_connected == screen_pop
+    assert not_connected - answered == Counter()
     assert product.crm.record_for("c-2")["assignee_id"] == product.crm.agent_id("ana@example.com")
 
 
