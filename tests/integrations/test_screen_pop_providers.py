@@ -97,9 +97,14 @@ def test_kustomer_contact_by_id_with_its_custom_attributes(
 
 
 def test_a_provider_without_these_capabilities_says_so() -> None:
-    settings = ConnectionSettings(kind="salesforce", base_url="http://127.0.0.1:9", config={}, secrets={})
+    settings = ConnectionSettings(kind="salesforce", base_url="https://acme.my.salesforce.com", config={}, secrets={})
     provider = SalesforceProvider(settings)
 
-    assert provider.record_web_url(Record(id="1", subject="", status="New")) is None
+    # Every CRM with a record page has a URL for it (the provider's record_web_path) ...
+    assert provider.record_web_url(Record(id="500x", subject="", status="New")) == (
+        "https://acme.my.salesforce.com/lightning/r/Case/500x/view"
+    )
+    # ... but Salesforce cannot open it on the agent's screen, nor read a contact by id yet.
+    assert not provider.supports_screen_pop_display
     with pytest.raises(CrmUnsupported):
         provider.get_contact("003")
