@@ -88,8 +88,7 @@ def main() -> int:
             name="bench",
             kind="salesforce",
             base_url=base,
-            config={"client_id": "bench"},
-            secrets={"client_secret": "bench"},
+            settings={"client_id": "bench", "client_secret": "bench"},
             activate=True,
         )
         now = timezone.now()

@@ -3,12 +3,14 @@ from typing import Any, TypeVar
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from integrations.models import CrmConnection, CrmKind
+from integrations.providers.base import CAPABILITY_LABELS, Capability, SettingSpec
 from integrations.providers.registry import PROVIDERS
-from integrations.services import connection_activate, connection_test
+from integrations.services import connection_activate, connection_apply_settings, connection_can, connection_test
 
 ConnectionAction = TypeVar("ConnectionAction", bound=Callable[..., None])
 
@@ -16,27 +18,68 @@ ConnectionAction = TypeVar("ConnectionAction", bound=Callable[..., None])
 # add theirs here (records: "Create custom fields") when their admin module is imported; Django
 # reads `actions` per request, after every admin module has been loaded.
 CONNECTION_ACTIONS: list[Any] = ["test_connection", "make_active"]
+# Actions only some CRMs can serve: offered only while a connection's CRM can (action name -> capability).
+ACTION_CAPABILITIES: dict[str, Capability] = {}
 
 
-def register_connection_action(action: ConnectionAction) -> ConnectionAction:
-    """Offer `action(modeladmin, request, queryset)` on the CRM connection list."""
+def register_connection_action(action: ConnectionAction, *, requires: Capability | None = None) -> ConnectionAction:
+    """Offer `action(modeladmin, request, queryset)` on the CRM connection list.
+
+    With `requires`, the action is listed only when some connection's CRM has that capability,
+    and the action itself must refuse connections whose CRM lacks it (`connections_that_can`).
+    """
     if action not in CONNECTION_ACTIONS:
         CONNECTION_ACTIONS.append(action)
+    if requires is not None:
+        ACTION_CAPABILITIES[action.__name__] = requires
     return action
 
 
-class CrmConnectionForm(forms.ModelForm[CrmConnection]):
-    """Secrets are write-only: a blank field keeps the stored value, and none is ever rendered back."""
+def connections_that_can(
+    modeladmin: admin.ModelAdmin[CrmConnection],
+    request: HttpRequest,
+    queryset: QuerySet[CrmConnection],
+    capability: Capability,
+) -> list[CrmConnection]:
+    """The selected connections whose CRM can do this; the others are named in an error message."""
+    able = []
+    for connection in queryset:
+        if connection_can(connection, capability):
+            able.append(connection)
+        else:
+            modeladmin.message_user(
+                request,
+                f"{connection}: {connection.get_kind_display()} has no {CAPABILITY_LABELS[capability]}.",
+                messages.ERROR,
+            )
+    return able
 
-    api_token = forms.CharField(
-        label="API token",
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Stored encrypted. Leave blank to keep the current token.",
-    )
-    email = forms.EmailField(
-        required=False, help_text="Zendesk: the API user's email (Zendesk authenticates as email/token:API token)."
-    )
+
+def setting_field_name(kind: str, setting: SettingSpec) -> str:
+    """The form field of one declared setting; prefixed by kind, since the add form offers every CRM."""
+    return f"{kind}__{setting.name}"
+
+
+def _setting_field(setting: SettingSpec, stored: bool) -> forms.Field:
+    if setting.secret:
+        keep = " Stored encrypted, never shown. Leave blank to keep the stored value." if stored else ""
+        return forms.CharField(
+            label=setting.label,
+            required=False,
+            widget=forms.PasswordInput(render_value=False),
+            help_text=(setting.help_text + (keep or " Stored encrypted, never shown.")).strip(),
+        )
+    field_class = forms.EmailField if setting.email else forms.CharField
+    return field_class(label=setting.label, required=False, help_text=setting.help_text)
+
+
+class CrmConnectionForm(forms.ModelForm[CrmConnection]):
+    """Fields built from each provider's declared settings; secrets are write-only.
+
+    Every CRM's settings are on the add form (the kind is chosen on the same page); only the
+    chosen kind's are read. The checks are the service's, so the command and the form agree.
+    """
+
     rate_limit_per_minute = forms.IntegerField(
         label="Requests per minute",
         required=False,
@@ -44,7 +87,8 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         help_text=(
             "Your CRM plan's API limit, kept by all workers together so they do not run into 429s. "
             "Zendesk: Team 200, Growth and Professional 400, Enterprise 700, High Volume 2500. "
-            "Kustomer (org-wide): Enterprise 1000, Ultimate 2000. "
+            "Kustomer (org-wide): Enterprise 1000, Ultimate 2000. Freshdesk: Growth 200, Pro 400, "
+            "Enterprise 700. Salesforce counts per 24 hours: leave blank, its usage header is followed. "
             "Blank: no limit of our own (429s are still honoured)."
         ),
     )
@@ -59,34 +103,70 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["email"].initial = (self.instance.config or {}).get("email", "")
+        config = self.instance.config or {}
+        for setting in PROVIDERS[self.instance.kind].settings_spec if self.instance.kind in PROVIDERS else ():
+            name = setting_field_name(self.instance.kind, setting)
+            if setting.secret and self.instance.has_secrets:
+                self.fields[name] = _setting_field(setting, stored=True)
+            elif not setting.secret:
+                self.fields[name].initial = config.get(setting.name, "")
+        kind_field = self.fields["kind"]
+        if isinstance(kind_field, forms.ChoiceField):
+            kind_field.choices = [(kind.value, kind.label) for kind in CrmKind if kind.value in PROVIDERS]
+        self.fields["base_url"].help_text = " ".join(
+            f"{CrmKind(kind).label}: {provider.base_url_help}." for kind, provider in PROVIDERS.items()
+        )
         self.fields["make_active"].initial = self.instance.is_active
-        self.fields["rate_limit_per_minute"].initial = (self.instance.config or {}).get("rate_limit_per_minute")
+        self.fields["rate_limit_per_minute"].initial = config.get("rate_limit_per_minute")
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         kind = cleaned.get("kind")
-        if kind and kind not in PROVIDERS:
-            supported = ", ".join(CrmKind(k).label for k in sorted(PROVIDERS))
-            self.add_error("kind", f"{CrmKind(kind).label} is not supported yet; supported: {supported}.")
-        if not self.instance.has_secrets and not cleaned.get("api_token"):
-            self.add_error("api_token", "An API token is required for a new connection.")
-        if cleaned.get("kind") == "zendesk" and not cleaned.get("email"):
-            self.add_error("email", "Zendesk authenticates as `{email}/token:{api_token}`: the email is required.")
+        if not kind or kind not in PROVIDERS:
+            return cleaned
+        if self.instance.pk and kind != self.instance.kind:
+            # Another CRM's secrets mean nothing to this one: start from none.
+            self.instance.encrypted_secrets = ""
+            self.instance.config = {}
+        self.instance.kind = kind
+        values = {
+            setting.name: cleaned.get(setting_field_name(kind, setting)) or ""
+            for setting in PROVIDERS[kind].settings_spec
+        }
+        try:
+            connection_apply_settings(self.instance, values, rate_limit_per_minute=cleaned.get("rate_limit_per_minute"))
+        except ValidationError as exc:
+            for name, messages_ in exc.message_dict.items():
+                field = f"{kind}__{name}"
+                self.add_error(field if field in self.fields else None, messages_)
         return cleaned
 
-    def save(self, commit: bool = True) -> CrmConnection:
-        connection = super().save(commit=False)
-        connection.config = {
-            **(connection.config or {}),
-            "email": self.cleaned_data.get("email") or "",
-            "rate_limit_per_minute": self.cleaned_data.get("rate_limit_per_minute"),
-        }
-        if token := self.cleaned_data.get("api_token"):
-            connection.set_secrets({**connection.secrets, "api_token": token})
-        if commit:
-            connection.save()
-        return connection
+
+# The declared settings are form fields of the class, so the admin's form factory knows them.
+for _kind, _provider in PROVIDERS.items():
+    for _setting in _provider.settings_spec:
+        _field = _setting_field(_setting, stored=False)
+        CrmConnectionForm.base_fields[setting_field_name(_kind, _setting)] = _field
+        CrmConnectionForm.declared_fields[setting_field_name(_kind, _setting)] = _field
+
+
+def connection_fieldsets(kind: str | None) -> list[tuple[str | None, dict[str, Any]]]:
+    """One fieldset per CRM's declared settings: the connection's own CRM only, once it has one."""
+    fieldsets: list[tuple[str | None, dict[str, Any]]] = [
+        (None, {"fields": ["name", "kind", "base_url", "is_active", "make_active"]})
+    ]
+    for provider_kind, provider in PROVIDERS.items():
+        if kind and provider_kind != kind:
+            continue
+        names = [setting_field_name(provider_kind, setting) for setting in provider.settings_spec]
+        description = None if kind else f"Read only when the kind is {CrmKind(provider_kind).label}."
+        fieldsets.append((f"{CrmKind(provider_kind).label} credentials", {"fields": names, "description": description}))
+    fieldsets += [
+        ("What it can do", {"fields": ["credentials_stored", "capability_list"]}),
+        ("Limits", {"fields": ["rate_limit_per_minute"]}),
+        ("Status", {"fields": ["last_error", "last_error_at", "created_at", "updated_at"]}),
+    ]
+    return fieldsets
 
 
 @admin.register(CrmConnection)
@@ -95,18 +175,39 @@ class CrmConnectionAdmin(admin.ModelAdmin[CrmConnection]):
     list_display = ["name", "kind", "base_url", "is_active", "last_error", "updated_at"]
     list_filter = ["kind", "is_active"]
     search_fields = ["name", "base_url"]
-    readonly_fields = ["is_active", "credentials_stored", "last_error", "last_error_at", "created_at", "updated_at"]
-    fieldsets = [
-        (None, {"fields": ["name", "kind", "base_url", "is_active", "make_active"]}),
-        ("Credentials", {"fields": ["email", "api_token", "credentials_stored"]}),
-        ("Limits", {"fields": ["rate_limit_per_minute"]}),
-        ("Status", {"fields": ["last_error", "last_error_at", "created_at", "updated_at"]}),
+    readonly_fields = [
+        "is_active",
+        "credentials_stored",
+        "capability_list",
+        "last_error",
+        "last_error_at",
+        "created_at",
+        "updated_at",
     ]
     actions = CONNECTION_ACTIONS
+
+    def get_fieldsets(self, request: HttpRequest, obj: CrmConnection | None = None) -> Any:
+        kind = obj.kind if obj is not None else request.GET.get("kind")
+        return connection_fieldsets(kind if kind in PROVIDERS else None)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        kinds = set(CrmConnection.objects.values_list("kind", flat=True).distinct())
+        for name, capability in ACTION_CAPABILITIES.items():
+            if not any(kind in PROVIDERS and PROVIDERS[kind].can(capability) for kind in kinds):
+                actions.pop(name, None)
+        return actions
 
     @admin.display(description="Credentials stored", boolean=True)
     def credentials_stored(self, obj: CrmConnection) -> bool:
         return obj.has_secrets
+
+    @admin.display(description="This CRM can do")
+    def capability_list(self, obj: CrmConnection) -> str:
+        provider = PROVIDERS.get(obj.kind)
+        if provider is None:
+            return "-"
+        return ", ".join(label for capability, label in CAPABILITY_LABELS.items() if provider.can(capability))
 
     def save_model(self, request: HttpRequest, obj: CrmConnection, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)

@@ -98,8 +98,7 @@ def zendesk_connection(db: None, zendesk_sandbox: SandboxServer) -> CrmConnectio
         name="Sandbox Zendesk",
         kind="zendesk",
         base_url=zendesk_sandbox.base_url,
-        config={"email": "admin@example.com"},
-        secrets={"api_token": "sandbox-token"},
+        settings={"email": "admin@example.com", "api_token": "sandbox-token"},
         activate=True,
     )
 
@@ -131,8 +130,7 @@ def kustomer_connection(db: None, kustomer_sandbox: SandboxServer) -> CrmConnect
         name="Sandbox Kustomer",
         kind="kustomer",
         base_url=kustomer_sandbox.base_url,
-        config={},
-        secrets={"api_token": "sandbox-api-key"},
+        settings={"api_token": "sandbox-api-key"},
         activate=True,
     )
 
@@ -158,8 +156,7 @@ def salesforce_connection(db: None, salesforce_sandbox: SandboxServer) -> CrmCon
         name="Sandbox Salesforce",
         kind="salesforce",
         base_url=salesforce_sandbox.base_url,
-        config={"client_id": "sandbox-client"},
-        secrets={"client_secret": "sandbox-secret"},
+        settings={"client_id": "sandbox-client", "client_secret": "sandbox-secret"},
         activate=False,
     )
 

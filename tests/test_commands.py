@@ -43,7 +43,7 @@ def test_add_crm_connection_prints_its_id_and_makes_it_active() -> None:
 
 @pytest.mark.django_db
 def test_add_crm_connection_explains_what_is_missing() -> None:
-    with pytest.raises(CommandError, match="--email is required"):
+    with pytest.raises(CommandError, match=r"--setting email \(or --email\): API user's email is required"):
         run("add_crm_connection", "--provider", "zendesk", "--base-url", "https://a.zendesk.com", "--token", "t")
     with pytest.raises(CommandError, match="base_url"):
         run("add_crm_connection", "--provider", "zendesk", "--base-url", "not a url", "--email", "a@a.com",

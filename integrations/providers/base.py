@@ -14,6 +14,48 @@ from integrations.exceptions import CrmUnsupported
 from integrations.http import RateGate
 
 
+class Capability(StrEnum):
+    """What a provider can do for its CRM; the admin and the services offer only these."""
+
+    RECORDS = "records"
+    CUSTOM_FIELDS = "custom_fields"
+    TAGS = "tags"
+    USER_STATUSES = "user_statuses"
+    WEBHOOKS = "webhooks"
+    TICKET_IMPORT = "ticket_import"
+    SCREEN_POP = "screen_pop"
+    BATCHING = "batching"
+
+
+CAPABILITY_LABELS: dict[Capability, str] = {
+    Capability.RECORDS: "records (record rules)",
+    Capability.CUSTOM_FIELDS: "creating custom fields",
+    Capability.TAGS: "tags",
+    Capability.USER_STATUSES: "user statuses (agent status sync)",
+    Capability.WEBHOOKS: "outbound webhooks",
+    Capability.TICKET_IMPORT: "ticket import for QA search",
+    Capability.SCREEN_POP: "screen pop",
+    Capability.BATCHING: "API batching",
+}
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting a connection to this CRM needs, as its provider declares it.
+
+    Secret settings are stored encrypted and never shown back; the others are kept in the
+    connection's config. The admin form, `add_crm_connection --setting` and the services all
+    read these declarations, so a new CRM needs no form or command of its own.
+    """
+
+    name: str
+    label: str
+    help_text: str = ""
+    secret: bool = False
+    required: bool = True
+    email: bool = False
+
+
 @dataclass(frozen=True)
 class ConnectionSettings:
     """What a provider needs to reach one CRM instance (decrypted secrets included)."""
@@ -139,6 +181,10 @@ class CrmProvider(abc.ABC):
     """
 
     kind: ClassVar[str]
+    # The connection form's words for the base URL, and the settings beside it.
+    base_url_help: ClassVar[str] = ""
+    settings_spec: ClassVar[tuple[SettingSpec, ...]] = ()
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
     open_statuses: ClassVar[frozenset[str]]
     default_open_status: ClassVar[str]
     # Statuses the CRM refuses to change (a closed Zendesk ticket): such a record is never reopened.
@@ -217,8 +263,14 @@ class CrmProvider(abc.ABC):
     def can_reopen(self, record: Record) -> bool:
         return record.status not in self.immutable_statuses
 
+    @classmethod
+    def can(cls, capability: Capability) -> bool:
+        return capability in cls.capabilities
+
     # Agent status sync (A1-A5). Only CRMs with user statuses implement these.
-    supports_user_status: ClassVar[bool] = False
+    @property
+    def supports_user_status(self) -> bool:
+        return self.can(Capability.USER_STATUSES)
 
     def list_user_statuses(self) -> list[CrmUserStatus]:
         """The user statuses defined in the CRM."""

@@ -48,8 +48,7 @@ class Command(BaseCommand):
             name="Sandbox Zendesk",
             kind="zendesk",
             base_url=options["sandbox_url"],
-            config={"email": "admin@example.com"},
-            secrets={"api_token": "sandbox-token"},
+            settings={"email": "admin@example.com", "api_token": "sandbox-token"},
             activate=True,
         )
         # The example call's queue and a team for it, so the queue and team screens are not empty;
