@@ -99,6 +99,9 @@ class CrmHttpClient:
     def authorize(self, request: requests.PreparedRequest) -> None:
         """Hook for subclasses: add credentials to the outgoing request."""
 
+    def observe(self, response: requests.Response) -> None:
+        """Hook for subclasses: read a CRM's usage headers off every answer (to close the rate gate early)."""
+
     def retry_after(self, response: requests.Response) -> float:
         """Hook for subclasses: seconds a 429 asks to wait (here: Retry-After, seconds or an HTTP date)."""
         return parse_retry_after(response.headers.get("Retry-After"), now=time.time())
@@ -145,6 +148,7 @@ class CrmHttpClient:
         except requests.RequestException as exc:
             raise CrmTransientError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
 
+        self.observe(response)
         status = response.status_code
         if status < 400:
             if not response.content:

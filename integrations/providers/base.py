@@ -105,6 +105,8 @@ class Record:
     custom_fields: Mapping[str, Any] = field(default_factory=dict)
     # Set when the CRM merged this record into another one (S8: the survivor gets the updates).
     merged_into_id: str | None = None
+    # Set by CRMs that say so themselves (Salesforce IsClosed); None: the status decides.
+    is_closed: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,18 @@ def test_parse_e164(value: str, expected: str | None) -> None:
 
 
 @pytest.mark.parametrize(
-    ("e164", "digits"), [("+14155550100", "4155550100"), ("+442079460958", "2079460958"), ("+390612345678", "0612345678")]
+    ("e164", "digits"),
+    [("+14155550100", "4155550100"), ("+442079460958", "2079460958"), ("+390612345678", "0612345678")],
 )
 def test_national_number_is_what_every_stored_format_shares(e164: str, digits: str) -> None:
     assert national_number(e164) == digits
 
 
 def test_matching_keeps_exact_matches_first_and_drops_other_numbers() -> None:
-    candidates = [("a", ["(415) 555-0100"]), ("b", ["+14155550199"]), ("c", [None, "+14155550100"])]
+    candidates: list[tuple[str, list[str | None]]] = [
+        ("a", ["(415) 555-0100"]),
+        ("b", ["+14155550199"]),
+        ("c", [None, "+14155550100"]),
+    ]
 
     assert [name for name, _ in matching(candidates, "+14155550100", lambda item: item[1])] == ["c", "a"]
