@@ -92,6 +92,8 @@ class CrmHttpClient:
         self.session.mount("http://", HTTPAdapter(max_retries=0))
         self.session.mount("https://", HTTPAdapter(max_retries=0))
         self.session.headers["User-Agent"] = USER_AGENT
+        # How long a rate-limit error code without Retry-After (Salesforce's 403) closes the gate.
+        self.limit_retry_after = LIMIT_EXCEEDED_RETRY_AFTER_SECONDS
 
     def build_url(self, path: str) -> str:
         return urljoin(self.base_url, path.lstrip("/"))
@@ -166,7 +168,7 @@ class CrmHttpClient:
         code = error_code(body)
         logger.info("crm.http.error %s %s -> %s %s", method, path, status, code, extra={"status": status})
         if status == 429 or code in RATE_LIMIT_ERROR_CODES:
-            retry_after = self.retry_after(response) if status == 429 else LIMIT_EXCEEDED_RETRY_AFTER_SECONDS
+            retry_after = self.retry_after(response) if status == 429 else self.limit_retry_after
             if self.rate_gate is not None:
                 self.rate_gate.close_for(self.base_url, retry_after)
             raise CrmRateLimited(

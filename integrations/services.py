@@ -36,6 +36,7 @@ def connection_settings(connection: CrmConnection) -> ConnectionSettings:
         secrets=connection.secrets,
         timeout=settings.CRM_HTTP_TIMEOUT_SECONDS,
         rate_limit_per_minute=connection.config.get("rate_limit_per_minute") or None,
+        limit_exceeded_retry_seconds=settings.CRM_LIMIT_EXCEEDED_RETRY_SECONDS,
     )
 
 

@@ -181,6 +181,8 @@ def celery_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[sub
         "CRM_RETRY_BACKOFF_SECONDS": "0.05",
         "CRM_RETRY_BACKOFF_MAX_SECONDS": "0.5",
         "CRM_HTTP_TIMEOUT_SECONDS": "5",
+        # The sandbox Salesforce's injected request-limit answers are waited out in a second.
+        "CRM_LIMIT_EXCEEDED_RETRY_SECONDS": "1",
         "DATABASE_CONN_MAX_AGE": "0",
     }
     process = subprocess.Popen(

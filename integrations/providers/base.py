@@ -67,6 +67,8 @@ class ConnectionSettings:
     timeout: float = 15.0
     # The CRM plan's request limit, kept by every worker together (integrations.ratelimit).
     rate_limit_per_minute: int | None = None
+    # How long a request-limit error without Retry-After (Salesforce's 403) pauses the CRM's calls.
+    limit_exceeded_retry_seconds: float = 60.0
 
 
 @dataclass(frozen=True)

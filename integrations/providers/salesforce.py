@@ -26,7 +26,7 @@ from integrations.exceptions import (
     CrmRequestError,
     CrmTransientError,
 )
-from integrations.http import LIMIT_EXCEEDED_RETRY_AFTER_SECONDS, RATE_LIMIT_ERROR_CODES, CrmHttpClient, RateGate
+from integrations.http import RATE_LIMIT_ERROR_CODES, CrmHttpClient, RateGate
 from integrations.providers.base import (
     Agent,
     Attachment,
@@ -150,6 +150,7 @@ class SalesforceClient(CrmHttpClient):
         # The login endpoint takes no bearer token, so it has a client of its own (same error mapping).
         self._login_client = CrmHttpClient(settings.base_url, timeout=settings.timeout)
         self._access_token: str | None = None
+        self.limit_retry_after = self._login_client.limit_retry_after = settings.limit_exceeded_retry_seconds
 
     def login(self) -> None:
         """Get an access token and the instance URL the data calls go to."""
@@ -181,7 +182,7 @@ class SalesforceClient(CrmHttpClient):
             return
         used, limit = int(match.group(1)), int(match.group(2))
         if limit and limit - used <= limit * LIMIT_RESERVE_SHARE:
-            self.rate_gate.close_for(self.base_url, LIMIT_EXCEEDED_RETRY_AFTER_SECONDS)
+            self.rate_gate.close_for(self.base_url, self.limit_retry_after)
 
     def request(
         self,
@@ -221,7 +222,7 @@ class SalesforceClient(CrmHttpClient):
         failures = [answer for answer in answers if int(answer.get("httpStatusCode") or 500) >= 400]
         if failures:
             real = [f for f in failures if _error_code(f.get("body")) != "PROCESSING_HALTED"] or failures
-            raise _composite_error(real[0])
+            raise _composite_error(real[0], self.limit_retry_after)
         return [answer.get("body") for answer in answers]
 
     def query_pages(self, soql: str) -> Iterator[dict[str, Any]]:
@@ -239,12 +240,12 @@ def _error_code(body: Any) -> str | None:
     return None
 
 
-def _composite_error(answer: dict[str, Any]) -> Exception:
+def _composite_error(answer: dict[str, Any], limit_retry_after: float) -> Exception:
     status, body = int(answer.get("httpStatusCode") or 500), answer.get("body")
     code = _error_code(body)
     message = f"composite {answer.get('referenceId')}: {status} {body}"
     if code in RATE_LIMIT_ERROR_CODES:
-        return CrmRateLimited(message, retry_after=LIMIT_EXCEEDED_RETRY_AFTER_SECONDS)
+        return CrmRateLimited(message, retry_after=limit_retry_after)
     if status >= 500:
         return CrmTransientError(message)
     if status in (401, 403):

@@ -544,6 +544,9 @@ class SalesforceSandbox(Sandbox):
             except (ValueError, binascii.Error):
                 raise _sf_error(400, "INVALID_FIELD", "VersionData: not valid base64") from None
             changes = {**changes, "VersionData": None}
+        if obj == "Case":
+            # The org's default case owner: a support queue (Setup > Support Settings).
+            changes = {"OwnerId": QUEUE_ID, **changes}
         record_id = self._store(obj, dict(changes))
         record = self.records[obj][record_id]
         self._apply(obj, record, {})

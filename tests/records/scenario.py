@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import requests
 
+from integrations.phones import national_number
 from integrations.sandbox import SandboxServer
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -297,3 +298,101 @@ class KustomerView:
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [{"records": records_snapshot(self)}]
+
+
+@dataclass
+class SalesforceView:
+    """Salesforce as an integration engineer reads it: SOQL and sObject reads with an OAuth token.
+
+    A case's first entry is its Description, later ones its CaseComments; the files published to
+    it (ContentVersion) are listed as entries of their own, as the case's Files list shows them.
+    """
+
+    sandbox: SandboxServer
+    kind: str = "salesforce"
+    solved: str = "Closed"
+    open: str = "New"
+    api: requests.Session = field(default_factory=requests.Session)
+    external_id_field: str = "CRM_Bridge_Session_Id__c"
+
+    def _login(self) -> None:
+        form = {"grant_type": "client_credentials", "client_id": "view", "client_secret": "view"}
+        token = requests.post(f"{self.sandbox.base_url}/services/oauth2/token", data=form, timeout=10).json()
+        self.api.headers["Authorization"] = f"Bearer {token['access_token']}"
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = path if path.startswith("http") else f"{self.sandbox.base_url}{path}"
+        response = self.api.request(method, url, timeout=10, **kwargs)
+        if response.status_code == 401:
+            # The sandbox forgets its tokens on reset, as an org does on a password change.
+            self._login()
+            response = self.api.request(method, url, timeout=10, **kwargs)
+        response.raise_for_status()
+        return response
+
+    def query(self, soql: str) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = self.call("GET", "/services/data/v60.0/query", params={"q": soql}).json()[
+            "records"
+        ]
+        return records
+
+    def records(self) -> list[dict[str, Any]]:
+        return [self._record(case) for case in self.query("SELECT Id FROM Case ORDER BY CreatedDate")]
+
+    def _record(self, case: dict[str, Any]) -> dict[str, Any]:
+        full = self.call("GET", f"/services/data/v60.0/sobjects/Case/{case['Id']}").json()
+        owner = full.get("OwnerId") or ""
+        return {
+            "id": full["Id"],
+            "subject": full["Subject"],
+            "status": full["Status"],
+            # Cases have no tags (R8 does not apply).
+            "tags": [],
+            # A case owned by a queue (00G) has no agent yet.
+            "assignee_id": owner if owner.startswith("005") else None,
+            "requester_id": full.get("ContactId"),
+            "external_id": full.get(self.external_id_field),
+            "custom_fields": {key: value for key, value in full.items() if key.endswith("__c")},
+        }
+
+    def record_for(self, session_id: str) -> dict[str, Any]:
+        found = self.query(f"SELECT Id FROM Case WHERE {self.external_id_field} = '{session_id}'")
+        assert len(found) == 1, found
+        return self._record(found[0])
+
+    def comments(self, record_id: str) -> list[dict[str, Any]]:
+        case = self.call("GET", f"/services/data/v60.0/sobjects/Case/{record_id}").json()
+        entries = [{"body": case["Description"], "public": False, "attachments": [], "attachment_urls": []}]
+        soql = f"SELECT CommentBody, IsPublished FROM CaseComment WHERE ParentId = '{record_id}' ORDER BY CreatedDate"
+        entries += [
+            {"body": item["CommentBody"], "public": item["IsPublished"], "attachments": [], "attachment_urls": []}
+            for item in self.query(soql)
+        ]
+        files = f"SELECT Title, VersionData FROM ContentVersion WHERE FirstPublishLocationId = '{record_id}'"
+        entries += [
+            {"body": "", "public": False, "attachments": [item["Title"]], "attachment_urls": [item["VersionData"]]}
+            for item in self.query(files)
+        ]
+        return entries
+
+    def download(self, url: str) -> bytes:
+        return self.call("GET", url).content
+
+    def set_status(self, record_id: str, status: str) -> None:
+        self.call("PATCH", f"/services/data/v60.0/sobjects/Case/{record_id}", json={"Status": status})
+
+    def contacts_with_phone(self, phone: str) -> list[dict[str, Any]]:
+        sosl = f"FIND {{{national_number(phone)}}} IN PHONE FIELDS RETURNING Contact(Id, Name)"
+        found = self.call("GET", "/services/data/v60.0/search", params={"q": sosl}).json()["searchRecords"]
+        return [{"id": item["Id"], "name": item["Name"]} for item in found]
+
+    def create_contact(self, name: str, phone: str) -> str:
+        body = {"LastName": name, "Phone": phone}
+        return str(self.call("POST", "/services/data/v60.0/sobjects/Contact", json=body).json()["id"])
+
+    def agent_id(self, email: str) -> str:
+        return str(self.query(f"SELECT Id FROM User WHERE Email = '{email}'")[0]["Id"])
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        contacts = sorted((item["Name"], item["Phone"] or "") for item in self.query("SELECT Name, Phone FROM Contact"))
+        return [{"records": records_snapshot(self), "contacts": contacts}]

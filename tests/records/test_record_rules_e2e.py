@@ -4,7 +4,9 @@ Each test name carries the SPEC id it proves (R1-R9, S1-S16, F2). The `crm` fixt
 each CRM whose seed gives it the rule.
 """
 
-from dataclasses import dataclass
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -12,8 +14,9 @@ import requests
 
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
+from integrations.services import connection_create, connection_provider
 from records.models import CrmAction, CustomDataMapping, CustomField, Event, OperationSettings, Session
-from tests.records.scenario import Call, CrmView, KustomerView, ZendeskView
+from tests.records.scenario import Call, CrmView, KustomerView, SalesforceView, ZendeskView
 from tests.support import sandbox_config, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -28,6 +31,12 @@ class Product:
     crm: CrmView
     sandbox: SandboxServer
     connection: CrmConnection
+    # What the CRM needs after a reset before the product can write to it (an org's setup).
+    setup: Callable[[], None] = field(default=lambda: None)
+
+    def reset_crm(self) -> None:
+        self.sandbox.reset()
+        self.setup()
 
     def post(self, *calls: Call, settle: bool = True) -> None:
         events = [event for call in calls for event in call.events]
@@ -57,19 +66,49 @@ class Product:
         return [comment["body"] for comment in self.crm.comments(self.crm.record_for(session_id)["id"])]
 
 
-@pytest.fixture(params=["zendesk", "kustomer"])
+def _nothing() -> None:
+    """No setup: the CRM's sandbox fixture is all it needs."""
+
+
+# The CRMs every rule runs on unless its seed names fewer (R8: tags, not on Salesforce).
+CRMS = ["zendesk", "kustomer", "salesforce"]
+TAGGED_CRMS = ["zendesk", "kustomer"]
+# The agents of the Zendesk and Kustomer demo fixtures, made in the other sandboxes.
+AGENTS = [("Ana", "ana@example.com"), ("Ben", "ben@example.com"), ("Carla", "carla@example.com")]
+
+
+@pytest.fixture(params=CRMS)
 def product(request: pytest.FixtureRequest, live_server: Any, api_key: str) -> Product:
     """The product writing to one CRM; tests of rules only one CRM's seed gives narrow `params`."""
     view: CrmView
+    setup: Callable[[], None] = _nothing
     if request.param == "zendesk":
         connection = request.getfixturevalue("zendesk_connection")
         sandbox = request.getfixturevalue("zendesk_sandbox")
         view = ZendeskView(sandbox, request.getfixturevalue("zendesk_api"))
-    else:
+    elif request.param == "kustomer":
         connection = request.getfixturevalue("kustomer_connection")
         sandbox = request.getfixturevalue("kustomer_sandbox")
         view = KustomerView(sandbox, request.getfixturevalue("kustomer_api"))
-    return Product(url=live_server.url, api_key=api_key, crm=view, sandbox=sandbox, connection=connection)
+    else:
+        sandbox = request.getfixturevalue("salesforce_sandbox")
+        connection = connection_create(
+            name="Sandbox Salesforce",
+            kind="salesforce",
+            base_url=sandbox.base_url,
+            settings={"client_id": "sandbox-client", "client_secret": "sandbox-secret"},
+        )
+        setup = functools.partial(_salesforce_org, sandbox, connection)
+        setup()
+        view = SalesforceView(sandbox)
+    return Product(url=live_server.url, api_key=api_key, crm=view, sandbox=sandbox, connection=connection, setup=setup)
+
+
+def _salesforce_org(sandbox: SandboxServer, connection: CrmConnection) -> None:
+    """The org's one-time setup: the agents, and the external-id fields the product upserts on."""
+    users = [{"FirstName": first, "LastName": "Agent", "Email": email} for first, email in AGENTS]
+    requests.post(f"{sandbox.base_url}/__sandbox/seed", json={"users": users}, timeout=10).raise_for_status()
+    connection_provider(connection).ensure_custom_fields(())
 
 
 def answered_call(session_id: str, **kwargs: Any) -> Call:
@@ -117,7 +156,7 @@ def test_R2_record_closed_within_n_days_is_appended_to_and_reopened(product: Pro
     product.post(answered_call("c-2"))
 
     [record] = product.crm.records()
-    assert record["status"] == "open"
+    assert record["status"] == product.crm.open
     assert "closed within 3 days, and reopened" in product.reason("c-2")
 
 
@@ -215,6 +254,7 @@ def test_R7_title_template_fills_every_variable(product: Product) -> None:
     assert subject == "IVR Call c-1 [en] Support > Billing +14155550100 2026-11-20 09:00:00 UTC"
 
 
+@pytest.mark.parametrize("product", TAGGED_CRMS, indirect=True)
 def test_R8_session_type_tag_in_the_crm_style_and_the_product_tag(product: Product) -> None:
     product.configure(add_product_tag=True, product_tag="acme")
     product.post(answered_call("c-1"), Call("chat-1", session_type="chat_inbound_web", phone="").answered())
@@ -225,6 +265,7 @@ def test_R8_session_type_tag_in_the_crm_style_and_the_product_tag(product: Produ
     assert chat_tag[product.crm.kind] in product.crm.record_for("chat-1")["tags"]
 
 
+@pytest.mark.parametrize("product", TAGGED_CRMS, indirect=True)
 def test_R8_tags_off(product: Product) -> None:
     product.configure(tag_session_type=False)
     product.post(answered_call("c-1"))
@@ -557,7 +598,7 @@ def test_replayed_or_failing_runs_leave_the_crm_as_one_clean_run(product: Produc
         product.post(call)
     clean = product.crm.snapshot()
 
-    product.sandbox.reset()
+    product.reset_crm()
     Session.objects.all().delete()
     sandbox_config(
         product.sandbox, seed=3, fail_rate=0.15, throttle_rate=0.1, lost_response_rate=0.1, retry_after_seconds=1
