@@ -28,6 +28,10 @@ LIMIT_EXCEEDED_RETRY_AFTER_SECONDS = 60.0
 RATE_LIMIT_ERROR_CODES = frozenset({"REQUEST_LIMIT_EXCEEDED"})
 
 
+# Multipart files: by field name, or (field name, file) pairs when a name repeats (`attachments[]`).
+Files = dict[str, tuple[str, bytes, str]] | list[tuple[str, tuple[str, bytes, str]]]
+
+
 class RateGate(Protocol):
     """Where a 429's Retry-After is remembered so all workers honour it (see integrations.ratelimit)."""
 
@@ -116,7 +120,7 @@ class CrmHttpClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         data: bytes | dict[str, str] | None = None,
-        files: dict[str, tuple[str, bytes, str]] | None = None,
+        files: Files | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
         """Send one request and return its decoded JSON body (None for an empty body).

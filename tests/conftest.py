@@ -161,6 +161,38 @@ def salesforce_connection(db: None, salesforce_sandbox: SandboxServer) -> CrmCon
     )
 
 
+@pytest.fixture(scope="session")
+def freshdesk_sandbox_server() -> Iterator[SandboxServer]:
+    server = start_sandbox("freshdesk", fixture=ROOT / "integrations" / "sandbox" / "fixtures" / "freshdesk_demo.json")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def freshdesk_sandbox(freshdesk_sandbox_server: SandboxServer) -> SandboxServer:
+    """The sandbox Freshdesk, reset to its demo fixture (agents ana, ben, carla; API key sandbox-api-key)."""
+    return _fresh(freshdesk_sandbox_server)
+
+
+@pytest.fixture
+def freshdesk_api(freshdesk_sandbox: SandboxServer) -> requests.Session:
+    """A client reading the sandbox through Freshdesk's own API (the fixture's API key)."""
+    session = requests.Session()
+    session.auth = ("sandbox-api-key", "X")
+    return session
+
+
+@pytest.fixture
+def freshdesk_connection(db: None, freshdesk_sandbox: SandboxServer) -> CrmConnection:
+    return connection_create(
+        name="Sandbox Freshdesk",
+        kind="freshdesk",
+        base_url=freshdesk_sandbox.base_url,
+        settings={"api_token": "sandbox-api-key"},
+        activate=True,
+    )
+
+
 # -- A real Celery worker ------------------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from integrations.exceptions import (
     CrmRequestError,
     CrmTransientError,
 )
-from integrations.http import RATE_LIMIT_ERROR_CODES, CrmHttpClient, RateGate
+from integrations.http import RATE_LIMIT_ERROR_CODES, CrmHttpClient, Files, RateGate
 from integrations.providers.base import (
     Agent,
     Attachment,
@@ -192,7 +192,7 @@ class SalesforceClient(CrmHttpClient):
         params: dict[str, Any] | None = None,
         json: Any = None,
         data: bytes | dict[str, str] | None = None,
-        files: dict[str, tuple[str, bytes, str]] | None = None,
+        files: Files | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
         if self._access_token is None:

@@ -396,3 +396,88 @@ class SalesforceView:
     def snapshot(self) -> list[dict[str, Any]]:
         contacts = sorted((item["Name"], item["Phone"] or "") for item in self.query("SELECT Name, Phone FROM Contact"))
         return [{"records": records_snapshot(self), "contacts": contacts}]
+
+
+@dataclass
+class FreshdeskView:
+    """Freshdesk as an integration engineer reads it, through the sandbox's API v2 (Basic API key:X).
+
+    A ticket's first entry is its description, the others its conversations (private notes).
+    """
+
+    sandbox: SandboxServer
+    api: requests.Session
+    kind: str = "freshdesk"
+    solved: str = "resolved"
+    open: str = "open"
+    session_field: str = "cf_crm_bridge_session_id"
+
+    STATUS_NAMES = {2: "open", 3: "pending", 4: "resolved", 5: "closed"}
+
+    def get(self, path: str, **params: Any) -> Any:
+        url = path if path.startswith("http") else f"{self.sandbox.base_url}{path}"
+        response = self.api.get(url, params=params, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def records(self) -> list[dict[str, Any]]:
+        return [self._record(ticket) for ticket in self.get("/api/v2/tickets", per_page=100, order_type="asc")]
+
+    def _record(self, ticket: dict[str, Any]) -> dict[str, Any]:
+        custom = dict(ticket.get("custom_fields") or {})
+        return {
+            "id": str(ticket["id"]),
+            "subject": ticket["subject"],
+            "status": self.STATUS_NAMES.get(ticket["status"], str(ticket["status"])),
+            "tags": ticket["tags"],
+            "assignee_id": str(ticket["responder_id"]) if ticket.get("responder_id") else None,
+            "requester_id": str(ticket["requester_id"]),
+            "external_id": custom.get(self.session_field),
+            "custom_fields": custom,
+        }
+
+    def record_for(self, session_id: str) -> dict[str, Any]:
+        found = self.get("/api/v2/search/tickets", query=f"\"{self.session_field}:'{session_id}'\"")["results"]
+        assert len(found) == 1, found
+        return self._record(found[0])
+
+    def comments(self, record_id: str) -> list[dict[str, Any]]:
+        ticket = self.get(f"/api/v2/tickets/{record_id}")
+        entries = [{"body": ticket["description_text"], "public": False, "attachments": [], "attachment_urls": []}]
+        for note in self.get(f"/api/v2/tickets/{record_id}/conversations", per_page=100):
+            entries.append(
+                {
+                    "body": note["body_text"],
+                    "public": not note["private"],
+                    "attachments": [item["name"] for item in note["attachments"]],
+                    "attachment_urls": [item["attachment_url"] for item in note["attachments"]],
+                }
+            )
+        return entries
+
+    def download(self, url: str) -> bytes:
+        response = self.api.get(url, timeout=10)
+        response.raise_for_status()
+        return response.content
+
+    def set_status(self, record_id: str, status: str) -> None:
+        number = {name: number for number, name in self.STATUS_NAMES.items()}[status]
+        url = f"{self.sandbox.base_url}/api/v2/tickets/{record_id}"
+        self.api.put(url, json={"status": number}, timeout=10).raise_for_status()
+
+    def contacts_with_phone(self, phone: str) -> list[dict[str, Any]]:
+        return [{"id": str(c["id"]), "name": c["name"]} for c in self.get("/api/v2/contacts", phone=phone)]
+
+    def create_contact(self, name: str, phone: str) -> str:
+        response = self.api.post(
+            f"{self.sandbox.base_url}/api/v2/contacts", json={"name": name, "phone": phone}, timeout=10
+        )
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def agent_id(self, email: str) -> str:
+        return str(self.get("/api/v2/agents", email=email)[0]["id"])
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        contacts = sorted((c["name"], c.get("phone") or "") for c in self.get("/api/v2/contacts"))
+        return [{"records": records_snapshot(self), "contacts": contacts}]

@@ -16,7 +16,7 @@ from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
 from integrations.services import connection_create, connection_provider
 from records.models import CrmAction, CustomDataMapping, CustomField, Event, OperationSettings, Session
-from tests.records.scenario import Call, CrmView, KustomerView, SalesforceView, ZendeskView
+from tests.records.scenario import Call, CrmView, FreshdeskView, KustomerView, SalesforceView, ZendeskView
 from tests.support import sandbox_config, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -71,8 +71,8 @@ def _nothing() -> None:
 
 
 # The CRMs every rule runs on unless its seed names fewer (R8: tags, not on Salesforce).
-CRMS = ["zendesk", "kustomer", "salesforce"]
-TAGGED_CRMS = ["zendesk", "kustomer"]
+CRMS = ["zendesk", "kustomer", "salesforce", "freshdesk"]
+TAGGED_CRMS = ["zendesk", "kustomer", "freshdesk"]
 # The agents of the Zendesk and Kustomer demo fixtures, made in the other sandboxes.
 AGENTS = [("Ana", "ana@example.com"), ("Ben", "ben@example.com"), ("Carla", "carla@example.com")]
 
@@ -90,6 +90,13 @@ def product(request: pytest.FixtureRequest, live_server: Any, api_key: str) -> P
         connection = request.getfixturevalue("kustomer_connection")
         sandbox = request.getfixturevalue("kustomer_sandbox")
         view = KustomerView(sandbox, request.getfixturevalue("kustomer_api"))
+    elif request.param == "freshdesk":
+        connection = request.getfixturevalue("freshdesk_connection")
+        sandbox = request.getfixturevalue("freshdesk_sandbox")
+        # The helpdesk's one-time setup: the ticket field the session id is kept in.
+        setup = functools.partial(_freshdesk_helpdesk, connection)
+        setup()
+        view = FreshdeskView(sandbox, request.getfixturevalue("freshdesk_api"))
     else:
         sandbox = request.getfixturevalue("salesforce_sandbox")
         connection = connection_create(
@@ -102,6 +109,10 @@ def product(request: pytest.FixtureRequest, live_server: Any, api_key: str) -> P
         setup()
         view = SalesforceView(sandbox)
     return Product(url=live_server.url, api_key=api_key, crm=view, sandbox=sandbox, connection=connection, setup=setup)
+
+
+def _freshdesk_helpdesk(connection: CrmConnection) -> None:
+    connection_provider(connection).ensure_custom_fields(())
 
 
 def _salesforce_org(sandbox: SandboxServer, connection: CrmConnection) -> None:
@@ -259,9 +270,17 @@ def test_R8_session_type_tag_in_the_crm_style_and_the_product_tag(product: Produ
     product.configure(add_product_tag=True, product_tag="acme")
     product.post(answered_call("c-1"), Call("chat-1", session_type="chat_inbound_web", phone="").answered())
 
-    expected = {"zendesk": ["voice_inbound_ivr", "acme"], "kustomer": ["Voice Inbound - IVR", "acme"]}
+    expected = {
+        "zendesk": ["voice_inbound_ivr", "acme"],
+        "kustomer": ["Voice Inbound - IVR", "acme"],
+        "freshdesk": ["Voice Inbound (IVR)", "acme"],
+    }
     assert sorted(product.crm.record_for("c-1")["tags"]) == sorted(expected[product.crm.kind])
-    chat_tag = {"zendesk": "messaging_inbound_web_chat", "kustomer": "Messaging Inbound - Web Chat"}
+    chat_tag = {
+        "zendesk": "messaging_inbound_web_chat",
+        "kustomer": "Messaging Inbound - Web Chat",
+        "freshdesk": "Messaging Inbound (Web Chat)",
+    }
     assert chat_tag[product.crm.kind] in product.crm.record_for("chat-1")["tags"]
 
 
