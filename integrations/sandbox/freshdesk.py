@@ -148,6 +148,9 @@ class FreshdeskSandbox(Sandbox):
 
     # -- Protocol --------------------------------------------------------------------------------
 
+    def connection_settings(self) -> dict[str, str]:
+        return {"api_token": sorted(self.api_keys)[0]} if self.api_keys else {}
+
     def authenticate(self, headers: Mapping[str, str]) -> Response | None:
         scheme, _, encoded = headers.get("authorization", "").partition(" ")
         try:

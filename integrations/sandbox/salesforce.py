@@ -322,6 +322,10 @@ class SalesforceSandbox(Sandbox):
         self._next_number[obj] = number + 1
         return f"{ID_PREFIXES[obj]}{number:012d}AAA"
 
+    def connection_settings(self) -> dict[str, str]:
+        # Any non-empty client id and secret get a token (client-credentials flow).
+        return {"client_id": "sandbox-client", "client_secret": "sandbox-secret"}
+
     def error(self, status: int, code: str, description: str) -> Response:
         codes = {400: "BAD_REQUEST", 404: "NOT_FOUND", 500: "UNKNOWN_EXCEPTION", 503: "SERVER_UNAVAILABLE"}
         return Response(status, [{"message": description, "errorCode": codes.get(status, code)}])

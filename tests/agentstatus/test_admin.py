@@ -15,6 +15,7 @@ from agentstatus.models import (
     StatusPush,
     StatusSyncSettings,
 )
+from integrations.models import CrmConnection
 from tests.agentstatus.support import WEBHOOK_SECRET, Deliver, work_session_event
 
 pytestmark = pytest.mark.django_db
@@ -188,3 +189,22 @@ def test_push_list_shows_attempts_and_errors_and_retries(
     assert "1 push(es) queued to run again." in response.content.decode()
     push.refresh_from_db()
     assert push.state == StatusPush.State.PENDING
+
+
+def test_status_inheritance_is_refused_against_a_crm_without_user_statuses(
+    admin_client: Client, sync_settings: StatusSyncSettings, zendesk_connection: CrmConnection
+) -> None:
+    url = f"/admin/agentstatus/statussyncsettings/{sync_settings.pk}/change/"
+    form = {"inheritance_enabled": "on", "priority": "crm_overrides", "direction": "one_way", "connection": ""}
+    sync_settings.connection = None
+    sync_settings.save()
+
+    response = admin_client.post(url, form)
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "has no user statuses to inherit: choose a connection whose CRM has them (Kustomer)." in html
+    # The connection list offers only CRMs with user statuses.
+    assert f'value="{zendesk_connection.pk}"' not in html
+    sync_settings.refresh_from_db()
+    assert sync_settings.priority == "latest_change_wins"
