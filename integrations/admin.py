@@ -60,6 +60,18 @@ def setting_field_name(kind: str, setting: SettingSpec) -> str:
     return f"{kind}__{setting.name}"
 
 
+def clear_field_name(kind: str, setting: SettingSpec) -> str:
+    return f"{setting_field_name(kind, setting)}__clear"
+
+
+def _clear_field(setting: SettingSpec) -> forms.Field:
+    return forms.BooleanField(
+        label=f"Forget the {setting.label.lower()}",
+        required=False,
+        help_text=f"Tick to remove the stored {setting.label.lower()} (it is optional).",
+    )
+
+
 def _setting_field(setting: SettingSpec, stored: bool) -> forms.Field:
     if setting.secret:
         keep = " Stored encrypted, never shown. Leave blank to keep the stored value." if stored else ""
@@ -133,8 +145,15 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
             setting.name: cleaned.get(setting_field_name(kind, setting)) or ""
             for setting in PROVIDERS[kind].settings_spec
         }
+        clear = [
+            setting.name
+            for setting in PROVIDERS[kind].settings_spec
+            if setting.secret and not setting.required and cleaned.get(clear_field_name(kind, setting))
+        ]
         try:
-            connection_apply_settings(self.instance, values, rate_limit_per_minute=cleaned.get("rate_limit_per_minute"))
+            connection_apply_settings(
+                self.instance, values, rate_limit_per_minute=cleaned.get("rate_limit_per_minute"), clear=clear
+            )
         except ValidationError as exc:
             for name, messages_ in exc.message_dict.items():
                 field = f"{kind}__{name}"
@@ -148,6 +167,10 @@ for _kind, _provider in PROVIDERS.items():
         _field = _setting_field(_setting, stored=False)
         CrmConnectionForm.base_fields[setting_field_name(_kind, _setting)] = _field
         CrmConnectionForm.declared_fields[setting_field_name(_kind, _setting)] = _field
+        if _setting.secret and not _setting.required:
+            _clear = _clear_field(_setting)
+            CrmConnectionForm.base_fields[clear_field_name(_kind, _setting)] = _clear
+            CrmConnectionForm.declared_fields[clear_field_name(_kind, _setting)] = _clear
 
 
 def connection_fieldsets(kind: str | None) -> list[tuple[str | None, dict[str, Any]]]:
@@ -158,7 +181,11 @@ def connection_fieldsets(kind: str | None) -> list[tuple[str | None, dict[str, A
     for provider_kind, provider in PROVIDERS.items():
         if kind and provider_kind != kind:
             continue
-        names = [setting_field_name(provider_kind, setting) for setting in provider.settings_spec]
+        names = []
+        for setting in provider.settings_spec:
+            names.append(setting_field_name(provider_kind, setting))
+            if setting.secret and not setting.required:
+                names.append(clear_field_name(provider_kind, setting))
         description = None if kind else f"Read only when the kind is {CrmKind(provider_kind).label}."
         fieldsets.append((f"{CrmKind(provider_kind).label} credentials", {"fields": names, "description": description}))
     fieldsets += [

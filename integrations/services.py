@@ -2,7 +2,7 @@
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -66,12 +66,17 @@ def connection_can(connection: CrmConnection, capability: Capability) -> bool:
 
 
 def connection_apply_settings(
-    connection: CrmConnection, values: Mapping[str, str | None], *, rate_limit_per_minute: int | None = None
+    connection: CrmConnection,
+    values: Mapping[str, str | None],
+    *,
+    rate_limit_per_minute: int | None = None,
+    clear: Collection[str] = (),
 ) -> None:
     """Check `values` against the provider's declared settings and put them on the (unsaved) connection.
 
     Non-secret settings go to `config`, secret ones to the encrypted secrets. A blank secret keeps
-    the stored one; a required setting must be given or already stored. Raises ValidationError
+    the stored one, and `clear` names optional secrets to forget (a Salesforce security token no
+    longer needed); a required setting must be given or already stored. Raises ValidationError
     keyed by setting name, before anything is changed.
     """
     spec = connection_settings_spec(connection.kind)
@@ -93,7 +98,11 @@ def connection_apply_settings(
                 errors[setting.name] = "Enter a valid email address."
                 continue
         if setting.secret:
-            if value:
+            if setting.name in clear:
+                if value:
+                    errors[setting.name] = f"Either enter a {setting.label.lower()} or forget the stored one."
+                secrets.pop(setting.name, None)
+            elif value:
                 secrets[setting.name] = value
         elif value or setting.name in values:
             config[setting.name] = value

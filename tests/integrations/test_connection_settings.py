@@ -149,3 +149,25 @@ def test_sandbox_crm_prints_the_command_that_connects_to_it_first(kind: str) -> 
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_an_optional_secret_can_be_forgotten_but_not_also_typed(admin_client: Client) -> None:
+    from integrations.services import connection_create
+
+    connection = connection_create(
+        name="sf",
+        kind="salesforce",
+        base_url="https://login.salesforce.com",
+        settings={"client_id": "id", "client_secret": "s", "password": "pw", "security_token": "tok-1"},
+    )
+    url = f"/admin/integrations/crmconnection/{connection.pk}/change/"
+    form = {"name": "sf", "kind": "salesforce", "base_url": connection.base_url, "salesforce__client_id": "id"}
+
+    both = admin_client.post(
+        url, {**form, "salesforce__security_token": "tok-2", "salesforce__security_token__clear": "on"}
+    )
+    assert "Either enter a security token or forget the stored one." in both.content.decode()
+    assert admin_client.post(url, {**form, "salesforce__security_token__clear": "on"}).status_code == 302
+
+    connection.refresh_from_db()
+    assert connection.secrets == {"client_secret": "s", "password": "pw"}
