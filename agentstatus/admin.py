@@ -6,6 +6,7 @@ from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
@@ -20,7 +21,7 @@ from agentstatus.models import (
     StatusSyncSettings,
 )
 from agentstatus.rules import sync_stopped_reason
-from agentstatus.selectors import sync_connection, sync_settings_get
+from agentstatus.selectors import status_sync_health, sync_connection, sync_settings_get
 from agentstatus.services.changes import agent_status_set
 from agentstatus.services.push import status_push_retry
 from agentstatus.services.setup import (
@@ -34,6 +35,7 @@ from agentstatus.services.setup import (
 )
 from integrations.crypto import CredentialsUnreadable
 from integrations.exceptions import CrmError
+from integrations.health import HealthRow, HealthSection, register_health_source
 from integrations.models import CrmConnection, CrmKind
 from integrations.providers.base import Capability
 from integrations.providers.registry import PROVIDERS, UnsupportedCrm
@@ -310,7 +312,14 @@ class AgentAdmin(admin.ModelAdmin[Agent]):
     @admin.display(description="Active CRM instances")
     def crm_instances(self, obj: Agent) -> str:
         sessions = obj.work_sessions or {}
-        return ", ".join(f"{session} (status {status})" for session, status in sorted(sessions.items())) or "none"
+        # The CRM's status names, not its ids: the id is kept only for a status we do not know (yet).
+        names = dict(CrmStatus.objects.filter(crm_id__in=set(sessions.values())).values_list("crm_id", "name"))
+        return (
+            ", ".join(
+                f"{session} ({names.get(status) or f'status {status}'})" for session, status in sorted(sessions.items())
+            )
+            or "none"
+        )
 
     @admin.display(description="Audit trail")
     def all_changes(self, obj: Agent) -> str:
@@ -450,3 +459,39 @@ class AgentTokenAdmin(APIKeyModelAdmin):
     list_select_related = ["agent"]
     search_fields = ("name", "prefix", "agent__email")  # type: ignore[assignment]
     autocomplete_fields = ["agent"]
+
+
+@register_health_source
+def status_sync_health_section(connection: CrmConnection | None) -> HealthSection:
+    """Status sync: last webhook received, A3 conflicts, unmapped statuses, failed pushes."""
+    health = status_sync_health(connection=connection)
+    scope = f"&connection__id__exact={connection.pk}" if connection else ""
+    last = health.last_webhook_at
+    rows = [
+        HealthRow(
+            "Last status webhook received",
+            f"{timezone.localtime(last):%Y-%m-%d %H:%M:%S}" if last else "never",
+            reverse("admin:agentstatus_statuschange_changelist") + "?source__exact=crm",
+            alert=health.inheritance_enabled and last is None,
+        ),
+        HealthRow(
+            "Agents signed in to several CRM instances (sync stopped)",
+            str(health.conflicts),
+            reverse("admin:agentstatus_agent_changelist") + "?sync=stopped",
+            alert=health.conflicts > 0,
+        ),
+        HealthRow(
+            "CRM statuses not mapped to a platform status",
+            str(health.unmapped_statuses),
+            reverse("admin:agentstatus_crmstatus_changelist") + "?mapped=no" + scope,
+            alert=health.inheritance_enabled and health.unmapped_statuses > 0,
+        ),
+        HealthRow(
+            "Failed status pushes",
+            str(health.failed_pushes),
+            reverse("admin:agentstatus_statuspush_changelist") + "?state__exact=failed",
+            alert=health.failed_pushes > 0,
+        ),
+    ]
+    note = "" if health.inheritance_enabled else "Agent status inheritance is off (Status sync settings)."
+    return HealthSection("Agent status sync", rows, note=note)

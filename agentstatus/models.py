@@ -243,6 +243,7 @@ class StatusPush(models.Model):
 
     class Meta:
         verbose_name = "status push"
+        verbose_name_plural = "status pushes"
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["agent", "-id"], name="status_push_agent"),
@@ -254,11 +255,17 @@ class StatusPush(models.Model):
 
 
 class ProcessedWebhookEvent(models.Model):
-    """Webhook event ids already taken: a replay within the acceptance window is refused."""
+    """Webhook event ids already taken: a redelivery is acknowledged and changes nothing.
+
+    A delivery whose CRM user is not known yet keeps its body here until the user has been looked
+    up after the answer (`agentstatus.apply_webhook_event`); the body is cleared once applied.
+    """
 
     event_id = models.CharField(max_length=200, unique=True)
     name = models.CharField(max_length=100, blank=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    pending_body = models.TextField(blank=True)
+    lookup_attempts = models.PositiveIntegerField(default=0)
 
     def __str__(self) -> str:
         return self.event_id

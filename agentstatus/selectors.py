@@ -6,7 +6,15 @@ from datetime import datetime
 from django.db.models import QuerySet
 
 from agentstatus import rules
-from agentstatus.models import Agent, CrmStatus, PlatformStatus, StatusSyncSettings, SyncDirection
+from agentstatus.models import (
+    Agent,
+    CrmStatus,
+    PlatformStatus,
+    ProcessedWebhookEvent,
+    StatusPush,
+    StatusSyncSettings,
+    SyncDirection,
+)
 from integrations.models import CrmConnection
 from integrations.services import connection_get_active
 
@@ -87,4 +95,30 @@ def agent_status_view(agent: Agent, settings: StatusSyncSettings | None = None) 
         sync_stopped=agent.sync_stopped,
         sync_stopped_reason=rules.sync_stopped_reason(sessions),
         statuses=list(platform_statuses()),
+    )
+
+
+@dataclass(frozen=True)
+class StatusSyncHealth:
+    inheritance_enabled: bool
+    last_webhook_at: datetime | None
+    conflicts: int
+    unmapped_statuses: int
+    failed_pushes: int
+
+
+def status_sync_health(*, connection: CrmConnection | None = None) -> StatusSyncHealth:
+    """The status sync at a glance: last webhook, agents stopped by A3, unmapped statuses, failed pushes."""
+    statuses = CrmStatus.objects.filter(platform_status__isnull=True, in_crm=True)
+    pushes = StatusPush.objects.filter(state=StatusPush.State.FAILED)
+    if connection is not None:
+        statuses = statuses.filter(connection=connection)
+        pushes = pushes.filter(crm_status__connection=connection)
+    last = ProcessedWebhookEvent.objects.order_by("-received_at").values_list("received_at", flat=True).first()
+    return StatusSyncHealth(
+        inheritance_enabled=sync_settings_get().inheritance_enabled,
+        last_webhook_at=last,
+        conflicts=Agent.objects.filter(sync_stopped=True).count(),
+        unmapped_statuses=statuses.count(),
+        failed_pushes=pushes.count(),
     )

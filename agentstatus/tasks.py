@@ -10,9 +10,12 @@ logger = logging.getLogger(__name__)
 
 # A push whose message has waited this long without a worker taking it is enqueued again.
 SWEEP_STALE_AFTER = timedelta(minutes=2)
-# Processed webhook ids are kept past the 5-minute acceptance window (and its clock-skew margin
-# on the other side), after which the timestamp check alone refuses a replay.
-WEBHOOK_IDS_KEPT_FOR = timedelta(minutes=15)
+# Kustomer retries a delivery for about an hour (1, 1, 2, 5, 10, 15, 30 minutes): ids are kept
+# well past that, so every redelivery is recognised. One older still cannot undo a newer status:
+# events are ordered by their own updatedAt.
+WEBHOOK_IDS_KEPT_FOR = timedelta(hours=3)
+# A stored delivery still waiting for its user lookup this long has lost its task message.
+PENDING_LOOKUP_STALE_AFTER = timedelta(minutes=15)
 
 
 @shared_task(name="agentstatus.push_status", acks_late=True, max_retries=0)
@@ -42,11 +45,23 @@ def sweep_pushes_task() -> None:
         logger.info("agentstatus.sweep %s pushes re-enqueued", len(due))
 
 
+@shared_task(name="agentstatus.apply_webhook_event", acks_late=True, max_retries=0)
+def apply_webhook_event_task(event_id: str) -> None:
+    """Look up the unknown CRM user of one stored delivery, then apply it; come back when a retry is due."""
+    from agentstatus.services.inbound import webhook_event_apply_pending
+
+    retry_in = webhook_event_apply_pending(event_id=event_id)
+    if retry_in is not None:
+        apply_webhook_event_task.apply_async((event_id,), countdown=retry_in)
+
+
 @shared_task(name="agentstatus.prune_webhook_events", max_retries=0)
 def prune_webhook_events_task() -> None:
-    """Forget webhook event ids older than the replay window."""
-    from agentstatus.services.inbound import webhook_events_prune
+    """Forget webhook event ids older than Kustomer's retry window; re-enqueue lost user lookups."""
+    from agentstatus.services.inbound import webhook_events_pending, webhook_events_prune
 
     deleted = webhook_events_prune(older_than=timezone.now() - WEBHOOK_IDS_KEPT_FOR)
     if deleted:
         logger.info("agentstatus.prune %s webhook ids", deleted)
+    for event_id in webhook_events_pending(received_before=timezone.now() - PENDING_LOOKUP_STALE_AFTER):
+        apply_webhook_event_task.delay(event_id)

@@ -106,6 +106,8 @@ def bench_env(db_url: str, redis_url: str) -> dict[str, str]:
             # DEBUG records every SQL query per request; production does not, so neither does the bench.
             "DJANGO_DEBUG": "false",
             "LOG_LEVEL": "WARNING",
+            # The sandbox CRM listens on loopback, which a connection reaches only with this on.
+            "CRM_ALLOW_LOOPBACK": "true",
         }
     )
     return env

@@ -179,11 +179,9 @@ def envelope(event_id: str, name: str, session_id: str, user_id: str, status_id:
 def signed_post(session: requests.Session, url: str, body: bytes) -> requests.Response:
     from integrations.webhooks import kustomer_signature
 
-    stamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
-        "X-Kustomer-Webhook-Timestamp": stamp,
-        "X-Kustomer-Webhook-Signature": kustomer_signature(WEBHOOK_SECRET, stamp, body),
+        "X-Kustomer-Webhook-Signature": kustomer_signature(WEBHOOK_SECRET, body),
     }
     return session.post(url, data=body, headers=headers, timeout=REQUEST_TIMEOUT_S)
 
@@ -219,7 +217,13 @@ def status_visible(conn: psycopg.Connection[Any], email: str, expected: str) -> 
 
 
 def sign_in_all(base_url: str, setup: Setup, run_id: str) -> list[AgentStream]:
-    """Every agent opens one Kustomer session (not measured: the product resolves each user once)."""
+    """Every agent opens one Kustomer session (not measured: the product resolves each user once).
+
+    A sign-in of a user not known yet is answered 202 and its user looked up after the answer by
+    the task `agentstatus.apply_webhook_event`; the bench runs no worker, so it does that here.
+    """
+    from agentstatus.services.inbound import webhook_event_apply_pending
+
     streams = []
     with requests.Session() as session:
         for index, (email, user_id) in enumerate(setup.users.items()):
@@ -229,8 +233,10 @@ def sign_in_all(base_url: str, setup: Setup, run_id: str) -> list[AgentStream]:
                 f"{session_id}-in", "kustomer.work-session.create", session_id, user_id, setup.statuses[status], None
             )
             response = signed_post(session, f"{base_url}{WEBHOOK_PATH}", body)
-            if response.status_code != 200 or response.json().get("outcome") != "ignored":
+            if response.status_code != 202 or response.json().get("outcome") != "queued":
                 raise RuntimeError(f"sign-in of {email}: {response.status_code} {response.text[:200]}")
+            if webhook_event_apply_pending(event_id=f"{session_id}-in") is not None:
+                raise RuntimeError(f"sign-in of {email}: the CRM could not say who user {user_id} is")
             streams.append(AgentStream(email, user_id, session_id, status))
     return streams
 
@@ -357,7 +363,9 @@ def run(args: argparse.Namespace, log_path: Path) -> dict[str, Any]:
     db_url = database_url(args.postgres_url, args.database)
     env = bench_env(db_url, args.redis_url)
     # This process configures the product through its own services, on the bench database.
-    os.environ.update({key: env[key] for key in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL")})
+    os.environ.update(
+        {key: env[key] for key in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "CRM_ALLOW_LOOPBACK")}
+    )
     print(f"database {args.database}: re-creating and migrating")
     recreate_database(args.postgres_url, args.database)
     manage(env, "migrate", "--noinput")

@@ -38,7 +38,14 @@ def recreate_database(server_url: str, name: str) -> str:
 
 def setup_django(db_url: str) -> None:
     """Migrate the bench database, then configure Django in this process against it."""
-    env = {**os.environ, "DATABASE_URL": db_url, "DJANGO_DEBUG": "false", "LOG_LEVEL": "WARNING"}
+    # The sandbox CRMs listen on loopback, which a CRM connection reaches only with CRM_ALLOW_LOOPBACK on.
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "DJANGO_DEBUG": "false",
+        "LOG_LEVEL": "WARNING",
+        "CRM_ALLOW_LOOPBACK": "true",
+    }
     result = subprocess.run(
         [str(PYTHON), "manage.py", "migrate", "--noinput", "-v0"],
         cwd=ROOT,

@@ -44,12 +44,16 @@ INSTALLED_APPS = [
     "records",
     "agentstatus",
     "django_filters",
-    "rest_framework.authtoken",
     "ticketsearch",
+    "health_check",
+    "ops",
 ]
 
 MIDDLEWARE = [
+    "ops.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves collectstatic's output (the admin's CSS and JS) from the web process itself.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -64,7 +68,8 @@ WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Project-wide admin overrides (the home page's health panel).
+        "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -89,7 +94,28 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Compressed copies for clients that accept them; no manifest, so a page renders even before
+    # collectstatic (with DEBUG on, WhiteNoise serves straight from the apps' static folders).
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# HTTPS AND PROXIES: all off by default (make run is plain http on loopback); docs/operations.md.
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto (and strips it from clients).
+if env.bool("DJANGO_TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = env.bool("DJANGO_USE_X_FORWARDED_HOST", default=False)
+# Served over https only: secure cookies, http redirected, HSTS.
+HTTPS_ONLY = env.bool("DJANGO_HTTPS", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = HTTPS_ONLY
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=3600 if HTTPS_ONLY else 0)
+# Probes from the load balancer come over plain http on the private network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz", r"^metrics$"]
+# The https origins the admin's forms are posted from, e.g. https://crm-bridge.example.com.
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+SESSION_COOKIE_HTTPONLY = True
 
 # SECURITY: CRM credentials at rest are Fernet tokens under this key (integrations.crypto).
 CRM_CREDENTIALS_KEY = env("CRM_CREDENTIALS_KEY")
@@ -110,11 +136,15 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 5 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 4 * 60
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's schedules behind a database lock: any number of beats, one sends (ops.beat).
+CELERY_BEAT_SCHEDULER = "ops.beat:SingleBeatScheduler"
 # Messages not acknowledged within this window are redelivered to another worker.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 15 * 60}
 
 # CRM CALLS
+# CRM base URLs must be https to a public address (integrations.urlguard). On only where the CRM is a
+# sandbox on this machine: the demo (`make run`'s .env), the tests and the benchmarks.
+CRM_ALLOW_LOOPBACK = env.bool("CRM_ALLOW_LOOPBACK", default=False)
 CRM_HTTP_TIMEOUT_SECONDS = env.float("CRM_HTTP_TIMEOUT_SECONDS", default=15.0)
 # Exponential backoff for failed CRM actions: base * 2**attempt, capped, with full jitter.
 CRM_RETRY_BACKOFF_SECONDS = env.float("CRM_RETRY_BACKOFF_SECONDS", default=2.0)
@@ -152,11 +182,27 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# How long /healthz waits for the workers to answer its ping.
+HEALTHZ_WORKER_PING_SECONDS = env.float("HEALTHZ_WORKER_PING_SECONDS", default=2.0)
+
+# METRICS: /metrics answers anyone unless this is set (then `Authorization: Bearer <token>`).
+METRICS_BEARER_TOKEN = env("METRICS_BEARER_TOKEN", default="")
+
+# LOGS: one JSON object a line on stderr, with every `extra=` field as a key of its own (json), or
+# plain lines for a terminal (make run).
+LOG_FORMAT = env("LOG_FORMAT", default="json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
 

@@ -1,16 +1,30 @@
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import redis
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 
+from integrations.crypto import CredentialsUnreadable
+from integrations.health import HealthRow, HealthSection, register_health_source, usage_chart_svg, usage_totals
 from integrations.models import CrmConnection, CrmKind
 from integrations.providers.base import CAPABILITY_LABELS, Capability, SettingSpec
 from integrations.providers.registry import PROVIDERS
-from integrations.services import connection_activate, connection_apply_settings, connection_can, connection_test
+from integrations.selectors import connection_budget, connection_circuit_state, connection_usage
+from integrations.services import (
+    connection_activate,
+    connection_apply_settings,
+    connection_can,
+    connection_get_active,
+    connection_test,
+)
 
 ConnectionAction = TypeVar("ConnectionAction", bound=Callable[..., None])
 
@@ -74,12 +88,18 @@ def _clear_field(setting: SettingSpec) -> forms.Field:
 
 def _setting_field(setting: SettingSpec, stored: bool) -> forms.Field:
     if setting.secret:
-        keep = " Stored encrypted, never shown. Leave blank to keep the stored value." if stored else ""
+        if stored:
+            note = (
+                f" {setting.label} stored: encrypted, never shown. Leave blank to keep it "
+                "(required again when the base URL changes)."
+            )
+        else:
+            note = " Stored encrypted, never shown."
         return forms.CharField(
             label=setting.label,
             required=False,
             widget=forms.PasswordInput(render_value=False),
-            help_text=(setting.help_text + (keep or " Stored encrypted, never shown.")).strip(),
+            help_text=(setting.help_text + note).strip(),
         )
     field_class = forms.EmailField if setting.email else forms.CharField
     return field_class(label=setting.label, required=False, help_text=setting.help_text)
@@ -118,22 +138,39 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         config = self.instance.config or {}
         for setting in PROVIDERS[self.instance.kind].settings_spec if self.instance.kind in PROVIDERS else ():
             name = setting_field_name(self.instance.kind, setting)
-            if setting.secret and self.instance.has_secrets:
-                self.fields[name] = _setting_field(setting, stored=True)
-            elif not setting.secret:
+            if setting.secret:
+                self.fields[name] = _setting_field(setting, stored=setting.name in self._stored_secrets())
+            else:
                 self.fields[name].initial = config.get(setting.name, "")
+        # Only the CRMs a provider serves are offered (a connection of another kind could do nothing).
         kind_field = self.fields["kind"]
         if isinstance(kind_field, forms.ChoiceField):
-            kind_field.choices = [(kind.value, kind.label) for kind in CrmKind if kind.value in PROVIDERS]
+            kind_field.choices = [
+                (value, label) for value, label in CrmKind.choices if value in PROVIDERS or value == self.instance.kind
+            ]
         self.fields["base_url"].help_text = " ".join(
             f"{CrmKind(kind).label}: {provider.base_url_help}." for kind, provider in PROVIDERS.items()
         )
         self.fields["make_active"].initial = self.instance.is_active
         self.fields["rate_limit_per_minute"].initial = config.get("rate_limit_per_minute")
 
+    def _stored_secrets(self) -> dict[str, Any]:
+        if not self.instance.has_secrets:
+            return {}
+        try:
+            return dict(self.instance.secrets)
+        except CredentialsUnreadable:
+            return {}
+
+    def _url_changed(self) -> bool:
+        return self.instance.pk is not None and "base_url" in self.changed_data
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
         kind = cleaned.get("kind")
+        if kind and kind not in PROVIDERS:
+            supported = ", ".join(CrmKind(k).label for k in sorted(PROVIDERS))
+            self.add_error("kind", f"{CrmKind(kind).label} is not supported yet; supported: {supported}.")
         if not kind or kind not in PROVIDERS:
             return cleaned
         if self.instance.pk and kind != self.instance.kind:
@@ -152,7 +189,12 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         ]
         try:
             connection_apply_settings(
-                self.instance, values, rate_limit_per_minute=cleaned.get("rate_limit_per_minute"), clear=clear
+                self.instance,
+                values,
+                rate_limit_per_minute=cleaned.get("rate_limit_per_minute"),
+                clear=clear,
+                # Secrets stored for the old URL are never sent to a new one: a changed URL needs them again.
+                base_url_changed=self._url_changed(),
             )
         except ValidationError as exc:
             for name, messages_ in exc.message_dict.items():
@@ -196,10 +238,47 @@ def connection_fieldsets(kind: str | None) -> list[tuple[str | None, dict[str, A
     return fieldsets
 
 
+@register_health_source
+def crm_requests_health(connection: CrmConnection | None) -> HealthSection | None:
+    """The connection's CRM requests in the last hour against its budget, with 429s and faults."""
+    connection = connection or connection_get_active()
+    if connection is None:
+        url = reverse("admin:integrations_crmconnection_changelist")
+        return HealthSection(
+            "CRM requests", (HealthRow("Active CRM connection", "none: add or activate one", url, True),)
+        )
+    budget = connection_budget(connection)
+    try:
+        usage = connection_usage(connection)
+    except redis.RedisError as exc:
+        return HealthSection(f"CRM requests: {connection}", note=f"The request counters cannot be read: {exc}")
+    totals = usage_totals(usage, budget)
+    health_url = reverse("admin:integrations_crmconnection_health", args=[connection.pk])
+    rows = [
+        HealthRow("Requests in the last hour", str(totals.sent), health_url),
+        HealthRow(
+            "Busiest minute",
+            f"{totals.busiest_minute} of {budget} per minute" if budget else f"{totals.busiest_minute} (no budget set)",
+            alert=bool(totals.minutes_over_budget),
+        ),
+        HealthRow("Answered 429 (rate limited by the CRM)", str(totals.rate_limited), alert=totals.rate_limited > 0),
+        HealthRow("Faults (timeouts, connection errors, 5xx)", str(totals.faults), alert=totals.faults > 0),
+        HealthRow("Held back by our own budget or a Retry-After", str(totals.held_back)),
+    ]
+    if (circuit := connection_circuit_state(connection)) is not None:
+        rows.append(
+            HealthRow("Circuit breaker", f"{circuit.state} {circuit.detail}".strip(), alert=circuit.state != "closed")
+        )
+    if connection.last_error:
+        change_url = reverse("admin:integrations_crmconnection_change", args=[connection.pk])
+        rows.append(HealthRow("Connection's last error", connection.last_error[:300], change_url, alert=True))
+    return HealthSection(f"CRM requests: {connection}", rows, chart=usage_chart_svg(usage, budget))
+
+
 @admin.register(CrmConnection)
 class CrmConnectionAdmin(admin.ModelAdmin[CrmConnection]):
     form = CrmConnectionForm
-    list_display = ["name", "kind", "base_url", "is_active", "last_error", "updated_at"]
+    list_display = ["name", "kind", "base_url", "is_active", "health_link", "last_error", "updated_at"]
     list_filter = ["kind", "is_active"]
     search_fields = ["name", "base_url"]
     readonly_fields = [
@@ -224,6 +303,32 @@ class CrmConnectionAdmin(admin.ModelAdmin[CrmConnection]):
             if not any(kind in PROVIDERS and PROVIDERS[kind].can(capability) for kind in kinds):
                 actions.pop(name, None)
         return actions
+
+    def get_urls(self) -> list[URLPattern]:
+        health = path(
+            "<int:connection_id>/health/",
+            self.admin_site.admin_view(self.health_view),
+            name="integrations_crmconnection_health",
+        )
+        return [health, *super().get_urls()]
+
+    def health_view(self, request: HttpRequest, connection_id: int) -> HttpResponse:
+        """One connection's health: its actions, sessions, requests, imports and status sync."""
+        connection = get_object_or_404(CrmConnection, pk=connection_id)
+        if not self.has_view_permission(request, connection):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Health of {connection}",
+            "connection": connection,
+            "opts": self.opts,
+        }
+        return TemplateResponse(request, "integrations/connection_health.html", context)
+
+    @admin.display(description="Health")
+    def health_link(self, obj: CrmConnection) -> str:
+        url = reverse("admin:integrations_crmconnection_health", args=[obj.pk])
+        return format_html('<a href="{}">Health</a>', url)
 
     @admin.display(description="Credentials stored", boolean=True)
     def credentials_stored(self, obj: CrmConnection) -> bool:

@@ -17,6 +17,14 @@ class CrmRateLimited(CrmTransientError):
         self.retry_after = retry_after
 
 
+class CrmOwnLimitReached(CrmRateLimited):
+    """Our own per-minute budget for the CRM is spent: nothing was sent, and the CRM said nothing.
+
+    Kept apart from the CRM's 429 so a caller does not put it in place of the error the last real
+    request got (a failing lookup that burns the budget must still show why it failed).
+    """
+
+
 class CrmAuthError(CrmError):
     """401/403: the credentials are wrong or lack a permission; retrying will not help.
 

@@ -9,12 +9,19 @@ import email.utils
 import logging
 import time
 from typing import Any, Protocol
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from integrations.exceptions import CrmAuthError, CrmNotFound, CrmRateLimited, CrmRequestError, CrmTransientError
+from integrations.exceptions import (
+    CrmAuthError,
+    CrmNotFound,
+    CrmOwnLimitReached,
+    CrmRateLimited,
+    CrmRequestError,
+    CrmTransientError,
+)
+from integrations.urlguard import BlockedAddress, GuardedAdapter
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +47,24 @@ class RateGate(Protocol):
     def seconds_until_open(self, key: str) -> float: ...
 
     def close_for(self, key: str, seconds: float) -> None: ...
+
+    def record_usage(self, key: str, *outcomes: str) -> None:
+        """Count one request's outcomes (Usage) in the current minute's bucket, for the health chart."""
+        ...
+
+
+class Usage:
+    """What record_usage counts: every request sent, and among them 429s and faults; and refusals."""
+
+    SENT = "sent"
+    RATE_LIMITED = "rate_limited"  # the CRM answered 429 (or its rate-limit error code)
+    FAULT = "fault"  # timeout, connection failure or 5xx
+    HELD_BACK = "held_back"  # not sent: our own budget or a 429's Retry-After was still running
+
+
+def usage_key(base_url: str) -> str:
+    """The key a CRM's request counts are kept under (integrations.ratelimit.RedisRateGate.usage)."""
+    return base_url.rstrip("/") + "/"
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float:
@@ -75,6 +100,37 @@ def _body(response: requests.Response) -> Any:
         return response.text[:500]
 
 
+# The fields in which the CRMs put their error message (Zendesk, Kustomer, Salesforce, Freshdesk).
+_MESSAGE_FIELDS = ("error", "error_description", "description", "message", "title", "detail", "errorCode", "code")
+ERROR_SUMMARY_CHARS = 300
+
+
+def _messages(value: Any, depth: int = 0) -> list[str]:
+    """The CRM's error fields found in an error body, a few levels deep (Zendesk's `details`, Kustomer's `errors`)."""
+    if depth > 3:
+        return []
+    if isinstance(value, list):
+        return [m for item in value[:5] for m in _messages(item, depth + 1)]
+    if not isinstance(value, dict):
+        return []
+    found = [str(value[f]) for f in _MESSAGE_FIELDS if isinstance(value.get(f), str | int) and value[f] != ""]
+    return found + [m for v in list(value.values())[:10] if isinstance(v, dict | list) for m in _messages(v, depth + 1)]
+
+
+def error_summary(body: Any) -> str:
+    """What an error answer says, for messages that reach the admin: never the answer itself.
+
+    Only the CRM's own error fields are kept, shortened; a body that is not a CRM error (an HTML
+    page, a proxy's answer, whatever an address that is not a CRM returns) is described, not shown.
+    """
+    if parts := _messages(body):
+        summary = " ".join(dict.fromkeys(parts))
+        return summary if len(summary) <= ERROR_SUMMARY_CHARS else summary[: ERROR_SUMMARY_CHARS - 1] + "…"
+    if isinstance(body, str):
+        return f"(a {len(body)}-character answer that is not a CRM error; not shown)" if body else "(empty answer)"
+    return "(an answer without an error message; not shown)"
+
+
 class CrmHttpClient:
     """A requests.Session bound to one CRM instance, mapping every failure to integrations.exceptions."""
 
@@ -88,19 +144,27 @@ class CrmHttpClient:
         session: requests.Session | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
+        # Requests are counted under the configured URL, even where a login moves base_url to
+        # another host (Salesforce's instance_url): the health page looks them up by connection.
+        self.usage_key = usage_key(base_url)
         self.timeout = timeout
         self.rate_gate = rate_gate
         self.rate_limit_per_minute = rate_limit_per_minute
         self.session = session or requests.Session()
-        # urllib3 retries stay off: a silent retry of a POST could create a second record.
-        self.session.mount("http://", HTTPAdapter(max_retries=0))
-        self.session.mount("https://", HTTPAdapter(max_retries=0))
+        # urllib3 retries stay off (a silent retry of a POST could create a second record), and the
+        # guard refuses any peer outside the public internet (integrations.urlguard).
+        self.session.mount("http://", GuardedAdapter())
+        self.session.mount("https://", GuardedAdapter())
         self.session.headers["User-Agent"] = USER_AGENT
         # How long a rate-limit error code without Retry-After (Salesforce's 403) closes the gate.
         self.limit_retry_after = LIMIT_EXCEEDED_RETRY_AFTER_SECONDS
 
     def build_url(self, path: str) -> str:
-        return urljoin(self.base_url, path.lstrip("/"))
+        url = urljoin(self.base_url, path.lstrip("/"))
+        # A path from a CRM's answer (a next-page link) must not take the credentials to another host.
+        if urlsplit(url)[:2] != urlsplit(self.base_url)[:2]:
+            raise CrmRequestError(f"refused a link to another host than {self.base_url}", status_code=0)
+        return url
 
     def authorize(self, request: requests.PreparedRequest) -> None:
         """Hook for subclasses: add credentials to the outgoing request."""
@@ -132,11 +196,13 @@ class CrmHttpClient:
         if self.rate_gate is not None:
             wait = self.rate_gate.seconds_until_open(self.base_url)
             if wait > 0:
+                self._record(Usage.HELD_BACK)
                 raise CrmRateLimited(f"rate limited by {self.base_url} for {wait:.1f}s more", retry_after=wait)
             if self.rate_limit_per_minute:
                 wait = self.rate_gate.acquire(self.base_url, self.rate_limit_per_minute)
                 if wait > 0:
-                    raise CrmRateLimited(
+                    self._record(Usage.HELD_BACK)
+                    raise CrmOwnLimitReached(
                         f"own limit of {self.rate_limit_per_minute} requests/min to {self.base_url} reached",
                         retry_after=wait,
                     )
@@ -148,14 +214,24 @@ class CrmHttpClient:
         )
         self.authorize(prepared)
         try:
-            response = self.session.send(prepared, timeout=self.timeout)
+            # A redirect is not followed: it could lead the connection's credentials anywhere.
+            response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
+        except BlockedAddress as exc:
+            raise CrmRequestError(f"{method} {path}: {exc}", status_code=0) from None
         except requests.Timeout as exc:
+            self._record(Usage.SENT, Usage.FAULT)
             raise CrmTransientError(f"{method} {path}: timed out after {self.timeout}s") from exc
         except requests.RequestException as exc:
+            self._record(Usage.SENT, Usage.FAULT)
             raise CrmTransientError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
 
+        self._record(Usage.SENT)
         self.observe(response)
         status = response.status_code
+        if 300 <= status < 400:
+            raise CrmRequestError(
+                f"{method} {path}: {status} redirect, not followed (is the base URL right?)", status_code=status
+            )
         if status < 400:
             if not response.content:
                 return None
@@ -172,19 +248,26 @@ class CrmHttpClient:
         code = error_code(body)
         logger.info("crm.http.error %s %s -> %s %s", method, path, status, code, extra={"status": status})
         if status == 429 or code in RATE_LIMIT_ERROR_CODES:
+            self._record(Usage.RATE_LIMITED)
             retry_after = self.retry_after(response) if status == 429 else self.limit_retry_after
             if self.rate_gate is not None:
                 self.rate_gate.close_for(self.base_url, retry_after)
             raise CrmRateLimited(
                 f"{method} {path}: {status} {code or ''}, retry after {retry_after:.0f}s", retry_after=retry_after
             )
+        summary = error_summary(body)
         if status >= 500:
-            raise CrmTransientError(f"{method} {path}: {status} {body}")
+            self._record(Usage.FAULT)
+            raise CrmTransientError(f"{method} {path}: {status} {summary}")
         if status in (401, 403):
-            raise CrmAuthError(f"{method} {path}: {status} {body}", code=code)
+            raise CrmAuthError(f"{method} {path}: {status} {summary}", code=code)
         if status == 404:
-            raise CrmNotFound(f"{method} {path}: 404 {body}", status_code=status, body=body)
-        raise CrmRequestError(f"{method} {path}: {status} {body}", status_code=status, body=body)
+            raise CrmNotFound(f"{method} {path}: 404 {summary}", status_code=status, body=body)
+        raise CrmRequestError(f"{method} {path}: {status} {summary}", status_code=status, body=body)
+
+    def _record(self, *outcomes: str) -> None:
+        if self.rate_gate is not None:
+            self.rate_gate.record_usage(self.usage_key, *outcomes)
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return self.request("GET", path, params=params)

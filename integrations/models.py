@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from integrations import crypto
+from integrations.urlguard import validate_base_url
 
 
 class CrmKind(models.TextChoices):
@@ -22,7 +23,11 @@ class CrmConnection(models.Model):
 
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=20, choices=CrmKind.choices)
-    base_url = models.URLField("base URL", help_text="Instance URL, e.g. https://acme.zendesk.com")
+    base_url = models.URLField(
+        "base URL",
+        help_text="Instance URL, e.g. https://acme.zendesk.com: https, on the public internet.",
+        validators=[validate_base_url],
+    )
     config = models.JSONField(default=dict, blank=True)
     encrypted_secrets = models.TextField(blank=True, editable=False)
     is_active = models.BooleanField("active", default=False)

@@ -6,13 +6,26 @@ Two mechanisms, per CRM instance:
 - a gate that, after a CRM answers 429 with Retry-After, stays closed until the time is up.
 """
 
+import logging
+import time
 import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import redis
+
+from integrations.http import Usage
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "crmbridge:rate-gate:"
 WINDOW_KEY_PREFIX = "crmbridge:rate-window:"
 WINDOW_MS = 60_000
+# Per-minute request counters for the health chart: one small hash per CRM and minute.
+USAGE_KEY_PREFIX = "crmbridge:usage:"
+# Kept a little longer than the chart's hour, so a late reader still sees the whole hour.
+USAGE_KEEP_SECONDS = 2 * 3600
+USAGE_MINUTES = 60
 
 # Atomic: drop entries older than the window, then take a slot or say how long until one frees.
 # The clock is Redis's own (TIME), so hosts with skewed clocks still share one window.
@@ -30,6 +43,21 @@ end
 local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 return math.max(1, tonumber(oldest[2]) + window - now)
 """
+
+
+@dataclass(frozen=True)
+class MinuteUsage:
+    """One minute of requests to a CRM (integrations.http.Usage counts)."""
+
+    minute: datetime
+    sent: int = 0
+    rate_limited: int = 0
+    fault: int = 0
+    held_back: int = 0
+
+
+def _usage_key(key: str, epoch_minute: int) -> str:
+    return f"{USAGE_KEY_PREFIX}{key}:{epoch_minute}"
 
 
 class RedisRateGate:
@@ -62,3 +90,34 @@ class RedisRateGate:
 
     def open(self, key: str) -> None:
         self.client.delete(KEY_PREFIX + key, WINDOW_KEY_PREFIX + key)
+
+    def record_usage(self, key: str, *outcomes: str) -> None:
+        """Count outcomes in this minute's bucket. Never fails the CRM call it counts."""
+        bucket = _usage_key(key, int(time.time() // 60))
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for outcome in outcomes:
+                pipe.hincrby(bucket, outcome, 1)
+            pipe.expire(bucket, USAGE_KEEP_SECONDS)
+            pipe.execute()
+        except redis.RedisError:
+            logger.warning("crm.usage.unrecorded %s", key, exc_info=True)
+
+    def usage(self, key: str, *, minutes: int = USAGE_MINUTES, now: float | None = None) -> list[MinuteUsage]:
+        """The last `minutes` minutes of requests to the CRM, oldest first, the current minute last."""
+        current = int((time.time() if now is None else now) // 60)
+        epochs = list(range(current - minutes + 1, current + 1))
+        pipe = self.client.pipeline(transaction=False)
+        for epoch in epochs:
+            pipe.hgetall(_usage_key(key, epoch))
+        buckets = pipe.execute()
+        return [
+            MinuteUsage(
+                minute=datetime.fromtimestamp(epoch * 60, tz=UTC),
+                **{field.decode(): int(count) for field, count in bucket.items() if field.decode() in _USAGE_FIELDS},
+            )
+            for epoch, bucket in zip(epochs, buckets, strict=True)
+        ]
+
+
+_USAGE_FIELDS = frozenset({Usage.SENT, Usage.RATE_LIMITED, Usage.FAULT, Usage.HELD_BACK})

@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 @functools.cache
-def _rate_gate() -> RedisRateGate:
+def rate_gate() -> RedisRateGate:
+    """The Redis rate gate (and request counters) every worker shares."""
     return RedisRateGate.from_url(settings.REDIS_URL)
 
 
@@ -42,7 +43,7 @@ def connection_settings(connection: CrmConnection) -> ConnectionSettings:
 
 def connection_provider(connection: CrmConnection) -> CrmProvider:
     """The provider for this connection, sharing the Redis rate gate with every other worker."""
-    return get_provider(connection_settings(connection), rate_gate=_rate_gate())
+    return get_provider(connection_settings(connection), rate_gate=rate_gate())
 
 
 @transaction.atomic
@@ -71,6 +72,7 @@ def connection_apply_settings(
     *,
     rate_limit_per_minute: int | None = None,
     clear: Collection[str] = (),
+    base_url_changed: bool = False,
 ) -> None:
     """Check `values` against the provider's declared settings and put them on the (unsaved) connection.
 
@@ -78,6 +80,10 @@ def connection_apply_settings(
     the stored one, and `clear` names optional secrets to forget (a Salesforce security token no
     longer needed); a required setting must be given or already stored. Raises ValidationError
     keyed by setting name, before anything is changed.
+
+    `base_url_changed`: the connection is moving to another URL, so no stored secret is kept for
+    it (the old host's credentials are never sent to a new one); every required secret is asked
+    for again.
     """
     spec = connection_settings_spec(connection.kind)
     known = {setting.name for setting in spec}
@@ -86,7 +92,7 @@ def connection_apply_settings(
         for name in values
         if name not in known
     }
-    stored_secrets = connection.secrets if connection.has_secrets else {}
+    stored_secrets = connection.secrets if connection.has_secrets and not base_url_changed else {}
     config = {key: value for key, value in (connection.config or {}).items() if key not in known}
     secrets = {key: value for key, value in stored_secrets.items() if key in known}
     for setting in spec:
@@ -109,8 +115,24 @@ def connection_apply_settings(
         elif (connection.config or {}).get(setting.name):
             config[setting.name] = connection.config[setting.name]
         present = secrets.get(setting.name) if setting.secret else config.get(setting.name)
-        if setting.required and not present and setting.name not in errors:
+        if present or setting.name in errors:
+            continue
+        if setting.required and setting.secret and base_url_changed:
+            errors[setting.name] = f"The base URL changed: enter the {setting.label} for the new URL again."
+        elif setting.required:
             errors[setting.name] = f"{setting.label} is required for {connection.get_kind_display()}."
+    labels = {setting.name: setting.label for setting in spec}
+    for setting in spec:
+        other = setting.required_with
+        if not other or setting.name in errors or other in errors:
+            continue
+        given = (values.get(other) or "").strip() or config.get(other) or secrets.get(other)
+        present = secrets.get(setting.name) if setting.secret else config.get(setting.name)
+        if given and not present:
+            if setting.secret and base_url_changed:
+                errors[setting.name] = f"The base URL changed: enter the {setting.label} for the new URL again."
+            else:
+                errors[setting.name] = f"{setting.label} is required with a {labels[other].lower()}."
     if errors:
         raise ValidationError(errors)
     config["rate_limit_per_minute"] = rate_limit_per_minute

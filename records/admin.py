@@ -1,19 +1,29 @@
 import functools
+import json
+from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.widgets import AdminSplitDateTime
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from integrations.admin import connections_that_can, register_connection_action
 from integrations.exceptions import CrmUnsupported
+from integrations.health import HealthRow, HealthSection, register_health_source
 from integrations.models import CrmConnection
 from integrations.providers.base import Capability
 from integrations.providers.registry import UnsupportedCrm
+from integrations.selectors import connection_web_url
+from records.console import ActionFacts, SessionState, action_explanation, session_state
 from records.models import (
     CrmAction,
     CustomDataMapping,
@@ -21,14 +31,69 @@ from records.models import (
     Event,
     OperationSettings,
     Queue,
+    Replay,
     Session,
     Team,
 )
 from records.rules import DEFAULT_TITLE_TEMPLATE, TITLE_VARIABLES
+from records.selectors import (
+    STUCK_AFTER,
+    actions_with_blocker,
+    records_health,
+    session_facts,
+    sessions_in_state,
+    sessions_with_facts,
+)
 from records.services.config_io import E164_RE
 from records.services.custom_fields import custom_fields_create_enqueue
 from records.services.execution import action_retry
+from records.services.processing import session_process_again
+from records.services.replay import replay_preview, replay_progress, replay_start
+from records.services.simulation import settings_simulate
 from records.vocabulary import SESSION_TYPES
+
+
+def _crm_link(connection: CrmConnection | None, *, record_id: str = "", contact_id: str = "") -> str:
+    """The id, as a link into the CRM when the CRM has a page for it."""
+    value = record_id or contact_id
+    url = connection_web_url(connection, record_id=record_id, contact_id=contact_id)
+    if not url:
+        return value or "-"
+    return format_html('<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>', url, value)
+
+
+def _action_explanation(action: CrmAction) -> str:
+    facts = ActionFacts(
+        status=action.status,
+        attempts=action.attempts,
+        next_attempt_at=action.next_attempt_at,
+        last_error=action.last_error,
+        blocked_by_id=getattr(action, "blocked_by_id", None),
+        blocked_by_kind=_kind_label(getattr(action, "blocked_by_kind", "") or ""),
+    )
+    return action_explanation(facts, timezone.now())
+
+
+def _kind_label(kind: str) -> str:
+    return str(dict(CrmAction._meta.get_field("kind").flatchoices).get(kind, kind))
+
+
+def _status_html(action: CrmAction) -> str:
+    explanation = _action_explanation(action)
+    if not explanation:
+        return action.get_status_display()
+    return format_html('{}<br><span class="help">{}</span>', action.get_status_display(), explanation)
+
+
+def _error_html(error: str) -> str:
+    # The whole error, wrapped: a cut-off error is the one thing an admin needs in full.
+    if not error:
+        return "-"
+    return format_html('<div class="crm-error" style="white-space: pre-wrap; max-width: 48em">{}</div>', error)
+
+
+def json_pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
 class ReadOnlyInline(admin.TabularInline[Any, Any]):
@@ -53,18 +118,51 @@ class EventInline(ReadOnlyInline):
 class CrmActionInline(ReadOnlyInline):
     model = CrmAction
     fk_name = "session"
-    readonly_fields = ["id", "kind", "rule", "reason", "caused_by", "status", "attempts", "last_error", "result"]
+    readonly_fields = ["id", "kind", "rule", "reason", "caused_by", "state", "attempts", "error", "result"]
     fields = tuple(readonly_fields)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CrmAction]:
+        return actions_with_blocker(super().get_queryset(request).select_related("event"))
 
     @admin.display(description="Caused by")
     def caused_by(self, obj: CrmAction) -> str:
         return f"{obj.event.type} ({obj.event.event_id})" if obj.event else ""
 
+    @admin.display(description="Status")
+    def state(self, obj: CrmAction) -> str:
+        return _status_html(obj)
+
+    @admin.display(description="Last error")
+    def error(self, obj: CrmAction) -> str:
+        return _error_html(obj.last_error)
+
+
+class SessionStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return SessionState.CHOICES
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Session]) -> QuerySet[Session]:
+        value = self.value()
+        if value in dict(SessionState.CHOICES):
+            return sessions_in_state(queryset, value)
+        return queryset
+
 
 @admin.register(Session)
 class SessionAdmin(admin.ModelAdmin[Session]):
-    list_display = ["external_id", "session_type", "phone_number", "agent_email", "crm_record_id", "started_at"]
-    list_filter = ["channel", "session_type", "crm_connection"]
+    list_display = [
+        "external_id",
+        "where_it_stands",
+        "session_type",
+        "phone_number",
+        "agent_email",
+        "record_link",
+        "started_at",
+    ]
+    list_filter = [SessionStateFilter, "channel", "session_type", "crm_connection"]
     search_fields = ["external_id", "phone_number", "agent_email", "crm_record_id", "crm_contact_id"]
     list_select_related = ["crm_connection"]
     date_hierarchy = "created_at"
@@ -77,19 +175,60 @@ class SessionAdmin(admin.ModelAdmin[Session]):
         "started_at",
         "ended_at",
         "crm_connection",
-        "crm_contact_id",
-        "crm_record_id",
-        "state",
+        "contact_link",
+        "record_link",
+        "where_it_stands",
+        "rule_state",
+        "processing_error",
+        "processing_attempts",
+        "processing_failed_at",
         "created_at",
         "updated_at",
     ]
     fieldsets = [
-        (None, {"fields": ["external_id", "channel", "session_type", "phone_number", "agent_email"]}),
+        (
+            None,
+            {"fields": ["external_id", "where_it_stands", "channel", "session_type", "phone_number", "agent_email"]},
+        ),
         ("Timeline", {"fields": ["started_at", "ended_at", "created_at", "updated_at"]}),
-        ("In the CRM", {"fields": ["crm_connection", "crm_contact_id", "crm_record_id"]}),
-        ("Rule state", {"fields": ["state"], "classes": ["collapse"]}),
+        ("In the CRM", {"fields": ["crm_connection", "contact_link", "record_link"]}),
+        (
+            "Processing failures",
+            {
+                "fields": ["processing_error", "processing_attempts", "processing_failed_at"],
+                "description": (
+                    "When applying the session's events raised. After a few failed attempts the session is "
+                    'no longer retried on its own: fix the cause, then use "Process again" on the session list.'
+                ),
+            },
+        ),
+        ("Rule state", {"fields": ["rule_state"], "classes": ["collapse"]}),
     ]
     inlines = [EventInline, CrmActionInline]
+    actions = ["process_again"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Session]:
+        return sessions_with_facts(super().get_queryset(request))
+
+    @admin.display(description="State")
+    def where_it_stands(self, obj: Session) -> str:
+        verdict = session_state(session_facts(obj))
+        if verdict.action_id is None:
+            return verdict.label
+        url = reverse("admin:records_crmaction_change", args=[verdict.action_id])
+        return format_html('<a href="{}">{}</a>', url, verdict.label)
+
+    @admin.display(description="Rule state")
+    def rule_state(self, obj: Session) -> str:
+        return format_html('<pre style="white-space: pre-wrap">{}</pre>', json_pretty(obj.state))
+
+    @admin.display(description="CRM record", ordering="crm_record_id")
+    def record_link(self, obj: Session) -> str:
+        return _crm_link(obj.crm_connection, record_id=obj.crm_record_id)
+
+    @admin.display(description="CRM contact")
+    def contact_link(self, obj: Session) -> str:
+        return _crm_link(obj.crm_connection, contact_id=obj.crm_contact_id)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -97,6 +236,16 @@ class SessionAdmin(admin.ModelAdmin[Session]):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # Sessions are the platform's record of what happened: viewed here, never edited.
         return False
+
+    def has_process_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("records.change_session")
+
+    @admin.action(description="Process again (sessions whose events could not be applied)", permissions=["process"])
+    def process_again(self, request: HttpRequest, queryset: QuerySet[Session]) -> None:
+        sessions = list(queryset.filter(processing_attempts__gt=0))
+        for session in sessions:
+            session_process_again(session=session)
+        self.message_user(request, f"{len(sessions)} session(s) queued to be processed again.", messages.SUCCESS)
 
 
 @admin.register(Event)
@@ -129,50 +278,124 @@ class EventAdmin(admin.ModelAdmin[Event]):
         return False
 
 
+class StuckFilter(admin.SimpleListFilter):
+    title = "stuck"
+    parameter_name = "stuck"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        minutes = int(STUCK_AFTER.total_seconds() // 60)
+        return [("yes", f"Due, but untouched for {minutes} min")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[CrmAction]) -> QuerySet[CrmAction]:
+        if self.value() != "yes":
+            return queryset
+        now = timezone.now()
+        return queryset.filter(status=CrmAction.Status.PENDING, updated_at__lt=now - STUCK_AFTER).exclude(
+            next_attempt_at__gt=now
+        )
+
+
 @admin.register(CrmAction)
 class CrmActionAdmin(admin.ModelAdmin[CrmAction]):
+    """The action log: newest first, each action's state explained, Retry on the action's page."""
+
     list_display = [
         "id",
         "kind",
         "session_link",
         "rule",
-        "status",
+        "state",
         "attempts",
-        "next_attempt_at",
-        "last_error",
+        "error",
         "updated_at",
     ]
-    list_filter = ["status", "kind", "rule"]
+    list_filter = ["status", StuckFilter, "kind", "rule", ("session__crm_connection", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["session__external_id", "idempotency_key", "last_error"]
     list_select_related = ["session"]
+    ordering = ["-id"]
     readonly_fields = [
         "session",
         "event",
         "kind",
         "rule",
         "reason",
-        "payload",
-        "idempotency_key",
-        "status",
+        "state",
         "attempts",
         "next_attempt_at",
-        "last_error",
+        "error",
         "result",
+        "payload",
+        "idempotency_key",
         "created_at",
         "updated_at",
         "completed_at",
     ]
+    fieldsets = [
+        (None, {"fields": ["session", "event", "kind", "rule", "reason"]}),
+        ("Outcome", {"fields": ["state", "attempts", "next_attempt_at", "error", "result", "completed_at"]}),
+        ("Details", {"fields": ["payload", "idempotency_key", "created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
     actions = ["retry"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CrmAction]:
+        return actions_with_blocker(super().get_queryset(request))
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        return [
+            path("<int:action_id>/retry/", view(self.retry_view), name="records_crmaction_retry"),
+            path("replay/", view(self.replay_view), name="records_crmaction_replay"),
+            path("replay/<int:replay_id>/", view(self.replay_progress_view), name="records_crmaction_replay_progress"),
+            *super().get_urls(),
+        ]
 
     @admin.display(description="Session")
     def session_link(self, obj: CrmAction) -> str:
         url = reverse("admin:records_session_change", args=[obj.session_id])
         return format_html('<a href="{}">{}</a>', url, obj.session.external_id)
 
+    @admin.display(description="Status", ordering="status")
+    def state(self, obj: CrmAction) -> str:
+        return _status_html(obj)
+
+    @admin.display(description="Last error")
+    def error(self, obj: CrmAction) -> str:
+        return _error_html(obj.last_error)
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    @admin.action(description="Retry now")
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # The log is what happened: its pages are "View" pages; Retry is the one thing to do here.
+        return False
+
+    def has_retry_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("records.change_crmaction")
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        action = self.get_object(request, object_id)
+        can_retry = (
+            action is not None
+            and action.status != CrmAction.Status.SUCCEEDED
+            and self.has_retry_permission(request, action)
+        )
+        context = {**(extra_context or {}), "can_retry": can_retry}
+        return super().change_view(request, object_id, form_url, extra_context=context)
+
+    def retry_view(self, request: HttpRequest, action_id: int) -> HttpResponse:
+        action = get_object_or_404(CrmAction, pk=action_id)
+        if request.method != "POST" or not self.has_retry_permission(request, action):
+            raise PermissionDenied
+        if action.status == CrmAction.Status.SUCCEEDED:
+            self.message_user(request, f"Action #{action.pk} has already succeeded.", messages.WARNING)
+        else:
+            action_retry(action=action)
+            self.message_user(request, f"Action #{action.pk} is queued to run again.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:records_crmaction_change", args=[action.pk]))
+
+    @admin.action(description="Retry now", permissions=["retry"])
     def retry(self, request: HttpRequest, queryset: QuerySet[CrmAction]) -> None:
         retried = 0
         for action in queryset.exclude(status=CrmAction.Status.SUCCEEDED):
@@ -180,8 +403,125 @@ class CrmActionAdmin(admin.ModelAdmin[CrmAction]):
             retried += 1
         self.message_user(request, f"{retried} action(s) queued to run again.", messages.SUCCESS)
 
+    def replay_view(self, request: HttpRequest) -> HttpResponse:
+        """Bulk replay: a connection and a window; what failed and why; then retry them all."""
+        if not self.has_retry_permission(request):
+            raise PermissionDenied
+        # The window is in the query string: the preview links to it, and the Retry button posts to it.
+        form = ReplayForm(request.GET or None)
+        preview = None
+        if form.is_bound and form.is_valid():
+            connection, since, until = (form.cleaned_data[key] for key in ("connection", "since", "until"))
+            if request.method == "POST" and "_replay" in request.POST:
+                replay = replay_start(
+                    connection=connection, since=since, until=until, requested_by=request.user.get_username()
+                )
+                return HttpResponseRedirect(reverse("admin:records_crmaction_replay_progress", args=[replay.pk]))
+            preview = replay_preview(connection=connection, since=since, until=until)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Replay failed actions",
+            "opts": self.opts,
+            "form": form,
+            "preview": preview,
+            "recent": Replay.objects.select_related("connection")[:5],
+        }
+        return TemplateResponse(request, "admin/records/crmaction/replay.html", context)
+
+    def replay_progress_view(self, request: HttpRequest, replay_id: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        replay = get_object_or_404(Replay.objects.select_related("connection"), pk=replay_id)
+        progress = replay_progress(replay=replay)
+        failed_url = reverse("admin:records_crmaction_changelist") + "?" + urlencode({"status__exact": "failed"})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Replay #{replay.pk}",
+            "opts": self.opts,
+            "replay": replay,
+            "progress": progress,
+            "failed_url": failed_url,
+        }
+        return TemplateResponse(request, "admin/records/crmaction/replay_progress.html", context)
+
+
+class ReplayForm(forms.Form):
+    connection = forms.ModelChoiceField(CrmConnection.objects.all(), label="CRM connection")
+    since = forms.SplitDateTimeField(label="Failed from", widget=AdminSplitDateTime)
+    until = forms.SplitDateTimeField(label="Failed until", widget=AdminSplitDateTime)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        now = timezone.localtime()
+        self.fields["since"].initial = now - timedelta(hours=24)
+        self.fields["until"].initial = now
+        self.fields["connection"].initial = CrmConnection.objects.filter(is_active=True).first()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and since > until:
+            self.add_error("until", "The window ends before it starts.")
+        return cleaned
+
+
+@register_health_source
+def records_health_section(connection: CrmConnection | None) -> HealthSection:
+    """Failed, pending and stuck actions; failed and blocked sessions, each linked to its list."""
+    health = records_health(connection=connection)
+    actions_url = reverse("admin:records_crmaction_changelist")
+    sessions_url = reverse("admin:records_session_changelist")
+    scope = {"session__crm_connection__id__exact": connection.pk} if connection else {}
+    session_scope = {"crm_connection__id__exact": connection.pk} if connection else {}
+
+    def actions(**query: str) -> str:
+        return f"{actions_url}?{urlencode({**query, **scope})}"
+
+    def sessions(state: str) -> str:
+        return f"{sessions_url}?{urlencode({'state': state, **session_scope})}"
+
+    replay_url = reverse("admin:records_crmaction_replay")
+    if connection:
+        replay_url += "?" + urlencode({"connection": connection.pk})
+    rows = [
+        HealthRow(
+            "Failed actions", str(health.failed_actions), actions(status__exact="failed"), health.failed_actions > 0
+        ),
+        HealthRow("Pending actions", str(health.pending_actions), actions(status__exact="pending")),
+        HealthRow(
+            f"Stuck actions (due, untouched for {int(STUCK_AFTER.total_seconds() // 60)} min)",
+            str(health.stuck_actions),
+            actions(stuck="yes"),
+            health.stuck_actions > 0,
+        ),
+        HealthRow(
+            "Sessions with failed actions",
+            str(health.failed_sessions),
+            sessions(SessionState.FAILED),
+            health.failed_sessions > 0,
+        ),
+        HealthRow(
+            "Sessions blocked by a failed action",
+            str(health.blocked_sessions),
+            sessions(SessionState.BLOCKED),
+            health.blocked_sessions > 0,
+        ),
+        HealthRow(
+            "Sessions whose events could not be applied",
+            str(health.processing_failed_sessions),
+            sessions(SessionState.FAILED),
+            health.processing_failed_sessions > 0,
+        ),
+    ]
+    if health.failed_actions:
+        rows.append(HealthRow("After an outage", "Replay the failed actions", replay_url))
+    return HealthSection("Sessions and CRM actions", rows)
+
 
 # -- Operation management (R1-R9, S4, S15) -----------------------------------------------------
+
+# Simulate looks at this many days of sessions unless the admin asks for another number.
+SIMULATE_DEFAULT_DAYS = 7
 
 # What each title variable is replaced with (R7), shown beside the template.
 TITLE_VARIABLE_HELP = {
@@ -212,7 +552,7 @@ class OperationSettingsAdmin(admin.ModelAdmin[OperationSettings]):
     readonly_fields = ["updated_at"]
     fieldsets = [
         (
-            "Appending sessions to existing records (R1, R2, R9)",
+            "Appending sessions to existing records",
             {
                 "fields": [
                     "append_to_open_records",
@@ -230,7 +570,7 @@ class OperationSettingsAdmin(admin.ModelAdmin[OperationSettings]):
             },
         ),
         (
-            "When records are created (R3, R4)",
+            "When records are created",
             {
                 "fields": ["create_call_record_on_connect", "delay_chat_until_messages", "chat_min_messages"],
                 "description": (
@@ -240,7 +580,7 @@ class OperationSettingsAdmin(admin.ModelAdmin[OperationSettings]):
             },
         ),
         (
-            "Abandoned sessions (R5, R6)",
+            "Abandoned sessions",
             {
                 "fields": [
                     "abandoned_call_records",
@@ -256,9 +596,9 @@ class OperationSettingsAdmin(admin.ModelAdmin[OperationSettings]):
                 ),
             },
         ),
-        ("Record title (R7)", {"fields": ["title_template"], "description": _title_help()}),
+        ("Record title", {"fields": ["title_template"], "description": _title_help()}),
         (
-            "Tags (R8: Zendesk, Kustomer, Freshdesk)",
+            "Tags (Zendesk, Kustomer, Freshdesk)",
             {
                 "fields": ["tag_session_type", "add_product_tag", "product_tag"],
                 "description": (
@@ -268,10 +608,59 @@ class OperationSettingsAdmin(admin.ModelAdmin[OperationSettings]):
                 ),
             },
         ),
-        ("Voicemail (S4)", {"fields": ["voicemail_default_user_email"]}),
-        ("Developer settings (S15)", {"fields": ["api_response_format"]}),
+        ("Voicemail", {"fields": ["voicemail_default_user_email"]}),
+        ("Developer settings", {"fields": ["api_response_format"]}),
         ("History", {"fields": ["updated_at"]}),
     ]
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if request.method == "POST" and "_simulate" in request.POST and object_id:
+            response = self._simulate(request, object_id)
+            if response is not None:
+                return response
+        context = {**(extra_context or {}), "simulate_days": SIMULATE_DEFAULT_DAYS}
+        return super().changeform_view(request, object_id, form_url, context)
+
+    def _simulate(self, request: HttpRequest, object_id: str) -> HttpResponse | None:
+        """Simulate: the form's settings over stored sessions, before anything is saved.
+
+        An invalid form returns None: the change form shows its errors as a save would.
+        """
+        obj = self.get_object(request, object_id)
+        if obj is None or not self.has_view_or_change_permission(request, obj):
+            raise PermissionDenied
+        form = self.get_form(request, obj, change=True)(request.POST, instance=obj)
+        days_field = forms.IntegerField(min_value=1, max_value=90)
+        try:
+            days = days_field.clean(request.POST.get("simulate_days") or SIMULATE_DEFAULT_DAYS)
+        except forms.ValidationError:
+            days = SIMULATE_DEFAULT_DAYS
+        if not form.is_valid():
+            return None
+        # Not saved: the unsaved instance only lends its values to the rule set.
+        result = settings_simulate(changed=form.save(commit=False).ruleset(), days=days)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Simulate the changed settings",
+            "opts": self.opts,
+            "original": obj,
+            "result": result,
+            "rows": [(result.session_pks[item.session_id], item) for item in result.changed],
+            "posted": [
+                (key, value)
+                for key, values in request.POST.lists()
+                if key not in ("csrfmiddlewaretoken", "_simulate", "simulate_days")
+                for value in values
+            ],
+            "change_url": reverse("admin:records_operationsettings_change", args=[obj.pk]),
+        }
+        return TemplateResponse(request, "admin/records/operationsettings/simulate.html", context)
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         if not self.has_view_or_change_permission(request):
@@ -290,9 +679,28 @@ class OperationSettingsAdmin(admin.ModelAdmin[OperationSettings]):
 
 
 class QueueForm(forms.ModelForm[Queue]):
+    # Typed as the admin reads it, not as JSON: each level of the menu path, joined by " > ".
+    path = forms.CharField(
+        label="Menu path",
+        required=False,
+        max_length=500,
+        help_text="Each level down to the leaf queue, separated by &gt;, e.g. Support &gt; Billing.",
+    )
+
     class Meta:
         model = Queue
         fields = ["platform_id", "name", "path", "teams", "default_outbound_number"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["path"] = " > ".join(str(part) for part in (self.instance.path or []))
+
+    def clean_path(self) -> list[str]:
+        text: str = self.cleaned_data.get("path") or ""
+        parts = [part.strip() for part in text.split(">")]
+        if text.strip() and not all(parts):
+            raise forms.ValidationError("Leave no level empty: e.g. Support > Billing.")
+        return [part for part in parts if part]
 
     def clean_default_outbound_number(self) -> str:
         number: str = self.cleaned_data.get("default_outbound_number") or ""

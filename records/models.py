@@ -21,67 +21,91 @@ class OperationSettings(models.Model):
     """Operation management (SPEC R1-R9, S4, S15): one row, edited on one admin screen."""
 
     append_to_open_records = models.BooleanField(
-        "R1: add call or chat sessions to the last open record in the same leaf queue", default=True
+        "Add call or chat sessions to the last open record in the same leaf queue",
+        default=True,
+        help_text="(R1)",
     )
     append_to_recently_closed = models.BooleanField(
-        "R2: also add them to a record closed within the last N days (then reopen it)", default=False
+        "Also add them to a record closed within the last N days (then reopen it)",
+        default=False,
+        help_text="(R2)",
     )
     closed_within_days = models.PositiveSmallIntegerField(
-        "R2: N days", default=3, validators=[MinValueValidator(1), MaxValueValidator(365)]
+        "Closed within (days)",
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(365)],
+        help_text="(R2)",
     )
     never_append = models.BooleanField(
-        "R9: do not add call or chat sessions to existing open records",
+        "Do not add call or chat sessions to existing open records",
         default=False,
-        help_text="Overrides R1 and R2, and makes outbound calls create new records.",
+        help_text="(R9) Overrides R1 and R2, and makes outbound calls create new records.",
     )
     create_call_record_on_connect = models.BooleanField(
-        "R3: delay call record creation until the call is connected to the agent",
+        "Delay call record creation until the call is connected to the agent",
         default=False,
-        help_text="Records otherwise appear at assignment. Tell agents: they appear 5-10 s later.",
+        help_text="(R3) Records otherwise appear at assignment. Tell agents: they appear 5-10 s later.",
     )
     delay_chat_until_messages = models.BooleanField(
-        "R4: delay chat record creation until the consumer has sent N messages", default=False
+        "Delay chat record creation until the consumer has sent N messages",
+        default=False,
+        help_text="(R4)",
     )
     chat_min_messages = models.PositiveSmallIntegerField(
-        "R4: N messages", default=1, validators=[MinValueValidator(1), MaxValueValidator(100)]
+        "Consumer messages before the chat record is created",
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="(R4)",
     )
     abandoned_call_records = models.BooleanField(
-        "R5: create records for abandoned calls", default=True, help_text="Callers who hung up before an agent."
+        "Create records for abandoned calls", default=True, help_text="(R5) Callers who hung up before an agent."
     )
     abandoned_chat_records = models.CharField(
-        "R6: records for abandoned chats", max_length=20, choices=AbandonedChats.CHOICES, default=AbandonedChats.OFF
+        "Records for abandoned chats",
+        max_length=20,
+        choices=AbandonedChats.CHOICES,
+        default=AbandonedChats.OFF,
+        help_text="(R6)",
     )
     abandoned_chat_min_messages = models.PositiveSmallIntegerField(
-        "R6: at least N consumer messages", default=1, validators=[MinValueValidator(1), MaxValueValidator(100)]
+        "At least N consumer messages",
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="(R6)",
     )
     short_abandon_seconds = models.PositiveSmallIntegerField(
-        "R6: short-abandon threshold (seconds)",
+        "Short-abandon threshold (seconds)",
         default=10,
         validators=[MaxValueValidator(3600)],
-        help_text="A chat abandoned after waiting less than this is a short-abandoned chat.",
+        help_text="(R6) A chat abandoned after waiting less than this is a short-abandoned chat.",
     )
     title_template = models.CharField(
-        "R7: record title template",
+        "Record title template",
         max_length=300,
         default=RuleSet.title_template,
         validators=[validate_title_template],
-        help_text="Variables: {CALL_TYPE} {CALL_ID} {MENU_PATH} {PHONE_NUMBER} {LANGUAGE} {TIMESTAMP}",
+        help_text="(R7) Variables: {CALL_TYPE} {CALL_ID} {MENU_PATH} {PHONE_NUMBER} {LANGUAGE} {TIMESTAMP}",
     )
-    tag_session_type = models.BooleanField("R8: add a session-type tag to records", default=True)
+    tag_session_type = models.BooleanField("Add a session-type tag to records", default=True, help_text="(R8)")
     add_product_tag = models.BooleanField(
-        "R8: add the product tag to every record the integration creates", default=False
+        "Add the product tag to every record the integration creates",
+        default=False,
+        help_text="(R8)",
     )
-    product_tag = models.CharField("R8: product tag", max_length=80, default=RuleSet.product_tag, blank=True)
+    product_tag = models.CharField(
+        "Product tag", max_length=80, default=RuleSet.product_tag, blank=True, help_text="(R8)"
+    )
     voicemail_default_user_email = models.EmailField(
-        "S4: CRM default user for voicemail records",
+        "CRM default user for voicemail records",
         blank=True,
-        help_text="Voicemail records are assigned to this CRM user (never to a random agent).",
+        help_text="(S4) Voicemail records are assigned to this CRM user (never to a random agent).",
     )
     api_response_format = models.CharField(
-        "S15: post API direct access point responses as a comment",
+        "Post API direct access point responses as a comment",
         max_length=20,
         choices=ApiResponseFormat.CHOICES,
         default=ApiResponseFormat.OFF,
+        help_text="(S15)",
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -229,12 +253,24 @@ class Session(models.Model):
     crm_record_id = models.CharField("CRM record id", max_length=64, blank=True)
     # A worker running this session's actions holds the lease; it expires if the worker dies.
     actions_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # When applying its events raises (a bug, an event the rules cannot read): the error and how
+    # often it happened, so the admin shows it and the sweeper stops retrying it after a few tries.
+    processing_error = models.TextField("processing error", blank=True, editable=False)
+    processing_attempts = models.PositiveSmallIntegerField("failed processing attempts", default=0, editable=False)
+    processing_failed_at = models.DateTimeField("processing last failed", null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["crm_connection", "crm_record_id"], name="session_record")]
+        indexes = [
+            models.Index(fields=["crm_connection", "crm_record_id"], name="session_record"),
+            models.Index(
+                fields=["processing_failed_at"],
+                condition=Q(processing_attempts__gt=0),
+                name="session_processing_failed",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.external_id
@@ -289,6 +325,10 @@ class CrmAction(models.Model):
     reason = models.TextField(blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
+    # The attempts already made when an admin last retried it: a retry (or a bulk replay after an
+    # outage) gets the full number of attempts again, while `attempts` keeps counting, so a retried
+    # create still looks up what an earlier attempt may have made.
+    attempts_before_retry = models.PositiveIntegerField(default=0, editable=False)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
@@ -302,7 +342,32 @@ class CrmAction(models.Model):
         indexes = [
             models.Index(fields=["session", "id"], condition=Q(status="pending"), name="action_pending"),
             models.Index(fields=["status", "updated_at"], name="action_status"),
+            # The session list's state and the "blocked by" lookups ask for a session's failed actions.
+            models.Index(fields=["session", "id"], condition=Q(status="failed"), name="action_failed"),
         ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.get_kind_display()}"
+
+
+class Replay(models.Model):
+    """A bulk retry after an outage: the failed actions of one connection in a time window.
+
+    The chosen actions are kept by id, so the progress page follows exactly those, however their
+    status changes afterwards.
+    """
+
+    connection = models.ForeignKey(CrmConnection, on_delete=models.CASCADE, verbose_name="CRM connection")
+    since = models.DateTimeField("failed from")
+    until = models.DateTimeField("failed until")
+    action_ids = models.JSONField(default=list, editable=False)
+    session_count = models.PositiveIntegerField(default=0)
+    requested_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "bulk replay"
+
+    def __str__(self) -> str:
+        return f"Replay #{self.pk} of {len(self.action_ids)} action(s)"

@@ -156,6 +156,11 @@ class SessionState:
     # contact.selected: the contact the agent picked among several (S5).
     selected_contact_id: str = ""
     record_planned: bool = False
+    # The agent the record is (or is about to be) assigned to by this session's actions (S2, S9).
+    record_assignee: str = ""
+    # The agent who answered when that differs from record_assignee: the record's next update
+    # carries the reassignment (S2), so it costs no call of its own.
+    reassign_to: str = ""
     # Why no record will be made for this session (shown when later events find none).
     no_record_reason: str = ""
     # Comments decided before the record was: they follow its creation.
@@ -248,9 +253,12 @@ def _plain_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def call_finished_comment(data: Mapping[str, Any]) -> str:
+def call_finished_comment(data: Mapping[str, Any], call_id: str = "") -> str:
+    # The call id tells the sessions on one record apart, and keeps two calls of the same length
+    # from reading as one comment when a retry looks for what an earlier attempt added.
     lines = [
         "call_finished",
+        *([f"Call ID: {call_id}"] if call_id else []),
         f"Call duration: {_format_seconds(data.get('call_duration'))}",
         f"Hold time: {_format_seconds(data.get('hold_time'))}",
         f"Wait time: {_format_seconds(data.get('wait_time'))}",
@@ -482,15 +490,17 @@ def _contact_reason(payload: Mapping[str, Any]) -> str:
     return f"find the contact by {', '.join(keys) or 'nothing known'}, or create it (S16)"
 
 
+def _planned_assignee(rules: RuleSet, state: SessionState, plan: CreationPlan) -> str:
+    if plan.mode == RecordMode.VOICEMAIL:
+        return rules.voicemail_default_user_email
+    return state.agent_email if plan.assign else ""
+
+
 def _plan_creation(rules: RuleSet, state: SessionState, plan: CreationPlan, event_id: str) -> list[PlannedAction]:
     info = SESSION_TYPES.get(state.session_type)
     contact = _contact_payload(state)
     tags = [rules.product_tag] if rules.add_product_tag and rules.product_tag else []
-    assignee = ""
-    if plan.mode == RecordMode.VOICEMAIL:
-        assignee = rules.voicemail_default_user_email
-    elif plan.assign:
-        assignee = state.agent_email
+    assignee = _planned_assignee(rules, state, plan)
     record: dict[str, Any] = {
         "mode": plan.mode,
         "subject": render_title(rules.title_template, state),
@@ -586,7 +596,7 @@ def _follow_ups(rules: RuleSet, state: SessionState, event: SessionEvent) -> lis
     if kind == EventType.SESSION_ENDED:
         actions = []
         if state.channel == "voice":
-            body = call_finished_comment(data)
+            body = call_finished_comment(data, state.session_id)
             actions.append(_comment(event, body, "S8", "the call ended: call_finished entry"))
         fields = fields_at_end(state, data)
         actions.append(_update(event, {"fields": fields}, "F2", "the session ended: fill the session's fields"))
@@ -671,6 +681,9 @@ def decide(rules: RuleSet, state: SessionState, event: SessionEvent) -> Decision
             follow_ups += _follow_ups(rules, state, earlier)
         state = replace(state, early=())
     follow_ups += _follow_ups(rules, state, event)
+    state = _answering_agent(state, event)
+    if state.record_planned:
+        state, follow_ups = _fold_reassignment(state, follow_ups)
     if follow_ups and not state.record_planned:
         state = replace(state, deferred=state.deferred + tuple(follow_ups))
         reasons.append("waits for the session's record")
@@ -681,7 +694,8 @@ def decide(rules: RuleSet, state: SessionState, event: SessionEvent) -> Decision
     if isinstance(plan, CreationPlan):
         actions += _plan_creation(rules, state, plan, event.event_id)
         actions += state.deferred
-        state = replace(state, record_planned=True, deferred=())
+        assignee = "" if plan.mode == RecordMode.VOICEMAIL else _planned_assignee(rules, state, plan)
+        state = replace(state, record_planned=True, deferred=(), record_assignee=assignee, reassign_to="")
     elif isinstance(plan, CreationRefusal):
         state = replace(state, no_record_reason=f"{plan.rule}: {plan.why}", deferred=())
         reasons = [f"no record ({plan.rule}): {plan.why}"]
@@ -690,6 +704,35 @@ def decide(rules: RuleSet, state: SessionState, event: SessionEvent) -> Decision
     if not reasons:
         reasons.append(_why_nothing(rules, state, event))
     return Decision(state=state, actions=tuple(actions), reason="; ".join(reasons))
+
+
+def _answering_agent(state: SessionState, event: SessionEvent) -> SessionState:
+    """S2: the record goes to the agent who answers; one who was assigned but never answered does not keep it."""
+    if event.type != EventType.SESSION_CONNECTED or not state.record_planned or not state.record_assignee:
+        return state
+    answered = ((event.data.get("agent") or {}).get("email") or "").lower()
+    if not answered:
+        return state
+    # The same agent: nothing to change, and no call for it.
+    return replace(state, reassign_to="" if answered == state.record_assignee else answered)
+
+
+def _fold_reassignment(
+    state: SessionState, follow_ups: list[PlannedAction]
+) -> tuple[SessionState, list[PlannedAction]]:
+    """Carry a pending reassignment in the first update the record gets anyway; note who it goes to."""
+    folded = []
+    for action in follow_ups:
+        if action.kind == ActionKind.UPDATE_RECORD and action.payload.get("assignee_email"):
+            # A transfer names the new assignee itself (S9): nothing is pending after it.
+            state = replace(state, record_assignee=str(action.payload["assignee_email"]), reassign_to="")
+        elif action.kind == ActionKind.UPDATE_RECORD and state.reassign_to:
+            payload = {**action.payload, "assignee_email": state.reassign_to}
+            reason = f"{action.reason}; reassign to {state.reassign_to}, the agent who answered (S2)"
+            action = replace(action, payload=payload, reason=reason)
+            state = replace(state, record_assignee=state.reassign_to, reassign_to="")
+        folded.append(action)
+    return state, folded
 
 
 def _why_nothing(rules: RuleSet, state: SessionState, event: SessionEvent) -> str:
@@ -707,6 +750,8 @@ def _why_nothing(rules: RuleSet, state: SessionState, event: SessionEvent) -> st
         return f"session recorded; its record is created at {trigger}"
     if event.type == EventType.MESSAGE_RECEIVED and not state.record_planned:
         return f"{state.consumer_messages} consumer message(s) so far"
+    if event.type == EventType.SESSION_CONNECTED and state.reassign_to:
+        return f"answered by {state.reassign_to}: the record's next update reassigns it (S2)"
     if event.type in (EventType.SESSION_ASSIGNED, EventType.SESSION_CONNECTED) and state.record_planned:
         return "record already requested for this session"
     if event.type == EventType.SESSION_ASSIGNED and rules.create_call_record_on_connect and state.channel == "voice":
@@ -742,6 +787,9 @@ class Candidate:
     is_open: bool
     can_reopen: bool
     updated_at: datetime | None
+    # When the CRM solved or closed it (Zendesk's solved_at metric, Kustomer's last done); R2
+    # counts from this, never from the last update (an automation's tag or survey moves that).
+    closed_at: datetime | None = None
     # From the latest of our sessions linked to the record; empty when no session of ours made it.
     queue_id: str = ""
     leaf_queue: str = ""
@@ -778,6 +826,34 @@ class RecordRequest:
     callback_kind: str = ""
     original_record_id: str = ""
     original_call_seconds: float | None = None
+
+
+def record_request(
+    payload: Mapping[str, Any],
+    *,
+    session_type: str,
+    original_record_id: str = "",
+    original_call_seconds: float | None = None,
+) -> RecordRequest:
+    """The record lookup a create_record action asks for (its payload), for choose_record."""
+    policy = payload.get("policy") or {}
+    callback = payload.get("callback") or {}
+    return RecordRequest(
+        mode=payload.get("mode") or RecordMode.NEW,
+        channel=payload.get("channel") or "",
+        queue_id=payload.get("queue_id") or "",
+        leaf_queue=payload.get("leaf_queue") or "",
+        menu_path=payload.get("menu_path") or "",
+        session_type=session_type,
+        append_to_open_records=bool(policy.get("append_to_open_records", True)),
+        append_to_recently_closed=bool(policy.get("append_to_recently_closed", False)),
+        closed_within_days=int(policy.get("closed_within_days") or 3),
+        never_append=bool(policy.get("never_append", False)),
+        outbound_record_id=payload.get("outbound_record_id") or "",
+        callback_kind=callback.get("kind") or "",
+        original_record_id=original_record_id,
+        original_call_seconds=original_call_seconds,
+    )
 
 
 def _describe(candidate: Candidate) -> str:
@@ -837,15 +913,29 @@ def choose_record(request: RecordRequest, candidates: Sequence[Candidate], now: 
         for candidate in newest_first:
             if candidate.voicemail and candidate.is_open:
                 return RecordChoice(candidate.record_id, False, f"appended to voicemail {_describe(candidate)} (S4)")
+    r2 = ""
     if request.append_to_recently_closed:
         since = now - timedelta(days=request.closed_within_days)
-        for candidate in same:
-            if candidate.can_reopen and candidate.updated_at is not None and candidate.updated_at >= since:
-                within = f"closed within {request.closed_within_days} days"
-                reason = f"appended to {_describe(candidate)}, {within}, and reopened: {match} (R2)"
+        within = f"closed within {request.closed_within_days} days"
+        # Most recently closed first: that is the one the customer is calling back about.
+        closed = sorted(
+            ((c.closed_at, c) for c in same if not c.is_open and c.closed_at is not None),
+            key=lambda pair: pair[0],
+            reverse=True,
+        )
+        for closed_at, candidate in closed:
+            if candidate.can_reopen and closed_at >= since:
+                closed_on = closed_at.strftime("%Y-%m-%d %H:%M UTC")
+                reason = (
+                    f"appended to {_describe(candidate)}, {within} (closed {closed_on}), and reopened: {match} (R2)"
+                )
                 return RecordChoice(candidate.record_id, True, reason)
+        if closed:
+            closed_at, latest = closed[0]
+            when = closed_at.strftime("%Y-%m-%d")
+            r2 = f"; no record {within} can be reopened (R2): the latest, record {latest.record_id}, was closed {when}"
     others = ", ".join(_describe(candidate) for candidate in newest_first[:5]) or "none"
-    return RecordChoice(None, False, f"new record: no open record with {match} (contact's records: {others})")
+    return RecordChoice(None, False, f"new record: no open record with {match} (contact's records: {others}){r2}")
 
 
 def _choose_outbound(

@@ -32,16 +32,18 @@ CUSTOM_FIELDS_RETRY_MAX_SECONDS = 600
 )
 def process_sessions_task(session_ids: list[int]) -> None:
     """Apply each session's new events. Idempotent: applied events are marked in the same transaction."""
-    from records.services.processing import session_process
+    from records.services.processing import session_process, session_processing_failed
 
     for session_id in session_ids:
         try:
             session_process(session_id=session_id)
         except DatabaseError:
             raise
-        except Exception:
-            # One broken session must not hold back the others of its message; the sweeper retries it.
+        except Exception as exc:
+            # One broken session must not hold back the others of its message; the sweeper retries
+            # it a few times (PROCESSING_MAX_ATTEMPTS), and its admin page shows the error.
             logger.exception("records.process-session.failed %s", session_id, extra={"session_id": session_id})
+            session_processing_failed(session_id=session_id, error=f"{exc.__class__.__name__}: {exc}")
 
 
 def enqueue_processing(session_ids: list[int]) -> None:

@@ -23,7 +23,7 @@ from rest_framework_api_key.models import APIKey
 
 from config.celery import app as celery_app
 from integrations.models import CrmConnection
-from integrations.ratelimit import KEY_PREFIX, WINDOW_KEY_PREFIX
+from integrations.ratelimit import KEY_PREFIX, USAGE_KEY_PREFIX, WINDOW_KEY_PREFIX
 from integrations.sandbox import SandboxServer, start_sandbox
 from integrations.services import connection_create
 from tests.support import ROOT, TEST_BROKER_URL
@@ -32,6 +32,10 @@ TEST_QUEUE = f"crmbridge-test-{os.getpid()}"
 
 celery_app.conf.update(broker_url=TEST_BROKER_URL, task_default_queue=TEST_QUEUE)
 settings.REDIS_URL = TEST_BROKER_URL
+# The sandbox CRMs listen on loopback, which a CRM connection may reach only with this on; the
+# tests of the guard itself turn it off again.
+settings.CRM_ALLOW_LOOPBACK = True
+os.environ["CRM_ALLOW_LOOPBACK"] = "true"
 
 
 # -- The network beyond loopback is blocked suite-wide (Zulip's block_internet). ------------------
@@ -62,10 +66,10 @@ def _block_internet() -> Iterator[None]:
 
 
 def _fresh(server: SandboxServer) -> SandboxServer:
-    """The sandbox back at its fixture, and no rate-limit window or 429 gate left from another test."""
+    """The sandbox back at its fixture, and no rate-limit window, 429 gate or request count left from another test."""
     server.reset()
     client = redis.Redis.from_url(TEST_BROKER_URL)
-    for prefix in (KEY_PREFIX, WINDOW_KEY_PREFIX):
+    for prefix in (KEY_PREFIX, WINDOW_KEY_PREFIX, USAGE_KEY_PREFIX):
         for key in client.scan_iter(f"{prefix}*"):
             client.delete(key)
     return server

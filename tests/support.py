@@ -54,3 +54,15 @@ def ingest_and_process(events: list[dict[str, Any]], session_id: str = "c-1") ->
     session = Session.objects.get(external_id=session_id)
     session_process(session_id=session.pk)
     return session
+
+
+def run_actions_until_settled(session: "Session", rounds: int = 20) -> None:
+    """Run the session's actions in-process, skipping the backoff waits a worker would sleep through."""
+    from records.models import CrmAction
+    from records.services.execution import session_run_actions
+
+    for _ in range(rounds):
+        CrmAction.objects.filter(session=session, status=CrmAction.Status.PENDING).update(next_attempt_at=None)
+        if session_run_actions(session_id=session.pk).retry_in is None:
+            return
+    raise AssertionError("actions did not settle")

@@ -1,15 +1,20 @@
 """Management commands for scripting what the admin does."""
 
+import subprocess
+import sys
 from io import StringIO
 
 import pytest
+import requests
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
+from agentstatus.models import Agent as StatusAgent
+from agentstatus.models import StatusSyncSettings
 from integrations.models import CrmConnection
 from records.models import Queue, Session
-from tests.support import EXAMPLE_CALL, ingest_and_process
+from tests.support import EXAMPLE_CALL, ROOT, ingest_and_process
 
 
 def run(*args: str) -> str:
@@ -59,6 +64,15 @@ def test_load_demo_prints_the_key_and_the_curl_line() -> None:
     assert "docs/examples/ivr_call.json" in output
     assert CrmConnection.objects.get(is_active=True).base_url == "http://127.0.0.1:8801"
     assert [str(team) for team in Queue.objects.get(platform_id="q-billing").teams.all()] == ["Billing support"]
+    # Agent status is tried on the sandbox Kustomer: its connection, chosen for the status sync, and its agents.
+    sync = StatusSyncSettings.objects.get()
+    assert sync.connection is not None
+    assert (sync.connection.kind, sync.connection.base_url) == ("kustomer", "http://127.0.0.1:8802")
+    assert set(StatusAgent.objects.values_list("email", flat=True)) == {
+        "ana@example.com",
+        "ben@example.com",
+        "carla@example.com",
+    }
     # Run again: a new key, the old one revoked, still one connection, earlier demo sessions cleared.
     ingest_and_process(EXAMPLE_CALL["events"])
     Session.objects.create(external_id="elsewhere", crm_connection=CrmConnection.objects.create(
@@ -68,3 +82,30 @@ def test_load_demo_prints_the_key_and_the_curl_line() -> None:
     assert CrmConnection.objects.filter(base_url="http://127.0.0.1:8801").count() == 1
     assert list(Session.objects.values_list("external_id", flat=True)) == ["elsewhere"]
     assert APIKey.objects.filter(revoked=False).count() == 1
+
+
+def test_sandbox_crm_can_start_with_solved_tickets_for_qa_search() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "sandbox_crm", "zendesk", "--port", "0", "--seed-tickets", "12"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        # The first line is the command that connects to it (sandbox_crm's first line, for every kind).
+        connect = process.stdout.readline().strip()
+        seeded, listening = process.stdout.readline().strip(), process.stdout.readline().strip()
+        base_url = listening.rsplit(" ", 1)[-1]
+        exported = requests.get(
+            f"{base_url}/api/v2/incremental/tickets/cursor.json",
+            params={"start_time": "0"},
+            auth=("admin@example.com/token", "sandbox-token"),
+            timeout=10,
+        ).json()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert "add_crm_connection --provider zendesk" in connect
+    assert seeded == "seeded 12 solved tickets"
+    assert len(exported["tickets"]) == 12

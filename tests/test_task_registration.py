@@ -9,6 +9,7 @@ def test_registered_task_names_are_stable() -> None:
     names = sorted(name for name in app.tasks if not name.startswith("celery."))
 
     assert names == [
+        "agentstatus.apply_webhook_event",
         "agentstatus.prune_webhook_events",
         "agentstatus.push_status",
         "agentstatus.sweep_pushes",

@@ -4,13 +4,27 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from rest_framework_api_key.admin import APIKeyModelAdmin
 
+from integrations.admin import register_connection_action
+from integrations.health import HealthRow, HealthSection, register_health_source
+from integrations.models import CrmConnection
+from integrations.urlguard import is_web_url
 from ticketsearch import selectors
 from ticketsearch.filters import phone_suffix, text_query
-from ticketsearch.models import Agent, Evaluation, ImportRun, ImportState, Ticket
+from ticketsearch.models import Agent, Evaluation, ImportRun, ImportState, QaToken, Ticket
 from ticketsearch.services.evaluations import evaluation_create
+
+
+def web_link(url: str) -> SafeString:
+    """A link to a URL the CRM sent, or only its text when it is not http(s) (`javascript:` and the like)."""
+    if is_web_url(url):
+        return format_html('<a href="{}" target="_blank" rel="noopener noreferrer">{}</a>', url, url)
+    return format_html("{}", url)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin[Any]):
@@ -95,11 +109,11 @@ class TicketAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Link in the CRM")
     def crm_link(self, ticket: Ticket) -> SafeString:
-        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', ticket.crm_url, ticket.crm_url)
+        return web_link(ticket.crm_url)
 
     @admin.display(description="Recordings")
     def recordings(self, ticket: Ticket) -> SafeString:
-        return format_html_join(" ", '<a href="{}">{}</a>', ((url, url) for url in ticket.recording_urls))
+        return format_html_join(" ", "{}", ((web_link(url),) for url in ticket.recording_urls))
 
     @admin.display(description="Comments")
     def comments_display(self, ticket: Ticket) -> SafeString:
@@ -190,8 +204,54 @@ class ImportStateAdmin(admin.ModelAdmin[ImportState]):
         from ticketsearch.tasks import import_connection_task
 
         for state in queryset:
-            import_connection_task.delay(state.connection_id)
+            import_connection_task.delay(state.connection_id, ImportRun.Trigger.ADMIN)
         self.message_user(request, f"{queryset.count()} import(s) queued.", messages.SUCCESS)
+
+
+@register_connection_action
+@admin.action(description="Import solved tickets now (QA search)")
+def import_tickets_now(
+    modeladmin: admin.ModelAdmin[CrmConnection], request: HttpRequest, queryset: QuerySet[CrmConnection]
+) -> None:
+    """Also before the first import, when the connection has no import state yet."""
+    from ticketsearch.tasks import import_connection_task
+
+    for connection in queryset:
+        if not selectors.connection_can_import(connection):
+            modeladmin.message_user(request, f"{connection}: this CRM has no ticket import.", messages.ERROR)
+            continue
+        import_connection_task.delay(connection.pk, ImportRun.Trigger.ADMIN)
+        url = reverse("admin:ticketsearch_importrun_changelist") + f"?connection__id__exact={connection.pk}"
+        modeladmin.message_user(
+            request,
+            format_html('{}: import queued; its run appears under <a href="{}">Import runs</a>.', connection, url),
+            messages.SUCCESS,
+        )
+
+
+@register_health_source
+def import_health(connection: CrmConnection | None) -> HealthSection | None:
+    """The last import run of each connection that imports, with its counts."""
+    rows = []
+    for run_connection, run in selectors.last_import_runs(connection=connection):
+        if run is None:
+            rows.append(HealthRow(str(run_connection), "never imported", alert=False))
+            continue
+        url = reverse("admin:ticketsearch_importrun_change", args=[run.pk])
+        when = timezone.localtime(run.finished_at or run.started_at)
+        counts = f"{run.tickets_imported} new, {run.tickets_updated} updated, {run.tickets_fetched} fetched"
+        rows.append(
+            HealthRow(
+                str(run_connection),
+                f"{run.get_status_display()} ({run.get_trigger_display().lower()}) at {when:%Y-%m-%d %H:%M}: {counts}"
+                + (f"; error: {run.error[:200]}" if run.error else ""),
+                url,
+                alert=run.status == ImportRun.Status.FAILED,
+            )
+        )
+    if not rows:
+        return None
+    return HealthSection("Ticket import (QA search)", rows)
 
 
 class EvaluationForm(forms.ModelForm[Evaluation]):
@@ -240,3 +300,14 @@ class EvaluationAdmin(admin.ModelAdmin[Evaluation]):
             comment=form.cleaned_data["comment"],
         )
         obj.pk = created.pk
+
+
+@admin.register(QaToken)
+class QaTokenAdmin(APIKeyModelAdmin):
+    """Adding one shows its key once (only the hash is stored); the reviewer's QA permissions apply."""
+
+    # The base class's attributes are inferred as fixed-length tuples; these add the user column.
+    list_display = ("prefix", "name", "user", "created", "expiry_date", "_has_expired", "revoked")  # type: ignore[assignment]
+    list_select_related = ["user"]
+    search_fields = ("name", "prefix", "user__username", "user__email")  # type: ignore[assignment]
+    autocomplete_fields = ["user"]

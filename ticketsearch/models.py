@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Value
 from django.db.models.functions import Concat, Lower
+from rest_framework_api_key.models import AbstractAPIKey
 
 from integrations.models import CrmConnection, CrmKind
 from integrations.providers.importing import CHANNELS, OTHER_CHANNEL
@@ -213,3 +214,17 @@ class Evaluation(models.Model):
 
     def __str__(self) -> str:
         return f"Evaluation of #{self.crm_ticket_id} by {self.reviewer_id}: {self.score}"
+
+
+class QaToken(AbstractAPIKey):
+    """A QA reviewer's API token (`Authorization: Token <key>`), stored hashed and shown once.
+
+    The reviewer's own permissions decide what the token may do; revoking it or deactivating the
+    user stops it.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="qa_tokens")
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "QA token"
+        verbose_name_plural = "QA tokens"

@@ -12,8 +12,11 @@ from django.db.models import BooleanField, F, QuerySet, TextField, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat
 
+from integrations.models import CrmConnection
+from integrations.providers.importing import TicketImportSource
+from integrations.providers.registry import PROVIDERS
 from ticketsearch.filters import SEARCH_CONFIG, TicketFilter, text_query
-from ticketsearch.models import Agent, Evaluation, Ticket
+from ticketsearch.models import Agent, Evaluation, ImportRun, Ticket
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
@@ -170,3 +173,24 @@ def ticket_comment_authors(ticket: Ticket) -> dict[str, Agent]:
 
 def ticket_evaluations(*, ticket_id: int) -> QuerySet[Evaluation]:
     return Evaluation.objects.filter(ticket_id=ticket_id).select_related("reviewer").order_by("-created_at")
+
+
+def connection_can_import(connection: CrmConnection) -> bool:
+    """Whether the connection's CRM has a ticket import (its provider is a TicketImportSource)."""
+    provider = PROVIDERS.get(connection.kind)
+    return provider is not None and issubclass(provider, TicketImportSource)
+
+
+def last_import_runs(*, connection: CrmConnection | None = None) -> list[tuple[CrmConnection, ImportRun | None]]:
+    """Each importing connection (or the one given) with its latest import run, if any."""
+    connections = CrmConnection.objects.order_by("pk")
+    if connection is not None:
+        connections = connections.filter(pk=connection.pk)
+    importing = [item for item in connections if connection_can_import(item)]
+    latest = {
+        run.connection_id: run
+        for run in ImportRun.objects.filter(connection__in=importing)
+        .order_by("connection_id", "-started_at")
+        .distinct("connection_id")
+    }
+    return [(item, latest.get(item.pk)) for item in importing]

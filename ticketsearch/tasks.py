@@ -31,8 +31,11 @@ def schedule_imports_task() -> None:
     retry_jitter=True,
     max_retries=5,
 )
-def import_connection_task(self: Task[[int], None], connection_id: int) -> None:
-    """Import one connection's agents and solved tickets changed since its cursor."""
+def import_connection_task(self: Task[[int, str], None], connection_id: int, trigger: str = "schedule") -> None:
+    """Import one connection's agents and solved tickets changed since its cursor.
+
+    `trigger` says who asked (ImportRun.Trigger): the schedule, or an admin's "Import now".
+    """
     from integrations.models import CrmConnection
     from integrations.services import connection_record_error
     from ticketsearch.models import ImportRun
@@ -43,7 +46,7 @@ def import_connection_task(self: Task[[int], None], connection_id: int) -> None:
         logger.info("ticketsearch.import.gone %s", connection_id)
         return
     try:
-        tickets_import(connection=connection, trigger=ImportRun.Trigger.SCHEDULE)
+        tickets_import(connection=connection, trigger=ImportRun.Trigger(trigger))
     except (ImportAlreadyRunning, ImportNotSupported) as exc:
         logger.info("ticketsearch.import.skipped %s: %s", connection_id, exc)
     except CrmRateLimited as exc:

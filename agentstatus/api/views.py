@@ -12,13 +12,15 @@ from agentstatus.api.serializers import AgentStatusInputSerializer, AgentStatusO
 from agentstatus.models import AgentToken, Source
 from agentstatus.selectors import agent_status_view
 from agentstatus.services.changes import agent_status_set
-from agentstatus.services.inbound import StatusSyncUnavailable, status_webhook_receive
-from integrations.webhooks import KUSTOMER_SIGNATURE_HEADER, KUSTOMER_TIMESTAMP_HEADER, WebhookRefused
+from agentstatus.services.inbound import status_webhook_receive
+from integrations.webhooks import KUSTOMER_SIGNATURE_HEADER, WebhookRefused
 
 WebhookResultSerializer = inline_serializer(
     name="StatusWebhookResult",
     fields={
-        "outcome": serializers.ChoiceField(choices=["applied", "unchanged", "ignored", "echo", "unmatched"]),
+        "outcome": serializers.ChoiceField(
+            choices=["applied", "unchanged", "ignored", "echo", "unmatched", "duplicate", "queued"]
+        ),
         "reason": serializers.CharField(),
         "agent": serializers.EmailField(allow_blank=True),
         "platform_status": serializers.CharField(allow_null=True),
@@ -29,7 +31,7 @@ WebhookResultSerializer = inline_serializer(
 class KustomerStatusWebhookApi(APIView):
     """Kustomer delivers work-session events here: the agents' user-status changes (A2, A3)."""
 
-    # The HMAC signature over timestamp and body is the authentication, checked in the service.
+    # The HMAC signature over the raw body is the authentication, checked in the service.
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
 
@@ -37,40 +39,36 @@ class KustomerStatusWebhookApi(APIView):
         operation_id="kustomer_status_webhook",
         summary="Kustomer work-session webhook (user status changes)",
         description=(
-            "Signed by Kustomer: `X-Kustomer-Webhook-Timestamp` (unix seconds) and "
-            '`X-Kustomer-Webhook-Signature` = hex HMAC-SHA256(secret, "{timestamp}." + raw body). '
-            "Deliveries signed more than 5 minutes ago (or dated as far in the future), with a wrong "
-            "signature, or repeating an event id already received are refused and change nothing. "
-            "An accepted event is applied before the answer: the answer says what it did and why."
+            "Signed by Kustomer: `X-Kustomer-Webhook-Signature` = lowercase hex HMAC-SHA256(token, raw body). "
+            "No timestamp is sent or needed: a delivery is never refused for its age; events are ordered by "
+            "their own `data.attributes.updatedAt`, so a late one never overrides a newer status. A wrong or "
+            "missing signature is refused and changes nothing. A redelivery of an event already received "
+            "answers 200 with outcome `duplicate` and changes nothing. An event for a known agent is applied "
+            "before the answer (200); one for a Kustomer user not known yet is accepted (202, outcome "
+            "`queued`) and applied after the user has been looked up in Kustomer."
         ),
         request=inline_serializer(name="KustomerEventEnvelope", fields={"id": serializers.CharField()}),
         responses={
             200: WebhookResultSerializer,
-            400: OpenApiResponse(description="Malformed body, or a stale, future or malformed timestamp."),
+            202: WebhookResultSerializer,
+            400: OpenApiResponse(description="Malformed body, or text that cannot be stored (NUL), named in `errors`."),
             401: OpenApiResponse(description="Missing or wrong signature."),
             403: OpenApiResponse(description="No webhook secret is configured."),
-            409: OpenApiResponse(description="A replayed event id."),
-            503: OpenApiResponse(description="The CRM could not be asked who the user is; deliver again."),
         },
     )
     def post(self, request: Request) -> Response:
         try:
-            result = status_webhook_receive(
-                body=request.body,
-                timestamp=request.headers.get(KUSTOMER_TIMESTAMP_HEADER),
-                signature=request.headers.get(KUSTOMER_SIGNATURE_HEADER),
-            )
+            result = status_webhook_receive(body=request.body, signature=request.headers.get(KUSTOMER_SIGNATURE_HEADER))
         except WebhookRefused as exc:
             return Response({"message": exc.message, "errors": {exc.field: [exc.message]}}, status=exc.status_code)
-        except StatusSyncUnavailable as exc:
-            return Response({"message": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(
             {
                 "outcome": result.outcome,
                 "reason": result.reason,
                 "agent": result.agent_email,
                 "platform_status": result.platform_status,
-            }
+            },
+            status=status.HTTP_202_ACCEPTED if result.queued else status.HTTP_200_OK,
         )
 
 

@@ -1,14 +1,16 @@
 """CRM → platform (A2, A3): Kustomer's signed work-session webhooks become platform statuses at once.
 
-One request does it all, in one transaction: verify, refuse replays, match the agent, track their
-CRM instances, recognise the echo of our own push, decide by the pure rules, apply, audit. A
-refused delivery changes nothing: the refusal is raised before or inside that transaction.
+For a known agent one request does it all, in one transaction: verify, take the event id (a
+redelivery is acknowledged and changes nothing), track their CRM instances, recognise the echo of
+our own push, decide by the pure rules, apply, audit. A user id not seen yet is stored and looked up
+in the CRM by a task after the answer, which never waits on the CRM. A refused delivery changes
+nothing: the refusal is raised before or inside that transaction.
 """
 
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
+from django.conf import settings as django_settings
 from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
@@ -39,19 +41,24 @@ from integrations.webhooks import (
     parse_work_session_event,
     verify_kustomer_delivery,
 )
+from records.services.execution import backoff_seconds
 
 
 class StatusSyncUnavailable(Exception):
-    """The CRM could not be asked who the user is: the sender should deliver again later (503)."""
+    """The CRM could not be asked who the user is: the lookup is tried again later."""
 
 
 @dataclass(frozen=True)
 class WebhookResult:
-    # applied | unchanged | ignored | echo | unmatched
+    # applied | unchanged | ignored | echo | unmatched | duplicate | queued
     outcome: str
     reason: str
     agent_email: str = ""
     platform_status: str | None = None
+
+    @property
+    def queued(self) -> bool:
+        return self.outcome == "queued"
 
 
 @dataclass(frozen=True)
@@ -61,8 +68,14 @@ class AgentMatch:
     reason: str = ""
 
 
-def status_webhook_receive(*, body: bytes, timestamp: str | None, signature: str | None) -> WebhookResult:
-    """Take one Kustomer delivery: raise WebhookRefused (nothing changed) or say what it did."""
+def status_webhook_receive(*, body: bytes, signature: str | None) -> WebhookResult:
+    """Take one Kustomer delivery: raise WebhookRefused (nothing changed) or say what it did.
+
+    Kustomer waits only a few seconds for the answer and sends no timestamp, so nothing here
+    depends on the delivery's age and nothing waits on the CRM: an event for a known agent is
+    applied at once, one for a user id not seen yet is stored and applied by a task after the
+    answer. A redelivery (Kustomer retries anything but a 2xx) is acknowledged and changes nothing.
+    """
     settings = sync_settings_get()
     secret = settings.webhook_secret
     if not secret:
@@ -71,33 +84,104 @@ def status_webhook_receive(*, body: bytes, timestamp: str | None, signature: str
             "No status webhook secret is configured: register the status webhook in the admin, or paste its secret.",
             KUSTOMER_SIGNATURE_HEADER,
         )
-    sent_at = verify_kustomer_delivery(
-        secret=secret, timestamp=timestamp, signature=signature, body=body, now=time.time()
-    )
+    verify_kustomer_delivery(secret=secret, signature=signature, body=body)
     event_id, name, envelope = parse_kustomer_event(body)
     if name not in WORK_SESSION_EVENTS:
         with transaction.atomic():
-            _take_event_id(event_id, name)
+            if not _take_event_id(event_id, name):
+                return _duplicate(event_id)
         return WebhookResult("ignored", f"{name} is not a work-session event")
     event = parse_work_session_event(event_id, name, envelope)
-    occurred_at = event.updated_at or datetime.fromtimestamp(sent_at, UTC)
+    # Without updatedAt the event's own time is unknown: when it arrived is the best there is.
+    occurred_at = event.updated_at or timezone.now()
+    with transaction.atomic():
+        # Locked for the whole decision: one agent's events are applied one at a time, in order.
+        agent = Agent.objects.select_for_update().filter(crm_user_id=event.user_id).first()
+        if agent is not None:
+            if not _take_event_id(event_id, name):
+                return _duplicate(event_id)
+            return _apply_event(agent, event, occurred_at, settings, sync_connection(settings))
+        if not _take_event_id(event_id, name, pending_body=body.decode("utf-8", "replace")):
+            return _duplicate(event_id)
+        transaction.on_commit(lambda: _enqueue_pending(event_id))
+    return WebhookResult(
+        "queued", f"CRM user {event.user_id} is not known yet: looked up in the CRM, then applied, after this answer"
+    )
+
+
+def _enqueue_pending(event_id: str, countdown: float = 0) -> None:
+    from agentstatus.tasks import apply_webhook_event_task
+
+    apply_webhook_event_task.apply_async((event_id,), countdown=countdown)
+
+
+def webhook_event_apply_pending(*, event_id: str) -> float | None:
+    """Look up the unknown user of a stored delivery and apply it (A3); None when done.
+
+    Returns the seconds until the next try when the CRM could not answer. Applying clears the
+    stored body in the same transaction, so a second copy of the task finds nothing to do. Its
+    order among the agent's other events is its own time (updatedAt), however late it is applied.
+    """
+    stored = ProcessedWebhookEvent.objects.filter(event_id=event_id).exclude(pending_body="").first()
+    if stored is None:
+        return None
+    _, name, envelope = parse_kustomer_event(stored.pending_body.encode())
+    event = parse_work_session_event(event_id, name, envelope)
+    occurred_at = event.updated_at or stored.received_at
+    settings = sync_settings_get()
     connection = sync_connection(settings)
     match: AgentMatch | None = None
     while True:
         with transaction.atomic():
-            # Locked for the whole decision: one agent's events are applied one at a time, in order.
+            claimed = (
+                ProcessedWebhookEvent.objects.select_for_update().filter(pk=stored.pk).exclude(pending_body="").first()
+            )
+            if claimed is None:
+                return None
             agent = Agent.objects.select_for_update().filter(crm_user_id=event.user_id).first()
-            if agent is not None:
-                _take_event_id(event_id, name)
-                return _apply_event(agent, event, occurred_at, settings, connection)
-            if match is not None:
-                _take_event_id(event_id, name)
-                return _record_unmatched(event, occurred_at, match)
-        # A user id not seen yet: asked of the CRM outside any transaction, once per user. A
-        # replay is refused first, so it costs the CRM nothing.
-        if ProcessedWebhookEvent.objects.filter(event_id=event_id).exists():
-            raise _replayed(event_id)
-        match = _resolve_crm_user(event.user_id, connection)
+            if agent is not None or match is not None:
+                ProcessedWebhookEvent.objects.filter(pk=stored.pk).update(pending_body="")
+                if agent is not None:
+                    _apply_event(agent, event, occurred_at, settings, connection)
+                else:
+                    assert match is not None
+                    _record_unmatched(event, occurred_at, match)
+                return None
+        # Asked of the CRM outside any transaction, once per try.
+        try:
+            match = _resolve_crm_user(event.user_id, connection)
+        except StatusSyncUnavailable as exc:
+            return _retry_lookup(stored, event, occurred_at, str(exc))
+
+
+def _retry_lookup(
+    stored: ProcessedWebhookEvent, event: WorkSessionEvent, occurred_at: datetime, error: str
+) -> float | None:
+    attempts = stored.lookup_attempts + 1
+    if attempts >= django_settings.CRM_ACTION_MAX_ATTEMPTS:
+        with transaction.atomic():
+            if ProcessedWebhookEvent.objects.filter(pk=stored.pk).exclude(pending_body="").update(pending_body=""):
+                _record_unmatched(
+                    event, occurred_at, AgentMatch(None, reason=f"gave up after {attempts} lookups: {error}")
+                )
+        return None
+    ProcessedWebhookEvent.objects.filter(pk=stored.pk).update(lookup_attempts=attempts)
+    return backoff_seconds(
+        attempts, base=django_settings.CRM_RETRY_BACKOFF_SECONDS, cap=django_settings.CRM_RETRY_BACKOFF_MAX_SECONDS
+    )
+
+
+def webhook_events_pending(*, received_before: datetime) -> list[str]:
+    """Stored deliveries still waiting for their user lookup (their task message may be lost)."""
+    return list(
+        ProcessedWebhookEvent.objects.exclude(pending_body="")
+        .filter(received_at__lt=received_before)
+        .values_list("event_id", flat=True)[:500]
+    )
+
+
+def _duplicate(event_id: str) -> WebhookResult:
+    return WebhookResult("duplicate", f"event {event_id} was already received: nothing changed")
 
 
 def _record_unmatched(event: WorkSessionEvent, occurred_at: datetime, match: AgentMatch) -> WebhookResult:
@@ -116,23 +200,19 @@ def _record_unmatched(event: WorkSessionEvent, occurred_at: datetime, match: Age
     return WebhookResult("unmatched", match.reason, agent_email=match.email)
 
 
-def _replayed(event_id: str) -> WebhookRefused:
-    return WebhookRefused(409, f"Event {event_id!r} was already received: a replay is refused.", "id")
-
-
-# One statement, no savepoint: the unique index decides, and a replay is simply not inserted.
+# One statement, no savepoint: the unique index decides, and a redelivery is simply not inserted.
 _TAKE_EVENT_ID_SQL = (
-    f"INSERT INTO {ProcessedWebhookEvent._meta.db_table} (event_id, name, received_at) "  # noqa: S608
-    "VALUES (%s, %s, now()) ON CONFLICT (event_id) DO NOTHING RETURNING id"
+    f"INSERT INTO {ProcessedWebhookEvent._meta.db_table} "  # noqa: S608
+    "(event_id, name, received_at, pending_body, lookup_attempts) "
+    "VALUES (%s, %s, now(), %s, 0) ON CONFLICT (event_id) DO NOTHING RETURNING id"
 )
 
 
-def _take_event_id(event_id: str, name: str) -> None:
-    """Claim the event id in the caller's transaction; a replay (even a concurrent one) is refused."""
+def _take_event_id(event_id: str, name: str, *, pending_body: str = "") -> bool:
+    """Claim the event id in the caller's transaction; False for a redelivery (even a concurrent one)."""
     with db_connection.cursor() as cursor:
-        cursor.execute(_TAKE_EVENT_ID_SQL, [event_id, name[:100]])
-        if cursor.fetchone() is None:
-            raise _replayed(event_id)
+        cursor.execute(_TAKE_EVENT_ID_SQL, [event_id, name[:100], pending_body])
+        return cursor.fetchone() is not None
 
 
 def _resolve_crm_user(user_id: str, connection: CrmConnection | None) -> AgentMatch:
@@ -272,6 +352,6 @@ def _echo_of(agent: Agent, crm_status_id: str, now: datetime) -> int | None:
 
 
 def webhook_events_prune(*, older_than: datetime) -> int:
-    """Forget webhook event ids received before `older_than`; return how many."""
-    deleted, _ = ProcessedWebhookEvent.objects.filter(received_at__lt=older_than).delete()
+    """Forget applied webhook event ids received before `older_than`; return how many."""
+    deleted, _ = ProcessedWebhookEvent.objects.filter(received_at__lt=older_than, pending_body="").delete()
     return deleted

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from integrations.exceptions import CrmUnsupported
 from integrations.http import RateGate
@@ -54,6 +55,8 @@ class SettingSpec:
     secret: bool = False
     required: bool = True
     email: bool = False
+    # Required whenever this other (optional) setting is given: the password of a username login.
+    required_with: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,9 @@ class Record:
     url: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    # When the CRM last solved or closed it (R2 counts from this); None while it never was, or when
+    # the read did not carry it.
+    closed_at: str | None = None
     # CRM field id -> value, for the product's custom fields (F1/F2).
     custom_fields: Mapping[str, Any] = field(default_factory=dict)
     # Set when the CRM merged this record into another one (S8: the survivor gets the updates).
@@ -202,6 +208,24 @@ class CrmProvider(abc.ABC):
         self.settings = settings
         self.rate_gate = rate_gate
 
+    # Where an agent opens a record or a contact in the CRM's own web app ({base} is the
+    # connection's base URL without its trailing slash); "" when the CRM has no such page.
+    record_web_path: ClassVar[str] = ""
+    contact_web_path: ClassVar[str] = ""
+
+    @classmethod
+    def web_base_url(cls, base_url: str) -> str:
+        """The CRM's web app for an API base URL (the same host, for most CRMs)."""
+        return base_url.rstrip("/")
+
+    @classmethod
+    def web_url(cls, base_url: str, *, record_id: str = "", contact_id: str = "") -> str:
+        """A link into the CRM for a record or a contact, or "" when there is none."""
+        template, value = (cls.record_web_path, record_id) if record_id else (cls.contact_web_path, contact_id)
+        if not template or not value:
+            return ""
+        return template.format(base=cls.web_base_url(base_url), id=quote(value, safe=""))
+
     @abc.abstractmethod
     def test_connection(self) -> None:
         """Make one authenticated read; raise a CrmError when it fails."""
@@ -210,7 +234,11 @@ class CrmProvider(abc.ABC):
     def find_contacts(
         self, *, phone: str | None = None, email: str | None = None, external_id: str | None = None
     ) -> list[Contact]:
-        """Contacts (end users) with this E.164 phone number, email or external id, newest first."""
+        """Contacts (end users) with this email, external id or E.164 phone number, newest first.
+
+        A phone matches whatever format the CRM stored it in (integrations.providers.phones); a
+        phone stored exactly as the caller's E.164 ranks before one written another way.
+        """
 
     @abc.abstractmethod
     def create_contact(
@@ -228,7 +256,7 @@ class CrmProvider(abc.ABC):
 
     @abc.abstractmethod
     def list_contact_records(self, contact_id: str) -> list[Record]:
-        """The contact's records (as requester/customer), most recently updated first."""
+        """The contact's records (as requester/customer), most recently updated first, with `closed_at`."""
 
     @abc.abstractmethod
     def create_record(self, record: NewRecord) -> Record:

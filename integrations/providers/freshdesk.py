@@ -20,7 +20,6 @@ from urllib.parse import quote
 
 import requests
 
-from integrations import phones
 from integrations.http import DEFAULT_RETRY_AFTER_SECONDS, CrmHttpClient, RateGate, parse_retry_after
 from integrations.providers.base import (
     Agent,
@@ -37,6 +36,7 @@ from integrations.providers.base import (
     RecordChanges,
     SettingSpec,
 )
+from integrations.providers.phones import best_match, national_number, rank_contacts
 
 Json = dict[str, Any]
 
@@ -150,6 +150,8 @@ class FreshdeskProvider(CrmProvider):
         ),
     )
     capabilities = frozenset({Capability.RECORDS, Capability.CUSTOM_FIELDS, Capability.TAGS})
+    record_web_path = "{base}/a/tickets/{id}"
+    contact_web_path = "{base}/a/contacts/{id}"
     open_statuses: ClassVar[frozenset[str]] = frozenset({"open", "pending"})
     default_open_status = "open"
     resolved_status = "resolved"
@@ -176,10 +178,13 @@ class FreshdeskProvider(CrmProvider):
             found = self.client.get(FreshdeskClient.CONTACTS, params={"email": email})
         elif phone:
             # Stored as typed: search the E.164 form and the national digits, then compare in E.164.
-            values = dict.fromkeys((phone, phones.national_number(phone)))
+            values = dict.fromkeys((phone, national_number(phone)))
             query = " OR ".join(f"{name}:{search_literal(value)}" for value in values for name in ("phone", "mobile"))
             candidates = self.client.search(FreshdeskClient.SEARCH_CONTACTS, query)
-            found = phones.matching(candidates, phone, lambda item: (item.get("phone"), item.get("mobile")))
+            # Only the caller's number, exact ones first, newest first within each (one phone matcher).
+            return rank_contacts(
+                (best_match((item.get("phone"), item.get("mobile")), phone), _contact(item)) for item in candidates
+            )
         else:
             return []
         contacts = [_contact(item) for item in found]
@@ -214,10 +219,15 @@ class FreshdeskProvider(CrmProvider):
             return None if value is None else str(value)
 
         custom = dict(ticket.get("custom_fields") or {})
+        status = status_name(ticket.get("status"))
+        # `stats` comes only with `include=stats` (list and view, not search): without it the
+        # record has no known close time, and R2 does not take it as recently closed.
+        stats = ticket.get("stats") or {}
+        closed_at = None if status in self.open_statuses else stats.get("resolved_at") or stats.get("closed_at")
         return Record(
             id=str(ticket["id"]),
             subject=ticket.get("subject") or "",
-            status=status_name(ticket.get("status")),
+            status=status,
             external_id=custom.get(self.session_field),
             requester_id=optional_id(ticket.get("requester_id")),
             assignee_id=optional_id(ticket.get("responder_id")),
@@ -225,6 +235,7 @@ class FreshdeskProvider(CrmProvider):
             url=f"{self.client.base_url.rstrip('/')}/a/tickets/{ticket['id']}",
             created_at=ticket.get("created_at"),
             updated_at=ticket.get("updated_at"),
+            closed_at=closed_at,
             custom_fields=custom,
         )
 
@@ -240,6 +251,8 @@ class FreshdeskProvider(CrmProvider):
             "order_by": "updated_at",
             "order_type": "desc",
             "per_page": PAGE_SIZE,
+            # When each was resolved or closed (stats.resolved_at, stats.closed_at), for R2.
+            "include": "stats",
         }
         records: list[Record] = []
         for page in range(1, 301):

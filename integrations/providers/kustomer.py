@@ -31,6 +31,7 @@ from integrations.providers.base import (
     RecordChanges,
     SettingSpec,
 )
+from integrations.providers.phones import best_match, national_number, rank_contacts
 
 # The name suffix that gives a Kustomer custom attribute its type (crm-api-shapes.md §2.3).
 ATTRIBUTE_SUFFIXES = {
@@ -53,6 +54,7 @@ class KustomerClient(CrmHttpClient):
     """`Authorization: Bearer <API key>`, sent only to the Kustomer API (never to an upload URL)."""
 
     CUSTOMERS = "v1/customers"
+    CUSTOMERS_SEARCH = "v1/customers/search"
     CUSTOMER_BY = "v1/customers/{key}={value}"
     CUSTOMER_CONVERSATIONS = "v1/customers/{id}/conversations"
     CONVERSATION = "v1/conversations/{id}"
@@ -171,6 +173,14 @@ def attribute_name(spec: CustomFieldSpec) -> str:
 
 class KustomerProvider(CrmProvider):
     kind = "kustomer"
+    record_web_path = "{base}/app/conversations/{id}"
+    contact_web_path = "{base}/app/customers/{id}"
+
+    @classmethod
+    def web_base_url(cls, base_url: str) -> str:
+        # The API is https://<org>.api.kustomerapp.com; agents work in https://<org>.kustomerapp.com.
+        return base_url.rstrip("/").replace(".api.kustomerapp.com", ".kustomerapp.com")
+
     open_statuses: ClassVar[frozenset[str]] = frozenset({"open"})
     # A done conversation is reopened by a new message or by setting it open again.
     resolved_status = "done"
@@ -216,6 +226,8 @@ class KustomerProvider(CrmProvider):
             url=self.client.build_url(self_link) if self_link else None,
             created_at=attributes.get("createdAt"),
             updated_at=attributes.get("updatedAt"),
+            # The last time an agent or rule set it done (`lastDone`), else when it ended.
+            closed_at=(attributes.get("lastDone") or {}).get("createdAt") or attributes.get("endedAt"),
             custom_fields=dict(attributes.get("custom") or {}),
         )
 
@@ -231,7 +243,7 @@ class KustomerProvider(CrmProvider):
         if external_id:
             key, value = "externalId", external_id
         elif phone:
-            key, value = "phone", phone
+            return self._find_by_phone(phone)
         elif email:
             key, value = "email", email
         else:
@@ -241,6 +253,36 @@ class KustomerProvider(CrmProvider):
         except CrmNotFound:
             return []
         return [_customer_to_contact(body["data"])]
+
+    def _find_by_phone(self, phone: str) -> list[Contact]:
+        """Customers holding the caller's number in any format, exact ones first.
+
+        The identifier lookup finds a phone stored as the caller's E.164 in one request (the
+        integration writes E.164, so a repeat caller is found there). A phone an agent typed
+        another way is found by the customer search on the national number, in `phones` and
+        `sharedPhones`; its candidates are parsed so a near miss (another country) is dropped.
+        The search is the second choice because Kustomer limits it to 100 requests a minute
+        per API key (crm-api-shapes.md §2.9).
+        """
+        try:
+            body = self.client.get(KustomerClient.CUSTOMER_BY.format(key="phone", value=_path_value(phone)))
+        except CrmNotFound:
+            body = None
+        if body is not None:
+            return [_customer_to_contact(body["data"])]
+        national = national_number(phone)
+        query = {
+            "queryContext": "customer",
+            "or": [{"customer_phone": {"contains": national}}, {"customer_shared_phone": {"contains": national}}],
+        }
+        search = f"{KustomerClient.CUSTOMERS_SEARCH}?pageSize={PAGE_SIZE}"
+        found = self.client.post(search, json=query)
+        ranked = []
+        for customer in found.get("data") or ():
+            attributes = _attributes(customer)
+            stored = [item.get("phone") for key in ("phones", "sharedPhones") for item in attributes.get(key) or ()]
+            ranked.append((best_match(stored, phone), _customer_to_contact(customer)))
+        return rank_contacts(ranked)
 
     def create_contact(
         self, *, name: str, phone: str | None = None, email: str | None = None, external_id: str | None = None

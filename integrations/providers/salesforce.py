@@ -18,7 +18,6 @@ from urllib.parse import quote
 
 import requests
 
-from integrations import phones
 from integrations.exceptions import (
     CrmAuthError,
     CrmNotFound,
@@ -26,7 +25,7 @@ from integrations.exceptions import (
     CrmRequestError,
     CrmTransientError,
 )
-from integrations.http import RATE_LIMIT_ERROR_CODES, CrmHttpClient, Files, RateGate
+from integrations.http import RATE_LIMIT_ERROR_CODES, CrmHttpClient, Files, RateGate, error_summary
 from integrations.providers.base import (
     Agent,
     Attachment,
@@ -50,6 +49,8 @@ from integrations.providers.importing import (
     ImportPage,
     TicketImportSource,
 )
+from integrations.providers.phones import best_match, national_number, rank_contacts
+from integrations.urlguard import base_url_problem, loopback_allowed
 
 DEFAULT_API_VERSION = "60.0"
 TOKEN_PATH = "services/oauth2/token"
@@ -135,7 +136,9 @@ class SalesforceClient(CrmHttpClient):
     """Bearer auth with a token from the OAuth endpoint; data calls go to the token's `instance_url`.
 
     The password flow is used when the connection has a username, client credentials otherwise
-    (crm-api-shapes.md §3.1). A 401 INVALID_SESSION_ID logs in again and repeats the call once.
+    (crm-api-shapes.md §3.1); it sends the password with the security token (its own encrypted
+    setting) appended, as Salesforce requires. A 401 INVALID_SESSION_ID logs in again and repeats
+    the call once.
     """
 
     def __init__(self, settings: ConnectionSettings, rate_gate: RateGate | None) -> None:
@@ -158,7 +161,8 @@ class SalesforceClient(CrmHttpClient):
         form = {"client_id": str(config.get("client_id", "")), "client_secret": str(secrets.get("client_secret", ""))}
         if config.get("username"):
             form |= {"grant_type": "password", "username": str(config["username"])}
-            # The password flow wants the security token appended when the org asks for one.
+            # Salesforce wants the user's security token appended to the password, unless the login
+            # comes from one of the org's trusted IP ranges (then the token is left blank).
             form["password"] = str(secrets.get("password", "")) + str(secrets.get("security_token", ""))
         else:
             form["grant_type"] = "client_credentials"
@@ -166,9 +170,12 @@ class SalesforceClient(CrmHttpClient):
             body = self._login_client.request("POST", TOKEN_PATH, data=form)
         except CrmRequestError as exc:
             # 400 invalid_grant / invalid_client: the credentials are wrong, not the request.
-            raise CrmAuthError(f"Salesforce login failed: {exc.body}", code="invalid_grant") from exc
+            raise CrmAuthError(f"Salesforce login failed: {error_summary(exc.body)}", code="invalid_grant") from exc
         if not isinstance(body, dict) or not body.get("access_token") or not body.get("instance_url"):
             raise CrmAuthError("Salesforce login answered without access_token and instance_url")
+        # The data calls carry the token to this URL, and it comes from the CRM's answer.
+        if problem := base_url_problem(str(body["instance_url"]), allow_loopback=loopback_allowed()):
+            raise CrmAuthError(f"Salesforce login answered an instance_url that is refused: {problem}")
         self._access_token = str(body["access_token"])
         self.base_url = str(body["instance_url"]).rstrip("/") + "/"
 
@@ -271,11 +278,20 @@ class SalesforceProvider(CrmProvider, TicketImportSource):
             "Blank: the client-credentials flow (the connected app's run-as user).",
             required=False,
         ),
-        SettingSpec("password", "Password", "The integration user's password.", secret=True, required=False),
+        SettingSpec(
+            "password",
+            "Password",
+            "The integration user's password, without the security token.",
+            secret=True,
+            required=False,
+            required_with="username",
+        ),
         SettingSpec(
             "security_token",
             "Security token",
-            "Appended to the password when the org requires it (login from outside trusted IP ranges).",
+            "The integration user's security token (Salesforce emails it; reset it under Settings > Reset My "
+            "Security Token). Appended to the password at login, as Salesforce requires unless the login comes "
+            "from one of the org's trusted IP ranges.",
             secret=True,
             required=False,
         ),
@@ -289,6 +305,8 @@ class SalesforceProvider(CrmProvider, TicketImportSource):
     # No tags on Case (R8 applies to the other CRMs), no user statuses over REST.
     capabilities = frozenset({Capability.RECORDS, Capability.CUSTOM_FIELDS, Capability.TICKET_IMPORT})
     # The default picklist's open values; any status whose IsClosed is false counts as open too.
+    record_web_path = "{base}/lightning/r/Case/{id}/view"
+    contact_web_path = "{base}/lightning/r/Contact/{id}/view"
     open_statuses: ClassVar[frozenset[str]] = frozenset({"New", "Working", "Escalated"})
     default_open_status = "New"
     resolved_status = "Closed"
@@ -347,10 +365,14 @@ class SalesforceProvider(CrmProvider, TicketImportSource):
             found = self._query(f"SELECT {fields} FROM Contact WHERE Email = {soql_string(email)}")  # noqa: S608
         elif phone:
             # SOSL matches phone fields whatever their format; the stored numbers are then compared in E.164.
-            sosl = f"FIND {{{phones.national_number(phone)}}} IN PHONE FIELDS RETURNING Contact({fields})"
+            sosl = f"FIND {{{national_number(phone)}}} IN PHONE FIELDS RETURNING Contact({fields})"
             body = self.client.get(self.client.data_path("search"), params={"q": sosl})
             records = body.get("searchRecords") or [] if isinstance(body, dict) else body or []
-            found = phones.matching(records, phone, lambda r: (r.get("Phone"), r.get("MobilePhone")))
+            # Only the caller's number, exact ones first, newest first within each (one phone matcher).
+            return rank_contacts(
+                (best_match((item.get("Phone"), item.get("MobilePhone")), phone), self._contact(item))
+                for item in records
+            )
         else:
             return []
         contacts = [self._contact(record) for record in found]
@@ -384,8 +406,9 @@ class SalesforceProvider(CrmProvider, TicketImportSource):
             assignee_id=owner if owner.startswith(USER_ID_PREFIX) else None,
             url=f"{self.client.base_url.rstrip('/')}/lightning/r/Case/{quote(case['Id'])}/view",
             created_at=case.get("CreatedDate"),
-            # A closed case's last change is (at the latest) its closing: R2 counts from there.
-            updated_at=case.get("ClosedDate") or case.get("LastModifiedDate"),
+            updated_at=case.get("LastModifiedDate"),
+            # When the case was closed (R2 counts from there, not from a later edit); None while open.
+            closed_at=case.get("ClosedDate") if case.get("IsClosed") else None,
             custom_fields={key: value for key, value in case.items() if key.endswith("__c")},
             is_closed=bool(case.get("IsClosed")),
         )

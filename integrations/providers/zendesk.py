@@ -33,6 +33,7 @@ from integrations.providers.importing import (
     ImportPage,
     TicketImportSource,
 )
+from integrations.providers.phones import national_number, phone_match, rank_contacts
 
 # Zendesk's field type for each of the product's custom field types (ticket_fields `type`).
 FIELD_TYPES = {
@@ -71,10 +72,6 @@ class ZendeskClient(CrmHttpClient):
         request.headers["Authorization"] = self._authorization
 
 
-def _digits(phone: str) -> str:
-    return re.sub(r"\D", "", phone)
-
-
 def _user_to_contact(user: dict[str, Any]) -> Contact:
     return Contact(
         id=str(user["id"]),
@@ -86,7 +83,7 @@ def _user_to_contact(user: dict[str, Any]) -> Contact:
     )
 
 
-def _ticket_to_record(ticket: dict[str, Any]) -> Record:
+def _ticket_to_record(ticket: dict[str, Any], solved_at: str | None = None) -> Record:
     def optional_id(value: Any) -> str | None:
         return None if value is None else str(value)
 
@@ -101,6 +98,7 @@ def _ticket_to_record(ticket: dict[str, Any]) -> Record:
         url=ticket.get("url"),
         created_at=ticket.get("created_at"),
         updated_at=ticket.get("updated_at"),
+        closed_at=solved_at,
         custom_fields={
             str(field["id"]): field.get("value") for field in ticket.get("custom_fields") or () if "id" in field
         },
@@ -137,6 +135,8 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
     )
     # No user statuses over the public API for an integration: status sync is not offered.
     capabilities = frozenset({Capability.RECORDS, Capability.CUSTOM_FIELDS, Capability.TAGS, Capability.TICKET_IMPORT})
+    record_web_path = "{base}/agent/tickets/{id}"
+    contact_web_path = "{base}/agent/users/{id}"
     open_statuses: ClassVar[frozenset[str]] = frozenset({"new", "open", "pending", "hold"})
     default_open_status = "open"
     # A closed ticket refuses every update (422); a solved one can still be reopened.
@@ -157,15 +157,26 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
             users = self.client.get(ZendeskClient.USERS_SEARCH, params={"external_id": external_id})["users"]
             return [_user_to_contact(user) for user in users]
         if phone:
-            # `*` makes Zendesk match the digits whatever formatting the number was stored with.
-            query = f"role:end-user phone:*{_digits(phone)}"
-        elif email:
+            return self._find_by_phone(phone)
+        if email:
             query = f"role:end-user email:{email}"
         else:
             return []
         users = self.client.get(ZendeskClient.USERS_SEARCH, params={"query": query})["users"]
         contacts = [_user_to_contact(user) for user in users]
         return sorted(contacts, key=lambda contact: contact.created_at or "", reverse=True)
+
+    def _find_by_phone(self, phone: str) -> list[Contact]:
+        """End users whose stored phone is the caller's number in any format, exact ones first.
+
+        Zendesk's search compares digits and `*` matches any leading ones (developer.zendesk.com,
+        "Retrieving the Zendesk user id of a caller"): searching the national number finds
+        `(415) 555-0100` and `4155550100`, which the full E.164 digits would miss. The candidates
+        are then parsed, so another country's number with the same last digits is not taken.
+        """
+        query = f"role:end-user phone:*{national_number(phone)}"
+        users = self.client.get(ZendeskClient.USERS_SEARCH, params={"query": query})["users"]
+        return rank_contacts((phone_match(user.get("phone"), phone), _user_to_contact(user)) for user in users)
 
     def create_contact(
         self, *, name: str, phone: str | None = None, email: str | None = None, external_id: str | None = None
@@ -191,12 +202,18 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
         return [_ticket_to_record(ticket) for ticket in tickets]
 
     def list_contact_records(self, contact_id: str) -> list[Record]:
+        # The ticket has no solve time of its own; its metric set does. Sideloaded on the same read
+        # (developer.zendesk.com side-loading: tickets support `metric_sets`), so R2 costs no
+        # request per ticket. `next_page` keeps the include.
         records: list[Record] = []
         page: str | None = ZendeskClient.USER_REQUESTED_TICKETS.format(id=contact_id)
+        params: dict[str, Any] | None = {"include": "metric_sets"}
         while page:
-            body = self.client.get(page)
-            records += [_ticket_to_record(ticket) for ticket in body["tickets"]]
+            body = self.client.get(page, params=params)
+            solved = {str(item.get("ticket_id")): item.get("solved_at") for item in body.get("metric_sets") or ()}
+            records += [_ticket_to_record(ticket, solved.get(str(ticket["id"]))) for ticket in body["tickets"]]
             page = body.get("next_page")
+            params = None
         return sorted(records, key=lambda record: record.updated_at or "", reverse=True)
 
     def _comment_json(self, comment: Comment) -> dict[str, Any]:
@@ -416,10 +433,23 @@ def _imported_user(user: dict[str, Any]) -> ImportedUser:
     )
 
 
+# Voice comments and where their `data` keeps the recording and the transcript. A Talk (or Tickets
+# API) call is a VoiceComment with `transcription_text`; a call logged by a partner integration
+# through Talk Partner Edition is a TpeVoiceComment whose `data` holds the call record's fields
+# (`recording_url`, `transcript`), with "" for a recording the call has not got.
+VOICE_TRANSCRIPT_KEYS = {
+    "VoiceComment": ("transcription_text",),
+    "TpeVoiceComment": ("transcript", "transcription_text"),
+}
+
+
 def _imported_comment(comment: dict[str, Any]) -> ImportedComment:
     author = comment.get("author_id")
-    data = comment.get("data") or {}
-    voice = comment.get("type") == "VoiceComment"
+    raw_data = comment.get("data")
+    data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}
+    transcript_keys = VOICE_TRANSCRIPT_KEYS.get(str(comment.get("type")))
+    voice = transcript_keys is not None
+    transcript = next((str(data[key]) for key in transcript_keys or () if data.get(key)), None)
     return ImportedComment(
         crm_id=str(comment.get("id")),
         # Zendesk writes -1 (or nothing) as the author of system-made entries: no user behind them.
@@ -427,6 +457,6 @@ def _imported_comment(comment: dict[str, Any]) -> ImportedComment:
         body=comment.get("plain_body") or comment.get("body") or "",
         public=bool(comment.get("public")),
         created_at=_time(comment.get("created_at")),
-        recording_url=(data.get("recording_url") or None) if voice else None,
-        transcript=(data.get("transcription_text") or None) if voice else None,
+        recording_url=(str(data.get("recording_url") or "") or None) if voice else None,
+        transcript=transcript,
     )

@@ -108,6 +108,8 @@ class FreshdeskSandbox(Sandbox):
         self.agents: dict[int, Json] = {}
         self.contacts: dict[int, Json] = {}
         self.tickets: dict[int, Json] = {}
+        # A ticket's `stats` (`include=stats`): when it was last resolved and closed.
+        self.ticket_stats: dict[int, Json] = {}
         self.conversations: dict[int, list[Json]] = {}
         self.fields: list[Json] = [
             {"id": self._id(), "name": name, "label": label, "type": kind, "default": True, "position": n + 1}
@@ -140,11 +142,67 @@ class FreshdeskSandbox(Sandbox):
         return agent
 
     def control(self, method: str, action: str, data: Any) -> Response | None:
+        if (method, action) == ("POST", "backdate"):
+            return self._backdate(data)
         if (method, action) == ("POST", "agents"):
             if not isinstance(data, dict) or not isinstance(data.get("email"), str):
                 raise ValueError("the body needs an email")
             return Response(201, self._add_agent(str(data.get("name") or data["email"]), data["email"]))
         return None
+
+    def _backdate(self, data: Any) -> Response:
+        """`POST /__sandbox/backdate` `{"ticket": id, "resolved_at"?, "closed_at"?, "updated_at"?}`.
+
+        Stands in for the days that pass in a real helpdesk: a ticket resolved 9 days ago and
+        touched by an automation 3 days ago, without waiting for either.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("ticket"), int) or data["ticket"] not in self.tickets:
+            raise ValueError("ticket: must be the id of a ticket")
+        ticket = self.tickets[data["ticket"]]
+        stats = self._stats(ticket)
+        for key in ("resolved_at", "closed_at", "updated_at"):
+            value = data.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise ValueError(f"{key}: must be an ISO 8601 time")
+            datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if key == "updated_at":
+                ticket["updated_at"] = value
+            else:
+                stats[key] = value
+        return Response(200, self._with_stats(ticket))
+
+    def _stats(self, ticket: Json) -> Json:
+        blank = dict.fromkeys(
+            ("agent_responded_at", "requester_responded_at", "first_responded_at", "status_updated_at",
+             "reopened_at", "resolved_at", "closed_at", "pending_since")
+        )  # fmt: skip
+        return self.ticket_stats.setdefault(ticket["id"], blank)
+
+    def _with_stats(self, ticket: Json) -> Json:
+        return {**ticket, "stats": dict(self._stats(ticket))}
+
+    def _status_changed(self, ticket: Json, old: Any) -> None:
+        """What Freshdesk's stats record of a status change: resolved (4), closed (5), reopened."""
+        status, now = ticket.get("status"), _now()
+        if status == old:
+            return
+        stats = self._stats(ticket)
+        stats["status_updated_at"] = now
+        if status == 4:
+            stats["resolved_at"] = now
+        elif status == 5:
+            stats["closed_at"] = now
+            stats["resolved_at"] = stats["resolved_at"] or now
+        elif old in (4, 5):
+            stats["reopened_at"] = now
+        if status == 3:
+            stats["pending_since"] = now
+
+    @staticmethod
+    def _includes_stats(request: Request) -> bool:
+        return "stats" in (request.param("include") or "").split(",")
 
     # -- Protocol --------------------------------------------------------------------------------
 
@@ -333,6 +391,7 @@ class FreshdeskSandbox(Sandbox):
         }
         self.tickets[ticket["id"]] = ticket
         self.conversations[ticket["id"]] = []
+        self._status_changed(ticket, None)
         return Response(201, ticket, {"Location": f"{self.base_url}/api/v2/tickets/{ticket['id']}"})
 
     def _ticket(self, request: Request) -> Json:
@@ -343,12 +402,14 @@ class FreshdeskSandbox(Sandbox):
         return ticket
 
     def show_ticket(self, request: Request) -> Response:
-        return Response(200, self._ticket(request))
+        ticket = self._ticket(request)
+        return Response(200, self._with_stats(ticket) if self._includes_stats(request) else ticket)
 
     def update_ticket(self, request: Request) -> Response:
         ticket = self._ticket(request)
         data = self._body(request)
         self._check_ticket(data, creating=False)
+        old_status = ticket.get("status")
         for key, value in data.items():
             if key == "custom_fields":
                 ticket["custom_fields"] = {**ticket["custom_fields"], **value}
@@ -357,6 +418,7 @@ class FreshdeskSandbox(Sandbox):
             else:
                 ticket[key] = list(value) if key == "tags" else value
         ticket["updated_at"] = _now()
+        self._status_changed(ticket, old_status)
         return Response(200, ticket)
 
     def list_tickets(self, request: Request) -> Response:
@@ -377,7 +439,8 @@ class FreshdeskSandbox(Sandbox):
             raise _invalid(
                 "page", "You cannot access tickets beyond the 300th page. Please provide a smaller page number."
             )
-        return Response(200, tickets[(page - 1) * per_page : page * per_page])
+        shown = tickets[(page - 1) * per_page : page * per_page]
+        return Response(200, [self._with_stats(t) for t in shown] if self._includes_stats(request) else shown)
 
     def search_tickets(self, request: Request) -> Response:
         def read(ticket: Json, field: str) -> Any:

@@ -83,7 +83,14 @@ MAX_NOTE_BODY = 10240
 # A receiver must answer within this long; a slower one counts as a failed delivery (not retried).
 DELIVERY_TIMEOUT_SECONDS = 5.0
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-PHONE_RE = re.compile(r"^\+?[0-9][0-9 ().-]{3,}$")
+# Kustomer keeps a phone as written (`(415) 555-0100` too); only obvious non-numbers are refused.
+PHONE_RE = re.compile(r"^\+?[0-9(][0-9 ().-]{3,}$")
+# The customer search's phone criteria take digits with an optional `+` (Kustomer's standard-fields
+# JSON schema for `customer_phone` and `customer_shared_phone`).
+SEARCH_PHONE_RE = re.compile(r"^\+?[1-9]\d{1,14}$")
+# Customer search criteria the sandbox answers, and the customer lists each looks in.
+SEARCH_PHONE_CRITERIA = {"customer_phone": "phones", "customer_shared_phone": "sharedPhones"}
+SEARCH_STRING_OPERATORS = ("equals", "contains")
 
 
 # -- Kustomer's two error bodies ---------------------------------------------------------------------
@@ -411,10 +418,13 @@ class KustomerSandbox(Sandbox):
         name = _string(fields, "name")
         external_id = _string(fields, "externalId")
         phones = self._identifiers(fields, "phones", "phone", PHONE_TYPES, "other")
+        # Shared phones (a family's or an office's line) may belong to several customers.
+        shared_phones = self._identifiers(fields, "sharedPhones", "phone", PHONE_TYPES, "other")
         emails = self._identifiers(fields, "emails", "email", EMAIL_TYPES, "other")
-        for index, phone in enumerate(phones):
-            if not PHONE_RE.match(phone["phone"]):
-                raise _bad_request(f"phones[{index}].phone is not a phone number", attribute=f"phones.{index}")
+        for key, items in (("phones", phones), ("sharedPhones", shared_phones)):
+            for index, phone in enumerate(items):
+                if not PHONE_RE.match(phone["phone"]):
+                    raise _bad_request(f"{key}[{index}].phone is not a phone number", attribute=f"{key}.{index}")
         for index, item in enumerate(emails):
             item["email"] = item["email"].lower()
             if not EMAIL_RE.match(item["email"]):
@@ -446,6 +456,7 @@ class KustomerSandbox(Sandbox):
             "externalIds": [{"externalId": external_id, "verified": False}] if external_id else [],
             "emails": emails,
             "phones": phones,
+            "sharedPhones": shared_phones,
             "tags": tags,
             "custom": custom,
             "createdAt": now,
@@ -469,10 +480,63 @@ class KustomerSandbox(Sandbox):
         raise _not_found("Customer", f"with {kind} {value}")
 
     def customer_by_phone(self, request: Request) -> Response:
-        wanted = _phone_key(_arg(request, "phone"))
-        return self._customer_by(
-            "phone", wanted, lambda c: any(_phone_key(item["phone"]) == wanted for item in c["phones"])
-        )
+        # The identifier lookup finds the phone as it was stored: `+14155550100` does not find a
+        # customer whose phone was written `(415) 555-0100` (the search below does).
+        wanted = _arg(request, "phone").strip()
+        return self._customer_by("phone", wanted, lambda c: any(item["phone"] == wanted for item in c["phones"]))
+
+    def search_customers(self, request: Request) -> Response:
+        """`POST /v1/customers/search` for the phone criteria: `{"queryContext": "customer", "and"|"or": [...]}`.
+
+        A phone criterion compares digits (its value may hold nothing else), so `contains` of the
+        national number finds the number however the customer's phone was written.
+        """
+        fields = _body(request)
+        if fields.get("queryContext", "customer") != "customer":
+            raise _bad_request("queryContext must be customer for /v1/customers/search", attribute="queryContext")
+        groups: dict[str, list[Any]] = {}
+        for key in ("and", "or"):
+            value = fields.get(key)
+            if value is not None and (not isinstance(value, list) or not value):
+                raise _bad_request(f"{key} must be a non-empty list of criteria", attribute=key)
+            if value is not None:
+                groups[key] = value
+        if not groups:
+            raise _bad_request("and or or must be a non-empty list of criteria", attribute="and")
+        tests: dict[str, list[Any]] = {}
+        for key, criteria in groups.items():
+            tests[key] = [
+                self._phone_criterion(criterion, f"{key}.{index}") for index, criterion in enumerate(criteria)
+            ]
+
+        def matches(customer: Json) -> bool:
+            every = all(test(customer) for test in tests.get("and", []))
+            return every and (not tests.get("or") or any(test(customer) for test in tests["or"]))
+
+        found = [customer for customer in self.customers.values() if matches(customer) and not customer["deleted"]]
+        found.sort(key=lambda customer: customer["updatedAt"], reverse=True)
+        return Response(200, self._page(request, [self._customer_json(customer) for customer in found]))
+
+    def _phone_criterion(self, criterion: Any, where: str) -> Any:
+        if not isinstance(criterion, dict) or len(criterion) != 1:
+            raise _bad_request(f"{where} must be one criterion object", attribute=where)
+        [(name, condition)] = criterion.items()
+        if name not in SEARCH_PHONE_CRITERIA:
+            raise _bad_request(f"{where}: {name} is not a search attribute the sandbox answers", attribute=where)
+        if not isinstance(condition, dict) or len(condition) != 1:
+            raise _bad_request(f"{where}.{name} must be one operator and its value", attribute=where)
+        [(operator, value)] = condition.items()
+        if operator not in SEARCH_STRING_OPERATORS:
+            raise _bad_request(f"{where}.{name}: operator must be one of {', '.join(SEARCH_STRING_OPERATORS)}")
+        if not isinstance(value, str) or not SEARCH_PHONE_RE.match(value):
+            raise _bad_request(f"{where}.{name}: {value!r} must match {SEARCH_PHONE_RE.pattern}", attribute=where)
+        digits, key = re.sub(r"\D", "", value), SEARCH_PHONE_CRITERIA[name]
+
+        def test(customer: Json) -> bool:
+            stored = [re.sub(r"\D", "", item["phone"]) for item in customer.get(key) or ()]
+            return any(phone == digits if operator == "equals" else digits in phone for phone in stored)
+
+        return test
 
     def customer_by_email(self, request: Request) -> Response:
         wanted = _arg(request, "email").strip().lower()
@@ -578,6 +642,10 @@ class KustomerSandbox(Sandbox):
             "assignedTeams": assigned_teams,
             "custom": custom,
             "ended": status == "done",
+            "endedAt": now if status == "done" else None,
+            # Kustomer's record of the conversation's last close (the done time analytics use).
+            "lastDone": {"createdAt": now, "createdBy": user_id} if status == "done" else None,
+            "doneCount": 1 if status == "done" else 0,
             "rev": 1,
         }
         self.conversations[conversation["id"]] = conversation
@@ -646,9 +714,17 @@ class KustomerSandbox(Sandbox):
         if not changed:
             return
         conversation.update(changed)
-        if "status" in changed:
-            conversation["ended"] = changed["status"] == "done"
         now = self._now()
+        if "status" in changed:
+            done = changed["status"] == "done"
+            conversation["ended"] = done
+            if done:
+                # Reopening keeps lastDone and endedAt: they say when it was last done.
+                conversation.update(
+                    endedAt=now,
+                    lastDone={"createdAt": now, "createdBy": self._api_user(request)},
+                    doneCount=conversation["doneCount"] + 1,
+                )
         conversation.update(updatedAt=now, modifiedAt=now, modifiedBy=self._api_user(request))
         conversation["rev"] += 1
 
@@ -1037,6 +1113,31 @@ class KustomerSandbox(Sandbox):
                 return response.encoded()
         return super().handle(method, target, headers, body, client_ip)
 
+    def control(self, method: str, action: str, data: Any) -> Response | None:
+        """`POST /__sandbox/backdate` `{"conversation": id, "lastDoneAt"?, "updatedAt"?}`: move its times.
+
+        Stands in for the days that pass in a real org: a conversation done 9 days ago and touched
+        by a rule 3 days ago, without waiting for either.
+        """
+        if (method, action) != ("POST", "backdate"):
+            return None
+        if not isinstance(data, dict) or data.get("conversation") not in self.conversations:
+            raise ValueError("conversation: must be the id of a conversation")
+        conversation = self.conversations[data["conversation"]]
+        for key in ("lastDoneAt", "updatedAt"):
+            value = data.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise ValueError(f"{key}: must be an ISO 8601 time")
+            datetime.fromisoformat(value)
+            if key == "lastDoneAt":
+                conversation["lastDone"] = {**(conversation["lastDone"] or {}), "createdAt": value}
+                conversation["endedAt"] = value
+            else:
+                conversation["updatedAt"] = value
+        return Response(200, {"data": self._conversation_json(conversation)})
+
     def _sandbox_control(self, method: str, action: str, headers: Mapping[str, str], body: bytes) -> Response | None:
         parts = action.split("/")
         if parts[0] == "work-sessions" and method == "POST" and len(parts) <= 2:
@@ -1179,16 +1280,14 @@ class KustomerSandbox(Sandbox):
 
     def _deliver(self, webhook: Json, raw: bytes, envelope: Json) -> None:
         """POST one event, signed; a failure is recorded and not retried."""
-        timestamp = str(int(time.time()))
-        # Kustomer signs the raw body; the product's receiver also refuses replays, so the sandbox
-        # signs `{timestamp}.{body}` and sends the timestamp alongside.
-        signature = hmac.new(webhook["token"].encode(), f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
+        # As Kustomer documents (events/delivery-and-retries): lowercase hex HMAC-SHA256 of the raw
+        # body keyed with the webhook's token, and no timestamp header.
+        signature = hmac.new(webhook["token"].encode(), raw, hashlib.sha256).hexdigest()
         headers = {item["name"]: item["value"] for item in webhook["headers"]}
         headers.update(
             {
                 "Content-Type": "application/json",
                 "X-Kustomer-Webhook-Event": envelope["name"],
-                "X-Kustomer-Webhook-Timestamp": timestamp,
                 "X-Kustomer-Webhook-Signature": signature,
             }
         )
@@ -1225,6 +1324,7 @@ class KustomerSandbox(Sandbox):
         ("GET", "/v1/users/{id}/teams", user_teams),
         ("GET", "/v1/teams", list_teams),
         ("POST", "/v1/customers", create_customer),
+        ("POST", "/v1/customers/search", search_customers),
         ("GET", "/v1/customers/phone={phone}", customer_by_phone),
         ("GET", "/v1/customers/email={email}", customer_by_email),
         ("GET", "/v1/customers/externalId={externalId}", customer_by_external_id),

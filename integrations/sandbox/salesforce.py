@@ -2,6 +2,10 @@
 
 - `POST /services/oauth2/token` (form-encoded; password or client_credentials grant) answers an
   access token and `instance_url` (this sandbox); any non-empty client id and secret are accepted.
+  The password grant checks the login as Salesforce does from outside the org's trusted IP ranges:
+  `password` must be the user's password with their security token appended (SANDBOX_LOGIN, or
+  logins added with `POST /__sandbox/logins`); anything else is 400 invalid_grant
+  "authentication failure", the same answer whether the token is missing or the password wrong.
 - `GET /services/data/` lists the API versions; `GET /services/data/vXX.X/query?q=SOQL` runs a
   SOQL subset (below) and pages with `nextRecordsUrl` (`GET .../query/{locator}`);
   `GET .../sobjects/{type}/{id}` reads one record.
@@ -17,7 +21,9 @@ SOQL subset: `SELECT fields FROM User|Case|Contact [WHERE cond AND cond ...] [OR
 
 Control endpoints besides the common ones: `POST /__sandbox/seed` (`{"count", "seed"}` for a
 generated org, or `{"users", "contacts", "cases"}` of raw records, cases with `CaseComments` and
-`LiveChatTranscripts` lists) and `POST /__sandbox/expire_tokens` (every issued token becomes invalid).
+`LiveChatTranscripts` lists), `POST /__sandbox/expire_tokens` (every issued token becomes invalid)
+and `POST /__sandbox/logins` (`{"username", "password", "security_token"}`: a user the password grant
+accepts; an empty security token stands for a login from a trusted IP range, which needs none).
 """
 
 import base64
@@ -40,6 +46,8 @@ from integrations.sandbox.zendesk import SEED_WORDS
 Json = dict[str, Any]
 
 API_VERSIONS = ("58.0", "59.0", "60.0", "61.0")
+# The API user every sandbox accepts for the password grant: (username, password, security token).
+SANDBOX_LOGIN = ("api@example.com", "sandbox-password", "SbxSecurityToken0123456")
 # Records per query page: Salesforce's default batch size.
 QUERY_BATCH_SIZE = 2000
 # The daily request allocation the limit header advertises (Enterprise base, crm-api-shapes.md §3.3).
@@ -298,6 +306,8 @@ class SalesforceSandbox(Sandbox):
     def reset_state(self) -> None:
         self.records: dict[str, dict[str, Json]] = {obj: {} for obj in FIELDS}
         self.tokens: set[str] = set()
+        # username -> (password, security token): what the password grant accepts.
+        self.logins: dict[str, tuple[str, str]] = {SANDBOX_LOGIN[0]: SANDBOX_LOGIN[1:]}
         self.locators: dict[str, tuple[Query, list[str], str]] = {}
         self._next_number = dict.fromkeys(ID_PREFIXES, 1)
         # Child records by parent id, per child object (sub-queries read these).
@@ -361,7 +371,7 @@ class SalesforceSandbox(Sandbox):
             return Response(400, body)
         if not form.get("client_id") or not form.get("client_secret"):
             return Response(400, {"error": "invalid_client_id", "error_description": "client identifier invalid"})
-        if grant == "password" and (not form.get("username") or not form.get("password")):
+        if grant == "password" and not self._login_accepted(form.get("username", ""), form.get("password", "")):
             return Response(400, {"error": "invalid_grant", "error_description": "authentication failure"})
         access_token = f"00D000000000001!{secrets.token_urlsafe(24)}"
         self.tokens.add(access_token)
@@ -376,6 +386,11 @@ class SalesforceSandbox(Sandbox):
             "scope": "api",
         }
         return Response(200, body)
+
+    def _login_accepted(self, username: str, password: str) -> bool:
+        """The password grant's check: the password, then the security token, as one string."""
+        known = self.logins.get(username)
+        return known is not None and secrets.compare_digest(password.encode(), (known[0] + known[1]).encode())
 
     # -- Data API ----------------------------------------------------------------------------------
 
@@ -739,6 +754,16 @@ class SalesforceSandbox(Sandbox):
     # -- Control: seeding and token expiry -------------------------------------------------------
 
     def control(self, method: str, action: str, data: Any) -> Response | None:
+        if (method, action) == ("POST", "logins"):
+            if not isinstance(data, dict):
+                raise ValueError("the body must be a JSON object")
+            for key in ("username", "password", "security_token"):
+                if not isinstance(data.get(key), str) or (key != "security_token" and not data[key]):
+                    raise ValueError(f"{key}: must be a string (non-empty but for security_token)")
+            self.logins[data["username"]] = (data["password"], data["security_token"])
+            return Response(201, {"username": data["username"]})
+        if (method, action) == ("POST", "backdate"):
+            return self._backdate(data)
         if (method, action) == ("POST", "expire_tokens"):
             expired = len(self.tokens)
             self.tokens.clear()
@@ -748,6 +773,30 @@ class SalesforceSandbox(Sandbox):
         if not isinstance(data, dict):
             raise ValueError("the body must be a JSON object")
         return Response(200, self._seed(data))
+
+    def _backdate(self, data: Any) -> Response:
+        """`POST /__sandbox/backdate` `{"case": id, "ClosedDate"?, "LastModifiedDate"?}` (ISO 8601 times).
+
+        Stands in for the days that pass in a real org: a case closed 9 days ago and edited by a
+        flow 3 days ago, without waiting for either.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("case"), str):
+            raise ValueError("case: must be the id of a case")
+        case = self.records.get("Case", {}).get(data["case"])
+        if case is None:
+            raise ValueError("case: must be the id of a case")
+        for key in ("ClosedDate", "LastModifiedDate"):
+            value = data.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise ValueError(f"{key}: must be an ISO 8601 time")
+            case[key] = sf_time(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+            if key == "LastModifiedDate":
+                case["SystemModstamp"] = case[key]
+        return Response(
+            200, {"Id": case["Id"], "ClosedDate": case["ClosedDate"], "LastModifiedDate": case["LastModifiedDate"]}
+        )
 
     def _seed(self, data: dict[str, Any]) -> Json:
         if "count" in data:

@@ -15,7 +15,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
@@ -39,6 +39,8 @@ VIA_API: dict[str, Any] = {"channel": "api", "source": {"from": {}, "to": {}, "r
 # Ticket fields and attachments have id sequences of their own, in Zendesk's large-integer style.
 FIRST_TICKET_FIELD_ID = 360011737001
 FIRST_ATTACHMENT_ID = 12977278300001
+# A ticket's metric set id is its ticket id plus this (Zendesk's are another large-integer sequence).
+FIRST_METRIC_SET_ID = 33000000000
 # The custom ticket field types Zendesk accepts on create (crm-api-shapes.md §1.5).
 CUSTOM_FIELD_TYPES = (
     "text",
@@ -258,6 +260,8 @@ class ZendeskSandbox(Sandbox):
         self.users: dict[int, Json] = {}
         self.tickets: dict[int, Json] = {}
         self.comments: dict[int, list[Json]] = {}
+        # Each ticket's metric set (GET /tickets/{id}/metrics, the `metric_sets` sideload).
+        self.metrics: dict[int, Json] = {}
         self._next_ids = {"user": FIRST_USER_ID, "ticket": FIRST_TICKET_ID, "event": FIRST_EVENT_ID}
         self._reset_fields_and_files()
 
@@ -433,31 +437,34 @@ class ZendeskSandbox(Sandbox):
         users = [user for user in self.users.values() if not roles or user["role"] in roles]
         if not any(key.startswith("page[") for key in request.query):
             return Response(200, self._offset_page(request, "users", [self._user_json(user) for user in users]))
+        return Response(200, self._cursor_page(request, "users", users, self._user_json))
+
+    def _cursor_page(self, request: Request, root: str, items: list[Json], render: Callable[[Json], Json]) -> Json:
+        """Zendesk's cursor pagination (`page[size]`, `page[after]`, `page[before]`) over id-ordered items."""
         size_text = request.param("page[size]")
         size = MAX_PAGE_SIZE if size_text is None else _int_or(size_text, 0)
         if not 1 <= size <= MAX_PAGE_SIZE:
             raise _bad_pagination(f"page[size] must be a number from 1 to {MAX_PAGE_SIZE}")
         after, before = request.param("page[after]"), request.param("page[before]")
         if after:
-            users = [user for user in users if user["id"] > _cursor_id(after, "page[after]")]
-            page = users[:size]
+            items = [item for item in items if item["id"] > _cursor_id(after, "page[after]")]
+            page = items[:size]
         elif before:
-            users = [user for user in users if user["id"] < _cursor_id(before, "page[before]")]
-            page = users[-size:]
+            items = [item for item in items if item["id"] < _cursor_id(before, "page[before]")]
+            page = items[-size:]
         else:
-            page = users[:size]
+            page = items[:size]
         after_cursor = _cursor(page[-1]["id"]) if page else None
         before_cursor = _cursor(page[0]["id"]) if page else None
         cursors = ("page[after]", "page[before]")
-        body = {
-            "users": [self._user_json(user) for user in page],
-            "meta": {"has_more": len(users) > len(page), "after_cursor": after_cursor, "before_cursor": before_cursor},
+        return {
+            root: [render(item) for item in page],
+            "meta": {"has_more": len(items) > len(page), "after_cursor": after_cursor, "before_cursor": before_cursor},
             "links": {
                 "prev": before_cursor and self._page_url(request, {"page[before]": before_cursor}, cursors),
                 "next": after_cursor and self._page_url(request, {"page[after]": after_cursor}, cursors),
             },
         }
-        return Response(200, body)
 
     # -- Tickets ---------------------------------------------------------------------------------
 
@@ -646,6 +653,7 @@ class ZendeskSandbox(Sandbox):
         }
         self.tickets[ticket_id] = ticket
         self.comments[ticket_id] = []
+        self._status_metrics(ticket, None, now)
         audit = self._audit(ticket_id, submitter_id, request, now)
         self._add_comment(ticket_id, audit, (body, public, submitter_id), request, self._take_uploads(upload_tokens))
         created = {
@@ -662,7 +670,64 @@ class ZendeskSandbox(Sandbox):
         return Response(201, {"ticket": self._ticket_json(ticket), "audit": audit}, headers)
 
     def show_ticket(self, request: Request) -> Response:
-        return Response(200, {"ticket": self._ticket_json(self._ticket(request.args["id"]))})
+        ticket = self._ticket(request.args["id"])
+        return Response(200, {"ticket": self._ticket_json(ticket), **self._sideloads(request, [ticket])})
+
+    # -- Ticket metrics ----------------------------------------------------------------------------
+
+    def _metric_set(self, ticket: Json) -> Json:
+        """The ticket's metric set; its `solved_at` is the only record of when it was solved."""
+        metrics = self.metrics.get(ticket["id"])
+        if metrics is None:
+            solved = ticket["status"] in ("solved", "closed")
+            metrics = self.metrics[ticket["id"]] = {
+                "id": ticket["id"] + FIRST_METRIC_SET_ID,
+                "ticket_id": ticket["id"],
+                "created_at": ticket["created_at"],
+                "updated_at": ticket["updated_at"],
+                "group_stations": 0,
+                "assignee_stations": 1 if ticket.get("assignee_id") else 0,
+                "reopens": 0,
+                "replies": 0,
+                "assignee_updated_at": None,
+                "requester_updated_at": ticket["created_at"],
+                "status_updated_at": ticket["updated_at"],
+                "initially_assigned_at": ticket["created_at"] if ticket.get("assignee_id") else None,
+                "assigned_at": ticket["created_at"] if ticket.get("assignee_id") else None,
+                "solved_at": (ticket.get("solved_at") or ticket["updated_at"]) if solved else None,
+                "latest_comment_added_at": ticket["updated_at"],
+                "reply_time_in_minutes": {"calendar": None, "business": None},
+                "first_resolution_time_in_minutes": {"calendar": None, "business": None},
+                "full_resolution_time_in_minutes": {"calendar": None, "business": None},
+                "agent_wait_time_in_minutes": {"calendar": None, "business": None},
+                "requester_wait_time_in_minutes": {"calendar": None, "business": None},
+                "on_hold_time_in_minutes": {"calendar": 0, "business": 0},
+            }
+        return {**metrics, "url": f"{self.base_url}/api/v2/ticket_metrics/{metrics['id']}.json"}
+
+    def _status_metrics(self, ticket: Json, previous: str | None, now: str) -> None:
+        """Keep the metric set in step with a status change: solving stamps solved_at, reopening counts."""
+        self._metric_set(ticket)
+        metrics = self.metrics[ticket["id"]]
+        done = ("solved", "closed")
+        if ticket["status"] in done and previous not in done:
+            metrics["solved_at"] = now
+        if previous in done and ticket["status"] not in done:
+            metrics["reopens"] += 1
+        if previous is not None:
+            metrics["status_updated_at"] = now
+        metrics["updated_at"] = now
+
+    def _sideloads(self, request: Request, tickets: list[Json]) -> Json:
+        """What `include=` asks for alongside tickets: `metric_sets` (and `users`)."""
+        include = set((request.param("include") or "").split(","))
+        extra: Json = {}
+        if "metric_sets" in include:
+            extra["metric_sets"] = [self._metric_set(ticket) for ticket in tickets]
+        if "users" in include:
+            ids = {ticket[key] for ticket in tickets for key in ("requester_id", "assignee_id", "submitter_id")}
+            extra["users"] = [self._user_json(self.users[i]) for i in sorted(ids, key=str) if i in self.users]
+        return extra
 
     def _ticket_changes(self, ticket: Json, fields: Json) -> Json:
         """The validated new values of the fields an update changes; nothing is written here."""
@@ -731,7 +796,9 @@ class ZendeskSandbox(Sandbox):
                 ]
             else:
                 audit["events"].append(self._event("Change", name, value, previous_value=ticket[name]))
-            ticket[name] = value
+            previous, ticket[name] = ticket[name], value
+            if name == "status":
+                self._status_metrics(ticket, previous, now)
         if audit["events"]:
             ticket["updated_at"] = now
             ticket["is_public"] = any(stored["public"] for stored in self.comments[ticket["id"]])
@@ -740,19 +807,28 @@ class ZendeskSandbox(Sandbox):
     def list_tickets(self, request: Request) -> Response:
         external_id = request.param("external_id")
         tickets = [t for t in self.tickets.values() if external_id is None or t["external_id"] == external_id]
-        return Response(200, self._offset_page(request, "tickets", [self._ticket_json(t) for t in tickets]))
+        return self._tickets_page(request, tickets)
+
+    def _tickets_page(self, request: Request, tickets: list[Json]) -> Response:
+        """One offset page of tickets, with what `include=` sideloads for the tickets on it."""
+        body = self._offset_page(request, "tickets", [self._ticket_json(t) for t in tickets])
+        shown = {ticket["id"] for ticket in body["tickets"]}
+        return Response(200, {**body, **self._sideloads(request, [t for t in tickets if t["id"] in shown])})
 
     def list_comments(self, request: Request) -> Response:
         ticket = self._ticket(request.args["id"])
-        return Response(200, self._offset_page(request, "comments", self.comments[ticket["id"]]))
+        comments = self.comments[ticket["id"]]
+        # As in Zendesk: cursor pagination when asked for with page[size], offset pagination otherwise.
+        if any(key.startswith("page[") for key in request.query):
+            return Response(200, self._cursor_page(request, "comments", comments, dict))
+        return Response(200, self._offset_page(request, "comments", comments))
 
     def list_requested_tickets(self, request: Request) -> Response:
         user = self._user(request.args["id"])
         if user is None:
             raise _record_not_found()
         # Zendesk lists a user's requested tickets by id, oldest first.
-        tickets = [self._ticket_json(t) for t in self.tickets.values() if t["requester_id"] == user["id"]]
-        return Response(200, self._offset_page(request, "tickets", tickets))
+        return self._tickets_page(request, [t for t in self.tickets.values() if t["requester_id"] == user["id"]])
 
     # -- Merges ------------------------------------------------------------------------------------
 
@@ -833,7 +909,9 @@ class ZendeskSandbox(Sandbox):
         for name, value in changes.items():
             if value != ticket[name]:
                 audit["events"].append(self._event("Change", name, value, previous_value=ticket[name]))
-                ticket[name] = value
+                previous, ticket[name] = ticket[name], value
+                if name == "status":
+                    self._status_metrics(ticket, previous, now)
         ticket["updated_at"] = now
         ticket["is_public"] = any(stored["public"] for stored in self.comments[ticket["id"]])
 
@@ -1103,6 +1181,10 @@ SEED_WORDS = (
     "contract",
     "renewal",
 )
+# Voice comments (Talk's VoiceComment, Talk Partner Edition's TpeVoiceComment) carry these beside
+# `data`, as the recorded answers show; the sandbox does not format phone numbers.
+VOICE_COMMENT_TYPES = ("VoiceComment", "TpeVoiceComment")
+VOICE_COMMENT_EXTRAS: Json = {"formatted_from": "Unknown", "formatted_to": "Unknown", "transcription_visible": False}
 SEED_CHANNELS = ("email", "chat", "voice", "native_messaging", "facebook", "sms", "whatsapp", "web", "api")
 SEED_TAGS = ("vip", "billing", "technical", "complaint", "follow_up", "escalated", "callback")
 
@@ -1219,6 +1301,8 @@ class ZendeskImportSandbox(ZendeskSandbox):
     # -- Seeding -------------------------------------------------------------------------------------
 
     def control(self, method: str, action: str, data: Any) -> Response | None:
+        if (method, action) == ("POST", "backdate"):
+            return self._backdate(data)
         if (method, action) != ("POST", "seed"):
             return None
         if not isinstance(data, dict):
@@ -1238,6 +1322,29 @@ class ZendeskImportSandbox(ZendeskSandbox):
         ticket_ids = [self._seed_ticket(fields) for fields in tickets]
         return Response(200, {"users": user_ids, "tickets": ticket_ids})
 
+    def _backdate(self, data: Any) -> Response:
+        """`POST /__sandbox/backdate` `{"ticket": id, "solved_at"?, "updated_at"?}`: move a ticket's times.
+
+        Stands in for the days that pass in a real account: a ticket solved 9 days ago and touched by
+        an automation 3 days ago, without waiting for either.
+        """
+        if not isinstance(data, dict) or _as_id(data.get("ticket")) not in self.tickets:
+            raise ValueError("ticket: must be the id of a ticket")
+        ticket = self.tickets[int(data["ticket"])]
+        self._metric_set(ticket)
+        for key in ("solved_at", "updated_at"):
+            value = data.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise ValueError(f"{key}: must be an ISO 8601 time")
+            datetime.fromisoformat(value)
+            if key == "solved_at":
+                self.metrics[ticket["id"]]["solved_at"] = value
+            else:
+                ticket["updated_at"] = value
+        return Response(200, {"ticket": self._ticket_json(ticket), "metric_set": self._metric_set(ticket)})
+
     def _seed_user(self, fields: Any) -> int:
         if not isinstance(fields, dict):
             raise ValueError("each user must be an object")
@@ -1248,6 +1355,8 @@ class ZendeskImportSandbox(ZendeskSandbox):
             "name": "",
             "email": None,
             "phone": None,
+            # Every key a user made through the API has, so the API's checks can read any of them.
+            "shared_phone_number": None,
             "role": "end-user",
             "active": True,
             "suspended": False,
@@ -1258,6 +1367,8 @@ class ZendeskImportSandbox(ZendeskSandbox):
             "user_fields": {},
         }
         user.update(fields)
+        if user["phone"] is not None and user["shared_phone_number"] is None:
+            user["shared_phone_number"] = False
         user["url"] = None
         self.users[user_id] = user
         return user_id
@@ -1288,9 +1399,29 @@ class ZendeskImportSandbox(ZendeskSandbox):
             "custom_fields": [],
             "satisfaction_rating": None,
             "is_public": True,
+            # The rest of the keys Zendesk sends on every ticket (zenpy's recorded export has them all).
+            "raw_subject": "",
+            "recipient": None,
+            "collaborator_ids": [],
+            "follower_ids": [],
+            "email_cc_ids": [],
+            "forum_topic_id": None,
+            "problem_id": None,
+            "has_incidents": False,
+            "due_at": None,
+            "sharing_agreement_ids": [],
+            "custom_status_id": None,
+            "fields": None,
+            "followup_ids": [],
+            "ticket_form_id": None,
+            "brand_id": None,
+            "allow_channelback": False,
+            "allow_attachments": True,
+            "from_messaging_channel": False,
         }
         comments = fields.get("comments", [])
-        ticket.update({key: value for key, value in fields.items() if key != "comments"})
+        ticket.update({key: value for key, value in fields.items() if key not in ("comments", "solved_at")})
+        ticket["raw_subject"] = fields.get("raw_subject", ticket["subject"])
         if isinstance(ticket["via"], str):
             ticket["via"] = {"channel": ticket["via"], "source": {"from": {}, "to": {}, "rel": None}}
         stored = []
@@ -1309,11 +1440,20 @@ class ZendeskImportSandbox(ZendeskSandbox):
                     "audit_id": None,
                     "via": ticket["via"],
                     "created_at": comment.get("created_at") or ticket["created_at"],
+                    "metadata": comment.get("metadata") or {"system": {}, "custom": {}},
                     **({"data": comment["data"]} if "data" in comment else {}),
+                    **(VOICE_COMMENT_EXTRAS if comment.get("type") in VOICE_COMMENT_TYPES else {}),
+                    **(
+                        {"title": (comment.get("data") or {}).get("title") or body.split("\n")[0], "trusted": True}
+                        if comment.get("type") == "TpeVoiceComment"
+                        else {}
+                    ),
                 }
             )
         self.tickets[ticket_id] = ticket
         self.comments[ticket_id] = stored
+        self.metrics.pop(ticket_id, None)
+        self._metric_set({**ticket, "solved_at": fields.get("solved_at")})
         return ticket_id
 
     def _generate(self, count: int, rng: random.Random) -> tuple[list[Json], list[Json]]:
@@ -1352,17 +1492,40 @@ class ZendeskImportSandbox(ZendeskSandbox):
             if rng.random() < 0.05:
                 comments.append({"body": "Ticket merged by a trigger", "author_id": -1, "public": False})
             if channel == "voice":
-                comments.append(
-                    {
-                        "type": "VoiceComment",
-                        "body": "Inbound call",
-                        "author_id": author,
-                        "data": {
-                            "recording_url": f"{self.base_url}/recordings/{rng.randrange(10**9)}.mp3",
-                            "transcription_text": f"Caller: my {words}. Agent: let me check that for you.",
-                        },
-                    }
-                )
+                recording = f"{self.base_url}/recordings/{rng.randrange(10**9)}.mp3"
+                transcript = f"Caller: my {words}. Agent: let me check that for you."
+                if rng.random() < 0.3:
+                    # A call logged by a partner telephony app (Talk Partner Edition): the comment's
+                    # data holds the call record's fields, as zenpy's recorded TestCallPE answers show.
+                    comments.append(
+                        {
+                            "type": "TpeVoiceComment",
+                            "body": f"Inbound call\n\nSummary\nDirection: inbound\nTranscript: {transcript}",
+                            "author_id": author,
+                            "public": False,
+                            "data": {
+                                "app_id": 1003048,
+                                "app_name": "Partner telephony",
+                                "author_id": None,
+                                "call_id": rng.randrange(10**13, 10**14),
+                                "direction": "inbound",
+                                "external_id": None,
+                                "title": "Inbound call",
+                                "via_id": 45,
+                                "recording_url": recording,
+                                "transcript": transcript,
+                            },
+                        }
+                    )
+                else:
+                    comments.append(
+                        {
+                            "type": "VoiceComment",
+                            "body": "Inbound call",
+                            "author_id": author,
+                            "data": {"recording_url": recording, "transcription_text": transcript},
+                        }
+                    )
             tickets.append(
                 {
                     "subject": f"{rng.choice(SEED_WORDS).capitalize()} {rng.choice(SEED_WORDS)} issue",

@@ -5,6 +5,7 @@ from typing import Any
 import phonenumbers
 from rest_framework import serializers
 
+from integrations.storable import unstorable_text
 from records.vocabulary import SESSION_TYPES, EventType
 
 
@@ -217,9 +218,10 @@ class EventSerializer(serializers.Serializer[Any]):
         self._data_validators: dict[str, serializers.Serializer[Any]] = {}
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
-        if isinstance(data, dict) and (where := _nul_character_path(data)):
-            # PostgreSQL's text and JSONB cannot hold U+0000: refuse it here rather than fail at INSERT.
-            raise serializers.ValidationError({where: ["NUL characters (\\u0000) are not allowed."]})
+        if isinstance(data, dict) and (found := unstorable_text(data)):
+            # PostgreSQL cannot hold it: refuse it here rather than fail at INSERT.
+            where, problem = found
+            raise serializers.ValidationError({where: [f"{problem} are not allowed."]})
         attrs: dict[str, Any] = super().to_internal_value(data)
         attrs["extra"] = {key: value for key, value in data.items() if key not in ENVELOPE_FIELDS}
         return attrs
@@ -254,24 +256,6 @@ def validate_events(raw_events: list[Any]) -> tuple[list[dict[str, Any]], list[d
         if detail
     ]
     return [], errors
-
-
-def _nul_character_path(value: Any, path: str = "") -> str | None:
-    """The dotted path of the first key or string holding U+0000, or None."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            child = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
-                return child
-            if found := _nul_character_path(item, child):
-                return found
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            if found := _nul_character_path(item, f"{path}[{index}]"):
-                return found
-    return None
 
 
 def _plain(value: Any) -> Any:

@@ -410,6 +410,15 @@ def config_validate(data: Any, *, connection_names: Collection[str], team_names:
     )
 
 
+def settings_validate(value: Any) -> dict[str, Any]:
+    """Operation-management settings from a file, checked as an import checks them, or ConfigError."""
+    errors: list[str] = []
+    cleaned = _validate_settings(value, errors)
+    if errors or cleaned is None:
+        raise ConfigError(errors)
+    return cleaned
+
+
 # -- Apply -------------------------------------------------------------------------------------
 
 

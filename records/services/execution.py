@@ -9,7 +9,7 @@ first looks for what the earlier attempt may have made.
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -23,15 +23,26 @@ from integrations.exceptions import (
     CrmAuthError,
     CrmError,
     CrmNotFound,
+    CrmOwnLimitReached,
     CrmRateLimited,
     CrmRequestError,
     CrmTransientError,
 )
-from integrations.providers.base import Attachment, Capability, Comment, Contact, CrmProvider, NewRecord, RecordChanges
+from integrations.providers.base import (
+    Attachment,
+    Capability,
+    Comment,
+    Contact,
+    CrmProvider,
+    NewRecord,
+    Record,
+    RecordChanges,
+)
 from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_get_active, connection_provider, connection_record_error
 from records.models import CrmAction, CustomField, Session
-from records.rules import Candidate, RecordMode, RecordRequest, choose_contact, choose_record
+from records.rules import Candidate, RecordMode, RecordRequest, choose_contact, choose_record, record_request
+from records.services.processing import PROCESSING_MAX_ATTEMPTS
 from records.vocabulary import ActionKind, EventType
 
 logger = logging.getLogger(__name__)
@@ -129,7 +140,9 @@ def session_run_actions(*, session_id: int) -> RunResult:
 def action_execute(*, action: CrmAction) -> CrmAction:
     """Make one attempt at an action, recording its outcome on the row."""
     session = Session.objects.select_related("crm_connection").get(pk=action.session_id)
-    retried = action.attempts > 0
+    # A 429 or a wait gives its attempt back, yet the call before it may have written (a note,
+    # then a 429 on the read after it): any earlier error means the CRM is looked at first.
+    retried = action.attempts > 0 or bool(action.last_error)
     # Counted before the call: if this worker dies mid-call, the next attempt knows to look first.
     action.attempts += 1
     action.save(update_fields=["attempts", "updated_at"])
@@ -149,9 +162,13 @@ def action_execute(*, action: CrmAction) -> CrmAction:
     except CrmRateLimited as exc:
         # Not the action's fault: wait as told, without spending one of its attempts.
         action.attempts -= 1
-        return _schedule_retry(action, str(exc), delay=exc.retry_after + random.uniform(0, 1))
+        error = str(exc)
+        if isinstance(exc, CrmOwnLimitReached) and action.last_error:
+            # Nothing was sent: the last real answer is still why the action has not succeeded.
+            error = _without_own_limit_note(action.last_error) + OWN_LIMIT_NOTE
+        return _schedule_retry(action, error, delay=exc.retry_after + random.uniform(0, 1))
     except CrmTransientError as exc:
-        if action.attempts >= settings.CRM_ACTION_MAX_ATTEMPTS:
+        if action.attempts - action.attempts_before_retry >= settings.CRM_ACTION_MAX_ATTEMPTS:
             return _fail(action, f"gave up after {action.attempts} attempts: {exc}")
         delay = backoff_seconds(
             action.attempts, base=settings.CRM_RETRY_BACKOFF_SECONDS, cap=settings.CRM_RETRY_BACKOFF_MAX_SECONDS
@@ -180,6 +197,13 @@ def action_execute(*, action: CrmAction) -> CrmAction:
     return action
 
 
+OWN_LIMIT_NOTE = " (waiting for our own request budget)"
+
+
+def _without_own_limit_note(error: str) -> str:
+    return error.removesuffix(OWN_LIMIT_NOTE)
+
+
 def _schedule_retry(action: CrmAction, error: str, *, delay: float) -> CrmAction:
     logger.info("records.action.retry %s in %.1fs: %s", action.pk, delay, error, extra={"action_id": action.pk})
     action.last_error = error[:2000]
@@ -204,7 +228,8 @@ def action_retry(*, action: CrmAction) -> CrmAction:
 
     action.status = CrmAction.Status.PENDING
     action.next_attempt_at = None
-    action.save(update_fields=["status", "next_attempt_at", "updated_at"])
+    action.attempts_before_retry = action.attempts
+    action.save(update_fields=["status", "next_attempt_at", "attempts_before_retry", "updated_at"])
     transaction.on_commit(lambda: run_session_actions_task.delay(action.session_id), robust=True)
     return action
 
@@ -317,6 +342,7 @@ def _candidates(provider: CrmProvider, session: Session) -> list[Candidate]:
                 is_open=provider.is_open(record),
                 can_reopen=provider.can_reopen(record),
                 updated_at=_parse_time(record.updated_at),
+                closed_at=_parse_time(record.closed_at),
                 queue_id=other.queue_id if other else "",
                 leaf_queue=" > ".join(other.state.get("queue_path") or ()) if other else "",
                 menu_path=other.menu_path if other else "",
@@ -328,7 +354,6 @@ def _candidates(provider: CrmProvider, session: Session) -> list[Candidate]:
 
 
 def _record_request(session: Session, payload: dict[str, Any]) -> RecordRequest:
-    policy = payload.get("policy") or {}
     callback = payload.get("callback") or {}
     original_record_id, original_seconds = "", None
     if callback.get("original_session_id"):
@@ -338,19 +363,9 @@ def _record_request(session: Session, payload: dict[str, Any]) -> RecordRequest:
             ended = original.events.filter(type=EventType.SESSION_ENDED).first()
             duration = ended.data.get("call_duration") if ended else None
             original_seconds = float(duration) if isinstance(duration, int | float) else None
-    return RecordRequest(
-        mode=payload.get("mode") or RecordMode.NEW,
-        channel=payload.get("channel") or "",
-        queue_id=payload.get("queue_id") or "",
-        leaf_queue=payload.get("leaf_queue") or "",
-        menu_path=payload.get("menu_path") or "",
+    return record_request(
+        payload,
         session_type=session.session_type,
-        append_to_open_records=bool(policy.get("append_to_open_records", True)),
-        append_to_recently_closed=bool(policy.get("append_to_recently_closed", False)),
-        closed_within_days=int(policy.get("closed_within_days") or 3),
-        never_append=bool(policy.get("never_append", False)),
-        outbound_record_id=payload.get("outbound_record_id") or "",
-        callback_kind=callback.get("kind") or "",
         original_record_id=original_record_id,
         original_call_seconds=original_seconds,
     )
@@ -387,6 +402,9 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
     created = True
     if found:
         record_id, decision = found[0].id, "found the record an earlier attempt created"
+        # Where the CRM makes the record and its first comment in two calls (Kustomer's note), the
+        # earlier attempt may have stopped between them.
+        _comment_once(provider, record_id, Comment(body=payload["first_comment"]), retried=True)
     elif session.crm_record_id:
         # An earlier attempt appended and linked, then failed on its notes: finish those.
         record_id, created, decision = session.crm_record_id, False, "linked by an earlier attempt"
@@ -396,16 +414,16 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
         )
         decision = choice.reason
         if choice.record_id is None:
-            record = provider.create_record(
-                NewRecord(
-                    subject=payload["subject"],
-                    external_id=external_id,
-                    requester_id=session.crm_contact_id,
-                    first_comment=Comment(body=payload["first_comment"], public=False),
-                    assignee_id=assignee_id,
-                    tags=tuple(tags),
-                    custom_fields=fields,
-                )
+            new_record = NewRecord(
+                subject=payload["subject"],
+                external_id=external_id,
+                requester_id=session.crm_contact_id,
+                first_comment=Comment(body=payload["first_comment"], public=False),
+                assignee_id=assignee_id,
+                tags=tuple(tags),
+            )
+            record, lost = _write_fields(
+                provider, fields, lambda known: provider.create_record(replace(new_record, custom_fields=known))
             )
             record_id = record.id
         else:
@@ -418,9 +436,11 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
                 assignee_id=assignee_id,
                 add_tags=tuple(tags),
                 comment=comment,
-                custom_fields=fields,
             )
-            provider.update_record(record_id, changes)
+            _, lost = _write_fields(
+                provider, fields, lambda known: provider.update_record(record_id, replace(changes, custom_fields=known))
+            )
+        notes += _fields_lost(session, lost)
     session.crm_record_id = record_id
     session.save(update_fields=["crm_record_id", "updated_at"])
 
@@ -545,14 +565,70 @@ def _update_record(provider: CrmProvider, session: Session, payload: dict[str, A
     if assignee_id is None and not fields and status is None:
         missing = "the record fields are not created in this CRM (F1)" if payload.get("fields") else "nothing to set"
         return {"record_id": session.crm_record_id, "outcome": "; ".join(["no change", missing, *notes])}
-    changes = RecordChanges(status=status, assignee_id=assignee_id, custom_fields=fields)
-    record_id, _ = _write_to_record(provider, session, lambda target: provider.update_record(target, changes))
+    changes = RecordChanges(status=status, assignee_id=assignee_id)
+    record_id, (_, lost) = _write_to_record(
+        provider,
+        session,
+        lambda target: _write_fields(
+            provider, fields, lambda known: provider.update_record(target, replace(changes, custom_fields=known))
+        ),
+    )
+    lost_notes = _fields_lost(session, lost)
+    for note in lost_notes:
+        _comment_once(provider, record_id, Comment(body=note), retried)
     done = [
         f"assigned to {payload['assignee_email']}" if assignee_id else "",
-        f"{len(fields)} field(s) set" if fields else "",
+        f"{len(fields) - len(lost)} field(s) set" if len(fields) > len(lost) else "",
         f"status {status}" if status else "",
     ]
-    return {"record_id": record_id, "outcome": "; ".join([item for item in done if item] + notes)}
+    return {"record_id": record_id, "outcome": "; ".join([item for item in done if item] + notes + lost_notes)}
+
+
+def _write_fields(
+    provider: CrmProvider, fields: dict[str, Any], write: Callable[[dict[str, Any]], Record]
+) -> tuple[Record, list[str]]:
+    """Write with the F2 fields; return the record and the field ids the CRM no longer has.
+
+    A CRM forgets fields (an admin deleted them, a sandbox restarted) while we keep their ids.
+    Zendesk drops unknown ids silently and lists every field it has on the ticket it returns, so
+    the answer tells without another request; Kustomer refuses the write, and only then is its
+    field list read and the write made again without the missing ones.
+    """
+    try:
+        record = write(fields)
+    except CrmRequestError:
+        if not fields:
+            raise
+        existing = provider.existing_custom_fields()
+        if set(fields) <= existing:
+            raise
+        known = {field_id: value for field_id, value in fields.items() if field_id in existing}
+        return write(known), sorted(set(fields) - existing)
+    return record, sorted(set(fields) - set(record.custom_fields))
+
+
+def _fields_lost(session: Session, lost: list[str]) -> list[str]:
+    """Say which record fields the CRM no longer has, on the record (returned) and the connection.
+
+    Their ids are forgotten, so later sessions skip them until the fields are made again (F1).
+    """
+    if not lost:
+        return []
+    from records.services.custom_fields import custom_fields_record_error
+
+    stale = CustomField.objects.filter(connection_id=session.crm_connection_id, crm_field_id__in=lost)
+    names = sorted(stale.values_list("key", flat=True)) or lost
+    stale.delete()
+    listed = ", ".join(names)
+    if session.crm_connection is not None:
+        custom_fields_record_error(
+            connection=session.crm_connection,
+            error=f"the CRM no longer has {len(lost)} record field(s) ({listed}); run Create custom fields again",
+        )
+    return [
+        f"{len(lost)} record field(s) were not set because the CRM no longer has them: {listed} "
+        f"(CRM field ids {', '.join(lost)}). An admin can make them again with Create custom fields (F1)."
+    ]
 
 
 HANDLERS: dict[str, Callable[[CrmProvider, Session, dict[str, Any], bool], dict[str, Any]]] = {
@@ -568,6 +644,8 @@ def sessions_needing_work(*, stale_after: timedelta) -> tuple[list[int], list[in
     now = timezone.now()
     unapplied = list(
         Session.objects.filter(events__applied_at__isnull=True, events__received_at__lt=now - stale_after)
+        # One that kept raising waits for an admin's "Process again" (see processing.py).
+        .filter(processing_attempts__lt=PROCESSING_MAX_ATTEMPTS)
         .values_list("id", flat=True)
         .distinct()[:1000]
     )

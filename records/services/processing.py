@@ -4,6 +4,7 @@ import logging
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from integrations.models import CrmConnection
@@ -13,6 +14,10 @@ from records.rules import PlannedAction, RuleSet, SessionEvent, SessionState, re
 from records.vocabulary import ActionKind, EventType
 
 logger = logging.getLogger(__name__)
+
+# A session whose processing raised this many times is no longer swept: it waits for an admin's
+# "Process again" (the error is on its admin page), instead of failing every minute forever.
+PROCESSING_MAX_ATTEMPTS = 5
 
 # The events a contact lookup waiting among several matching contacts is waiting for (S5).
 CONTACT_LOOKUP_WAITS_FOR = frozenset({EventType.CONTACT_SELECTED, EventType.SESSION_ENDED, EventType.SESSION_ABANDONED})
@@ -30,9 +35,17 @@ def _remember_queue(state: SessionState) -> None:
     """Queues appear in the admin as sessions name them, so admins can attach teams to them."""
     if not state.queue_id:
         return
-    Queue.objects.update_or_create(
+    queue, created = Queue.objects.get_or_create(
         platform_id=state.queue_id, defaults={"name": state.queue_name, "path": list(state.queue_path)}
     )
+    # A name or path the admin entered is kept; the platform's only fills what is still empty.
+    changed: list[str] = []
+    if not created and not queue.name and state.queue_name:
+        queue.name, changed = state.queue_name, [*changed, "name"]
+    if not created and not queue.path and state.queue_path:
+        queue.path, changed = list(state.queue_path), [*changed, "path"]
+    if changed:
+        queue.save(update_fields=changed)
 
 
 def _session_event(event: Event) -> SessionEvent:
@@ -98,8 +111,12 @@ def session_process(*, session_id: int) -> int:
     session.menu_path = state.menu_path
     session.voicemail = state.voicemail
     session.started_at = datetime.fromisoformat(state.started_at) if state.started_at else None
+    session.processing_error, session.processing_attempts, session.processing_failed_at = "", 0, None
     session.save(
         update_fields=[
+            "processing_error",
+            "processing_attempts",
+            "processing_failed_at",
             "state",
             "channel",
             "session_type",
@@ -126,3 +143,26 @@ def session_process(*, session_id: int) -> int:
     if planned or (wakes_contact_lookup and session.actions.filter(status=CrmAction.Status.PENDING).exists()):
         transaction.on_commit(lambda: run_session_actions_task.delay(session.pk), robust=True)
     return len(planned)
+
+
+def session_processing_failed(*, session_id: int, error: str) -> None:
+    """Record that applying the session's events raised: the error, and one more failed attempt.
+
+    Runs after the failed transaction rolled back, so nothing of the attempt is kept but this.
+    """
+    Session.objects.filter(pk=session_id).update(
+        processing_error=error[:4000],
+        processing_attempts=F("processing_attempts") + 1,
+        processing_failed_at=timezone.now(),
+    )
+
+
+@transaction.atomic
+def session_process_again(*, session: Session) -> Session:
+    """An admin's "Process again" (after a fix): the session is swept and processed like a new one."""
+    from records.tasks import enqueue_processing
+
+    session.processing_attempts = 0
+    session.save(update_fields=["processing_attempts", "updated_at"])
+    transaction.on_commit(lambda: enqueue_processing([session.pk]), robust=True)
+    return session

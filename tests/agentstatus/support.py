@@ -54,11 +54,10 @@ def work_session_event(
     }
 
 
-def signed_headers(body: bytes, *, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> dict[str, str]:
-    stamp = str(int(time.time()) if timestamp is None else timestamp)
+def signed_headers(body: bytes, *, secret: str = WEBHOOK_SECRET) -> dict[str, str]:
+    """The headers Kustomer sends: the event name and the signature over the raw body, no timestamp."""
     return {
-        "X-Kustomer-Webhook-Timestamp": stamp,
-        "X-Kustomer-Webhook-Signature": kustomer_signature(secret, stamp, body),
+        "X-Kustomer-Webhook-Signature": kustomer_signature(secret, body),
         "X-Kustomer-Webhook-Event": "kustomer.work-session.update",
     }
 

@@ -208,3 +208,15 @@ def test_status_inheritance_is_refused_against_a_crm_without_user_statuses(
     assert f'value="{zendesk_connection.pk}"' not in html
     sync_settings.refresh_from_db()
     assert sync_settings.priority == "latest_change_wins"
+
+
+def test_agent_page_names_the_crm_status_of_each_active_instance(
+    admin_client: Client, kustomer_connection: CrmConnection
+) -> None:
+    status = CrmStatus.objects.create(connection=kustomer_connection, crm_id="rs-busy", name="On a break")
+    agent = Agent.objects.create(email="ana@example.com", work_sessions={"ws-1": status.crm_id, "ws-2": "rs-unknown"})
+
+    html = admin_client.get(f"/admin/agentstatus/agent/{agent.pk}/change/").content.decode()
+
+    assert "ws-1 (On a break)" in html
+    assert "ws-2 (status rs-unknown)" in html

@@ -30,7 +30,7 @@ SANDBOX_SETTINGS = {
         "client_secret": "sandbox-secret",
         "username": "api@example.com",
         "password": "sandbox-password",
-        "security_token": "sandbox-security-token",
+        "security_token": "SbxSecurityToken0123456",
     },
     "freshdesk": {"api_token": "sandbox-api-key"},
 }

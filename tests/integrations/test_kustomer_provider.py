@@ -413,3 +413,67 @@ def test_records_compare_equal_across_calls(kustomer: KustomerProvider, contact_
 
     assert isinstance(record, Record)
     assert kustomer.list_contact_records(contact_id) == [record]
+
+
+# Formats people type phones in; every one is the caller +14155550100.
+STORED_FORMATS = ["(415) 555-0100", "415-555-0100", "+1 415 555 0100", "4155550100"]
+
+
+def _customer(kustomer_sandbox: SandboxServer, **fields: Any) -> str:
+    response = requests.post(
+        f"{kustomer_sandbox.base_url}/v1/customers",
+        json=fields,
+        headers={"Authorization": "Bearer sandbox-api-key"},
+        timeout=5,
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["data"]["id"])
+
+
+@pytest.mark.parametrize("stored", STORED_FORMATS)
+def test_find_contacts_matches_a_phone_stored_in_any_format(
+    kustomer: KustomerProvider, kustomer_sandbox: SandboxServer, stored: str
+) -> None:
+    customer_id = _customer(kustomer_sandbox, name="Typed by an agent", phones=[{"type": "work", "phone": stored}])
+
+    found = kustomer.find_contacts(phone="+14155550100")
+
+    assert [contact.id for contact in found] == [customer_id]
+    assert sandbox_stats(kustomer_sandbox)["requests"]["POST /v1/customers/search"] == 1
+
+
+def test_find_contacts_by_phone_exact_first_shared_phones_too_and_no_near_misses(
+    kustomer: KustomerProvider, kustomer_sandbox: SandboxServer
+) -> None:
+    shared = _customer(kustomer_sandbox, name="Family line", sharedPhones=[{"phone": "415.555.0100"}])
+    typed = _customer(kustomer_sandbox, name="Typed", phones=[{"phone": "(415) 555-0100"}])
+    # Same last ten digits, another country: not the caller.
+    _customer(kustomer_sandbox, name="Abroad", phones=[{"phone": "+44 4155 550100"}])
+
+    found = kustomer.find_contacts(phone="+14155550100")
+    assert {contact.id for contact in found} == {shared, typed}
+
+    exact = kustomer.create_contact(name="Caller", phone="+14155550199")
+    _customer(kustomer_sandbox, name="Same, typed", sharedPhones=[{"phone": "(415) 555-0199"}])
+    searches = sandbox_stats(kustomer_sandbox)["requests"]["POST /v1/customers/search"]
+
+    # Stored exactly as the caller's E.164: one identifier lookup, no search.
+    assert kustomer.find_contacts(phone="+14155550199") == [exact]
+    assert sandbox_stats(kustomer_sandbox)["requests"]["POST /v1/customers/search"] == searches
+
+
+def test_a_done_conversation_carries_when_it_was_last_done_also_after_a_later_update(
+    kustomer_sandbox: SandboxServer, kustomer: KustomerProvider, contact_id: str
+) -> None:
+    record = kustomer.create_record(new_conversation(contact_id, "c-1"))
+    done = kustomer.update_record(record.id, RecordChanges(status="done"))
+    assert done.closed_at is not None
+    backdate = {"conversation": record.id, "lastDoneAt": "2026-11-11T09:00:00.000Z"}
+    requests.post(f"{kustomer_sandbox.base_url}/__sandbox/backdate", json=backdate, timeout=5).raise_for_status()
+    kustomer.update_record(record.id, RecordChanges(add_tags=("survey-sent",)))
+
+    [listed] = kustomer.list_contact_records(contact_id)
+
+    assert listed.closed_at == "2026-11-11T09:00:00.000Z"
+    assert listed.updated_at is not None
+    assert listed.updated_at > listed.closed_at

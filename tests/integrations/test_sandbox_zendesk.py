@@ -945,3 +945,17 @@ def test_sandbox_crm_command_unknown_kind_lists_the_known_kinds() -> None:
 
     assert result.returncode == 1
     assert "unknown sandbox kind 'hubspot'; known kinds: freshdesk, kustomer, salesforce, zendesk" in result.stderr
+
+
+def test_creating_users_after_a_seed_works_like_before_it(zendesk: Zendesk, sandbox: SandboxServer) -> None:
+    # docs/ticketsearch.md seeds the sandbox; the demo's calls then create end users through the API.
+    seeded = control(sandbox, "seed", {"count": 5, "seed": 1})
+    assert seeded.status_code == 200, seeded.text
+
+    caller = zendesk.create_user(name="New caller", phone="+14155550177", role="end-user")
+    taken = zendesk.post("/api/v2/users.json", {"user": {"name": "Twin", "phone": "+1 415 555 0177"}})
+
+    assert caller["shared_phone_number"] is False
+    assert taken.status_code == 422
+    assert ALREADY_USED in taken.text
+    assert sandbox.stats()["unexpected_errors"] == 0

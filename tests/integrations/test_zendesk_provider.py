@@ -348,3 +348,48 @@ def test_own_rate_limit_is_shared_and_stops_calls_before_the_crm_sees_them(zende
 )
 def test_session_type_tag_in_zendesk_style(zendesk: ZendeskProvider, name: str, tag: str) -> None:
     assert zendesk.session_type_tag(name) == tag
+
+
+@pytest.mark.parametrize("stored", ["(415) 555-0100", "415-555-0100", "+1 415 555 0100", "4155550100"])
+def test_find_contacts_matches_a_phone_stored_in_any_format(zendesk: ZendeskProvider, stored: str) -> None:
+    created = zendesk.create_contact(name="Typed by an agent", phone=stored)
+
+    assert [contact.id for contact in zendesk.find_contacts(phone="+14155550100")] == [created.id]
+
+
+def test_find_contacts_by_phone_ranks_the_exact_phone_first_and_drops_near_misses(
+    zendesk_sandbox: SandboxServer, zendesk: ZendeskProvider
+) -> None:
+    exact = zendesk.create_contact(name="Exact", phone="+14155550100")
+    users = f"{zendesk_sandbox.base_url}/api/v2/users.json"
+    auth = ("admin@example.com/token", "sandbox-token")
+    ids = []
+    for name, phone in (("Typed later", "(415) 555-0100"), ("Abroad", "+44 4155 550100")):
+        body = {"user": {"name": name, "phone": phone, "shared_phone_number": True}}
+        response = requests.post(users, json=body, auth=auth, timeout=5)
+        assert response.status_code == 201, response.text
+        ids.append(str(response.json()["user"]["id"]))
+
+    found = zendesk.find_contacts(phone="+14155550100")
+
+    # The typed one is newer, yet the exact one comes first; the +44 number is not the caller.
+    assert [contact.id for contact in found] == [exact.id, ids[0]]
+
+
+def test_list_contact_records_carries_the_solve_time_from_sideloaded_metric_sets_in_one_request(
+    zendesk_sandbox: SandboxServer, zendesk: ZendeskProvider, contact_id: str
+) -> None:
+    solved = zendesk.create_record(new_ticket(contact_id, "c-1"))
+    still_open = zendesk.create_record(new_ticket(contact_id, "c-2"))
+    zendesk.update_record(solved.id, RecordChanges(status="solved"))
+    # An automation tags the ticket later: its update time moves, its solve time does not.
+    backdate = {"ticket": int(solved.id), "solved_at": "2026-11-11T09:00:00Z", "updated_at": "2026-11-17T09:00:00Z"}
+    requests.post(f"{zendesk_sandbox.base_url}/__sandbox/backdate", json=backdate, timeout=5).raise_for_status()
+    before = sandbox_stats(zendesk_sandbox)["total"]
+
+    records = {record.id: record for record in zendesk.list_contact_records(contact_id)}
+
+    assert records[solved.id].closed_at == "2026-11-11T09:00:00Z"
+    assert records[solved.id].updated_at == "2026-11-17T09:00:00Z"
+    assert records[still_open.id].closed_at is None
+    assert sandbox_stats(zendesk_sandbox)["total"] - before == 1

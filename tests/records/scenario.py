@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import requests
 
-from integrations.phones import national_number
+from integrations.providers.phones import national_number
 from integrations.sandbox import SandboxServer
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -74,6 +74,10 @@ class Call:
         return self.created().assigned(agent).connected(agent)
 
 
+def _days_ago(days: float) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class CrmView(Protocol):
     kind: str
     # The CRM's words for an open record and a resolved one.
@@ -89,6 +93,8 @@ class CrmView(Protocol):
     def comments(self, record_id: str) -> list[dict[str, Any]]: ...
 
     def set_status(self, record_id: str, status: str) -> None: ...
+
+    def backdate(self, record_id: str, *, closed_days_ago: float, updated_days_ago: float) -> None: ...
 
     def contacts_with_phone(self, phone: str) -> list[dict[str, Any]]: ...
 
@@ -171,6 +177,12 @@ class ZendeskView:
     def set_status(self, record_id: str, status: str) -> None:
         url = f"{self.sandbox.base_url}/api/v2/tickets/{record_id}.json"
         self.api.put(url, json={"ticket": {"status": status}}, timeout=10).raise_for_status()
+
+    def backdate(self, record_id: str, *, closed_days_ago: float, updated_days_ago: float) -> None:
+        """The days a real account lets pass: solved then, touched by an automation later (sandbox control)."""
+        times = {"solved_at": _days_ago(closed_days_ago), "updated_at": _days_ago(updated_days_ago)}
+        url = f"{self.sandbox.base_url}/__sandbox/backdate"
+        requests.post(url, json={"ticket": int(record_id), **times}, timeout=10).raise_for_status()
 
     def merge(self, source_id: str, target_id: str) -> None:
         url = f"{self.sandbox.base_url}/api/v2/tickets/{target_id}/merge.json"
@@ -275,6 +287,12 @@ class KustomerView:
     def set_status(self, record_id: str, status: str) -> None:
         url = f"{self.sandbox.base_url}/v1/conversations/{record_id}"
         self.api.patch(url, json={"status": status}, timeout=10).raise_for_status()
+
+    def backdate(self, record_id: str, *, closed_days_ago: float, updated_days_ago: float) -> None:
+        """The days a real org lets pass: done then, touched by a rule later (sandbox control)."""
+        times = {"lastDoneAt": _days_ago(closed_days_ago), "updatedAt": _days_ago(updated_days_ago)}
+        url = f"{self.sandbox.base_url}/__sandbox/backdate"
+        requests.post(url, json={"conversation": record_id, **times}, timeout=10).raise_for_status()
 
     def contacts_with_phone(self, phone: str) -> list[dict[str, Any]]:
         response = self.api.get(f"{self.sandbox.base_url}/v1/customers/phone={phone}", timeout=10)
@@ -381,6 +399,12 @@ class SalesforceView:
     def set_status(self, record_id: str, status: str) -> None:
         self.call("PATCH", f"/services/data/v60.0/sobjects/Case/{record_id}", json={"Status": status})
 
+    def backdate(self, record_id: str, *, closed_days_ago: float, updated_days_ago: float) -> None:
+        """The days a real org lets pass: closed then, edited by a flow later (sandbox control)."""
+        times = {"ClosedDate": _days_ago(closed_days_ago), "LastModifiedDate": _days_ago(updated_days_ago)}
+        url = f"{self.sandbox.base_url}/__sandbox/backdate"
+        requests.post(url, json={"case": record_id, **times}, timeout=10).raise_for_status()
+
     def contacts_with_phone(self, phone: str) -> list[dict[str, Any]]:
         sosl = f"FIND {{{national_number(phone)}}} IN PHONE FIELDS RETURNING Contact(Id, Name)"
         found = self.call("GET", "/services/data/v60.0/search", params={"q": sosl}).json()["searchRecords"]
@@ -464,6 +488,12 @@ class FreshdeskView:
         number = {name: number for number, name in self.STATUS_NAMES.items()}[status]
         url = f"{self.sandbox.base_url}/api/v2/tickets/{record_id}"
         self.api.put(url, json={"status": number}, timeout=10).raise_for_status()
+
+    def backdate(self, record_id: str, *, closed_days_ago: float, updated_days_ago: float) -> None:
+        """The days a real helpdesk lets pass: resolved then, touched by an automation later (sandbox control)."""
+        times = {"resolved_at": _days_ago(closed_days_ago), "updated_at": _days_ago(updated_days_ago)}
+        url = f"{self.sandbox.base_url}/__sandbox/backdate"
+        requests.post(url, json={"ticket": int(record_id), **times}, timeout=10).raise_for_status()
 
     def contacts_with_phone(self, phone: str) -> list[dict[str, Any]]:
         return [{"id": str(c["id"]), "name": c["name"]} for c in self.get("/api/v2/contacts", phone=phone)]

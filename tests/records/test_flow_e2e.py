@@ -67,7 +67,7 @@ def agent_id(flow: Flow, email: str) -> int:
 EXPECTED_COMMENTS = [
     "Call ID: c-1\nSession type: IVR Call\nLanguage: en\nMenu selection: Support > Billing\n"
     "Queue: Support > Billing\nPhone number: +14155550100",
-    "call_finished\nCall duration: 5m 36s\nHold time: 30s\nWait time: 24s",
+    "call_finished\nCall ID: c-1\nCall duration: 5m 36s\nHold time: 30s\nWait time: 24s",
     "Call recording: https://recordings.example.com/c-1.mp3",
 ]
 

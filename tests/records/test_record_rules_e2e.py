@@ -5,6 +5,7 @@ each CRM whose seed gives it the rule.
 """
 
 import functools
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +18,7 @@ from integrations.sandbox import SandboxServer
 from integrations.services import connection_create, connection_provider
 from records.models import CrmAction, CustomDataMapping, CustomField, Event, OperationSettings, Session
 from tests.records.scenario import Call, CrmView, FreshdeskView, KustomerView, SalesforceView, ZendeskView
-from tests.support import sandbox_config, wait_until
+from tests.support import sandbox_config, sandbox_stats, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
@@ -168,7 +169,40 @@ def test_R2_record_closed_within_n_days_is_appended_to_and_reopened(product: Pro
 
     [record] = product.crm.records()
     assert record["status"] == product.crm.open
-    assert "closed within 3 days, and reopened" in product.reason("c-2")
+    assert "closed within 3 days (closed " in product.reason("c-2")
+    assert "and reopened" in product.reason("c-2")
+
+
+def test_R2_counts_from_when_the_record_was_closed_not_from_its_last_update(product: Product) -> None:
+    # Solved 9 days ago, touched by an automation (a tag, a survey) 3 days ago; N = 5.
+    product.configure(append_to_recently_closed=True, closed_within_days=5)
+    product.post(answered_call("c-1"))
+    first = product.crm.record_for("c-1")
+    product.crm.set_status(first["id"], product.crm.solved)
+    product.crm.backdate(first["id"], closed_days_ago=9, updated_days_ago=3)
+
+    product.post(answered_call("c-2"))
+
+    assert len(product.crm.records()) == 2
+    assert product.crm.record_for("c-1")["status"] == product.crm.solved
+    assert product.crm.record_for("c-2")["status"] == product.crm.open
+    assert f"no record closed within 5 days can be reopened (R2): the latest, record {first['id']}" in product.reason(
+        "c-2"
+    )
+
+
+def test_R2_a_record_closed_within_n_days_and_touched_since_is_reopened(product: Product) -> None:
+    product.configure(append_to_recently_closed=True, closed_within_days=3)
+    product.post(answered_call("c-1"))
+    first = product.crm.record_for("c-1")
+    product.crm.set_status(first["id"], product.crm.solved)
+    product.crm.backdate(first["id"], closed_days_ago=2, updated_days_ago=0.01)
+
+    product.post(answered_call("c-2"))
+
+    [record] = product.crm.records()
+    assert record["status"] == product.crm.open
+    assert "closed within 3 days (closed " in product.reason("c-2")
 
 
 def test_R2_off_a_closed_record_is_not_appended_to(product: Product) -> None:
@@ -456,7 +490,7 @@ def test_S8_call_end_posts_call_finished_and_the_recording(product: Product) -> 
     product.post(answered_call("c-1").add("recording.ready", url="https://rec.example.com/c-1.mp3"))
 
     bodies = product.bodies("c-1")
-    assert "call_finished\nCall duration: 2m 00s\nHold time: 10s\nWait time: 15s" in bodies
+    assert "call_finished\nCall ID: c-1\nCall duration: 2m 00s\nHold time: 10s\nWait time: 15s" in bodies
     assert "Call recording: https://rec.example.com/c-1.mp3" in bodies
 
 
@@ -490,6 +524,30 @@ def test_S9_transfer_reassigns_the_record(product: Product) -> None:
     product.post(call)
 
     assert product.crm.record_for("c-1")["assignee_id"] == product.crm.agent_id("ben@example.com")
+
+
+def test_S2_the_record_goes_to_the_agent_who_answers_not_the_one_first_assigned(product: Product) -> None:
+    # Assigned to ana, who does not answer; then assigned to and connected with ben.
+    call = Call("c-1").created().assigned("ana@example.com").assigned("ben@example.com")
+    product.post(call.connected("ben@example.com").ended())
+
+    assert product.crm.record_for("c-1")["assignee_id"] == product.crm.agent_id("ben@example.com")
+    update = CrmAction.objects.get(session__external_id="c-1", kind="update_record")
+    assert "reassign to ben@example.com, the agent who answered (S2)" in update.reason
+    assert "assigned to ben@example.com" in update.result["outcome"]
+
+
+def test_S2_answered_by_the_assigned_agent_costs_no_extra_call(product: Product) -> None:
+    def requests_for(call: Call) -> int:
+        before = sandbox_stats(product.sandbox)["total"]
+        product.post(call)
+        return int(sandbox_stats(product.sandbox)["total"]) - before
+
+    not_connected = requests_for(Call("c-1", phone="+14155550111").created().assigned().ended())
+    answered = requests_for(Call("c-2", phone="+14155550122").created().assigned().connected().ended())
+
+    assert answered == not_connected
+    assert product.crm.record_for("c-2")["assignee_id"] == product.crm.agent_id("ana@example.com")
 
 
 def test_S10_smartaction_results_files_and_failures_are_posted(product: Product) -> None:
@@ -569,6 +627,22 @@ def test_S16_new_phone_number_creates_the_contact_once(product: Product) -> None
 
 
 @pytest.mark.parametrize("product", ["zendesk"], indirect=True)
+@pytest.mark.parametrize("stored", ["(415) 555-0100", "415-555-0100", "+1 415 555 0100", "4155550100"])
+def test_S16_a_contact_whose_phone_is_stored_in_another_format_is_found_not_duplicated(
+    product: Product, stored: str
+) -> None:
+    contact_id = product.crm.create_contact("Typed by an agent", stored)
+    creates = {"zendesk": "POST /api/v2/users.json", "kustomer": "POST /v1/customers"}[product.crm.kind]
+    before = sandbox_stats(product.sandbox)["requests"].get(creates, 0)
+
+    product.post(answered_call("c-1"))
+
+    assert product.crm.record_for("c-1")["requester_id"] == contact_id
+    assert Session.objects.get(external_id="c-1").crm_contact_id == contact_id
+    assert "found 1 contact(s)" in product.reason("c-1", "ensure_contact")
+    assert sandbox_stats(product.sandbox)["requests"].get(creates, 0) == before
+
+
 def test_S16_new_app_user_and_unauthenticated_web_user_get_contacts(product: Product) -> None:
     app = Call("a-1", session_type="voice_inbound_app", phone="").created(
         customer={"app_user_id": "u-77", "name": "Ann"}
@@ -664,3 +738,50 @@ def test_F2_S11_record_fields_and_mapped_custom_data_are_filled_and_missing_fiel
         "'plan' is mapped to CRM field 'nonexistent-field', which was not found" in body
         for body in product.bodies("c-1")
     )
+
+
+def test_F2_fields_the_crm_no_longer_has_are_reported_not_counted_and_load_demo_makes_them_again(
+    product: Product,
+) -> None:
+    from django.core.management import call_command
+
+    from records.services.custom_fields import custom_fields_create
+
+    custom_fields_create(connection=product.connection)
+    # The CRM forgets its fields (the sandbox restarted; in production an admin deleted them). The
+    # org's one-time setup is made again (Salesforce's and Freshdesk's session-id fields, without
+    # which no record can be written at all); the product's record fields are not.
+    product.reset_crm()
+
+    product.post(Call("c-1", session_type="voice_inbound_app").answered().ended())
+
+    create = CrmAction.objects.get(session__external_id="c-1", kind="create_record")
+    assert (
+        "2 record field(s) were not set because the CRM no longer has them: from_phone_number, session_type"
+        in (create.result["outcome"])
+    )
+    update = CrmAction.objects.get(session__external_id="c-1", kind="update_record")
+    # Where "6 field(s) set" was said of a record that got none.
+    assert "field(s) set" not in update.result["outcome"]
+    assert (
+        "6 record field(s) were not set because the CRM no longer has them: call_duration, call_id"
+        in (update.result["outcome"])
+    )
+    assert any("were not set because the CRM no longer has them" in body for body in product.bodies("c-1"))
+    product.connection.refresh_from_db()
+    assert "the CRM no longer has" in product.connection.last_error
+    assert "run Create custom fields again" in product.connection.last_error
+    # The ids found missing are forgotten, so the next sessions do not write (and report) them again.
+    forgotten = ["session_type", "from_phone_number", "call_id", "call_duration"]
+    assert not CustomField.objects.filter(connection=product.connection, key__in=forgotten).exists()
+
+    if product.crm.kind == "zendesk":
+        # load_demo makes them again for its sandbox connection (in the worker).
+        call_command("load_demo", "--sandbox-url", product.connection.base_url, "--keep-sessions", stdout=io.StringIO())
+        wait_until(
+            lambda: CustomField.objects.filter(connection=product.connection).count() >= 13,
+            timeout=30,
+            message="the record fields made again",
+        )
+        product.connection.refresh_from_db()
+        assert product.connection.last_error == ""

@@ -180,3 +180,56 @@ def test_session_state_round_trips_through_json() -> None:
 )
 def test_call_finished_comment_formats_durations(data: dict, lines: list[str]) -> None:
     assert call_finished_comment(data).splitlines() == lines
+    with_id = call_finished_comment(data, "c-1").splitlines()
+    assert with_id == [lines[0], "Call ID: c-1", *lines[1:]]
+
+
+BEN_ASSIGNED = event("b2", "session.assigned", 40, agent={"email": "ben@example.com"})
+BEN_CONNECTED = event("b3", "session.connected", 44, agent={"email": "ben@example.com"})
+TRANSFERRED = event("t1", "session.transferred", 100, to_agent={"email": "carla@example.com"})
+CARLA_CONNECTED = event("t2", "session.connected", 104, agent={"email": "carla@example.com"})
+
+
+def update_assignees(decisions: list) -> list[str]:
+    """The assignee each planned record update carries ("" for an update that leaves it)."""
+    return [
+        action.payload.get("assignee_email", "")
+        for decision in decisions
+        for action in decision.actions
+        if action.kind == ActionKind.UPDATE_RECORD
+    ]
+
+
+@pytest.mark.parametrize(
+    ("events", "rules", "assignees"),
+    [
+        # Answered by the agent it was assigned to: the end-of-call update leaves the assignee.
+        ([CREATED, ASSIGNED, CONNECTED, ENDED], RuleSet(), [""]),
+        # Assigned to ana, not answered, then assigned to and answered by ben: the end-of-call
+        # update (due anyway) reassigns the record to ben; no update of its own.
+        ([CREATED, ASSIGNED, BEN_ASSIGNED, BEN_CONNECTED, ENDED], RuleSet(), ["ben@example.com"]),
+        # With R3 the record is made at the connection, already with the agent who answered.
+        ([CREATED, ASSIGNED, BEN_ASSIGNED, BEN_CONNECTED, ENDED], RuleSet(create_call_record_on_connect=True), [""]),
+        # A transfer names its own assignee; the receiving agent's connection changes nothing more.
+        ([CREATED, ASSIGNED, CONNECTED, TRANSFERRED, CARLA_CONNECTED, ENDED], RuleSet(), ["carla@example.com", ""]),
+        # Answered by ben, then transferred to carla: the transfer's update wins, nothing left pending.
+        ([CREATED, ASSIGNED, BEN_CONNECTED, TRANSFERRED, ENDED], RuleSet(), ["carla@example.com", ""]),
+    ],
+)
+def test_the_record_goes_to_the_agent_who_answers(events: list, rules: RuleSet, assignees: list[str]) -> None:
+    decisions = replay(rules, SessionState(session_id="c-1"), events)
+
+    assert update_assignees(decisions) == assignees
+    [create] = [a for d in decisions for a in d.actions if a.kind == ActionKind.CREATE_RECORD]
+    expected_first = "ben@example.com" if rules.create_call_record_on_connect else "ana@example.com"
+    assert create.payload["assignee_email"] == expected_first
+
+
+def test_a_pending_reassignment_says_so_on_the_connection_and_on_the_update_that_carries_it() -> None:
+    decisions = replay(RuleSet(), SessionState(session_id="c-1"), [CREATED, ASSIGNED, BEN_CONNECTED, ENDED])
+
+    assert decisions[2].reason == "answered by ben@example.com: the record's next update reassigns it (S2)"
+    [update] = [a for a in decisions[3].actions if a.kind == ActionKind.UPDATE_RECORD]
+    assert update.reason.endswith("; reassign to ben@example.com, the agent who answered (S2)")
+    assert decisions[3].state.record_assignee == "ben@example.com"
+    assert decisions[3].state.reassign_to == ""

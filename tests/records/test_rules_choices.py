@@ -24,13 +24,19 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 SAME = {"queue_id": "q-1", "leaf_queue": "Support > Billing", "menu_path": "Support > Billing", "channel": "voice"}
 
 
-def candidate(record_id: str, status: str = "open", days_ago: float = 0, **kwargs: object) -> Candidate:
+def candidate(
+    record_id: str, status: str = "open", days_ago: float = 0, closed_days_ago: float | None = None, **kwargs: object
+) -> Candidate:
+    """A record updated `days_ago`; a record not open was closed then too, unless `closed_days_ago` says."""
+    is_open = status in ("new", "open", "pending", "hold")
+    closed = None if is_open else days_ago if closed_days_ago is None else closed_days_ago
     values: dict = {
         "record_id": record_id,
         "status": status,
-        "is_open": status in ("new", "open", "pending", "hold"),
+        "is_open": is_open,
         "can_reopen": status != "closed",
         "updated_at": NOW - timedelta(days=days_ago),
+        "closed_at": None if closed is None else NOW - timedelta(days=closed),
         **SAME,
     }
     values.update(kwargs)
@@ -65,6 +71,38 @@ def inbound(**kwargs: object) -> RecordRequest:
         (inbound(append_to_recently_closed=True), [candidate("1", "solved", 2)], "1", True, "closed within 3 days"),
         (inbound(append_to_recently_closed=True), [candidate("1", "solved", 4)], None, False, "new record"),
         (inbound(append_to_recently_closed=True), [candidate("1", "closed", 1)], None, False, "new record"),
+        # R2 counts from the close, not the last update: solved 9 days ago, tagged by an automation 3 days ago.
+        (
+            inbound(append_to_recently_closed=True, closed_within_days=5),
+            [candidate("1", "solved", days_ago=3, closed_days_ago=9)],
+            None,
+            False,
+            "no record closed within 5 days can be reopened (R2): the latest, record 1, was closed 2026-11-11",
+        ),
+        # Solved 2 days ago, touched since: still within 3 days, and the reason says when it was closed.
+        (
+            inbound(append_to_recently_closed=True),
+            [candidate("1", "solved", days_ago=0.1, closed_days_ago=2)],
+            "1",
+            True,
+            "closed within 3 days (closed 2026-11-18 12:00 UTC), and reopened",
+        ),
+        # The most recently closed of several, whatever was updated last.
+        (
+            inbound(append_to_recently_closed=True),
+            [candidate("1", "solved", days_ago=0.5, closed_days_ago=2.5), candidate("2", "solved", 1, 1)],
+            "2",
+            True,
+            "appended to record 2 (solved)",
+        ),
+        # A record the CRM gives no close time for (Kustomer's snoozed) is not "closed within N days".
+        (
+            inbound(append_to_recently_closed=True),
+            [candidate("1", "snoozed", is_open=False, closed_at=None)],
+            None,
+            False,
+            "new record: no open record",
+        ),
         # R9 overrides R1 and S3.
         (inbound(never_append=True), [candidate("1")], None, False, "appending to existing records is off (R9)"),
         (RecordRequest(mode=RecordMode.OUTBOUND, never_append=True), [candidate("1")], None, False, "(R9)"),

@@ -103,9 +103,7 @@ def test_import_task_retries_after_the_rate_limit(
 ) -> None:
     sandbox_config(salesforce_sandbox, throttle_rate=1.0)
     # As a worker runs it (not "called directly", which re-raises instead of retrying), minus the broker.
-    import_connection_task.push_request(  # type: ignore[call-arg]  # Context fields, untyped in celery-types
-        id="test-retry", retries=0, is_eager=True, called_directly=False
-    )
+    import_connection_task.push_request(id="test-retry", retries=0, is_eager=True, called_directly=False)
     try:
         with pytest.raises(Retry) as retry:
             import_connection_task.run(salesforce_connection.pk)
@@ -127,3 +125,22 @@ def test_import_task_records_bad_credentials_on_the_connection(salesforce_connec
 
 def test_import_task_for_a_deleted_connection_does_nothing(db: None) -> None:
     import_connection_task(123456)
+
+
+def test_admin_links_only_http_urls_from_the_crm(admin_client: Client) -> None:
+    # What a CRM (or whoever writes its ticket fields) may send as a link: only http(s) becomes one.
+    ticket = Ticket.objects.get(crm_ticket_id="1")
+    ticket.crm_url = "javascript:alert(document.cookie)"
+    ticket.recording_urls = [
+        "JavaScript:alert(1)",
+        "data:text/html,<script>x</script>",
+        "https://acme.zendesk.com/r.mp3",
+    ]
+    ticket.save(update_fields=["crm_url", "recording_urls"])
+
+    page = admin_client.get(f"/admin/ticketsearch/ticket/{ticket.pk}/change/").content.decode()
+
+    assert 'href="javascript:' not in page.lower()
+    assert 'href="data:' not in page
+    assert "javascript:alert(document.cookie)" in page  # shown as text
+    assert '<a href="https://acme.zendesk.com/r.mp3"' in page

@@ -10,7 +10,16 @@ from integrations.exceptions import CrmRateLimited
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
 from tests.support import sandbox_config, sandbox_stats
-from tests.ticketsearch.support import DANA_PHONE, ZOE, seed, seed_salesforce, seed_zendesk
+from tests.ticketsearch.support import (
+    DANA,
+    DANA_PHONE,
+    ZOE,
+    iso_days_ago,
+    seed,
+    seed_salesforce,
+    seed_zendesk,
+    zendesk_users,
+)
 from ticketsearch.models import Agent, AgentOrigin, ImportRun, ImportState, Ticket
 from ticketsearch.services.importing import tickets_import
 
@@ -244,3 +253,87 @@ def test_import_tickets_command_rejects_bad_arguments(
 ) -> None:
     with pytest.raises(CommandError, match=message):
         call_command("import_tickets", *args, stdout=StringIO())
+
+
+def tpe_ticket(ticket_id: int, data: dict[str, object]) -> dict[str, object]:
+    """A solved voice ticket whose call a partner integration logged through Talk Partner Edition."""
+    return {
+        "id": ticket_id,
+        "subject": f"Partner call {ticket_id}",
+        "status": "solved",
+        "via": "voice",
+        "assignee_id": ZOE,
+        "requester_id": DANA,
+        "created_at": iso_days_ago(2),
+        "updated_at": iso_days_ago(1),
+        "comments": [
+            {"body": "Caller asked about a late parcel", "author_id": ZOE},
+            {
+                # The shape of zenpy's recorded POST /api/v2/calls/{id}/comments.json answer.
+                "type": "TpeVoiceComment",
+                "public": False,
+                "author_id": ZOE,
+                "body": "Inbound call\n\nSummary\nDirection: inbound",
+                "data": {"app_id": 1003048, "app_name": "3CX calls", "call_id": 16444799095826, "via_id": 45,
+                         "direction": "inbound", "title": "Inbound call", "external_id": None, **data},
+            },
+        ],
+    }  # fmt: skip
+
+
+def test_T2_talk_partner_edition_voice_comments_bring_their_recording_and_transcript(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    seed(
+        zendesk_sandbox,
+        {
+            "users": zendesk_users(),
+            "tickets": [
+                tpe_ticket(
+                    11,
+                    {"recording_url": "https://pbx.example.com/rec/11.mp3", "transcript": "Caller: where is it?"},
+                ),
+                # A partner call without a recording: Zendesk sends "" for its recording_url.
+                tpe_ticket(12, {"recording_url": "", "transcript": "Caller: never mind."}),
+            ],
+        },
+    )
+
+    run = run_import(zendesk_connection)
+
+    assert run.tickets_imported == 2
+    with_recording = Ticket.objects.get(crm_ticket_id="11")
+    assert with_recording.recording_urls == ["https://pbx.example.com/rec/11.mp3"]
+    assert with_recording.transcript == "Caller: where is it?"
+    assert [c["body"] for c in with_recording.comments] == [
+        "Caller asked about a late parcel",
+        "Inbound call\n\nSummary\nDirection: inbound",
+    ]
+    without = Ticket.objects.get(crm_ticket_id="12")
+    assert without.recording_urls == []
+    assert without.transcript == "Caller: never mind."
+    # Found by QA search through the transcript like any other call.
+    assert Ticket.objects.filter(transcript__icontains="where is it").count() == 1
+
+
+def test_T2_generated_voice_tickets_include_partner_calls_the_import_reads(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    seed(zendesk_sandbox, {"count": 300, "seed": 3})
+    run_import(zendesk_connection)
+
+    voice = Ticket.objects.filter(channel="voice")
+    tpe_ticket_ids = [
+        ticket.crm_ticket_id
+        for ticket in voice
+        if any(
+            comment["type"] == "TpeVoiceComment"
+            for comment in zendesk_api.get(
+                f"{zendesk_sandbox.base_url}/api/v2/tickets/{ticket.crm_ticket_id}/comments.json", timeout=10
+            ).json()["comments"]
+        )
+    ]
+    assert tpe_ticket_ids, "the generator serves Talk Partner Edition comments"
+    for ticket in voice.filter(crm_ticket_id__in=tpe_ticket_ids):
+        assert ticket.transcript.startswith("Caller: my ")
+        assert len(ticket.recording_urls) == 1

@@ -4,13 +4,12 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
 from tests.ticketsearch.support import seed_salesforce, seed_zendesk
-from ticketsearch.models import Agent, Evaluation, ImportRun, Ticket
+from ticketsearch.models import Agent, Evaluation, ImportRun, QaToken, Ticket
 from ticketsearch.services.importing import tickets_import
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +25,8 @@ def make_user(username: str, *, staff: bool = True, perms: tuple[str, ...] = ("s
 
 def client_for(user: User) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    _, key = QaToken.objects.create_key(name=user.username, user=user)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     return client
 
 

@@ -6,13 +6,14 @@ from django.contrib.auth.models import User
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.exceptions import ApplicationError
 from ticketsearch import selectors
+from ticketsearch.api.auth import QaTokenAuthentication
 from ticketsearch.api.permissions import IsQaReviewer
 from ticketsearch.api.serializers import (
     EvaluationInputSerializer,
@@ -28,7 +29,7 @@ from ticketsearch.services.evaluations import evaluation_create
 MAX_ID = 2**63 - 1
 LIST_PARAMS = frozenset({"crm", "channel", "status", "tags"})
 
-_AUTH = [TokenAuthentication, SessionAuthentication]
+_AUTH = [QaTokenAuthentication, SessionAuthentication]
 _AUTH_RESPONSES = {
     401: OpenApiResponse(description="Not authenticated (Token or session)."),
     403: OpenApiResponse(description="Not a staff user with the QA permission."),

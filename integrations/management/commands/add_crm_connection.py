@@ -16,8 +16,16 @@ def _declared_settings() -> str:
     return "; ".join(lines)
 
 
-# Today's flags: shorthands for the settings they always meant.
-SHORTHANDS = {"email": "email", "token": "api_token"}
+# Today's flags (their option names): shorthands for the settings they always meant.
+SHORTHANDS = {
+    "email": "email",
+    "token": "api_token",
+    "client_id": "client_id",
+    "client_secret": "client_secret",
+    "username": "username",
+    "password": "password",
+    "security_token": "security_token",
+}
 MODEL_OPTIONS = {"base_url": "--base-url", "name": "--name", "kind": "--provider"}
 
 
@@ -25,7 +33,7 @@ def _option(key: str) -> str:
     """The command-line option an error on `key` is about."""
     if key in MODEL_OPTIONS:
         return MODEL_OPTIONS[key]
-    flags = [f"--{flag}" for flag, name in SHORTHANDS.items() if name == key]
+    flags = [f"--{flag.replace('_', '-')}" for flag, name in SHORTHANDS.items() if name == key]
     return f"--setting {key}" + (f" (or {flags[0]})" if flags else "")
 
 
@@ -47,6 +55,16 @@ class Command(BaseCommand):
         )
         parser.add_argument("--email", help="Zendesk: the API user's email (the same as --setting email=...)")
         parser.add_argument("--token", help="The API token or key (the same as --setting api_token=...)")
+        parser.add_argument("--client-id", help="Salesforce: the connected app's consumer key (--setting client_id)")
+        parser.add_argument(
+            "--client-secret", help="Salesforce: the connected app's consumer secret (--setting client_secret)"
+        )
+        parser.add_argument("--username", help="Salesforce: the API user, for the username-password login")
+        parser.add_argument("--password", help="Salesforce: the API user's password, without the security token")
+        parser.add_argument(
+            "--security-token",
+            help="Salesforce: the API user's security token, appended to the password at login (encrypted)",
+        )
         parser.add_argument("--name", help="Display name (default: the provider and host)")
         parser.add_argument(
             "--rate-limit", type=int, help="The CRM plan's API requests per minute, kept by all workers"

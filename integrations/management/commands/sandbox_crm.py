@@ -41,6 +41,12 @@ class Command(BaseCommand):
             help="a JSON file of records loaded at start and on every reset (default: the kind's demo fixture)",
         )
         parser.add_argument("--empty", action="store_true", help="start without the demo fixture")
+        parser.add_argument(
+            "--seed-tickets",
+            type=int,
+            default=0,
+            help="also generate N solved tickets of the last 95 days (for QA search; sandboxes with an import)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         kind = options["kind"]
@@ -55,6 +61,12 @@ class Command(BaseCommand):
         except (OSError, ValueError) as exc:
             raise CommandError(f"cannot start the {kind} sandbox: {exc}") from exc
         self.stdout.write(connect_command(kind, server.base_url, server.sandbox.connection_settings()))
+        if options["seed_tickets"]:
+            # The same generator as `POST /__sandbox/seed {"count": N}` (a fixed seed: the same demo each time).
+            answer = server.sandbox.control("POST", "seed", {"count": options["seed_tickets"], "seed": 1})
+            if answer is None:
+                raise CommandError(f"the {kind} sandbox has no ticket import to seed")
+            self.stdout.write(f"seeded {len(answer.body['tickets'])} solved tickets")
         self.stdout.write(f"sandbox {kind} listening on {server.base_url}")
         self.stdout.flush()
         # Ctrl-C is the way to stop it, so it ends quietly; the socket is closed either way.

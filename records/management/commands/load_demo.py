@@ -4,25 +4,37 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import transaction
 from django.db.models import Q
 from rest_framework_api_key.models import APIKey
 
+from agentstatus.models import Agent as StatusAgent
+from agentstatus.selectors import sync_settings_get
 from integrations.services import connection_create
 from records.models import OperationSettings, Queue, Session, Team
+from records.services.custom_fields import custom_fields_create_enqueue
+from ticketsearch.models import ImportRun
+from ticketsearch.tasks import import_connection_task
 
 DEMO_KEY_NAME = "demo platform"
+# The sandbox Kustomer fixture's agents (integrations/sandbox/fixtures/kustomer_demo.json).
+DEMO_AGENTS = [("ana@example.com", "Ana Agent"), ("ben@example.com", "Ben Agent"), ("carla@example.com", "Carla Agent")]
 EXAMPLE_EVENTS = Path(settings.BASE_DIR) / "docs" / "examples" / "ivr_call.json"
 
 
 class Command(BaseCommand):
     help = (
         "Load the demo configuration: an admin user, a platform API key (printed once) and an active "
-        "connection to the sandbox Zendesk; then print how to use them."
+        "connection to the sandbox Zendesk with its record fields (made in the background); then print how "
+        "to use them."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--sandbox-url", default="http://127.0.0.1:8801")
+        parser.add_argument(
+            "--kustomer-url", default="http://127.0.0.1:8802", help="The sandbox Kustomer, for agent status"
+        )
         parser.add_argument("--web-url", default="http://127.0.0.1:8000")
         parser.add_argument("--admin-password", default="admin")
         parser.add_argument(
@@ -32,6 +44,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not settings.CRM_ALLOW_LOOPBACK:
+            # The workers must reach the sandbox too, so turning it on here alone would not do.
+            raise CommandError(
+                "The demo's CRM is a sandbox on loopback: set CRM_ALLOW_LOOPBACK=true for this command and "
+                "the web and worker processes (`make run` does)."
+            )
         user_model = get_user_model()
         admin, created = user_model.objects.get_or_create(
             username="admin", defaults={"email": "admin@example.com", "is_staff": True, "is_superuser": True}
@@ -51,6 +69,25 @@ class Command(BaseCommand):
             settings={"email": "admin@example.com", "api_token": "sandbox-token"},
             activate=True,
         )
+        # Agent status inheritance (A1-A5) is tried against the sandbox Kustomer: a second connection,
+        # not the active one, chosen in the status sync settings; its agents are the fixture's.
+        kustomer = connection_create(
+            name="Sandbox Kustomer",
+            kind="kustomer",
+            base_url=options["kustomer_url"],
+            settings={"api_token": "sandbox-api-key"},
+            activate=False,
+        )
+        sync = sync_settings_get()
+        sync.connection = kustomer
+        sync.save(update_fields=["connection", "updated_at"])
+        for email, name in DEMO_AGENTS:
+            StatusAgent.objects.get_or_create(email=email, defaults={"name": name})
+        # QA search: the sandbox Zendesk starts with solved tickets (Procfile: --seed-tickets); the
+        # worker imports them as soon as both are up (a first try before the sandbox is retried).
+        transaction.on_commit(
+            lambda: import_connection_task.delay(connection.pk, ImportRun.Trigger.COMMAND), robust=True
+        )
         # The example call's queue and a team for it, so the queue and team screens are not empty;
         # the operation-management settings start at their defaults (docs/rules.md).
         OperationSettings.load()
@@ -59,6 +96,9 @@ class Command(BaseCommand):
             platform_id="q-billing", defaults={"name": "Billing", "path": ["Support", "Billing"]}
         )
         queue.teams.add(team)
+        # The sandbox keeps its ticket fields in memory too: after a restart the record fields (F1)
+        # are made again, by a worker once the sandbox answers (the task retries until then).
+        custom_fields_create_enqueue(connection=connection)
         cleared = 0
         if not options["keep_sessions"]:
             # The sandbox keeps its tickets in memory, so after a restart the earlier demo sessions
@@ -82,6 +122,8 @@ class Command(BaseCommand):
                     f"  Settings:     {web}/admin/records/operationsettings/   (record rules R1-R9)",
                     f"  API key:      {key}",
                     f"  Sandbox CRM:  {options['sandbox_url']}  (Zendesk API; /__sandbox/stats)",
+                    f"  Kustomer:     {options['kustomer_url']}  (agent status: Status sync settings)",
+                    f"  QA search:    {web}/admin/ticketsearch/ticket/   (solved tickets, imported by the worker)",
                     "  Post the example IVR call (docs/examples/ivr_call.json):",
                     f"    {curl}",
                     "  Then read the ticket back:",

@@ -1,0 +1,119 @@
+"""Reads for the admin console: session states, blocked actions, health counts, failed actions.
+
+Every count here is a lookup on one of the outbox's partial or status indexes (action_pending,
+action_failed, action_status, session_processing_failed), never a scan of all actions.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+
+from integrations.models import CrmConnection
+from records.console import SessionFacts, SessionState
+from records.models import CrmAction, Event, Session
+from records.services.execution import BLOCKING_KINDS
+
+# A pending, due action nobody has touched for this long: its worker or its message was lost.
+STUCK_AFTER = timedelta(minutes=10)
+
+_FAILED = CrmAction.Status.FAILED
+_PENDING = CrmAction.Status.PENDING
+
+
+def _session_actions(status: str, **filters: object) -> QuerySet[CrmAction]:
+    return CrmAction.objects.filter(session_id=OuterRef("pk"), status=status, **filters).order_by("id")
+
+
+def sessions_with_facts(queryset: QuerySet[Session]) -> QuerySet[Session]:
+    """Annotate what records.console.session_state needs, one indexed subquery each."""
+    return queryset.annotate(
+        first_pending_id=Subquery(_session_actions(_PENDING).values("id")[:1]),
+        first_failed_blocking_id=Subquery(_session_actions(_FAILED, kind__in=BLOCKING_KINDS).values("id")[:1]),
+        first_failed_id=Subquery(_session_actions(_FAILED).values("id")[:1]),
+        has_unapplied=Exists(Event.objects.filter(session_id=OuterRef("pk"), applied_at__isnull=True)),
+    )
+
+
+def session_facts(session: Session) -> SessionFacts:
+    """The facts of a session annotated by sessions_with_facts (or read now if it was not)."""
+    if not hasattr(session, "first_pending_id"):
+        session = sessions_with_facts(Session.objects.filter(pk=session.pk)).get()
+    return SessionFacts(
+        processing_failed=session.processing_attempts > 0,
+        ended=session.ended_at is not None,
+        unapplied_events=bool(session.has_unapplied),  # type: ignore[attr-defined]  # annotation
+        pending_action_id=session.first_pending_id,  # type: ignore[attr-defined]  # annotation
+        failed_blocking_action_id=session.first_failed_blocking_id,  # type: ignore[attr-defined]  # annotation
+        failed_action_id=session.first_failed_id,  # type: ignore[attr-defined]  # annotation
+    )
+
+
+def sessions_in_state(queryset: QuerySet[Session], state: str) -> QuerySet[Session]:
+    """The sessions records.console.session_state puts in `state`, as one database condition."""
+    pending = Exists(_session_actions(_PENDING))
+    failed = Exists(_session_actions(_FAILED))
+    failed_blocking = Exists(_session_actions(_FAILED, kind__in=BLOCKING_KINDS))
+    unapplied = Exists(Event.objects.filter(session_id=OuterRef("pk"), applied_at__isnull=True))
+    processing_failed = Q(processing_attempts__gt=0)
+    conditions = {
+        SessionState.FAILED: processing_failed | (failed & ~pending & ~unapplied),
+        SessionState.BLOCKED: ~processing_failed & pending & failed_blocking,
+        SessionState.IN_PROGRESS: ~processing_failed & ((pending & ~failed_blocking) | (~pending & unapplied)),
+        SessionState.WAITING: ~processing_failed & ~pending & ~unapplied & ~failed & Q(ended_at__isnull=True),
+        SessionState.DONE: ~processing_failed & ~pending & ~unapplied & ~failed & Q(ended_at__isnull=False),
+    }
+    return queryset.filter(conditions[state])
+
+
+def actions_with_blocker(queryset: QuerySet[CrmAction]) -> QuerySet[CrmAction]:
+    """Annotate each action with the failed contact or record action before it that holds it back."""
+    blocker = CrmAction.objects.filter(
+        session_id=OuterRef("session_id"), status=_FAILED, kind__in=BLOCKING_KINDS, id__lt=OuterRef("id")
+    ).order_by("id")
+    return queryset.annotate(
+        blocked_by_id=Subquery(blocker.values("id")[:1]), blocked_by_kind=Subquery(blocker.values("kind")[:1])
+    )
+
+
+@dataclass(frozen=True)
+class RecordsHealth:
+    failed_actions: int
+    pending_actions: int
+    stuck_actions: int
+    failed_sessions: int
+    blocked_sessions: int
+    processing_failed_sessions: int
+
+
+def records_health(*, connection: CrmConnection | None = None, now: datetime | None = None) -> RecordsHealth:
+    """Counts for the health panel, for one connection or all of them."""
+    now = now or timezone.now()
+    actions = CrmAction.objects.all()
+    sessions = Session.objects.all()
+    if connection is not None:
+        actions = actions.filter(session__crm_connection=connection)
+        sessions = sessions.filter(crm_connection=connection)
+    failed = actions.filter(status=_FAILED)
+    pending = actions.filter(status=_PENDING)
+    stuck = pending.filter(updated_at__lt=now - STUCK_AFTER).filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    )
+    failing_sessions = failed.values("session_id").distinct()
+    blocked = pending.filter(session_id__in=failed.filter(kind__in=BLOCKING_KINDS).values("session_id"))
+    return RecordsHealth(
+        failed_actions=failed.count(),
+        pending_actions=pending.count(),
+        stuck_actions=stuck.count(),
+        failed_sessions=failing_sessions.count(),
+        blocked_sessions=blocked.values("session_id").distinct().count(),
+        processing_failed_sessions=sessions.filter(processing_attempts__gt=0).count(),
+    )
+
+
+def failed_actions(*, connection: CrmConnection, since: datetime, until: datetime) -> QuerySet[CrmAction]:
+    """The connection's actions that failed (last changed) in the window, in session order."""
+    return CrmAction.objects.filter(
+        status=_FAILED, updated_at__gte=since, updated_at__lte=until, session__crm_connection=connection
+    ).order_by("session_id", "id")

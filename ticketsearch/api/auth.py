@@ -1,0 +1,48 @@
+"""QA API authentication: `Authorization: Token <key>`, keys stored hashed, acting as their reviewer."""
+
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import exceptions
+from rest_framework.request import Request
+
+from records.api.auth import HashedKeyAuthentication
+from ticketsearch.models import QaToken
+
+KEYWORD = "Token"
+
+
+class QaTokenAuthentication(HashedKeyAuthentication):
+    """`request.user` is the token's reviewer (their QA permissions apply), `request.auth` the token."""
+
+    keyword = KEYWORD
+    model = QaToken
+    label = "QA token"
+
+    def authenticate(self, request: Request) -> tuple[AbstractBaseUser, QaToken] | None:  # type: ignore[override]
+        found = super().authenticate(request)
+        if found is None:
+            return None
+        token = found[1]
+        assert isinstance(token, QaToken)
+        if not token.user.is_active:
+            raise exceptions.AuthenticationFailed("This QA token's user is deactivated.")
+        return (token.user, token)
+
+
+class QaTokenScheme(OpenApiAuthenticationExtension):
+    """Documents the Token header in the OpenAPI schema (drf-spectacular picks it up on import)."""
+
+    target_class = QaTokenAuthentication
+    name = "QaToken"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": (
+                "`Token <key>`; an admin issues it under QA tokens, or `manage.py create_qa_token USER` (shown once)."
+            ),
+        }
