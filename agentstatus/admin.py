@@ -36,8 +36,10 @@ from agentstatus.services.setup import (
 from integrations.crypto import CredentialsUnreadable
 from integrations.exceptions import CrmError
 from integrations.health import HealthRow, HealthSection, register_health_source
-from integrations.models import CrmConnection
-from integrations.providers.registry import UnsupportedCrm
+from integrations.models import CrmConnection, CrmKind
+from integrations.providers.base import Capability
+from integrations.providers.registry import PROVIDERS, UnsupportedCrm
+from integrations.services import connection_can, connection_get_active
 
 # Failures of an admin action that are the admin's to fix or the CRM's to answer: shown, never a 500.
 ACTION_ERRORS = (SetupError, CrmError, CredentialsUnreadable, UnsupportedCrm)
@@ -57,6 +59,10 @@ def _refresh_statuses(model_admin: admin.ModelAdmin[Any], request: HttpRequest) 
     )
 
 
+def _status_kinds() -> list[str]:
+    return [kind for kind, provider in PROVIDERS.items() if provider.can(Capability.USER_STATUSES)]
+
+
 class StatusSyncSettingsForm(forms.ModelForm[StatusSyncSettings]):
     """The webhook secret is write-only: a blank field keeps the stored one, and none is ever shown."""
 
@@ -72,6 +78,27 @@ class StatusSyncSettingsForm(forms.ModelForm[StatusSyncSettings]):
     class Meta:
         model = StatusSyncSettings
         fields = ["inheritance_enabled", "priority", "direction", "connection"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Only CRMs with user statuses can be inherited from (A1).
+        field = self.fields["connection"]
+        if isinstance(field, forms.ModelChoiceField):
+            field.queryset = CrmConnection.objects.filter(kind__in=_status_kinds())
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        connection = cleaned.get("connection") or connection_get_active()
+        if cleaned.get("inheritance_enabled") and (
+            connection is None or not connection_can(connection, Capability.USER_STATUSES)
+        ):
+            which = f"{connection} ({connection.get_kind_display()})" if connection else "No CRM connection"
+            self.add_error(
+                "inheritance_enabled" if cleaned.get("connection") is None else "connection",
+                f"{which} has no user statuses to inherit: choose a connection whose CRM has them "
+                f"({', '.join(CrmKind(kind).label for kind in _status_kinds())}).",
+            )
+        return cleaned
 
 
 @admin.register(StatusSyncSettings)

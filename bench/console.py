@@ -80,7 +80,11 @@ def main() -> int:
     from records.selectors import records_health, sessions_in_state
 
     connection = connection_create(
-        name="bench", kind="zendesk", base_url="https://bench.zendesk.com", config={}, secrets={}, activate=True
+        name="bench",
+        kind="zendesk",
+        base_url="https://bench.zendesk.com",
+        settings={"email": "bench@example.com", "api_token": "bench-token"},
+        activate=True,
     )
     with db.cursor() as cursor:
         generate_s, _ = timed(

@@ -188,8 +188,7 @@ def main() -> int:
             name="bench zendesk",
             kind="zendesk",
             base_url=base,
-            config={"email": "admin@example.com"},
-            secrets={"api_token": "sandbox-token"},
+            settings={"email": "admin@example.com", "api_token": "sandbox-token"},
             activate=False,
         )
         before = sandbox_requests(base)
@@ -265,8 +264,7 @@ def main() -> int:
             name="bench",
             kind="salesforce",
             base_url=base,
-            config={"client_id": "bench"},
-            secrets={"client_secret": "bench"},
+            settings={"client_id": "bench", "client_secret": "bench"},
             activate=True,
         )
         # Users first (not timed: agents are few), so the naive path has its agents too.

@@ -66,7 +66,11 @@ def main() -> int:
     next_day = day + timedelta(days=1)
     now = next_day + timedelta(hours=12) + RETENTION
     connection = connection_create(
-        name="bench", kind="zendesk", base_url="https://bench.zendesk.com", config={}, secrets={}, activate=True
+        name="bench",
+        kind="zendesk",
+        base_url="https://bench.zendesk.com",
+        settings={"email": "bench@example.com", "api_token": "bench"},
+        activate=True,
     )
     partitions_ensure(days=[day.date(), next_day.date()])
     small = max(1, args.rows // 50)

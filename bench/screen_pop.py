@@ -96,8 +96,7 @@ def configure(agents: int, sandbox_url: str) -> dict[str, str]:
         name="Sandbox Zendesk",
         kind="zendesk",
         base_url=sandbox_url,
-        config={"email": "admin@example.com"},
-        secrets={"api_token": "sandbox-token"},
+        settings={"email": "admin@example.com", "api_token": "sandbox-token"},
         activate=True,
     )
     tokens = {}

@@ -107,7 +107,11 @@ def main() -> int:
     else:
         now = timezone.now()
         connection = connection_create(
-            name="bench", kind="zendesk", base_url="https://bench.zendesk.com", config={}, secrets={}, activate=True
+            name="bench",
+            kind="zendesk",
+            base_url="https://bench.zendesk.com",
+            settings={"email": "bench@example.com", "api_token": "bench"},
+            activate=True,
         )
         agents = [Agent(email=f"agent{n}@example.com", first_name="Agent", last_name=str(n)) for n in range(50)]
         first_agent = Agent.objects.bulk_create(agents)[0].pk

@@ -125,8 +125,7 @@ def configure(agents: int, sandbox_url: str) -> Setup:
         name="Sandbox Kustomer",
         kind="kustomer",
         base_url=sandbox_url,
-        config={},
-        secrets={"api_token": "sandbox-api-key"},
+        settings={"api_token": "sandbox-api-key"},
         activate=True,
     )
     platform = {

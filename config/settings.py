@@ -151,6 +151,8 @@ CRM_HTTP_TIMEOUT_SECONDS = env.float("CRM_HTTP_TIMEOUT_SECONDS", default=15.0)
 CRM_RETRY_BACKOFF_SECONDS = env.float("CRM_RETRY_BACKOFF_SECONDS", default=2.0)
 CRM_RETRY_BACKOFF_MAX_SECONDS = env.float("CRM_RETRY_BACKOFF_MAX_SECONDS", default=600.0)
 CRM_ACTION_MAX_ATTEMPTS = env.int("CRM_ACTION_MAX_ATTEMPTS", default=8)
+# A request-limit answer without Retry-After (Salesforce's 403 REQUEST_LIMIT_EXCEEDED) pauses this long.
+CRM_LIMIT_EXCEEDED_RETRY_SECONDS = env.float("CRM_LIMIT_EXCEEDED_RETRY_SECONDS", default=60.0)
 
 # API
 # Where the CRM reaches this product (the status webhook registered in Kustomer points here).

@@ -4,7 +4,7 @@ from typing import Any, TypeVar
 import redis
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -12,11 +12,19 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from integrations.crypto import CredentialsUnreadable
 from integrations.health import HealthRow, HealthSection, register_health_source, usage_chart_svg, usage_totals
 from integrations.models import CrmConnection, CrmKind
+from integrations.providers.base import CAPABILITY_LABELS, Capability, SettingSpec
 from integrations.providers.registry import PROVIDERS
 from integrations.selectors import connection_budget, connection_circuit_state, connection_usage
-from integrations.services import connection_activate, connection_get_active, connection_test
+from integrations.services import (
+    connection_activate,
+    connection_apply_settings,
+    connection_can,
+    connection_get_active,
+    connection_test,
+)
 
 ConnectionAction = TypeVar("ConnectionAction", bound=Callable[..., None])
 
@@ -24,64 +32,86 @@ ConnectionAction = TypeVar("ConnectionAction", bound=Callable[..., None])
 # add theirs here (records: "Create custom fields") when their admin module is imported; Django
 # reads `actions` per request, after every admin module has been loaded.
 CONNECTION_ACTIONS: list[Any] = ["test_connection", "make_active"]
+# Actions only some CRMs can serve: offered only while a connection's CRM can (action name -> capability).
+ACTION_CAPABILITIES: dict[str, Capability] = {}
 
 
-def register_connection_action(action: ConnectionAction) -> ConnectionAction:
-    """Offer `action(modeladmin, request, queryset)` on the CRM connection list."""
+def register_connection_action(action: ConnectionAction, *, requires: Capability | None = None) -> ConnectionAction:
+    """Offer `action(modeladmin, request, queryset)` on the CRM connection list.
+
+    With `requires`, the action is listed only when some connection's CRM has that capability,
+    and the action itself must refuse connections whose CRM lacks it (`connections_that_can`).
+    """
     if action not in CONNECTION_ACTIONS:
         CONNECTION_ACTIONS.append(action)
+    if requires is not None:
+        ACTION_CAPABILITIES[action.__name__] = requires
     return action
 
 
-class CrmConnectionForm(forms.ModelForm[CrmConnection]):
-    """Secrets are write-only: a blank field keeps the stored value, and none is ever rendered back."""
+def connections_that_can(
+    modeladmin: admin.ModelAdmin[CrmConnection],
+    request: HttpRequest,
+    queryset: QuerySet[CrmConnection],
+    capability: Capability,
+) -> list[CrmConnection]:
+    """The selected connections whose CRM can do this; the others are named in an error message."""
+    able = []
+    for connection in queryset:
+        if connection_can(connection, capability):
+            able.append(connection)
+        else:
+            modeladmin.message_user(
+                request,
+                f"{connection}: {connection.get_kind_display()} has no {CAPABILITY_LABELS[capability]}.",
+                messages.ERROR,
+            )
+    return able
 
-    api_token = forms.CharField(
-        label="API token",
+
+def setting_field_name(kind: str, setting: SettingSpec) -> str:
+    """The form field of one declared setting; prefixed by kind, since the add form offers every CRM."""
+    return f"{kind}__{setting.name}"
+
+
+def clear_field_name(kind: str, setting: SettingSpec) -> str:
+    return f"{setting_field_name(kind, setting)}__clear"
+
+
+def _clear_field(setting: SettingSpec) -> forms.Field:
+    return forms.BooleanField(
+        label=f"Forget the {setting.label.lower()}",
         required=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Stored encrypted. Leave blank to keep the current token (required again when the base URL changes).",
+        help_text=f"Tick to remove the stored {setting.label.lower()} (it is optional).",
     )
-    email = forms.EmailField(
-        required=False, help_text="Zendesk: the API user's email (Zendesk authenticates as email/token:API token)."
-    )
-    client_id = forms.CharField(
-        label="Consumer key",
-        required=False,
-        max_length=255,
-        help_text="Salesforce: the connected app's consumer key (client id).",
-    )
-    client_secret = forms.CharField(
-        label="Consumer secret",
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Salesforce: the connected app's consumer secret. Stored encrypted. Leave blank to keep it.",
-    )
-    username = forms.CharField(
-        label="Salesforce username",
-        required=False,
-        max_length=255,
-        help_text="Salesforce: the API user for the username-password login. Blank: the client-credentials login.",
-    )
-    password = forms.CharField(
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Salesforce: the API user's password, without the security token. Stored encrypted. "
-        "Leave blank to keep it.",
-    )
-    security_token = forms.CharField(
-        label="Security token",
-        required=False,
-        widget=forms.PasswordInput(render_value=False),
-        help_text="Salesforce: the API user's security token (Salesforce emails it; reset it under "
-        "Settings > Reset My Security Token). Appended to the password at login, as Salesforce requires "
-        "unless the login comes from one of the org's trusted IP ranges. Stored encrypted. Leave blank to keep it.",
-    )
-    clear_security_token = forms.BooleanField(
-        label="No security token",
-        required=False,
-        help_text="Salesforce: tick to forget the stored token (logins from a trusted IP range need none).",
-    )
+
+
+def _setting_field(setting: SettingSpec, stored: bool) -> forms.Field:
+    if setting.secret:
+        if stored:
+            note = (
+                f" {setting.label} stored: encrypted, never shown. Leave blank to keep it "
+                "(required again when the base URL changes)."
+            )
+        else:
+            note = " Stored encrypted, never shown."
+        return forms.CharField(
+            label=setting.label,
+            required=False,
+            widget=forms.PasswordInput(render_value=False),
+            help_text=(setting.help_text + note).strip(),
+        )
+    field_class = forms.EmailField if setting.email else forms.CharField
+    return field_class(label=setting.label, required=False, help_text=setting.help_text)
+
+
+class CrmConnectionForm(forms.ModelForm[CrmConnection]):
+    """Fields built from each provider's declared settings; secrets are write-only.
+
+    Every CRM's settings are on the add form (the kind is chosen on the same page); only the
+    chosen kind's are read. The checks are the service's, so the command and the form agree.
+    """
+
     rate_limit_per_minute = forms.IntegerField(
         label="Requests per minute",
         required=False,
@@ -89,7 +119,8 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         help_text=(
             "Your CRM plan's API limit, kept by all workers together so they do not run into 429s. "
             "Zendesk: Team 200, Growth and Professional 400, Enterprise 700, High Volume 2500. "
-            "Kustomer (org-wide): Enterprise 1000, Ultimate 2000. "
+            "Kustomer (org-wide): Enterprise 1000, Ultimate 2000. Freshdesk: Growth 200, Pro 400, "
+            "Enterprise 700. Salesforce counts per 24 hours: leave blank, its usage header is followed. "
             "Blank: no limit of our own (429s are still honoured)."
         ),
     )
@@ -104,17 +135,35 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        config = self.instance.config or {}
+        for setting in PROVIDERS[self.instance.kind].settings_spec if self.instance.kind in PROVIDERS else ():
+            name = setting_field_name(self.instance.kind, setting)
+            if setting.secret:
+                self.fields[name] = _setting_field(setting, stored=setting.name in self._stored_secrets())
+            else:
+                self.fields[name].initial = config.get(setting.name, "")
         # Only the CRMs a provider serves are offered (a connection of another kind could do nothing).
-        kind = self.fields["kind"]
-        assert isinstance(kind, forms.ChoiceField)
-        kind.choices = [
-            (value, label) for value, label in CrmKind.choices if value in PROVIDERS or value == self.instance.kind
-        ]
-        self.fields["email"].initial = (self.instance.config or {}).get("email", "")
+        kind_field = self.fields["kind"]
+        if isinstance(kind_field, forms.ChoiceField):
+            kind_field.choices = [
+                (value, label) for value, label in CrmKind.choices if value in PROVIDERS or value == self.instance.kind
+            ]
+        self.fields["base_url"].help_text = " ".join(
+            f"{CrmKind(kind).label}: {provider.base_url_help}." for kind, provider in PROVIDERS.items()
+        )
         self.fields["make_active"].initial = self.instance.is_active
-        self.fields["rate_limit_per_minute"].initial = (self.instance.config or {}).get("rate_limit_per_minute")
-        self.fields["client_id"].initial = (self.instance.config or {}).get("client_id", "")
-        self.fields["username"].initial = (self.instance.config or {}).get("username", "")
+        self.fields["rate_limit_per_minute"].initial = config.get("rate_limit_per_minute")
+
+    def _stored_secrets(self) -> dict[str, Any]:
+        if not self.instance.has_secrets:
+            return {}
+        try:
+            return dict(self.instance.secrets)
+        except CredentialsUnreadable:
+            return {}
+
+    def _url_changed(self) -> bool:
+        return self.instance.pk is not None and "base_url" in self.changed_data
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -122,56 +171,71 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         if kind and kind not in PROVIDERS:
             supported = ", ".join(CrmKind(k).label for k in sorted(PROVIDERS))
             self.add_error("kind", f"{CrmKind(kind).label} is not supported yet; supported: {supported}.")
-        url_changed = self._url_changed()
-        # Secrets stored for the old URL are never sent to a new one: a changed URL needs them again.
-        stored = self.instance.secrets if self.instance.has_secrets and not url_changed else {}
-        if kind == "salesforce":
-            self._clean_salesforce(cleaned, stored)
-        elif not stored.get("api_token") and not cleaned.get("api_token"):
-            if url_changed:
-                self.add_error("api_token", "The base URL changed: enter the API token for the new URL again.")
-            else:
-                self.add_error("api_token", "An API token is required for a new connection.")
-        if cleaned.get("kind") == "zendesk" and not cleaned.get("email"):
-            self.add_error("email", "Zendesk authenticates as `{email}/token:{api_token}`: the email is required.")
+        if not kind or kind not in PROVIDERS:
+            return cleaned
+        if self.instance.pk and kind != self.instance.kind:
+            # Another CRM's secrets mean nothing to this one: start from none.
+            self.instance.encrypted_secrets = ""
+            self.instance.config = {}
+        self.instance.kind = kind
+        values = {
+            setting.name: cleaned.get(setting_field_name(kind, setting)) or ""
+            for setting in PROVIDERS[kind].settings_spec
+        }
+        clear = [
+            setting.name
+            for setting in PROVIDERS[kind].settings_spec
+            if setting.secret and not setting.required and cleaned.get(clear_field_name(kind, setting))
+        ]
+        try:
+            connection_apply_settings(
+                self.instance,
+                values,
+                rate_limit_per_minute=cleaned.get("rate_limit_per_minute"),
+                clear=clear,
+                # Secrets stored for the old URL are never sent to a new one: a changed URL needs them again.
+                base_url_changed=self._url_changed(),
+            )
+        except ValidationError as exc:
+            for name, messages_ in exc.message_dict.items():
+                field = f"{kind}__{name}"
+                self.add_error(field if field in self.fields else None, messages_)
         return cleaned
 
-    def _url_changed(self) -> bool:
-        return self.instance.pk is not None and "base_url" in self.changed_data
 
-    def _clean_salesforce(self, cleaned: dict[str, Any], stored: dict[str, Any]) -> None:
-        if not cleaned.get("client_id"):
-            self.add_error("client_id", "Salesforce logs in through a connected app: its consumer key is required.")
-        if not stored.get("client_secret") and not cleaned.get("client_secret"):
-            self.add_error("client_secret", "The connected app's consumer secret is required.")
-        if cleaned.get("username") and not stored.get("password") and not cleaned.get("password"):
-            self.add_error("password", "The username-password login needs the API user's password.")
-        if cleaned.get("security_token") and cleaned.get("clear_security_token"):
-            self.add_error("clear_security_token", "Either enter a security token or tick “No security token”.")
+# The declared settings are form fields of the class, so the admin's form factory knows them.
+for _kind, _provider in PROVIDERS.items():
+    for _setting in _provider.settings_spec:
+        _field = _setting_field(_setting, stored=False)
+        CrmConnectionForm.base_fields[setting_field_name(_kind, _setting)] = _field
+        CrmConnectionForm.declared_fields[setting_field_name(_kind, _setting)] = _field
+        if _setting.secret and not _setting.required:
+            _clear = _clear_field(_setting)
+            CrmConnectionForm.base_fields[clear_field_name(_kind, _setting)] = _clear
+            CrmConnectionForm.declared_fields[clear_field_name(_kind, _setting)] = _clear
 
-    def save(self, commit: bool = True) -> CrmConnection:
-        url_changed = self._url_changed()
-        connection = super().save(commit=False)
-        data = self.cleaned_data
-        connection.config = {
-            **(connection.config or {}),
-            "email": data.get("email") or "",
-            "rate_limit_per_minute": data.get("rate_limit_per_minute"),
-        }
-        if connection.kind == "salesforce":
-            connection.config |= {"client_id": data.get("client_id") or "", "username": data.get("username") or ""}
-        # Write-only secrets: what was typed replaces the stored value, a blank field keeps it.
-        # Nothing stored for the old URL is kept for a new one.
-        secrets = dict(connection.secrets) if connection.has_secrets and not url_changed else {}
-        typed = {key: data.get(key) for key in ("api_token", "client_secret", "password", "security_token")}
-        changed = {key: value for key, value in typed.items() if value}
-        if data.get("clear_security_token"):
-            secrets.pop("security_token", None)
-        if changed or data.get("clear_security_token") or url_changed:
-            connection.set_secrets(secrets | changed)
-        if commit:
-            connection.save()
-        return connection
+
+def connection_fieldsets(kind: str | None) -> list[tuple[str | None, dict[str, Any]]]:
+    """One fieldset per CRM's declared settings: the connection's own CRM only, once it has one."""
+    fieldsets: list[tuple[str | None, dict[str, Any]]] = [
+        (None, {"fields": ["name", "kind", "base_url", "is_active", "make_active"]})
+    ]
+    for provider_kind, provider in PROVIDERS.items():
+        if kind and provider_kind != kind:
+            continue
+        names = []
+        for setting in provider.settings_spec:
+            names.append(setting_field_name(provider_kind, setting))
+            if setting.secret and not setting.required:
+                names.append(clear_field_name(provider_kind, setting))
+        description = None if kind else f"Read only when the kind is {CrmKind(provider_kind).label}."
+        fieldsets.append((f"{CrmKind(provider_kind).label} credentials", {"fields": names, "description": description}))
+    fieldsets += [
+        ("What it can do", {"fields": ["credentials_stored", "capability_list"]}),
+        ("Limits", {"fields": ["rate_limit_per_minute"]}),
+        ("Status", {"fields": ["last_error", "last_error_at", "created_at", "updated_at"]}),
+    ]
+    return fieldsets
 
 
 @register_health_source
@@ -220,34 +284,25 @@ class CrmConnectionAdmin(admin.ModelAdmin[CrmConnection]):
     readonly_fields = [
         "is_active",
         "credentials_stored",
-        "security_token_stored",
+        "capability_list",
         "last_error",
         "last_error_at",
         "created_at",
         "updated_at",
     ]
-    fieldsets = [
-        (None, {"fields": ["name", "kind", "base_url", "is_active", "make_active"]}),
-        ("Credentials", {"fields": ["email", "api_token", "credentials_stored"]}),
-        (
-            "Salesforce login",
-            {
-                "fields": [
-                    "client_id",
-                    "client_secret",
-                    "username",
-                    "password",
-                    "security_token",
-                    "clear_security_token",
-                    "security_token_stored",
-                ],
-                "description": "Only for a Salesforce connection.",
-            },
-        ),
-        ("Limits", {"fields": ["rate_limit_per_minute"]}),
-        ("Status", {"fields": ["last_error", "last_error_at", "created_at", "updated_at"]}),
-    ]
     actions = CONNECTION_ACTIONS
+
+    def get_fieldsets(self, request: HttpRequest, obj: CrmConnection | None = None) -> Any:
+        kind = obj.kind if obj is not None else request.GET.get("kind")
+        return connection_fieldsets(kind if kind in PROVIDERS else None)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        kinds = set(CrmConnection.objects.values_list("kind", flat=True).distinct())
+        for name, capability in ACTION_CAPABILITIES.items():
+            if not any(kind in PROVIDERS and PROVIDERS[kind].can(capability) for kind in kinds):
+                actions.pop(name, None)
+        return actions
 
     def get_urls(self) -> list[URLPattern]:
         health = path(
@@ -279,9 +334,12 @@ class CrmConnectionAdmin(admin.ModelAdmin[CrmConnection]):
     def credentials_stored(self, obj: CrmConnection) -> bool:
         return obj.has_secrets
 
-    @admin.display(description="Security token stored", boolean=True)
-    def security_token_stored(self, obj: CrmConnection) -> bool:
-        return obj.has_secrets and bool(obj.secrets.get("security_token"))
+    @admin.display(description="This CRM can do")
+    def capability_list(self, obj: CrmConnection) -> str:
+        provider = PROVIDERS.get(obj.kind)
+        if provider is None:
+            return "-"
+        return ", ".join(label for capability, label in CAPABILITY_LABELS.items() if provider.can(capability))
 
     def save_model(self, request: HttpRequest, obj: CrmConnection, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)

@@ -36,6 +36,10 @@ LIMIT_EXCEEDED_RETRY_AFTER_SECONDS = 60.0
 RATE_LIMIT_ERROR_CODES = frozenset({"REQUEST_LIMIT_EXCEEDED"})
 
 
+# Multipart files: by field name, or (field name, file) pairs when a name repeats (`attachments[]`).
+Files = dict[str, tuple[str, bytes, str]] | list[tuple[str, tuple[str, bytes, str]]]
+
+
 class RateGate(Protocol):
     """Where a 429's Retry-After is remembered so all workers honour it (see integrations.ratelimit)."""
 
@@ -146,6 +150,8 @@ class CrmHttpClient:
         self.session.mount("http://", GuardedAdapter())
         self.session.mount("https://", GuardedAdapter())
         self.session.headers["User-Agent"] = USER_AGENT
+        # How long a rate-limit error code without Retry-After (Salesforce's 403) closes the gate.
+        self.limit_retry_after = LIMIT_EXCEEDED_RETRY_AFTER_SECONDS
 
     def build_url(self, path: str) -> str:
         url = urljoin(self.base_url, path.lstrip("/"))
@@ -156,6 +162,9 @@ class CrmHttpClient:
 
     def authorize(self, request: requests.PreparedRequest) -> None:
         """Hook for subclasses: add credentials to the outgoing request."""
+
+    def observe(self, response: requests.Response) -> None:
+        """Hook for subclasses: read a CRM's usage headers off every answer (to close the rate gate early)."""
 
     def retry_after(self, response: requests.Response) -> float:
         """Hook for subclasses: seconds a 429 asks to wait (here: Retry-After, seconds or an HTTP date)."""
@@ -169,7 +178,7 @@ class CrmHttpClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         data: bytes | dict[str, str] | None = None,
-        files: dict[str, tuple[str, bytes, str]] | None = None,
+        files: Files | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
         """Send one request and return its decoded JSON body (None for an empty body).
@@ -212,6 +221,7 @@ class CrmHttpClient:
             raise CrmTransientError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
 
         self._record(Usage.SENT)
+        self.observe(response)
         status = response.status_code
         if 300 <= status < 400:
             raise CrmRequestError(
@@ -234,7 +244,7 @@ class CrmHttpClient:
         logger.info("crm.http.error %s %s -> %s %s", method, path, status, code, extra={"status": status})
         if status == 429 or code in RATE_LIMIT_ERROR_CODES:
             self._record(Usage.RATE_LIMITED)
-            retry_after = self.retry_after(response) if status == 429 else LIMIT_EXCEEDED_RETRY_AFTER_SECONDS
+            retry_after = self.retry_after(response) if status == 429 else self.limit_retry_after
             if self.rate_gate is not None:
                 self.rate_gate.close_for(self.base_url, retry_after)
             raise CrmRateLimited(

@@ -2,16 +2,18 @@
 
 import functools
 import logging
-from typing import Any
+from collections.abc import Collection, Mapping
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
 from integrations.exceptions import CrmError
 from integrations.models import CrmConnection
-from integrations.providers.base import ConnectionSettings, CrmProvider
-from integrations.providers.registry import get_provider, get_provider_class
+from integrations.providers.base import Capability, ConnectionSettings, CrmProvider, SettingSpec
+from integrations.providers.registry import PROVIDERS, get_provider, get_provider_class
 from integrations.ratelimit import RedisRateGate, WorkClass
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ def connection_settings(connection: CrmConnection, *, work_class: WorkClass = Wo
         timeout=settings.CRM_HTTP_TIMEOUT_SECONDS,
         rate_limit_per_minute=connection.config.get("rate_limit_per_minute") or None,
         work_class=work_class,
+        limit_exceeded_retry_seconds=settings.CRM_LIMIT_EXCEEDED_RETRY_SECONDS,
     )
 
 
@@ -53,24 +56,111 @@ def connection_activate(*, connection: CrmConnection) -> CrmConnection:
     return connection
 
 
+def connection_settings_spec(kind: str) -> tuple[SettingSpec, ...]:
+    """The settings the provider of `kind` declares (UnsupportedCrm for a kind without one)."""
+    return get_provider_class(kind).settings_spec
+
+
+def connection_can(connection: CrmConnection, capability: Capability) -> bool:
+    """Whether the connection's CRM can do this (False for a kind without a provider)."""
+    provider = PROVIDERS.get(connection.kind)
+    return provider is not None and provider.can(capability)
+
+
+def connection_apply_settings(
+    connection: CrmConnection,
+    values: Mapping[str, str | None],
+    *,
+    rate_limit_per_minute: int | None = None,
+    clear: Collection[str] = (),
+    base_url_changed: bool = False,
+) -> None:
+    """Check `values` against the provider's declared settings and put them on the (unsaved) connection.
+
+    Non-secret settings go to `config`, secret ones to the encrypted secrets. A blank secret keeps
+    the stored one, and `clear` names optional secrets to forget (a Salesforce security token no
+    longer needed); a required setting must be given or already stored. Raises ValidationError
+    keyed by setting name, before anything is changed.
+
+    `base_url_changed`: the connection is moving to another URL, so no stored secret is kept for
+    it (the old host's credentials are never sent to a new one); every required secret is asked
+    for again.
+    """
+    spec = connection_settings_spec(connection.kind)
+    known = {setting.name for setting in spec}
+    errors: dict[str, str] = {
+        name: f"unknown setting for {connection.kind}; known: {', '.join(sorted(known))}"
+        for name in values
+        if name not in known
+    }
+    stored_secrets = connection.secrets if connection.has_secrets and not base_url_changed else {}
+    config = {key: value for key, value in (connection.config or {}).items() if key not in known}
+    secrets = {key: value for key, value in stored_secrets.items() if key in known}
+    for setting in spec:
+        value = (values.get(setting.name) or "").strip()
+        if setting.email and value:
+            try:
+                validate_email(value)
+            except ValidationError:
+                errors[setting.name] = "Enter a valid email address."
+                continue
+        if setting.secret:
+            if setting.name in clear:
+                if value:
+                    errors[setting.name] = f"Either enter a {setting.label.lower()} or forget the stored one."
+                secrets.pop(setting.name, None)
+            elif value:
+                secrets[setting.name] = value
+        elif value or setting.name in values:
+            config[setting.name] = value
+        elif (connection.config or {}).get(setting.name):
+            config[setting.name] = connection.config[setting.name]
+        present = secrets.get(setting.name) if setting.secret else config.get(setting.name)
+        if present or setting.name in errors:
+            continue
+        if setting.required and setting.secret and base_url_changed:
+            errors[setting.name] = f"The base URL changed: enter the {setting.label} for the new URL again."
+        elif setting.required:
+            errors[setting.name] = f"{setting.label} is required for {connection.get_kind_display()}."
+    labels = {setting.name: setting.label for setting in spec}
+    for setting in spec:
+        other = setting.required_with
+        if not other or setting.name in errors or other in errors:
+            continue
+        given = (values.get(other) or "").strip() or config.get(other) or secrets.get(other)
+        present = secrets.get(setting.name) if setting.secret else config.get(setting.name)
+        if given and not present:
+            if setting.secret and base_url_changed:
+                errors[setting.name] = f"The base URL changed: enter the {setting.label} for the new URL again."
+            else:
+                errors[setting.name] = f"{setting.label} is required with a {labels[other].lower()}."
+    if errors:
+        raise ValidationError(errors)
+    config["rate_limit_per_minute"] = rate_limit_per_minute
+    connection.config = config
+    connection.set_secrets(secrets)
+
+
 @transaction.atomic
 def connection_create(
     *,
     name: str,
     kind: str,
     base_url: str,
-    config: dict[str, Any],
-    secrets: dict[str, Any],
+    settings: Mapping[str, str | None],
+    rate_limit_per_minute: int | None = None,
     activate: bool = True,
 ) -> CrmConnection:
-    """Create (or update, for the same kind and URL) a connection with encrypted secrets."""
+    """Create (or update, for the same kind and URL) a connection from its provider's declared settings.
+
+    Raises ValidationError naming the setting or field that is wrong; nothing is saved then.
+    """
     get_provider_class(kind)
     connection = CrmConnection.objects.filter(kind=kind, base_url=base_url).first() or CrmConnection(
         kind=kind, base_url=base_url
     )
     connection.name = name
-    connection.config = config
-    connection.set_secrets(secrets)
+    connection_apply_settings(connection, settings, rate_limit_per_minute=rate_limit_per_minute)
     connection.full_clean(exclude=["is_active"])
     connection.save()
     if activate:

@@ -1,3 +1,4 @@
+import functools
 import json
 from datetime import timedelta
 from typing import Any
@@ -15,9 +16,11 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from integrations.admin import register_connection_action
+from integrations.admin import connections_that_can, register_connection_action
+from integrations.exceptions import CrmUnsupported
 from integrations.health import HealthRow, HealthSection, register_health_source
 from integrations.models import CrmConnection
+from integrations.providers.base import Capability
 from integrations.providers.registry import UnsupportedCrm
 from integrations.selectors import connection_web_url
 from records.console import ActionFacts, SessionState, action_explanation, session_state
@@ -860,16 +863,16 @@ class CustomDataMappingAdmin(admin.ModelAdmin[CustomDataMapping]):
     search_fields = ["sdk_key", "crm_field_id"]
 
 
-@register_connection_action
+@functools.partial(register_connection_action, requires=Capability.CUSTOM_FIELDS)
 @admin.action(description="Create custom fields")
 def create_custom_fields(
     modeladmin: admin.ModelAdmin[CrmConnection], request: HttpRequest, queryset: QuerySet[CrmConnection]
 ) -> None:
     """F1: make the product's record fields in each chosen CRM, in the background."""
-    for connection in queryset:
+    for connection in connections_that_can(modeladmin, request, queryset, Capability.CUSTOM_FIELDS):
         try:
             count = custom_fields_create_enqueue(connection=connection)
-        except UnsupportedCrm as exc:
+        except (UnsupportedCrm, CrmUnsupported) as exc:
             modeladmin.message_user(request, f"{connection}: {exc}", messages.ERROR)
             continue
         url = reverse("admin:records_customfield_changelist") + f"?connection__id__exact={connection.pk}"

@@ -102,8 +102,7 @@ def zendesk_connection(db: None, zendesk_sandbox: SandboxServer) -> CrmConnectio
         name="Sandbox Zendesk",
         kind="zendesk",
         base_url=zendesk_sandbox.base_url,
-        config={"email": "admin@example.com"},
-        secrets={"api_token": "sandbox-token"},
+        settings={"email": "admin@example.com", "api_token": "sandbox-token"},
         activate=True,
     )
 
@@ -135,8 +134,7 @@ def kustomer_connection(db: None, kustomer_sandbox: SandboxServer) -> CrmConnect
         name="Sandbox Kustomer",
         kind="kustomer",
         base_url=kustomer_sandbox.base_url,
-        config={},
-        secrets={"api_token": "sandbox-api-key"},
+        settings={"api_token": "sandbox-api-key"},
         activate=True,
     )
 
@@ -162,9 +160,40 @@ def salesforce_connection(db: None, salesforce_sandbox: SandboxServer) -> CrmCon
         name="Sandbox Salesforce",
         kind="salesforce",
         base_url=salesforce_sandbox.base_url,
-        config={"client_id": "sandbox-client"},
-        secrets={"client_secret": "sandbox-secret"},
+        settings={"client_id": "sandbox-client", "client_secret": "sandbox-secret"},
         activate=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def freshdesk_sandbox_server() -> Iterator[SandboxServer]:
+    server = start_sandbox("freshdesk", fixture=ROOT / "integrations" / "sandbox" / "fixtures" / "freshdesk_demo.json")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def freshdesk_sandbox(freshdesk_sandbox_server: SandboxServer) -> SandboxServer:
+    """The sandbox Freshdesk, reset to its demo fixture (agents ana, ben, carla; API key sandbox-api-key)."""
+    return _fresh(freshdesk_sandbox_server)
+
+
+@pytest.fixture
+def freshdesk_api(freshdesk_sandbox: SandboxServer) -> requests.Session:
+    """A client reading the sandbox through Freshdesk's own API (the fixture's API key)."""
+    session = requests.Session()
+    session.auth = ("sandbox-api-key", "X")
+    return session
+
+
+@pytest.fixture
+def freshdesk_connection(db: None, freshdesk_sandbox: SandboxServer) -> CrmConnection:
+    return connection_create(
+        name="Sandbox Freshdesk",
+        kind="freshdesk",
+        base_url=freshdesk_sandbox.base_url,
+        settings={"api_token": "sandbox-api-key"},
+        activate=True,
     )
 
 
@@ -188,6 +217,8 @@ def celery_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[sub
         "CRM_RETRY_BACKOFF_SECONDS": "0.05",
         "CRM_RETRY_BACKOFF_MAX_SECONDS": "0.5",
         "CRM_HTTP_TIMEOUT_SECONDS": "5",
+        # The sandbox Salesforce's injected request-limit answers are waited out in a second.
+        "CRM_LIMIT_EXCEEDED_RETRY_SECONDS": "1",
         "DATABASE_CONN_MAX_AGE": "0",
     }
     process = subprocess.Popen(

@@ -48,9 +48,9 @@ def test_add_crm_connection_prints_its_id_and_makes_it_active() -> None:
 
 @pytest.mark.django_db
 def test_add_crm_connection_explains_what_is_missing() -> None:
-    with pytest.raises(CommandError, match="--email is required"):
+    with pytest.raises(CommandError, match=r"--setting email \(or --email\): API user's email is required"):
         run("add_crm_connection", "--provider", "zendesk", "--base-url", "https://a.zendesk.com", "--token", "t")
-    with pytest.raises(CommandError, match="base_url"):
+    with pytest.raises(CommandError, match="--base-url: Enter a valid URL"):
         run("add_crm_connection", "--provider", "zendesk", "--base-url", "not a url", "--email", "a@a.com",
             "--token", "t")  # fmt: skip
 
@@ -99,6 +99,8 @@ def test_sandbox_crm_can_start_with_solved_tickets_for_qa_search() -> None:
     )
     try:
         assert process.stdout is not None
+        # The first line is the command that connects to it (sandbox_crm's first line, for every kind).
+        connect = process.stdout.readline().strip()
         seeded, listening = process.stdout.readline().strip(), process.stdout.readline().strip()
         base_url = listening.rsplit(" ", 1)[-1]
         exported = requests.get(
@@ -110,5 +112,6 @@ def test_sandbox_crm_can_start_with_solved_tickets_for_qa_search() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+    assert "add_crm_connection --provider zendesk" in connect
     assert seeded == "seeded 12 solved tickets"
     assert len(exported["tickets"]) == 12

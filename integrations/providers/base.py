@@ -16,6 +16,50 @@ from integrations.http import RateGate
 from integrations.ratelimit import WorkClass
 
 
+class Capability(StrEnum):
+    """What a provider can do for its CRM; the admin and the services offer only these."""
+
+    RECORDS = "records"
+    CUSTOM_FIELDS = "custom_fields"
+    TAGS = "tags"
+    USER_STATUSES = "user_statuses"
+    WEBHOOKS = "webhooks"
+    TICKET_IMPORT = "ticket_import"
+    SCREEN_POP = "screen_pop"
+    BATCHING = "batching"
+
+
+CAPABILITY_LABELS: dict[Capability, str] = {
+    Capability.RECORDS: "records (record rules)",
+    Capability.CUSTOM_FIELDS: "creating custom fields",
+    Capability.TAGS: "tags",
+    Capability.USER_STATUSES: "user statuses (agent status sync)",
+    Capability.WEBHOOKS: "outbound webhooks",
+    Capability.TICKET_IMPORT: "ticket import for QA search",
+    Capability.SCREEN_POP: "screen pop",
+    Capability.BATCHING: "API batching",
+}
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting a connection to this CRM needs, as its provider declares it.
+
+    Secret settings are stored encrypted and never shown back; the others are kept in the
+    connection's config. The admin form, `add_crm_connection --setting` and the services all
+    read these declarations, so a new CRM needs no form or command of its own.
+    """
+
+    name: str
+    label: str
+    help_text: str = ""
+    secret: bool = False
+    required: bool = True
+    email: bool = False
+    # Required whenever this other (optional) setting is given: the password of a username login.
+    required_with: str = ""
+
+
 @dataclass(frozen=True)
 class ConnectionSettings:
     """What a provider needs to reach one CRM instance (decrypted secrets included)."""
@@ -29,6 +73,8 @@ class ConnectionSettings:
     rate_limit_per_minute: int | None = None
     # Whose work the requests are: imports only use the budget above the share kept for live work.
     work_class: WorkClass = WorkClass.LIVE
+    # How long a request-limit error without Retry-After (Salesforce's 403) pauses the CRM's calls.
+    limit_exceeded_retry_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +119,8 @@ class Record:
     custom_fields: Mapping[str, Any] = field(default_factory=dict)
     # Set when the CRM merged this record into another one (S8: the survivor gets the updates).
     merged_into_id: str | None = None
+    # Set by CRMs that say so themselves (Salesforce IsClosed); None: the status decides.
+    is_closed: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +197,10 @@ class CrmProvider(abc.ABC):
     """
 
     kind: ClassVar[str]
+    # The connection form's words for the base URL, and the settings beside it.
+    base_url_help: ClassVar[str] = ""
+    settings_spec: ClassVar[tuple[SettingSpec, ...]] = ()
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
     open_statuses: ClassVar[frozenset[str]]
     default_open_status: ClassVar[str]
     # Statuses the CRM refuses to change (a closed Zendesk ticket): such a record is never reopened.
@@ -249,8 +301,14 @@ class CrmProvider(abc.ABC):
     def can_reopen(self, record: Record) -> bool:
         return record.status not in self.immutable_statuses
 
+    @classmethod
+    def can(cls, capability: Capability) -> bool:
+        return capability in cls.capabilities
+
     # Agent status sync (A1-A5). Only CRMs with user statuses implement these.
-    supports_user_status: ClassVar[bool] = False
+    @property
+    def supports_user_status(self) -> bool:
+        return self.can(Capability.USER_STATUSES)
 
     def list_user_statuses(self) -> list[CrmUserStatus]:
         """The user statuses defined in the CRM."""

@@ -18,6 +18,7 @@ from integrations.http import CrmHttpClient, RateGate, parse_retry_after
 from integrations.providers.base import (
     Agent,
     Attachment,
+    Capability,
     Comment,
     ConnectionSettings,
     Contact,
@@ -28,6 +29,7 @@ from integrations.providers.base import (
     NewRecord,
     Record,
     RecordChanges,
+    SettingSpec,
 )
 from integrations.providers.phones import best_match, national_number, rank_contacts
 
@@ -187,7 +189,25 @@ class KustomerProvider(CrmProvider):
     # The Kustomer integration posts the caller's number as a note on the conversation (S14).
     posts_phone_number_note: ClassVar[bool] = True
     default_open_status = "open"
-    supports_user_status: ClassVar[bool] = True
+    base_url_help = "Your Kustomer API address, e.g. https://acme.api.kustomerapp.com"
+    settings_spec = (
+        SettingSpec(
+            "api_token",
+            "API key",
+            "Settings > Security > API Keys, with the roles for customers, conversations, notes, metadata, "
+            "users and routing.",
+            secret=True,
+        ),
+    )
+    capabilities = frozenset(
+        {
+            Capability.RECORDS,
+            Capability.CUSTOM_FIELDS,
+            Capability.TAGS,
+            Capability.USER_STATUSES,
+            Capability.WEBHOOKS,
+        }
+    )
 
     def __init__(self, settings: ConnectionSettings, *, rate_gate: RateGate | None = None) -> None:
         super().__init__(settings, rate_gate=rate_gate)

@@ -2,6 +2,7 @@
 
 from integrations.http import RateGate
 from integrations.providers.base import ConnectionSettings, CrmProvider
+from integrations.providers.freshdesk import FreshdeskProvider
 from integrations.providers.kustomer import KustomerProvider
 from integrations.providers.salesforce import SalesforceProvider
 from integrations.providers.zendesk import ZendeskProvider
@@ -10,6 +11,7 @@ PROVIDERS: dict[str, type[CrmProvider]] = {
     ZendeskProvider.kind: ZendeskProvider,
     KustomerProvider.kind: KustomerProvider,
     SalesforceProvider.kind: SalesforceProvider,
+    FreshdeskProvider.kind: FreshdeskProvider,
 }
 
 

@@ -14,6 +14,7 @@ from integrations.http import CrmHttpClient, RateGate
 from integrations.providers.base import (
     Agent,
     Attachment,
+    Capability,
     Comment,
     ConnectionSettings,
     Contact,
@@ -23,6 +24,7 @@ from integrations.providers.base import (
     NewRecord,
     Record,
     RecordChanges,
+    SettingSpec,
 )
 from integrations.providers.importing import (
     OTHER_CHANNEL,
@@ -129,6 +131,18 @@ def _comment_from_json(comment: dict[str, Any]) -> Comment:
 
 class ZendeskProvider(CrmProvider, TicketImportSource):
     kind = "zendesk"
+    base_url_help = "Your Zendesk address, e.g. https://acme.zendesk.com"
+    settings_spec = (
+        SettingSpec(
+            "email",
+            "API user's email",
+            "Zendesk authenticates as {email}/token:{API token}: the email of the agent or admin the token acts as.",
+            email=True,
+        ),
+        SettingSpec("api_token", "API token", "Admin Center > Apps and integrations > Zendesk API.", secret=True),
+    )
+    # No user statuses over the public API for an integration: status sync is not offered.
+    capabilities = frozenset({Capability.RECORDS, Capability.CUSTOM_FIELDS, Capability.TAGS, Capability.TICKET_IMPORT})
     record_web_path = "{base}/agent/tickets/{id}"
     contact_web_path = "{base}/agent/users/{id}"
     open_statuses: ClassVar[frozenset[str]] = frozenset({"new", "open", "pending", "hold"})

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from integrations.sandbox.base import Sandbox, SandboxServer
+from integrations.sandbox.freshdesk import FreshdeskSandbox
 from integrations.sandbox.kustomer import KustomerSandbox
 from integrations.sandbox.salesforce import SalesforceSandbox
 from integrations.sandbox.zendesk import ZendeskImportSandbox, ZendeskSandbox
 
 __all__ = [
     "SANDBOXES",
+    "FreshdeskSandbox",
     "KustomerSandbox",
     "SalesforceSandbox",
     "Sandbox",
@@ -33,6 +35,7 @@ SANDBOXES: dict[str, type[Sandbox]] = {
     ZendeskSandbox.kind: ZendeskImportSandbox,
     KustomerSandbox.kind: KustomerSandbox,
     SalesforceSandbox.kind: SalesforceSandbox,
+    FreshdeskSandbox.kind: FreshdeskSandbox,
 }
 
 Fixture = str | Path | Mapping[str, Any] | None

@@ -244,6 +244,10 @@ class Sandbox(abc.ABC):
         """The CRM's 401 when the credentials are missing or malformed, else None."""
         return None
 
+    def connection_settings(self) -> dict[str, str]:
+        """The settings (`add_crm_connection --setting`) that connect the product to this sandbox."""
+        return {}
+
     def error(self, status: int, code: str, description: str) -> Response:
         """An error in the CRM's own shape (used for 400 bad JSON, 404 unknown path, injected 5xx)."""
         return Response(status, {"error": code, "description": description})

@@ -303,6 +303,10 @@ class KustomerSandbox(Sandbox):
         body = _json_api_error(401, "unauthorized", "Unauthorized", "Invalid or missing API key")
         return Response(401, body)
 
+    def connection_settings(self) -> dict[str, str]:
+        # Only the fixture's keys authenticate: the first one connects.
+        return {"api_token": sorted(self.api_keys)[0]} if self.api_keys else {}
+
     def error(self, status: int, code: str, description: str) -> Response:
         titles = {400: "Bad Request", 404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}
         return Response(status, _json_api_error(status, code, titles.get(status, code), description))

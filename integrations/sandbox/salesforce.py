@@ -27,6 +27,9 @@ and `POST /__sandbox/logins` (`{"username", "password", "security_token"}`: a us
 accepts; an empty security token stands for a login from a trusted IP range, which needs none).
 """
 
+import base64
+import binascii
+import copy
 import dataclasses
 import functools
 import random
@@ -36,7 +39,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from integrations.sandbox.base import Reject, Request, Response, Route, Sandbox
 from integrations.sandbox.zendesk import SEED_WORDS
@@ -58,6 +61,8 @@ ID_PREFIXES = {
     "CaseComment": "00a",
     "LiveChatTranscript": "570",
     "EmailMessage": "02s",
+    "ContentVersion": "068",
+    "CustomField": "00N",
 }
 QUEUE_ID = "00G000000000001AAA"
 CLOSED_STATUSES = frozenset({"Closed"})
@@ -65,7 +70,17 @@ ORIGINS = ("Phone", "Email", "Web", "Chat", "Facebook", "SMS", "WhatsApp")
 
 FIELDS: dict[str, tuple[str, ...]] = {
     "User": ("Id", "FirstName", "LastName", "Name", "Email", "IsActive", "UserType", "CreatedDate", "SystemModstamp"),
-    "Contact": ("Id", "FirstName", "LastName", "Name", "Email", "Phone", "CreatedDate", "SystemModstamp"),
+    "Contact": (
+        "Id",
+        "FirstName",
+        "LastName",
+        "Name",
+        "Email",
+        "Phone",
+        "MobilePhone",
+        "CreatedDate",
+        "SystemModstamp",
+    ),
     "Case": (
         "Id",
         "CaseNumber",
@@ -97,7 +112,29 @@ FIELDS: dict[str, tuple[str, ...]] = {
         "CreatedById",
         "CreatedDate",
     ),
+    "ContentVersion": ("Id", "Title", "PathOnClient", "FirstPublishLocationId", "VersionData", "CreatedDate"),
 }
+# Fields the API computes: a create or update that sets one is refused (INVALID_FIELD_FOR_INSERT_UPDATE).
+READ_ONLY_FIELDS = frozenset(
+    {"Id", "Name", "CaseNumber", "IsClosed", "ClosedDate", "CreatedDate", "LastModifiedDate", "SystemModstamp"}
+)
+# Objects the API writes to here (create with POST, update with PATCH; Case also upserted).
+WRITABLE = frozenset({"Contact", "Case", "CaseComment", "ContentVersion"})
+CASE_STATUSES = ("New", "Working", "Escalated", "Closed")
+# The Tooling API's custom field types this sandbox accepts, and the JSON values each takes.
+CUSTOM_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "Text": (str,),
+    "Number": (int, float),
+    "Checkbox": (bool,),
+    "TextArea": (str,),
+}
+HALTED = [
+    {
+        "errorCode": "PROCESSING_HALTED",
+        "message": "The transaction was rolled back since another operation in the same transaction failed.",
+    }
+]
+REFERENCE_RE = re.compile(r"@\{(\w+)\.(\w+)\}")
 # Parent relationships: (object, relationship name) -> (id field, parent object).
 PARENTS = {("Case", "Contact"): ("ContactId", "Contact"), ("Case", "Owner"): ("OwnerId", "User")}
 # Child relationships of Case: name -> (child object, field pointing at the case).
@@ -209,7 +246,9 @@ class _Parser:
         if self.keyword("ORDER"):
             self.expect("BY")
             while True:
-                order_by.append(self.take()[1])
+                field_name = self.take()[1]
+                # A leading "-" marks a descending key.
+                order_by.append("-" + field_name if self.keyword("DESC") else field_name)
                 self.keyword("ASC")
                 if self.peek() != ("punct", ","):
                     break
@@ -290,6 +329,16 @@ class SalesforceSandbox(Sandbox):
         # Child records by parent id, per child object (sub-queries read these).
         self.children: dict[str, dict[str, list[Json]]] = {obj: {} for obj, _ in CHILDREN.values()}
         self._locator_number = 0
+        # Custom fields made through the Tooling API: object -> API name -> metadata.
+        self.custom_fields: dict[str, dict[str, Json]] = {obj: {} for obj in FIELDS}
+        # ContentVersion bytes by id (the records keep the VersionData URL, as the API shows it).
+        self.blobs: dict[str, bytes] = {}
+
+    def fields_of(self, obj: str) -> tuple[str, ...]:
+        return (*FIELDS.get(obj, ()), *self.custom_fields.get(obj, {}))
+
+    def external_id_fields(self, obj: str) -> set[str]:
+        return {name for name, meta in self.custom_fields.get(obj, {}).items() if meta.get("externalId")}
 
     def load_fixture(self, fixture: Mapping[str, Any]) -> None:
         self._seed(dict(fixture))
@@ -298,6 +347,10 @@ class SalesforceSandbox(Sandbox):
         number = self._next_number[obj]
         self._next_number[obj] = number + 1
         return f"{ID_PREFIXES[obj]}{number:012d}AAA"
+
+    def connection_settings(self) -> dict[str, str]:
+        # Any non-empty client id and secret get a token (client-credentials flow).
+        return {"client_id": "sandbox-client", "client_secret": "sandbox-secret"}
 
     def error(self, status: int, code: str, description: str) -> Response:
         codes = {400: "BAD_REQUEST", 404: "NOT_FOUND", 500: "UNKNOWN_EXCEPTION", 503: "SERVER_UNAVAILABLE"}
@@ -375,7 +428,7 @@ class SalesforceSandbox(Sandbox):
         self._check(query)
         rows = [r for r in self.records[query.obj].values() if _matches(r, query.where)]
         for field in reversed(query.order_by):
-            rows.sort(key=functools.partial(_record_sort_key, field))
+            rows.sort(key=functools.partial(_record_sort_key, field.lstrip("-")), reverse=field.startswith("-"))
         if query.limit is not None:
             rows = rows[: query.limit]
         self._locator_number += 1
@@ -407,15 +460,15 @@ class SalesforceSandbox(Sandbox):
     def _check(self, query: Query) -> None:
         if query.obj not in FIELDS:
             raise _sf_error(400, "INVALID_TYPE", f"sObject type '{query.obj}' is not supported.")
-        for field in (*query.fields, *(c[0] for c in query.where), *query.order_by):
+        for field in (*query.fields, *(c[0] for c in query.where), *(f.lstrip("-") for f in query.order_by)):
             parent, dot, name = field.partition(".")
             ok = (
                 (
                     PARENTS.get((query.obj, parent), ("", ""))[1] in FIELDS
-                    and name in FIELDS[PARENTS[(query.obj, parent)][1]]
+                    and name in self.fields_of(PARENTS[(query.obj, parent)][1])
                 )
                 if dot
-                else field in FIELDS[query.obj]
+                else field in self.fields_of(query.obj)
             )
             if not ok:
                 raise _sf_error(400, "INVALID_FIELD", f"No such column '{field}' on entity '{query.obj}'.")
@@ -463,12 +516,255 @@ class SalesforceSandbox(Sandbox):
             raise _sf_error(404, "NOT_FOUND", "The requested resource does not exist")
         return Response(200, {"attributes": self._attributes(obj, record["Id"], version), **record})
 
+    # -- Writes: create, update, upsert by external id, composite, files, Tooling fields ----------
+
+    def _writable(self, obj: str, body: Any, *, creating: bool) -> Json:
+        if obj not in WRITABLE:
+            raise _sf_error(404, "NOT_FOUND", f"The requested resource does not exist: {obj}")
+        if not isinstance(body, dict):
+            raise _sf_error(400, "JSON_PARSER_ERROR", "The request body must be a JSON object")
+        fields = self.fields_of(obj)
+        for name, value in body.items():
+            if name not in fields and name != "attributes":
+                raise _sf_error(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {obj}")
+            if name in READ_ONLY_FIELDS:
+                raise _sf_error(400, "INVALID_FIELD_FOR_INSERT_UPDATE", f"Unable to create/update fields: {name}.")
+            meta = self.custom_fields.get(obj, {}).get(name)
+            expected = CUSTOM_FIELD_TYPES.get(str(meta.get("type"))) if meta else None
+            if (
+                expected is not None
+                and value is not None
+                and (not isinstance(value, expected) or (bool not in expected and isinstance(value, bool)))
+            ):
+                raise _sf_error(400, "INVALID_TYPE_ON_FIELD_IN_RECORD", f"{name}: value not of required type: {value}")
+        changes = {name: value for name, value in body.items() if name != "attributes"}
+        if obj == "Contact" and creating and not changes.get("LastName"):
+            raise _sf_error(400, "REQUIRED_FIELD_MISSING", "Required fields are missing: [LastName]")
+        if obj == "Case" and "Status" in changes and changes["Status"] not in CASE_STATUSES:
+            raise _sf_error(
+                400,
+                "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                f"Status: bad value for restricted picklist field: {changes['Status']}",
+            )
+        references = {"ContactId": "Contact", "OwnerId": "User", "ParentId": "Case", "FirstPublishLocationId": "Case"}
+        for name, target in references.items():
+            value = changes.get(name)
+            if value and value not in self.records[target] and not (name == "OwnerId" and value == QUEUE_ID):
+                raise _sf_error(400, "INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {name}")
+        if obj in ("CaseComment", "ContentVersion") and creating:
+            link = "ParentId" if obj == "CaseComment" else "FirstPublishLocationId"
+            if not changes.get(link):
+                raise _sf_error(400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{link}]")
+        return changes
+
+    def _apply(self, obj: str, record: Json, changes: Json) -> None:
+        now = sf_time(time.time())
+        record.update(changes)
+        record["LastModifiedDate"] = record["SystemModstamp"] = now
+        if obj == "Contact":
+            record["Name"] = " ".join(p for p in (record.get("FirstName"), record.get("LastName")) if p)
+        if obj == "Case":
+            was_closed = record.get("IsClosed")
+            record["IsClosed"] = record.get("Status") in CLOSED_STATUSES
+            if record["IsClosed"] and not was_closed:
+                record["ClosedDate"] = now
+            elif not record["IsClosed"]:
+                record["ClosedDate"] = None
+
+    def _create(self, obj: str, changes: Json, version: str) -> Response:
+        if obj == "ContentVersion":
+            data = changes.get("VersionData") or ""
+            try:
+                blob = base64.b64decode(str(data), validate=True)
+            except (ValueError, binascii.Error):
+                raise _sf_error(400, "INVALID_FIELD", "VersionData: not valid base64") from None
+            changes = {**changes, "VersionData": None}
+        if obj == "Case":
+            # The org's default case owner: a support queue (Setup > Support Settings).
+            changes = {"OwnerId": QUEUE_ID, **changes}
+        record_id = self._store(obj, dict(changes))
+        record = self.records[obj][record_id]
+        self._apply(obj, record, {})
+        if obj == "ContentVersion":
+            self.blobs[record_id] = blob
+            record["VersionData"] = f"/services/data/v{version}/sobjects/ContentVersion/{record_id}/VersionData"
+        if obj == "CaseComment":
+            self.children["CaseComment"].setdefault(record["ParentId"], []).append(record)
+        location = f"/services/data/v{version}/sobjects/{obj}/{record_id}"
+        return Response(201, {"id": record_id, "success": True, "errors": []}, {"Location": location})
+
+    def create(self, request: Request) -> Response:
+        version, obj = self._version(request), request.args["type"]
+        return self._create(obj, self._writable(obj, request.data, creating=True), version)
+
+    def update(self, request: Request) -> Response:
+        self._version(request)
+        obj = request.args["type"]
+        changes = self._writable(obj, request.data, creating=False)
+        record = self.records.get(obj, {}).get(request.args["id"])
+        if record is None:
+            raise _sf_error(404, "NOT_FOUND", "The requested resource does not exist")
+        self._apply(obj, record, changes)
+        return Response(204)
+
+    def upsert(self, request: Request) -> Response:
+        """`PATCH /sobjects/{type}/{field}/{value}`: 201 created, 200 updated (API 46+), 300 several match."""
+        version, obj, field, value = (
+            self._version(request),
+            request.args["type"],
+            request.args["field"],
+            request.args["value"],
+        )
+        if field not in self.external_id_fields(obj):
+            raise _sf_error(
+                404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {field}"
+            )
+        changes = self._writable(obj, request.data, creating=False)
+        if changes.get(field) not in (None, value):
+            raise _sf_error(400, "INVALID_FIELD", f"{field}: the body's value differs from the URL's")
+        matches = [record for record in self.records[obj].values() if record.get(field) == value]
+        if len(matches) > 1:
+            urls = [f"/services/data/v{version}/sobjects/{obj}/{record['Id']}" for record in matches]
+            return Response(300, urls)
+        if matches:
+            self._apply(obj, matches[0], changes)
+            return Response(200, {"id": matches[0]["Id"], "success": True, "errors": [], "created": False})
+        if obj == "Contact" and not changes.get("LastName"):
+            raise _sf_error(400, "REQUIRED_FIELD_MISSING", "Required fields are missing: [LastName]")
+        created = self._create(obj, {**changes, field: value}, version)
+        return Response(201, {**created.body, "created": True}, created.headers)
+
+    def version_data(self, request: Request) -> Response:
+        self._version(request)
+        blob = self.blobs.get(request.args["id"])
+        if blob is None:
+            raise _sf_error(404, "NOT_FOUND", "The requested resource does not exist")
+        return Response(200, blob, {"Content-Type": "application/octet-stream"})
+
+    def describe(self, request: Request) -> Response:
+        self._version(request)
+        obj = request.args["type"]
+        if obj not in FIELDS:
+            raise _sf_error(404, "NOT_FOUND", f"The requested resource does not exist: {obj}")
+        fields = [{"name": name, "custom": False} for name in FIELDS[obj]]
+        fields += [
+            {"name": name, "custom": True, "label": meta.get("label"), "externalId": bool(meta.get("externalId"))}
+            for name, meta in self.custom_fields[obj].items()
+        ]
+        return Response(200, {"name": obj, "custom": False, "fields": fields})
+
+    def search(self, request: Request) -> Response:
+        """SOSL subset: `FIND {term} IN PHONE FIELDS RETURNING Contact(fields)` (digits, any stored format)."""
+        version = self._version(request)
+        match = re.fullmatch(
+            r"\s*FIND\s+\{([^}]*)\}\s+IN\s+PHONE\s+FIELDS\s+RETURNING\s+Contact\s*\(([^)]*)\)\s*",
+            request.param("q") or "",
+            re.IGNORECASE,
+        )
+        if match is None:
+            raise _sf_error(400, "MALFORMED_SEARCH", "Only FIND {digits} IN PHONE FIELDS RETURNING Contact(...) here")
+        digits = re.sub(r"\D", "", match.group(1))
+        if len(digits) < 2:
+            raise _sf_error(400, "MALFORMED_SEARCH", "search term must be longer than one character")
+        query = Query("Contact", tuple(f.strip() for f in match.group(2).split(",") if f.strip()), (), "", (), (), None)
+        self._check(query)
+        found = [
+            record
+            for record in self.records["Contact"].values()
+            if any(digits in re.sub(r"\D", "", record.get(name) or "") for name in ("Phone", "MobilePhone"))
+        ]
+        return Response(200, {"searchRecords": [self._shape(query, record, version) for record in found]})
+
+    def composite(self, request: Request) -> Response:
+        """Up to 25 subrequests in one call, `@{ref.id}` resolved; all or none (state restored on a failure)."""
+        self._version(request)
+        data = request.data if isinstance(request.data, dict) else {}
+        subrequests = data.get("compositeRequest")
+        if not isinstance(subrequests, list) or not 0 < len(subrequests) <= 25:
+            raise _sf_error(400, "INVALID_API_INPUT", "compositeRequest: 1 to 25 subrequests")
+        saved = copy.deepcopy((self.records, self.children, self.blobs, self._next_number))
+        answers: list[Json] = []
+        results: dict[str, Any] = {}
+        failed = False
+        for sub in subrequests:
+            reference = str(sub.get("referenceId") or "")
+            if failed:
+                answers.append({"body": HALTED, "httpHeaders": {}, "httpStatusCode": 400, "referenceId": reference})
+                continue
+            answer = self._subrequest(sub, results, request)
+            answers.append({**answer, "referenceId": reference})
+            if answer["httpStatusCode"] >= 400:
+                failed = bool(data.get("allOrNone"))
+            elif isinstance(answer["body"], dict):
+                results[reference] = answer["body"]
+        if failed:
+            self.records, self.children, self.blobs, self._next_number = saved
+            for answer in answers:
+                if answer["httpStatusCode"] < 400:
+                    answer.update(body=HALTED, httpStatusCode=400, httpHeaders={})
+        return Response(200, {"compositeResponse": answers})
+
+    def _subrequest(self, sub: Json, results: dict[str, Any], request: Request) -> Json:
+        def resolve(value: Any) -> Any:
+            if isinstance(value, str):
+                return REFERENCE_RE.sub(lambda m: str((results.get(m.group(1)) or {}).get(m.group(2), "")), value)
+            if isinstance(value, dict):
+                return {key: resolve(item) for key, item in value.items()}
+            return value
+
+        url = urlsplit(resolve(str(sub.get("url") or "")))
+        method = str(sub.get("method") or "").upper()
+        route, args = self._match(method, url.path)
+        if route is None or route.handler in (SalesforceSandbox.composite, SalesforceSandbox.token):
+            body = [{"errorCode": "NOT_FOUND", "message": f"The requested resource does not exist: {url.path}"}]
+            return {"body": body, "httpHeaders": {}, "httpStatusCode": 404}
+        sub_request = dataclasses.replace(
+            request, method=method, path=url.path, query=parse_qs(url.query), data=resolve(sub.get("body")), args=args
+        )
+        try:
+            response = route.handler(self, sub_request)
+        except Reject as rejection:
+            response = rejection.response
+        return {"body": response.body, "httpHeaders": dict(response.headers), "httpStatusCode": response.status}
+
+    def tooling_create_field(self, request: Request) -> Response:
+        """Tooling API `POST /tooling/sobjects/CustomField` `{"FullName": "Case.X__c", "Metadata": {...}}`."""
+        self._version(request)
+        data = request.data if isinstance(request.data, dict) else {}
+        obj, _, name = str(data.get("FullName") or "").partition(".")
+        metadata = data.get("Metadata")
+        if obj not in ("Case", "Contact") or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*__c", name):
+            raise _sf_error(400, "INVALID_FIELD", "FullName: expected Case.Name__c or Contact.Name__c")
+        if (
+            not isinstance(metadata, dict)
+            or metadata.get("type") not in CUSTOM_FIELD_TYPES
+            or not metadata.get("label")
+        ):
+            raise _sf_error(
+                400, "FIELD_INTEGRITY_EXCEPTION", f"Metadata: a label and a type of {sorted(CUSTOM_FIELD_TYPES)}"
+            )
+        if name in self.fields_of(obj):
+            raise _sf_error(400, "DUPLICATE_DEVELOPER_NAME", f"There is already a field named {name[:-3]} on {obj}.")
+        self.custom_fields[obj][name] = dict(metadata)
+        for record in self.records[obj].values():
+            record.setdefault(name, False if metadata["type"] == "Checkbox" else None)
+        field_id = self._new_id("CustomField")
+        return Response(201, {"id": field_id, "success": True, "errors": []})
+
     routes = (
         ("POST", "/services/oauth2/token", token),
         ("GET", "/services/data/", versions),
         ("GET", "/services/data/v{version}/query", query),
         ("GET", "/services/data/v{version}/query/{locator}", query_more),
+        ("GET", "/services/data/v{version}/search", search),
+        ("POST", "/services/data/v{version}/composite", composite),
+        ("POST", "/services/data/v{version}/tooling/sobjects/CustomField", tooling_create_field),
+        ("GET", "/services/data/v{version}/sobjects/{type}/describe", describe),
+        ("GET", "/services/data/v{version}/sobjects/ContentVersion/{id}/VersionData", version_data),
+        ("POST", "/services/data/v{version}/sobjects/{type}", create),
         ("GET", "/services/data/v{version}/sobjects/{type}/{id}", sobject),
+        ("PATCH", "/services/data/v{version}/sobjects/{type}/{id}", update),
+        ("PATCH", "/services/data/v{version}/sobjects/{type}/{field}/{value}", upsert),
     )
 
     # -- Control: seeding and token expiry -------------------------------------------------------
@@ -482,6 +778,8 @@ class SalesforceSandbox(Sandbox):
                     raise ValueError(f"{key}: must be a string (non-empty but for security_token)")
             self.logins[data["username"]] = (data["password"], data["security_token"])
             return Response(201, {"username": data["username"]})
+        if (method, action) == ("POST", "backdate"):
+            return self._backdate(data)
         if (method, action) == ("POST", "expire_tokens"):
             expired = len(self.tokens)
             self.tokens.clear()
@@ -491,6 +789,30 @@ class SalesforceSandbox(Sandbox):
         if not isinstance(data, dict):
             raise ValueError("the body must be a JSON object")
         return Response(200, self._seed(data))
+
+    def _backdate(self, data: Any) -> Response:
+        """`POST /__sandbox/backdate` `{"case": id, "ClosedDate"?, "LastModifiedDate"?}` (ISO 8601 times).
+
+        Stands in for the days that pass in a real org: a case closed 9 days ago and edited by a
+        flow 3 days ago, without waiting for either.
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("case"), str):
+            raise ValueError("case: must be the id of a case")
+        case = self.records.get("Case", {}).get(data["case"])
+        if case is None:
+            raise ValueError("case: must be the id of a case")
+        for key in ("ClosedDate", "LastModifiedDate"):
+            value = data.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise ValueError(f"{key}: must be an ISO 8601 time")
+            case[key] = sf_time(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+            if key == "LastModifiedDate":
+                case["SystemModstamp"] = case[key]
+        return Response(
+            200, {"Id": case["Id"], "ClosedDate": case["ClosedDate"], "LastModifiedDate": case["LastModifiedDate"]}
+        )
 
     def _seed(self, data: dict[str, Any]) -> Json:
         if "count" in data:
@@ -511,7 +833,7 @@ class SalesforceSandbox(Sandbox):
     def _store(self, obj: str, fields: Json) -> str:
         now = sf_time(time.time())
         children = {name: fields.pop(name, None) or [] for name in CHILDREN}
-        record: Json = dict.fromkeys(FIELDS[obj])
+        record: Json = dict.fromkeys(self.fields_of(obj))
         record.update({"Id": self._new_id(obj), "CreatedDate": now, "SystemModstamp": now})
         if obj in ("User", "Contact"):
             record["IsActive"] = True if obj == "User" else None

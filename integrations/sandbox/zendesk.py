@@ -284,6 +284,10 @@ class ZendeskSandbox(Sandbox):
             return None
         return Response(401, {"error": "Couldn't authenticate you"}, {"WWW-Authenticate": 'Basic realm="Web Password"'})
 
+    def connection_settings(self) -> dict[str, str]:
+        # Any email/token pair authenticates; these are the demo's.
+        return {"email": "admin@example.com", "api_token": "sandbox-token"}
+
     def rate_limit_headers(self, limit: int, remaining: int, reset_seconds: int) -> dict[str, str]:
         return {
             "x-rate-limit": str(limit),

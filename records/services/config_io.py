@@ -18,6 +18,8 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
 from integrations.models import CrmConnection
+from integrations.providers.registry import PROVIDERS
+from integrations.services import connection_apply_settings, connection_settings_spec
 from records.models import CustomDataMapping, CustomField, OperationSettings, Queue, Team
 from records.vocabulary import RECORD_FIELDS
 
@@ -26,7 +28,8 @@ CONFIG_VERSION = 1
 E164_RE = re.compile(r"\+[1-9]\d{1,14}")
 # The OperationSettings fields a file carries (not the row's bookkeeping).
 SETTINGS_EXCLUDED = frozenset({"id", "updated_at"})
-SECTIONS = ("version", "settings", "teams", "queues", "custom_data_mappings", "custom_fields")
+SECTIONS = ("version", "settings", "connections", "teams", "queues", "custom_data_mappings", "custom_fields")
+CONNECTION_KEYS = {"name": str, "kind": str, "base_url": str, "settings": dict}
 TEAM_KEYS = {"name": str, "enable_ticket_id": bool, "ticket_id_required": bool, "linked_to_external_queue": bool}
 TEAM_FLAGS = ("enable_ticket_id", "ticket_id_required", "linked_to_external_queue")
 QUEUE_KEYS = {"platform_id": str, "name": str, "path": list, "teams": list, "default_outbound_number": str}
@@ -76,10 +79,21 @@ class CustomFieldConfig:
 
 
 @dataclass(frozen=True)
+class ConnectionConfig:
+    """A connection's non-secret settings, as its provider declares them (secrets never leave the admin)."""
+
+    name: str
+    kind: str
+    base_url: str
+    settings: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class ConfigFile:
     """A validated file; a section that is None was not in the file and is left as it is."""
 
     settings: Mapping[str, Any] | None = None
+    connections: tuple[ConnectionConfig, ...] | None = None
     teams: tuple[TeamConfig, ...] | None = None
     queues: tuple[QueueConfig, ...] | None = None
     custom_data_mappings: tuple[MappingConfig, ...] | None = None
@@ -103,6 +117,19 @@ def config_export() -> dict[str, Any]:
     return {
         "version": CONFIG_VERSION,
         "settings": {field.name: getattr(settings, field.name) for field in _settings_fields()},
+        "connections": [
+            {
+                "name": connection.name,
+                "kind": connection.kind,
+                "base_url": connection.base_url,
+                "settings": {
+                    setting.name: str((connection.config or {}).get(setting.name) or "")
+                    for setting in connection_settings_spec(connection.kind)
+                    if not setting.secret
+                },
+            }
+            for connection in CrmConnection.objects.filter(kind__in=PROVIDERS).order_by("name")
+        ],
         "teams": [
             {
                 "name": team.name,
@@ -285,6 +312,31 @@ def config_validate(data: Any, *, connection_names: Collection[str], team_names:
             teams.append(TeamConfig(name, *(row.get(flag, False) for flag in TEAM_FLAGS)))
     known_teams = {team.name for team in teams} if teams is not None else set(team_names)
 
+    connections = Counter(connection_names)
+    connection_rows: list[ConnectionConfig] | None = None
+    if "connections" in data:
+        connection_rows, seen = [], dict[Any, str]()
+        rows = _validate_rows("connections", data["connections"], CONNECTION_KEYS, ["name", "kind", "base_url"], errors)
+        for path, row in rows:
+            _connection_check(f"{path}.name", row["name"], connections, errors)
+            _unique(f"{path}.name", row["name"], seen, f"connection {row['name']!r}", errors)
+            provider = PROVIDERS.get(row["kind"])
+            if provider is None:
+                errors.append(f"{path}.kind: unknown CRM {row['kind']!r}; known: {', '.join(sorted(PROVIDERS))}")
+                continue
+            declared = {setting.name: setting for setting in provider.settings_spec}
+            values = row.get("settings", {})
+            for name, value in values.items():
+                setting = declared.get(name)
+                if setting is None:
+                    known = ", ".join(sorted(n for n, s in declared.items() if not s.secret))
+                    errors.append(f"{path}.settings.{name}: unknown setting for {row['kind']}; known: {known}")
+                elif setting.secret:
+                    errors.append(f"{path}.settings.{name}: a secret; set it in the admin, never in the file")
+                elif not _is(value, str):
+                    errors.append(_type_error(f"{path}.settings.{name}", str, value))
+            connection_rows.append(ConnectionConfig(row["name"], row["kind"], row["base_url"].strip(), dict(values)))
+
     queues: list[QueueConfig] | None = None
     if "queues" in data:
         queues, seen = [], dict[Any, str]()
@@ -315,7 +367,6 @@ def config_validate(data: Any, *, connection_names: Collection[str], team_names:
                 )
             )
 
-    connections = Counter(connection_names)
     mappings: list[MappingConfig] | None = None
     if "custom_data_mappings" in data:
         mappings, seen = [], dict[Any, str]()
@@ -351,6 +402,7 @@ def config_validate(data: Any, *, connection_names: Collection[str], team_names:
         raise ConfigError(errors)
     return ConfigFile(
         settings=settings,
+        connections=tuple(connection_rows) if connection_rows is not None else None,
         teams=tuple(teams) if teams is not None else None,
         queues=tuple(queues) if queues is not None else None,
         custom_data_mappings=tuple(mappings) if mappings is not None else None,
@@ -471,12 +523,51 @@ def _apply_connection_rows(
         changes.append(f"{what} {key!r} of {connection_name!r}: removed")
 
 
+def _apply_connections(rows: Sequence[ConnectionConfig], changes: list[str]) -> None:
+    """The listed connections' base URL and non-secret settings, checked as the admin form checks them.
+
+    Connections are never added or removed here: a new one needs its secrets, which only the
+    admin or `add_crm_connection` take.
+    """
+    connections = {connection.name: connection for connection in CrmConnection.objects.all()}
+    errors: list[str] = []
+    for index, row in enumerate(rows):
+        connection = connections[row.name]
+        path = f"connections[{index}]"
+        if connection.kind != row.kind:
+            errors.append(f"{path}.kind: {row.name!r} is a {connection.kind} connection, not {row.kind}")
+            continue
+        before = (connection.base_url, dict(connection.config or {}))
+        if row.base_url == before[0] and all(str(before[1].get(k) or "") == v for k, v in row.settings.items()):
+            continue
+        connection.base_url = row.base_url
+        try:
+            connection_apply_settings(
+                connection, row.settings, rate_limit_per_minute=(connection.config or {}).get("rate_limit_per_minute")
+            )
+            connection.full_clean(exclude=["is_active"])
+        except ValidationError as exc:
+            errors += [f"{path}.{_setting_path(key)}: {' '.join(msgs)}" for key, msgs in exc.message_dict.items()]
+            continue
+        if (connection.base_url, connection.config) != before:
+            connection.save()
+            changes.append(f"connection {row.name!r}: settings updated")
+    if errors:
+        raise ConfigError(errors)
+
+
+def _setting_path(key: str) -> str:
+    return key if key in ("base_url", "name", "kind") else f"settings.{key}"
+
+
 @transaction.atomic
 def config_apply(*, config: ConfigFile) -> list[str]:
     """Write a validated file, all or nothing; return what changed, one line each."""
     changes: list[str] = []
     if config.settings is not None:
         _apply_settings(config.settings, changes)
+    if config.connections is not None:
+        _apply_connections(config.connections, changes)
     # Teams before queues: queues name them.
     if config.teams is not None:
         _apply_teams(config.teams, changes)

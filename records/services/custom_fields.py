@@ -5,7 +5,9 @@ import logging
 from django.db import connection as db_connection
 from django.db import transaction
 
+from integrations.exceptions import CrmUnsupported
 from integrations.models import CrmConnection
+from integrations.providers.base import CAPABILITY_LABELS, Capability
 from integrations.providers.registry import get_provider_class
 from integrations.services import connection_provider, connection_record_error
 from records.models import CustomField
@@ -48,11 +50,14 @@ def custom_fields_create(*, connection: CrmConnection) -> list[CustomField]:
 def custom_fields_create_enqueue(*, connection: CrmConnection) -> int:
     """Create the connection's custom fields in a worker; return how many fields it makes sure of.
 
-    Raises UnsupportedCrm at once for a CRM without a provider, rather than failing in the worker.
+    Raises UnsupportedCrm at once for a CRM without a provider, and CrmUnsupported for one whose
+    API cannot create fields, rather than reporting success and failing in the worker.
     """
     from records.tasks import create_custom_fields_task
 
-    get_provider_class(connection.kind)
+    if not get_provider_class(connection.kind).can(Capability.CUSTOM_FIELDS):
+        label = CAPABILITY_LABELS[Capability.CUSTOM_FIELDS]
+        raise CrmUnsupported(f"{connection.get_kind_display()} has no API for {label}")
     transaction.on_commit(lambda: create_custom_fields_task.delay(connection.pk))
     return len(RECORD_FIELDS)
 

@@ -28,7 +28,16 @@ from integrations.exceptions import (
     CrmRequestError,
     CrmTransientError,
 )
-from integrations.providers.base import Attachment, Comment, Contact, CrmProvider, NewRecord, Record, RecordChanges
+from integrations.providers.base import (
+    Attachment,
+    Capability,
+    Comment,
+    Contact,
+    CrmProvider,
+    NewRecord,
+    Record,
+    RecordChanges,
+)
 from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_get_active, connection_provider, connection_record_error
 from records.models import CrmAction, CustomField, Session
@@ -382,6 +391,9 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
     assignee_id = _assignee_id(provider, payload.get("assignee_email") or "", notes)
     tags = [provider.session_type_tag(payload["session_type_name"])] if payload.get("session_type_name") else []
     tags += payload.get("tags") or []
+    if not provider.can(Capability.TAGS):
+        # R8 names the CRMs with tags; a Salesforce case has none to set.
+        tags = []
     fields = _crm_fields(session, payload.get("fields") or {})
     mapped = dict(payload.get("mapped_fields") or {})
     if mapped:
@@ -479,13 +491,21 @@ def _crm_fields(session: Session, values: dict[str, Any]) -> dict[str, Any]:
     return {ids[key]: value for key, value in values.items() if key in ids}
 
 
-def _has_comment(provider: CrmProvider, record_id: str, body: str) -> bool:
-    return any(existing.body == body for existing in provider.list_comments(record_id))
+def _has_comment(provider: CrmProvider, record_id: str, body: str, session_id: str = "") -> bool:
+    """Whether the record has this comment; with `session_id`, among those since that session was appended.
+
+    Two sessions on one record may post the same words (two calls' identical `call_finished`):
+    the later session's retry must not take the earlier session's comment for its own.
+    """
+    comments = provider.list_comments(record_id)
+    marker = f"Session {session_id} added to this record." if session_id else ""
+    starts = [index for index, existing in enumerate(comments) if marker and existing.body.startswith(marker)]
+    return any(existing.body == body for existing in comments[starts[-1] if starts else 0 :])
 
 
-def _comment_once(provider: CrmProvider, record_id: str, comment: Comment, retried: bool) -> bool:
+def _comment_once(provider: CrmProvider, record_id: str, comment: Comment, retried: bool, session_id: str = "") -> bool:
     """Add a comment unless a retried attempt finds an earlier one already did (same body)."""
-    if retried and _has_comment(provider, record_id, comment.body):
+    if retried and _has_comment(provider, record_id, comment.body, session_id):
         return False
     provider.add_comment(record_id, comment)
     return True
@@ -532,7 +552,9 @@ def _add_comment(provider: CrmProvider, session: Session, payload: dict[str, Any
         )
     comment = Comment(body=payload["body"], attachments=attachments)
     record_id, added = _write_to_record(
-        provider, session, lambda target: _comment_once(provider, target, comment, retried or target != original_id)
+        provider,
+        session,
+        lambda target: _comment_once(provider, target, comment, retried or target != original_id, session.external_id),
     )
     outcome = "added" if added else "an earlier attempt had already added it"
     if record_id != original_id:

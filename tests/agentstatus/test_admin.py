@@ -191,6 +191,25 @@ def test_push_list_shows_attempts_and_errors_and_retries(
     assert push.state == StatusPush.State.PENDING
 
 
+def test_status_inheritance_is_refused_against_a_crm_without_user_statuses(
+    admin_client: Client, sync_settings: StatusSyncSettings, zendesk_connection: CrmConnection
+) -> None:
+    url = f"/admin/agentstatus/statussyncsettings/{sync_settings.pk}/change/"
+    form = {"inheritance_enabled": "on", "priority": "crm_overrides", "direction": "one_way", "connection": ""}
+    sync_settings.connection = None
+    sync_settings.save()
+
+    response = admin_client.post(url, form)
+
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "has no user statuses to inherit: choose a connection whose CRM has them (Kustomer)." in html
+    # The connection list offers only CRMs with user statuses.
+    assert f'value="{zendesk_connection.pk}"' not in html
+    sync_settings.refresh_from_db()
+    assert sync_settings.priority == "latest_change_wins"
+
+
 def test_agent_page_names_the_crm_status_of_each_active_instance(
     admin_client: Client, kustomer_connection: CrmConnection
 ) -> None:

@@ -37,7 +37,8 @@ def test_add_crm_connection_makes_a_kustomer_connection_without_an_email() -> No
 @pytest.mark.django_db
 def test_admin_form_accepts_kustomer_with_a_write_only_token() -> None:
     token = "kustomer-secret-key"
-    data = {"name": "Kustomer", "kind": "kustomer", "base_url": "https://acme.api.kustomerapp.com", "api_token": token}
+    data = {"name": "Kustomer", "kind": "kustomer", "base_url": "https://acme.api.kustomerapp.com"}
+    data["kustomer__api_token"] = token
 
     form = CrmConnectionForm(data=data)
     assert form.is_valid(), form.errors

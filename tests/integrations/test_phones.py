@@ -2,7 +2,8 @@
 
 import pytest
 
-from integrations.providers.phones import PhoneMatch, best_match, national_number, phone_match
+from integrations.providers.base import Contact
+from integrations.providers.phones import PhoneMatch, best_match, national_number, phone_match, rank_contacts
 
 CALLER = "+14155550100"
 
@@ -58,3 +59,32 @@ def test_best_match_takes_the_best_of_a_contacts_phones() -> None:
     assert best_match(["+44 20 7946 0958", "(415) 555-0100", None], CALLER) == PhoneMatch.SAME_NUMBER
     assert best_match(["(415) 555-0100", CALLER], CALLER) == PhoneMatch.EXACT
     assert best_match([], CALLER) == PhoneMatch.NONE
+
+
+@pytest.mark.parametrize(
+    ("stored", "matches"),
+    [
+        ("1-415-555-0100", True),
+        ("4155550101", False),
+        ("+44 20 7946 0958", False),
+        ("", False),
+        (None, False),
+        ("not a number", False),
+    ],
+)
+def test_phone_match_reads_local_formats_in_the_callers_region(stored: str | None, matches: bool) -> None:
+    assert (phone_match(stored, CALLER) != PhoneMatch.NONE) is matches
+
+
+def test_rank_contacts_keeps_exact_matches_first_and_drops_other_numbers() -> None:
+    # What all four providers do with their phone search's candidates (Salesforce's Phone and
+    # MobilePhone, Freshdesk's phone and mobile, Kustomer's phones, Zendesk's phone).
+    candidates: list[tuple[str, list[str | None]]] = [
+        ("a", ["(415) 555-0100"]),
+        ("b", ["+14155550199"]),
+        ("c", [None, CALLER]),
+    ]
+
+    ranked = rank_contacts((best_match(stored, CALLER), Contact(id=name, name=name)) for name, stored in candidates)
+
+    assert [contact.id for contact in ranked] == ["c", "a"]

@@ -91,14 +91,15 @@ def test_without_the_right_security_token_the_login_is_an_auth_error(
     assert "authentication failure" in str(failed.value)
 
 
+# The generic connection form: each declared setting is a field named `<kind>__<name>`.
 SALESFORCE_FORM = {
     "name": "Salesforce",
     "kind": "salesforce",
-    "client_id": "3MVG9-consumer-key",
-    "client_secret": "consumer-secret",
-    "username": USERNAME,
-    "password": PASSWORD,
-    "security_token": SECURITY_TOKEN,
+    "salesforce__client_id": "3MVG9-consumer-key",
+    "salesforce__client_secret": "consumer-secret",
+    "salesforce__username": USERNAME,
+    "salesforce__password": PASSWORD,
+    "salesforce__security_token": SECURITY_TOKEN,
 }
 
 
@@ -128,8 +129,12 @@ def test_admin_form_keeps_stored_secrets_when_left_blank_and_can_forget_the_toke
     form = CrmConnectionForm(data=SALESFORCE_FORM | {"base_url": salesforce_sandbox.base_url})
     assert form.is_valid(), form.errors
     connection = form.save()
-    blank = {key: value for key, value in SALESFORCE_FORM.items() if key not in ("client_secret", "password")}
-    blank |= {"base_url": salesforce_sandbox.base_url, "security_token": ""}
+    blank = {
+        key: value
+        for key, value in SALESFORCE_FORM.items()
+        if key not in ("salesforce__client_secret", "salesforce__password")
+    }
+    blank |= {"base_url": salesforce_sandbox.base_url, "salesforce__security_token": ""}
 
     kept = CrmConnectionForm(data=blank, instance=connection)
     assert kept.is_valid(), kept.errors
@@ -138,7 +143,7 @@ def test_admin_form_keeps_stored_secrets_when_left_blank_and_can_forget_the_toke
     assert connection.secrets["security_token"] == SECURITY_TOKEN
     assert connection.secrets["password"] == PASSWORD
 
-    cleared = CrmConnectionForm(data=blank | {"clear_security_token": "on"}, instance=connection)
+    cleared = CrmConnectionForm(data=blank | {"salesforce__security_token__clear": "on"}, instance=connection)
     assert cleared.is_valid(), cleared.errors
     cleared.save()
     connection.refresh_from_db()
@@ -154,9 +159,9 @@ def test_admin_form_keeps_stored_secrets_when_left_blank_and_can_forget_the_toke
 @pytest.mark.parametrize(
     ("missing", "field", "message"),
     [
-        ("client_id", "client_id", "consumer key is required"),
-        ("client_secret", "client_secret", "consumer secret is required"),
-        ("password", "password", "needs the API user's password"),
+        ("salesforce__client_id", "salesforce__client_id", "Consumer key is required"),
+        ("salesforce__client_secret", "salesforce__client_secret", "Consumer secret is required"),
+        ("salesforce__password", "salesforce__password", "Password is required with a username"),
     ],
 )
 def test_admin_form_names_what_a_salesforce_login_lacks(missing: str, field: str, message: str) -> None:
@@ -180,7 +185,7 @@ def test_admin_page_shows_whether_a_token_is_stored_never_the_token(admin_client
 
     assert "Security token stored" in html
     assert "TOKEN-NEVER-SHOWN" not in html
-    assert 'name="security_token"' in html
+    assert 'name="salesforce__security_token"' in html
 
 
 @pytest.mark.django_db
@@ -192,8 +197,8 @@ def test_add_crm_connection_takes_the_salesforce_login(salesforce_sandbox: Sandb
     call_command("add_crm_connection", *args, "--inactive", stdout=out)
 
     connection = CrmConnection.objects.get(pk=out.getvalue().strip())
-    assert connection.config == {"client_id": "k", "username": USERNAME}
+    assert connection.config == {"client_id": "k", "username": USERNAME, "rate_limit_per_minute": None}
     assert connection.secrets == {"client_secret": "s", "password": PASSWORD, "security_token": SECURITY_TOKEN}
     assert connection_test(connection=connection) is None
-    with pytest.raises(CommandError, match="--client-id and --client-secret are required"):
+    with pytest.raises(CommandError, match=r"--setting client_id \(or --client-id\): Consumer key is required"):
         call_command("add_crm_connection", "--provider", "salesforce", "--base-url", "https://x.my.salesforce.com")

@@ -910,8 +910,8 @@ def test_rate_limit_headers_on_every_api_response(sandbox: SandboxServer, zendes
 
 
 def test_start_sandbox_unknown_kind_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="known kinds: kustomer, salesforce, zendesk"):
-        start_sandbox("freshdesk")
+    with pytest.raises(ValueError, match="known kinds: freshdesk, kustomer, salesforce, zendesk"):
+        start_sandbox("hubspot")
 
 
 def test_sandbox_crm_command_serves_until_interrupted() -> None:
@@ -919,6 +919,7 @@ def test_sandbox_crm_command_serves_until_interrupted() -> None:
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
+        connect = process.stdout.readline().strip()
         line = process.stdout.readline().strip()
         base_url = line.removeprefix("sandbox zendesk listening on ")
         users = requests.get(f"{base_url}/api/v2/users.json", auth=AUTH, timeout=5).json()
@@ -927,6 +928,7 @@ def test_sandbox_crm_command_serves_until_interrupted() -> None:
 
         assert process.wait(timeout=10) == 0
         assert line.startswith("sandbox zendesk listening on http://127.0.0.1:")
+        assert connect.startswith(".venv/bin/python manage.py add_crm_connection --provider zendesk --base-url ")
         assert users["count"] == FIXTURE_USERS
         assert process.stderr is not None
         assert process.stderr.read() == ""
@@ -938,11 +940,11 @@ def test_sandbox_crm_command_serves_until_interrupted() -> None:
 
 def test_sandbox_crm_command_unknown_kind_lists_the_known_kinds() -> None:
     result = subprocess.run(
-        [sys.executable, "manage.py", "sandbox_crm", "freshdesk"], cwd=ROOT, capture_output=True, text=True, timeout=30
+        [sys.executable, "manage.py", "sandbox_crm", "hubspot"], cwd=ROOT, capture_output=True, text=True, timeout=30
     )
 
     assert result.returncode == 1
-    assert "unknown sandbox kind 'freshdesk'; known kinds: kustomer, salesforce, zendesk" in result.stderr
+    assert "unknown sandbox kind 'hubspot'; known kinds: freshdesk, kustomer, salesforce, zendesk" in result.stderr
 
 
 def test_creating_users_after_a_seed_works_like_before_it(zendesk: Zendesk, sandbox: SandboxServer) -> None:

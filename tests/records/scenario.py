@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import requests
 
+from integrations.providers.phones import national_number
 from integrations.sandbox import SandboxServer
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -315,3 +316,198 @@ class KustomerView:
 
     def snapshot(self) -> list[dict[str, Any]]:
         return [{"records": records_snapshot(self)}]
+
+
+@dataclass
+class SalesforceView:
+    """Salesforce as an integration engineer reads it: SOQL and sObject reads with an OAuth token.
+
+    A case's first entry is its Description, later ones its CaseComments; the files published to
+    it (ContentVersion) are listed as entries of their own, as the case's Files list shows them.
+    """
+
+    sandbox: SandboxServer
+    kind: str = "salesforce"
+    solved: str = "Closed"
+    open: str = "New"
+    api: requests.Session = field(default_factory=requests.Session)
+    external_id_field: str = "CRM_Bridge_Session_Id__c"
+
+    def _login(self) -> None:
+        form = {"grant_type": "client_credentials", "client_id": "view", "client_secret": "view"}
+        token = requests.post(f"{self.sandbox.base_url}/services/oauth2/token", data=form, timeout=10).json()
+        self.api.headers["Authorization"] = f"Bearer {token['access_token']}"
+
+    def call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = path if path.startswith("http") else f"{self.sandbox.base_url}{path}"
+        response = self.api.request(method, url, timeout=10, **kwargs)
+        if response.status_code == 401:
+            # The sandbox forgets its tokens on reset, as an org does on a password change.
+            self._login()
+            response = self.api.request(method, url, timeout=10, **kwargs)
+        response.raise_for_status()
+        return response
+
+    def query(self, soql: str) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = self.call("GET", "/services/data/v60.0/query", params={"q": soql}).json()[
+            "records"
+        ]
+        return records
+
+    def records(self) -> list[dict[str, Any]]:
+        return [self._record(case) for case in self.query("SELECT Id FROM Case ORDER BY CreatedDate")]
+
+    def _record(self, case: dict[str, Any]) -> dict[str, Any]:
+        full = self.call("GET", f"/services/data/v60.0/sobjects/Case/{case['Id']}").json()
+        owner = full.get("OwnerId") or ""
+        return {
+            "id": full["Id"],
+            "subject": full["Subject"],
+            "status": full["Status"],
+            # Cases have no tags (R8 does not apply).
+            "tags": [],
+            # A case owned by a queue (00G) has no agent yet.
+            "assignee_id": owner if owner.startswith("005") else None,
+            "requester_id": full.get("ContactId"),
+            "external_id": full.get(self.external_id_field),
+            "custom_fields": {key: value for key, value in full.items() if key.endswith("__c")},
+        }
+
+    def record_for(self, session_id: str) -> dict[str, Any]:
+        found = self.query(f"SELECT Id FROM Case WHERE {self.external_id_field} = '{session_id}'")
+        assert len(found) == 1, found
+        return self._record(found[0])
+
+    def comments(self, record_id: str) -> list[dict[str, Any]]:
+        case = self.call("GET", f"/services/data/v60.0/sobjects/Case/{record_id}").json()
+        entries = [{"body": case["Description"], "public": False, "attachments": [], "attachment_urls": []}]
+        soql = f"SELECT CommentBody, IsPublished FROM CaseComment WHERE ParentId = '{record_id}' ORDER BY CreatedDate"
+        entries += [
+            {"body": item["CommentBody"], "public": item["IsPublished"], "attachments": [], "attachment_urls": []}
+            for item in self.query(soql)
+        ]
+        files = f"SELECT Title, VersionData FROM ContentVersion WHERE FirstPublishLocationId = '{record_id}'"
+        entries += [
+            {"body": "", "public": False, "attachments": [item["Title"]], "attachment_urls": [item["VersionData"]]}
+            for item in self.query(files)
+        ]
+        return entries
+
+    def download(self, url: str) -> bytes:
+        return self.call("GET", url).content
+
+    def set_status(self, record_id: str, status: str) -> None:
+        self.call("PATCH", f"/services/data/v60.0/sobjects/Case/{record_id}", json={"Status": status})
+
+    def backdate(self, record_id: str, *, closed_days_ago: float, updated_days_ago: float) -> None:
+        """The days a real org lets pass: closed then, edited by a flow later (sandbox control)."""
+        times = {"ClosedDate": _days_ago(closed_days_ago), "LastModifiedDate": _days_ago(updated_days_ago)}
+        url = f"{self.sandbox.base_url}/__sandbox/backdate"
+        requests.post(url, json={"case": record_id, **times}, timeout=10).raise_for_status()
+
+    def contacts_with_phone(self, phone: str) -> list[dict[str, Any]]:
+        sosl = f"FIND {{{national_number(phone)}}} IN PHONE FIELDS RETURNING Contact(Id, Name)"
+        found = self.call("GET", "/services/data/v60.0/search", params={"q": sosl}).json()["searchRecords"]
+        return [{"id": item["Id"], "name": item["Name"]} for item in found]
+
+    def create_contact(self, name: str, phone: str) -> str:
+        body = {"LastName": name, "Phone": phone}
+        return str(self.call("POST", "/services/data/v60.0/sobjects/Contact", json=body).json()["id"])
+
+    def agent_id(self, email: str) -> str:
+        return str(self.query(f"SELECT Id FROM User WHERE Email = '{email}'")[0]["Id"])
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        contacts = sorted((item["Name"], item["Phone"] or "") for item in self.query("SELECT Name, Phone FROM Contact"))
+        return [{"records": records_snapshot(self), "contacts": contacts}]
+
+
+@dataclass
+class FreshdeskView:
+    """Freshdesk as an integration engineer reads it, through the sandbox's API v2 (Basic API key:X).
+
+    A ticket's first entry is its description, the others its conversations (private notes).
+    """
+
+    sandbox: SandboxServer
+    api: requests.Session
+    kind: str = "freshdesk"
+    solved: str = "resolved"
+    open: str = "open"
+    session_field: str = "cf_crm_bridge_session_id"
+
+    STATUS_NAMES = {2: "open", 3: "pending", 4: "resolved", 5: "closed"}
+
+    def get(self, path: str, **params: Any) -> Any:
+        url = path if path.startswith("http") else f"{self.sandbox.base_url}{path}"
+        response = self.api.get(url, params=params, timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def records(self) -> list[dict[str, Any]]:
+        return [self._record(ticket) for ticket in self.get("/api/v2/tickets", per_page=100, order_type="asc")]
+
+    def _record(self, ticket: dict[str, Any]) -> dict[str, Any]:
+        custom = dict(ticket.get("custom_fields") or {})
+        return {
+            "id": str(ticket["id"]),
+            "subject": ticket["subject"],
+            "status": self.STATUS_NAMES.get(ticket["status"], str(ticket["status"])),
+            "tags": ticket["tags"],
+            "assignee_id": str(ticket["responder_id"]) if ticket.get("responder_id") else None,
+            "requester_id": str(ticket["requester_id"]),
+            "external_id": custom.get(self.session_field),
+            "custom_fields": custom,
+        }
+
+    def record_for(self, session_id: str) -> dict[str, Any]:
+        found = self.get("/api/v2/search/tickets", query=f"\"{self.session_field}:'{session_id}'\"")["results"]
+        assert len(found) == 1, found
+        return self._record(found[0])
+
+    def comments(self, record_id: str) -> list[dict[str, Any]]:
+        ticket = self.get(f"/api/v2/tickets/{record_id}")
+        entries = [{"body": ticket["description_text"], "public": False, "attachments": [], "attachment_urls": []}]
+        for note in self.get(f"/api/v2/tickets/{record_id}/conversations", per_page=100):
+            entries.append(
+                {
+                    "body": note["body_text"],
+                    "public": not note["private"],
+                    "attachments": [item["name"] for item in note["attachments"]],
+                    "attachment_urls": [item["attachment_url"] for item in note["attachments"]],
+                }
+            )
+        return entries
+
+    def download(self, url: str) -> bytes:
+        response = self.api.get(url, timeout=10)
+        response.raise_for_status()
+        return response.content
+
+    def set_status(self, record_id: str, status: str) -> None:
+        number = {name: number for number, name in self.STATUS_NAMES.items()}[status]
+        url = f"{self.sandbox.base_url}/api/v2/tickets/{record_id}"
+        self.api.put(url, json={"status": number}, timeout=10).raise_for_status()
+
+    def backdate(self, record_id: str, *, closed_days_ago: float, updated_days_ago: float) -> None:
+        """The days a real helpdesk lets pass: resolved then, touched by an automation later (sandbox control)."""
+        times = {"resolved_at": _days_ago(closed_days_ago), "updated_at": _days_ago(updated_days_ago)}
+        url = f"{self.sandbox.base_url}/__sandbox/backdate"
+        requests.post(url, json={"ticket": int(record_id), **times}, timeout=10).raise_for_status()
+
+    def contacts_with_phone(self, phone: str) -> list[dict[str, Any]]:
+        return [{"id": str(c["id"]), "name": c["name"]} for c in self.get("/api/v2/contacts", phone=phone)]
+
+    def create_contact(self, name: str, phone: str) -> str:
+        response = self.api.post(
+            f"{self.sandbox.base_url}/api/v2/contacts", json={"name": name, "phone": phone}, timeout=10
+        )
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def agent_id(self, email: str) -> str:
+        return str(self.get("/api/v2/agents", email=email)[0]["id"])
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        contacts = sorted((c["name"], c.get("phone") or "") for c in self.get("/api/v2/contacts"))
+        return [{"records": records_snapshot(self), "contacts": contacts}]

@@ -8,10 +8,15 @@ from django.contrib.auth.models import User
 from django.forms.models import model_to_dict
 from django.test import Client
 
+from integrations.exceptions import CrmUnsupported
 from integrations.models import CrmConnection
+from integrations.providers.base import Capability
+from integrations.providers.freshdesk import FreshdeskProvider
+from integrations.providers.registry import PROVIDERS
 from records.admin import TITLE_VARIABLE_HELP
 from records.models import CustomDataMapping, CustomField, OperationSettings, Queue, Team
 from records.rules import TITLE_VARIABLES
+from records.services.custom_fields import custom_fields_create_enqueue
 from records.vocabulary import RECORD_FIELDS
 
 pytestmark = pytest.mark.django_db
@@ -198,9 +203,19 @@ def test_create_custom_fields_action_enqueues_the_task_and_says_so(
     assert "/admin/records/customfield/?connection__id__exact=" in html
 
 
-def test_create_custom_fields_action_refuses_a_crm_without_a_provider(admin_client: Client) -> None:
+class FreshdeskWithoutFieldsApi(FreshdeskProvider):
+    """A CRM whose API cannot create fields: the same provider, declaring one capability less."""
+
+    capabilities = FreshdeskProvider.capabilities - {Capability.CUSTOM_FIELDS}
+
+
+def test_create_custom_fields_is_offered_and_run_only_where_the_crm_can(
+    admin_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(PROVIDERS, "freshdesk", FreshdeskWithoutFieldsApi)
     freshdesk = CrmConnection.objects.create(name="FD", kind="freshdesk", base_url="https://acme.freshdesk.com")
 
+    listing = admin_client.get("/admin/integrations/crmconnection/").content.decode()
     with mock.patch("records.tasks.create_custom_fields_task.delay") as delay:
         response = admin_client.post(
             "/admin/integrations/crmconnection/",
@@ -208,8 +223,12 @@ def test_create_custom_fields_action_refuses_a_crm_without_a_provider(admin_clie
             follow=True,
         )
 
+    assert 'value="create_custom_fields"' not in listing
+    assert 'value="test_connection"' in listing
     delay.assert_not_called()
-    assert "no provider for CRM kind &#x27;freshdesk&#x27;" in response.content.decode()
+    assert "Creating" not in response.content.decode()
+    with pytest.raises(CrmUnsupported, match="Freshdesk has no API for creating custom fields"):
+        custom_fields_create_enqueue(connection=freshdesk)
 
 
 def test_queue_path_is_typed_as_the_menu_reads(admin_client: Client) -> None:
@@ -236,7 +255,9 @@ def test_settings_labels_are_plain_language_and_cite_the_rule_in_help(admin_clie
     assert "(R1)" in html
 
 
-def test_branding_and_only_supported_crm_kinds(admin_client: Client) -> None:
+def test_branding_and_only_supported_crm_kinds(admin_client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every kind has a provider now: Freshdesk is taken out of the registry to stand for one without.
+    monkeypatch.delitem(PROVIDERS, "freshdesk")
     html = admin_client.get("/admin/integrations/crmconnection/add/").content.decode()
 
     assert "CRM Bridge" in html

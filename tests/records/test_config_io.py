@@ -240,3 +240,45 @@ def test_config_validate_queues_may_name_existing_teams_when_the_file_has_none()
     assert config.queues[0].teams == ("Billing",)
     assert config.settings is None
     assert config.teams is None
+
+
+@pytest.mark.django_db
+def test_connections_carry_their_declared_non_secret_settings_never_the_secrets() -> None:
+    from integrations.services import connection_create
+
+    connection = connection_create(
+        name="Acme Salesforce",
+        kind="salesforce",
+        base_url="https://login.salesforce.com",
+        settings={"client_id": "key-1", "client_secret": "s3cret", "password": "pw"},
+    )
+    exported = export()
+
+    [row] = exported["connections"]
+    assert row == {
+        "name": "Acme Salesforce",
+        "kind": "salesforce",
+        "base_url": "https://login.salesforce.com",
+        "settings": {"client_id": "key-1", "username": "", "case_external_id_field": ""},
+    }
+    assert "s3cret" not in json.dumps(exported)
+
+    row["settings"]["username"] = "api@acme.com"
+    row["base_url"] = "https://acme.my.salesforce.com"
+    output = run("import_config", "-", stdin=json.dumps({"connections": [row]}), monkeypatch=pytest.MonkeyPatch())
+    connection.refresh_from_db()
+    assert "connection 'Acme Salesforce': settings updated" in output
+    assert (connection.base_url, connection.config["username"]) == ("https://acme.my.salesforce.com", "api@acme.com")
+    assert connection.secrets == {"client_secret": "s3cret", "password": "pw"}
+
+    with pytest.raises(ConfigError) as caught:
+        config_validate(
+            {"connections": [{**row, "settings": {"client_secret": "x", "colour": "red"}}, {**row, "name": "Other"}]},
+            connection_names=["Acme Salesforce"],
+        )
+    assert caught.value.errors == [
+        "connections[0].settings.client_secret: a secret; set it in the admin, never in the file",
+        "connections[0].settings.colour: unknown setting for salesforce; known: case_external_id_field, client_id, "
+        "username",
+        "connections[1].name: unknown CRM connection 'Other'; known: Acme Salesforce",
+    ]

@@ -271,8 +271,7 @@ def test_a_crm_answer_of_the_wrong_shape_fails_the_action_visibly(db: None) -> N
         name="Behind a proxy",
         kind="zendesk",
         base_url="https://acme.zendesk.com",
-        config={"email": "a@b.c"},
-        secrets={"api_token": "t"},
+        settings={"email": "bot@acme.com", "api_token": "t"},
     )
     responses.get("https://acme.zendesk.com/api/v2/users/search.json", json={"status": "ok"})
     session = ingest_example()

@@ -4,9 +4,11 @@ Each test name carries the SPEC id it proves (R1-R9, S1-S16, F2). The `crm` fixt
 each CRM whose seed gives it the rule.
 """
 
+import functools
 import io
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -14,8 +16,9 @@ import requests
 
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
+from integrations.services import connection_create, connection_provider
 from records.models import CrmAction, CustomDataMapping, CustomField, Event, OperationSettings, Session
-from tests.records.scenario import Call, CrmView, KustomerView, ZendeskView
+from tests.records.scenario import Call, CrmView, FreshdeskView, KustomerView, SalesforceView, ZendeskView
 from tests.support import sandbox_config, sandbox_stats, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -30,6 +33,12 @@ class Product:
     crm: CrmView
     sandbox: SandboxServer
     connection: CrmConnection
+    # What the CRM needs after a reset before the product can write to it (an org's setup).
+    setup: Callable[[], None] = field(default=lambda: None)
+
+    def reset_crm(self) -> None:
+        self.sandbox.reset()
+        self.setup()
 
     def post(self, *calls: Call, settle: bool = True) -> None:
         events = [event for call in calls for event in call.events]
@@ -59,19 +68,60 @@ class Product:
         return [comment["body"] for comment in self.crm.comments(self.crm.record_for(session_id)["id"])]
 
 
-@pytest.fixture(params=["zendesk", "kustomer"])
+def _nothing() -> None:
+    """No setup: the CRM's sandbox fixture is all it needs."""
+
+
+# The CRMs every rule runs on unless its seed names fewer (R8: tags, not on Salesforce).
+CRMS = ["zendesk", "kustomer", "salesforce", "freshdesk"]
+TAGGED_CRMS = ["zendesk", "kustomer", "freshdesk"]
+# The agents of the Zendesk and Kustomer demo fixtures, made in the other sandboxes.
+AGENTS = [("Ana", "ana@example.com"), ("Ben", "ben@example.com"), ("Carla", "carla@example.com")]
+
+
+@pytest.fixture(params=CRMS)
 def product(request: pytest.FixtureRequest, live_server: Any, api_key: str) -> Product:
     """The product writing to one CRM; tests of rules only one CRM's seed gives narrow `params`."""
     view: CrmView
+    setup: Callable[[], None] = _nothing
     if request.param == "zendesk":
         connection = request.getfixturevalue("zendesk_connection")
         sandbox = request.getfixturevalue("zendesk_sandbox")
         view = ZendeskView(sandbox, request.getfixturevalue("zendesk_api"))
-    else:
+    elif request.param == "kustomer":
         connection = request.getfixturevalue("kustomer_connection")
         sandbox = request.getfixturevalue("kustomer_sandbox")
         view = KustomerView(sandbox, request.getfixturevalue("kustomer_api"))
-    return Product(url=live_server.url, api_key=api_key, crm=view, sandbox=sandbox, connection=connection)
+    elif request.param == "freshdesk":
+        connection = request.getfixturevalue("freshdesk_connection")
+        sandbox = request.getfixturevalue("freshdesk_sandbox")
+        # The helpdesk's one-time setup: the ticket field the session id is kept in.
+        setup = functools.partial(_freshdesk_helpdesk, connection)
+        setup()
+        view = FreshdeskView(sandbox, request.getfixturevalue("freshdesk_api"))
+    else:
+        sandbox = request.getfixturevalue("salesforce_sandbox")
+        connection = connection_create(
+            name="Sandbox Salesforce",
+            kind="salesforce",
+            base_url=sandbox.base_url,
+            settings={"client_id": "sandbox-client", "client_secret": "sandbox-secret"},
+        )
+        setup = functools.partial(_salesforce_org, sandbox, connection)
+        setup()
+        view = SalesforceView(sandbox)
+    return Product(url=live_server.url, api_key=api_key, crm=view, sandbox=sandbox, connection=connection, setup=setup)
+
+
+def _freshdesk_helpdesk(connection: CrmConnection) -> None:
+    connection_provider(connection).ensure_custom_fields(())
+
+
+def _salesforce_org(sandbox: SandboxServer, connection: CrmConnection) -> None:
+    """The org's one-time setup: the agents, and the external-id fields the product upserts on."""
+    users = [{"FirstName": first, "LastName": "Agent", "Email": email} for first, email in AGENTS]
+    requests.post(f"{sandbox.base_url}/__sandbox/seed", json={"users": users}, timeout=10).raise_for_status()
+    connection_provider(connection).ensure_custom_fields(())
 
 
 def answered_call(session_id: str, **kwargs: Any) -> Call:
@@ -119,7 +169,7 @@ def test_R2_record_closed_within_n_days_is_appended_to_and_reopened(product: Pro
     product.post(answered_call("c-2"))
 
     [record] = product.crm.records()
-    assert record["status"] == "open"
+    assert record["status"] == product.crm.open
     assert "closed within 3 days (closed " in product.reason("c-2")
     assert "and reopened" in product.reason("c-2")
 
@@ -250,16 +300,26 @@ def test_R7_title_template_fills_every_variable(product: Product) -> None:
     assert subject == "IVR Call c-1 [en] Support > Billing +14155550100 2026-11-20 09:00:00 UTC"
 
 
+@pytest.mark.parametrize("product", TAGGED_CRMS, indirect=True)
 def test_R8_session_type_tag_in_the_crm_style_and_the_product_tag(product: Product) -> None:
     product.configure(add_product_tag=True, product_tag="acme")
     product.post(answered_call("c-1"), Call("chat-1", session_type="chat_inbound_web", phone="").answered())
 
-    expected = {"zendesk": ["voice_inbound_ivr", "acme"], "kustomer": ["Voice Inbound - IVR", "acme"]}
+    expected = {
+        "zendesk": ["voice_inbound_ivr", "acme"],
+        "kustomer": ["Voice Inbound - IVR", "acme"],
+        "freshdesk": ["Voice Inbound (IVR)", "acme"],
+    }
     assert sorted(product.crm.record_for("c-1")["tags"]) == sorted(expected[product.crm.kind])
-    chat_tag = {"zendesk": "messaging_inbound_web_chat", "kustomer": "Messaging Inbound - Web Chat"}
+    chat_tag = {
+        "zendesk": "messaging_inbound_web_chat",
+        "kustomer": "Messaging Inbound - Web Chat",
+        "freshdesk": "Messaging Inbound (Web Chat)",
+    }
     assert chat_tag[product.crm.kind] in product.crm.record_for("chat-1")["tags"]
 
 
+@pytest.mark.parametrize("product", TAGGED_CRMS, indirect=True)
 def test_R8_tags_off(product: Product) -> None:
     product.configure(tag_session_type=False)
     product.post(answered_call("c-1"))
@@ -643,7 +703,7 @@ def test_replayed_or_failing_runs_leave_the_crm_as_one_clean_run(product: Produc
         product.post(call)
     clean = product.crm.snapshot()
 
-    product.sandbox.reset()
+    product.reset_crm()
     Session.objects.all().delete()
     sandbox_config(
         product.sandbox, seed=3, fail_rate=0.15, throttle_rate=0.1, lost_response_rate=0.1, retry_after_seconds=1
@@ -700,8 +760,10 @@ def test_F2_fields_the_crm_no_longer_has_are_reported_not_counted_and_load_demo_
     from records.services.custom_fields import custom_fields_create
 
     custom_fields_create(connection=product.connection)
-    # The CRM forgets its fields (the sandbox restarted; in production an admin deleted them).
-    product.sandbox.reset()
+    # The CRM forgets its fields (the sandbox restarted; in production an admin deleted them). The
+    # org's one-time setup is made again (Salesforce's and Freshdesk's session-id fields, without
+    # which no record can be written at all); the product's record fields are not.
+    product.reset_crm()
 
     product.post(Call("c-1", session_type="voice_inbound_app").answered().ended())
 

@@ -126,12 +126,10 @@ def test_a_connection_to_metadata_or_loopback_is_not_saved(settings: Any) -> Non
     settings.CRM_ALLOW_LOOPBACK = False
     for url in ("https://169.254.169.254", "http://127.0.0.1:8801", "http://acme.zendesk.com"):
         with pytest.raises(ValidationError) as raised:
-            connection_create(
-                name="x", kind="zendesk", base_url=url, config={"email": "a@b.c"}, secrets={"api_token": "t"}
-            )
+            connection_create(name="x", kind="zendesk", base_url=url, settings={"email": "a@b.co", "api_token": "t"})
         assert "base_url" in raised.value.message_dict
     connection_create(
-        name="x", kind="zendesk", base_url="https://acme.zendesk.com", config={"email": "a@b.c"}, secrets={}
+        name="x", kind="zendesk", base_url="https://acme.zendesk.com", settings={"email": "a@b.co", "api_token": "t"}
     )
 
 
@@ -213,7 +211,7 @@ def test_the_crm_answer_is_not_echoed_into_the_admin(canned: list[Canned], admin
     server = Canned(400, f'{{"AccessKeyId": "{SECRET}", "details": "{SECRET}"}}'.encode())
     canned.append(server)
     connection = connection_create(
-        name="Metadata", kind="zendesk", base_url=server.url, config={"email": "a@b.c"}, secrets={"api_token": "t"}
+        name="Metadata", kind="zendesk", base_url=server.url, settings={"email": "a@b.co", "api_token": "t"}
     )
 
     error = connection_test(connection=connection)
@@ -239,10 +237,9 @@ def test_a_new_base_url_needs_the_token_again(admin_client: Any) -> None:
         name="Acme",
         kind="zendesk",
         base_url="https://acme.zendesk.com",
-        config={"email": "bot@acme.com"},
-        secrets={"api_token": "old-token", "extra": "for the old host"},
+        settings={"email": "bot@acme.com", "api_token": "old-token"},
     )
-    form = {"name": "Acme", "kind": "zendesk", "email": "bot@acme.com", "rate_limit_per_minute": ""}
+    form = {"name": "Acme", "kind": "zendesk", "zendesk__email": "bot@acme.com", "rate_limit_per_minute": ""}
     change = f"/admin/integrations/crmconnection/{connection.pk}/change/"
 
     kept = admin_client.post(change, {**form, "base_url": "https://acme.zendesk.com", "name": "Acme 2"})
@@ -256,7 +253,9 @@ def test_a_new_base_url_needs_the_token_again(admin_client: Any) -> None:
     connection.refresh_from_db()
     assert connection.base_url == "https://acme.zendesk.com"
 
-    moved = admin_client.post(change, {**form, "base_url": "https://acme2.zendesk.com", "api_token": "new-token"})
+    moved = admin_client.post(
+        change, {**form, "base_url": "https://acme2.zendesk.com", "zendesk__api_token": "new-token"}
+    )
     assert moved.status_code == 302
     connection.refresh_from_db()
     assert (connection.base_url, connection.secrets) == ("https://acme2.zendesk.com", {"api_token": "new-token"})
@@ -271,8 +270,8 @@ def test_the_admin_refuses_a_metadata_base_url(admin_client: Any, settings: Any)
             "name": "m",
             "kind": "zendesk",
             "base_url": "http://169.254.169.254/latest",
-            "email": "a@b.c",
-            "api_token": "t",
+            "zendesk__email": "a@b.co",
+            "zendesk__api_token": "t",
         },
     )
     assert response.status_code == 200
@@ -306,7 +305,7 @@ def test_loopback_needs_the_explicit_setting_for_commands_too(settings: Any) -> 
     settings.CRM_ALLOW_LOOPBACK = False
     with pytest.raises(CommandError, match="CRM_ALLOW_LOOPBACK"):
         call_command("load_demo", "--sandbox-url", "http://127.0.0.1:8801", stdout=StringIO())
-    with pytest.raises(CommandError, match="base_url: Loopback addresses are not allowed"):
+    with pytest.raises(CommandError, match="--base-url: Loopback addresses are not allowed"):
         call_command(
             "add_crm_connection", "--provider", "zendesk", "--base-url", "http://127.0.0.1:8801",
             "--email", "a@a.com", "--token", "t", stdout=StringIO(),
@@ -322,19 +321,25 @@ def test_loopback_needs_the_explicit_setting_for_commands_too(settings: Any) -> 
 def test_a_new_salesforce_url_needs_the_consumer_secret_and_password_again() -> None:
     from integrations.admin import CrmConnectionForm
 
-    login = {"name": "SF", "kind": "salesforce", "client_id": "key", "username": "api@acme.com"}
+    login = {"name": "SF", "kind": "salesforce", "salesforce__client_id": "key", "salesforce__username": "api@acme.com"}
     form = CrmConnectionForm(
-        data=login | {"base_url": "https://acme.my.salesforce.com", "client_secret": "s", "password": "p"}
+        data=login
+        | {"base_url": "https://acme.my.salesforce.com", "salesforce__client_secret": "s", "salesforce__password": "p"}
     )
     assert form.is_valid(), form.errors
     connection = form.save()
 
     moved = CrmConnectionForm(data=login | {"base_url": "https://attacker.example.com"}, instance=connection)
     assert not moved.is_valid()
-    assert {"client_secret", "password"} <= set(moved.errors)
+    assert {"salesforce__client_secret", "salesforce__password"} <= set(moved.errors)
 
     retyped = CrmConnectionForm(
-        data=login | {"base_url": "https://acme2.my.salesforce.com", "client_secret": "s2", "password": "p2"},
+        data=login
+        | {
+            "base_url": "https://acme2.my.salesforce.com",
+            "salesforce__client_secret": "s2",
+            "salesforce__password": "p2",
+        },
         instance=connection,
     )
     assert retyped.is_valid(), retyped.errors

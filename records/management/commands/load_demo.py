@@ -69,8 +69,7 @@ class Command(BaseCommand):
             name="Sandbox Zendesk",
             kind="zendesk",
             base_url=options["sandbox_url"],
-            config={"email": "admin@example.com"},
-            secrets={"api_token": "sandbox-token"},
+            settings={"email": "admin@example.com", "api_token": "sandbox-token"},
             activate=True,
         )
         # Agent status inheritance (A1-A5) is tried against the sandbox Kustomer: a second connection,
@@ -79,8 +78,7 @@ class Command(BaseCommand):
             name="Sandbox Kustomer",
             kind="kustomer",
             base_url=options["kustomer_url"],
-            config={},
-            secrets={"api_token": "sandbox-api-key"},
+            settings={"api_token": "sandbox-api-key"},
             activate=False,
         )
         sync = sync_settings_get()
