@@ -123,7 +123,7 @@ class RedisRateGate:
             return
         # GT keeps the later deadline when two workers report different Retry-After values.
         # At least 1 ms: Redis refuses PX 0, and a sub-millisecond Retry-After still closes the gate.
-        milliseconds = max(1, math.ceil(seconds * 1000))
+        milliseconds = max(1, int(seconds * 1000))
         pipe = self.client.pipeline()
         pipe.set(KEY_PREFIX + key, 1, px=milliseconds, nx=True)
         pipe.pexpire(KEY_PREFIX + key, milliseconds, gt=True)
