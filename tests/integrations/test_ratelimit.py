@@ -61,3 +61,15 @@ def test_an_import_leaves_the_live_share_of_the_shared_window_free(zendesk_sandb
         assert sandbox_stats(zendesk_sandbox)["total"] == 4
     finally:
         gate.open(zendesk_sandbox.base_url + "/")
+
+
+def test_a_retry_after_under_a_millisecond_still_closes_the_gate_without_an_error() -> None:
+    # Redis refuses `SET … PX 0`; a CRM's Retry-After of a fraction of a millisecond once crashed the action.
+    client = redis.Redis.from_url(TEST_BROKER_URL)
+    gate = RedisRateGate(client)
+    key = "https://sub-millisecond.example.com/"
+    client.delete(f"crmbridge:rate-gate:{key}")
+
+    gate.close_for(key, 0.0004)
+
+    assert 0 <= client.pttl(f"crmbridge:rate-gate:{key}") <= 1
