@@ -95,6 +95,7 @@ class FreshdeskClient(CrmHttpClient):
             timeout=settings.timeout,
             rate_gate=rate_gate,
             rate_limit_per_minute=settings.rate_limit_per_minute,
+            work_class=settings.work_class,
         )
         credentials = f"{settings.secrets.get('api_token', '')}:X"
         self._authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
