@@ -53,16 +53,43 @@ class RateLimiterRedis(HealthCheck):
         return "Redis(rate limiter)"
 
 
+# How long the second round trip, asking the workers that answered which queues they consume,
+# may take. Those workers just answered, so it returns as soon as each has replied.
+QUEUE_INSPECT_SECONDS = 2.0
+
+
 @dataclasses.dataclass
 class Workers(Ping):
     """At least one Celery worker answers a ping, and every queue has a worker consuming it.
 
     The ping waits `HEALTHZ_WORKER_PING_SECONDS` for the answers: all workers' replies are
-    collected, since a queue's only consumer may be the slowest to answer.
+    collected, since a queue's only consumer may be the slowest to answer. The check's own budget
+    is that wait plus the queue inspection, so a slow inspection is not mistaken for a timeout.
     """
 
     def __post_init__(self) -> None:
-        self.timeout = datetime.timedelta(seconds=settings.HEALTHZ_WORKER_PING_SECONDS)
+        self.ping_seconds = settings.HEALTHZ_WORKER_PING_SECONDS
+        self.timeout = datetime.timedelta(seconds=self.ping_seconds + QUEUE_INSPECT_SECONDS)
+
+    def run(self) -> None:
+        try:
+            replies = self.app.control.ping(timeout=self.ping_seconds)
+        except OSError as exc:
+            raise ServiceUnavailable("Celery broker unreachable: OSError") from exc
+        if not replies:
+            raise ServiceUnavailable("Celery workers unavailable")
+        self.check_active_queues(*self.active_workers(replies))
+
+    def check_active_queues(self, *active_workers: str) -> None:
+        try:
+            defined_queues = {queue.name for queue in self.app.conf.task_queues}
+        except TypeError:
+            # No declared queues: the default queue is the one that must be consumed.
+            defined_queues = {self.app.conf.task_default_queue}
+        answers = self.app.control.inspect(list(active_workers), timeout=QUEUE_INSPECT_SECONDS).active_queues()
+        active_queues = {queue.get("name") for queues in (answers or {}).values() for queue in queues}
+        for queue in sorted(defined_queues - active_queues):
+            raise ServiceUnavailable(f"No worker for Celery task queue {queue}")
 
     def __repr__(self) -> str:
         return "Celery workers"
