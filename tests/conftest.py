@@ -312,7 +312,8 @@ def browser() -> Iterator[Any]:
 def page(browser: Any) -> Iterator[Any]:
     """A fresh browser context and page per test (no cookies carried over)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(10_000)
+    # Generous: the pages wait on a worker and a sandbox CRM that share two cores with the suite.
+    context.set_default_timeout(30_000)
     opened = context.new_page()
     yield opened
     context.close()

@@ -101,7 +101,10 @@ def test_outbound_call_with_several_contacts_and_a_record_pick(
     page.click("#next-button")
     page.wait_for_selector("#contact-choices input[name=contact]")
     assert page.locator("#contact-choices input[name=contact]").count() == 2
-    page.check(f"#contact-choices input[value='{bob}']")
+    # A click, not check(): the pick re-renders the choices at once (the chosen contact as text, no
+    # radios), and check() would look for the radio again to confirm its state.
+    page.click(f"#contact-choices input[value='{bob}']")
+    page.wait_for_selector(f"#contact-choices:has-text('Contact: Bob Lee (ID {bob})')")
 
     page.wait_for_selector("#record-choices input[name=record]")
     values = page.locator("#record-choices input[name=record]").evaluate_all("(inputs) => inputs.map((i) => i.value)")
