@@ -140,6 +140,13 @@ def _limit(value: Any) -> int | None:
     return None if value is None else _whole(1)(value)
 
 
+def _endpoint_limits(value: Any) -> dict[str, int]:
+    """Limits per endpoint class; which class names exist is checked by the sandbox (`configure`)."""
+    if not isinstance(value, dict):
+        raise ValueError(f"must be an object of endpoint class to requests per minute, got {value!r}")
+    return {str(name): _whole(1)(limit) for name, limit in value.items()}
+
+
 @dataclasses.dataclass(frozen=True)
 class SandboxConfig:
     """Fault injection; every rate is drawn from one `random.Random(seed)`, so a run can be replayed."""
@@ -156,6 +163,10 @@ class SandboxConfig:
     # Sleep before answering each API request.
     latency_ms: int = 0
     seed: int = 0
+    # Requests per sliding minute for one endpoint class of the CRM's own (`Sandbox.endpoint_classes`,
+    # e.g. Zendesk's ticket updates), on top of the account-wide limit. A class not named here is
+    # unlimited, but its headers still advertise the CRM's documented limit.
+    endpoint_rate_limits: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def updated(self, changes: Mapping[str, Any]) -> "SandboxConfig":
         """A copy with `changes` applied; ValueError names the first bad key and why."""
@@ -179,6 +190,7 @@ _CONFIG_CHECKS: dict[str, Callable[[Any], Any]] = {
     "lost_response_rate": _rate,
     "latency_ms": _whole(0, 60_000),
     "seed": _whole(-(2**63)),
+    "endpoint_rate_limits": _endpoint_limits,
 }
 
 
@@ -189,13 +201,19 @@ class SandboxStats:
     requests: Counter[str] = dataclasses.field(default_factory=Counter)
     total: int = 0
     rate_limited: int = 0
+    # 429s of an endpoint class's own limit, by class (also counted in `rate_limited`).
+    rate_limited_by_endpoint: Counter[str] = dataclasses.field(default_factory=Counter)
     injected_failures: int = 0
     lost_responses: int = 0
     # A sandbox bug answered 500; tests can assert it stays 0.
     unexpected_errors: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "requests": dict(sorted(self.requests.items()))}
+        return {
+            **dataclasses.asdict(self),
+            "requests": dict(sorted(self.requests.items())),
+            "rate_limited_by_endpoint": dict(sorted(self.rate_limited_by_endpoint.items())),
+        }
 
 
 class Sandbox(abc.ABC):
@@ -215,6 +233,9 @@ class Sandbox(abc.ABC):
     advertised_rate_limit: ClassVar[int]
     # Route keys ("POST /api/v2/uploads.json") whose body is a file, handed over as bytes, not JSON.
     raw_body_routes: ClassVar[frozenset[str]] = frozenset()
+    # Endpoint classes with a limit of their own, by name: the route keys in the class and the limit
+    # the CRM documents (advertised in `endpoint_limit_headers` when the config sets none).
+    endpoint_classes: ClassVar[Mapping[str, tuple[frozenset[str], int]]] = {}
 
     def __init__(self, fixture: Mapping[str, Any] | None = None) -> None:
         self.fixture = fixture
@@ -227,6 +248,7 @@ class Sandbox(abc.ABC):
         self.config = SandboxConfig()
         self.stats = SandboxStats()
         self._window: deque[float] = deque()
+        self._endpoint_windows: dict[str, deque[float]] = {name: deque() for name in self.endpoint_classes}
         self._random = random.Random(self.config.seed)
         self.reset()
 
@@ -256,6 +278,10 @@ class Sandbox(abc.ABC):
         """The CRM's rate-limit headers, put on every API response."""
         return {}
 
+    def endpoint_limit_headers(self, name: str, limit: int, remaining: int, reset_seconds: int) -> dict[str, str]:
+        """The CRM's headers for an endpoint class's own limit, put on the answers of its routes."""
+        return {}
+
     def control(self, method: str, action: str, data: Any) -> Response | None:
         """A sandbox-specific control endpoint `/__sandbox/<action>` (called under the lock), or None.
 
@@ -271,6 +297,8 @@ class Sandbox(abc.ABC):
             self.config = SandboxConfig()
             self.stats = SandboxStats()
             self._window.clear()
+            for window in self._endpoint_windows.values():
+                window.clear()
             self._random.seed(self.config.seed)
             self.reset_state()
             if self.fixture is not None:
@@ -278,6 +306,11 @@ class Sandbox(abc.ABC):
 
     def configure(self, changes: Mapping[str, Any]) -> SandboxConfig:
         """Apply config changes atomically; ValueError (nothing applied) names the bad key."""
+        limits = changes.get("endpoint_rate_limits")
+        unknown = set(limits) - set(self.endpoint_classes) if isinstance(limits, dict) else set()
+        if unknown:
+            known = ", ".join(self.endpoint_classes) or "none"
+            raise ValueError(f"endpoint_rate_limits: unknown endpoint class {sorted(unknown)[0]!r}; known: {known}")
         with self._lock:
             self.config = self.config.updated(changes)
             if "seed" in changes:
@@ -356,11 +389,16 @@ class Sandbox(abc.ABC):
         if latency_ms:
             time.sleep(latency_ms / 1000)
         with self._lock:
-            response = self._refusal() or self.authenticate(headers)
+            endpoint_class = self._endpoint_class(route)
+            response = self._refusal(endpoint_class) or self.authenticate(headers)
             if response is None:
                 response = self._dispatch(route, Request(method, path, query, headers, None, args, client_ip), body)
             # A header the answer set itself (a 429's reset time) wins over the window's.
-            response.headers = {**self._current_rate_limit_headers(), **response.headers}
+            response.headers = {
+                **self._current_rate_limit_headers(),
+                **self._current_endpoint_limit_headers(endpoint_class),
+                **response.headers,
+            }
             # Encoded under the lock: the body may share lists with the stored records.
             return response.encoded()
 
@@ -371,13 +409,28 @@ class Sandbox(abc.ABC):
                 return route, found.groupdict()
         return None, {}
 
-    def _refusal(self) -> Response | None:
+    def _endpoint_class(self, route: Route | None) -> str | None:
+        if route is None:
+            return None
+        return next((name for name, (keys, _) in self.endpoint_classes.items() if route.key in keys), None)
+
+    def _refusal(self, endpoint_class: str | None) -> Response | None:
         """A 429 or an injected 5xx decided before the request is looked at, else None."""
         if self._draw(self.config.throttle_rate):
             return self._too_many_requests(self.config.retry_after_seconds)
-        wait = self._take_slot(time.monotonic())
+        now = time.monotonic()
+        if endpoint_class is not None:
+            limit = self.config.endpoint_rate_limits.get(endpoint_class)
+            wait = self._take_slot_in(self._endpoint_windows[endpoint_class], limit, now, record=False)
+            if wait is not None:
+                self.stats.rate_limited_by_endpoint[endpoint_class] += 1
+                return self._too_many_requests(wait)
+        wait = self._take_slot(now)
         if wait is not None:
             return self._too_many_requests(wait)
+        if endpoint_class is not None:
+            # Admitted by both: only now does it count in its class's window.
+            self._endpoint_windows[endpoint_class].append(now)
         if self._draw(self.config.fail_rate):
             self.stats.injected_failures += 1
             if self.stats.injected_failures % 2:
@@ -416,14 +469,19 @@ class Sandbox(abc.ABC):
 
     def _take_slot(self, now: float) -> int | None:
         """Record an admitted request in the window; or, when full, the whole seconds until a slot frees."""
-        while self._window and self._window[0] <= now - WINDOW_SECONDS:
-            self._window.popleft()
-        limit = self.config.rate_limit_per_minute
-        if limit is not None and len(self._window) >= limit:
+        return self._take_slot_in(self._window, self.config.rate_limit_per_minute, now, record=True)
+
+    @staticmethod
+    def _take_slot_in(window: deque[float], limit: int | None, now: float, *, record: bool) -> int | None:
+        """For one sliding window: None when a request fits (recorded if `record`), else the seconds to wait."""
+        while window and window[0] <= now - WINDOW_SECONDS:
+            window.popleft()
+        if limit is not None and len(window) >= limit:
             # The request that must leave the window for this one to fit (the limit may have shrunk).
-            frees_at = self._window[len(self._window) - limit] + WINDOW_SECONDS
+            frees_at = window[len(window) - limit] + WINDOW_SECONDS
             return max(1, math.ceil(frees_at - now))
-        self._window.append(now)
+        if record:
+            window.append(now)
         return None
 
     def _current_rate_limit_headers(self) -> dict[str, str]:
@@ -433,6 +491,16 @@ class Sandbox(abc.ABC):
         limit = self.config.rate_limit_per_minute or self.advertised_rate_limit
         reset = math.ceil(self._window[0] + WINDOW_SECONDS - now) if self._window else int(WINDOW_SECONDS)
         return self.rate_limit_headers(limit, max(0, limit - len(self._window)), max(1, reset))
+
+    def _current_endpoint_limit_headers(self, endpoint_class: str | None) -> dict[str, str]:
+        if endpoint_class is None:
+            return {}
+        window, now = self._endpoint_windows[endpoint_class], time.monotonic()
+        while window and window[0] <= now - WINDOW_SECONDS:
+            window.popleft()
+        limit = self.config.endpoint_rate_limits.get(endpoint_class) or self.endpoint_classes[endpoint_class][1]
+        reset = math.ceil(window[0] + WINDOW_SECONDS - now) if window else int(WINDOW_SECONDS)
+        return self.endpoint_limit_headers(endpoint_class, limit, max(0, limit - len(window)), max(1, reset))
 
 
 class _HTTPServer(ThreadingHTTPServer):

@@ -101,6 +101,14 @@ class FreshdeskSandbox(Sandbox):
     # Enterprise: 700 calls a minute, account-wide.
     advertised_rate_limit = 700
     raw_body_routes = frozenset({"POST /api/v2/tickets/{id}/notes"})
+    # The Enterprise plan's per-endpoint limits inside the account's (crm-api-shapes.md §4.2).
+    # Freshdesk sends only the account-wide headers, so these classes add no headers of their own.
+    endpoint_classes = {
+        "ticket-create": (frozenset({"POST /api/v2/tickets"}), 280),
+        "ticket-update": (frozenset({"PUT /api/v2/tickets/{id}"}), 280),
+        "tickets-list": (frozenset({"GET /api/v2/tickets"}), 200),
+        "contacts-list": (frozenset({"GET /api/v2/contacts"}), 200),
+    }
 
     def reset_state(self) -> None:
         self.next_id = FIRST_ID

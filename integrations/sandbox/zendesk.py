@@ -34,6 +34,10 @@ PRIORITIES = ("urgent", "high", "normal", "low")
 TICKET_TYPES = ("problem", "incident", "question", "task")
 # Zendesk never returns more items per page than this.
 MAX_PAGE_SIZE = 100
+# Tickets one update_many (or create_many) request may carry.
+MAX_BULK_TICKETS = 100
+# Zendesk's own limit on the Update Ticket endpoint, per account, besides the plan's (§1.2).
+TICKET_UPDATES_PER_MINUTE = 100
 # Where a ticket, comment or audit written through the API says it came from.
 VIA_API: dict[str, Any] = {"channel": "api", "source": {"from": {}, "to": {}, "rel": None}}
 # Ticket fields and attachments have id sequences of their own, in Zendesk's large-integer style.
@@ -253,6 +257,8 @@ class ZendeskSandbox(Sandbox):
     advertised_rate_limit = 700
     # An upload's body is the file itself.
     raw_body_routes = frozenset({"POST /api/v2/uploads.json"})
+    # Update Ticket has a limit of its own; update_many does not count against it.
+    endpoint_classes = {"tickets-update": (frozenset({"PUT /api/v2/tickets/{id}.json"}), TICKET_UPDATES_PER_MINUTE)}
 
     # -- State -----------------------------------------------------------------------------------
 
@@ -265,6 +271,9 @@ class ZendeskSandbox(Sandbox):
         self._next_ids = {"user": FIRST_USER_ID, "ticket": FIRST_TICKET_ID, "event": FIRST_EVENT_ID}
         # Talk Partner Edition screen pops, in the order they were asked for (GET /__sandbox/displays).
         self.displays: list[Json] = []
+        # Share of update_many items that fail in their job result (POST /__sandbox/job_faults).
+        self.job_item_fail_rate = 0.0
+        self.job_item_failures = 0
         self._reset_fields_and_files()
 
     def load_fixture(self, fixture: Mapping[str, Any]) -> None:
@@ -296,6 +305,10 @@ class ZendeskSandbox(Sandbox):
             "ratelimit-remaining": str(remaining),
             "ratelimit-reset": str(reset_seconds),
         }
+
+    def endpoint_limit_headers(self, name: str, limit: int, remaining: int, reset_seconds: int) -> dict[str, str]:
+        # As recorded on PUT /tickets/{id}: `zendesk-rate-limit-tickets-update: total=20; remaining=19; resets=59`.
+        return {f"zendesk-rate-limit-{name}": f"total={limit}; remaining={remaining}; resets={reset_seconds}"}
 
     def _next_id(self, sequence: str) -> int:
         value = self._next_ids[sequence]
@@ -777,7 +790,11 @@ class ZendeskSandbox(Sandbox):
 
     def update_ticket(self, request: Request) -> Response:
         ticket = self._ticket(request.args["id"])
-        fields = _root(request, "ticket")
+        audit = self._apply_update(ticket, _root(request, "ticket"), request)
+        return Response(200, {"ticket": self._ticket_json(ticket), "audit": audit})
+
+    def _apply_update(self, ticket: Json, fields: Json, request: Request) -> Json:
+        """Validate a ticket update, then write it; its audit. Reject (nothing written) when invalid."""
         if ticket["status"] == "closed":
             raise _record_invalid("status", "Status: closed prevents ticket update")
         changes = self._ticket_changes(ticket, fields)
@@ -813,7 +830,100 @@ class ZendeskSandbox(Sandbox):
         if audit["events"]:
             ticket["updated_at"] = now
             ticket["is_public"] = any(stored["public"] for stored in self.comments[ticket["id"]])
-        return Response(200, {"ticket": self._ticket_json(ticket), "audit": audit})
+        return audit
+
+    # -- Bulk updates (crm-api-shapes.md §1.6) -------------------------------------------------------
+
+    def update_many_tickets(self, request: Request) -> Response:
+        """`PUT /api/v2/tickets/update_many.json`: per-ticket changes, or one change for `?ids=`; a job.
+
+        Zendesk queues the job and answers at once; here the items are applied when the job is made,
+        in the order given (two items for one ticket apply one after the other), and the job reads
+        "queued" in this answer and "completed", with a result per item, from its first poll on. An
+        item that fails (invalid, closed, unknown, or drawn by `job_item_fail_rate`) changes nothing
+        and says why in its result; the others are applied all the same.
+        """
+        items = self._update_many_items(request)
+        results = [
+            self._update_many_item(index, ticket_id, fields, request) for index, (ticket_id, fields) in enumerate(items)
+        ]
+        job = self._new_job("bulk_update", results)
+        return Response(
+            200, {"job_status": {**job, "status": "queued", "progress": None, "message": None, "results": None}}
+        )
+
+    def _update_many_items(self, request: Request) -> list[tuple[Any, Json]]:
+        ids = request.param("ids")
+        body = request.data if isinstance(request.data, dict) else {}
+        if ids is not None:
+            fields = body.get("ticket")
+            if not isinstance(fields, dict):
+                raise Reject(
+                    Response(
+                        400,
+                        {"error": "ParameterMissing", "description": "param is missing or the value is empty: ticket"},
+                    )
+                )
+            items: list[tuple[Any, Json]] = [(value.strip(), fields) for value in ids.split(",") if value.strip()]
+        else:
+            tickets = body.get("tickets")
+            if not isinstance(tickets, list) or not tickets or not all(isinstance(t, dict) for t in tickets):
+                description = "param is missing or the value is empty: tickets"
+                raise Reject(Response(400, {"error": "ParameterMissing", "description": description}))
+            items = [(ticket.get("id"), {k: v for k, v in ticket.items() if k != "id"}) for ticket in tickets]
+        if not items:
+            raise Reject(
+                Response(
+                    400, {"error": "ParameterMissing", "description": "param is missing or the value is empty: ids"}
+                )
+            )
+        if len(items) > MAX_BULK_TICKETS:
+            description = f"Too many tickets: at most {MAX_BULK_TICKETS} a request, got {len(items)}"
+            raise Reject(Response(400, {"error": "InvalidValue", "description": description}))
+        return items
+
+    def _update_many_item(self, index: int, ticket_id: Any, fields: Json, request: Request) -> Json:
+        failed: Json = {
+            "index": index,
+            "id": _as_id(ticket_id) or ticket_id,
+            "action": "update",
+            "success": False,
+            "status": "Failed",
+        }
+        ticket = self.tickets.get(_as_id(ticket_id) or 0)
+        if ticket is None:
+            return {**failed, "error": "RecordNotFound", "details": "Not found"}
+        if self.job_item_fail_rate > 0 and self._random.random() < self.job_item_fail_rate:
+            self.job_item_failures += 1
+            return {
+                **failed,
+                "error": "TicketUpdateFailed",
+                "details": "Ticket could not be updated (sandbox job_item_fail_rate)",
+            }
+        try:
+            self._apply_update(ticket, fields, request)
+        except Reject as rejection:
+            body = rejection.response.body if isinstance(rejection.response.body, dict) else {}
+            return {
+                **failed,
+                "error": body.get("error", "RecordInvalid"),
+                "details": body.get("details") or body.get("description"),
+            }
+        return {"index": index, "id": ticket["id"], "action": "update", "success": True, "status": "Updated"}
+
+    def _new_job(self, job_type: str, results: list[Json]) -> Json:
+        job_id = f"V3-{secrets.token_hex(16)}"
+        self.job_statuses[job_id] = {
+            "id": job_id,
+            "job_type": job_type,
+            "url": f"{self.base_url}/api/v2/job_statuses/{job_id}.json",
+            "total": len(results),
+            "progress": len(results),
+            "status": "completed",
+            "message": f"Completed at {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S +0000')}",
+            "results": results,
+        }
+        return self.job_statuses[job_id]
 
     def list_tickets(self, request: Request) -> Response:
         external_id = request.param("external_id")
@@ -891,17 +1001,7 @@ class ZendeskSandbox(Sandbox):
                 self._system_update(target, request, api_user, now, (text, target_public), files, {})
 
         results = [{"action": "update", "id": source["id"], "status": "Updated", "success": True} for source in sources]
-        job_id = secrets.token_hex(16)
-        self.job_statuses[job_id] = {
-            "id": job_id,
-            "url": f"{self.base_url}/api/v2/job_statuses/{job_id}.json",
-            "total": len(results),
-            "progress": len(results),
-            "status": "completed",
-            "message": f"Completed at {datetime.now(UTC).strftime('%Y-%m-%d %H:%M:%S +0000')}",
-            "results": results,
-        }
-        return Response(200, {"job_status": self.job_statuses[job_id]})
+        return Response(200, {"job_status": self._new_job("merge", results)})
 
     def _system_update(
         self,
@@ -931,6 +1031,11 @@ class ZendeskSandbox(Sandbox):
         if job_status is None:
             raise _record_not_found()
         return Response(200, {"job_status": job_status})
+
+    def list_job_statuses(self, request: Request) -> Response:
+        """The account's jobs, newest first (Zendesk keeps them about a day): how a lost job id is found."""
+        jobs = list(reversed(self.job_statuses.values()))
+        return Response(200, self._offset_page(request, "job_statuses", jobs))
 
     # -- Ticket fields -----------------------------------------------------------------------------
 
@@ -1133,10 +1238,12 @@ class ZendeskSandbox(Sandbox):
         ("GET", "/api/v2/tickets.json", list_tickets),
         ("POST", "/api/v2/tickets.json", create_ticket),
         ("GET", "/api/v2/tickets/{id}.json", show_ticket),
+        ("PUT", "/api/v2/tickets/update_many.json", update_many_tickets),
         ("PUT", "/api/v2/tickets/{id}.json", update_ticket),
         ("GET", "/api/v2/tickets/{id}/comments.json", list_comments),
         ("POST", "/api/v2/tickets/{id}/merge.json", merge_tickets),
         ("POST", "/api/v2/channels/voice/agents/{agent_id}/tickets/{ticket_id}/display.json", display_ticket),
+        ("GET", "/api/v2/job_statuses.json", list_job_statuses),
         ("GET", "/api/v2/job_statuses/{id}.json", show_job_status),
         ("GET", "/api/v2/ticket_fields.json", list_ticket_fields),
         ("POST", "/api/v2/ticket_fields.json", create_ticket_field),
@@ -1395,6 +1502,8 @@ class ZendeskImportSandbox(ZendeskSandbox):
             return self._backdate(data)
         if (method, action) == ("GET", "displays"):
             return Response(200, {"displays": list(self.displays)})
+        if action == "job_faults" and method in ("GET", "POST"):
+            return self._job_faults(method, data)
         if (method, action) != ("POST", "seed"):
             return None
         if not isinstance(data, dict):
@@ -1413,6 +1522,19 @@ class ZendeskImportSandbox(ZendeskSandbox):
         user_ids = [self._seed_user(fields) for fields in users]
         ticket_ids = [self._seed_ticket(fields) for fields in tickets]
         return Response(200, {"users": user_ids, "tickets": ticket_ids})
+
+    def _job_faults(self, method: str, data: Any) -> Response:
+        """`POST /__sandbox/job_faults` `{"item_fail_rate": 0.2}`: that share of bulk-update items fail.
+
+        A failed item changes nothing and its job result says `success: false`, as Zendesk reports an
+        item it could not update while the job itself completes.
+        """
+        if method == "POST":
+            rate = data.get("item_fail_rate") if isinstance(data, dict) else None
+            if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+                raise ValueError("item_fail_rate: must be a number from 0 to 1")
+            self.job_item_fail_rate = float(rate)
+        return Response(200, {"item_fail_rate": self.job_item_fail_rate, "item_failures": self.job_item_failures})
 
     def _backdate(self, data: Any) -> Response:
         """`POST /__sandbox/backdate` `{"ticket": id, "solved_at"?, "updated_at"?}`: move a ticket's times.

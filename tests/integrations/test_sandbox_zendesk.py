@@ -46,7 +46,7 @@ TICKET_KEYS = keys(
     "allow_attachments from_messaging_channel"
 )
 COMMENT_KEYS = keys("id type body html_body plain_body public author_id attachments audit_id via metadata created_at")
-DEFAULT_CONFIG = {
+DEFAULT_CONFIG: dict[str, Any] = {
     "rate_limit_per_minute": None,
     "fail_rate": 0.0,
     "throttle_rate": 0.0,
@@ -54,6 +54,7 @@ DEFAULT_CONFIG = {
     "lost_response_rate": 0.0,
     "latency_ms": 0,
     "seed": 0,
+    "endpoint_rate_limits": {},
 }
 ALREADY_USED = "is already being used by another user"
 NOT_FOUND = {"error": "RecordNotFound", "description": "Not found"}
@@ -760,6 +761,7 @@ def test_stats_count_api_requests_by_path_template(sandbox: SandboxServer, zende
         },
         "total": 6,  # the unknown path counts in the total only; control endpoints not at all
         "rate_limited": 0,
+        "rate_limited_by_endpoint": {},
         "injected_failures": 0,
         "lost_responses": 0,
         "unexpected_errors": 0,
@@ -785,6 +787,9 @@ def test_config_answers_the_whole_config(sandbox: SandboxServer) -> None:
         ({"seed": 1.5}, "seed"),
         ({"fail_rate": 0.5, "latency_ms": "slow"}, "latency_ms"),
         ({"fail_rte": 0.5}, "fail_rte"),
+        ({"endpoint_rate_limits": {"tickets-update": 0}}, "endpoint_rate_limits"),
+        ({"endpoint_rate_limits": {"tickets-index": 5}}, "tickets-index"),
+        ({"endpoint_rate_limits": [5]}, "endpoint_rate_limits"),
         ([1, 2], "JSON object"),
     ],
 )
@@ -959,3 +964,175 @@ def test_creating_users_after_a_seed_works_like_before_it(zendesk: Zendesk, sand
     assert taken.status_code == 422
     assert ALREADY_USED in taken.text
     assert sandbox.stats()["unexpected_errors"] == 0
+
+
+# -- Bulk updates and the Update Ticket endpoint's own limit (crm-api-shapes.md §1.2, §1.6) --------
+
+
+def update_many(zendesk: Zendesk, body: Any, query: str = "") -> requests.Response:
+    return zendesk.put(f"/api/v2/tickets/update_many.json{query}", body)
+
+
+def finished_job(zendesk: Zendesk, job: dict[str, Any]) -> dict[str, Any]:
+    polled = zendesk.get(f"/api/v2/job_statuses/{job['id']}.json")
+    assert polled.status_code == 200
+    finished: dict[str, Any] = polled.json()["job_status"]
+    return finished
+
+
+def test_update_many_queues_a_job_whose_results_name_each_ticket(zendesk: Zendesk) -> None:
+    first, second = new_ticket(zendesk), new_ticket(zendesk, subject="Chat")
+    field_id = zendesk.create_ticket_field("Call duration")
+    body = {
+        "tickets": [
+            {"id": first["id"], "comment": {"body": "Call finished", "public": False}, "additional_tags": ["voice"]},
+            {
+                "id": second["id"],
+                "status": "solved",
+                "assignee_id": ANA,
+                "custom_fields": [{"id": field_id, "value": "95"}],
+            },
+            {"id": first["id"], "comment": {"body": "Recording: https://rec/1", "public": False}},
+        ]
+    }
+
+    response = update_many(zendesk, body)
+
+    assert response.status_code == 200
+    job = response.json()["job_status"]
+    assert (job["status"], job["total"], job["progress"], job["results"]) == ("queued", 3, None, None)
+    assert job["url"].endswith(f"/api/v2/job_statuses/{job['id']}.json")
+    finished = finished_job(zendesk, job)
+    assert (finished["status"], finished["progress"], finished["job_type"]) == ("completed", 3, "bulk_update")
+    assert finished["results"] == [
+        {"index": 0, "id": first["id"], "action": "update", "success": True, "status": "Updated"},
+        {"index": 1, "id": second["id"], "action": "update", "success": True, "status": "Updated"},
+        {"index": 2, "id": first["id"], "action": "update", "success": True, "status": "Updated"},
+    ]
+    # Two items for one ticket apply in the order sent.
+    assert [c["body"] for c in zendesk.comments(first["id"])][-2:] == ["Call finished", "Recording: https://rec/1"]
+    solved = zendesk.get(f"/api/v2/tickets/{second['id']}.json").json()["ticket"]
+    assert (solved["status"], solved["assignee_id"]) == ("solved", ANA)
+    assert {"id": field_id, "value": "95"} in solved["custom_fields"]
+    assert "voice" in zendesk.get(f"/api/v2/tickets/{first['id']}.json").json()["ticket"]["tags"]
+
+
+def test_update_many_with_ids_applies_one_change_to_every_ticket(zendesk: Zendesk) -> None:
+    tickets = [new_ticket(zendesk) for _ in range(3)]
+    ids = ",".join(str(ticket["id"]) for ticket in tickets)
+
+    response = update_many(zendesk, {"ticket": {"status": "pending", "additional_tags": ["csat"]}}, f"?ids={ids}")
+
+    assert response.status_code == 200
+    results = finished_job(zendesk, response.json()["job_status"])["results"]
+    assert [(r["id"], r["success"]) for r in results] == [(t["id"], True) for t in tickets]
+    for ticket in tickets:
+        shown = zendesk.get(f"/api/v2/tickets/{ticket['id']}.json").json()["ticket"]
+        assert shown["status"] == "pending"
+        assert "csat" in shown["tags"]
+
+
+def test_update_many_items_fail_alone_and_change_nothing(sandbox: SandboxServer, zendesk: Zendesk) -> None:
+    open_ticket, closed = new_ticket(zendesk), new_ticket(zendesk)
+    zendesk.put(f"/api/v2/tickets/{closed['id']}.json", {"ticket": {"status": "closed"}}).raise_for_status()
+    comments_before = len(zendesk.comments(closed["id"]))
+    body = {
+        "tickets": [
+            {"id": closed["id"], "comment": {"body": "late note", "public": False}},
+            {"id": 999999, "status": "solved"},
+            {"id": open_ticket["id"], "status": "bogus"},
+            {"id": open_ticket["id"], "comment": {"body": "kept", "public": False}},
+        ]
+    }
+
+    results = finished_job(zendesk, update_many(zendesk, body).json()["job_status"])["results"]
+
+    assert [(r["index"], r["success"], r["status"]) for r in results] == [
+        (0, False, "Failed"),
+        (1, False, "Failed"),
+        (2, False, "Failed"),
+        (3, True, "Updated"),
+    ]
+    assert (results[0]["error"], results[0]["details"]) == (
+        "RecordInvalid",
+        {"status": [{"description": "Status: closed prevents ticket update"}]},
+    )
+    assert results[1]["error"] == "RecordNotFound"
+    assert results[2]["error"] == "RecordInvalid"
+    assert len(zendesk.comments(closed["id"])) == comments_before
+    shown = zendesk.get(f"/api/v2/tickets/{open_ticket['id']}.json").json()["ticket"]
+    assert shown["status"] == "new"
+    assert zendesk.comments(open_ticket["id"])[-1]["body"] == "kept"
+
+
+def test_job_faults_fail_items_in_the_result_and_apply_none_of_them(sandbox: SandboxServer, zendesk: Zendesk) -> None:
+    ticket = new_ticket(zendesk)
+    assert control(sandbox, "job_faults", {"item_fail_rate": 1.0}).json()["item_fail_rate"] == 1.0
+
+    body = {"tickets": [{"id": ticket["id"], "comment": {"body": "not written", "public": False}}]}
+    result = finished_job(zendesk, update_many(zendesk, body).json()["job_status"])["results"][0]
+
+    assert (result["success"], result["error"]) == (False, "TicketUpdateFailed")
+    assert [c["body"] for c in zendesk.comments(ticket["id"])] == ["Call ID: c-1"]
+    assert requests.get(f"{sandbox.base_url}/__sandbox/job_faults", timeout=5).json() == {
+        "item_fail_rate": 1.0,
+        "item_failures": 1,
+    }
+    assert control(sandbox, "job_faults", {"item_fail_rate": 2}).status_code == 400
+
+
+def test_a_lost_job_id_is_found_in_the_job_list(zendesk: Zendesk) -> None:
+    ticket = new_ticket(zendesk)
+    job = update_many(zendesk, {"tickets": [{"id": ticket["id"], "status": "open"}]}).json()["job_status"]
+
+    listed = zendesk.get("/api/v2/job_statuses.json").json()
+
+    assert listed["job_statuses"][0]["id"] == job["id"]
+    assert listed["job_statuses"][0]["results"][0] == {
+        "index": 0,
+        "id": ticket["id"],
+        "action": "update",
+        "success": True,
+        "status": "Updated",
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "query", "error"),
+    [
+        ({}, "", "ParameterMissing"),
+        ({"tickets": []}, "", "ParameterMissing"),
+        ({"tickets": ["1"]}, "", "ParameterMissing"),
+        ({"tickets": [{"id": n, "status": "open"} for n in range(101)]}, "", "InvalidValue"),
+        ({}, "?ids=1,2", "ParameterMissing"),
+    ],
+)
+def test_update_many_bad_requests_are_400_and_make_no_job(zendesk: Zendesk, body: Any, query: str, error: str) -> None:
+    response = update_many(zendesk, body, query)
+
+    assert response.status_code == 400
+    assert response.json()["error"] == error
+    assert zendesk.get("/api/v2/job_statuses.json").json()["job_statuses"] == []
+
+
+def test_ticket_updates_have_their_own_limit_and_header(sandbox: SandboxServer, zendesk: Zendesk) -> None:
+    ticket = new_ticket(zendesk)
+    path = f"/api/v2/tickets/{ticket['id']}.json"
+    first = zendesk.put(path, {"ticket": {"status": "open"}})
+    assert first.headers["zendesk-rate-limit-tickets-update"].startswith("total=100; remaining=99; resets=")
+    configure(sandbox, endpoint_rate_limits={"tickets-update": 2})
+    assert zendesk.put(path, {"ticket": {"status": "pending"}}).status_code == 200
+
+    limited = zendesk.put(path, {"ticket": {"status": "solved"}})
+
+    assert limited.status_code == 429
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert limited.headers["zendesk-rate-limit-tickets-update"].startswith("total=2; remaining=0; resets=")
+    assert zendesk.get(path).json()["ticket"]["status"] == "pending"
+    # Other endpoints, bulk updates among them, are not held by the ticket-update limit.
+    assert zendesk.get(path).status_code == 200
+    assert "zendesk-rate-limit-tickets-update" not in zendesk.get(path).headers
+    assert update_many(zendesk, {"tickets": [{"id": ticket["id"], "status": "solved"}]}).status_code == 200
+    stats = control(sandbox, "stats").json()
+    assert (stats["rate_limited"], stats["rate_limited_by_endpoint"]) == (1, {"tickets-update": 1})
+    assert stats["requests"]["PUT /api/v2/tickets/update_many.json"] == 1
