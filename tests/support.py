@@ -29,7 +29,7 @@ def sandbox_stats(sandbox: SandboxServer) -> dict[str, Any]:
     return stats
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1, message: str) -> Any:
+def wait_until(predicate: Callable[[], Any], *, timeout: float = 60.0, interval: float = 0.1, message: str) -> Any:
     """Poll until predicate() is truthy (the work happens in the worker process); fail after timeout."""
     deadline = time.monotonic() + timeout
     while True:
