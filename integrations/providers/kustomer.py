@@ -2,12 +2,17 @@
 
 Records are conversations; the product's comments are internal notes on them; custom fields are
 conversation custom attributes, named in camelCase with Kustomer's type suffix and defined through
-the metadata API. Agent statuses are routing statuses, set on the agent's active work session.
+the metadata API. Agent statuses are routing statuses, set on the agent's active work session. For QA search
+(T1-T2) the users are listed, conversations come from the search API sorted by their last change,
+their customers from one customer search per page, and each kept conversation's messages and
+notes from its own two lists (only the ones its counts say it has).
 """
 
+import dataclasses
 import re
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -31,6 +36,14 @@ from integrations.providers.base import (
     RecordChanges,
     SettingSpec,
 )
+from integrations.providers.importing import (
+    OTHER_CHANNEL,
+    ImportedComment,
+    ImportedTicket,
+    ImportedUser,
+    ImportPage,
+    TicketImportSource,
+)
 from integrations.providers.phones import best_match, national_number, rank_contacts
 
 # The name suffix that gives a Kustomer custom attribute its type (crm-api-shapes.md §2.3).
@@ -42,6 +55,9 @@ ATTRIBUTE_SUFFIXES = {
 }
 # Kustomer's largest page; fewer round trips when following links.next.
 PAGE_SIZE = 100
+# The search API serves at most this many pages of one query (10,000 results at PAGE_SIZE); an
+# import reading more starts the query again after the last conversation read.
+SEARCH_MAX_PAGES = 100
 # An `x-ratelimit-reset` above this is an epoch time, below it a number of seconds to wait.
 EPOCH_THRESHOLD = 1_000_000_000
 # The name our outbound webhooks carry in Kustomer's settings.
@@ -61,6 +77,7 @@ class KustomerClient(CrmHttpClient):
     CONVERSATION_BY_EXTERNAL_ID = "v1/conversations/externalId={value}"
     CONVERSATION_TAGS = "v1/conversations/{id}/tags"
     CONVERSATION_NOTES = "v1/conversations/{id}/notes"
+    CONVERSATION_MESSAGES = "v1/conversations/{id}/messages"
     ATTACHMENTS = "v1/attachments"
     ATTACHMENT = "v1/attachments/{id}"
     USERS = "v1/users"
@@ -103,11 +120,16 @@ class KustomerClient(CrmHttpClient):
 
     def pages(self, path: str, params: dict[str, Any] | None = None) -> Iterator[Json]:
         """Every item of a list endpoint, following `links.next` until it is null."""
+        for body in self.page_bodies(path, params):
+            yield from body.get("data") or ()
+
+    def page_bodies(self, path: str, params: dict[str, Any] | None = None) -> Iterator[Json]:
+        """Each page of a list endpoint (`meta`, `links`, `data`), following `links.next` until it is null."""
         page: str | None = path
         page_params: dict[str, Any] | None = {"pageSize": PAGE_SIZE, **(params or {})}
         while page:
             body = self.get(page, params=page_params)
-            yield from body.get("data") or ()
+            yield body
             page = (body.get("links") or {}).get("next")
             # links.next already carries the query string.
             page_params = None
@@ -173,7 +195,7 @@ def attribute_name(spec: CustomFieldSpec) -> str:
     return camel + ATTRIBUTE_SUFFIXES[spec.type]
 
 
-class KustomerProvider(CrmProvider):
+class KustomerProvider(CrmProvider, TicketImportSource):
     kind = "kustomer"
     record_web_path = "{base}/app/conversations/{id}"
     contact_web_path = "{base}/app/customers/{id}"
@@ -206,12 +228,16 @@ class KustomerProvider(CrmProvider):
             Capability.TAGS,
             Capability.USER_STATUSES,
             Capability.WEBHOOKS,
+            Capability.TICKET_IMPORT,
         }
     )
 
     def __init__(self, settings: ConnectionSettings, *, rate_gate: RateGate | None = None) -> None:
         super().__init__(settings, rate_gate=rate_gate)
         self.client = KustomerClient(self.settings, self.rate_gate)
+        # Messages and notes each conversation read for the import has (its messageCount and
+        # noteCount), so load_comments skips the lists it knows are empty.
+        self._interaction_counts: dict[str, tuple[int | None, int | None]] = {}
 
     def _conversation_to_record(self, conversation: Json) -> Record:
         attributes = _attributes(conversation)
@@ -489,3 +515,195 @@ class KustomerProvider(CrmProvider):
         if not token:
             raise CrmRequestError("POST /v1/outbound-webhooks: no token in the answer", status_code=201, body=body)
         return str(token)
+
+    # -- Import for QA search (SPEC T1-T2) -------------------------------------------------------
+    #
+    # Requests for N conversations: N/100 searches for them (any status: a reopened one must leave
+    # QA search), N/100 customer searches for their customers, and per kept conversation one
+    # messages list and one notes list, each skipped when its count on the conversation is 0.
+    # The cursor is the `updatedAt` of the last conversation saved; the next run asks for `gte`
+    # it, so a conversation changed in that millisecond is not missed (the few read twice are
+    # upserted to the same row).
+
+    # Kustomer message channels and the QA channels (SPEC T5) they are filed under.
+    CHANNELS: ClassVar[dict[str, str]] = {
+        "email": "email",
+        "chat": "chat",
+        "sms": "sms",
+        "voice": "voice",
+        "facebook": "facebook",
+        "whatsapp": "whatsapp",
+        "telegram": "telegram",
+        "viber": "viber",
+        "apple-business-chat": "apple_messages_for_business",
+        "apple_messages_for_business": "apple_messages_for_business",
+        "slack": "slack",
+        "microsoft-teams": "microsoft_teams",
+        "in-app": "in_app_messaging",
+    }
+    SOLVED_STATUSES: ClassVar[frozenset[str]] = frozenset({"done"})
+
+    def iter_users(self, *, cursor: str | None, since: datetime) -> Iterator[ImportPage[ImportedUser]]:
+        """Every user of the org, 100 per page (users are few: the list is read whole each run)."""
+        for body in self.client.page_bodies(KustomerClient.USERS):
+            users = [_imported_user(user) for user in body.get("data") or ()]
+            yield ImportPage(items=users, cursor="", total=(body.get("meta") or {}).get("total"))
+
+    def iter_tickets(self, *, cursor: str | None, since: datetime) -> Iterator[ImportPage[ImportedTicket]]:
+        """Conversations changed since the cursor (or `since`), oldest change first, 100 a page."""
+        start = cursor or search_time(since)
+        total: int | None = None
+        while True:
+            query = {
+                "queryContext": "conversation",
+                "and": [{"conversation_updated_at": {"gte": start}}],
+                "sort": [{"conversation_updated_at": "asc"}],
+            }
+            page: str | None = f"{KustomerClient.CUSTOMERS_SEARCH}?page=1&pageSize={PAGE_SIZE}"
+            last = start
+            for _ in range(SEARCH_MAX_PAGES):
+                if page is None:
+                    return
+                body = self.client.post(page, json=query)
+                conversations = list(body.get("data") or ())
+                if total is None:
+                    total = (body.get("meta") or {}).get("total")
+                customers = self._customers([_related_id(item, "customer") for item in conversations])
+                tickets = [self._imported_ticket(item, customers) for item in conversations]
+                if conversations:
+                    last = _attributes(conversations[-1]).get("updatedAt") or last
+                yield ImportPage(items=tickets, cursor=last, total=total)
+                page = (body.get("links") or {}).get("next")
+            if page is None:
+                return
+            # The search serves no page past the 100th: the same query again, after the last one read.
+            if last == start:
+                raise CrmRequestError(
+                    f"Kustomer search: more than {SEARCH_MAX_PAGES * PAGE_SIZE} conversations changed at {start}",
+                    status_code=400,
+                )
+            start = last
+
+    def _customers(self, ids: list[str | None]) -> dict[str, Json]:
+        """The page's customers by id, from one customer search (a page holds at most PAGE_SIZE)."""
+        wanted = sorted({customer_id for customer_id in ids if customer_id})
+        if not wanted:
+            return {}
+        query = {"queryContext": "customer", "and": [{"customer_id": {"in": wanted}}]}
+        found: dict[str, Json] = {}
+        page: str | None = f"{KustomerClient.CUSTOMERS_SEARCH}?page=1&pageSize={PAGE_SIZE}"
+        while page:
+            body = self.client.post(page, json=query)
+            found.update({str(customer["id"]): customer for customer in body.get("data") or ()})
+            page = (body.get("links") or {}).get("next")
+        return found
+
+    def load_comments(self, tickets: list[ImportedTicket]) -> list[ImportedTicket]:
+        loaded = []
+        for ticket in tickets:
+            messages, notes = self._interaction_counts.pop(ticket.crm_id, (None, None))
+            comments: list[ImportedComment] = []
+            if messages != 0:
+                path = KustomerClient.CONVERSATION_MESSAGES.format(id=_path_value(ticket.crm_id))
+                comments += [_imported_message(message) for message in self.client.pages(path)]
+            if notes != 0:
+                path = KustomerClient.CONVERSATION_NOTES.format(id=_path_value(ticket.crm_id))
+                comments += [_imported_note(note) for note in self.client.pages(path)]
+            comments.sort(key=lambda comment: comment.created_at or ticket.created_at)
+            loaded.append(dataclasses.replace(ticket, comments=tuple(comments)))
+        return loaded
+
+    def _imported_ticket(self, conversation: Json, customers: dict[str, Json]) -> ImportedTicket:
+        attributes = _attributes(conversation)
+        conversation_id = str(conversation["id"])
+        status = attributes.get("status") or ""
+        updated_at = _time(attributes.get("updatedAt")) or datetime.now(UTC)
+        customer_id = _related_id(conversation, "customer")
+        customer = customers.get(customer_id or "")
+        contact = _customer_to_contact(customer) if customer else None
+        assigned = attributes.get("assignedUsers") or []
+        channels = [str(channel).lower() for channel in attributes.get("channels") or ()]
+        solved = status in self.SOLVED_STATUSES
+        self._interaction_counts[conversation_id] = (
+            _count(attributes.get("messageCount")),
+            _count(attributes.get("noteCount")),
+        )
+        record = self._conversation_to_record(conversation)
+        return ImportedTicket(
+            crm_id=conversation_id,
+            subject=attributes.get("name") or "",
+            description=attributes.get("preview") or "",
+            status=status,
+            is_solved=solved,
+            channel=next((self.CHANNELS[c] for c in channels if c in self.CHANNELS), OTHER_CHANNEL),
+            assignee_id=str(assigned[0]) if assigned else None,
+            requester_id=customer_id,
+            requester_name=contact.name if contact else "",
+            requester_email=contact.email if contact else None,
+            requester_phone=contact.phone if contact else None,
+            tags=tuple(attributes.get("tags") or ()),
+            created_at=_time(attributes.get("createdAt")) or updated_at,
+            updated_at=updated_at,
+            solved_at=_time(record.closed_at) if solved else None,
+            web_url=self.record_web_url(record) or self.web_url(self.settings.base_url, record_id=conversation_id),
+        )
+
+
+def search_time(moment: datetime) -> str:
+    """A UTC time as the search API takes it (not shifted by a `timeZone`): 2026-10-01T00:00:00.000Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _imported_user(user: Json) -> ImportedUser:
+    attributes = _attributes(user)
+    # Kustomer keeps one name; its first word is taken as the first name, the rest as the last.
+    first, _, last = (attributes.get("name") or "").strip().partition(" ")
+    return ImportedUser(
+        crm_id=str(user["id"]),
+        first_name=first,
+        last_name=last.strip(),
+        email=attributes.get("email") or None,
+        is_active=not attributes.get("deleted") and not attributes.get("deletedAt"),
+        # API keys act as `machine` users; people who work conversations are `user`s.
+        is_agent=attributes.get("userType", "user") == "user",
+        updated_at=_time(attributes.get("updatedAt")),
+    )
+
+
+def _imported_message(message: Json) -> ImportedComment:
+    """A message: written by the customer when it came in, else by the user who sent it.
+
+    An automatic one (a workflow's auto-reply, `auto: true`) or one sent by no user has no user
+    information, and T2 leaves it out.
+    """
+    attributes = _attributes(message)
+    if attributes.get("direction") == "in":
+        author = _related_id(message, "customer")
+    else:
+        author = None if attributes.get("auto") else _related_id(message, "createdBy")
+    return ImportedComment(
+        crm_id=str(message["id"]),
+        author_id=author,
+        body=attributes.get("body") or attributes.get("preview") or "",
+        public=True,
+        created_at=_time(attributes.get("sentAt") or attributes.get("createdAt")),
+    )
+
+
+def _imported_note(note: Json) -> ImportedComment:
+    attributes = _attributes(note)
+    return ImportedComment(
+        crm_id=str(note["id"]),
+        author_id=_related_id(note, "createdBy"),
+        body=attributes.get("body") or "",
+        public=False,
+        created_at=_time(attributes.get("createdAt")),
+    )
