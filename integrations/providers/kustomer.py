@@ -611,6 +611,8 @@ class KustomerProvider(CrmProvider, TicketImportSource):
                 comments += [_imported_note(note) for note in self.client.pages(path)]
             comments.sort(key=lambda comment: comment.created_at or ticket.created_at)
             loaded.append(dataclasses.replace(ticket, comments=tuple(comments)))
+        # The page is done with: the counts of the conversations it did not keep are not needed.
+        self._interaction_counts.clear()
         return loaded
 
     def _imported_ticket(self, conversation: Json, customers: dict[str, Json]) -> ImportedTicket:
