@@ -9,6 +9,7 @@ notes from its own two lists (only the ones its counts say it has).
 """
 
 import dataclasses
+import json
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -38,8 +39,10 @@ from integrations.providers.base import (
 )
 from integrations.providers.importing import (
     OTHER_CHANNEL,
+    CommentPage,
     ImportedComment,
     ImportedTicket,
+    ImportedTicketComment,
     ImportedUser,
     ImportPage,
     TicketImportSource,
@@ -542,6 +545,9 @@ class KustomerProvider(CrmProvider, TicketImportSource):
         "in-app": "in_app_messaging",
     }
     SOLVED_STATUSES: ClassVar[frozenset[str]] = frozenset({"done"})
+    # Messages and notes come from their own searches over all conversations (iter_comments), a
+    # request per 100 of them; load_comments (two lists per conversation) is the per-ticket way.
+    comments_in_bulk = True
 
     def iter_users(self, *, cursor: str | None, since: datetime) -> Iterator[ImportPage[ImportedUser]]:
         """Every user of the org, 100 per page (users are few: the list is read whole each run)."""
@@ -549,40 +555,71 @@ class KustomerProvider(CrmProvider, TicketImportSource):
             users = [_imported_user(user) for user in body.get("data") or ()]
             yield ImportPage(items=users, cursor="", total=(body.get("meta") or {}).get("total"))
 
-    def iter_tickets(self, *, cursor: str | None, since: datetime) -> Iterator[ImportPage[ImportedTicket]]:
-        """Conversations changed since the cursor (or `since`), oldest change first, 100 a page."""
-        start = cursor or search_time(since)
+    def _search_pages(self, context: str, start: str) -> Iterator["SearchPage"]:
+        """Pages of `context` objects whose `<context>_<SEARCH_TIMES[context]>` is `gte` start, in that order.
+
+        Past the search's 100-page limit the same query starts again at the last time read (what
+        changed at that moment comes again: the caller's upserts make it one).
+        """
+        criterion = f"{context}_{SEARCH_TIMES[context][0]}"
         total: int | None = None
         while True:
-            query = {
-                "queryContext": "conversation",
-                "and": [{"conversation_updated_at": {"gte": start}}],
-                "sort": [{"conversation_updated_at": "asc"}],
-            }
-            page: str | None = f"{KustomerClient.CUSTOMERS_SEARCH}?page=1&pageSize={PAGE_SIZE}"
+            query = {"queryContext": context, "and": [{criterion: {"gte": start}}], "sort": [{criterion: "asc"}]}
+            page = f"{KustomerClient.CUSTOMERS_SEARCH}?page=1&pageSize={PAGE_SIZE}"
             last = start
             for _ in range(SEARCH_MAX_PAGES):
-                if page is None:
-                    return
                 body = self.client.post(page, json=query)
-                conversations = list(body.get("data") or ())
+                items = list(body.get("data") or ())
                 if total is None:
                     total = (body.get("meta") or {}).get("total")
-                customers = self._customers([_related_id(item, "customer") for item in conversations])
-                tickets = [self._imported_ticket(item, customers) for item in conversations]
-                if conversations:
-                    last = _attributes(conversations[-1]).get("updatedAt") or last
-                yield ImportPage(items=tickets, cursor=last, total=total)
-                page = (body.get("links") or {}).get("next")
-            if page is None:
-                return
-            # The search serves no page past the 100th: the same query again, after the last one read.
+                if items:
+                    last = _attributes(items[-1]).get(SEARCH_TIMES[context][1]) or last
+                following = (body.get("links") or {}).get("next")
+                yield SearchPage(items=items, position=last, last=following is None, total=total)
+                if following is None:
+                    return
+                page = str(following)
             if last == start:
                 raise CrmRequestError(
-                    f"Kustomer search: more than {SEARCH_MAX_PAGES * PAGE_SIZE} conversations changed at {start}",
-                    status_code=400,
+                    f"Kustomer search: more than {SEARCH_MAX_PAGES * PAGE_SIZE} {context}s at {start}", status_code=400
                 )
             start = last
+
+    def iter_tickets(self, *, cursor: str | None, since: datetime) -> Iterator[ImportPage[ImportedTicket]]:
+        """Conversations changed since the cursor (or `since`), oldest change first, 100 a page."""
+        for page in self._search_pages("conversation", cursor or search_time(since)):
+            customers = self._customers([_related_id(item, "customer") for item in page.items])
+            tickets = [self._imported_ticket(item, customers) for item in page.items]
+            yield ImportPage(items=tickets, cursor=page.position, total=page.total)
+
+    def iter_comments(self, *, cursor: str | None, since: datetime) -> Iterator[CommentPage]:
+        """Messages and notes on every conversation made since the cursor, from two searches read in step.
+
+        The cursor holds each search's position (`{"message": time, "note": time}`); the page read
+        next is always from the one further behind, so the comments are complete up to the earlier
+        of the two positions (or now, for a search that has reached its end).
+        """
+        positions = _comment_positions(cursor, since)
+        streams = {context: self._search_pages(context, positions[context]) for context in COMMENT_CONTEXTS}
+        ended: set[str] = set()
+        while len(ended) < len(streams):
+            context = min((c for c in streams if c not in ended), key=lambda c: _time(positions[c]) or since)
+            page = next(streams[context], None)
+            if page is None:
+                ended.add(context)
+                continue
+            positions[context] = page.position
+            if page.last:
+                ended.add(context)
+            imported = _imported_message if context == "message" else _imported_note
+            comments = [
+                ImportedTicketComment(ticket_crm_id=conversation_id, comment=imported(item))
+                for item in page.items
+                if (conversation_id := _related_id(item, "conversation"))
+            ]
+            now = datetime.now(UTC)
+            reached = [now if c in ended else _time(positions[c]) or since for c in streams]
+            yield CommentPage(items=comments, cursor=json.dumps(positions, sort_keys=True), complete_until=min(reached))
 
     def _customers(self, ids: list[str | None]) -> dict[str, Json]:
         """The page's customers by id, from one customer search (a page holds at most PAGE_SIZE)."""
@@ -649,6 +686,37 @@ class KustomerProvider(CrmProvider, TicketImportSource):
             solved_at=_time(record.closed_at) if solved else None,
             web_url=self.record_web_url(record) or self.web_url(self.settings.base_url, record_id=conversation_id),
         )
+
+
+# What each search is ordered and bounded by: (criterion suffix, the attribute holding it).
+SEARCH_TIMES = {
+    "conversation": ("updated_at", "updatedAt"),
+    "message": ("created_at", "createdAt"),
+    "note": ("created_at", "createdAt"),
+}
+COMMENT_CONTEXTS = ("message", "note")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchPage:
+    items: list[Json]
+    # The search time of the page's last item (or where the page began, when it has none).
+    position: str
+    # No page follows.
+    last: bool
+    total: int | None
+
+
+def _comment_positions(cursor: str | None, since: datetime) -> dict[str, str]:
+    """Each comment search's position from a stored cursor; `since` for a first run (or a cursor not ours)."""
+    start = search_time(since)
+    try:
+        stored = json.loads(cursor) if cursor else {}
+    except ValueError:
+        stored = {}
+    if not isinstance(stored, dict):
+        stored = {}
+    return {context: str(stored.get(context) or start) for context in COMMENT_CONTEXTS}
 
 
 def search_time(moment: datetime) -> str:

@@ -7,8 +7,9 @@ externalId, per customer), notes with attachments (presigned upload), custom att
 sessions, outbound webhooks, the `{"errors": [...]}` bodies and the `x-ratelimit-*` headers.
 For the QA import: `GET /v1/conversations/{id}/messages`, and the search
 (`POST /v1/customers/search`) over conversations (`conversation_updated_at`, `conversation_created_at`,
-`conversation_status`, sorted by either time) and over customers by id (`customer_id`), at most
-100 pages of one query, as Kustomer serves it.
+`conversation_status`), messages and notes (`message_created_at`, `note_created_at`, ... updated),
+sorted by one of those times, and over customers by id (`customer_id`), at most 100 pages of one
+query, as Kustomer serves it.
 
 Beyond the API, sandbox-only control endpoints stand in for an agent and for S3:
 
@@ -103,9 +104,13 @@ SEARCH_PHONE_RE = re.compile(r"^\+?[1-9]\d{1,14}$")
 SEARCH_PHONE_CRITERIA = {"customer_phone": "phones", "customer_shared_phone": "sharedPhones"}
 SEARCH_STRING_OPERATORS = ("equals", "contains")
 # The conversation search's criteria: times compared with these operators, the status by value.
-SEARCH_TIME_CRITERIA = {"conversation_updated_at": "updatedAt", "conversation_created_at": "createdAt"}
+SEARCH_TIME_CRITERIA = {
+    f"{context}_{when}_at": key
+    for context in ("conversation", "message", "note")
+    for when, key in (("updated", "updatedAt"), ("created", "createdAt"))
+}
 SEARCH_TIME_OPERATORS = ("gte", "gt", "lte", "lt")
-SEARCH_CONTEXTS = ("customer", "conversation")
+SEARCH_CONTEXTS = ("customer", "conversation", "message", "note")
 # One query is served at most this many pages deep (10,000 results at 100 a page).
 SEARCH_MAX_PAGES = 100
 MESSAGE_CHANNELS = ("email", "sms", "chat", "facebook", "twitter-dm", "twitter-tweet", "voice", "instagram", "whatsapp")
@@ -542,7 +547,7 @@ class KustomerSandbox(Sandbox):
                 groups[key] = value
         if not groups:
             raise _bad_request("and or or must be a non-empty list of criteria", attribute="and")
-        criterion = self._conversation_criterion if context == "conversation" else self._customer_criterion
+        criterion = self._customer_criterion if context == "customer" else self._timeline_criterion(context)
         tests: dict[str, list[Any]] = {
             key: [criterion(item, f"{key}.{index}") for index, item in enumerate(criteria)]
             for key, criteria in groups.items()
@@ -552,25 +557,30 @@ class KustomerSandbox(Sandbox):
             every = all(test(item) for test in tests.get("and", []))
             return every and (not tests.get("or") or any(test(item) for test in tests["or"]))
 
-        if context == "conversation":
-            attribute, descending = self._search_sort(fields.get("sort"))
-            found = [c for c in self.conversations.values() if matches(c)]
-            found.sort(key=lambda c: (_parse_time(c[attribute]), c["id"]), reverse=descending)
-            items = [self._conversation_json(conversation) for conversation in found]
-        else:
+        if context == "customer":
             customers = [c for c in self.customers.values() if matches(c) and not c["deleted"]]
             customers.sort(key=lambda customer: customer["updatedAt"], reverse=True)
             items = [self._customer_json(customer) for customer in customers]
+        else:
+            attribute, descending = self._search_sort(context, fields.get("sort"))
+            stored, shown = {
+                "conversation": (self.conversations, self._conversation_json),
+                "message": (self.messages, self._message_json),
+                "note": (self.notes, self._note_json),
+            }[context]
+            found = [item for item in stored.values() if matches(item)]
+            found.sort(key=lambda item: (_parse_time(item[attribute]), item["id"]), reverse=descending)
+            items = [shown(item) for item in found]
         return Response(200, self._page(request, items, max_pages=SEARCH_MAX_PAGES))
 
-    def _search_sort(self, value: Any) -> tuple[str, bool]:
+    def _search_sort(self, context: str, value: Any) -> tuple[str, bool]:
         """The search's order, `[{"conversation_updated_at": "asc"|"desc"}]`; by default the latest change first."""
         if value is None:
             return "updatedAt", True
         if not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], dict) or len(value[0]) != 1:
             raise _bad_request("sort must be a list of one {attribute: asc|desc}", attribute="sort")
         [(name, order)] = value[0].items()
-        if name not in SEARCH_TIME_CRITERIA or order not in ("asc", "desc"):
+        if not str(name).startswith(f"{context}_") or name not in SEARCH_TIME_CRITERIA or order not in ("asc", "desc"):
             raise _bad_request(f"sort: {name} {order} is not a sort the sandbox answers", attribute="sort")
         return SEARCH_TIME_CRITERIA[name], order == "desc"
 
@@ -593,15 +603,19 @@ class KustomerSandbox(Sandbox):
         wanted = set(ids)
         return lambda customer: customer["id"] in wanted
 
-    def _conversation_criterion(self, criterion: Any, where: str) -> Any:
+    def _timeline_criterion(self, context: str) -> Any:
+        return lambda criterion, where: self._time_or_status_criterion(context, criterion, where)
+
+    def _time_or_status_criterion(self, context: str, criterion: Any, where: str) -> Any:
+        """A conversation's, message's or note's time (`<context>_created_at`, ...), or a conversation's status."""
         name, operator, value = self._criterion(criterion, where)
-        if name == "conversation_status":
+        if name == "conversation_status" and context == "conversation":
             values = value if operator == "in" else [value] if operator == "equals" else None
             if values is None or not all(item in STATUSES for item in values):
                 raise _bad_request(f"{where}.conversation_status: equals or in of {', '.join(STATUSES)}")
             allowed = set(values)
             return lambda conversation: conversation["status"] in allowed
-        if name not in SEARCH_TIME_CRITERIA:
+        if name not in SEARCH_TIME_CRITERIA or not name.startswith(f"{context}_"):
             raise _bad_request(f"{where}: {name} is not a search attribute the sandbox answers", attribute=where)
         if operator not in SEARCH_TIME_OPERATORS:
             raise _bad_request(f"{where}.{name}: operator must be one of {', '.join(SEARCH_TIME_OPERATORS)}")
@@ -616,7 +630,7 @@ class KustomerSandbox(Sandbox):
             "lte": lambda moment: moment <= bound,
             "lt": lambda moment: moment < bound,
         }[operator]
-        return lambda conversation: compare(_parse_time(conversation[key]))
+        return lambda item: compare(_parse_time(item[key]))
 
     def _phone_criterion(self, criterion: Any, where: str) -> Any:
         if not isinstance(criterion, dict) or len(criterion) != 1:

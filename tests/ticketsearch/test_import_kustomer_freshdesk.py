@@ -3,6 +3,8 @@
 The rules themselves are tested on every CRM in test_import_rules_on_each_crm.py.
 """
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 import requests
 from django.test import Client
@@ -14,8 +16,8 @@ from integrations.providers.importing import TicketImportSource
 from integrations.providers.registry import PROVIDERS
 from integrations.sandbox import SandboxServer
 from tests.support import sandbox_stats
-from tests.ticketsearch.scenarios import SUBJECTS, FreshdeskScenario, KustomerScenario
-from ticketsearch.models import ImportRun, Ticket
+from tests.ticketsearch.scenarios import CHAT_ANSWER, CUSTOMER_MESSAGE, SUBJECTS, FreshdeskScenario, KustomerScenario
+from ticketsearch.models import CrmComment, ImportRun, ImportState, Ticket
 from ticketsearch.services.importing import connections_to_import, tickets_import
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +33,7 @@ def run_import(connection: CrmConnection) -> ImportRun:
     return tickets_import(connection=connection, trigger=ImportRun.Trigger.COMMAND)
 
 
-def test_kustomer_import_reads_a_page_with_two_searches_and_only_the_lists_a_kept_conversation_has(
+def test_kustomer_import_reads_everything_with_four_searches_and_nothing_per_conversation(
     kustomer_connection: CrmConnection, kustomer_sandbox: SandboxServer
 ) -> None:
     KustomerScenario(kustomer_sandbox).seed()
@@ -40,18 +42,66 @@ def test_kustomer_import_reads_a_page_with_two_searches_and_only_the_lists_a_kep
 
     stats = sandbox_stats(kustomer_sandbox)["requests"]
     assert run.tickets_imported == 2
-    # One conversation search and one customer search for the page of six conversations.
-    assert stats[SEARCH] == 2
-    # Messages of both kept conversations; notes only of the one whose noteCount is not 0.
-    assert stats[MESSAGES] == 2
-    assert stats[NOTES] == 1
+    # The page of six conversations, their customers, and the messages and notes of every
+    # conversation (one search each, 100 a page); no list per conversation.
+    assert stats[SEARCH] == 4
+    assert MESSAGES not in stats
+    assert NOTES not in stats
     assert stats["GET /v1/users"] == 1
+
+
+def test_kustomer_comments_of_a_conversation_not_solved_yet_wait_for_it(
+    kustomer_connection: CrmConnection, kustomer_sandbox: SandboxServer
+) -> None:
+    scenario = KustomerScenario(kustomer_sandbox)
+    scenario.seed()
+    run_import(kustomer_connection)
+    note = {"body": "Looked into the outage", "createdBy": scenario.ZOE}
+    requests.post(
+        f"{kustomer_sandbox.base_url}/v1/conversations/{scenario.crm_id('open')}/notes",
+        json=note,
+        headers={"Authorization": "Bearer sandbox-api-key"},
+        timeout=10,
+    ).raise_for_status()
+    second = run_import(kustomer_connection)
+    assert CrmComment.objects.filter(crm_ticket_id=scenario.crm_id("open")).count() == 1
+    assert second.tickets_imported == 0
+
+    scenario.set_solved("open", True)
+    third = run_import(kustomer_connection)
+
+    assert third.tickets_imported == 1
+    ticket = Ticket.objects.get(crm_ticket_id=scenario.crm_id("open"))
+    assert [comment["body"] for comment in ticket.comments] == ["Looked into the outage"]
+    assert ImportState.objects.get(connection=kustomer_connection).comments_cursor.startswith("{")
+
+
+def test_kustomer_per_conversation_lists_read_only_what_its_counts_say_it_has(
+    kustomer_connection: CrmConnection, kustomer_sandbox: SandboxServer
+) -> None:
+    """load_comments, the per-ticket way (the bench's baseline): messages and notes lists, none when empty."""
+    from integrations.services import connection_provider
+
+    scenario = KustomerScenario(kustomer_sandbox)
+    scenario.seed()
+    provider = connection_provider(kustomer_connection)
+    assert isinstance(provider, kustomer.KustomerProvider)
+    (page,) = list(provider.iter_tickets(cursor=None, since=datetime.now(UTC) - timedelta(days=90)))
+    kept = [ticket for ticket in page.items if ticket.subject in (SUBJECTS["refund"], SUBJECTS["chat"])]
+
+    loaded = {ticket.subject: ticket for ticket in provider.load_comments(kept)}
+
+    stats = sandbox_stats(kustomer_sandbox)["requests"]
+    assert (stats[MESSAGES], stats[NOTES]) == (2, 1)
+    assert loaded[SUBJECTS["refund"]].comments[0].body == CUSTOMER_MESSAGE
+    assert [c.body for c in loaded[SUBJECTS["chat"]].comments] == [CHAT_ANSWER]
 
 
 def test_kustomer_import_starts_the_search_again_past_its_last_page(
     kustomer_connection: CrmConnection, kustomer_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Kustomer serves 100 pages of one query; here 1 page of 4, so six conversations take two or three queries.
+    """Kustomer serves 100 pages of one query; here 1 page of 4, so six conversations take two or three queries
+    (and the message and note searches restart the same way).
 
     Three of them changed in the same moment: a query started at that moment reads them again.
     """
@@ -125,7 +175,7 @@ def test_the_sandbox_freshdesk_ticket_list_is_as_documented(
     recent = freshdesk_api.get(url, timeout=10).json()
     since = {"updated_since": "2000-01-01T00:00:00Z", "order_by": "updated_at", "order_type": "asc"}
     embedded = freshdesk_api.get(url, params={**since, "include": "description,requester,stats"}, timeout=10)
-    past = freshdesk_api.get(url, params={**since, "page": 301}, timeout=10)
+    past = freshdesk_api.get(url, params={**since, "page": "301"}, timeout=10)
 
     # Without updated_since, only tickets created in the last 30 days (not the 100-day-old one).
     assert len(recent) == 5
