@@ -58,9 +58,12 @@ ATTRIBUTE_SUFFIXES = {
 }
 # Kustomer's largest page; fewer round trips when following links.next.
 PAGE_SIZE = 100
-# The search API serves at most this many pages of one query (10,000 results at PAGE_SIZE); an
-# import reading more starts the query again after the last conversation read.
+# The search API serves pages of up to 500, at most 100 pages and 10,000 results of one query
+# (Kustomer's search recipes; AWS Glue's Kustomer notes); an import reading more starts the query
+# again at the last time read.
+SEARCH_PAGE_SIZE = 500
 SEARCH_MAX_PAGES = 100
+SEARCH_MAX_RESULTS = 10_000
 # An `x-ratelimit-reset` above this is an epoch time, below it a number of seconds to wait.
 EPOCH_THRESHOLD = 1_000_000_000
 # The name our outbound webhooks carry in Kustomer's settings.
@@ -565,9 +568,9 @@ class KustomerProvider(CrmProvider, TicketImportSource):
         total: int | None = None
         while True:
             query = {"queryContext": context, "and": [{criterion: {"gte": start}}], "sort": [{criterion: "asc"}]}
-            page = f"{KustomerClient.CUSTOMERS_SEARCH}?page=1&pageSize={PAGE_SIZE}"
+            page = f"{KustomerClient.CUSTOMERS_SEARCH}?page=1&pageSize={SEARCH_PAGE_SIZE}"
             last = start
-            for _ in range(SEARCH_MAX_PAGES):
+            for _ in range(max(1, min(SEARCH_MAX_PAGES, SEARCH_MAX_RESULTS // SEARCH_PAGE_SIZE))):
                 body = self.client.post(page, json=query)
                 items = list(body.get("data") or ())
                 if total is None:
@@ -581,7 +584,7 @@ class KustomerProvider(CrmProvider, TicketImportSource):
                 page = str(following)
             if last == start:
                 raise CrmRequestError(
-                    f"Kustomer search: more than {SEARCH_MAX_PAGES * PAGE_SIZE} {context}s at {start}", status_code=400
+                    f"Kustomer search: more than {SEARCH_MAX_RESULTS} {context}s at {start}", status_code=400
                 )
             start = last
 
@@ -622,13 +625,13 @@ class KustomerProvider(CrmProvider, TicketImportSource):
             yield CommentPage(items=comments, cursor=json.dumps(positions, sort_keys=True), complete_until=min(reached))
 
     def _customers(self, ids: list[str | None]) -> dict[str, Json]:
-        """The page's customers by id, from one customer search (a page holds at most PAGE_SIZE)."""
+        """The page's customers by id, from one customer search (a page holds at most SEARCH_PAGE_SIZE)."""
         wanted = sorted({customer_id for customer_id in ids if customer_id})
         if not wanted:
             return {}
         query = {"queryContext": "customer", "and": [{"customer_id": {"in": wanted}}]}
         found: dict[str, Json] = {}
-        page: str | None = f"{KustomerClient.CUSTOMERS_SEARCH}?page=1&pageSize={PAGE_SIZE}"
+        page: str | None = f"{KustomerClient.CUSTOMERS_SEARCH}?page=1&pageSize={SEARCH_PAGE_SIZE}"
         while page:
             body = self.client.post(page, json=query)
             found.update({str(customer["id"]): customer for customer in body.get("data") or ()})

@@ -111,8 +111,11 @@ SEARCH_TIME_CRITERIA = {
 }
 SEARCH_TIME_OPERATORS = ("gte", "gt", "lte", "lt")
 SEARCH_CONTEXTS = ("customer", "conversation", "message", "note")
-# One query is served at most this many pages deep (10,000 results at 100 a page).
+# One query is served at most this many pages deep, and no result past the 10,000th (Kustomer's
+# search recipes; AWS Glue's Kustomer notes); a search page holds up to 500.
 SEARCH_MAX_PAGES = 100
+SEARCH_MAX_RESULTS = 10_000
+SEARCH_MAX_PAGE_SIZE = 500
 MESSAGE_CHANNELS = ("email", "sms", "chat", "facebook", "twitter-dm", "twitter-tweet", "voice", "instagram", "whatsapp")
 
 
@@ -391,13 +394,15 @@ class KustomerSandbox(Sandbox):
         token = request.headers.get("authorization", "").partition(" ")[2].strip()
         return self.api_keys[token]
 
-    def _page(self, request: Request, items: list[Json], max_pages: int | None = None) -> Json:
+    def _page(self, request: Request, items: list[Json], *, search: bool = False) -> Json:
         """Kustomer's list envelope: `meta`, `links` (relative, `next` null on the last page) and `data`.
 
-        With `max_pages` (the search), no page past it is served and the last one has no `next`.
+        A search page holds up to 500, and no page past the 100th or the 10,000th result is served
+        (the last one has no `next`).
         """
+        size = _int_param(request, "pageSize", DEFAULT_PAGE_SIZE, SEARCH_MAX_PAGE_SIZE if search else MAX_PAGE_SIZE)
+        max_pages = min(SEARCH_MAX_PAGES, SEARCH_MAX_RESULTS // size) if search else None
         page = _int_param(request, "page", 1, max_pages)
-        size = _int_param(request, "pageSize", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
         total_pages = max(1, -(-len(items) // size))
         if max_pages is not None:
             total_pages = min(total_pages, max_pages)
@@ -532,7 +537,7 @@ class KustomerSandbox(Sandbox):
 
         Customers by phone (a phone criterion compares digits, so `contains` of the national
         number finds the number however it was written) or by id; conversations by their times
-        and status. At most SEARCH_MAX_PAGES pages of one query are served.
+        and status. At most 100 pages and 10,000 results of one query are served.
         """
         fields = _body(request)
         context = fields.get("queryContext", "customer")
@@ -571,7 +576,7 @@ class KustomerSandbox(Sandbox):
             found = [item for item in stored.values() if matches(item)]
             found.sort(key=lambda item: (_parse_time(item[attribute]), item["id"]), reverse=descending)
             items = [shown(item) for item in found]
-        return Response(200, self._page(request, items, max_pages=SEARCH_MAX_PAGES))
+        return Response(200, self._page(request, items, search=True))
 
     def _search_sort(self, context: str, value: Any) -> tuple[str, bool]:
         """The search's order, `[{"conversation_updated_at": "asc"|"desc"}]`; by default the latest change first."""

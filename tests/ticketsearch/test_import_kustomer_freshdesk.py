@@ -100,13 +100,14 @@ def test_kustomer_per_conversation_lists_read_only_what_its_counts_say_it_has(
 def test_kustomer_import_starts_the_search_again_past_its_last_page(
     kustomer_connection: CrmConnection, kustomer_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Kustomer serves 100 pages of one query; here 1 page of 4, so six conversations take two or three queries
-    (and the message and note searches restart the same way).
+    """Kustomer serves 100 pages (10,000 results) of one query; here 1 page of 4.
+
+    Six conversations take two or three queries (the message and note searches restart the same way).
 
     Three of them changed in the same moment: a query started at that moment reads them again.
     """
     KustomerScenario(kustomer_sandbox).seed()
-    monkeypatch.setattr(kustomer, "PAGE_SIZE", 4)
+    monkeypatch.setattr(kustomer, "SEARCH_PAGE_SIZE", 4)
     monkeypatch.setattr(kustomer, "SEARCH_MAX_PAGES", 1)
 
     run = run_import(kustomer_connection)
@@ -118,17 +119,24 @@ def test_kustomer_import_starts_the_search_again_past_its_last_page(
     assert Ticket.objects.count() == 2
 
 
-def test_the_sandbox_kustomer_search_serves_no_page_past_the_100th(
+def test_the_sandbox_kustomer_search_serves_no_page_past_the_100th_or_the_10000th_result(
     kustomer_sandbox: SandboxServer, kustomer_api: requests.Session
 ) -> None:
     query = {"queryContext": "conversation", "and": [{"conversation_status": {"equals": "done"}}]}
 
-    last = kustomer_api.post(f"{kustomer_sandbox.base_url}/v1/customers/search?page=100", json=query, timeout=10)
-    past = kustomer_api.post(f"{kustomer_sandbox.base_url}/v1/customers/search?page=101", json=query, timeout=10)
+    url = f"{kustomer_sandbox.base_url}/v1/customers/search"
 
-    assert last.status_code == 200
+    last = kustomer_api.post(f"{url}?page=100&pageSize=100", json=query, timeout=10)
+    past = kustomer_api.post(f"{url}?page=101&pageSize=100", json=query, timeout=10)
+    # 500 a page: the 20th page holds the 10,000th result.
+    last_of_500 = kustomer_api.post(f"{url}?page=20&pageSize=500", json=query, timeout=10)
+    past_10000 = kustomer_api.post(f"{url}?page=21&pageSize=500", json=query, timeout=10)
+    too_big = kustomer_api.post(f"{url}?page=1&pageSize=501", json=query, timeout=10)
+
+    assert (last.status_code, last_of_500.status_code) == (200, 200)
     assert last.json()["links"]["next"] is None
-    assert past.status_code == 400
+    assert last_of_500.json()["links"]["next"] is None
+    assert (past.status_code, past_10000.status_code, too_big.status_code) == (400, 400, 400)
     assert past.json()["errors"][0]["code"] == "bad_request"
 
 
