@@ -4,8 +4,8 @@ Records are conversations; the product's comments are internal notes on them; cu
 conversation custom attributes, named in camelCase with Kustomer's type suffix and defined through
 the metadata API. Agent statuses are routing statuses, set on the agent's active work session. For QA search
 (T1-T2) the users are listed, conversations come from the search API sorted by their last change,
-their customers from one customer search per page, and each kept conversation's messages and
-notes from its own two lists (only the ones its counts say it has).
+their customers from one customer search per page, and messages and notes from two more searches
+over all conversations.
 """
 
 import dataclasses
@@ -524,12 +524,12 @@ class KustomerProvider(CrmProvider, TicketImportSource):
 
     # -- Import for QA search (SPEC T1-T2) -------------------------------------------------------
     #
-    # Requests for N conversations: N/100 searches for them (any status: a reopened one must leave
-    # QA search), N/100 customer searches for their customers, and per kept conversation one
-    # messages list and one notes list, each skipped when its count on the conversation is 0.
-    # The cursor is the `updatedAt` of the last conversation saved; the next run asks for `gte`
-    # it, so a conversation changed in that millisecond is not missed (the few read twice are
-    # upserted to the same row).
+    # Requests for N conversations with M messages and notes: N/500 searches for them (any status:
+    # a reopened one must leave QA search), N/500 customer searches for their customers, and M/500
+    # message and note searches over all conversations (iter_comments, like Zendesk's event
+    # export). The cursor is the `updatedAt` of the last conversation saved; the next run asks for
+    # `gte` it, so a conversation changed in that millisecond is not missed (the few read twice
+    # are upserted to the same row).
 
     # Kustomer message channels and the QA channels (SPEC T5) they are filed under.
     CHANNELS: ClassVar[dict[str, str]] = {
@@ -549,7 +549,7 @@ class KustomerProvider(CrmProvider, TicketImportSource):
     }
     SOLVED_STATUSES: ClassVar[frozenset[str]] = frozenset({"done"})
     # Messages and notes come from their own searches over all conversations (iter_comments), a
-    # request per 100 of them; load_comments (two lists per conversation) is the per-ticket way.
+    # request per 500 of them; load_comments (two lists per conversation) is the per-ticket way.
     comments_in_bulk = True
 
     def iter_users(self, *, cursor: str | None, since: datetime) -> Iterator[ImportPage[ImportedUser]]:
@@ -561,8 +561,8 @@ class KustomerProvider(CrmProvider, TicketImportSource):
     def _search_pages(self, context: str, start: str) -> Iterator["SearchPage"]:
         """Pages of `context` objects whose `<context>_<SEARCH_TIMES[context]>` is `gte` start, in that order.
 
-        Past the search's 100-page limit the same query starts again at the last time read (what
-        changed at that moment comes again: the caller's upserts make it one).
+        Past the search's limit (100 pages, 10,000 results) the same query starts again at the last
+        time read (what changed at that moment comes again: the caller's upserts make it one).
         """
         criterion = f"{context}_{SEARCH_TIMES[context][0]}"
         total: int | None = None
@@ -589,7 +589,7 @@ class KustomerProvider(CrmProvider, TicketImportSource):
             start = last
 
     def iter_tickets(self, *, cursor: str | None, since: datetime) -> Iterator[ImportPage[ImportedTicket]]:
-        """Conversations changed since the cursor (or `since`), oldest change first, 100 a page."""
+        """Conversations changed since the cursor (or `since`), oldest change first, 500 a page."""
         for page in self._search_pages("conversation", cursor or search_time(since)):
             customers = self._customers([_related_id(item, "customer") for item in page.items])
             tickets = [self._imported_ticket(item, customers) for item in page.items]
