@@ -1,6 +1,7 @@
 """Ticket import: CRM requests per imported ticket, and tickets per second read, decided and stored.
 
-Usage: .venv/bin/python bench/import.py [--tickets 100000] [--naive 10000] [--zendesk-tickets 20000] [--db NAME]
+Usage: .venv/bin/python bench/import.py [--tickets 100000] [--naive 10000] [--zendesk-tickets 20000]
+       [--kustomer-tickets 3000] [--freshdesk-tickets 3000] [--db NAME]
 
 The script re-creates its own database (default `crmbridge_bench_import`, or $BENCH_IMPORT_DB),
 starts `manage.py sandbox_crm salesforce` in its own process on a free loopback port, seeds it
@@ -23,7 +24,9 @@ storing are. The naive store side stores its --naive first tickets the same ORM 
 CRM requests per imported ticket (`*_requests_per_imported_ticket`): the API requests the sandbox
 counted during a full first import, divided by the tickets stored; for Zendesk (a sandbox seeded with
 --zendesk-tickets) beside the per-ticket comments read the import used before (`load_comments`,
-measured on the first --naive kept tickets, plus the ticket export's share).
+measured on the first --naive kept tickets, plus the ticket export's share); for Kustomer and
+Freshdesk, sandboxes seeded with --kustomer-tickets / --freshdesk-tickets generated conversations
+or tickets (80% solved, 95% assigned), each with its messages, notes or conversations.
 The last line printed is one JSON object.
 """
 
@@ -108,6 +111,8 @@ def main() -> int:
     parser.add_argument("--tickets", type=int, default=100_000)
     parser.add_argument("--naive", type=int, default=10_000, help="tickets the naive baseline stores (a prefix)")
     parser.add_argument("--zendesk-tickets", type=int, default=20_000)
+    parser.add_argument("--kustomer-tickets", type=int, default=3_000)
+    parser.add_argument("--freshdesk-tickets", type=int, default=3_000)
     parser.add_argument("--db", default=os.environ.get("BENCH_IMPORT_DB", "crmbridge_bench_import"))
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
     args = parser.parse_args()
@@ -238,6 +243,61 @@ def main() -> int:
     print(f"zendesk: {zendesk_requests} requests for {zendesk_stored} tickets", file=sys.stderr)
     with db.cursor() as cursor:
         cursor.execute("TRUNCATE ticketsearch_ticket")
+
+    # -- Kustomer and Freshdesk: CRM requests per imported ticket -----------------------------------
+    for kind, count in (("kustomer", args.kustomer_tickets), ("freshdesk", args.freshdesk_tickets)):
+        port = free_port()
+        sandbox = start_sandbox(port, kind)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            requests.post(f"{base}/__sandbox/seed", json={"count": count, "seed": 42}, timeout=600).raise_for_status()
+            # Requests are counted, not paced: a window far above the plan's, so its headers never say 0 left
+            # (Freshdesk's client would wait out the minute; in production the plan's limit sets the pace).
+            requests.post(f"{base}/__sandbox/config", json={"rate_limit_per_minute": 1_000_000}, timeout=10)
+            crm = connection_create(
+                name=f"bench {kind}",
+                kind=kind,
+                base_url=base,
+                settings={"api_token": "sandbox-api-key"},
+                activate=False,
+            )
+            before = sandbox_requests(base)
+            crm_s, crm_run = timed(
+                lambda crm=crm: tickets_import(connection=crm, trigger=ImportRun.Trigger.COMMAND, now=now)
+            )
+            crm_requests = sandbox_requests(base) - before
+            crm_stored = Ticket.objects.filter(connection=crm).count()
+            by_route = requests.get(f"{base}/__sandbox/stats", timeout=10).json()["requests"]
+            baseline = None
+            crm_provider = connection_provider(crm)
+            assert isinstance(crm_provider, TicketImportSource)
+            if crm_provider.comments_in_bulk:
+                # The per-ticket way beside it: the same pages, and each solved, assigned, recent
+                # ticket's comments read with its own list requests (load_comments).
+                before, listed = sandbox_requests(base), 0
+                for page in crm_provider.iter_tickets(cursor=None, since=now - rules.RETENTION):
+                    solved = [
+                        t for t in page.items if t.is_solved and t.assignee_id and t.created_at >= now - rules.RETENTION
+                    ]
+                    crm_provider.load_comments(solved)
+                    listed += len(solved)
+                baseline = round((sandbox_requests(base) - before) / listed, 4)
+        finally:
+            sandbox.terminate()
+            sandbox.wait(timeout=10)
+        report |= {
+            f"{kind}_tickets": count,
+            f"{kind}_imported": crm_stored,
+            f"{kind}_import_seconds": round(crm_s, 2),
+            f"{kind}_requests": crm_requests,
+            f"{kind}_requests_per_imported_ticket": round(crm_requests / crm_stored, 4),
+            f"{kind}_requests_by_route": by_route,
+            f"{kind}_per_ticket_lists_baseline_requests_per_ticket": baseline,
+            f"{kind}_skipped": crm_run.skipped,
+        }
+        print(f"{kind}: {crm_requests} requests for {crm_stored} tickets", file=sys.stderr)
+        with db.cursor() as cursor:
+            cursor.execute("TRUNCATE ticketsearch_ticket")
 
     # -- Salesforce: over HTTP, then the store side from replayed answers ----------------------------
     port = free_port()

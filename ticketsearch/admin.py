@@ -1,3 +1,4 @@
+import functools
 from typing import Any
 
 from django import forms
@@ -10,9 +11,10 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
-from integrations.admin import register_connection_action
+from integrations.admin import connections_that_can, register_connection_action
 from integrations.health import HealthRow, HealthSection, register_health_source
 from integrations.models import CrmConnection
+from integrations.providers.base import Capability
 from integrations.urlguard import is_web_url
 from ticketsearch import selectors
 from ticketsearch.backends import TicketQuery, search_backend
@@ -229,7 +231,7 @@ class ImportStateAdmin(admin.ModelAdmin[ImportState]):
         self.message_user(request, f"{queryset.count()} import(s) queued.", messages.SUCCESS)
 
 
-@register_connection_action
+@functools.partial(register_connection_action, requires=Capability.TICKET_IMPORT)
 @admin.action(description="Import solved tickets now (QA search)")
 def import_tickets_now(
     modeladmin: admin.ModelAdmin[CrmConnection], request: HttpRequest, queryset: QuerySet[CrmConnection]
@@ -237,10 +239,7 @@ def import_tickets_now(
     """Also before the first import, when the connection has no import state yet."""
     from ticketsearch.tasks import import_connection_task
 
-    for connection in queryset:
-        if not selectors.connection_can_import(connection):
-            modeladmin.message_user(request, f"{connection}: this CRM has no ticket import.", messages.ERROR)
-            continue
+    for connection in connections_that_can(modeladmin, request, queryset, Capability.TICKET_IMPORT):
         import_connection_task.delay(connection.pk, ImportRun.Trigger.ADMIN)
         url = reverse("admin:ticketsearch_importrun_changelist") + f"?connection__id__exact={connection.pk}"
         modeladmin.message_user(

@@ -85,7 +85,10 @@ class ImportState(models.Model):
     enabled = models.BooleanField(default=True, help_text="Imported on schedule by Celery beat")
     users_cursor = models.TextField(blank=True)
     tickets_cursor = models.TextField(blank=True)
-    comments_cursor = models.TextField(blank=True, help_text="Position in the CRM's comment stream (Zendesk)")
+    comments_cursor = models.TextField(
+        blank=True,
+        help_text="Position in the CRM's comment stream (Zendesk's ticket events, Kustomer's message and note search)",
+    )
     last_run_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -136,7 +139,9 @@ class ImportRun(models.Model):
 
 
 class CrmComment(models.Model):
-    """A comment read from a CRM's comment stream (Zendesk's ticket events), whatever its ticket's state.
+    """A comment read from a CRM's comment stream, whatever its ticket's state.
+
+    Zendesk's ticket events, Kustomer's message and note searches.
 
     Comments arrive for all tickets, before their ticket is solved; they are kept here so that a
     ticket, when it is stored (or stored again), gets all of its comments without a request per

@@ -10,8 +10,8 @@ from datetime import datetime
 from django.db.models import QuerySet
 
 from integrations.models import CrmConnection
-from integrations.providers.importing import TicketImportSource
-from integrations.providers.registry import PROVIDERS
+from integrations.providers.base import Capability
+from integrations.services import connection_can
 from ticketsearch.backends import Keyset, search_backend
 from ticketsearch.filters import TicketFilter, ticket_query
 from ticketsearch.models import Agent, Evaluation, ImportRun, Ticket
@@ -111,9 +111,8 @@ def ticket_evaluations(*, ticket_id: int) -> QuerySet[Evaluation]:
 
 
 def connection_can_import(connection: CrmConnection) -> bool:
-    """Whether the connection's CRM has a ticket import (its provider is a TicketImportSource)."""
-    provider = PROVIDERS.get(connection.kind)
-    return provider is not None and issubclass(provider, TicketImportSource)
+    """Whether the connection's CRM has a ticket import (its provider declares the capability)."""
+    return connection_can(connection, Capability.TICKET_IMPORT)
 
 
 def last_import_runs(*, connection: CrmConnection | None = None) -> list[tuple[CrmConnection, ImportRun | None]]:

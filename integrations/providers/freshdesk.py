@@ -5,21 +5,26 @@ ticket's description, later ones private notes; files go up as multipart attachm
 Custom fields are `cf_` ticket fields made through the ticket fields API; the session id is kept
 in one of them, and a retried create finds its ticket with the ticket search. Contacts are found
 with the contact search over phone and mobile (the query wrapped in double quotes, string values
-in single quotes), then matched on E.164. Tags are kept as the session type is named (R8).
+in single quotes), then matched on E.164. Tags are kept as the session type is named (R8). For QA
+search (T1-T2) the agents are listed, tickets changed since the cursor come from the ticket list
+with their requester, stats and description embedded, and each kept ticket's conversations from
+its own list.
 """
 
 import base64
+import dataclasses
 import html
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 import requests
 
+from integrations.exceptions import CrmRequestError
 from integrations.http import DEFAULT_RETRY_AFTER_SECONDS, CrmHttpClient, RateGate, parse_retry_after
 from integrations.providers.base import (
     Agent,
@@ -35,6 +40,14 @@ from integrations.providers.base import (
     Record,
     RecordChanges,
     SettingSpec,
+)
+from integrations.providers.importing import (
+    OTHER_CHANNEL,
+    ImportedComment,
+    ImportedTicket,
+    ImportedUser,
+    ImportPage,
+    TicketImportSource,
 )
 from integrations.providers.phones import best_match, national_number, rank_contacts
 
@@ -56,6 +69,9 @@ FIELD_TYPES = {
     CustomFieldType.BOOLEAN: "custom_checkbox",
 }
 PAGE_SIZE = 100
+# The ticket list serves no page past the 300th; an import reading more lists again from the last
+# ticket read (`updated_since` its update time).
+MAX_LIST_PAGES = 300
 # How far back a contact's tickets are listed (the list defaults to the last 30 days otherwise).
 CONTACT_TICKETS_DAYS = 365
 
@@ -138,7 +154,7 @@ def status_name(number: Any) -> str:
     return STATUS_NAMES.get(number, str(number)) if isinstance(number, int) else str(number or "")
 
 
-class FreshdeskProvider(CrmProvider):
+class FreshdeskProvider(CrmProvider, TicketImportSource):
     kind = "freshdesk"
     base_url_help = "your helpdesk's domain, e.g. https://acme.freshdesk.com"
     settings_spec = (
@@ -150,7 +166,7 @@ class FreshdeskProvider(CrmProvider):
             secret=True,
         ),
     )
-    capabilities = frozenset({Capability.RECORDS, Capability.CUSTOM_FIELDS, Capability.TAGS})
+    capabilities = frozenset({Capability.RECORDS, Capability.CUSTOM_FIELDS, Capability.TAGS, Capability.TICKET_IMPORT})
     record_web_path = "{base}/a/tickets/{id}"
     contact_web_path = "{base}/a/contacts/{id}"
     open_statuses: ClassVar[frozenset[str]] = frozenset({"open", "pending"})
@@ -383,3 +399,136 @@ class FreshdeskProvider(CrmProvider):
 
     def _ticket_fields(self) -> list[Json]:
         return list(self.client.get(FreshdeskClient.TICKET_FIELDS) or [])
+
+    # -- Import for QA search (SPEC T1-T2) -------------------------------------------------------
+    #
+    # Requests for N tickets: N/100 ticket lists (any status: a reopened ticket must leave QA
+    # search), the requester, stats and description embedded (extra rate-limit credits, no extra
+    # requests), and one conversations list per kept ticket (100 conversations a page). The
+    # cursor is the `updated_at` of the last ticket saved; the next run lists `updated_since` it,
+    # so a ticket changed in that second is not missed (the few read twice are upserted).
+
+    SOLVED_STATUSES: ClassVar[frozenset[int]] = frozenset({4, 5})
+    # Freshdesk ticket sources and the QA channels (SPEC T5) they are filed under; 2 (portal), 5
+    # (Twitter), 9 (feedback widget) and custom sources are "other".
+    SOURCES: ClassVar[dict[int, str]] = {
+        1: "email",
+        3: "voice",
+        4: "forum",
+        6: "facebook",
+        7: "chat",
+        8: "in_app_messaging",
+        10: "email",
+        13: "whatsapp",
+    }
+    TICKET_INCLUDES = "description,requester,stats"
+
+    def iter_users(self, *, cursor: str | None, since: datetime) -> Iterator[ImportPage[ImportedUser]]:
+        """Every agent of the helpdesk, 100 per page (agents are few: the list is read whole each run)."""
+        for page in range(1, MAX_LIST_PAGES + 1):
+            agents = self.client.get(FreshdeskClient.AGENTS, params={"per_page": PAGE_SIZE, "page": page}) or []
+            yield ImportPage(items=[_imported_agent(agent) for agent in agents], cursor="")
+            if len(agents) < PAGE_SIZE:
+                return
+
+    def iter_tickets(self, *, cursor: str | None, since: datetime) -> Iterator[ImportPage[ImportedTicket]]:
+        """Tickets updated since the cursor (or `since`), oldest change first, 100 a page."""
+        start = cursor or since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        while True:
+            params: Json = {
+                "updated_since": start,
+                "include": self.TICKET_INCLUDES,
+                "order_by": "updated_at",
+                "order_type": "asc",
+                "per_page": PAGE_SIZE,
+            }
+            last = start
+            for page in range(1, MAX_LIST_PAGES + 1):
+                tickets = self.client.get(FreshdeskClient.TICKETS, params={**params, "page": page}) or []
+                if tickets:
+                    last = str(tickets[-1].get("updated_at") or last)
+                yield ImportPage(items=[self._imported_ticket(ticket) for ticket in tickets], cursor=last)
+                if len(tickets) < PAGE_SIZE:
+                    return
+            # Page 300 was full: list again from the last ticket read.
+            if last == start:
+                raise CrmRequestError(
+                    f"Freshdesk tickets: more than {MAX_LIST_PAGES * PAGE_SIZE} updated at {start}", status_code=400
+                )
+            start = last
+
+    def load_comments(self, tickets: list[ImportedTicket]) -> list[ImportedTicket]:
+        loaded = []
+        for ticket in tickets:
+            path = FreshdeskClient.TICKET_CONVERSATIONS.format(id=quote(ticket.crm_id, safe=""))
+            comments: list[ImportedComment] = []
+            for page in range(1, MAX_LIST_PAGES + 1):
+                items = self.client.get(path, params={"page": page, "per_page": PAGE_SIZE}) or []
+                comments += [_imported_conversation(item) for item in items]
+                if len(items) < PAGE_SIZE:
+                    break
+            loaded.append(dataclasses.replace(ticket, comments=tuple(comments)))
+        return loaded
+
+    def _imported_ticket(self, ticket: Json) -> ImportedTicket:
+        number = ticket.get("status")
+        solved = number in self.SOLVED_STATUSES
+        stats = ticket.get("stats") or {}
+        requester = ticket.get("requester") or {}
+        updated_at = _time(ticket.get("updated_at")) or datetime.now(UTC)
+        source = ticket.get("source")
+        return ImportedTicket(
+            crm_id=str(ticket["id"]),
+            subject=ticket.get("subject") or "",
+            description=ticket.get("description_text") or "",
+            status=status_name(number),
+            is_solved=solved,
+            channel=self.SOURCES.get(source, OTHER_CHANNEL) if isinstance(source, int) else OTHER_CHANNEL,
+            assignee_id=_optional_id(ticket.get("responder_id")),
+            requester_id=_optional_id(ticket.get("requester_id")),
+            requester_name=requester.get("name") or "",
+            requester_email=requester.get("email"),
+            requester_phone=requester.get("phone") or requester.get("mobile"),
+            tags=tuple(ticket.get("tags") or ()),
+            created_at=_time(ticket.get("created_at")) or updated_at,
+            updated_at=updated_at,
+            solved_at=(_time(stats.get("resolved_at")) or _time(stats.get("closed_at")) or updated_at)
+            if solved
+            else None,
+            web_url=self.web_url(self.settings.base_url, record_id=str(ticket["id"])),
+        )
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def _optional_id(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _imported_agent(agent: Json) -> ImportedUser:
+    contact = agent.get("contact") or {}
+    # Freshdesk keeps one name; its first word is taken as the first name, the rest as the last.
+    first, _, last = (contact.get("name") or "").strip().partition(" ")
+    return ImportedUser(
+        crm_id=str(agent["id"]),
+        first_name=first,
+        last_name=last.strip(),
+        email=contact.get("email") or None,
+        # A deleted agent leaves the list (becoming a contact); a deactivated one stays, marked.
+        is_active=not agent.get("deactivated"),
+        is_agent=True,
+        updated_at=_time(agent.get("updated_at")),
+    )
+
+
+def _imported_conversation(item: Json) -> ImportedComment:
+    """A reply or note; `user_id` is the agent or contact who wrote it (none: no user information)."""
+    return ImportedComment(
+        crm_id=str(item.get("id")),
+        author_id=_optional_id(item.get("user_id")),
+        body=item.get("body_text") or "",
+        public=not item.get("private"),
+        created_at=_time(item.get("created_at")),
+    )

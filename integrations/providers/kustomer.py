@@ -2,12 +2,18 @@
 
 Records are conversations; the product's comments are internal notes on them; custom fields are
 conversation custom attributes, named in camelCase with Kustomer's type suffix and defined through
-the metadata API. Agent statuses are routing statuses, set on the agent's active work session.
+the metadata API. Agent statuses are routing statuses, set on the agent's active work session. For QA search
+(T1-T2) the users are listed, conversations come from the search API sorted by their last change,
+their customers from one customer search per page, and messages and notes from two more searches
+over all conversations.
 """
 
+import dataclasses
+import json
 import re
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -31,6 +37,16 @@ from integrations.providers.base import (
     RecordChanges,
     SettingSpec,
 )
+from integrations.providers.importing import (
+    OTHER_CHANNEL,
+    CommentPage,
+    ImportedComment,
+    ImportedTicket,
+    ImportedTicketComment,
+    ImportedUser,
+    ImportPage,
+    TicketImportSource,
+)
 from integrations.providers.phones import best_match, national_number, rank_contacts
 
 # The name suffix that gives a Kustomer custom attribute its type (crm-api-shapes.md §2.3).
@@ -42,6 +58,12 @@ ATTRIBUTE_SUFFIXES = {
 }
 # Kustomer's largest page; fewer round trips when following links.next.
 PAGE_SIZE = 100
+# The search API serves pages of up to 500, at most 100 pages and 10,000 results of one query
+# (Kustomer's search recipes; AWS Glue's Kustomer notes); an import reading more starts the query
+# again at the last time read.
+SEARCH_PAGE_SIZE = 500
+SEARCH_MAX_PAGES = 100
+SEARCH_MAX_RESULTS = 10_000
 # An `x-ratelimit-reset` above this is an epoch time, below it a number of seconds to wait.
 EPOCH_THRESHOLD = 1_000_000_000
 # The name our outbound webhooks carry in Kustomer's settings.
@@ -61,6 +83,7 @@ class KustomerClient(CrmHttpClient):
     CONVERSATION_BY_EXTERNAL_ID = "v1/conversations/externalId={value}"
     CONVERSATION_TAGS = "v1/conversations/{id}/tags"
     CONVERSATION_NOTES = "v1/conversations/{id}/notes"
+    CONVERSATION_MESSAGES = "v1/conversations/{id}/messages"
     ATTACHMENTS = "v1/attachments"
     ATTACHMENT = "v1/attachments/{id}"
     USERS = "v1/users"
@@ -103,11 +126,16 @@ class KustomerClient(CrmHttpClient):
 
     def pages(self, path: str, params: dict[str, Any] | None = None) -> Iterator[Json]:
         """Every item of a list endpoint, following `links.next` until it is null."""
+        for body in self.page_bodies(path, params):
+            yield from body.get("data") or ()
+
+    def page_bodies(self, path: str, params: dict[str, Any] | None = None) -> Iterator[Json]:
+        """Each page of a list endpoint (`meta`, `links`, `data`), following `links.next` until it is null."""
         page: str | None = path
         page_params: dict[str, Any] | None = {"pageSize": PAGE_SIZE, **(params or {})}
         while page:
             body = self.get(page, params=page_params)
-            yield from body.get("data") or ()
+            yield body
             page = (body.get("links") or {}).get("next")
             # links.next already carries the query string.
             page_params = None
@@ -173,7 +201,7 @@ def attribute_name(spec: CustomFieldSpec) -> str:
     return camel + ATTRIBUTE_SUFFIXES[spec.type]
 
 
-class KustomerProvider(CrmProvider):
+class KustomerProvider(CrmProvider, TicketImportSource):
     kind = "kustomer"
     record_web_path = "{base}/app/conversations/{id}"
     contact_web_path = "{base}/app/customers/{id}"
@@ -206,12 +234,16 @@ class KustomerProvider(CrmProvider):
             Capability.TAGS,
             Capability.USER_STATUSES,
             Capability.WEBHOOKS,
+            Capability.TICKET_IMPORT,
         }
     )
 
     def __init__(self, settings: ConnectionSettings, *, rate_gate: RateGate | None = None) -> None:
         super().__init__(settings, rate_gate=rate_gate)
         self.client = KustomerClient(self.settings, self.rate_gate)
+        # Messages and notes each conversation read for the import has (its messageCount and
+        # noteCount), so load_comments skips the lists it knows are empty.
+        self._interaction_counts: dict[str, tuple[int | None, int | None]] = {}
 
     def _conversation_to_record(self, conversation: Json) -> Record:
         attributes = _attributes(conversation)
@@ -489,3 +521,262 @@ class KustomerProvider(CrmProvider):
         if not token:
             raise CrmRequestError("POST /v1/outbound-webhooks: no token in the answer", status_code=201, body=body)
         return str(token)
+
+    # -- Import for QA search (SPEC T1-T2) -------------------------------------------------------
+    #
+    # Requests for N conversations with M messages and notes: N/500 searches for them (any status:
+    # a reopened one must leave QA search), N/500 customer searches for their customers, and M/500
+    # message and note searches over all conversations (iter_comments, like Zendesk's event
+    # export). The cursor is the `updatedAt` of the last conversation saved; the next run asks for
+    # `gte` it, so a conversation changed in that millisecond is not missed (the few read twice
+    # are upserted to the same row).
+
+    # Kustomer message channels and the QA channels (SPEC T5) they are filed under.
+    CHANNELS: ClassVar[dict[str, str]] = {
+        "email": "email",
+        "chat": "chat",
+        "sms": "sms",
+        "voice": "voice",
+        "facebook": "facebook",
+        "whatsapp": "whatsapp",
+        "telegram": "telegram",
+        "viber": "viber",
+        "apple-business-chat": "apple_messages_for_business",
+        "apple_messages_for_business": "apple_messages_for_business",
+        "slack": "slack",
+        "microsoft-teams": "microsoft_teams",
+        "in-app": "in_app_messaging",
+    }
+    SOLVED_STATUSES: ClassVar[frozenset[str]] = frozenset({"done"})
+    # Messages and notes come from their own searches over all conversations (iter_comments), a
+    # request per 500 of them; load_comments (two lists per conversation) is the per-ticket way.
+    comments_in_bulk = True
+
+    def iter_users(self, *, cursor: str | None, since: datetime) -> Iterator[ImportPage[ImportedUser]]:
+        """Every user of the org, 100 per page (users are few: the list is read whole each run)."""
+        for body in self.client.page_bodies(KustomerClient.USERS):
+            users = [_imported_user(user) for user in body.get("data") or ()]
+            yield ImportPage(items=users, cursor="", total=(body.get("meta") or {}).get("total"))
+
+    def _search_pages(self, context: str, start: str) -> Iterator["SearchPage"]:
+        """Pages of `context` objects whose `<context>_<SEARCH_TIMES[context]>` is `gte` start, in that order.
+
+        Past the search's limit (100 pages, 10,000 results) the same query starts again at the last
+        time read (what changed at that moment comes again: the caller's upserts make it one).
+        """
+        criterion = f"{context}_{SEARCH_TIMES[context][0]}"
+        total: int | None = None
+        while True:
+            query = {"queryContext": context, "and": [{criterion: {"gte": start}}], "sort": [{criterion: "asc"}]}
+            page = f"{KustomerClient.CUSTOMERS_SEARCH}?page=1&pageSize={SEARCH_PAGE_SIZE}"
+            last = start
+            for _ in range(max(1, min(SEARCH_MAX_PAGES, SEARCH_MAX_RESULTS // SEARCH_PAGE_SIZE))):
+                body = self.client.post(page, json=query)
+                items = list(body.get("data") or ())
+                if total is None:
+                    total = (body.get("meta") or {}).get("total")
+                if items:
+                    last = _attributes(items[-1]).get(SEARCH_TIMES[context][1]) or last
+                following = (body.get("links") or {}).get("next")
+                yield SearchPage(items=items, position=last, last=following is None, total=total)
+                if following is None:
+                    return
+                page = str(following)
+            if last == start:
+                raise CrmRequestError(
+                    f"Kustomer search: more than {SEARCH_MAX_RESULTS} {context}s at {start}", status_code=400
+                )
+            start = last
+
+    def iter_tickets(self, *, cursor: str | None, since: datetime) -> Iterator[ImportPage[ImportedTicket]]:
+        """Conversations changed since the cursor (or `since`), oldest change first, 500 a page."""
+        for page in self._search_pages("conversation", cursor or search_time(since)):
+            customers = self._customers([_related_id(item, "customer") for item in page.items])
+            tickets = [self._imported_ticket(item, customers) for item in page.items]
+            yield ImportPage(items=tickets, cursor=page.position, total=page.total)
+
+    def iter_comments(self, *, cursor: str | None, since: datetime) -> Iterator[CommentPage]:
+        """Messages and notes on every conversation made since the cursor, from two searches read in step.
+
+        The cursor holds each search's position (`{"message": time, "note": time}`); the page read
+        next is always from the one further behind, so the comments are complete up to the earlier
+        of the two positions (or now, for a search that has reached its end).
+        """
+        positions = _comment_positions(cursor, since)
+        streams = {context: self._search_pages(context, positions[context]) for context in COMMENT_CONTEXTS}
+        ended: set[str] = set()
+        while len(ended) < len(streams):
+            context = min((c for c in streams if c not in ended), key=lambda c: _time(positions[c]) or since)
+            page = next(streams[context], None)
+            if page is None:
+                ended.add(context)
+                continue
+            positions[context] = page.position
+            if page.last:
+                ended.add(context)
+            imported = _imported_message if context == "message" else _imported_note
+            comments = [
+                ImportedTicketComment(ticket_crm_id=conversation_id, comment=imported(item))
+                for item in page.items
+                if (conversation_id := _related_id(item, "conversation"))
+            ]
+            now = datetime.now(UTC)
+            reached = [now if c in ended else _time(positions[c]) or since for c in streams]
+            yield CommentPage(items=comments, cursor=json.dumps(positions, sort_keys=True), complete_until=min(reached))
+
+    def _customers(self, ids: list[str | None]) -> dict[str, Json]:
+        """The page's customers by id, from one customer search (a page holds at most SEARCH_PAGE_SIZE)."""
+        wanted = sorted({customer_id for customer_id in ids if customer_id})
+        if not wanted:
+            return {}
+        query = {"queryContext": "customer", "and": [{"customer_id": {"in": wanted}}]}
+        found: dict[str, Json] = {}
+        page: str | None = f"{KustomerClient.CUSTOMERS_SEARCH}?page=1&pageSize={SEARCH_PAGE_SIZE}"
+        while page:
+            body = self.client.post(page, json=query)
+            found.update({str(customer["id"]): customer for customer in body.get("data") or ()})
+            page = (body.get("links") or {}).get("next")
+        return found
+
+    def load_comments(self, tickets: list[ImportedTicket]) -> list[ImportedTicket]:
+        loaded = []
+        for ticket in tickets:
+            messages, notes = self._interaction_counts.pop(ticket.crm_id, (None, None))
+            comments: list[ImportedComment] = []
+            if messages != 0:
+                path = KustomerClient.CONVERSATION_MESSAGES.format(id=_path_value(ticket.crm_id))
+                comments += [_imported_message(message) for message in self.client.pages(path)]
+            if notes != 0:
+                path = KustomerClient.CONVERSATION_NOTES.format(id=_path_value(ticket.crm_id))
+                comments += [_imported_note(note) for note in self.client.pages(path)]
+            comments.sort(key=lambda comment: comment.created_at or ticket.created_at)
+            loaded.append(dataclasses.replace(ticket, comments=tuple(comments)))
+        # The page is done with: the counts of the conversations it did not keep are not needed.
+        self._interaction_counts.clear()
+        return loaded
+
+    def _imported_ticket(self, conversation: Json, customers: dict[str, Json]) -> ImportedTicket:
+        attributes = _attributes(conversation)
+        conversation_id = str(conversation["id"])
+        status = attributes.get("status") or ""
+        updated_at = _time(attributes.get("updatedAt")) or datetime.now(UTC)
+        customer_id = _related_id(conversation, "customer")
+        customer = customers.get(customer_id or "")
+        contact = _customer_to_contact(customer) if customer else None
+        assigned = attributes.get("assignedUsers") or []
+        channels = [str(channel).lower() for channel in attributes.get("channels") or ()]
+        solved = status in self.SOLVED_STATUSES
+        self._interaction_counts[conversation_id] = (
+            _count(attributes.get("messageCount")),
+            _count(attributes.get("noteCount")),
+        )
+        record = self._conversation_to_record(conversation)
+        return ImportedTicket(
+            crm_id=conversation_id,
+            subject=attributes.get("name") or "",
+            description=attributes.get("preview") or "",
+            status=status,
+            is_solved=solved,
+            channel=next((self.CHANNELS[c] for c in channels if c in self.CHANNELS), OTHER_CHANNEL),
+            assignee_id=str(assigned[0]) if assigned else None,
+            requester_id=customer_id,
+            requester_name=contact.name if contact else "",
+            requester_email=contact.email if contact else None,
+            requester_phone=contact.phone if contact else None,
+            tags=tuple(attributes.get("tags") or ()),
+            created_at=_time(attributes.get("createdAt")) or updated_at,
+            updated_at=updated_at,
+            solved_at=_time(record.closed_at) if solved else None,
+            web_url=self.record_web_url(record) or self.web_url(self.settings.base_url, record_id=conversation_id),
+        )
+
+
+# What each search is ordered and bounded by: (criterion suffix, the attribute holding it).
+SEARCH_TIMES = {
+    "conversation": ("updated_at", "updatedAt"),
+    "message": ("created_at", "createdAt"),
+    "note": ("created_at", "createdAt"),
+}
+COMMENT_CONTEXTS = ("message", "note")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchPage:
+    items: list[Json]
+    # The search time of the page's last item (or where the page began, when it has none).
+    position: str
+    # No page follows.
+    last: bool
+    total: int | None
+
+
+def _comment_positions(cursor: str | None, since: datetime) -> dict[str, str]:
+    """Each comment search's position from a stored cursor; `since` for a first run (or a cursor not ours)."""
+    start = search_time(since)
+    try:
+        stored = json.loads(cursor) if cursor else {}
+    except ValueError:
+        stored = {}
+    if not isinstance(stored, dict):
+        stored = {}
+    return {context: str(stored.get(context) or start) for context in COMMENT_CONTEXTS}
+
+
+def search_time(moment: datetime) -> str:
+    """A UTC time as the search API takes it (not shifted by a `timeZone`): 2026-10-01T00:00:00.000Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _imported_user(user: Json) -> ImportedUser:
+    attributes = _attributes(user)
+    # Kustomer keeps one name; its first word is taken as the first name, the rest as the last.
+    first, _, last = (attributes.get("name") or "").strip().partition(" ")
+    return ImportedUser(
+        crm_id=str(user["id"]),
+        first_name=first,
+        last_name=last.strip(),
+        email=attributes.get("email") or None,
+        is_active=not attributes.get("deleted") and not attributes.get("deletedAt"),
+        # API keys act as `machine` users; people who work conversations are `user`s.
+        is_agent=attributes.get("userType", "user") == "user",
+        updated_at=_time(attributes.get("updatedAt")),
+    )
+
+
+def _imported_message(message: Json) -> ImportedComment:
+    """A message: written by the customer when it came in, else by the user who sent it.
+
+    An automatic one (a workflow's auto-reply, `auto: true`) or one sent by no user has no user
+    information, and T2 leaves it out.
+    """
+    attributes = _attributes(message)
+    if attributes.get("direction") == "in":
+        author = _related_id(message, "customer")
+    else:
+        author = None if attributes.get("auto") else _related_id(message, "createdBy")
+    return ImportedComment(
+        crm_id=str(message["id"]),
+        author_id=author,
+        body=attributes.get("body") or attributes.get("preview") or "",
+        public=True,
+        created_at=_time(attributes.get("sentAt") or attributes.get("createdAt")),
+    )
+
+
+def _imported_note(note: Json) -> ImportedComment:
+    attributes = _attributes(note)
+    return ImportedComment(
+        crm_id=str(note["id"]),
+        author_id=_related_id(note, "createdBy"),
+        body=attributes.get("body") or "",
+        public=False,
+        created_at=_time(attributes.get("createdAt")),
+    )

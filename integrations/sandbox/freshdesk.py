@@ -5,9 +5,12 @@
 - Contacts: create, list filtered by `phone`, `mobile`, `email`, `unique_external_id` (a bare
   array), and `GET /api/v2/search/contacts?query="phone:'...' OR mobile:'...'"` (`{"total",
   "results"}`; the query must be wrapped in double quotes, string values in single quotes).
-- Agents: `GET /api/v2/agents/me`, `GET /api/v2/agents?email=`.
-- Tickets: create (201), show, update (PUT; `tags` replaces the list), list by `requester_id`
-  (ordered, paged), and the ticket search over `cf_` fields, status and tag; statuses 2 open,
+- Agents: `GET /api/v2/agents/me`, `GET /api/v2/agents?email=` (paged with `page`/`per_page`; a
+  deactivated agent stays listed with `deactivated: true`).
+- Tickets: create (201), show, update (PUT; `tags` replaces the list), list (by `requester_id`,
+  `updated_since`, else the last 30 days only; ordered; paged up to page 300; `include=` embeds
+  `description`, `requester` and `stats`, each counted in `X-RateLimit-Used-CurrentRequest`),
+  and the ticket search over `cf_` fields, status and tag; statuses 2 open,
   3 pending, 4 resolved, 5 closed.
 - Notes: `POST /api/v2/tickets/{id}/notes` (JSON, or multipart with `attachments[]`), listed with
   `GET /api/v2/tickets/{id}/conversations`; files are served at their `attachment_url`.
@@ -16,6 +19,9 @@
 - Errors are `{"description": "Validation failed", "errors": [{"field", "message", "code"}]}`;
   every answer carries `X-RateLimit-Total`, `X-RateLimit-Remaining` and
   `X-RateLimit-Used-CurrentRequest`; past the limit, 429 with `Retry-After`.
+- `POST /__sandbox/seed` `{"agents", "contacts", "tickets"}` (raw records, tickets with their
+  `conversations` and `stats`) or `{"count", "seed"}` (a generated helpdesk) stores records as
+  they would be after months of work, and answers their ids.
 """
 
 import base64
@@ -24,12 +30,15 @@ import email.parser
 import email.policy
 import html
 import json
+import random
 import re
+import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from integrations.sandbox.base import Reject, Request, Response, Sandbox
+from integrations.sandbox.zendesk import SEED_WORDS
 
 Json = dict[str, Any]
 
@@ -52,6 +61,11 @@ CUSTOM_FIELD_TYPES = {"custom_text": str, "custom_number": int, "custom_decimal"
 SEARCH_TERM_RE = re.compile(r"^(\w+):(?:'([^']*)'|(-?\d+(?:\.\d+)?)|(true|false|null))$")
 SEARCH_PAGE_SIZE = 30
 MAX_PER_PAGE = 100
+MAX_LIST_PAGE = 300
+# The ticket list without `updated_since` shows only tickets created in the last 30 days.
+DEFAULT_LIST_DAYS = 30
+TICKET_EMBEDS = ("description", "requester", "stats")
+SOURCES = (1, 2, 3, 7, 9, 10)
 
 
 def _now() -> str:
@@ -61,6 +75,17 @@ def _now() -> str:
 def _invalid(field: str, message: str, code: str = "invalid_value", status: int = 400) -> Reject:
     body = {"description": "Validation failed", "errors": [{"field": field, "message": message, "code": code}]}
     return Reject(Response(status, body))
+
+
+def _moment(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("a time must be an ISO 8601 string")
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _not_found() -> Reject:
@@ -140,10 +165,19 @@ class FreshdeskSandbox(Sandbox):
                 raise ValueError("agents: each needs an email")
             self._add_agent(str(agent.get("name") or agent["email"]), str(agent["email"]))
 
-    def _add_agent(self, name: str, address: str) -> Json:
+    def _add_agent(self, name: str, address: str, *, deactivated: bool = False) -> Json:
         agent_id = self._id()
+        now = _now()
         contact = {"id": agent_id, "name": name, "email": address, "active": True}
-        agent = {"id": agent_id, "available": True, "occasional": False, "contact": contact, "created_at": _now()}
+        agent = {
+            "id": agent_id,
+            "available": True,
+            "occasional": False,
+            "deactivated": deactivated,
+            "contact": contact,
+            "created_at": now,
+            "updated_at": now,
+        }
         self.agents[agent_id] = agent
         if self.me is None:
             self.me = agent_id
@@ -152,6 +186,10 @@ class FreshdeskSandbox(Sandbox):
     def control(self, method: str, action: str, data: Any) -> Response | None:
         if (method, action) == ("POST", "backdate"):
             return self._backdate(data)
+        if (method, action) == ("POST", "seed"):
+            if not isinstance(data, dict):
+                raise ValueError("the body must be a JSON object")
+            return Response(200, self._seed(data))
         if (method, action) == ("POST", "agents"):
             if not isinstance(data, dict) or not isinstance(data.get("email"), str):
                 raise ValueError("the body needs an email")
@@ -212,6 +250,137 @@ class FreshdeskSandbox(Sandbox):
     def _includes_stats(request: Request) -> bool:
         return "stats" in (request.param("include") or "").split(",")
 
+    # -- Seeding (QA import) ----------------------------------------------------------------------
+
+    def _seed(self, data: Json) -> Json:
+        """Store agents, contacts and tickets (with conversations) as given; answer their ids."""
+        if "count" in data:
+            count, seed = data["count"], data.get("seed", 0)
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 500_000:
+                raise ValueError("count: must be a whole number from 0 to 500000")
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError("seed: must be a whole number")
+            data = self._generate(count, random.Random(seed))
+        created: Json = {}
+        for key, store in (
+            ("agents", self._seed_agent),
+            ("contacts", self._seed_contact),
+            ("tickets", self._seed_ticket),
+        ):
+            items = data.get(key, [])
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise ValueError(f"{key}: must be a list of objects")
+            created[key] = [store(dict(item)) for item in items]
+        return created
+
+    def _seed_agent(self, fields: Json) -> int:
+        if not isinstance(fields.get("email"), str) or not fields["email"]:
+            raise ValueError("agents: each needs an email (Freshdesk invites agents by email)")
+        agent = self._add_agent(
+            str(fields.get("name") or ""), fields["email"], deactivated=bool(fields.get("deactivated"))
+        )
+        return int(agent["id"])
+
+    def _seed_contact(self, fields: Json) -> int:
+        now = _now()
+        contact: Json = {
+            "id": self._id(),
+            "name": fields.get("name") or "",
+            "email": fields.get("email"),
+            "phone": fields.get("phone"),
+            "mobile": fields.get("mobile"),
+            "unique_external_id": None,
+            "active": True,
+            "deleted": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        self.contacts[contact["id"]] = contact
+        return int(contact["id"])
+
+    def _seed_ticket(self, fields: Json) -> int:
+        if fields.get("requester_id") not in self.contacts:
+            raise ValueError("tickets: each needs the requester_id of a seeded contact")
+        if fields.get("responder_id") is not None and fields["responder_id"] not in self.agents:
+            raise ValueError("tickets: responder_id must be an agent")
+        status = fields.get("status", 5)
+        if status not in STATUSES:
+            raise ValueError("tickets: status must be one of 2, 3, 4, 5")
+        now = _now()
+        created_at, updated_at = fields.get("created_at") or now, fields.get("updated_at") or now
+        for moment in (created_at, updated_at):
+            _moment(moment)
+        description = str(fields.get("description") or fields.get("subject") or "")
+        ticket = {
+            "id": len(self.tickets) + 1,
+            "subject": fields.get("subject") or "",
+            "description": f"<div>{html.escape(description)}</div>",
+            "description_text": description,
+            "requester_id": fields["requester_id"],
+            "responder_id": fields.get("responder_id"),
+            "status": status,
+            "priority": fields.get("priority", 1),
+            "source": fields.get("source", 2),
+            "tags": [str(tag) for tag in fields.get("tags") or ()],
+            "custom_fields": {name: None for name in self._custom_names()},
+            "created_at": created_at,
+            "updated_at": updated_at,
+        }
+        self.tickets[ticket["id"]] = ticket
+        stats = self._stats(ticket)
+        if status in (4, 5):
+            stats["resolved_at"] = (fields.get("stats") or {}).get("resolved_at") or updated_at
+        if status == 5:
+            stats["closed_at"] = (fields.get("stats") or {}).get("closed_at") or updated_at
+        self.conversations[ticket["id"]] = []
+        for index, item in enumerate(fields.get("conversations") or ()):
+            if not isinstance(item, dict) or not item.get("body"):
+                raise ValueError(f"tickets: conversations[{index}] needs a body")
+            moment = item.get("created_at") or created_at
+            body = str(item["body"])
+            self.conversations[ticket["id"]].append({
+                "id": self._id(), "body": f"<div>{html.escape(body)}</div>", "body_text": body,
+                "incoming": bool(item.get("incoming")), "private": bool(item.get("private", False)),
+                # The agent or contact who wrote it; none for what an automation or a system added.
+                "user_id": item.get("user_id"), "source": item.get("source", 0), "ticket_id": ticket["id"],
+                "attachments": [], "created_at": moment, "updated_at": moment,
+            })  # fmt: skip
+        return int(ticket["id"])
+
+    def _generate(self, count: int, rng: random.Random) -> Json:
+        """A reproducible helpdesk: 20 agents (and a mononym), 2,000 contacts, `count` tickets in 95 days."""
+        agents = [
+            self._seed_agent({"name": f"Agent{n} Seeded", "email": f"fagent{n}@seed.example.com"}) for n in range(20)
+        ]
+        self._seed_agent({"name": "Mononym", "email": "fmono@seed.example.com"})
+        contacts = [
+            self._seed_contact(
+                {"name": f"Contact {n}", "email": f"fcontact{n}@seed.example.net", "phone": f"+1212{n:07d}"}
+            )
+            for n in range(2000)
+        ]
+        now = time.time()
+        tickets = []
+        for n in range(count):
+            created = now - rng.uniform(0, 95) * 86400
+            updated = min(now, created + rng.uniform(0, 2) * 86400)
+            agent = rng.choice(agents)
+            requester = rng.choice(contacts)
+            words = " ".join(rng.choices(SEED_WORDS, k=6))
+            tickets.append({
+                "subject": f"Seeded {n}: {words[:40]}", "description": f"Customer writes: {words}",
+                "requester_id": requester, "responder_id": agent if rng.random() < 0.95 else None,
+                "status": rng.choice((4, 5, 5, 5, 2)), "source": rng.choice(SOURCES),
+                "tags": rng.sample(("vip", "billing", "technical", "returns"), k=rng.randint(0, 2)),
+                "created_at": _iso(created), "updated_at": _iso(updated),
+                "conversations": [
+                    {"body": f"Agent answers about {words[:30]}", "user_id": agent, "created_at": _iso(updated)},
+                    {"body": f"Customer thanks: {words[:20]}", "user_id": requester, "incoming": True,
+                     "created_at": _iso(updated)},
+                ],
+            })  # fmt: skip
+        return {"tickets": tickets}
+
     # -- Protocol --------------------------------------------------------------------------------
 
     def connection_settings(self) -> dict[str, str]:
@@ -259,7 +428,9 @@ class FreshdeskSandbox(Sandbox):
     def list_agents(self, request: Request) -> Response:
         wanted = (request.param("email") or "").lower()
         agents = [a for a in self.agents.values() if not wanted or a["contact"]["email"].lower() == wanted]
-        return Response(200, agents)
+        per_page = min(int(request.param("per_page") or 30), MAX_PER_PAGE)
+        page = int(request.param("page") or 1)
+        return Response(200, agents[(page - 1) * per_page : page * per_page])
 
     def create_contact(self, request: Request) -> Response:
         data = self._body(request)
@@ -429,26 +600,51 @@ class FreshdeskSandbox(Sandbox):
         self._status_changed(ticket, old_status)
         return Response(200, ticket)
 
+    def _listed(self, ticket: Json, embeds: set[str]) -> Json:
+        """A ticket as the list shows it: the description and the requester only when embedded."""
+        shown = {key: value for key, value in ticket.items() if key not in ("description", "description_text")}
+        if "description" in embeds:
+            shown.update(description=ticket["description"], description_text=ticket["description_text"])
+        if "requester" in embeds:
+            contact = self.contacts.get(ticket["requester_id"]) or {}
+            shown["requester"] = {key: contact.get(key) for key in ("id", "name", "email", "mobile", "phone")}
+        if "stats" in embeds:
+            shown["stats"] = dict(self._stats(ticket))
+        return shown
+
     def list_tickets(self, request: Request) -> Response:
         tickets = list(self.tickets.values())
+        embeds = {item for item in (request.param("include") or "").split(",") if item}
+        unknown = embeds - set(TICKET_EMBEDS)
+        if unknown:
+            raise _invalid("include", f"It should be one of these values: '{','.join(TICKET_EMBEDS)}'")
         requester = request.param("requester_id")
         if requester is not None:
             tickets = [t for t in tickets if str(t["requester_id"]) == requester]
         since = request.param("updated_since")
         if since:
-            tickets = [t for t in tickets if t["updated_at"] >= since.replace(".000", "")]
+            try:
+                bound = datetime.fromisoformat(since.replace("Z", "+00:00"))
+            except ValueError:
+                raise _invalid("updated_since", "It should be in the 'valid date time' format") from None
+            tickets = [t for t in tickets if _moment(t["updated_at"]) >= bound]
+        else:
+            recent = datetime.now(UTC) - timedelta(days=DEFAULT_LIST_DAYS)
+            tickets = [t for t in tickets if _moment(t["created_at"]) >= recent]
         order_by = request.param("order_by") or "created_at"
         tickets.sort(
             key=lambda t: (t.get(order_by) or "", t["id"]), reverse=(request.param("order_type") or "desc") == "desc"
         )
         per_page = min(int(request.param("per_page") or 30), MAX_PER_PAGE)
         page = int(request.param("page") or 1)
-        if page > 300:
+        if page > MAX_LIST_PAGE:
             raise _invalid(
                 "page", "You cannot access tickets beyond the 300th page. Please provide a smaller page number."
             )
         shown = tickets[(page - 1) * per_page : page * per_page]
-        return Response(200, [self._with_stats(t) for t in shown] if self._includes_stats(request) else shown)
+        # Each embed costs two more credits of the minute's budget (Freshdesk's rate-limit article).
+        used = {"X-RateLimit-Used-CurrentRequest": str(1 + 2 * len(embeds))}
+        return Response(200, [self._listed(ticket, embeds) for ticket in shown], used)
 
     def search_tickets(self, request: Request) -> Response:
         def read(ticket: Json, field: str) -> Any:

@@ -5,13 +5,21 @@ phone/email/externalId, unique identifiers), conversations (create, show, patch,
 externalId, per customer), notes with attachments (presigned upload), custom attribute metadata
 (suffix-typed names, undefined attributes refused), users and teams, routing statuses and work
 sessions, outbound webhooks, the `{"errors": [...]}` bodies and the `x-ratelimit-*` headers.
+For the QA import: `GET /v1/conversations/{id}/messages`, and the search
+(`POST /v1/customers/search`) over conversations (`conversation_updated_at`, `conversation_created_at`,
+`conversation_status`), messages and notes (`message_created_at`, `note_created_at`, ... updated),
+sorted by one of those times, and over customers by id (`customer_id`), at most 100 pages of one
+query, as Kustomer serves it.
 
 Beyond the API, sandbox-only control endpoints stand in for an agent and for S3:
 
 - `POST /__sandbox/work-sessions` `{"user", "status"}` signs an agent instance in (201);
 - `POST /__sandbox/work-sessions/{id}` `{"status"}` changes its status, `{"active": false}` signs it out;
 - `POST /__sandbox/uploads/{attachmentId}` is the presigned form an attachment's bytes go to (204);
-- `GET /__sandbox/files/{attachmentId}` serves them back (an attachment's `links.related`).
+- `GET /__sandbox/files/{attachmentId}` serves them back (an attachment's `links.related`);
+- `POST /__sandbox/seed` `{"users", "customers", "conversations"}` (raw records, conversations with
+  their `messages` and `notes`) or `{"count", "seed"}` (a generated org) stores records as they
+  would be after months of work, and answers their ids.
 
 Work-session changes, through these or through `PUT /v1/routing/work-sessions/{id}`, are delivered
 to the outbound webhooks subscribed to `kustomer.work-session.create|update`, signed, from a
@@ -24,6 +32,7 @@ import hashlib
 import hmac
 import json
 import queue
+import random
 import re
 import secrets
 import threading
@@ -37,6 +46,7 @@ from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
 from integrations.sandbox.base import CONTROL_PREFIX, Reject, Request, Response, Sandbox
+from integrations.sandbox.zendesk import SEED_WORDS
 
 Json = dict[str, Any]
 
@@ -49,6 +59,8 @@ ID_PREFIXES = {
     "work-session": "5e4b1c5d",
     "webhook": "5f5c2d6e",
     "event": "605d3e7f",
+    "message": "616e4f80",
+    "user": "5f0a0000",
 }
 PHONE_TYPES = ("mobile", "home", "work", "fax", "other")
 EMAIL_TYPES = ("home", "work", "other")
@@ -91,6 +103,20 @@ SEARCH_PHONE_RE = re.compile(r"^\+?[1-9]\d{1,14}$")
 # Customer search criteria the sandbox answers, and the customer lists each looks in.
 SEARCH_PHONE_CRITERIA = {"customer_phone": "phones", "customer_shared_phone": "sharedPhones"}
 SEARCH_STRING_OPERATORS = ("equals", "contains")
+# The conversation search's criteria: times compared with these operators, the status by value.
+SEARCH_TIME_CRITERIA = {
+    f"{context}_{when}_at": key
+    for context in ("conversation", "message", "note")
+    for when, key in (("updated", "updatedAt"), ("created", "createdAt"))
+}
+SEARCH_TIME_OPERATORS = ("gte", "gt", "lte", "lt")
+SEARCH_CONTEXTS = ("customer", "conversation", "message", "note")
+# One query is served at most this many pages deep, and no result past the 10,000th (Kustomer's
+# search recipes; AWS Glue's Kustomer notes); a search page holds up to 500.
+SEARCH_MAX_PAGES = 100
+SEARCH_MAX_RESULTS = 10_000
+SEARCH_MAX_PAGE_SIZE = 500
+MESSAGE_CHANNELS = ("email", "sms", "chat", "facebook", "twitter-dm", "twitter-tweet", "voice", "instagram", "whatsapp")
 
 
 # -- Kustomer's two error bodies ---------------------------------------------------------------------
@@ -207,6 +233,19 @@ def _int_param(request: Request, name: str, default: int, high: int | None = Non
     return value
 
 
+def _parse_time(value: Any) -> datetime:
+    """A search date or time: `2026-10-01` (midnight UTC) or ISO 8601 with `Z`."""
+    if not isinstance(value, str):
+        raise TypeError("not a string")
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _kustomer_time(epoch: float) -> str:
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(epoch * 1000) % 1000:03d}Z"
+
+
 def _arg(request: Request, name: str = "id") -> str:
     return unquote(request.args[name])
 
@@ -233,6 +272,7 @@ class KustomerSandbox(Sandbox):
         self.customers: dict[str, Json] = {}
         self.conversations: dict[str, Json] = {}
         self.notes: dict[str, Json] = {}
+        self.messages: dict[str, Json] = {}
         self.attachments: dict[str, Json] = {}
         self.files: dict[str, bytes] = {}
         self.metadata: dict[str, dict[str, Json]] = {resource: {} for resource in METADATA_RESOURCES}
@@ -354,11 +394,18 @@ class KustomerSandbox(Sandbox):
         token = request.headers.get("authorization", "").partition(" ")[2].strip()
         return self.api_keys[token]
 
-    def _page(self, request: Request, items: list[Json]) -> Json:
-        """Kustomer's list envelope: `meta`, `links` (relative, `next` null on the last page) and `data`."""
-        page = _int_param(request, "page", 1)
-        size = _int_param(request, "pageSize", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    def _page(self, request: Request, items: list[Json], *, search: bool = False) -> Json:
+        """Kustomer's list envelope: `meta`, `links` (relative, `next` null on the last page) and `data`.
+
+        A search page holds up to 500, and no page past the 100th or the 10,000th result is served
+        (the last one has no `next`).
+        """
+        size = _int_param(request, "pageSize", DEFAULT_PAGE_SIZE, SEARCH_MAX_PAGE_SIZE if search else MAX_PAGE_SIZE)
+        max_pages = min(SEARCH_MAX_PAGES, SEARCH_MAX_RESULTS // size) if search else None
+        page = _int_param(request, "page", 1, max_pages)
         total_pages = max(1, -(-len(items) // size))
+        if max_pages is not None:
+            total_pages = min(total_pages, max_pages)
         params = {key: values[0] for key, values in request.query.items() if key not in ("page", "pageSize")}
 
         def link(number: int) -> str:
@@ -486,14 +533,16 @@ class KustomerSandbox(Sandbox):
         return self._customer_by("phone", wanted, lambda c: any(item["phone"] == wanted for item in c["phones"]))
 
     def search_customers(self, request: Request) -> Response:
-        """`POST /v1/customers/search` for the phone criteria: `{"queryContext": "customer", "and"|"or": [...]}`.
+        """`POST /v1/customers/search`: `{"queryContext": "customer"|"conversation", "and"|"or": [...], "sort"?}`.
 
-        A phone criterion compares digits (its value may hold nothing else), so `contains` of the
-        national number finds the number however the customer's phone was written.
+        Customers by phone (a phone criterion compares digits, so `contains` of the national
+        number finds the number however it was written) or by id; conversations by their times
+        and status. At most 100 pages and 10,000 results of one query are served.
         """
         fields = _body(request)
-        if fields.get("queryContext", "customer") != "customer":
-            raise _bad_request("queryContext must be customer for /v1/customers/search", attribute="queryContext")
+        context = fields.get("queryContext", "customer")
+        if context not in SEARCH_CONTEXTS:
+            raise _bad_request(f"queryContext must be one of {', '.join(SEARCH_CONTEXTS)}", attribute="queryContext")
         groups: dict[str, list[Any]] = {}
         for key in ("and", "or"):
             value = fields.get(key)
@@ -503,19 +552,90 @@ class KustomerSandbox(Sandbox):
                 groups[key] = value
         if not groups:
             raise _bad_request("and or or must be a non-empty list of criteria", attribute="and")
-        tests: dict[str, list[Any]] = {}
-        for key, criteria in groups.items():
-            tests[key] = [
-                self._phone_criterion(criterion, f"{key}.{index}") for index, criterion in enumerate(criteria)
-            ]
+        criterion = self._customer_criterion if context == "customer" else self._timeline_criterion(context)
+        tests: dict[str, list[Any]] = {
+            key: [criterion(item, f"{key}.{index}") for index, item in enumerate(criteria)]
+            for key, criteria in groups.items()
+        }
 
-        def matches(customer: Json) -> bool:
-            every = all(test(customer) for test in tests.get("and", []))
-            return every and (not tests.get("or") or any(test(customer) for test in tests["or"]))
+        def matches(item: Json) -> bool:
+            every = all(test(item) for test in tests.get("and", []))
+            return every and (not tests.get("or") or any(test(item) for test in tests["or"]))
 
-        found = [customer for customer in self.customers.values() if matches(customer) and not customer["deleted"]]
-        found.sort(key=lambda customer: customer["updatedAt"], reverse=True)
-        return Response(200, self._page(request, [self._customer_json(customer) for customer in found]))
+        if context == "customer":
+            customers = [c for c in self.customers.values() if matches(c) and not c["deleted"]]
+            customers.sort(key=lambda customer: customer["updatedAt"], reverse=True)
+            items = [self._customer_json(customer) for customer in customers]
+        else:
+            attribute, descending = self._search_sort(context, fields.get("sort"))
+            stored, shown = {
+                "conversation": (self.conversations, self._conversation_json),
+                "message": (self.messages, self._message_json),
+                "note": (self.notes, self._note_json),
+            }[context]
+            found = [item for item in stored.values() if matches(item)]
+            found.sort(key=lambda item: (_parse_time(item[attribute]), item["id"]), reverse=descending)
+            items = [shown(item) for item in found]
+        return Response(200, self._page(request, items, search=True))
+
+    def _search_sort(self, context: str, value: Any) -> tuple[str, bool]:
+        """The search's order, `[{"conversation_updated_at": "asc"|"desc"}]`; by default the latest change first."""
+        if value is None:
+            return "updatedAt", True
+        if not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], dict) or len(value[0]) != 1:
+            raise _bad_request("sort must be a list of one {attribute: asc|desc}", attribute="sort")
+        [(name, order)] = value[0].items()
+        if not str(name).startswith(f"{context}_") or name not in SEARCH_TIME_CRITERIA or order not in ("asc", "desc"):
+            raise _bad_request(f"sort: {name} {order} is not a sort the sandbox answers", attribute="sort")
+        return SEARCH_TIME_CRITERIA[name], order == "desc"
+
+    def _criterion(self, criterion: Any, where: str) -> tuple[str, str, Any]:
+        if not isinstance(criterion, dict) or len(criterion) != 1:
+            raise _bad_request(f"{where} must be one criterion object", attribute=where)
+        [(name, condition)] = criterion.items()
+        if not isinstance(condition, dict) or len(condition) != 1:
+            raise _bad_request(f"{where}.{name} must be one operator and its value", attribute=where)
+        [(operator, value)] = condition.items()
+        return str(name), str(operator), value
+
+    def _customer_criterion(self, criterion: Any, where: str) -> Any:
+        name, operator, value = self._criterion(criterion, where)
+        if name != "customer_id":
+            return self._phone_criterion(criterion, where)
+        ids = value if operator == "in" else [value] if operator == "equals" else None
+        if ids is None or not all(isinstance(item, str) for item in ids):
+            raise _bad_request(f"{where}.customer_id: equals an id, or in a list of ids", attribute=where)
+        wanted = set(ids)
+        return lambda customer: customer["id"] in wanted
+
+    def _timeline_criterion(self, context: str) -> Any:
+        return lambda criterion, where: self._time_or_status_criterion(context, criterion, where)
+
+    def _time_or_status_criterion(self, context: str, criterion: Any, where: str) -> Any:
+        """A conversation's, message's or note's time (`<context>_created_at`, ...), or a conversation's status."""
+        name, operator, value = self._criterion(criterion, where)
+        if name == "conversation_status" and context == "conversation":
+            values = value if operator == "in" else [value] if operator == "equals" else None
+            if values is None or not all(item in STATUSES for item in values):
+                raise _bad_request(f"{where}.conversation_status: equals or in of {', '.join(STATUSES)}")
+            allowed = set(values)
+            return lambda conversation: conversation["status"] in allowed
+        if name not in SEARCH_TIME_CRITERIA or not name.startswith(f"{context}_"):
+            raise _bad_request(f"{where}: {name} is not a search attribute the sandbox answers", attribute=where)
+        if operator not in SEARCH_TIME_OPERATORS:
+            raise _bad_request(f"{where}.{name}: operator must be one of {', '.join(SEARCH_TIME_OPERATORS)}")
+        try:
+            bound = _parse_time(value)
+        except (TypeError, ValueError):
+            raise _bad_request(f"{where}.{name}: {value!r} is not a date or time", attribute=where) from None
+        key = SEARCH_TIME_CRITERIA[name]
+        compare = {
+            "gte": lambda moment: moment >= bound,
+            "gt": lambda moment: moment > bound,
+            "lte": lambda moment: moment <= bound,
+            "lt": lambda moment: moment < bound,
+        }[operator]
+        return lambda item: compare(_parse_time(item[key]))
 
     def _phone_criterion(self, criterion: Any, where: str) -> Any:
         if not isinstance(criterion, dict) or len(criterion) != 1:
@@ -819,6 +939,31 @@ class KustomerSandbox(Sandbox):
         notes.sort(key=lambda note: note["createdAt"], reverse=True)
         return Response(200, self._page(request, [self._note_json(note) for note in notes]))
 
+    def _message_json(self, message: Json) -> Json:
+        attributes = {key: value for key, value in message.items() if key not in ("id", "conversation", "customer")}
+        attributes.pop("createdBy", None)
+        relationships: Json = {
+            "org": self._org(),
+            "customer": {"data": {"type": "customer", "id": message["customer"]}},
+            "conversation": {"data": {"type": "conversation", "id": message["conversation"]}},
+        }
+        if message.get("createdBy"):
+            relationships["createdBy"] = {"data": {"type": "user", "id": message["createdBy"]}}
+        return {
+            "type": "message",
+            "id": message["id"],
+            "attributes": attributes,
+            "relationships": relationships,
+            "links": {"self": f"/v1/messages/{message['id']}"},
+        }
+
+    def conversation_messages(self, request: Request) -> Response:
+        conversation = self._conversation(_arg(request))
+        messages = [m for m in self.messages.values() if m["conversation"] == conversation["id"]]
+        # Newest first, as Kustomer lists a conversation's timeline.
+        messages.sort(key=lambda message: message["createdAt"], reverse=True)
+        return Response(200, self._page(request, [self._message_json(message) for message in messages]))
+
     def _attachment_json(self, attachment: Json) -> Json:
         attributes = {key: value for key, value in attachment.items() if key not in ("_id", "key")}
         links = {"self": f"/v1/attachments/{attachment['_id']}"}
@@ -1119,6 +1264,10 @@ class KustomerSandbox(Sandbox):
         Stands in for the days that pass in a real org: a conversation done 9 days ago and touched
         by a rule 3 days ago, without waiting for either.
         """
+        if (method, action) == ("POST", "seed"):
+            if not isinstance(data, dict):
+                raise ValueError("the body must be a JSON object")
+            return Response(200, self._seed(data))
         if (method, action) != ("POST", "backdate"):
             return None
         if not isinstance(data, dict) or data.get("conversation") not in self.conversations:
@@ -1137,6 +1286,215 @@ class KustomerSandbox(Sandbox):
             else:
                 conversation["updatedAt"] = value
         return Response(200, {"data": self._conversation_json(conversation)})
+
+    # -- Seeding (QA import) ----------------------------------------------------------------------
+
+    def _seed(self, data: Json) -> Json:
+        """Store users, customers and conversations (with messages and notes) as given; answer their ids."""
+        if "count" in data:
+            count, seed = data["count"], data.get("seed", 0)
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 500_000:
+                raise ValueError("count: must be a whole number from 0 to 500000")
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError("seed: must be a whole number")
+            data = self._generate(count, random.Random(seed))
+        created: Json = {}
+        for key, store in (
+            ("users", self._seed_user),
+            ("customers", self._seed_customer),
+            ("conversations", self._seed_conversation),
+        ):
+            items = data.get(key, [])
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise ValueError(f"{key}: must be a list of objects")
+            created[key] = [store(dict(item)) for item in items]
+        return created
+
+    def _seed_user(self, fields: Json) -> str:
+        user_id = str(fields.get("id") or self._next_id("user"))
+        now = self._now()
+        self.users[user_id] = {
+            "id": user_id,
+            "name": fields.get("name") or "",
+            "displayName": fields.get("name") or "",
+            # A user is invited by email; the sandbox also keeps one without, for the import's T1 rule.
+            "email": str(fields["email"]).lower() if fields.get("email") else None,
+            "userType": fields.get("userType", "user"),
+            "deleted": bool(fields.get("deleted")),
+            "createdAt": now,
+            "updatedAt": fields.get("updatedAt") or now,
+        }
+        return user_id
+
+    def _seed_customer(self, fields: Json) -> str:
+        now = self._now()
+        customer_id = self._next_id("customer")
+        phones = [{"phone": phone, "type": "mobile", "verified": False} for phone in fields.get("phones") or ()]
+        emails = [
+            {"email": str(email).lower(), "type": "home", "verified": False} for email in fields.get("emails") or ()
+        ]
+        self.customers[customer_id] = {
+            "id": customer_id,
+            "name": fields.get("name"),
+            "displayName": fields.get("name") or "",
+            "externalId": None,
+            "externalIds": [],
+            "emails": emails,
+            "phones": phones,
+            "sharedPhones": [],
+            "tags": [],
+            "custom": {},
+            "createdAt": now,
+            "updatedAt": now,
+            "lastActivityAt": now,
+            "deleted": False,
+            "verified": False,
+            "conversationCounts": {"all": 0, "snoozed": 0, "open": 0, "done": 0},
+            "rev": 1,
+        }
+        return customer_id
+
+    def _seed_conversation(self, fields: Json) -> str:
+        customer = self.customers.get(str(fields.get("customer")))
+        if customer is None:
+            raise ValueError("conversations: each needs the id of a seeded customer")
+        status = fields.get("status", "done")
+        if status not in STATUSES:
+            raise ValueError(f"conversations: status must be one of {', '.join(STATUSES)}")
+        assigned = [str(user) for user in fields.get("assignedUsers") or ()]
+        if any(user not in self.users for user in assigned):
+            raise ValueError("conversations: assignedUsers must be users of the org")
+        channels = [str(channel) for channel in fields.get("channels") or ()]
+        if any(channel not in MESSAGE_CHANNELS for channel in channels):
+            raise ValueError(f"conversations: channels must be of {', '.join(MESSAGE_CHANNELS)}")
+        now = self._now()
+        created_at = fields.get("createdAt") or now
+        updated_at = fields.get("updatedAt") or now
+        done_at = fields.get("lastDoneAt") or (updated_at if status == "done" else None)
+        for moment in (created_at, updated_at, done_at):
+            if moment is not None:
+                _parse_time(moment)
+        creator = next(iter(self.api_keys.values()), assigned[0] if assigned else "")
+        conversation_id = self._next_id("conversation")
+        messages, notes = fields.get("messages") or [], fields.get("notes") or []
+        self.conversations[conversation_id] = {
+            "id": conversation_id,
+            "customer": customer["id"],
+            "createdBy": creator,
+            "modifiedBy": creator,
+            "name": fields.get("name"),
+            "externalId": None,
+            "channels": channels,
+            "status": status,
+            "priority": 3,
+            "direction": "in",
+            "messageCount": len(messages),
+            "noteCount": len(notes),
+            "outboundMessageCount": sum(1 for message in messages if message.get("direction") == "out"),
+            "satisfaction": 0,
+            "preview": (messages[0].get("body") or "")[:200] if messages else None,
+            "createdAt": created_at,
+            "updatedAt": updated_at,
+            "modifiedAt": updated_at,
+            "lastActivityAt": updated_at,
+            "tags": [str(tag) for tag in fields.get("tags") or ()],
+            "suggestedTags": [],
+            "sentiment": None,
+            "assignedUsers": assigned,
+            "assignedTeams": [],
+            "custom": {},
+            "ended": status == "done",
+            "endedAt": done_at,
+            "lastDone": {"createdAt": done_at, "createdBy": creator} if done_at else None,
+            "doneCount": 1 if done_at else 0,
+            "rev": 1,
+        }
+        customer["conversationCounts"]["all"] += 1
+        for index, item in enumerate(messages):
+            if not isinstance(item, dict) or item.get("direction", "in") not in ("in", "out"):
+                raise ValueError(f"conversations: messages[{index}] needs a direction of in or out")
+            message_id = self._next_id("message")
+            body = str(item.get("body") or "")
+            moment = item.get("createdAt") or created_at
+            self.messages[message_id] = {
+                "id": message_id,
+                "conversation": conversation_id,
+                "customer": customer["id"],
+                # The user who sent an outgoing message (none for an automatic one or an incoming one).
+                "createdBy": item.get("createdBy") if item.get("direction") == "out" else None,
+                "channel": item.get("channel") or (channels[0] if channels else "chat"),
+                "app": item.get("app") or "sandbox",
+                "direction": item.get("direction", "in"),
+                "auto": bool(item.get("auto")),
+                "status": "received" if item.get("direction", "in") == "in" else "sent",
+                "body": body,
+                "preview": body[:200],
+                "sentAt": moment,
+                "createdAt": moment,
+                "updatedAt": moment,
+            }
+        for index, item in enumerate(notes):
+            if not isinstance(item, dict) or not item.get("body"):
+                raise ValueError(f"conversations: notes[{index}] needs a body")
+            note_id = self._next_id("note")
+            moment = item.get("createdAt") or created_at
+            self.notes[note_id] = {
+                "id": note_id,
+                "conversation": conversation_id,
+                "customer": customer["id"],
+                "createdBy": item.get("createdBy") or creator,
+                "body": str(item["body"]),
+                "attachments": [],
+                "userMentions": [],
+                "createdAt": moment,
+                "updatedAt": moment,
+            }
+        return conversation_id
+
+    def _generate(self, count: int, rng: random.Random) -> Json:
+        """A reproducible org: 20 agents (and two not importable), 2,000 customers, `count` conversations in 95 days."""
+        agents = [
+            {"id": f"5f0a1{n:019d}", "name": f"Agent{n} Seeded", "email": f"kagent{n}@seed.example.com"}
+            for n in range(20)
+        ]
+        users = [
+            *agents,
+            {"id": f"5f0a2{0:019d}", "name": "Mononym", "email": "kmono@seed.example.com"},
+            {"id": f"5f0a2{1:019d}", "name": "Seed Bot", "email": "kbot@seed.example.com", "userType": "machine"},
+        ]
+        for user in users:
+            self._seed_user(dict(user))
+        customers = [
+            self._seed_customer({"name": f"Customer {n}", "emails": [f"kcust{n}@seed.example.net"],
+                                 "phones": [f"+1415{n:07d}"]})
+            for n in range(2000)
+        ]  # fmt: skip
+        now = time.time()
+        conversations = []
+        for n in range(count):
+            created = now - rng.uniform(0, 95) * 86400
+            updated = min(now, created + rng.uniform(0, 2) * 86400)
+            agent = rng.choice(agents)["id"]
+            words = " ".join(rng.choices(SEED_WORDS, k=6))
+            channel = rng.choice(("email", "chat", "voice", "sms", "whatsapp"))
+            conversations.append({
+                "customer": rng.choice(customers),
+                "name": f"Seeded {n}: {words[:40]}",
+                "status": "done" if rng.random() < 0.8 else "open",
+                "channels": [channel],
+                "assignedUsers": [agent] if rng.random() < 0.95 else [],
+                "tags": rng.sample(("vip", "billing", "technical", "returns"), k=rng.randint(0, 2)),
+                "createdAt": _kustomer_time(created),
+                "updatedAt": _kustomer_time(updated),
+                "messages": [
+                    {"direction": "in", "body": f"Customer writes: {words}", "createdAt": _kustomer_time(created)},
+                    {"direction": "out", "body": f"Agent answers about {words[:30]}", "createdBy": agent,
+                     "createdAt": _kustomer_time(updated)},
+                ],
+                "notes": [{"body": f"Internal: {words[:30]}", "createdBy": agent, "createdAt": _kustomer_time(updated)}]
+                if rng.random() < 0.3 else [],
+            })  # fmt: skip
+        return {"conversations": conversations}
 
     def _sandbox_control(self, method: str, action: str, headers: Mapping[str, str], body: bytes) -> Response | None:
         parts = action.split("/")
@@ -1340,6 +1698,7 @@ class KustomerSandbox(Sandbox):
         ("POST", "/v1/conversations/{id}/tags", add_conversation_tags),
         ("DELETE", "/v1/conversations/{id}/tags", remove_conversation_tags),
         ("GET", "/v1/conversations/{id}/notes", conversation_notes),
+        ("GET", "/v1/conversations/{id}/messages", conversation_messages),
         ("POST", "/v1/conversations/{id}/notes", create_note),
         ("POST", "/v1/attachments", create_attachment),
         ("GET", "/v1/attachments/{id}", show_attachment),

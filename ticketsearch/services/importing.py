@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from integrations.exceptions import CrmError
 from integrations.models import CrmConnection
+from integrations.providers.base import Capability
 from integrations.providers.importing import (
     CommentPage,
     ImportedComment,
@@ -196,7 +197,7 @@ def tickets_import(
     """
     # Below live session work in the shared request budget (integrations.ratelimit).
     provider = connection_provider(connection, work_class=WorkClass.IMPORT)
-    if not isinstance(provider, TicketImportSource):
+    if not provider.can(Capability.TICKET_IMPORT) or not isinstance(provider, TicketImportSource):
         raise ImportNotSupported(f"{connection.get_kind_display()} connections cannot be imported yet")
     now = now or timezone.now()
     with _import_lock(connection.pk):
@@ -539,7 +540,7 @@ def _remove_reopened(tickets: list[ImportedTicket], *, connection: CrmConnection
 
 def connections_to_import() -> list[int]:
     """Connections the schedule imports: a CRM with an import, not switched off in its ImportState."""
-    kinds = [kind for kind, provider in PROVIDERS.items() if issubclass(provider, TicketImportSource)]
+    kinds = [kind for kind, provider in PROVIDERS.items() if provider.can(Capability.TICKET_IMPORT)]
     disabled = ImportState.objects.filter(enabled=False).values("connection_id")
     return list(
         CrmConnection.objects.filter(kind__in=kinds)
