@@ -6,6 +6,7 @@ the actions themselves: the attempt is counted before the call, and a retried cr
 first looks for what the earlier attempt may have made.
 """
 
+import enum
 import logging
 import random
 from collections.abc import Callable
@@ -42,9 +43,15 @@ from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_get_active, connection_provider, connection_record_error
 from records.models import CrmAction, CustomField, Session
 from records.rules import Candidate, RecordMode, RecordRequest, choose_contact, choose_record, record_request
+from records.selectors import (
+    custom_field_crm_ids,
+    session_next_action,
+    session_original_call,
+    sessions_latest_by_record,
+)
 from records.services.processing import PROCESSING_MAX_ATTEMPTS
 from records.services.screen_pop import screen_pop_refresh
-from records.vocabulary import ActionKind, EventType
+from records.vocabulary import BLOCKING_KINDS, ActionKind
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +60,6 @@ T = TypeVar("T")
 # Renewed before each action, and far longer than one action's few CRM calls can take (each is
 # bounded by CRM_HTTP_TIMEOUT_SECONDS); a dead worker's lease lapses after it.
 LEASE_SECONDS = 300
-# The actions every later one of the session needs: while one has failed, the rest wait.
-BLOCKING_KINDS = frozenset({ActionKind.ENSURE_CONTACT, ActionKind.CREATE_RECORD})
 
 
 class ActionFailed(Exception):
@@ -100,17 +105,6 @@ def _release_lease(session_id: int) -> None:
     Session.objects.filter(pk=session_id).update(actions_lease_until=None)
 
 
-def _next_action(session_id: int) -> CrmAction | None:
-    """The session's first pending action, unless a failed action it depends on stands before it."""
-    action = CrmAction.objects.filter(session_id=session_id, status=CrmAction.Status.PENDING).order_by("id").first()
-    if action is None:
-        return None
-    blocked = CrmAction.objects.filter(
-        session_id=session_id, status=CrmAction.Status.FAILED, kind__in=BLOCKING_KINDS, id__lt=action.id
-    ).exists()
-    return None if blocked else action
-
-
 def session_run_actions(*, session_id: int) -> RunResult:
     """Run the session's due actions in order; say when to come back for the rest."""
     if not _claim_lease(session_id):
@@ -119,7 +113,7 @@ def session_run_actions(*, session_id: int) -> RunResult:
     executed = 0
     retry_in: float | None = None
     try:
-        while (action := _next_action(session_id)) is not None:
+        while (action := session_next_action(session_id)) is not None:
             now = timezone.now()
             if action.next_attempt_at and action.next_attempt_at > now:
                 retry_in = (action.next_attempt_at - now).total_seconds()
@@ -131,7 +125,7 @@ def session_run_actions(*, session_id: int) -> RunResult:
                 break
     finally:
         _release_lease(session_id)
-    if retry_in is None and (action := _next_action(session_id)) is not None:
+    if retry_in is None and (action := session_next_action(session_id)) is not None:
         # Actions written while the lease was held (their own enqueue found it taken) or a retry.
         due = action.next_attempt_at
         retry_in = max(0.0, (due - timezone.now()).total_seconds()) if due else 0.0
@@ -334,13 +328,9 @@ def _candidates(provider: CrmProvider, session: Session) -> list[Candidate]:
     records = provider.list_contact_records(session.crm_contact_id)
     if not records:
         return []
-    linked = (
-        Session.objects.filter(crm_connection_id=session.crm_connection_id, crm_record_id__in=[r.id for r in records])
-        .exclude(pk=session.pk)
-        .order_by("crm_record_id", "-created_at")
-        .distinct("crm_record_id")
+    by_record = sessions_latest_by_record(
+        connection_id=session.crm_connection_id, record_ids=[r.id for r in records], exclude_id=session.pk
     )
-    by_record = {other.crm_record_id: other for other in linked}
     candidates = []
     for record in records:
         other = by_record.get(record.id)
@@ -364,20 +354,40 @@ def _candidates(provider: CrmProvider, session: Session) -> list[Candidate]:
 
 def _record_request(session: Session, payload: dict[str, Any]) -> RecordRequest:
     callback = payload.get("callback") or {}
-    original_record_id, original_seconds = "", None
-    if callback.get("original_session_id"):
-        original = Session.objects.filter(external_id=callback["original_session_id"]).first()
-        if original is not None:
-            original_record_id = original.crm_record_id
-            ended = original.events.filter(type=EventType.SESSION_ENDED).first()
-            duration = ended.data.get("call_duration") if ended else None
-            original_seconds = float(duration) if isinstance(duration, int | float) else None
+    original = session_original_call(callback["original_session_id"]) if callback.get("original_session_id") else None
     return record_request(
         payload,
         session_type=session.session_type,
-        original_record_id=original_record_id,
-        original_call_seconds=original_seconds,
+        original_record_id=original.record_id if original else "",
+        original_call_seconds=original.call_seconds if original else None,
     )
+
+
+@dataclass(frozen=True)
+class RecordDraft:
+    """What the session's record is to carry, composed before the CRM is asked where it goes."""
+
+    notes: tuple[str, ...]
+    assignee_id: str | None
+    tags: tuple[str, ...]
+    fields: dict[str, Any]
+
+
+class Placement(enum.StrEnum):
+    FOUND_EARLIER = "found"  # a retried create found the record an earlier attempt made
+    LINKED_EARLIER = "linked"  # an earlier attempt appended and linked, then failed on its notes
+    CREATE = "create"
+    APPEND = "append"
+
+
+@dataclass(frozen=True)
+class RecordLocation:
+    """Where the session's record is: found, already linked, to be created, or an existing one to append to."""
+
+    placement: Placement
+    decision: str
+    record_id: str | None = None
+    reopen: bool = False
 
 
 def _create_record(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
@@ -386,7 +396,17 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
         return {"record_id": session.crm_record_id, "outcome": "already linked"}
     if not session.crm_contact_id:
         raise ActionFailed("The session has no CRM contact to be the record's requester.")
-    external_id = payload["external_id"]
+    draft = _compose_record(provider, session, payload)
+    location = _locate_record(provider, session, payload, retried)
+    record_id, created, lost = _write_record(provider, session, payload, draft, location, retried)
+    notes = [*draft.notes, *_fields_lost(session, lost)]
+    _annotate_record(provider, session, payload, record_id, created=created, notes=notes, retried=retried)
+    decision = location.decision
+    return {"record_id": record_id, "outcome": "; ".join([decision, *notes]), "decision": decision}
+
+
+def _compose_record(provider: CrmProvider, session: Session, payload: dict[str, Any]) -> RecordDraft:
+    """Compose: the assignee, tags and fields, with a note for each that the CRM cannot take."""
     notes = [payload["note"]] if payload.get("note") else []
     assignee_id = _assignee_id(provider, payload.get("assignee_email") or "", notes)
     tags = [provider.session_type_tag(payload["session_type_name"])] if payload.get("session_type_name") else []
@@ -406,60 +426,91 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
             )
             del mapped[field_id]
     fields.update(mapped)
+    return RecordDraft(notes=tuple(notes), assignee_id=assignee_id, tags=tuple(tags), fields=fields)
 
-    found = provider.find_records_by_external_id(external_id) if retried else []
-    created = True
+
+def _locate_record(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> RecordLocation:
+    """Locate: the record an earlier attempt made or linked, else the rules' choice among the contact's records."""
+    found = provider.find_records_by_external_id(payload["external_id"]) if retried else []
     if found:
-        record_id, decision = found[0].id, "found the record an earlier attempt created"
+        return RecordLocation(Placement.FOUND_EARLIER, "found the record an earlier attempt created", found[0].id)
+    if session.crm_record_id:
+        return RecordLocation(Placement.LINKED_EARLIER, "linked by an earlier attempt", session.crm_record_id)
+    choice = choose_record(
+        _record_request(session, payload), _candidates_for(provider, session, payload), timezone.now()
+    )
+    if choice.record_id is None:
+        return RecordLocation(Placement.CREATE, choice.reason)
+    return RecordLocation(Placement.APPEND, choice.reason, choice.record_id, reopen=choice.reopen)
+
+
+def _write_record(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    draft: RecordDraft,
+    location: RecordLocation,
+    retried: bool,
+) -> tuple[str, bool, list[str]]:
+    """Write: create the record or append the session to the located one; (record id, created, fields lost)."""
+    if location.placement == Placement.FOUND_EARLIER:
+        assert location.record_id is not None
         # Where the CRM makes the record and its first comment in two calls (Kustomer's note), the
         # earlier attempt may have stopped between them.
-        _comment_once(provider, record_id, Comment(body=payload["first_comment"]), retried=True)
-    elif session.crm_record_id:
-        # An earlier attempt appended and linked, then failed on its notes: finish those.
-        record_id, created, decision = session.crm_record_id, False, "linked by an earlier attempt"
-    else:
-        choice = choose_record(
-            _record_request(session, payload), _candidates_for(provider, session, payload), timezone.now()
+        _comment_once(provider, location.record_id, Comment(body=payload["first_comment"]), retried=True)
+        return location.record_id, True, []
+    if location.placement == Placement.LINKED_EARLIER:
+        assert location.record_id is not None
+        return location.record_id, False, []
+    if location.placement == Placement.CREATE:
+        new_record = NewRecord(
+            subject=payload["subject"],
+            external_id=payload["external_id"],
+            requester_id=session.crm_contact_id,
+            first_comment=Comment(body=payload["first_comment"], public=False),
+            assignee_id=draft.assignee_id,
+            tags=draft.tags,
         )
-        decision = choice.reason
-        if choice.record_id is None:
-            new_record = NewRecord(
-                subject=payload["subject"],
-                external_id=external_id,
-                requester_id=session.crm_contact_id,
-                first_comment=Comment(body=payload["first_comment"], public=False),
-                assignee_id=assignee_id,
-                tags=tuple(tags),
-            )
-            record, lost = _write_fields(
-                provider, fields, lambda known: provider.create_record(replace(new_record, custom_fields=known))
-            )
-            record_id = record.id
-        else:
-            record_id, created = choice.record_id, False
-            body = f"Session {session.external_id} added to this record.\n{payload['first_comment']}"
-            # One update carries the session's comment, reopening, assignment, tags and fields.
-            comment = None if retried and _has_comment(provider, record_id, body) else Comment(body=body)
-            changes = RecordChanges(
-                status=provider.default_open_status if choice.reopen else None,
-                assignee_id=assignee_id,
-                add_tags=tuple(tags),
-                comment=comment,
-            )
-            _, lost = _write_fields(
-                provider, fields, lambda known: provider.update_record(record_id, replace(changes, custom_fields=known))
-            )
-        notes += _fields_lost(session, lost)
+        record, lost = _write_fields(
+            provider, draft.fields, lambda known: provider.create_record(replace(new_record, custom_fields=known))
+        )
+        return record.id, True, lost
+    record_id = location.record_id
+    assert record_id is not None
+    body = f"Session {session.external_id} added to this record.\n{payload['first_comment']}"
+    # One update carries the session's comment, reopening, assignment, tags and fields.
+    comment = None if retried and _has_comment(provider, record_id, body) else Comment(body=body)
+    changes = RecordChanges(
+        status=provider.default_open_status if location.reopen else None,
+        assignee_id=draft.assignee_id,
+        add_tags=draft.tags,
+        comment=comment,
+    )
+    _, lost = _write_fields(
+        provider, draft.fields, lambda known: provider.update_record(record_id, replace(changes, custom_fields=known))
+    )
+    return record_id, False, lost
+
+
+def _annotate_record(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    record_id: str,
+    *,
+    created: bool,
+    notes: list[str],
+    retried: bool,
+) -> None:
+    """Annotate: link the session to its record, then the record's notes (each once, on a retry too)."""
     session.crm_record_id = record_id
     session.save(update_fields=["crm_record_id", "updated_at"])
-
     if created and provider.posts_phone_number_note and payload.get("phone_number"):
         _comment_once(provider, record_id, Comment(body=f"Phone number: {payload['phone_number']}"), retried)
     if payload.get("entered_number"):
         _comment_once(provider, record_id, Comment(body=f"Dialed number: {payload['entered_number']}"), retried)
     for note in notes:
         _comment_once(provider, record_id, Comment(body=note), retried)
-    return {"record_id": record_id, "outcome": "; ".join([decision, *notes]), "decision": decision}
 
 
 def _candidates_for(provider: CrmProvider, session: Session, payload: dict[str, Any]) -> list[Candidate]:
@@ -483,11 +534,7 @@ def _crm_fields(session: Session, values: dict[str, Any]) -> dict[str, Any]:
     """F2 values by product key -> by CRM field id, for the fields created in this CRM (F1)."""
     if not values:
         return {}
-    ids = dict(
-        CustomField.objects.filter(connection_id=session.crm_connection_id, key__in=values).values_list(
-            "key", "crm_field_id"
-        )
-    )
+    ids = custom_field_crm_ids(connection_id=session.crm_connection_id, keys=values)
     return {ids[key]: value for key, value in values.items() if key in ids}
 
 

@@ -13,10 +13,10 @@ from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
 from integrations.services import connection_create, connection_settings
 from records.models import CrmAction, Event, Session
+from records.selectors import session_next_action
 from records.services.execution import (
     _claim_lease,
     _ensure_contact,
-    _next_action,
     action_execute,
     action_retry,
     backoff_seconds,
@@ -185,7 +185,7 @@ def test_transient_failures_give_up_after_the_max_and_block_the_rest(
     assert ensure.status == CrmAction.Status.FAILED
     assert ensure.attempts == 2
     assert ensure.last_error.startswith("gave up after 2 attempts")
-    assert _next_action(session.pk) is None
+    assert session_next_action(session.pk) is None
     assert session.actions.filter(status=CrmAction.Status.PENDING).count() == 4
 
     # An admin's Retry, once the CRM is back, finishes the chain.
