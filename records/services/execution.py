@@ -8,27 +8,18 @@ first looks for what the earlier attempt may have made.
 
 import enum
 import logging
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from integrations.crypto import CredentialsUnreadable
-from integrations.exceptions import (
-    CrmAuthError,
-    CrmError,
-    CrmNotFound,
-    CrmOwnLimitReached,
-    CrmRateLimited,
-    CrmRequestError,
-    CrmTransientError,
-)
+from integrations.exceptions import CrmNotFound, CrmRequestError
+from integrations.failures import HANDLED_ERRORS, Failure, decide, describe_duration
+from integrations.models import CrmConnection
 from integrations.providers.base import (
     Attachment,
     Capability,
@@ -39,8 +30,12 @@ from integrations.providers.base import (
     Record,
     RecordChanges,
 )
-from integrations.providers.registry import UnsupportedCrm
-from integrations.services import connection_get_active, connection_provider, connection_record_error
+from integrations.services import (
+    connection_get_active,
+    connection_provider,
+    connection_record_error,
+    connection_retry_policy,
+)
 from records.models import CrmAction, CustomField, Session
 from records.rules import Candidate, RecordMode, RecordRequest, choose_contact, choose_record, record_request
 from records.selectors import (
@@ -79,12 +74,6 @@ class RunResult:
     executed: int
     # Seconds until the session's actions should run again, or None when nothing is due.
     retry_in: float | None
-
-
-def backoff_seconds(attempt: int, *, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
-    """Exponential backoff with equal jitter: half the step fixed, half random, capped."""
-    step = min(cap, base * 2 ** max(0, attempt - 1))
-    return step / 2 + rand() * step / 2
 
 
 def _claim_lease(session_id: int) -> bool:
@@ -155,31 +144,10 @@ def action_execute(*, action: CrmAction) -> CrmAction:
     except WaitForEvent as exc:
         action.attempts -= 1
         return _schedule_retry(action, str(exc), delay=WAIT_RECHECK_SECONDS)
-    except CrmRateLimited as exc:
-        # Not the action's fault: wait as told, without spending one of its attempts.
-        action.attempts -= 1
-        error = str(exc)
-        if isinstance(exc, CrmOwnLimitReached) and action.last_error:
-            # Nothing was sent: the last real answer is still why the action has not succeeded.
-            error = _without_own_limit_note(action.last_error) + OWN_LIMIT_NOTE
-        return _schedule_retry(action, error, delay=exc.retry_after + random.uniform(0, 1))
-    except CrmTransientError as exc:
-        if action.attempts - action.attempts_before_retry >= settings.CRM_ACTION_MAX_ATTEMPTS:
-            return _fail(action, f"gave up after {action.attempts} attempts: {exc}")
-        delay = backoff_seconds(
-            action.attempts, base=settings.CRM_RETRY_BACKOFF_SECONDS, cap=settings.CRM_RETRY_BACKOFF_MAX_SECONDS
-        )
-        return _schedule_retry(action, str(exc), delay=delay)
-    except CrmAuthError as exc:
-        assert connection is not None
-        connection_record_error(connection=connection, error=str(exc))
-        return _fail(action, f"CRM refused the credentials: {exc}")
-    except (CrmError, ActionFailed, CredentialsUnreadable, UnsupportedCrm) as exc:
+    except ActionFailed as exc:
         return _fail(action, str(exc))
-    except (KeyError, TypeError, ValueError) as exc:
-        # A CRM answer of an unexpected shape: fail visibly rather than crash the worker in a loop.
-        logger.exception("records.action.unexpected %s", action.pk, extra={"action_id": action.pk})
-        return _fail(action, f"unexpected answer from the CRM ({exc.__class__.__name__}: {exc})")
+    except HANDLED_ERRORS as exc:
+        return _after_failure(action, connection, exc)
     if action.kind == ActionKind.CREATE_RECORD or result.get("record_id") not in (None, record_before):
         # O4: the session has its record (or moved to the survivor of a merge): its agent's adapter hears now.
         try:
@@ -193,11 +161,54 @@ def action_execute(*, action: CrmAction) -> CrmAction:
     action.result = result
     action.last_error = ""
     action.next_attempt_at = None
+    action.failing_since = None
     action.completed_at = timezone.now()
     action.save(
-        update_fields=["status", "reason", "result", "last_error", "next_attempt_at", "completed_at", "updated_at"]
+        update_fields=[
+            "status",
+            "reason",
+            "result",
+            "last_error",
+            "next_attempt_at",
+            "failing_since",
+            "completed_at",
+            "updated_at",
+        ]
     )
     return action
+
+
+def _after_failure(action: CrmAction, connection: CrmConnection | None, exc: Exception) -> CrmAction:
+    """What the one failure policy (integrations.failures) says about the error: retry when, or fail."""
+    now = timezone.now()
+    failing_for = (now - action.failing_since).total_seconds() if action.failing_since else 0.0
+    decision = decide(exc, attempt=action.attempts, failing_for=failing_for, policy=connection_retry_policy(connection))
+    if not decision.counts_as_attempt:
+        # Nothing reached the CRM (our own budget, our Redis or database), or the CRM said to wait.
+        action.attempts -= 1
+    if decision.retry:
+        if decision.spends_budget and action.failing_since is None:
+            action.failing_since = now
+        error = str(exc)
+        if decision.failure == Failure.OWN_LIMIT and action.last_error:
+            # Nothing was sent: the last real answer is still why the action has not succeeded.
+            error = _without_own_limit_note(action.last_error) + OWN_LIMIT_NOTE
+        elif decision.failure == Failure.OUR_INFRASTRUCTURE:
+            logger.warning("records.action.infrastructure %s: %s", action.pk, exc, extra={"action_id": action.pk})
+            error = f"our own service failed, not the CRM ({exc.__class__.__name__}: {exc})"
+        return _schedule_retry(action, error, delay=decision.delay)
+    if decision.budget_spent:
+        spent = describe_duration(failing_for)
+        return _fail(action, f"gave up after {action.attempts} attempts: {exc} (the CRM kept failing for {spent})")
+    if decision.failure == Failure.CREDENTIALS:
+        assert connection is not None
+        connection_record_error(connection=connection, error=str(exc))
+        return _fail(action, f"CRM refused the credentials: {exc}")
+    if decision.failure == Failure.OUR_BUG:
+        # A CRM answer (or a payload) of an unexpected shape: fail visibly rather than crash the worker in a loop.
+        logger.exception("records.action.unexpected %s", action.pk, extra={"action_id": action.pk})
+        return _fail(action, f"unexpected answer from the CRM ({exc.__class__.__name__}: {exc})")
+    return _fail(action, str(exc))
 
 
 OWN_LIMIT_NOTE = " (waiting for our own request budget)"
@@ -211,7 +222,7 @@ def _schedule_retry(action: CrmAction, error: str, *, delay: float) -> CrmAction
     logger.info("records.action.retry %s in %.1fs: %s", action.pk, delay, error, extra={"action_id": action.pk})
     action.last_error = error[:2000]
     action.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-    action.save(update_fields=["attempts", "last_error", "next_attempt_at", "updated_at"])
+    action.save(update_fields=["attempts", "last_error", "next_attempt_at", "failing_since", "updated_at"])
     return action
 
 
@@ -220,7 +231,8 @@ def _fail(action: CrmAction, error: str) -> CrmAction:
     action.status = CrmAction.Status.FAILED
     action.last_error = error[:2000]
     action.next_attempt_at = None
-    action.save(update_fields=["status", "last_error", "next_attempt_at", "updated_at"])
+    action.failing_since = None
+    action.save(update_fields=["status", "attempts", "last_error", "next_attempt_at", "failing_since", "updated_at"])
     return action
 
 
@@ -231,8 +243,9 @@ def action_retry(*, action: CrmAction) -> CrmAction:
 
     action.status = CrmAction.Status.PENDING
     action.next_attempt_at = None
+    action.failing_since = None  # the retry budget starts afresh
     action.attempts_before_retry = action.attempts
-    action.save(update_fields=["status", "next_attempt_at", "attempts_before_retry", "updated_at"])
+    action.save(update_fields=["status", "next_attempt_at", "failing_since", "attempts_before_retry", "updated_at"])
     transaction.on_commit(lambda: run_session_actions_task.delay(action.session_id), robust=True)
     return action
 
