@@ -154,6 +154,10 @@ CRM_RETRY_BACKOFF_MAX_SECONDS = env.float("CRM_RETRY_BACKOFF_MAX_SECONDS", defau
 # How long transient CRM trouble (5xx, timeouts, 429) is retried, counted from the first failure,
 # before the work fails for good; a connection may set its own (config "retry_budget_seconds").
 CRM_RETRY_BUDGET_SECONDS = env.float("CRM_RETRY_BUDGET_SECONDS", default=24 * 3600.0)
+# Per-connection circuit breaker (integrations.circuit): after this many consecutive transient
+# failures of a CRM's actions its work pauses for the cool-down, then one probe tries the CRM.
+CRM_CIRCUIT_FAILURES = env.int("CRM_CIRCUIT_FAILURES", default=10)
+CRM_CIRCUIT_COOL_DOWN_SECONDS = env.float("CRM_CIRCUIT_COOL_DOWN_SECONDS", default=30.0)
 # A request-limit answer without Retry-After (Salesforce's 403 REQUEST_LIMIT_EXCEEDED) pauses this long.
 CRM_LIMIT_EXCEEDED_RETRY_SECONDS = env.float("CRM_LIMIT_EXCEEDED_RETRY_SECONDS", default=60.0)
 

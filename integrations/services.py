@@ -10,6 +10,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+from integrations.circuit import CircuitBreaker
 from integrations.exceptions import CrmError
 from integrations.failures import COUNTDOWN_MARGIN_SECONDS, RetryPolicy, broker_countdown
 from integrations.models import CrmConnection
@@ -24,6 +25,18 @@ logger = logging.getLogger(__name__)
 def rate_gate() -> RedisRateGate:
     """The Redis rate gate (and request counters) every worker shares."""
     return RedisRateGate.from_url(settings.REDIS_URL)
+
+
+@functools.cache
+def circuit_breaker() -> CircuitBreaker:
+    """The per-connection circuit breaker every worker shares (integrations.circuit), in Redis."""
+    return CircuitBreaker.from_url(
+        settings.REDIS_URL,
+        threshold=settings.CRM_CIRCUIT_FAILURES,
+        cool_down_seconds=settings.CRM_CIRCUIT_COOL_DOWN_SECONDS,
+        # An action's few CRM calls, each bounded by the HTTP timeout.
+        probe_seconds=4 * settings.CRM_HTTP_TIMEOUT_SECONDS,
+    )
 
 
 def connection_retry_policy(connection: CrmConnection | None) -> RetryPolicy:

@@ -8,15 +8,18 @@ first looks for what the earlier attempt may have made.
 
 import enum
 import logging
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import redis
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from integrations.circuit import CircuitOpen
 from integrations.exceptions import CrmNotFound, CrmRequestError
 from integrations.failures import HANDLED_ERRORS, Failure, decide, describe_duration
 from integrations.models import CrmConnection
@@ -31,6 +34,7 @@ from integrations.providers.base import (
     RecordChanges,
 )
 from integrations.services import (
+    circuit_breaker,
     connection_get_active,
     connection_provider,
     connection_record_error,
@@ -140,14 +144,19 @@ def action_execute(*, action: CrmAction) -> CrmAction:
             session.crm_connection = connection
             session.save(update_fields=["crm_connection", "updated_at"])
         provider = connection_provider(connection)
+        if (wait := circuit_breaker().wait_seconds(connection.base_url)) is not None:
+            raise CircuitOpen(wait)
         result = HANDLERS[action.kind](provider, session, action.payload, retried)
     except WaitForEvent as exc:
         action.attempts -= 1
         return _schedule_retry(action, str(exc), delay=WAIT_RECHECK_SECONDS)
+    except CircuitOpen as exc:
+        return _wait_for_circuit(action, exc)
     except ActionFailed as exc:
         return _fail(action, str(exc))
     except HANDLED_ERRORS as exc:
         return _after_failure(action, connection, exc)
+    _circuit_record(connection, success=True)
     if action.kind == ActionKind.CREATE_RECORD or result.get("record_id") not in (None, record_before):
         # O4: the session has its record (or moved to the survivor of a merge): its agent's adapter hears now.
         try:
@@ -178,11 +187,43 @@ def action_execute(*, action: CrmAction) -> CrmAction:
     return action
 
 
+CIRCUIT_NOTE = " (the CRM's circuit is open: waiting, not trying it)"
+
+
+def _wait_for_circuit(action: CrmAction, exc: CircuitOpen) -> CrmAction:
+    """The connection's circuit is open: come back after the pause, spending neither an attempt nor budget."""
+    action.attempts -= 1
+    if action.failing_since is not None:
+        # The pause is not the action's failing time: its budget clock stops meanwhile.
+        action.failing_since += timedelta(seconds=exc.wait)
+    error = action.last_error.removesuffix(CIRCUIT_NOTE) if action.last_error else str(exc)
+    return _schedule_retry(action, error + CIRCUIT_NOTE, delay=exc.wait + random.uniform(0, 1))
+
+
+def _circuit_record(connection: CrmConnection | None, *, success: bool) -> None:
+    """Feed the connection's circuit breaker; a Redis failure here must not change the action's outcome."""
+    if connection is None:
+        return
+    breaker = circuit_breaker()
+    try:
+        if success:
+            breaker.record_success(connection.base_url)
+        elif breaker.record_failure(connection.base_url):
+            logger.warning("records.circuit.open %s", connection.pk, extra={"connection": connection.pk})
+    except redis.RedisError:
+        logger.warning("records.circuit.unavailable %s", connection.pk, exc_info=True)
+
+
 def _after_failure(action: CrmAction, connection: CrmConnection | None, exc: Exception) -> CrmAction:
     """What the one failure policy (integrations.failures) says about the error: retry when, or fail."""
     now = timezone.now()
     failing_for = (now - action.failing_since).total_seconds() if action.failing_since else 0.0
     decision = decide(exc, attempt=action.attempts, failing_for=failing_for, policy=connection_retry_policy(connection))
+    if decision.failure == Failure.CRM_UNAVAILABLE:
+        _circuit_record(connection, success=False)
+    elif decision.failure in (Failure.REFUSED, Failure.STALE_ID):
+        # The CRM answered, so it is up.
+        _circuit_record(connection, success=True)
     if not decision.counts_as_attempt:
         # Nothing reached the CRM (our own budget, our Redis or database), or the CRM said to wait.
         action.attempts -= 1
