@@ -386,6 +386,9 @@ class CrmAction(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
+    # What earlier attempts already read of the CRM (records.services.execution.CreateRecordProgress):
+    # a retry resumes at the step it stopped at instead of reading again. Cleared by an admin's Retry.
+    progress = models.JSONField(default=dict, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -146,7 +146,7 @@ def action_execute(*, action: CrmAction) -> CrmAction:
         provider = connection_provider(connection)
         if (wait := circuit_breaker().wait_seconds(connection.base_url)) is not None:
             raise CircuitOpen(wait)
-        result = HANDLERS[action.kind](provider, session, action.payload, retried)
+        result = HANDLERS[action.kind](provider, session, action.payload, retried, action)
     except WaitForEvent as exc:
         action.attempts -= 1
         return _schedule_retry(action, str(exc), delay=WAIT_RECHECK_SECONDS)
@@ -171,9 +171,11 @@ def action_execute(*, action: CrmAction) -> CrmAction:
     action.last_error = ""
     action.next_attempt_at = None
     action.failing_since = None
+    action.progress = {}
     action.completed_at = timezone.now()
     action.save(
         update_fields=[
+            "progress",
             "status",
             "reason",
             "result",
@@ -285,8 +287,11 @@ def action_retry(*, action: CrmAction) -> CrmAction:
     action.status = CrmAction.Status.PENDING
     action.next_attempt_at = None
     action.failing_since = None  # the retry budget starts afresh
+    action.progress = {}  # and what the CRM said earlier is asked again
     action.attempts_before_retry = action.attempts
-    action.save(update_fields=["status", "next_attempt_at", "failing_since", "attempts_before_retry", "updated_at"])
+    action.save(
+        update_fields=["status", "next_attempt_at", "failing_since", "progress", "attempts_before_retry", "updated_at"]
+    )
     transaction.on_commit(lambda: run_session_actions_task.delay(action.session_id), robust=True)
     return action
 
@@ -296,7 +301,13 @@ def action_retry(*, action: CrmAction) -> CrmAction:
 # action's reason, so the admin page says why without logs.
 
 
-def _ensure_contact(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
+def _ensure_contact(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    retried: bool,
+    action: CrmAction | None = None,
+) -> dict[str, Any]:
     if session.crm_contact_id:
         return {"contact_id": session.crm_contact_id, "outcome": "already linked"}
     if payload.get("contact_id"):
@@ -444,14 +455,86 @@ class RecordLocation:
     reopen: bool = False
 
 
-def _create_record(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class CreateRecordProgress:
+    """What a create_record attempt already read of the CRM, kept on the action (CrmAction.progress).
+
+    A retry (after a 5xx, a lost answer, a 429 pause) resumes with them instead of asking again:
+    the agent lookup and field list of the draft, and the rules' choice among the contact's
+    records. What a lost write may have changed (a record made by the earlier attempt) is still
+    looked up on every retry.
+    """
+
+    draft: RecordDraft | None = None
+    location: RecordLocation | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.draft is not None:
+            data["draft"] = {
+                "notes": list(self.draft.notes),
+                "assignee_id": self.draft.assignee_id,
+                "tags": list(self.draft.tags),
+                "fields": dict(self.draft.fields),
+            }
+        if self.location is not None:
+            data["location"] = {
+                "placement": str(self.location.placement),
+                "decision": self.location.decision,
+                "record_id": self.location.record_id,
+                "reopen": self.location.reopen,
+            }
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "CreateRecordProgress":
+        draft, location = data.get("draft"), data.get("location")
+        return cls(
+            draft=RecordDraft(
+                notes=tuple(draft["notes"]),
+                assignee_id=draft["assignee_id"],
+                tags=tuple(draft["tags"]),
+                fields=dict(draft["fields"]),
+            )
+            if draft
+            else None,
+            location=RecordLocation(
+                placement=Placement(location["placement"]),
+                decision=location["decision"],
+                record_id=location["record_id"],
+                reopen=bool(location["reopen"]),
+            )
+            if location
+            else None,
+        )
+
+
+def _keep_progress(action: CrmAction | None, progress: CreateRecordProgress) -> None:
+    if action is not None:
+        action.progress = progress.to_json()
+        CrmAction.objects.filter(pk=action.pk).update(progress=action.progress)
+
+
+def _create_record(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    retried: bool,
+    action: CrmAction | None = None,
+) -> dict[str, Any]:
     """Find the session's record (append, maybe reopen) or create it; then its first notes and fields."""
     if session.crm_record_id and not retried:
         return {"record_id": session.crm_record_id, "outcome": "already linked"}
     if not session.crm_contact_id:
         raise ActionFailed("The session has no CRM contact to be the record's requester.")
-    draft = _compose_record(provider, session, payload)
-    location = _locate_record(provider, session, payload, retried)
+    progress = CreateRecordProgress.from_json(action.progress) if action is not None else CreateRecordProgress()
+    draft = progress.draft or _compose_record(provider, session, payload)
+    if progress.draft is None:
+        progress = replace(progress, draft=draft)
+        _keep_progress(action, progress)
+    location = _locate_record(provider, session, payload, retried, progress.location)
+    if location.placement in (Placement.CREATE, Placement.APPEND) and progress.location is None:
+        _keep_progress(action, replace(progress, location=location))
     record_id, created, lost = _write_record(provider, session, payload, draft, location, retried)
     notes = [*draft.notes, *_fields_lost(session, lost)]
     _annotate_record(provider, session, payload, record_id, created=created, notes=notes, retried=retried)
@@ -483,13 +566,22 @@ def _compose_record(provider: CrmProvider, session: Session, payload: dict[str, 
     return RecordDraft(notes=tuple(notes), assignee_id=assignee_id, tags=tuple(tags), fields=fields)
 
 
-def _locate_record(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> RecordLocation:
-    """Locate: the record an earlier attempt made or linked, else the rules' choice among the contact's records."""
+def _locate_record(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    retried: bool,
+    chosen: RecordLocation | None = None,
+) -> RecordLocation:
+    """Locate: the record an earlier attempt made or linked, else the rules' choice among the contact's
+    records (`chosen`: the choice an earlier attempt made, kept on the action, is not made again)."""
     found = provider.find_records_by_external_id(payload["external_id"]) if retried else []
     if found:
         return RecordLocation(Placement.FOUND_EARLIER, "found the record an earlier attempt created", found[0].id)
     if session.crm_record_id:
         return RecordLocation(Placement.LINKED_EARLIER, "linked by an earlier attempt", session.crm_record_id)
+    if chosen is not None:
+        return chosen
     choice = choose_record(
         _record_request(session, payload), _candidates_for(provider, session, payload), timezone.now()
     )
@@ -640,7 +732,13 @@ def _write_to_record(provider: CrmProvider, session: Session, write: Callable[[s
     return record.id, write(record.id)
 
 
-def _add_comment(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
+def _add_comment(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    retried: bool,
+    action: CrmAction | None = None,
+) -> dict[str, Any]:
     original_id = session.crm_record_id
     attachments: tuple[Attachment, ...] = ()
     if attachment := payload.get("attachment"):
@@ -663,7 +761,13 @@ def _add_comment(provider: CrmProvider, session: Session, payload: dict[str, Any
     return {"record_id": record_id, "outcome": outcome}
 
 
-def _update_record(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
+def _update_record(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    retried: bool,
+    action: CrmAction | None = None,
+) -> dict[str, Any]:
     notes: list[str] = []
     assignee_id = _assignee_id(provider, payload.get("assignee_email") or "", notes)
     fields = _crm_fields(session, payload.get("fields") or {})
@@ -741,7 +845,13 @@ def _fields_lost(session: Session, lost: list[str]) -> list[str]:
     ]
 
 
-def _display_record(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
+def _display_record(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    retried: bool,
+    action: CrmAction | None = None,
+) -> dict[str, Any]:
     """O4: ask the CRM to open the record on the answering agent's screen (Zendesk Talk Partner Edition)."""
     email = payload["agent_email"]
     agent = provider.find_agent(email=email)
@@ -751,7 +861,8 @@ def _display_record(provider: CrmProvider, session: Session, payload: dict[str, 
     return {"record_id": payload["record_id"], "outcome": f"opened on {email}'s screen (CRM user {agent.id})"}
 
 
-HANDLERS: dict[str, Callable[[CrmProvider, Session, dict[str, Any], bool], dict[str, Any]]] = {
+# Handlers: (provider, session, payload, retried, action) -> result; `action` for the progress it keeps.
+HANDLERS: dict[str, Callable[[CrmProvider, Session, dict[str, Any], bool, CrmAction], dict[str, Any]]] = {
     ActionKind.ENSURE_CONTACT: _ensure_contact,
     ActionKind.CREATE_RECORD: _create_record,
     ActionKind.ADD_COMMENT: _add_comment,

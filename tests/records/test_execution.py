@@ -15,6 +15,10 @@ from integrations.services import connection_create, connection_settings, rate_g
 from records.models import CrmAction, Event, Session
 from records.selectors import session_next_action
 from records.services.execution import (
+    CreateRecordProgress,
+    Placement,
+    RecordDraft,
+    RecordLocation,
     _claim_lease,
     _ensure_contact,
     action_execute,
@@ -415,3 +419,50 @@ def test_contact_created_by_a_concurrent_session_is_linked_not_duplicated(
         "decision": "linked the contact a concurrent session created (422)",
     }
     assert user["name"] == "Created by the other session"
+
+
+def test_a_retried_create_resumes_with_what_it_read_instead_of_reading_again(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    session = ingest_example()
+    ensure = session.actions.get(kind="ensure_contact")
+    create = session.actions.get(kind="create_record")
+    assert create.payload["assignee_email"]
+    action_execute(action=ensure)
+
+    # given: the create's reads answered, its write applied but its answer lost (a 500)
+    sandbox_config(zendesk_sandbox, lost_response_rate=1.0)
+    action_execute(action=create)
+    create.refresh_from_db()
+    assert create.status == CrmAction.Status.PENDING
+    assert set(create.progress) == {"draft", "location"}
+    first = dict(sandbox_stats(zendesk_sandbox)["requests"])
+
+    # when: the retry runs with the CRM answering again
+    sandbox_config(zendesk_sandbox, lost_response_rate=0.0)
+    action_execute(action=create)
+
+    # then: it looks up only what the lost write may have made, not the agent or the contact's records again
+    create.refresh_from_db()
+    assert create.status == CrmAction.Status.SUCCEEDED
+    assert create.progress == {}
+    retry = {
+        kind: count - first.get(kind, 0)
+        for kind, count in sandbox_stats(zendesk_sandbox)["requests"].items()
+        if count - first.get(kind, 0)
+    }
+    assert retry.get("GET /api/v2/users/search.json", 0) == 0, retry
+    assert retry.get("GET /api/v2/users/{id}/tickets/requested.json", 0) == 0, retry
+    assert retry.get("GET /api/v2/tickets.json", 0) == 1, retry  # the record the lost answer made, by external id
+    assert create.result["outcome"].startswith("found the record an earlier attempt created")
+    assert len(tickets(zendesk_api, zendesk_sandbox)) == 1
+
+
+def test_create_record_progress_round_trips_through_json() -> None:
+    progress = CreateRecordProgress(
+        draft=RecordDraft(notes=("a note",), assignee_id="7", tags=("voice",), fields={"360": "x"}),
+        location=RecordLocation(Placement.APPEND, "appended to the open record", "42", reopen=True),
+    )
+
+    assert CreateRecordProgress.from_json(progress.to_json()) == progress
+    assert CreateRecordProgress.from_json({}) == CreateRecordProgress()
