@@ -158,6 +158,8 @@ CRM_RETRY_BUDGET_SECONDS = env.float("CRM_RETRY_BUDGET_SECONDS", default=24 * 36
 # failures of a CRM's actions its work pauses for the cool-down, then one probe tries the CRM.
 CRM_CIRCUIT_FAILURES = env.int("CRM_CIRCUIT_FAILURES", default=10)
 CRM_CIRCUIT_COOL_DOWN_SECONDS = env.float("CRM_CIRCUIT_COOL_DOWN_SECONDS", default=30.0)
+# ...spread over at least this long: random faults (a third of requests failing) do not trip it.
+CRM_CIRCUIT_MIN_RUN_SECONDS = env.float("CRM_CIRCUIT_MIN_RUN_SECONDS", default=10.0)
 # A request-limit answer without Retry-After (Salesforce's 403 REQUEST_LIMIT_EXCEEDED) pauses this long.
 CRM_LIMIT_EXCEEDED_RETRY_SECONDS = env.float("CRM_LIMIT_EXCEEDED_RETRY_SECONDS", default=60.0)
 

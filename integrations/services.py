@@ -36,6 +36,7 @@ def circuit_breaker() -> CircuitBreaker:
         cool_down_seconds=settings.CRM_CIRCUIT_COOL_DOWN_SECONDS,
         # An action's few CRM calls, each bounded by the HTTP timeout.
         probe_seconds=4 * settings.CRM_HTTP_TIMEOUT_SECONDS,
+        min_run_seconds=settings.CRM_CIRCUIT_MIN_RUN_SECONDS,
     )
 
 

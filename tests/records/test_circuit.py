@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from integrations.circuit import Circuit, CircuitReading, circuit_state
+from integrations.circuit import Circuit, CircuitReading, circuit_state, should_open
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
 from integrations.selectors import connection_circuit_state
@@ -35,10 +35,21 @@ def test_circuit_state(reading: CircuitReading, state: Circuit) -> None:
     assert circuit_state(reading) == state
 
 
+@pytest.mark.parametrize(
+    ("failures", "run_seconds", "opens"),
+    [(9, 60.0, False), (10, 60.0, True), (10, 9.9, False), (10, 10.0, True), (50, 2.0, False), (0, 0.0, False)],
+)
+def test_a_run_of_failures_opens_the_circuit_only_when_long_and_unbroken(
+    failures: int, run_seconds: float, opens: bool
+) -> None:
+    assert should_open(failures, run_seconds, threshold=10, min_run_seconds=10.0) is opens
+
+
 @pytest.fixture
 def breaker(settings: object) -> Iterator[None]:
     settings.CRM_CIRCUIT_FAILURES = THRESHOLD  # type: ignore[attr-defined]
     settings.CRM_CIRCUIT_COOL_DOWN_SECONDS = COOL_DOWN  # type: ignore[attr-defined]
+    settings.CRM_CIRCUIT_MIN_RUN_SECONDS = 0  # type: ignore[attr-defined]
     circuit_breaker.cache_clear()
     yield
     circuit_breaker.cache_clear()
