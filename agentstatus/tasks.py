@@ -22,15 +22,18 @@ PENDING_LOOKUP_STALE_AFTER = timedelta(minutes=15)
 def push_status_task(push_id: int) -> None:
     """Push one platform status change to the CRM (A4), then come back when its retry is due.
 
-    Retries are per push (attempts, backoff and Retry-After are stored on the push row and bounded
-    by CRM_ACTION_MAX_ATTEMPTS), so the task itself never retries: it re-enqueues itself. A second
+    Retries are per push (attempts, backoff and Retry-After are stored on the push row, within the
+    retry budget of integrations.failures), so the task itself never retries: it re-enqueues itself,
+    or, for a wait longer than the broker holds a message, leaves the push to the sweeper. A second
     copy of the message finds the push claimed or done and does nothing.
     """
     from agentstatus.services.push import status_push_execute
+    from integrations.services import retry_countdown
 
     retry_in = status_push_execute(push_id=push_id)
-    if retry_in is not None:
-        push_status_task.apply_async((push_id,), countdown=retry_in)
+    countdown = retry_countdown(retry_in) if retry_in is not None else None
+    if countdown is not None:
+        push_status_task.apply_async((push_id,), countdown=countdown)
 
 
 @shared_task(name="agentstatus.sweep_pushes", max_retries=0)
@@ -49,10 +52,13 @@ def sweep_pushes_task() -> None:
 def apply_webhook_event_task(event_id: str) -> None:
     """Look up the unknown CRM user of one stored delivery, then apply it; come back when a retry is due."""
     from agentstatus.services.inbound import webhook_event_apply_pending
+    from integrations.services import retry_countdown
 
     retry_in = webhook_event_apply_pending(event_id=event_id)
-    if retry_in is not None:
-        apply_webhook_event_task.apply_async((event_id,), countdown=retry_in)
+    # A wait longer than the broker holds a message is left to prune_webhook_events' re-enqueue.
+    countdown = retry_countdown(retry_in) if retry_in is not None else None
+    if countdown is not None:
+        apply_webhook_event_task.apply_async((event_id,), countdown=countdown)
 
 
 @shared_task(name="agentstatus.prune_webhook_events", max_retries=0)

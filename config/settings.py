@@ -147,10 +147,19 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 15 * 60}
 # sandbox on this machine: the demo (`make run`'s .env), the tests and the benchmarks.
 CRM_ALLOW_LOOPBACK = env.bool("CRM_ALLOW_LOOPBACK", default=False)
 CRM_HTTP_TIMEOUT_SECONDS = env.float("CRM_HTTP_TIMEOUT_SECONDS", default=15.0)
-# Exponential backoff for failed CRM actions: base * 2**attempt, capped, with full jitter.
+# Exponential backoff for failed CRM calls: base * 2**(attempt-1), capped, with equal jitter
+# (integrations.failures, the one failure policy of every outbox and task).
 CRM_RETRY_BACKOFF_SECONDS = env.float("CRM_RETRY_BACKOFF_SECONDS", default=2.0)
 CRM_RETRY_BACKOFF_MAX_SECONDS = env.float("CRM_RETRY_BACKOFF_MAX_SECONDS", default=600.0)
-CRM_ACTION_MAX_ATTEMPTS = env.int("CRM_ACTION_MAX_ATTEMPTS", default=8)
+# How long transient CRM trouble (5xx, timeouts, 429) is retried, counted from the first failure,
+# before the work fails for good; a connection may set its own (config "retry_budget_seconds").
+CRM_RETRY_BUDGET_SECONDS = env.float("CRM_RETRY_BUDGET_SECONDS", default=24 * 3600.0)
+# Per-connection circuit breaker (integrations.circuit): after this many consecutive transient
+# failures of a CRM's actions its work pauses for the cool-down, then one probe tries the CRM.
+CRM_CIRCUIT_FAILURES = env.int("CRM_CIRCUIT_FAILURES", default=10)
+CRM_CIRCUIT_COOL_DOWN_SECONDS = env.float("CRM_CIRCUIT_COOL_DOWN_SECONDS", default=30.0)
+# ...spread over at least this long: random faults (a third of requests failing) do not trip it.
+CRM_CIRCUIT_MIN_RUN_SECONDS = env.float("CRM_CIRCUIT_MIN_RUN_SECONDS", default=10.0)
 # A request-limit answer without Retry-After (Salesforce's 403 REQUEST_LIMIT_EXCEEDED) pauses this long.
 CRM_LIMIT_EXCEEDED_RETRY_SECONDS = env.float("CRM_LIMIT_EXCEEDED_RETRY_SECONDS", default=60.0)
 

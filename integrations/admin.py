@@ -23,6 +23,7 @@ from integrations.services import (
     connection_apply_settings,
     connection_can,
     connection_get_active,
+    connection_set_retry_budget,
     connection_test,
 )
 
@@ -124,6 +125,17 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
             "Blank: no limit of our own (429s are still honoured)."
         ),
     )
+    retry_budget_hours = forms.FloatField(
+        label="Retry budget (hours)",
+        required=False,
+        min_value=0.001,
+        help_text=(
+            "How long the CRM may keep failing (errors 5xx, timeouts, 429) before an action or a status "
+            "push fails for good; it is retried meanwhile, waiting at most 10 minutes between tries. "
+            "A refusal that can never succeed (a 4xx) fails at once. Blank: the server's default "
+            "(CRM_RETRY_BUDGET_SECONDS, one day)."
+        ),
+    )
     # Not the model field: activating switches the other connections off (one active at a time).
     make_active = forms.BooleanField(
         required=False, help_text="Use this connection from now on; the active one, if any, is switched off."
@@ -153,6 +165,8 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         )
         self.fields["make_active"].initial = self.instance.is_active
         self.fields["rate_limit_per_minute"].initial = config.get("rate_limit_per_minute")
+        budget = config.get("retry_budget_seconds")
+        self.fields["retry_budget_hours"].initial = budget / 3600 if budget is not None else None
 
     def _stored_secrets(self) -> dict[str, Any]:
         if not self.instance.has_secrets:
@@ -196,6 +210,8 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
                 # Secrets stored for the old URL are never sent to a new one: a changed URL needs them again.
                 base_url_changed=self._url_changed(),
             )
+            hours = cleaned.get("retry_budget_hours")
+            connection_set_retry_budget(self.instance, seconds=hours * 3600 if hours is not None else None)
         except ValidationError as exc:
             for name, messages_ in exc.message_dict.items():
                 field = f"{kind}__{name}"
@@ -232,7 +248,7 @@ def connection_fieldsets(kind: str | None) -> list[tuple[str | None, dict[str, A
         fieldsets.append((f"{CrmKind(provider_kind).label} credentials", {"fields": names, "description": description}))
     fieldsets += [
         ("What it can do", {"fields": ["credentials_stored", "capability_list"]}),
-        ("Limits", {"fields": ["rate_limit_per_minute"]}),
+        ("Limits", {"fields": ["rate_limit_per_minute", "retry_budget_hours"]}),
         ("Status", {"fields": ["last_error", "last_error_at", "created_at", "updated_at"]}),
     ]
     return fieldsets

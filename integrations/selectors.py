@@ -2,11 +2,13 @@
 
 from dataclasses import dataclass
 
+from integrations.circuit import Circuit, circuit_state
+from integrations.failures import describe_duration
 from integrations.http import usage_key
 from integrations.models import CrmConnection
 from integrations.providers.registry import PROVIDERS
 from integrations.ratelimit import MinuteUsage
-from integrations.services import rate_gate
+from integrations.services import circuit_breaker, rate_gate
 
 
 def connection_usage(connection: CrmConnection) -> list[MinuteUsage]:
@@ -27,11 +29,16 @@ class CircuitState:
 
 
 def connection_circuit_state(connection: CrmConnection) -> CircuitState | None:
-    """The connection's circuit breaker, for the health page; None while this build has none.
-
-    The hook the health panel already reads: the per-connection circuit breaker (issue 15) fills it.
-    """
-    return None
+    """The connection's circuit breaker (integrations.circuit), for the health panel and /metrics."""
+    reading = circuit_breaker().read(connection.base_url)
+    state = circuit_state(reading)
+    if state == Circuit.OPEN:
+        detail = f"(work paused for {describe_duration(reading.open_ms / 1000)} more, then one probe)"
+    elif state == Circuit.HALF_OPEN:
+        detail = "(probing the CRM)" if reading.probing else "(the next action is the probe)"
+    else:
+        detail = f"({reading.failures} consecutive failure(s))" if reading.failures else ""
+    return CircuitState(state=str(state), detail=detail)
 
 
 def connection_web_url(connection: CrmConnection | None, *, record_id: str = "", contact_id: str = "") -> str:

@@ -10,7 +10,9 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+from integrations.circuit import CircuitBreaker
 from integrations.exceptions import CrmError
+from integrations.failures import COUNTDOWN_MARGIN_SECONDS, RetryPolicy, broker_countdown
 from integrations.models import CrmConnection
 from integrations.providers.base import Capability, ConnectionSettings, CrmProvider, SettingSpec
 from integrations.providers.registry import PROVIDERS, get_provider, get_provider_class
@@ -23,6 +25,53 @@ logger = logging.getLogger(__name__)
 def rate_gate() -> RedisRateGate:
     """The Redis rate gate (and request counters) every worker shares."""
     return RedisRateGate.from_url(settings.REDIS_URL)
+
+
+@functools.cache
+def circuit_breaker() -> CircuitBreaker:
+    """The per-connection circuit breaker every worker shares (integrations.circuit), in Redis."""
+    return CircuitBreaker.from_url(
+        settings.REDIS_URL,
+        threshold=settings.CRM_CIRCUIT_FAILURES,
+        cool_down_seconds=settings.CRM_CIRCUIT_COOL_DOWN_SECONDS,
+        # An action's few CRM calls, each bounded by the HTTP timeout.
+        probe_seconds=4 * settings.CRM_HTTP_TIMEOUT_SECONDS,
+        min_run_seconds=settings.CRM_CIRCUIT_MIN_RUN_SECONDS,
+    )
+
+
+def connection_retry_policy(connection: CrmConnection | None) -> RetryPolicy:
+    """The failure policy's backoff and budget for work on this connection (integrations.failures).
+
+    The budget is CRM_RETRY_BUDGET_SECONDS unless the connection sets its own
+    (`config["retry_budget_seconds"]`).
+    """
+    own = (connection.config or {}).get("retry_budget_seconds") if connection is not None else None
+    return RetryPolicy(
+        base_seconds=settings.CRM_RETRY_BACKOFF_SECONDS,
+        cap_seconds=settings.CRM_RETRY_BACKOFF_MAX_SECONDS,
+        budget_seconds=float(own) if own is not None else settings.CRM_RETRY_BUDGET_SECONDS,
+    )
+
+
+def connection_set_retry_budget(connection: CrmConnection, *, seconds: float | None) -> None:
+    """Give the (unsaved) connection its own retry budget, or None: CRM_RETRY_BUDGET_SECONDS again."""
+    config = {key: value for key, value in (connection.config or {}).items() if key != "retry_budget_seconds"}
+    if seconds is not None:
+        config["retry_budget_seconds"] = seconds
+    connection.config = config
+
+
+def retry_countdown(delay: float, *, clamp: bool = False) -> float | None:
+    """The countdown a task may give the broker for this retry; None: too long, left to the sweeper.
+
+    With `clamp` (work no sweeper looks for), a longer wait is cut to the longest the broker holds.
+    """
+    visibility_timeout = float(settings.CELERY_BROKER_TRANSPORT_OPTIONS.get("visibility_timeout", 3600))
+    countdown = broker_countdown(delay, visibility_timeout=visibility_timeout)
+    if countdown is None and clamp:
+        return max(0.0, visibility_timeout - COUNTDOWN_MARGIN_SECONDS)
+    return countdown
 
 
 def connection_get_active() -> CrmConnection | None:

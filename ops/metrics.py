@@ -166,6 +166,21 @@ CRM_BUDGET_USED = GaugeFeed(
 FEEDS = (CIRCUIT_STATE, CRM_BUDGET_USED)
 
 
+def _circuit_samples() -> Iterator[Sample]:
+    """Each connection's circuit breaker (integrations.circuit), from the Redis every worker shares."""
+    from integrations.circuit import GAUGE_VALUES, circuit_state
+    from integrations.models import CrmConnection
+    from integrations.services import circuit_breaker
+
+    breaker = circuit_breaker()
+    for connection in CrmConnection.objects.order_by("id"):
+        state = circuit_state(breaker.read(connection.base_url))
+        yield Sample((str(connection.pk),), GAUGE_VALUES[state])
+
+
+CIRCUIT_STATE.register(_circuit_samples)
+
+
 # -- Read at scrape time -------------------------------------------------------------------------
 
 

@@ -323,6 +323,7 @@ class CrmActionAdmin(admin.ModelAdmin[CrmAction]):
         "state",
         "attempts",
         "next_attempt_at",
+        "failing_since",
         "error",
         "result",
         "payload",
@@ -333,7 +334,10 @@ class CrmActionAdmin(admin.ModelAdmin[CrmAction]):
     ]
     fieldsets = [
         (None, {"fields": ["session", "event", "kind", "rule", "reason"]}),
-        ("Outcome", {"fields": ["state", "attempts", "next_attempt_at", "error", "result", "completed_at"]}),
+        (
+            "Outcome",
+            {"fields": ["state", "attempts", "next_attempt_at", "failing_since", "error", "result", "completed_at"]},
+        ),
         ("Details", {"fields": ["payload", "idempotency_key", "created_at", "updated_at"], "classes": ["collapse"]}),
     ]
     actions = ["retry"]

@@ -371,13 +371,24 @@ class CrmAction(models.Model):
     reason = models.TextField(blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
-    # The attempts already made when an admin last retried it: a retry (or a bulk replay after an
-    # outage) gets the full number of attempts again, while `attempts` keeps counting, so a retried
-    # create still looks up what an earlier attempt may have made.
+    # The attempts already made when an admin last retried it, while `attempts` keeps counting, so
+    # a retried create still looks up what an earlier attempt may have made.
     attempts_before_retry = models.PositiveIntegerField(default=0, editable=False)
+    # When the CRM's transient trouble with this action began: the retry budget
+    # (CRM_RETRY_BUDGET_SECONDS) counts from here. Cleared on success and by an admin's Retry.
+    failing_since = models.DateTimeField(
+        "failing since",
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the CRM started failing this action; it is retried until the retry budget is spent.",
+    )
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
+    # What earlier attempts already read of the CRM (records.services.execution.CreateRecordProgress):
+    # a retry resumes at the step it stopped at instead of reading again. Cleared by an admin's Retry.
+    progress = models.JSONField(default=dict, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)

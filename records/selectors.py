@@ -1,9 +1,12 @@
-"""Reads of records: session states, blocked actions and health counts for the admin console (each
+"""Reads of records: the executor's reads (the next action, the sessions on a contact's records,
+a callback's original call, the CRM ids of record fields; services write, selectors read); session
+states, blocked actions and health counts for the admin console (each
 count a lookup on one of the outbox's partial or status indexes — action_pending, action_failed,
 action_status, session_processing_failed — never a scan of all actions), and a session as the
 agent's adapter sees it (ADAPTER.md).
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,10 +19,10 @@ from integrations.providers.base import Record
 from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_provider
 from records.console import SessionFacts, SessionState
-from records.models import CrmAction, Event, Session
+from records.models import CrmAction, CustomField, Event, Session
 from records.outbound import AGENT_EVENTS, event_agent_email
-from records.services.execution import BLOCKING_KINDS
 from records.services.screen_pop import session_answering_agent
+from records.vocabulary import BLOCKING_KINDS, EventType
 
 # A pending, due action nobody has touched for this long: its worker or its message was lost.
 STUCK_AFTER = timedelta(minutes=10)
@@ -173,4 +176,59 @@ def adapter_session_get(*, session_id: str, agent_email: str) -> AdapterSession 
         answering_agent=session_answering_agent(session),
         ended=session.ended_at is not None,
         actions=tuple(session.actions.order_by("id")),
+    )
+
+
+# -- The executor's reads (records.services.execution writes) -------------------------------------
+
+
+def session_next_action(session_id: int) -> CrmAction | None:
+    """The session's first pending action, unless a failed action it depends on stands before it."""
+    action = CrmAction.objects.filter(session_id=session_id, status=_PENDING).order_by("id").first()
+    if action is None:
+        return None
+    blocked = CrmAction.objects.filter(
+        session_id=session_id, status=_FAILED, kind__in=BLOCKING_KINDS, id__lt=action.id
+    ).exists()
+    return None if blocked else action
+
+
+def sessions_latest_by_record(
+    *, connection_id: int | None, record_ids: list[str], exclude_id: int
+) -> dict[str, Session]:
+    """For each of these CRM records, our latest other session on it (what it knew: queue, menu, channel)."""
+    linked = (
+        Session.objects.filter(crm_connection_id=connection_id, crm_record_id__in=record_ids)
+        .exclude(pk=exclude_id)
+        .order_by("crm_record_id", "-created_at")
+        .distinct("crm_record_id")
+    )
+    return {other.crm_record_id: other for other in linked}
+
+
+@dataclass(frozen=True)
+class OriginalCall:
+    """What a callback's planning needs of the call it returns (R6): its record and its length."""
+
+    record_id: str = ""
+    call_seconds: float | None = None
+
+
+def session_original_call(external_id: str) -> OriginalCall:
+    """The record and the length of the session with this id; empty when there is none."""
+    original = Session.objects.filter(external_id=external_id).first()
+    if original is None:
+        return OriginalCall()
+    ended = original.events.filter(type=EventType.SESSION_ENDED).first()
+    duration = ended.data.get("call_duration") if ended else None
+    return OriginalCall(
+        record_id=original.crm_record_id,
+        call_seconds=float(duration) if isinstance(duration, int | float) else None,
+    )
+
+
+def custom_field_crm_ids(*, connection_id: int | None, keys: Iterable[str]) -> dict[str, str]:
+    """The CRM field id of each record field (F2 key) created in this connection's CRM (F1)."""
+    return dict(
+        CustomField.objects.filter(connection_id=connection_id, key__in=list(keys)).values_list("key", "crm_field_id")
     )

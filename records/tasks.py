@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from celery import Task, shared_task
 from django.db import DatabaseError
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -15,11 +16,6 @@ SWEEP_STALE_AFTER = timedelta(minutes=2)
 # Sessions per processing message: one message per session made the broker round trips cost a
 # quarter of a 100-event batch; a few messages per batch still spread a large one over workers.
 SESSIONS_PER_MESSAGE = 25
-
-# F1 against a CRM that is down or limiting: retried this often, waiting 5 s, 10 s, ... up to 10 min.
-CUSTOM_FIELDS_MAX_RETRIES = 5
-CUSTOM_FIELDS_RETRY_SECONDS = 5
-CUSTOM_FIELDS_RETRY_MAX_SECONDS = 600
 
 
 @shared_task(
@@ -55,14 +51,20 @@ def enqueue_processing(session_ids: list[int]) -> None:
 def run_session_actions_task(session_id: int) -> None:
     """Run the session's due CRM actions, then come back when the next retry is due.
 
-    Retries are per action (attempts, backoff and Retry-After are stored on the action row and
-    bounded by CRM_ACTION_MAX_ATTEMPTS), so the task itself never retries: it re-enqueues itself.
+    Retries are per action (attempts, backoff and Retry-After are stored on the action row, within
+    the retry budget of integrations.failures), so the task itself never retries: it re-enqueues
+    itself. A wait longer than the broker can hold a message (its visibility timeout) is not given
+    to the broker: the action stays pending with its next_attempt_at, and the sweep takes it then.
     """
+    from integrations.services import retry_countdown
     from records.services.execution import session_run_actions
 
     result = session_run_actions(session_id=session_id)
-    if result.retry_in is not None:
-        run_session_actions_task.apply_async((session_id,), countdown=result.retry_in)
+    countdown = retry_countdown(result.retry_in) if result.retry_in is not None else None
+    if countdown is not None:
+        run_session_actions_task.apply_async((session_id,), countdown=countdown)
+    elif result.retry_in is not None:
+        logger.info("records.actions.left-to-sweep %s in %.0fs", session_id, result.retry_in)
 
 
 @shared_task(name="records.sweep_sessions", max_retries=0)
@@ -82,18 +84,19 @@ def sweep_sessions_task() -> None:
     bind=True,
     name="records.create_custom_fields",
     acks_late=True,
-    max_retries=CUSTOM_FIELDS_MAX_RETRIES,
+    # Retried as the one failure policy says (integrations.failures), within the retry budget.
+    max_retries=None,
 )
-def create_custom_fields_task(self: Task, connection_id: int) -> None:
+def create_custom_fields_task(self: Task, connection_id: int, failing_since: float | None = None) -> None:
     """F1 in the background. Idempotent (fields are found by title first), so a redelivery is harmless.
 
-    Transient CRM failures are retried; anything else, or the last failed retry, is shown as the
-    connection's last error in the admin.
+    Transient CRM failures are retried within the connection's retry budget, counted from
+    `failing_since` (a POSIX time); anything else, or a failure once the budget is spent, is shown
+    as the connection's last error in the admin.
     """
-    from integrations.crypto import CredentialsUnreadable
-    from integrations.exceptions import CrmError, CrmRateLimited, CrmTransientError
+    from integrations.failures import HANDLED_ERRORS, Failure, decide, describe_duration
     from integrations.models import CrmConnection
-    from integrations.providers.registry import UnsupportedCrm
+    from integrations.services import connection_retry_policy, retry_countdown
     from records.services.custom_fields import custom_fields_create, custom_fields_record_error
 
     connection = CrmConnection.objects.filter(pk=connection_id).first()
@@ -102,13 +105,22 @@ def create_custom_fields_task(self: Task, connection_id: int) -> None:
         return
     try:
         custom_fields_create(connection=connection)
-    except CrmTransientError as exc:
-        if self.request.retries >= CUSTOM_FIELDS_MAX_RETRIES:
+    except HANDLED_ERRORS as exc:
+        now = timezone.now().timestamp()
+        first = failing_since or now
+        decision = decide(
+            exc, attempt=self.request.retries + 1, failing_for=now - first, policy=connection_retry_policy(connection)
+        )
+        if decision.retry:
+            since = first if decision.spends_budget else failing_since
+            # No sweeper looks for waiting field creation: a longer wait is cut to what the broker holds.
+            countdown = retry_countdown(decision.delay, clamp=True)
+            kwargs = {"connection_id": connection_id, "failing_since": since}
+            raise self.retry(exc=exc, countdown=countdown, args=(), kwargs=kwargs) from exc
+        error = str(exc)
+        if decision.budget_spent:
             tries = self.request.retries + 1
-            custom_fields_record_error(connection=connection, error=f"gave up after {tries} tries: {exc}")
-            return
-        backoff = min(CUSTOM_FIELDS_RETRY_MAX_SECONDS, CUSTOM_FIELDS_RETRY_SECONDS * 2**self.request.retries)
-        countdown = exc.retry_after if isinstance(exc, CrmRateLimited) else backoff
-        raise self.retry(exc=exc, countdown=countdown) from exc
-    except (CrmError, UnsupportedCrm, CredentialsUnreadable) as exc:
-        custom_fields_record_error(connection=connection, error=str(exc))
+            error = f"gave up after {tries} tries: {exc} (the CRM kept failing for {describe_duration(now - first)})"
+        elif decision.failure == Failure.OUR_BUG:
+            logger.exception("records.create-custom-fields.unexpected %s", connection_id)
+        custom_fields_record_error(connection=connection, error=error)

@@ -70,6 +70,9 @@ class ActionKind(models.TextChoices):
     DISPLAY_RECORD = "display_record", "Open the record on the agent's screen"
 
 
+# The actions every later one of the session needs: while one has failed, the rest wait.
+BLOCKING_KINDS = frozenset({ActionKind.ENSURE_CONTACT, ActionKind.CREATE_RECORD})
+
 # F2: the product's record fields, created in the CRM by the admin's "Create custom fields" (F1).
 RECORD_FIELDS: tuple[CustomFieldSpec, ...] = (
     CustomFieldSpec("session_type", "Session type"),

@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
 from config.celery import app as celery_app
+from integrations.circuit import KEY_PREFIX as CIRCUIT_KEY_PREFIX
 from integrations.models import CrmConnection
 from integrations.ratelimit import KEY_PREFIX, USAGE_KEY_PREFIX, WINDOW_KEY_PREFIX
 from integrations.sandbox import SandboxServer, start_sandbox
@@ -69,7 +70,7 @@ def _fresh(server: SandboxServer) -> SandboxServer:
     """The sandbox back at its fixture, and no rate-limit window, 429 gate or request count left from another test."""
     server.reset()
     client = redis.Redis.from_url(TEST_BROKER_URL)
-    for prefix in (KEY_PREFIX, WINDOW_KEY_PREFIX, USAGE_KEY_PREFIX):
+    for prefix in (KEY_PREFIX, WINDOW_KEY_PREFIX, USAGE_KEY_PREFIX, CIRCUIT_KEY_PREFIX):
         for key in client.scan_iter(f"{prefix}*"):
             client.delete(key)
     return server
@@ -216,6 +217,9 @@ def celery_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[sub
         "CELERY_TASK_DEFAULT_QUEUE": TEST_QUEUE,
         "CRM_RETRY_BACKOFF_SECONDS": "0.05",
         "CRM_RETRY_BACKOFF_MAX_SECONDS": "0.5",
+        # The worker's tests of outages want actions to fail within a connection's short budget;
+        # the circuit breaker is tested in-process with its own threshold (tests/records/test_circuit.py).
+        "CRM_CIRCUIT_FAILURES": "1000000",
         "CRM_HTTP_TIMEOUT_SECONDS": "5",
         # The sandbox Salesforce's injected request-limit answers are waited out in a second.
         "CRM_LIMIT_EXCEEDED_RETRY_SECONDS": "1",

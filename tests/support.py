@@ -24,6 +24,19 @@ def sandbox_config(sandbox: SandboxServer, **config: object) -> None:
     requests.post(f"{sandbox.base_url}/__sandbox/config", json=config, timeout=5).raise_for_status()
 
 
+def connection_retry_budget(connection: Any, seconds: float | None) -> None:
+    """Give a CRM connection its own retry budget; None: back to CRM_RETRY_BUDGET_SECONDS (a day).
+
+    The worker reads it from the connection row, so a test can make an outage fail actions in
+    seconds (and then let a replay ride out a flaky CRM with the full budget).
+    """
+    from integrations.services import connection_set_retry_budget
+
+    connection.refresh_from_db()
+    connection_set_retry_budget(connection, seconds=seconds)
+    connection.save(update_fields=["config", "updated_at"])
+
+
 def sandbox_stats(sandbox: SandboxServer) -> dict[str, Any]:
     stats: dict[str, Any] = requests.get(f"{sandbox.base_url}/__sandbox/stats", timeout=5).json()
     return stats

@@ -5,10 +5,7 @@ import time
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import DatabaseError
 from django.utils import timezone
-
-from integrations.exceptions import CrmAuthError, CrmRateLimited, CrmTransientError
 
 logger = logging.getLogger(__name__)
 
@@ -39,21 +36,25 @@ def schedule_imports_task() -> None:
     time_limit=IMPORT_TIME_LIMIT,
     # Idempotent: pages are upserted and the cursor is saved with each page, so a redelivery resumes.
     acks_late=True,
-    autoretry_for=(CrmTransientError, DatabaseError),
-    retry_backoff=30,
-    retry_backoff_max=900,
-    retry_jitter=True,
-    max_retries=5,
+    # Retried as the one failure policy says (integrations.failures), within the retry budget.
+    max_retries=None,
 )
-def import_connection_task(self: Task[[int, str], None], connection_id: int, trigger: str = "schedule") -> None:
+def import_connection_task(
+    self: Task[[int, str, float | None], None],
+    connection_id: int,
+    trigger: str = "schedule",
+    failing_since: float | None = None,
+) -> None:
     """Import one connection's agents and solved tickets changed since its cursor.
 
     `trigger` says who asked (ImportRun.Trigger): the schedule, an admin's "Import now", or a resume.
     A run that reaches its time limit ends interrupted and is continued by a new task from the
     cursor of its last saved page, rather than failing (or, killed, staying "running" forever).
+    `failing_since` (a POSIX time) is when the CRM's transient trouble with this import began.
     """
+    from integrations.failures import HANDLED_ERRORS, Failure, decide
     from integrations.models import CrmConnection
-    from integrations.services import connection_record_error
+    from integrations.services import connection_record_error, connection_retry_policy, retry_countdown
     from ticketsearch.models import ImportRun
     from ticketsearch.services.importing import ImportAlreadyRunning, ImportNotSupported, tickets_import
 
@@ -72,12 +73,25 @@ def import_connection_task(self: Task[[int, str], None], connection_id: int, tri
     except (ImportAlreadyRunning, ImportNotSupported) as exc:
         logger.info("ticketsearch.import.skipped %s: %s", connection_id, exc)
         return
-    except CrmRateLimited as exc:
-        raise self.retry(exc=exc, countdown=exc.retry_after) from exc
-    except CrmAuthError as exc:
-        # Retrying cannot fix credentials: record it where the admin sees it, and stop.
-        connection_record_error(connection=connection, error=f"Ticket import: {exc}")
-        return
+    except HANDLED_ERRORS as exc:
+        now = timezone.now().timestamp()
+        first = failing_since or now
+        decision = decide(
+            exc, attempt=self.request.retries + 1, failing_for=now - first, policy=connection_retry_policy(connection)
+        )
+        if decision.retry:
+            since = first if decision.spends_budget else failing_since
+            # No sweeper looks for a waiting import: a longer wait is cut to what the broker holds
+            # (asking a rate-limited CRM early costs one more 429, never a second import).
+            countdown = retry_countdown(decision.delay, clamp=True)
+            kwargs = {"connection_id": connection_id, "trigger": trigger, "failing_since": since}
+            raise self.retry(exc=exc, countdown=countdown, args=(), kwargs=kwargs) from exc
+        if decision.failure == Failure.CREDENTIALS:
+            # Retrying cannot fix credentials: record it where the admin sees it, and stop.
+            connection_record_error(connection=connection, error=f"Ticket import: {exc}")
+            return
+        # The run is marked failed with its error (tickets_import); the task fails visibly too.
+        raise
     if run.status == ImportRun.Status.INTERRUPTED:
         import_connection_task.apply_async((connection_id, ImportRun.Trigger.RESUME))
 

@@ -10,7 +10,6 @@ nothing: the refusal is raised before or inside that transaction.
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.conf import settings as django_settings
 from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
@@ -28,10 +27,11 @@ from agentstatus.models import (
 from agentstatus.selectors import agent_state, sync_connection, sync_rules, sync_settings_get
 from agentstatus.services.changes import status_change_record
 from agentstatus.services.push import status_push_supersede
-from integrations.exceptions import CrmError, CrmNotFound, CrmUnsupported
+from integrations.exceptions import CrmNotFound, CrmUnsupported
+from integrations.failures import HANDLED_ERRORS, decide, describe_duration
 from integrations.models import CrmConnection
 from integrations.providers.registry import UnsupportedCrm
-from integrations.services import connection_provider
+from integrations.services import connection_provider, connection_retry_policy
 from integrations.webhooks import (
     KUSTOMER_SIGNATURE_HEADER,
     WORK_SESSION_EVENTS,
@@ -41,11 +41,14 @@ from integrations.webhooks import (
     parse_work_session_event,
     verify_kustomer_delivery,
 )
-from records.services.execution import backoff_seconds
 
 
 class StatusSyncUnavailable(Exception):
-    """The CRM could not be asked who the user is: the lookup is tried again later."""
+    """The CRM could not be asked who the user is: the failure policy says whether to ask again."""
+
+    def __init__(self, message: str, cause: Exception) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -151,24 +154,32 @@ def webhook_event_apply_pending(*, event_id: str) -> float | None:
         try:
             match = _resolve_crm_user(event.user_id, connection)
         except StatusSyncUnavailable as exc:
-            return _retry_lookup(stored, event, occurred_at, str(exc))
+            return _retry_lookup(stored, event, occurred_at, exc, connection)
 
 
 def _retry_lookup(
-    stored: ProcessedWebhookEvent, event: WorkSessionEvent, occurred_at: datetime, error: str
+    stored: ProcessedWebhookEvent,
+    event: WorkSessionEvent,
+    occurred_at: datetime,
+    exc: StatusSyncUnavailable,
+    connection: CrmConnection | None,
 ) -> float | None:
+    """Ask again when the failure policy says so (within the retry budget, from the delivery's arrival)."""
     attempts = stored.lookup_attempts + 1
-    if attempts >= django_settings.CRM_ACTION_MAX_ATTEMPTS:
+    failing_for = (timezone.now() - stored.received_at).total_seconds()
+    decision = decide(exc.cause, attempt=attempts, failing_for=failing_for, policy=connection_retry_policy(connection))
+    if not decision.counts_as_attempt:
+        attempts -= 1
+    if not decision.retry:
+        spent = f" (the CRM kept failing for {describe_duration(failing_for)})" if decision.budget_spent else ""
         with transaction.atomic():
             if ProcessedWebhookEvent.objects.filter(pk=stored.pk).exclude(pending_body="").update(pending_body=""):
                 _record_unmatched(
-                    event, occurred_at, AgentMatch(None, reason=f"gave up after {attempts} lookups: {error}")
+                    event, occurred_at, AgentMatch(None, reason=f"gave up after {attempts} lookups: {exc}{spent}")
                 )
         return None
     ProcessedWebhookEvent.objects.filter(pk=stored.pk).update(lookup_attempts=attempts)
-    return backoff_seconds(
-        attempts, base=django_settings.CRM_RETRY_BACKOFF_SECONDS, cap=django_settings.CRM_RETRY_BACKOFF_MAX_SECONDS
-    )
+    return decision.delay
 
 
 def webhook_events_pending(*, received_before: datetime) -> list[str]:
@@ -225,8 +236,8 @@ def _resolve_crm_user(user_id: str, connection: CrmConnection | None) -> AgentMa
         return AgentMatch(None, reason=f"CRM user {user_id} does not exist in the CRM")
     except (CrmUnsupported, UnsupportedCrm) as exc:
         return AgentMatch(None, reason=f"CRM user {user_id} cannot be looked up: {exc}")
-    except CrmError as exc:
-        raise StatusSyncUnavailable(f"Could not look up CRM user {user_id}: {exc}") from exc
+    except HANDLED_ERRORS as exc:
+        raise StatusSyncUnavailable(f"Could not look up CRM user {user_id}: {exc}", exc) from exc
     email = crm_agent.email.strip().lower()
     agent = Agent.objects.filter(email=email).only("pk").first()
     if agent is None:

@@ -1,16 +1,14 @@
 """Two-way sync (A4): platform status changes pushed to the CRM, retried like every CRM call.
 
 A push is an outbox row written in the transaction of the change that caused it. A worker makes
-the call; attempts, backoff with jitter, Retry-After and the attempt limit follow the records
-executor (records.services.execution), and stay visible in the admin. The push also remembers
+the call; attempts, backoff with jitter, Retry-After and the retry budget (counted from the push's
+creation) follow the one failure policy (integrations.failures), and stay visible in the admin. The push also remembers
 when it was sent, so that the CRM's webhook for the status it set is recognised as its echo.
 """
 
 import logging
-import random
 from datetime import timedelta
 
-from django.conf import settings as django_settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -18,12 +16,10 @@ from django.utils import timezone
 from agentstatus import rules
 from agentstatus.models import Agent, CrmStatus, PlatformStatus, StatusPush, StatusSyncSettings, SyncDirection
 from agentstatus.selectors import crm_mapping, sync_connection, sync_settings_get
-from integrations.crypto import CredentialsUnreadable
-from integrations.exceptions import CrmAuthError, CrmError, CrmNotFound, CrmRateLimited, CrmTransientError
+from integrations.failures import HANDLED_ERRORS, Failure, decide, describe_duration
+from integrations.models import CrmConnection
 from integrations.providers.base import Agent as CrmAgent
-from integrations.providers.registry import UnsupportedCrm
-from integrations.services import connection_provider, connection_record_error
-from records.services.execution import backoff_seconds
+from integrations.services import connection_provider, connection_record_error, connection_retry_policy
 
 logger = logging.getLogger(__name__)
 
@@ -112,27 +108,10 @@ def status_push_execute(*, push_id: int) -> float | None:
             raise PushFailed(f"{connection} has no user statuses to push to.")
         user_id = push.agent.crm_user_id or _resolve_crm_user(push.agent, provider.find_agent(email=push.agent.email))
         provider.set_user_status(user_id, push.crm_status.crm_id)
-    except CrmRateLimited as exc:
-        # Not the push's fault: wait as told, without spending one of its attempts.
-        push.attempts -= 1
-        return _schedule_retry(push, str(exc), delay=exc.retry_after + random.uniform(0, 1))
-    except CrmNotFound as exc:
-        return _fail(push, f"the agent has no active CRM session to set the status on: {exc}")
-    except CrmTransientError as exc:
-        if push.attempts >= django_settings.CRM_ACTION_MAX_ATTEMPTS:
-            return _fail(push, f"gave up after {push.attempts} attempts: {exc}")
-        delay = backoff_seconds(
-            push.attempts,
-            base=django_settings.CRM_RETRY_BACKOFF_SECONDS,
-            cap=django_settings.CRM_RETRY_BACKOFF_MAX_SECONDS,
-        )
-        return _schedule_retry(push, str(exc), delay=delay)
-    except CrmAuthError as exc:
-        assert connection is not None
-        connection_record_error(connection=connection, error=str(exc))
-        return _fail(push, f"CRM refused the credentials: {exc}")
-    except (CrmError, PushFailed, CredentialsUnreadable, UnsupportedCrm) as exc:
+    except PushFailed as exc:
         return _fail(push, str(exc))
+    except HANDLED_ERRORS as exc:
+        return _after_failure(push, connection, exc)
     # Only a push still pending is marked done: one superseded meanwhile keeps saying so.
     StatusPush.objects.filter(pk=push.pk, state=StatusPush.State.PENDING).update(
         state=StatusPush.State.SUCCEEDED,
@@ -142,6 +121,30 @@ def status_push_execute(*, push_id: int) -> float | None:
         updated_at=timezone.now(),
     )
     return None
+
+
+def _after_failure(push: StatusPush, connection: CrmConnection | None, exc: Exception) -> float | None:
+    """What the one failure policy (integrations.failures) says: retry when, or fail the push."""
+    failing_for = (timezone.now() - push.created_at).total_seconds()
+    decision = decide(exc, attempt=push.attempts, failing_for=failing_for, policy=connection_retry_policy(connection))
+    if not decision.counts_as_attempt:
+        # Nothing reached the CRM (our own budget, our Redis or database), or the CRM said to wait.
+        push.attempts -= 1
+    if decision.retry:
+        return _schedule_retry(push, str(exc), delay=decision.delay)
+    if decision.budget_spent:
+        spent = describe_duration(failing_for)
+        return _fail(push, f"gave up after {push.attempts} attempts: {exc} (the CRM kept failing for {spent})")
+    if decision.failure == Failure.STALE_ID:
+        return _fail(push, f"the agent has no active CRM session to set the status on: {exc}")
+    if decision.failure == Failure.CREDENTIALS:
+        assert connection is not None
+        connection_record_error(connection=connection, error=str(exc))
+        return _fail(push, f"CRM refused the credentials: {exc}")
+    if decision.failure == Failure.OUR_BUG:
+        logger.exception("agentstatus.push.unexpected %s", push.pk, extra={"push_id": push.pk})
+        return _fail(push, f"unexpected answer from the CRM ({exc.__class__.__name__}: {exc})")
+    return _fail(push, str(exc))
 
 
 def _resolve_crm_user(agent: Agent, crm_agent: CrmAgent | None) -> str:

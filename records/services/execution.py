@@ -6,6 +6,7 @@ the actions themselves: the attempt is counted before the call, and a retried cr
 first looks for what the earlier attempt may have made.
 """
 
+import enum
 import logging
 import random
 from collections.abc import Callable
@@ -13,21 +14,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from django.conf import settings
+import redis
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from integrations.crypto import CredentialsUnreadable
-from integrations.exceptions import (
-    CrmAuthError,
-    CrmError,
-    CrmNotFound,
-    CrmOwnLimitReached,
-    CrmRateLimited,
-    CrmRequestError,
-    CrmTransientError,
-)
+from integrations.circuit import CircuitOpen
+from integrations.exceptions import CrmNotFound, CrmRequestError
+from integrations.failures import HANDLED_ERRORS, Failure, decide, describe_duration
+from integrations.models import CrmConnection
 from integrations.providers.base import (
     Attachment,
     Capability,
@@ -38,13 +33,24 @@ from integrations.providers.base import (
     Record,
     RecordChanges,
 )
-from integrations.providers.registry import UnsupportedCrm
-from integrations.services import connection_get_active, connection_provider, connection_record_error
+from integrations.services import (
+    circuit_breaker,
+    connection_get_active,
+    connection_provider,
+    connection_record_error,
+    connection_retry_policy,
+)
 from records.models import CrmAction, CustomField, Session
 from records.rules import Candidate, RecordMode, RecordRequest, choose_contact, choose_record, record_request
+from records.selectors import (
+    custom_field_crm_ids,
+    session_next_action,
+    session_original_call,
+    sessions_latest_by_record,
+)
 from records.services.processing import PROCESSING_MAX_ATTEMPTS
 from records.services.screen_pop import screen_pop_refresh
-from records.vocabulary import ActionKind, EventType
+from records.vocabulary import BLOCKING_KINDS, ActionKind
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +59,6 @@ T = TypeVar("T")
 # Renewed before each action, and far longer than one action's few CRM calls can take (each is
 # bounded by CRM_HTTP_TIMEOUT_SECONDS); a dead worker's lease lapses after it.
 LEASE_SECONDS = 300
-# The actions every later one of the session needs: while one has failed, the rest wait.
-BLOCKING_KINDS = frozenset({ActionKind.ENSURE_CONTACT, ActionKind.CREATE_RECORD})
 
 
 class ActionFailed(Exception):
@@ -76,12 +80,6 @@ class RunResult:
     retry_in: float | None
 
 
-def backoff_seconds(attempt: int, *, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
-    """Exponential backoff with equal jitter: half the step fixed, half random, capped."""
-    step = min(cap, base * 2 ** max(0, attempt - 1))
-    return step / 2 + rand() * step / 2
-
-
 def _claim_lease(session_id: int) -> bool:
     now = timezone.now()
     return bool(
@@ -100,17 +98,6 @@ def _release_lease(session_id: int) -> None:
     Session.objects.filter(pk=session_id).update(actions_lease_until=None)
 
 
-def _next_action(session_id: int) -> CrmAction | None:
-    """The session's first pending action, unless a failed action it depends on stands before it."""
-    action = CrmAction.objects.filter(session_id=session_id, status=CrmAction.Status.PENDING).order_by("id").first()
-    if action is None:
-        return None
-    blocked = CrmAction.objects.filter(
-        session_id=session_id, status=CrmAction.Status.FAILED, kind__in=BLOCKING_KINDS, id__lt=action.id
-    ).exists()
-    return None if blocked else action
-
-
 def session_run_actions(*, session_id: int) -> RunResult:
     """Run the session's due actions in order; say when to come back for the rest."""
     if not _claim_lease(session_id):
@@ -119,7 +106,7 @@ def session_run_actions(*, session_id: int) -> RunResult:
     executed = 0
     retry_in: float | None = None
     try:
-        while (action := _next_action(session_id)) is not None:
+        while (action := session_next_action(session_id)) is not None:
             now = timezone.now()
             if action.next_attempt_at and action.next_attempt_at > now:
                 retry_in = (action.next_attempt_at - now).total_seconds()
@@ -131,7 +118,7 @@ def session_run_actions(*, session_id: int) -> RunResult:
                 break
     finally:
         _release_lease(session_id)
-    if retry_in is None and (action := _next_action(session_id)) is not None:
+    if retry_in is None and (action := session_next_action(session_id)) is not None:
         # Actions written while the lease was held (their own enqueue found it taken) or a retry.
         due = action.next_attempt_at
         retry_in = max(0.0, (due - timezone.now()).total_seconds()) if due else 0.0
@@ -157,35 +144,19 @@ def action_execute(*, action: CrmAction) -> CrmAction:
             session.crm_connection = connection
             session.save(update_fields=["crm_connection", "updated_at"])
         provider = connection_provider(connection)
-        result = HANDLERS[action.kind](provider, session, action.payload, retried)
+        if (wait := circuit_breaker().wait_seconds(connection.base_url)) is not None:
+            raise CircuitOpen(wait)
+        result = HANDLERS[action.kind](provider, session, action.payload, retried, action)
     except WaitForEvent as exc:
         action.attempts -= 1
         return _schedule_retry(action, str(exc), delay=WAIT_RECHECK_SECONDS)
-    except CrmRateLimited as exc:
-        # Not the action's fault: wait as told, without spending one of its attempts.
-        action.attempts -= 1
-        error = str(exc)
-        if isinstance(exc, CrmOwnLimitReached) and action.last_error:
-            # Nothing was sent: the last real answer is still why the action has not succeeded.
-            error = _without_own_limit_note(action.last_error) + OWN_LIMIT_NOTE
-        return _schedule_retry(action, error, delay=exc.retry_after + random.uniform(0, 1))
-    except CrmTransientError as exc:
-        if action.attempts - action.attempts_before_retry >= settings.CRM_ACTION_MAX_ATTEMPTS:
-            return _fail(action, f"gave up after {action.attempts} attempts: {exc}")
-        delay = backoff_seconds(
-            action.attempts, base=settings.CRM_RETRY_BACKOFF_SECONDS, cap=settings.CRM_RETRY_BACKOFF_MAX_SECONDS
-        )
-        return _schedule_retry(action, str(exc), delay=delay)
-    except CrmAuthError as exc:
-        assert connection is not None
-        connection_record_error(connection=connection, error=str(exc))
-        return _fail(action, f"CRM refused the credentials: {exc}")
-    except (CrmError, ActionFailed, CredentialsUnreadable, UnsupportedCrm) as exc:
+    except CircuitOpen as exc:
+        return _wait_for_circuit(action, exc)
+    except ActionFailed as exc:
         return _fail(action, str(exc))
-    except (KeyError, TypeError, ValueError) as exc:
-        # A CRM answer of an unexpected shape: fail visibly rather than crash the worker in a loop.
-        logger.exception("records.action.unexpected %s", action.pk, extra={"action_id": action.pk})
-        return _fail(action, f"unexpected answer from the CRM ({exc.__class__.__name__}: {exc})")
+    except HANDLED_ERRORS as exc:
+        return _after_failure(action, connection, exc)
+    _circuit_record(connection, success=True)
     if action.kind == ActionKind.CREATE_RECORD or result.get("record_id") not in (None, record_before):
         # O4: the session has its record (or moved to the survivor of a merge): its agent's adapter hears now.
         try:
@@ -199,11 +170,88 @@ def action_execute(*, action: CrmAction) -> CrmAction:
     action.result = result
     action.last_error = ""
     action.next_attempt_at = None
+    action.failing_since = None
+    action.progress = {}
     action.completed_at = timezone.now()
     action.save(
-        update_fields=["status", "reason", "result", "last_error", "next_attempt_at", "completed_at", "updated_at"]
+        update_fields=[
+            "progress",
+            "status",
+            "reason",
+            "result",
+            "last_error",
+            "next_attempt_at",
+            "failing_since",
+            "completed_at",
+            "updated_at",
+        ]
     )
     return action
+
+
+CIRCUIT_NOTE = " (the CRM's circuit is open: waiting, not trying it)"
+
+
+def _wait_for_circuit(action: CrmAction, exc: CircuitOpen) -> CrmAction:
+    """The connection's circuit is open: come back after the pause, spending neither an attempt nor budget."""
+    action.attempts -= 1
+    if action.failing_since is not None:
+        # The pause is not the action's failing time: its budget clock stops meanwhile.
+        action.failing_since += timedelta(seconds=exc.wait)
+    error = action.last_error.removesuffix(CIRCUIT_NOTE) if action.last_error else str(exc)
+    return _schedule_retry(action, error + CIRCUIT_NOTE, delay=exc.wait + random.uniform(0, 1))
+
+
+def _circuit_record(connection: CrmConnection | None, *, success: bool) -> None:
+    """Feed the connection's circuit breaker; a Redis failure here must not change the action's outcome."""
+    if connection is None:
+        return
+    breaker = circuit_breaker()
+    try:
+        if success:
+            breaker.record_success(connection.base_url)
+        elif breaker.record_failure(connection.base_url):
+            logger.warning("records.circuit.open %s", connection.pk, extra={"connection": connection.pk})
+    except redis.RedisError:
+        logger.warning("records.circuit.unavailable %s", connection.pk, exc_info=True)
+
+
+def _after_failure(action: CrmAction, connection: CrmConnection | None, exc: Exception) -> CrmAction:
+    """What the one failure policy (integrations.failures) says about the error: retry when, or fail."""
+    now = timezone.now()
+    failing_for = (now - action.failing_since).total_seconds() if action.failing_since else 0.0
+    decision = decide(exc, attempt=action.attempts, failing_for=failing_for, policy=connection_retry_policy(connection))
+    if decision.failure == Failure.CRM_UNAVAILABLE:
+        _circuit_record(connection, success=False)
+    elif decision.failure in (Failure.REFUSED, Failure.STALE_ID):
+        # The CRM answered, so it is up.
+        _circuit_record(connection, success=True)
+    if not decision.counts_as_attempt:
+        # Nothing reached the CRM (our own budget, our Redis or database), or the CRM said to wait.
+        action.attempts -= 1
+    if decision.retry:
+        if decision.spends_budget and action.failing_since is None:
+            action.failing_since = now
+        error = str(exc)
+        if decision.failure == Failure.OWN_LIMIT and action.last_error:
+            # Nothing was sent: the last real answer is still why the action has not succeeded.
+            error = _without_own_limit_note(action.last_error) + OWN_LIMIT_NOTE
+        elif decision.failure == Failure.OUR_INFRASTRUCTURE:
+            logger.warning("records.action.infrastructure %s: %s", action.pk, exc, extra={"action_id": action.pk})
+            error = f"our own service failed, not the CRM ({exc.__class__.__name__}: {exc})"
+        return _schedule_retry(action, error, delay=decision.delay)
+    if decision.budget_spent:
+        spent = describe_duration(failing_for)
+        return _fail(action, f"gave up after {action.attempts} attempts: {exc} (the CRM kept failing for {spent})")
+    if decision.failure == Failure.CREDENTIALS:
+        assert connection is not None
+        connection_record_error(connection=connection, error=str(exc))
+        return _fail(action, f"CRM refused the credentials: {exc}")
+    if decision.failure == Failure.OUR_BUG:
+        # A CRM answer (or a payload) of an unexpected shape: fail visibly rather than crash the worker in a loop.
+        logger.exception("records.action.unexpected %s", action.pk, extra={"action_id": action.pk})
+        return _fail(action, f"unexpected answer from the CRM ({exc.__class__.__name__}: {exc})")
+    return _fail(action, str(exc))
 
 
 OWN_LIMIT_NOTE = " (waiting for our own request budget)"
@@ -217,7 +265,7 @@ def _schedule_retry(action: CrmAction, error: str, *, delay: float) -> CrmAction
     logger.info("records.action.retry %s in %.1fs: %s", action.pk, delay, error, extra={"action_id": action.pk})
     action.last_error = error[:2000]
     action.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-    action.save(update_fields=["attempts", "last_error", "next_attempt_at", "updated_at"])
+    action.save(update_fields=["attempts", "last_error", "next_attempt_at", "failing_since", "updated_at"])
     return action
 
 
@@ -226,7 +274,8 @@ def _fail(action: CrmAction, error: str) -> CrmAction:
     action.status = CrmAction.Status.FAILED
     action.last_error = error[:2000]
     action.next_attempt_at = None
-    action.save(update_fields=["status", "last_error", "next_attempt_at", "updated_at"])
+    action.failing_since = None
+    action.save(update_fields=["status", "attempts", "last_error", "next_attempt_at", "failing_since", "updated_at"])
     return action
 
 
@@ -237,8 +286,12 @@ def action_retry(*, action: CrmAction) -> CrmAction:
 
     action.status = CrmAction.Status.PENDING
     action.next_attempt_at = None
+    action.failing_since = None  # the retry budget starts afresh
+    action.progress = {}  # and what the CRM said earlier is asked again
     action.attempts_before_retry = action.attempts
-    action.save(update_fields=["status", "next_attempt_at", "attempts_before_retry", "updated_at"])
+    action.save(
+        update_fields=["status", "next_attempt_at", "failing_since", "progress", "attempts_before_retry", "updated_at"]
+    )
     transaction.on_commit(lambda: run_session_actions_task.delay(action.session_id), robust=True)
     return action
 
@@ -248,7 +301,13 @@ def action_retry(*, action: CrmAction) -> CrmAction:
 # action's reason, so the admin page says why without logs.
 
 
-def _ensure_contact(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
+def _ensure_contact(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    retried: bool,
+    action: CrmAction | None = None,
+) -> dict[str, Any]:
     if session.crm_contact_id:
         return {"contact_id": session.crm_contact_id, "outcome": "already linked"}
     if payload.get("contact_id"):
@@ -334,13 +393,9 @@ def _candidates(provider: CrmProvider, session: Session) -> list[Candidate]:
     records = provider.list_contact_records(session.crm_contact_id)
     if not records:
         return []
-    linked = (
-        Session.objects.filter(crm_connection_id=session.crm_connection_id, crm_record_id__in=[r.id for r in records])
-        .exclude(pk=session.pk)
-        .order_by("crm_record_id", "-created_at")
-        .distinct("crm_record_id")
+    by_record = sessions_latest_by_record(
+        connection_id=session.crm_connection_id, record_ids=[r.id for r in records], exclude_id=session.pk
     )
-    by_record = {other.crm_record_id: other for other in linked}
     candidates = []
     for record in records:
         other = by_record.get(record.id)
@@ -364,29 +419,131 @@ def _candidates(provider: CrmProvider, session: Session) -> list[Candidate]:
 
 def _record_request(session: Session, payload: dict[str, Any]) -> RecordRequest:
     callback = payload.get("callback") or {}
-    original_record_id, original_seconds = "", None
-    if callback.get("original_session_id"):
-        original = Session.objects.filter(external_id=callback["original_session_id"]).first()
-        if original is not None:
-            original_record_id = original.crm_record_id
-            ended = original.events.filter(type=EventType.SESSION_ENDED).first()
-            duration = ended.data.get("call_duration") if ended else None
-            original_seconds = float(duration) if isinstance(duration, int | float) else None
+    original = session_original_call(callback["original_session_id"]) if callback.get("original_session_id") else None
     return record_request(
         payload,
         session_type=session.session_type,
-        original_record_id=original_record_id,
-        original_call_seconds=original_seconds,
+        original_record_id=original.record_id if original else "",
+        original_call_seconds=original.call_seconds if original else None,
     )
 
 
-def _create_record(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RecordDraft:
+    """What the session's record is to carry, composed before the CRM is asked where it goes."""
+
+    notes: tuple[str, ...]
+    assignee_id: str | None
+    tags: tuple[str, ...]
+    fields: dict[str, Any]
+
+
+class Placement(enum.StrEnum):
+    FOUND_EARLIER = "found"  # a retried create found the record an earlier attempt made
+    LINKED_EARLIER = "linked"  # an earlier attempt appended and linked, then failed on its notes
+    CREATE = "create"
+    APPEND = "append"
+
+
+@dataclass(frozen=True)
+class RecordLocation:
+    """Where the session's record is: found, already linked, to be created, or an existing one to append to."""
+
+    placement: Placement
+    decision: str
+    record_id: str | None = None
+    reopen: bool = False
+
+
+@dataclass(frozen=True)
+class CreateRecordProgress:
+    """What a create_record attempt already read of the CRM, kept on the action (CrmAction.progress).
+
+    A retry (after a 5xx, a lost answer, a 429 pause) resumes with them instead of asking again:
+    the agent lookup and field list of the draft, and the rules' choice among the contact's
+    records. What a lost write may have changed (a record made by the earlier attempt) is still
+    looked up on every retry.
+    """
+
+    draft: RecordDraft | None = None
+    location: RecordLocation | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.draft is not None:
+            data["draft"] = {
+                "notes": list(self.draft.notes),
+                "assignee_id": self.draft.assignee_id,
+                "tags": list(self.draft.tags),
+                "fields": dict(self.draft.fields),
+            }
+        if self.location is not None:
+            data["location"] = {
+                "placement": str(self.location.placement),
+                "decision": self.location.decision,
+                "record_id": self.location.record_id,
+                "reopen": self.location.reopen,
+            }
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "CreateRecordProgress":
+        draft, location = data.get("draft"), data.get("location")
+        return cls(
+            draft=RecordDraft(
+                notes=tuple(draft["notes"]),
+                assignee_id=draft["assignee_id"],
+                tags=tuple(draft["tags"]),
+                fields=dict(draft["fields"]),
+            )
+            if draft
+            else None,
+            location=RecordLocation(
+                placement=Placement(location["placement"]),
+                decision=location["decision"],
+                record_id=location["record_id"],
+                reopen=bool(location["reopen"]),
+            )
+            if location
+            else None,
+        )
+
+
+def _keep_progress(action: CrmAction | None, progress: CreateRecordProgress) -> None:
+    if action is not None:
+        action.progress = progress.to_json()
+        CrmAction.objects.filter(pk=action.pk).update(progress=action.progress)
+
+
+def _create_record(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    retried: bool,
+    action: CrmAction | None = None,
+) -> dict[str, Any]:
     """Find the session's record (append, maybe reopen) or create it; then its first notes and fields."""
     if session.crm_record_id and not retried:
         return {"record_id": session.crm_record_id, "outcome": "already linked"}
     if not session.crm_contact_id:
         raise ActionFailed("The session has no CRM contact to be the record's requester.")
-    external_id = payload["external_id"]
+    progress = CreateRecordProgress.from_json(action.progress) if action is not None else CreateRecordProgress()
+    draft = progress.draft or _compose_record(provider, session, payload)
+    if progress.draft is None:
+        progress = replace(progress, draft=draft)
+        _keep_progress(action, progress)
+    location = _locate_record(provider, session, payload, retried, progress.location)
+    if location.placement in (Placement.CREATE, Placement.APPEND) and progress.location is None:
+        _keep_progress(action, replace(progress, location=location))
+    record_id, created, lost = _write_record(provider, session, payload, draft, location, retried)
+    notes = [*draft.notes, *_fields_lost(session, lost)]
+    _annotate_record(provider, session, payload, record_id, created=created, notes=notes, retried=retried)
+    decision = location.decision
+    return {"record_id": record_id, "outcome": "; ".join([decision, *notes]), "decision": decision}
+
+
+def _compose_record(provider: CrmProvider, session: Session, payload: dict[str, Any]) -> RecordDraft:
+    """Compose: the assignee, tags and fields, with a note for each that the CRM cannot take."""
     notes = [payload["note"]] if payload.get("note") else []
     assignee_id = _assignee_id(provider, payload.get("assignee_email") or "", notes)
     tags = [provider.session_type_tag(payload["session_type_name"])] if payload.get("session_type_name") else []
@@ -406,60 +563,100 @@ def _create_record(provider: CrmProvider, session: Session, payload: dict[str, A
             )
             del mapped[field_id]
     fields.update(mapped)
+    return RecordDraft(notes=tuple(notes), assignee_id=assignee_id, tags=tuple(tags), fields=fields)
 
-    found = provider.find_records_by_external_id(external_id) if retried else []
-    created = True
+
+def _locate_record(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    retried: bool,
+    chosen: RecordLocation | None = None,
+) -> RecordLocation:
+    """Locate: the record an earlier attempt made or linked, else the rules' choice among the contact's
+    records (`chosen`: the choice an earlier attempt made, kept on the action, is not made again)."""
+    found = provider.find_records_by_external_id(payload["external_id"]) if retried else []
     if found:
-        record_id, decision = found[0].id, "found the record an earlier attempt created"
+        return RecordLocation(Placement.FOUND_EARLIER, "found the record an earlier attempt created", found[0].id)
+    if session.crm_record_id:
+        return RecordLocation(Placement.LINKED_EARLIER, "linked by an earlier attempt", session.crm_record_id)
+    if chosen is not None:
+        return chosen
+    choice = choose_record(
+        _record_request(session, payload), _candidates_for(provider, session, payload), timezone.now()
+    )
+    if choice.record_id is None:
+        return RecordLocation(Placement.CREATE, choice.reason)
+    return RecordLocation(Placement.APPEND, choice.reason, choice.record_id, reopen=choice.reopen)
+
+
+def _write_record(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    draft: RecordDraft,
+    location: RecordLocation,
+    retried: bool,
+) -> tuple[str, bool, list[str]]:
+    """Write: create the record or append the session to the located one; (record id, created, fields lost)."""
+    if location.placement == Placement.FOUND_EARLIER:
+        assert location.record_id is not None
         # Where the CRM makes the record and its first comment in two calls (Kustomer's note), the
         # earlier attempt may have stopped between them.
-        _comment_once(provider, record_id, Comment(body=payload["first_comment"]), retried=True)
-    elif session.crm_record_id:
-        # An earlier attempt appended and linked, then failed on its notes: finish those.
-        record_id, created, decision = session.crm_record_id, False, "linked by an earlier attempt"
-    else:
-        choice = choose_record(
-            _record_request(session, payload), _candidates_for(provider, session, payload), timezone.now()
+        _comment_once(provider, location.record_id, Comment(body=payload["first_comment"]), retried=True)
+        return location.record_id, True, []
+    if location.placement == Placement.LINKED_EARLIER:
+        assert location.record_id is not None
+        return location.record_id, False, []
+    if location.placement == Placement.CREATE:
+        new_record = NewRecord(
+            subject=payload["subject"],
+            external_id=payload["external_id"],
+            requester_id=session.crm_contact_id,
+            first_comment=Comment(body=payload["first_comment"], public=False),
+            assignee_id=draft.assignee_id,
+            tags=draft.tags,
         )
-        decision = choice.reason
-        if choice.record_id is None:
-            new_record = NewRecord(
-                subject=payload["subject"],
-                external_id=external_id,
-                requester_id=session.crm_contact_id,
-                first_comment=Comment(body=payload["first_comment"], public=False),
-                assignee_id=assignee_id,
-                tags=tuple(tags),
-            )
-            record, lost = _write_fields(
-                provider, fields, lambda known: provider.create_record(replace(new_record, custom_fields=known))
-            )
-            record_id = record.id
-        else:
-            record_id, created = choice.record_id, False
-            body = f"Session {session.external_id} added to this record.\n{payload['first_comment']}"
-            # One update carries the session's comment, reopening, assignment, tags and fields.
-            comment = None if retried and _has_comment(provider, record_id, body) else Comment(body=body)
-            changes = RecordChanges(
-                status=provider.default_open_status if choice.reopen else None,
-                assignee_id=assignee_id,
-                add_tags=tuple(tags),
-                comment=comment,
-            )
-            _, lost = _write_fields(
-                provider, fields, lambda known: provider.update_record(record_id, replace(changes, custom_fields=known))
-            )
-        notes += _fields_lost(session, lost)
+        record, lost = _write_fields(
+            provider, draft.fields, lambda known: provider.create_record(replace(new_record, custom_fields=known))
+        )
+        return record.id, True, lost
+    record_id = location.record_id
+    assert record_id is not None
+    body = f"Session {session.external_id} added to this record.\n{payload['first_comment']}"
+    # One update carries the session's comment, reopening, assignment, tags and fields.
+    comment = None if retried and _has_comment(provider, record_id, body) else Comment(body=body)
+    changes = RecordChanges(
+        status=provider.default_open_status if location.reopen else None,
+        assignee_id=draft.assignee_id,
+        add_tags=draft.tags,
+        comment=comment,
+    )
+    _, lost = _write_fields(
+        provider, draft.fields, lambda known: provider.update_record(record_id, replace(changes, custom_fields=known))
+    )
+    return record_id, False, lost
+
+
+def _annotate_record(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    record_id: str,
+    *,
+    created: bool,
+    notes: list[str],
+    retried: bool,
+) -> None:
+    """Annotate: link the session to its record, then the record's notes (each once, on a retry too)."""
     session.crm_record_id = record_id
     session.save(update_fields=["crm_record_id", "updated_at"])
-
     if created and provider.posts_phone_number_note and payload.get("phone_number"):
         _comment_once(provider, record_id, Comment(body=f"Phone number: {payload['phone_number']}"), retried)
     if payload.get("entered_number"):
         _comment_once(provider, record_id, Comment(body=f"Dialed number: {payload['entered_number']}"), retried)
     for note in notes:
         _comment_once(provider, record_id, Comment(body=note), retried)
-    return {"record_id": record_id, "outcome": "; ".join([decision, *notes]), "decision": decision}
 
 
 def _candidates_for(provider: CrmProvider, session: Session, payload: dict[str, Any]) -> list[Candidate]:
@@ -483,11 +680,7 @@ def _crm_fields(session: Session, values: dict[str, Any]) -> dict[str, Any]:
     """F2 values by product key -> by CRM field id, for the fields created in this CRM (F1)."""
     if not values:
         return {}
-    ids = dict(
-        CustomField.objects.filter(connection_id=session.crm_connection_id, key__in=values).values_list(
-            "key", "crm_field_id"
-        )
-    )
+    ids = custom_field_crm_ids(connection_id=session.crm_connection_id, keys=values)
     return {ids[key]: value for key, value in values.items() if key in ids}
 
 
@@ -539,7 +732,13 @@ def _write_to_record(provider: CrmProvider, session: Session, write: Callable[[s
     return record.id, write(record.id)
 
 
-def _add_comment(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
+def _add_comment(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    retried: bool,
+    action: CrmAction | None = None,
+) -> dict[str, Any]:
     original_id = session.crm_record_id
     attachments: tuple[Attachment, ...] = ()
     if attachment := payload.get("attachment"):
@@ -562,7 +761,13 @@ def _add_comment(provider: CrmProvider, session: Session, payload: dict[str, Any
     return {"record_id": record_id, "outcome": outcome}
 
 
-def _update_record(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
+def _update_record(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    retried: bool,
+    action: CrmAction | None = None,
+) -> dict[str, Any]:
     notes: list[str] = []
     assignee_id = _assignee_id(provider, payload.get("assignee_email") or "", notes)
     fields = _crm_fields(session, payload.get("fields") or {})
@@ -640,7 +845,13 @@ def _fields_lost(session: Session, lost: list[str]) -> list[str]:
     ]
 
 
-def _display_record(provider: CrmProvider, session: Session, payload: dict[str, Any], retried: bool) -> dict[str, Any]:
+def _display_record(
+    provider: CrmProvider,
+    session: Session,
+    payload: dict[str, Any],
+    retried: bool,
+    action: CrmAction | None = None,
+) -> dict[str, Any]:
     """O4: ask the CRM to open the record on the answering agent's screen (Zendesk Talk Partner Edition)."""
     email = payload["agent_email"]
     agent = provider.find_agent(email=email)
@@ -650,7 +861,8 @@ def _display_record(provider: CrmProvider, session: Session, payload: dict[str, 
     return {"record_id": payload["record_id"], "outcome": f"opened on {email}'s screen (CRM user {agent.id})"}
 
 
-HANDLERS: dict[str, Callable[[CrmProvider, Session, dict[str, Any], bool], dict[str, Any]]] = {
+# Handlers: (provider, session, payload, retried, action) -> result; `action` for the progress it keeps.
+HANDLERS: dict[str, Callable[[CrmProvider, Session, dict[str, Any], bool, CrmAction], dict[str, Any]]] = {
     ActionKind.ENSURE_CONTACT: _ensure_contact,
     ActionKind.CREATE_RECORD: _create_record,
     ActionKind.ADD_COMMENT: _add_comment,

@@ -210,16 +210,18 @@ def test_A4_a_rate_limited_push_waits_without_spending_an_attempt(
     assert status_push_execute(push_id=push.pk) == pytest.approx(retry_in, abs=1)
 
 
-def test_A4_a_failing_push_backs_off_then_fails_visibly_after_the_last_attempt(
-    two_way_ana: Agent, kustomer_sandbox: SandboxServer, platform_statuses: dict[str, PlatformStatus], settings: object
+def test_A4_a_failing_push_backs_off_then_fails_visibly_once_the_retry_budget_is_spent(
+    two_way_ana: Agent, kustomer_sandbox: SandboxServer, platform_statuses: dict[str, PlatformStatus]
 ) -> None:
-    settings.CRM_ACTION_MAX_ATTEMPTS = 3  # type: ignore[attr-defined]
     sign_in(kustomer_sandbox, ANA, "Available")
     push = push_for(two_way_ana, platform_statuses)
     sandbox_config(kustomer_sandbox, fail_rate=1.0)
 
     delays = []
-    for _ in range(3):
+    for attempt in range(3):
+        if attempt == 2:
+            # The CRM has failed the push for longer than CRM_RETRY_BUDGET_SECONDS (a day).
+            StatusPush.objects.filter(pk=push.pk).update(created_at=timezone.now() - timedelta(days=1, seconds=1))
         StatusPush.objects.filter(pk=push.pk).update(next_attempt_at=None)
         delays.append(status_push_execute(push_id=push.pk))
 
@@ -229,6 +231,7 @@ def test_A4_a_failing_push_backs_off_then_fails_visibly_after_the_last_attempt(
     assert delays[2] is None
     assert (push.state, push.attempts) == (StatusPush.State.FAILED, 3)
     assert push.last_error.startswith("gave up after 3 attempts")
+    assert push.last_error.endswith("(the CRM kept failing for 1 day)")
 
 
 def test_A4_a_push_for_an_agent_signed_out_of_kustomer_fails_visibly(

@@ -229,18 +229,22 @@ def test_A3_an_unknown_user_is_looked_up_after_the_answer_not_before_it(
     assert not StatusChange.objects.exists()
 
     # when: the lookup runs and the CRM cannot answer, it is tried again later, with backoff
-    settings.CRM_ACTION_MAX_ATTEMPTS = 2
     retry_in = webhook_event_apply_pending(event_id="evt-zed")
     assert retry_in is not None
     assert retry_in > 0
     assert ProcessedWebhookEvent.objects.get(event_id="evt-zed").lookup_attempts == 1
     assert not StatusChange.objects.exists()
 
-    # then: past the attempt limit it gives up visibly, and a second copy of the task does nothing
+    # then: once the CRM has failed it for longer than the retry budget (a day) it gives up
+    # visibly, and a second copy of the task does nothing
+    ProcessedWebhookEvent.objects.filter(event_id="evt-zed").update(
+        received_at=datetime.now(UTC) - timedelta(days=1, seconds=1)
+    )
     assert webhook_event_apply_pending(event_id="evt-zed") is None
     gave_up = StatusChange.objects.get()
     assert (gave_up.crm_user_id, gave_up.applied) == ("u-zed", False)
     assert "gave up after 2 lookups: Could not look up CRM user u-zed" in gave_up.reason
+    assert gave_up.reason.endswith("(the CRM kept failing for 1 day)")
     assert ProcessedWebhookEvent.objects.get(event_id="evt-zed").pending_body == ""
     assert webhook_event_apply_pending(event_id="evt-zed") is None
     assert StatusChange.objects.count() == 1

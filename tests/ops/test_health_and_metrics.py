@@ -128,6 +128,7 @@ def test_metrics_count_requests_outcomes_queues_and_the_crm_budget(
     assert f'crmbridge_crm_rate_window_used_ratio{{connection="{zendesk_connection.pk}"}} 0.5' in text
     assert 'crmbridge_outbox_pending{outbox="crm_actions"} 0.0' in text
     assert "# TYPE crmbridge_crm_circuit_state gauge" in text
+    assert f'crmbridge_crm_circuit_state{{connection="{zendesk_connection.pk}"}} 0.0' in text
     assert "# TYPE crmbridge_crm_budget_used_ratio gauge" in text
     assert 'crmbridge_metrics_source_up{source="broker"} 1.0' in text
 

@@ -63,6 +63,35 @@ def test_connection_page_never_shows_the_token(admin_client: Client, zendesk_con
     assert "admin@example.com" in html
 
 
+def test_connection_admin_sets_and_clears_the_connections_own_retry_budget(
+    admin_client: Client, zendesk_connection: CrmConnection
+) -> None:
+    url = f"/admin/integrations/crmconnection/{zendesk_connection.pk}/change/"
+    form = {
+        "name": zendesk_connection.name,
+        "kind": "zendesk",
+        "base_url": zendesk_connection.base_url,
+        "zendesk__email": "admin@example.com",
+    }
+
+    page = admin_client.get(url).content.decode()
+    assert "Retry budget (hours)" in page
+    assert "CRM_RETRY_BUDGET_SECONDS, one day" in page
+
+    assert admin_client.post(url, {**form, "retry_budget_hours": "2"}).status_code == 302
+    zendesk_connection.refresh_from_db()
+    assert zendesk_connection.config["retry_budget_seconds"] == 7200
+    assert 'name="retry_budget_hours" value="2.0"' in admin_client.get(url).content.decode()
+
+    refused = admin_client.post(url, {**form, "retry_budget_hours": "-1"})
+    assert refused.status_code == 200
+    assert "retry_budget_hours" in refused.content.decode()
+
+    assert admin_client.post(url, {**form, "retry_budget_hours": ""}).status_code == 302
+    zendesk_connection.refresh_from_db()
+    assert "retry_budget_seconds" not in zendesk_connection.config
+
+
 def test_connection_admin_add_encrypts_the_token_and_activates(
     admin_client: Client, zendesk_connection: CrmConnection
 ) -> None:

@@ -18,7 +18,7 @@ from records.console import SessionState
 from records.models import CrmAction, Replay, Session
 from records.selectors import sessions_in_state
 from tests.records.scenario import T0, Call
-from tests.support import sandbox_config, wait_until
+from tests.support import connection_retry_budget, sandbox_config, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
@@ -43,7 +43,8 @@ def test_outage_seen_on_home_replayed_from_the_admin_and_nothing_created_twice(
     zendesk_sandbox: SandboxServer,
     zendesk_api: requests.Session,
 ) -> None:
-    # given: the CRM fails every request for a while
+    # given: the CRM fails every request for longer than the connection's retry budget (3 s here)
+    connection_retry_budget(zendesk_connection, 3)
     sandbox_config(zendesk_sandbox, fail_rate=1.0)
     calls = [
         Call(f"out-{n}", phone=f"+1415555{n:04d}", start=T0 + timedelta(minutes=n)).answered().ended()
@@ -68,7 +69,9 @@ def test_outage_seen_on_home_replayed_from_the_admin_and_nothing_created_twice(
     assert "Faults (timeouts, connection errors, 5xx)" in home
     assert sessions_in_state(Session.objects.all(), SessionState.BLOCKED).count() == SESSIONS
 
-    # when the CRM is back (still flaky: some writes are applied but answered 500) and the admin replays
+    # when the CRM is back (still flaky: some writes are applied but answered 500) and the admin
+    # replays, with the connection's full budget again
+    connection_retry_budget(zendesk_connection, None)
     sandbox_config(zendesk_sandbox, fail_rate=0.1, lost_response_rate=0.2, seed=13)
     window = timezone.localtime(started), timezone.localtime() + timedelta(minutes=1)
     query = urlencode(

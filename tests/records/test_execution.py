@@ -11,20 +11,23 @@ from integrations.models import CrmConnection
 from integrations.providers.base import Contact
 from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
-from integrations.services import connection_create, connection_settings
+from integrations.services import connection_create, connection_settings, rate_gate, retry_countdown
 from records.models import CrmAction, Event, Session
+from records.selectors import session_next_action
 from records.services.execution import (
+    CreateRecordProgress,
+    Placement,
+    RecordDraft,
+    RecordLocation,
     _claim_lease,
     _ensure_contact,
-    _next_action,
     action_execute,
     action_retry,
-    backoff_seconds,
     session_run_actions,
     sessions_needing_work,
 )
 from records.services.processing import session_process
-from tests.support import EXAMPLE_CALL, ingest_and_process, sandbox_config
+from tests.support import EXAMPLE_CALL, TEST_BROKER_URL, ingest_and_process, sandbox_config, sandbox_stats
 
 pytestmark = pytest.mark.django_db
 
@@ -172,27 +175,134 @@ def test_429_waits_for_retry_after_without_spending_an_attempt(
     assert action.next_attempt_at > timezone.now()
 
 
-def test_transient_failures_give_up_after_the_max_and_block_the_rest(
-    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, settings: object
+def test_transient_failures_are_retried_within_the_budget_then_fail_and_block_the_rest(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
 ) -> None:
-    settings.CRM_ACTION_MAX_ATTEMPTS = 2  # type: ignore[attr-defined]
     session = ingest_example()
     sandbox_config(zendesk_sandbox, fail_rate=1.0)
-
-    run_until_settled(session)
-
     ensure = session.actions.get(kind="ensure_contact")
+
+    # given: a CRM answering only 5xx, five attempts in a row (the backoff waits skipped)
+    for _ in range(5):
+        CrmAction.objects.filter(pk=ensure.pk).update(next_attempt_at=None)
+        session_run_actions(session_id=session.pk)
+
+    # then: well within the day's budget, the action still waits for the CRM, its attempts counted
+    ensure.refresh_from_db()
+    assert ensure.status == CrmAction.Status.PENDING
+    assert ensure.attempts == 5
+    assert ensure.failing_since is not None
+    assert ensure.next_attempt_at is not None
+
+    # when: the CRM has been failing it for longer than CRM_RETRY_BUDGET_SECONDS (a day)
+    CrmAction.objects.filter(pk=ensure.pk).update(
+        next_attempt_at=None, failing_since=timezone.now() - timedelta(days=1, seconds=1)
+    )
+    session_run_actions(session_id=session.pk)
+
+    # then: it fails for good, saying for how long, and holds back the rest of the session
+    ensure.refresh_from_db()
     assert ensure.status == CrmAction.Status.FAILED
-    assert ensure.attempts == 2
-    assert ensure.last_error.startswith("gave up after 2 attempts")
-    assert _next_action(session.pk) is None
+    assert ensure.attempts == 6
+    assert ensure.last_error.startswith("gave up after 6 attempts: ")
+    assert ensure.last_error.endswith("(the CRM kept failing for 1 day)")
+    assert session_next_action(session.pk) is None
     assert session.actions.filter(status=CrmAction.Status.PENDING).count() == 4
 
-    # An admin's Retry, once the CRM is back, finishes the chain.
+    # An admin's Retry, once the CRM is back, finishes the chain, with a fresh budget.
     sandbox_config(zendesk_sandbox, fail_rate=0.0)
     action_retry(action=ensure)
+    ensure.refresh_from_db()
+    assert ensure.failing_since is None
     run_until_settled(session)
     assert set(session.actions.values_list("status", flat=True)) == {CrmAction.Status.SUCCEEDED}
+
+
+def test_a_connection_may_set_its_own_retry_budget(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    zendesk_connection.config = {**zendesk_connection.config, "retry_budget_seconds": 60}
+    zendesk_connection.save()
+    session = ingest_example()
+    sandbox_config(zendesk_sandbox, fail_rate=1.0)
+    ensure = session.actions.get(kind="ensure_contact")
+
+    session_run_actions(session_id=session.pk)
+    CrmAction.objects.filter(pk=ensure.pk).update(
+        next_attempt_at=None, failing_since=timezone.now() - timedelta(seconds=61)
+    )
+    session_run_actions(session_id=session.pk)
+
+    ensure.refresh_from_db()
+    assert ensure.status == CrmAction.Status.FAILED
+    assert ensure.last_error.endswith("(the CRM kept failing for 1 min)")
+
+
+def test_a_refusal_the_crm_will_never_accept_fails_at_once(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    session = ingest_example()
+    ensure = session.actions.get(kind="ensure_contact")
+    # An email Zendesk refuses (422): no retry will make it acceptable.
+    ensure.payload = {**ensure.payload, "email": "not-an-email", "phone": "", "external_id": ""}
+    ensure.save(update_fields=["payload"])
+
+    session_run_actions(session_id=session.pk)
+
+    ensure.refresh_from_db()
+    assert ensure.status == CrmAction.Status.FAILED
+    assert ensure.attempts == 1
+    assert "422" in ensure.last_error
+    assert ensure.failing_since is None
+
+
+def test_our_own_redis_trouble_is_retried_and_never_counts_as_a_crm_attempt(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, settings: object
+) -> None:
+    session = ingest_example()
+    ensure = session.actions.get(kind="ensure_contact")
+    before = sandbox_stats(zendesk_sandbox)["total"]
+    # The rate gate every CRM call passes is in Redis: nothing listens on port 1.
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # type: ignore[attr-defined]
+    rate_gate.cache_clear()
+    try:
+        for _ in range(3):
+            CrmAction.objects.filter(pk=ensure.pk).update(next_attempt_at=None)
+            session_run_actions(session_id=session.pk)
+    finally:
+        rate_gate.cache_clear()
+
+    ensure.refresh_from_db()
+    assert ensure.status == CrmAction.Status.PENDING
+    assert ensure.attempts == 0
+    assert ensure.failing_since is None
+    assert ensure.last_error.startswith("our own service failed, not the CRM (ConnectionError")
+    assert sandbox_stats(zendesk_sandbox)["total"] == before
+
+    # Redis back: the action goes through as if nothing had happened.
+    settings.REDIS_URL = TEST_BROKER_URL  # type: ignore[attr-defined]
+    run_until_settled(session)
+    assert set(session.actions.values_list("status", flat=True)) == {CrmAction.Status.SUCCEEDED}
+
+
+def test_a_wait_longer_than_the_broker_holds_is_left_to_the_sweep(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    session = ingest_example()
+    ensure = session.actions.get(kind="ensure_contact")
+    CrmAction.objects.filter(pk=ensure.pk).update(
+        next_attempt_at=timezone.now() + timedelta(hours=1), updated_at=timezone.now() - timedelta(hours=1)
+    )
+
+    result = session_run_actions(session_id=session.pk)
+
+    assert result.retry_in is not None
+    assert result.retry_in > 3000
+    assert retry_countdown(result.retry_in) is None
+    # Due, the sweep finds it (its message would have been redelivered by the broker meanwhile).
+    CrmAction.objects.filter(pk=ensure.pk).update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    _, due = sessions_needing_work(stale_after=timedelta(minutes=2))
+    assert session.pk in due
 
 
 def test_without_an_active_connection_the_action_fails_visibly(db: None) -> None:
@@ -230,14 +340,6 @@ def test_lease_lets_one_worker_at_a_time_run_a_session(db: None) -> None:
     assert _claim_lease(session.pk) is False
     Session.objects.filter(pk=session.pk).update(actions_lease_until=timezone.now() - timedelta(seconds=1))
     assert _claim_lease(session.pk) is True
-
-
-@pytest.mark.parametrize(
-    ("attempt", "rand", "seconds"),
-    [(1, 0.0, 1.0), (1, 1.0, 2.0), (2, 0.0, 2.0), (3, 0.5, 6.0), (10, 1.0, 600.0), (20, 0.0, 300.0)],
-)
-def test_backoff_seconds_grows_exponentially_with_jitter_and_a_cap(attempt: int, rand: float, seconds: float) -> None:
-    assert backoff_seconds(attempt, base=2.0, cap=600.0, rand=lambda: rand) == seconds
 
 
 def test_sessions_needing_work_finds_lost_messages_but_not_blocked_sessions(zendesk_connection: CrmConnection) -> None:
@@ -317,3 +419,50 @@ def test_contact_created_by_a_concurrent_session_is_linked_not_duplicated(
         "decision": "linked the contact a concurrent session created (422)",
     }
     assert user["name"] == "Created by the other session"
+
+
+def test_a_retried_create_resumes_with_what_it_read_instead_of_reading_again(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    session = ingest_example()
+    ensure = session.actions.get(kind="ensure_contact")
+    create = session.actions.get(kind="create_record")
+    assert create.payload["assignee_email"]
+    action_execute(action=ensure)
+
+    # given: the create's reads answered, its write applied but its answer lost (a 500)
+    sandbox_config(zendesk_sandbox, lost_response_rate=1.0)
+    action_execute(action=create)
+    create.refresh_from_db()
+    assert create.status == CrmAction.Status.PENDING
+    assert set(create.progress) == {"draft", "location"}
+    first = dict(sandbox_stats(zendesk_sandbox)["requests"])
+
+    # when: the retry runs with the CRM answering again
+    sandbox_config(zendesk_sandbox, lost_response_rate=0.0)
+    action_execute(action=create)
+
+    # then: it looks up only what the lost write may have made, not the agent or the contact's records again
+    create.refresh_from_db()
+    assert create.status == CrmAction.Status.SUCCEEDED
+    assert create.progress == {}
+    retry = {
+        kind: count - first.get(kind, 0)
+        for kind, count in sandbox_stats(zendesk_sandbox)["requests"].items()
+        if count - first.get(kind, 0)
+    }
+    assert retry.get("GET /api/v2/users/search.json", 0) == 0, retry
+    assert retry.get("GET /api/v2/users/{id}/tickets/requested.json", 0) == 0, retry
+    assert retry.get("GET /api/v2/tickets.json", 0) == 1, retry  # the record the lost answer made, by external id
+    assert create.result["outcome"].startswith("found the record an earlier attempt created")
+    assert len(tickets(zendesk_api, zendesk_sandbox)) == 1
+
+
+def test_create_record_progress_round_trips_through_json() -> None:
+    progress = CreateRecordProgress(
+        draft=RecordDraft(notes=("a note",), assignee_id="7", tags=("voice",), fields={"360": "x"}),
+        location=RecordLocation(Placement.APPEND, "appended to the open record", "42", reopen=True),
+    )
+
+    assert CreateRecordProgress.from_json(progress.to_json()) == progress
+    assert CreateRecordProgress.from_json({}) == CreateRecordProgress()

@@ -1,0 +1,128 @@
+"""The one failure policy (integrations.failures): a table of errors and what is done about each."""
+
+import pytest
+import redis
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError
+from kombu.exceptions import OperationalError as BrokerError
+
+from integrations.crypto import CredentialsUnreadable
+from integrations.exceptions import (
+    CrmAuthError,
+    CrmNotFound,
+    CrmOwnLimitReached,
+    CrmRateLimited,
+    CrmRequestError,
+    CrmTransientError,
+    CrmUnsupported,
+)
+from integrations.failures import (
+    Failure,
+    RetryPolicy,
+    backoff_seconds,
+    broker_countdown,
+    classify,
+    decide,
+    describe_duration,
+)
+from integrations.providers.registry import UnsupportedCrm
+
+POLICY = RetryPolicy(base_seconds=2.0, cap_seconds=600.0, budget_seconds=86400.0)
+HALF = 0.5  # the dice: equal jitter puts a step of s at 0.75 s
+
+
+@pytest.mark.parametrize(
+    ("error", "failure", "retry", "counts", "spends"),
+    [
+        (CrmTransientError("GET x: 503 unavailable"), Failure.CRM_UNAVAILABLE, True, True, True),
+        (CrmTransientError("GET x: timed out after 15s"), Failure.CRM_UNAVAILABLE, True, True, True),
+        (CrmTransientError("GET x: ConnectionError: refused"), Failure.CRM_UNAVAILABLE, True, True, True),
+        (CrmRateLimited("429", retry_after=30), Failure.RATE_LIMITED, True, False, True),
+        (CrmRateLimited("429 without Retry-After", retry_after=60), Failure.RATE_LIMITED, True, False, True),
+        (CrmOwnLimitReached("our budget", retry_after=5), Failure.OWN_LIMIT, True, False, False),
+        (CrmAuthError("401"), Failure.CREDENTIALS, False, True, False),
+        (CrmNotFound("404", status_code=404), Failure.STALE_ID, False, True, False),
+        (CrmRequestError("422 invalid email", status_code=422), Failure.REFUSED, False, True, False),
+        (CrmUnsupported("no API"), Failure.UNSUPPORTED, False, False, False),
+        (UnsupportedCrm("no provider"), Failure.UNSUPPORTED, False, False, False),
+        (CredentialsUnreadable("key rotated away"), Failure.UNSUPPORTED, False, False, False),
+        (redis.ConnectionError("Redis gone"), Failure.OUR_INFRASTRUCTURE, True, False, False),
+        (redis.TimeoutError("Redis slow"), Failure.OUR_INFRASTRUCTURE, True, False, False),
+        (OperationalError("server closed the connection"), Failure.OUR_INFRASTRUCTURE, True, False, False),
+        (InterfaceError("connection already closed"), Failure.OUR_INFRASTRUCTURE, True, False, False),
+        (BrokerError("broker down"), Failure.OUR_INFRASTRUCTURE, True, False, False),
+        (IntegrityError("duplicate key"), Failure.OUR_BUG, False, False, False),
+        (DataError("value too long"), Failure.OUR_BUG, False, False, False),
+        (KeyError("subject"), Failure.OUR_BUG, False, False, False),
+        (TypeError("NoneType"), Failure.OUR_BUG, False, False, False),
+        (ValueError("bad date"), Failure.OUR_BUG, False, False, False),
+    ],
+)
+def test_each_error_is_classified_once(
+    error: Exception, failure: Failure, retry: bool, counts: bool, spends: bool
+) -> None:
+    decision = decide(error, attempt=1, failing_for=0.0, policy=POLICY, rand=lambda: HALF)
+
+    assert classify(error) == failure
+    assert decision.failure == failure
+    assert decision.retry is retry
+    assert decision.counts_as_attempt is counts
+    assert decision.spends_budget is spends
+    assert (decision.delay > 0) is retry
+
+
+@pytest.mark.parametrize(
+    ("error", "attempt", "failing_for", "retry", "delay", "budget_spent"),
+    [
+        # backoff: 1.5 s, 3 s, 6 s ... capped at 10 min (equal jitter at one half)
+        (CrmTransientError("503"), 1, 0.0, True, 1.5, False),
+        (CrmTransientError("503"), 2, 2.0, True, 3.0, False),
+        (CrmTransientError("503"), 3, 5.0, True, 6.0, False),
+        (CrmTransientError("503"), 30, 7200.0, True, 450.0, False),
+        # the CRM down for an hour, then for most of a day: still retried
+        (CrmTransientError("503"), 200, 3600.0, True, 450.0, False),
+        (CrmTransientError("503"), 400, 86399.0, True, 450.0, False),
+        # the budget spent: given up
+        (CrmTransientError("503"), 401, 86400.0, False, 0.0, True),
+        (CrmRateLimited("429", retry_after=90), 3, 86400.0, False, 0.0, True),
+        # Retry-After honoured, plus up to a second of jitter, even when longer than the backoff cap
+        (CrmRateLimited("429", retry_after=30), 1, 0.0, True, 30.5, False),
+        (CrmRateLimited("429", retry_after=3600), 1, 100.0, True, 3600.5, False),
+        # our own limit and our own infrastructure: retried however long they last
+        (CrmOwnLimitReached("own", retry_after=5), 1, 10 * 86400.0, True, 5.5, False),
+        (redis.ConnectionError("gone"), 3, 10 * 86400.0, True, 6.0, False),
+        # a refusal fails at once, however young
+        (CrmRequestError("422", status_code=422), 1, 0.0, False, 0.0, False),
+    ],
+)
+def test_retry_within_the_time_budget_with_capped_backoff(
+    error: Exception, attempt: int, failing_for: float, retry: bool, delay: float, budget_spent: bool
+) -> None:
+    decision = decide(error, attempt=attempt, failing_for=failing_for, policy=POLICY, rand=lambda: HALF)
+
+    assert decision.retry is retry
+    assert decision.delay == delay
+    assert decision.budget_spent is budget_spent
+
+
+@pytest.mark.parametrize(
+    ("attempt", "rand", "seconds"),
+    [(1, 0.0, 1.0), (1, 1.0, 2.0), (2, 0.0, 2.0), (3, 0.5, 6.0), (10, 1.0, 600.0), (20, 0.0, 300.0)],
+)
+def test_backoff_seconds_grows_exponentially_with_jitter_and_a_cap(attempt: int, rand: float, seconds: float) -> None:
+    assert backoff_seconds(attempt, base=2.0, cap=600.0, rand=lambda: rand) == seconds
+
+
+@pytest.mark.parametrize(
+    ("delay", "countdown"),
+    [(0.0, 0.0), (600.0, 600.0), (840.0, 840.0), (840.5, None), (3600.0, None)],
+)
+def test_a_delay_longer_than_the_broker_holds_is_left_to_the_sweeper(delay: float, countdown: float | None) -> None:
+    assert broker_countdown(delay, visibility_timeout=900.0) == countdown
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(5, "5 s"), (59.4, "59 s"), (60, "1 min"), (90, "1.5 min"), (3600, "1 h"), (86400, "1 day"), (172800, "2 days")],
+)
+def test_durations_in_words(seconds: float, text: str) -> None:
+    assert describe_duration(seconds) == text
