@@ -42,6 +42,7 @@ from integrations.webhooks import (
     verify_kustomer_delivery,
 )
 from records.services.execution import backoff_seconds
+from records.services.leases import db_now
 
 
 class StatusSyncUnavailable(Exception):
@@ -93,7 +94,7 @@ def status_webhook_receive(*, body: bytes, signature: str | None) -> WebhookResu
         return WebhookResult("ignored", f"{name} is not a work-session event")
     event = parse_work_session_event(event_id, name, envelope)
     # Without updatedAt the event's own time is unknown: when it arrived is the best there is.
-    occurred_at = event.updated_at or timezone.now()
+    occurred_at = event.updated_at or db_now()
     with transaction.atomic():
         # Locked for the whole decision: one agent's events are applied one at a time, in order.
         agent = Agent.objects.select_for_update().filter(crm_user_id=event.user_id).first()
@@ -242,7 +243,8 @@ def _apply_event(
     settings: StatusSyncSettings,
     connection: CrmConnection | None,
 ) -> WebhookResult:
-    now = timezone.now()
+    # The database's clock: pushes are stamped with it (the echo window), on whichever host.
+    now = db_now()
     state = agent_state(agent)
     crm_event = rules.CrmStatusEvent(
         session_id=event.session_id,

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from integrations.crypto import CredentialsUnreadable
@@ -42,6 +43,16 @@ from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_get_active, connection_provider, connection_record_error
 from records.models import CrmAction, CustomField, Session
 from records.rules import Candidate, RecordMode, RecordRequest, choose_contact, choose_record, record_request
+from records.services.leases import (
+    LEASE_TAKEOVER_MARGIN_SECONDS,
+    db_now,
+    db_now_plus,
+    lease_heartbeat,
+    session_lease_claim,
+    session_lease_release,
+    session_lease_remaining,
+    session_lease_renew,
+)
 from records.services.processing import PROCESSING_MAX_ATTEMPTS
 from records.services.screen_pop import screen_pop_refresh
 from records.vocabulary import ActionKind, EventType
@@ -50,9 +61,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Renewed before each action, and far longer than one action's few CRM calls can take (each is
-# bounded by CRM_HTTP_TIMEOUT_SECONDS); a dead worker's lease lapses after it.
-LEASE_SECONDS = 300
 # The actions every later one of the session needs: while one has failed, the rest wait.
 BLOCKING_KINDS = frozenset({ActionKind.ENSURE_CONTACT, ActionKind.CREATE_RECORD})
 
@@ -82,24 +90,6 @@ def backoff_seconds(attempt: int, *, base: float, cap: float, rand: Callable[[],
     return step / 2 + rand() * step / 2
 
 
-def _claim_lease(session_id: int) -> bool:
-    now = timezone.now()
-    return bool(
-        Session.objects.filter(pk=session_id)
-        .filter(Q(actions_lease_until__isnull=True) | Q(actions_lease_until__lt=now))
-        .update(actions_lease_until=now + timedelta(seconds=LEASE_SECONDS))
-    )
-
-
-def _renew_lease(session_id: int) -> None:
-    lease_until = timezone.now() + timedelta(seconds=LEASE_SECONDS)
-    Session.objects.filter(pk=session_id).update(actions_lease_until=lease_until)
-
-
-def _release_lease(session_id: int) -> None:
-    Session.objects.filter(pk=session_id).update(actions_lease_until=None)
-
-
 def _next_action(session_id: int) -> CrmAction | None:
     """The session's first pending action, unless a failed action it depends on stands before it."""
     action = CrmAction.objects.filter(session_id=session_id, status=CrmAction.Status.PENDING).order_by("id").first()
@@ -112,29 +102,39 @@ def _next_action(session_id: int) -> CrmAction | None:
 
 
 def session_run_actions(*, session_id: int) -> RunResult:
-    """Run the session's due actions in order; say when to come back for the rest."""
-    if not _claim_lease(session_id):
-        # Another worker is on it; it re-checks for new actions when it lets go.
-        return RunResult(executed=0, retry_in=None)
+    """Run the session's due actions in order; say when to come back for the rest.
+
+    The session's lease (records.services.leases) keeps two workers off one session. One that
+    meets another's live lease comes back just after it expires, so a killed holder's work is
+    taken over within seconds; a holder that lets go cleanly re-checks for new actions itself.
+    """
+    lease = session_lease_claim(session_id)
+    if lease is None:
+        remaining = session_lease_remaining(session_id)
+        return RunResult(executed=0, retry_in=(remaining or 0.0) + LEASE_TAKEOVER_MARGIN_SECONDS)
     executed = 0
     retry_in: float | None = None
     try:
         while (action := _next_action(session_id)) is not None:
-            now = timezone.now()
+            now = db_now()
             if action.next_attempt_at and action.next_attempt_at > now:
                 retry_in = (action.next_attempt_at - now).total_seconds()
                 break
-            _renew_lease(session_id)
-            action_execute(action=action)
+            if not session_lease_renew(lease):
+                # Stalled past the lease and another worker took over: it carries on from here.
+                logger.warning("records.lease.lost %s", session_id, extra={"session_id": session_id})
+                return RunResult(executed=executed, retry_in=None)
+            with lease_heartbeat(lease):
+                action_execute(action=action)
             executed += 1
             if action.status == CrmAction.Status.PENDING:
                 break
     finally:
-        _release_lease(session_id)
+        session_lease_release(lease)
     if retry_in is None and (action := _next_action(session_id)) is not None:
         # Actions written while the lease was held (their own enqueue found it taken) or a retry.
         due = action.next_attempt_at
-        retry_in = max(0.0, (due - timezone.now()).total_seconds()) if due else 0.0
+        retry_in = max(0.0, (due - db_now()).total_seconds()) if due else 0.0
     return RunResult(executed=executed, retry_in=retry_in)
 
 
@@ -660,10 +660,14 @@ HANDLERS: dict[str, Callable[[CrmProvider, Session, dict[str, Any], bool], dict[
 
 
 def sessions_needing_work(*, stale_after: timedelta) -> tuple[list[int], list[int]]:
-    """Sessions whose enqueue was lost (broker down, worker died): unapplied events, due actions."""
-    now = timezone.now()
+    """Sessions whose enqueue was lost (broker down, worker died): unapplied events, due actions.
+
+    Run every few seconds by the sweeper, so it is two indexed queries (the unapplied events'
+    and the pending actions' partial indexes), compared with the database's clock.
+    """
+    stale_before = db_now_plus(-stale_after.total_seconds())
     unapplied = list(
-        Session.objects.filter(events__applied_at__isnull=True, events__received_at__lt=now - stale_after)
+        Session.objects.filter(events__applied_at__isnull=True, events__received_at__lt=stale_before)
         # One that kept raising waits for an admin's "Process again" (see processing.py).
         .filter(processing_attempts__lt=PROCESSING_MAX_ATTEMPTS)
         .values_list("id", flat=True)
@@ -671,11 +675,11 @@ def sessions_needing_work(*, stale_after: timedelta) -> tuple[list[int], list[in
     )
     # One filter() call, so that one and the same action is pending, stale and due.
     due = list(
-        Session.objects.filter(Q(actions_lease_until__isnull=True) | Q(actions_lease_until__lt=now))
+        Session.objects.filter(Q(actions_lease_until__isnull=True) | Q(actions_lease_until__lt=Now()))
         .filter(
-            Q(actions__next_attempt_at__isnull=True) | Q(actions__next_attempt_at__lte=now),
+            Q(actions__next_attempt_at__isnull=True) | Q(actions__next_attempt_at__lte=Now()),
             actions__status=CrmAction.Status.PENDING,
-            actions__updated_at__lt=now - stale_after,
+            actions__updated_at__lt=stale_before,
         )
         # Held back by a failed contact or record action: waiting for an admin's Retry, not a sweep.
         .exclude(actions__status=CrmAction.Status.FAILED, actions__kind__in=BLOCKING_KINDS)

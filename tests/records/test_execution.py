@@ -14,7 +14,6 @@ from integrations.sandbox import SandboxServer
 from integrations.services import connection_create, connection_settings
 from records.models import CrmAction, Event, Session
 from records.services.execution import (
-    _claim_lease,
     _ensure_contact,
     _next_action,
     action_execute,
@@ -221,15 +220,6 @@ def test_unknown_agent_leaves_the_ticket_unassigned_and_says_so(
     assert create.result["outcome"].endswith(
         "(contact's records: none); Agent ghost@example.com was not found in the CRM: the record was not assigned."
     )
-
-
-def test_lease_lets_one_worker_at_a_time_run_a_session(db: None) -> None:
-    session = Session.objects.create(external_id="s")
-
-    assert _claim_lease(session.pk) is True
-    assert _claim_lease(session.pk) is False
-    Session.objects.filter(pk=session.pk).update(actions_lease_until=timezone.now() - timedelta(seconds=1))
-    assert _claim_lease(session.pk) is True
 
 
 @pytest.mark.parametrize(
