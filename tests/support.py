@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,3 +68,91 @@ def run_actions_until_settled(session: "Session", rounds: int = 20) -> None:
         if session_run_actions(session_id=session.pk).retry_in is None:
             return
     raise AssertionError("actions did not settle")
+
+
+# -- Worker processes a test starts, kills and restarts itself -----------------------------------
+
+
+def database_url() -> str:
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    return (
+        f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    )
+
+
+def worker_env(*, queue: str, broker_url: str = TEST_BROKER_URL, **extra: str) -> dict[str, str]:
+    """The environment of a worker on `queue` (live and maintenance work) and the test database."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": broker_url,
+        "REDIS_URL": TEST_BROKER_URL,
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "CELERY_MAINTENANCE_QUEUE": queue,
+        "CRM_RETRY_BACKOFF_SECONDS": "0.05",
+        "CRM_RETRY_BACKOFF_MAX_SECONDS": "0.5",
+        "CRM_HTTP_TIMEOUT_SECONDS": "5",
+        "CRM_LIMIT_EXCEEDED_RETRY_SECONDS": "1",
+        "DATABASE_CONN_MAX_AGE": "0",
+        "LOG_FORMAT": "plain",
+        **extra,
+    }
+
+
+def start_worker(
+    log: Path, *, queue: str, broker_url: str = TEST_BROKER_URL, pool: str = "solo", **extra_env: str
+) -> "subprocess.Popen[bytes]":
+    """A `celery worker` writing to `log`; wait_for_ready() tells when it consumes."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                f"--pool={pool}",
+                "--concurrency=1",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "-Q",
+                queue,
+            ],
+            cwd=ROOT,
+            env=worker_env(queue=queue, broker_url=broker_url, **extra_env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_for_ready(process: "subprocess.Popen[bytes]", log: Path, *, readies: int = 1, timeout: float = 60) -> None:
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the worker exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        return log.read_text().count(" ready.") >= readies
+
+    wait_until(ready, timeout=timeout, interval=0.2, message="the worker to be ready")
+
+
+def stop_process(process: "subprocess.Popen[bytes]") -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def ingest(events: list[dict[str, Any]]) -> None:
+    """Validate and store events as the API does; their processing is enqueued on commit."""
+    from records.api.serializers import EventSerializer
+    from records.services.ingest import events_ingest
+
+    serializers = [EventSerializer(data=event) for event in events]
+    assert all(serializer.is_valid() for serializer in serializers)
+    events_ingest(events=[serializer.validated_data for serializer in serializers])
