@@ -86,6 +86,9 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/crmbridge")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+# A kept connection that PostgreSQL ended meanwhile (a restart, pg_terminate_backend) is noticed and
+# replaced before the next request or task uses it, instead of failing it.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -153,6 +156,13 @@ CELERY_TASK_SOFT_TIME_LIMIT = 4 * 60
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # django-celery-beat's schedules behind a database lock: any number of beats, one sends (ops.beat).
 CELERY_BEAT_SCHEDULER = "ops.beat:SingleBeatScheduler"
+# A broker outage never ends a worker: it reconnects for as long as it takes (config/broker.py has
+# the fix that kept a Redis restart from killing it). A task running when the connection drops
+# runs to its end; its unacknowledgeable message is redelivered later and finds its work done.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Messages not acknowledged within this window are redelivered to another worker.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 15 * 60}
 

@@ -2,10 +2,12 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,3 +158,62 @@ def ingest(events: list[dict[str, Any]]) -> None:
     serializers = [EventSerializer(data=event) for event in events]
     assert all(serializer.is_valid() for serializer in serializers)
     events_ingest(events=[serializer.validated_data for serializer in serializers])
+
+
+@contextmanager
+def app_on_broker(broker_url: str, queue: str) -> Iterator[None]:
+    """The test process sends its tasks (the on-commit enqueues too) to another broker and queue."""
+    from config.celery import app
+
+    def reset_producers() -> None:
+        app.pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    before = app.conf.broker_url, app.conf.task_default_queue
+    reset_producers()
+    app.conf.broker_url, app.conf.task_default_queue = broker_url, queue
+    try:
+        yield
+    finally:
+        reset_producers()
+        app.conf.broker_url, app.conf.task_default_queue = before
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A redis-server of the test's own, without persistence, that it can kill and restart empty."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "RedisServer":
+        import redis
+
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        with (self.directory / f"redis-{self.port}.log").open("ab") as out:
+            self.process = subprocess.Popen(command, cwd=self.directory, stdout=out, stderr=subprocess.STDOUT)
+        client = redis.Redis.from_url(self.url)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        wait_until(answers, timeout=30, message="redis-server to answer")
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=15)

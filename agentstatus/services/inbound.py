@@ -104,7 +104,9 @@ def status_webhook_receive(*, body: bytes, signature: str | None) -> WebhookResu
             return _apply_event(agent, event, occurred_at, settings, sync_connection(settings))
         if not _take_event_id(event_id, name, pending_body=body.decode("utf-8", "replace")):
             return _duplicate(event_id)
-        transaction.on_commit(lambda: _enqueue_pending(event_id))
+        # Robust: with the broker gone the delivery is still stored (and acknowledged); the prune
+        # task re-enqueues lookups whose message was lost.
+        transaction.on_commit(lambda: _enqueue_pending(event_id), robust=True)
     return WebhookResult(
         "queued", f"CRM user {event.user_id} is not known yet: looked up in the CRM, then applied, after this answer"
     )

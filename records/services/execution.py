@@ -111,6 +111,9 @@ def session_run_actions(*, session_id: int) -> RunResult:
     lease = session_lease_claim(session_id)
     if lease is None:
         remaining = session_lease_remaining(session_id)
+        if remaining is None and not Session.objects.filter(pk=session_id).exists():
+            return RunResult(executed=0, retry_in=None)
+        # None: its holder let go between the two queries, so it is free now.
         return RunResult(executed=0, retry_in=(remaining or 0.0) + LEASE_TAKEOVER_MARGIN_SECONDS)
     executed = 0
     retry_in: float | None = None
