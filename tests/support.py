@@ -166,18 +166,20 @@ def app_on_broker(broker_url: str, queue: str) -> Iterator[None]:
     from config.celery import app
 
     def reset_producers() -> None:
-        app.pool.force_close_all()
-        app._pool = None
-        app.amqp._producer_pool = None
+        # Celery keeps its producer pool per broker URL: dropped, so the next send connects anew.
+        celery: Any = app
+        celery.pool.force_close_all()
+        celery._pool = None
+        celery.amqp._producer_pool = None
 
     before = app.conf.broker_url, app.conf.task_default_queue
     reset_producers()
-    app.conf.broker_url, app.conf.task_default_queue = broker_url, queue
+    app.conf.update(broker_url=broker_url, task_default_queue=queue)
     try:
         yield
     finally:
         reset_producers()
-        app.conf.broker_url, app.conf.task_default_queue = before
+        app.conf.update(broker_url=before[0], task_default_queue=before[1])
 
 
 def free_port() -> int:

@@ -4,6 +4,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -29,6 +30,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
 
+def send(task: Any, args: tuple[Any, ...], connection: Connection, **options: Any) -> None:
+    """Send a task over this broker connection rather than the suite's."""
+    task.apply_async(args, connection=connection, **options)
+
+
 def _rabbitmq_open() -> bool:
     try:
         with socket.create_connection(("127.0.0.1", 5672), timeout=2):
@@ -48,7 +54,7 @@ def test_a_worker_survives_a_redis_broker_restart_and_takes_work_after_it(tmp_pa
         # the state in which closing the lost connection raised AttributeError and ended it.
         with Connection(broker.url) as connection:
             for _ in range(3):
-                run_session_actions_task.apply_async((0,), countdown=60, connection=connection, queue=queue)
+                send(run_session_actions_task, (0,), connection, queue=queue, countdown=60)
         wait_until(lambda: log.read_text().count("] received") >= 3, timeout=30, message="the worker to hold them")
 
         broker.kill()
@@ -69,7 +75,7 @@ def test_a_worker_survives_a_redis_broker_restart_and_takes_work_after_it(tmp_pa
             data={"channel": "voice", "session_type": "voice_inbound_ivr"},
         )
         with Connection(broker.url) as connection:
-            process_sessions_task.apply_async(([session.pk],), connection=connection, queue=queue)
+            send(process_sessions_task, ([session.pk],), connection, queue=queue)
         wait_until(
             lambda: not Event.objects.filter(session=session, applied_at__isnull=True).exists(),
             timeout=60,
@@ -110,7 +116,8 @@ def test_a_session_runs_through_a_worker_on_rabbitmq(
     finally:
         stop_process(worker)
         with Connection(RABBITMQ_URL) as connection:
-            connection.default_channel.queue_delete(queue)
+            channel: Any = connection.default_channel
+            channel.queue_delete(queue)
 
     session = Session.objects.get(external_id="c-rabbit")
     assert sorted(set(session.actions.values_list("status", flat=True))) == [CrmAction.Status.SUCCEEDED]
