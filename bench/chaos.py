@@ -59,7 +59,6 @@ from bench.ingest import (  # noqa: E402
     manage,
     recreate_database,
     start_server,
-    wait_until_ready,
 )
 
 DEFAULT_DB = os.environ.get("BENCH_CHAOS_DB", "crmbridge_bench_chaos")
@@ -206,6 +205,7 @@ class Fleet:
     unexpected_exits: int = 0
     started: int = 0
     beat: subprocess.Popen[bytes] | None = None
+    logs: dict[int, Path] = field(default_factory=dict)
 
     def start(self) -> None:
         self.workers = [self._spawn() for _ in range(self.size)]
@@ -217,13 +217,16 @@ class Fleet:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         self.started += 1
-        return start_worker(self.env, self.directory / f"worker-{self.started}.log")
+        worker = start_worker(self.env, self.directory / f"worker-{self.started}.log")
+        self.logs[worker.pid] = self.directory / f"worker-{self.started}.log"
+        return worker
 
     def check(self) -> None:
         for i, worker in enumerate(self.workers):
             if worker.poll() is not None:
                 self.unexpected_exits += 1
-                print(f"  worker pid {worker.pid} exited by itself ({worker.returncode}); restarted")
+                print(f"  worker pid {worker.pid} exited by itself ({worker.returncode}); restarted; its log ends:")
+                print(self.logs[worker.pid].read_text(errors="replace")[-2500:])
                 self.workers[i] = self._spawn()
         if self.beat is not None and self.beat.poll() is not None:
             self.unexpected_exits += 1
@@ -248,6 +251,22 @@ class Fleet:
         for worker in self.workers:
             stop(worker)
         stop(self.beat)
+
+
+def wait_until_ready(proc: subprocess.Popen[bytes], base_url: str, key: str, timeout: float = 180.0) -> None:
+    """bench.ingest's wait, longer: on a loaded machine gunicorn and the workers start slowly."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with code {proc.returncode} before answering")
+        try:
+            ping = requests.get(f"{base_url}/api/v1/ping", headers={"Authorization": f"Api-Key {key}"}, timeout=5)
+            if ping.status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"gunicorn did not answer /api/v1/ping within {timeout:.0f}s")
 
 
 # -- The workload --------------------------------------------------------------------------------
