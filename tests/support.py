@@ -166,9 +166,10 @@ def app_on_broker(broker_url: str, queue: str) -> Iterator[None]:
     from config.celery import app
 
     def reset_producers() -> None:
-        # Celery keeps its producer pool per broker URL: dropped, so the next send connects anew.
+        # The app caches its connection and producer pools (kombu keeps one per broker URL, for the
+        # whole process): dropped here, so the next send takes the pools of the URL now set. The
+        # pools themselves stay open for whoever sends to their URL again.
         celery: Any = app
-        celery.pool.force_close_all()
         celery._pool = None
         celery.amqp._producer_pool = None
 
