@@ -68,6 +68,8 @@ bench: migrate
 	$(PY) bench/console.py
 	$(PY) bench/request_overhead.py
 	$(PY) bench/screen_pop.py
+	$(PY) bench/chaos.py --broker redis
+	$(PY) bench/chaos.py --broker rabbitmq
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache staticfiles var

@@ -234,7 +234,10 @@ class StatusPush(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     # When the last attempt started: its echo may arrive before the CRM's answer does.
     sent_at = models.DateTimeField(null=True, blank=True)
+    # While an attempt runs, next_attempt_at is the claim's lease (on the database's clock) and this
+    # its owner token: only the worker holding it records the attempt's outcome.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.UUIDField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True)
     echo_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -8,8 +8,9 @@ from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
-# A push whose message has waited this long without a worker taking it is enqueued again.
-SWEEP_STALE_AFTER = timedelta(minutes=2)
+# A push whose message has waited this long without a worker taking it is enqueued again (every
+# 5 s: config.settings); a second copy finds it claimed or done.
+SWEEP_STALE_AFTER = timedelta(seconds=15)
 # Kustomer retries a delivery for about an hour (1, 1, 2, 5, 10, 15, 30 minutes): ids are kept
 # well past that, so every redelivery is recognised. One older still cannot undo a newer status:
 # events are ordered by their own updatedAt.

@@ -4,6 +4,11 @@ import os
 
 from celery import Celery
 
+from config import broker
+
+# The Redis transport that survives a broker restart (config/broker.py); RabbitMQ needs no fix.
+broker.install()
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("crmbridge")

@@ -1,17 +1,23 @@
-"""The project's API error body: `{"message": str, "errors": ...}` for every 4xx.
+"""The project's API error body: `{"message": str, "errors": ...}` for every 4xx (and the 503).
 
-Shared by every app's API, so it sits with the root URLconf rather than inside one app.
+Shared by every app's API, so it sits with the root URLconf rather than inside one app. The
+database briefly gone (a restart, a failover, its connections terminated) is a 503 with
+Retry-After, never a 500: nothing was stored, and the platform's retry of the same batch is safe.
 """
 
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
 
 
 class ApplicationError(exceptions.APIException):
@@ -27,7 +33,19 @@ class ApplicationError(exceptions.APIException):
         self.status_code = status_code
 
 
+# What a 503 asks the caller to wait before retrying, in seconds.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+
+
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The connection, not the request: PostgreSQL unreachable or the connection cut mid-request.
+        logger.warning("api.database-unavailable %s", exc.__class__.__name__, exc_info=exc)
+        return Response(
+            {"message": "The database is briefly unavailable; nothing was stored. Retry the same request."},
+            status=503,
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_SECONDS)},
+        )
     if isinstance(exc, ApplicationError):
         body: dict[str, Any] = {"message": exc.message}
         if exc.errors is not None:

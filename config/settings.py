@@ -86,6 +86,9 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/crmbridge")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+# A kept connection that PostgreSQL ended meanwhile (a restart, pg_terminate_backend) is noticed and
+# replaced before the next request or task uses it, instead of failing it.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -129,7 +132,21 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_TIMEZONE = TIME_ZONE
+# Three queues, so no import or purge ever waits in front of a call's ticket (docs/operations.md):
+# live session work (events, CRM actions, status pushes) on the default queue, ticket imports on
+# their own, and the periodic sweeps and purges on a third. Every worker host consumes all three,
+# or runs a worker per queue; a queue nobody consumes is work that never happens.
 CELERY_TASK_DEFAULT_QUEUE = env("CELERY_TASK_DEFAULT_QUEUE", default="crmbridge")
+IMPORTS_QUEUE = "imports"  # ticketsearch.tasks.IMPORT_QUEUE
+MAINTENANCE_QUEUE = env("CELERY_MAINTENANCE_QUEUE", default="maintenance")
+CELERY_TASK_ROUTES = {
+    "ticketsearch.import_connection": {"queue": IMPORTS_QUEUE},
+    "ticketsearch.schedule_imports": {"queue": MAINTENANCE_QUEUE},
+    "ticketsearch.purge_expired_tickets": {"queue": MAINTENANCE_QUEUE},
+    "records.sweep_sessions": {"queue": MAINTENANCE_QUEUE},
+    "agentstatus.sweep_pushes": {"queue": MAINTENANCE_QUEUE},
+    "agentstatus.prune_webhook_events": {"queue": MAINTENANCE_QUEUE},
+}
 # Redelivered after a worker crash: tasks are idempotent (see records.tasks).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -139,6 +156,13 @@ CELERY_TASK_SOFT_TIME_LIMIT = 4 * 60
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # django-celery-beat's schedules behind a database lock: any number of beats, one sends (ops.beat).
 CELERY_BEAT_SCHEDULER = "ops.beat:SingleBeatScheduler"
+# A broker outage never ends a worker: it reconnects for as long as it takes (config/broker.py has
+# the fix that kept a Redis restart from killing it). A task running when the connection drops
+# runs to its end; its unacknowledgeable message is redelivered later and finds its work done.
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 # Messages not acknowledged within this window are redelivered to another worker.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 15 * 60}
 
@@ -218,8 +242,10 @@ LOGGING = {
 
 # Schedules (django-celery-beat copies them into the database, where the admin can change them).
 CELERY_BEAT_SCHEDULE = {
-    "records.sweep_sessions": {"task": "records.sweep_sessions", "schedule": 60.0},
-    "agentstatus.sweep_pushes": {"task": "agentstatus.sweep_pushes", "schedule": 60.0},
+    # The recovery of lost messages (broker down at commit, a killed worker's redelivery lost with
+    # an emptied broker): every few seconds, two indexed queries each (records.tasks).
+    "records.sweep_sessions": {"task": "records.sweep_sessions", "schedule": 5.0},
+    "agentstatus.sweep_pushes": {"task": "agentstatus.sweep_pushes", "schedule": 5.0},
     "agentstatus.prune_webhook_events": {"task": "agentstatus.prune_webhook_events", "schedule": 300.0},
     # Fans out one import per connection; each reads only what changed since its cursor.
     "ticketsearch.schedule_imports": {"task": "ticketsearch.schedule_imports", "schedule": 15 * 60.0},

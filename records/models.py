@@ -297,8 +297,11 @@ class Session(models.Model):
     )
     crm_contact_id = models.CharField("CRM contact id", max_length=64, blank=True)
     crm_record_id = models.CharField("CRM record id", max_length=64, blank=True)
-    # A worker running this session's actions holds the lease; it expires if the worker dies.
+    # A worker running this session's actions holds the lease (records.services.leases): on the
+    # database's clock, renewed while the work runs, released on a clean exit; a dead worker's
+    # lapses within seconds. The owner token is the claim's: only its holder renews or releases it.
     actions_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+    actions_lease_owner = models.UUIDField(null=True, blank=True, editable=False)
     # When applying its events raises (a bug, an event the rules cannot read): the error and how
     # often it happened, so the admin shows it and the sweeper stops retrying it after a few tries.
     processing_error = models.TextField("processing error", blank=True, editable=False)

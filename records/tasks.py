@@ -9,8 +9,10 @@ from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
-# A session whose work has waited this long without a worker taking it is enqueued again.
-SWEEP_STALE_AFTER = timedelta(minutes=2)
+# A session whose work has waited this long without a worker taking it is enqueued again (the
+# sweep runs every 5 s: config.settings). A message merely slow to be taken is then run twice,
+# which costs a lease check: processing and actions are idempotent.
+SWEEP_STALE_AFTER = timedelta(seconds=15)
 
 
 # Sessions per processing message: one message per session made the broker round trips cost a

@@ -31,7 +31,16 @@ from tests.support import ROOT, TEST_BROKER_URL
 
 TEST_QUEUE = f"crmbridge-test-{os.getpid()}"
 
-celery_app.conf.update(broker_url=TEST_BROKER_URL, task_default_queue=TEST_QUEUE)
+# Live work goes to the default queue; the maintenance routes (sweeps, purges) go to the suite's
+# queue too, so the suite's worker runs them and nothing lands on a `make run` worker's queue.
+celery_app.conf.update(
+    broker_url=TEST_BROKER_URL,
+    task_default_queue=TEST_QUEUE,
+    task_routes={
+        name: {**route, "queue": TEST_QUEUE} if route["queue"] == settings.MAINTENANCE_QUEUE else route
+        for name, route in settings.CELERY_TASK_ROUTES.items()
+    },
+)
 settings.REDIS_URL = TEST_BROKER_URL
 # The sandbox CRMs listen on loopback, which a CRM connection may reach only with this on; the
 # tests of the guard itself turn it off again.
@@ -215,6 +224,7 @@ def celery_worker(django_db_setup: None, django_db_blocker: Any) -> Iterator[sub
         "CELERY_BROKER_URL": TEST_BROKER_URL,
         "REDIS_URL": TEST_BROKER_URL,
         "CELERY_TASK_DEFAULT_QUEUE": TEST_QUEUE,
+        "CELERY_MAINTENANCE_QUEUE": TEST_QUEUE,
         "CRM_RETRY_BACKOFF_SECONDS": "0.05",
         "CRM_RETRY_BACKOFF_MAX_SECONDS": "0.5",
         # The worker's tests of outages want actions to fail within a connection's short budget;

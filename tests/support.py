@@ -2,8 +2,12 @@
 
 import json
 import os
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,3 +83,153 @@ def run_actions_until_settled(session: "Session", rounds: int = 20) -> None:
         if session_run_actions(session_id=session.pk).retry_in is None:
             return
     raise AssertionError("actions did not settle")
+
+
+# -- Worker processes a test starts, kills and restarts itself -----------------------------------
+
+
+def database_url() -> str:
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    return (
+        f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    )
+
+
+def worker_env(*, queue: str, broker_url: str = TEST_BROKER_URL, **extra: str) -> dict[str, str]:
+    """The environment of a worker on `queue` (live and maintenance work) and the test database."""
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": broker_url,
+        "REDIS_URL": TEST_BROKER_URL,
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "CELERY_MAINTENANCE_QUEUE": queue,
+        "CRM_RETRY_BACKOFF_SECONDS": "0.05",
+        "CRM_RETRY_BACKOFF_MAX_SECONDS": "0.5",
+        "CRM_HTTP_TIMEOUT_SECONDS": "5",
+        "CRM_LIMIT_EXCEEDED_RETRY_SECONDS": "1",
+        "DATABASE_CONN_MAX_AGE": "0",
+        "LOG_FORMAT": "plain",
+        **extra,
+    }
+
+
+def start_worker(
+    log: Path, *, queue: str, broker_url: str = TEST_BROKER_URL, pool: str = "solo", **extra_env: str
+) -> "subprocess.Popen[bytes]":
+    """A `celery worker` writing to `log`; wait_for_ready() tells when it consumes."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                f"--pool={pool}",
+                "--concurrency=1",
+                "--loglevel=INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "-Q",
+                queue,
+            ],
+            cwd=ROOT,
+            env=worker_env(queue=queue, broker_url=broker_url, **extra_env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_for_ready(process: "subprocess.Popen[bytes]", log: Path, *, readies: int = 1, timeout: float = 60) -> None:
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"the worker exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        return log.read_text().count(" ready.") >= readies
+
+    wait_until(ready, timeout=timeout, interval=0.2, message="the worker to be ready")
+
+
+def stop_process(process: "subprocess.Popen[bytes]") -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def ingest(events: list[dict[str, Any]]) -> None:
+    """Validate and store events as the API does; their processing is enqueued on commit."""
+    from records.api.serializers import EventSerializer
+    from records.services.ingest import events_ingest
+
+    serializers = [EventSerializer(data=event) for event in events]
+    assert all(serializer.is_valid() for serializer in serializers)
+    events_ingest(events=[serializer.validated_data for serializer in serializers])
+
+
+@contextmanager
+def app_on_broker(broker_url: str, queue: str) -> Iterator[None]:
+    """The test process sends its tasks (the on-commit enqueues too) to another broker and queue."""
+    from config.celery import app
+
+    def reset_producers() -> None:
+        # The app caches its connection and producer pools (kombu keeps one per broker URL, for the
+        # whole process): dropped here, so the next send takes the pools of the URL now set. The
+        # pools themselves stay open for whoever sends to their URL again.
+        celery: Any = app
+        celery._pool = None
+        celery.amqp._producer_pool = None
+
+    before = app.conf.broker_url, app.conf.task_default_queue
+    reset_producers()
+    app.conf.update(broker_url=broker_url, task_default_queue=queue)
+    try:
+        yield
+    finally:
+        reset_producers()
+        app.conf.update(broker_url=before[0], task_default_queue=before[1])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A redis-server of the test's own, without persistence, that it can kill and restart empty."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "RedisServer":
+        import redis
+
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        with (self.directory / f"redis-{self.port}.log").open("ab") as out:
+            self.process = subprocess.Popen(command, cwd=self.directory, stdout=out, stderr=subprocess.STDOUT)
+        client = redis.Redis.from_url(self.url)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        wait_until(answers, timeout=30, message="redis-server to answer")
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=15)

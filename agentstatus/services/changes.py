@@ -4,11 +4,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.utils import timezone
 
 from agentstatus import rules
 from agentstatus.models import Agent, CrmStatus, PlatformStatus, Source, StatusChange, StatusPush
 from agentstatus.selectors import agent_state, sync_rules, sync_settings_get
+from records.services.leases import db_now
 
 
 def status_change_record(
@@ -65,7 +65,8 @@ def agent_status_set(*, agent: Agent, platform_status: PlatformStatus, source: S
         raise ValueError("CRM changes go through agentstatus.services.inbound")
     settings = sync_settings_get()
     locked = Agent.objects.select_for_update(of=("self",)).select_related("team").get(pk=agent.pk)
-    now = timezone.now()
+    # The database's clock: "the latest change wins" compares this with the CRM's changes, on any host.
+    now = db_now()
     decision = rules.decide_platform_change(agent_state(locked), platform_status.pk)
     from_status_id = locked.platform_status_id
     locked.platform_status = platform_status

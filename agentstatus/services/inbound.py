@@ -41,6 +41,7 @@ from integrations.webhooks import (
     parse_work_session_event,
     verify_kustomer_delivery,
 )
+from records.services.leases import db_now
 
 
 class StatusSyncUnavailable(Exception):
@@ -96,7 +97,7 @@ def status_webhook_receive(*, body: bytes, signature: str | None) -> WebhookResu
         return WebhookResult("ignored", f"{name} is not a work-session event")
     event = parse_work_session_event(event_id, name, envelope)
     # Without updatedAt the event's own time is unknown: when it arrived is the best there is.
-    occurred_at = event.updated_at or timezone.now()
+    occurred_at = event.updated_at or db_now()
     with transaction.atomic():
         # Locked for the whole decision: one agent's events are applied one at a time, in order.
         agent = Agent.objects.select_for_update().filter(crm_user_id=event.user_id).first()
@@ -106,7 +107,9 @@ def status_webhook_receive(*, body: bytes, signature: str | None) -> WebhookResu
             return _apply_event(agent, event, occurred_at, settings, sync_connection(settings))
         if not _take_event_id(event_id, name, pending_body=body.decode("utf-8", "replace")):
             return _duplicate(event_id)
-        transaction.on_commit(lambda: _enqueue_pending(event_id))
+        # Robust: with the broker gone the delivery is still stored (and acknowledged); the prune
+        # task re-enqueues lookups whose message was lost.
+        transaction.on_commit(lambda: _enqueue_pending(event_id), robust=True)
     return WebhookResult(
         "queued", f"CRM user {event.user_id} is not known yet: looked up in the CRM, then applied, after this answer"
     )
@@ -253,7 +256,8 @@ def _apply_event(
     settings: StatusSyncSettings,
     connection: CrmConnection | None,
 ) -> WebhookResult:
-    now = timezone.now()
+    # The database's clock: pushes are stamped with it (the echo window), on whichever host.
+    now = db_now()
     state = agent_state(agent)
     crm_event = rules.CrmStatusEvent(
         session_id=event.session_id,

@@ -7,11 +7,13 @@ when it was sent, so that the CRM's webhook for the status it set is recognised 
 """
 
 import logging
+import uuid
 from datetime import timedelta
 
+from django.conf import settings as django_settings
 from django.db import transaction
-from django.db.models import Q
-from django.utils import timezone
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Now
 
 from agentstatus import rules
 from agentstatus.models import Agent, CrmStatus, PlatformStatus, StatusPush, StatusSyncSettings, SyncDirection
@@ -20,12 +22,18 @@ from integrations.failures import HANDLED_ERRORS, Failure, decide, describe_dura
 from integrations.models import CrmConnection
 from integrations.providers.base import Agent as CrmAgent
 from integrations.services import connection_provider, connection_record_error, connection_retry_policy
+from records.services.leases import db_now, db_now_plus
 
 logger = logging.getLogger(__name__)
 
-# Held while an attempt runs (one CRM call, bounded by CRM_HTTP_TIMEOUT_SECONDS): a second copy of
-# the task finds the push not due; a dead worker's claim lapses and the sweeper takes it again.
-ATTEMPT_LEASE = timedelta(minutes=2)
+# Held while an attempt runs (a user lookup and a status call, each bounded by
+# CRM_HTTP_TIMEOUT_SECONDS, plus this margin): a second copy of the task finds the push not due;
+# a dead worker's claim lapses and the sweeper takes it again.
+ATTEMPT_LEASE_MARGIN_SECONDS = 10
+
+
+def attempt_lease_seconds() -> float:
+    return 2 * float(django_settings.CRM_HTTP_TIMEOUT_SECONDS) + ATTEMPT_LEASE_MARGIN_SECONDS
 
 
 class PushFailed(Exception):
@@ -59,13 +67,16 @@ def status_push_plan(
 def status_push_supersede(*, agent: Agent) -> int:
     """Retire the agent's waiting pushes (a later change, from either side, makes them wrong)."""
     return StatusPush.objects.filter(agent=agent, state=StatusPush.State.PENDING).update(
-        state=StatusPush.State.SUPERSEDED, next_attempt_at=None, updated_at=timezone.now()
+        state=StatusPush.State.SUPERSEDED, next_attempt_at=None, lease_owner=None, updated_at=Now()
     )
 
 
 def _claim(push_id: int) -> tuple[StatusPush | None, float | None]:
-    """Take the push for one attempt: (push, None), or (None, seconds until due) when it is not due."""
-    now = timezone.now()
+    """Take the push for one attempt: (push, None), or (None, seconds until due) when it is not due.
+
+    Due, sent and leased on the database's clock; the claim's owner token goes with the push, and
+    only the outcome of the attempt that still holds it is recorded.
+    """
     with transaction.atomic():
         push = (
             StatusPush.objects.select_for_update(skip_locked=True)
@@ -75,14 +86,21 @@ def _claim(push_id: int) -> tuple[StatusPush | None, float | None]:
         )
         if push is None:
             return None, None
+        now = db_now()
         if push.next_attempt_at and push.next_attempt_at > now:
             return None, (push.next_attempt_at - now).total_seconds()
         # Counted and stamped before the call: the echo can arrive before the CRM's answer does.
         push.attempts += 1
         push.sent_at = now
-        push.next_attempt_at = now + ATTEMPT_LEASE
-        push.save(update_fields=["attempts", "sent_at", "next_attempt_at", "updated_at"])
+        push.next_attempt_at = now + timedelta(seconds=attempt_lease_seconds())
+        push.lease_owner = uuid.uuid4()
+        push.save(update_fields=["attempts", "sent_at", "next_attempt_at", "lease_owner", "updated_at"])
     return push, None
+
+
+def _held(push: StatusPush) -> QuerySet[StatusPush]:
+    """The push, if still pending and still ours: a worker that outlived its lease records nothing."""
+    return StatusPush.objects.filter(pk=push.pk, state=StatusPush.State.PENDING, lease_owner=push.lease_owner)
 
 
 def status_push_execute(*, push_id: int) -> float | None:
@@ -93,11 +111,12 @@ def status_push_execute(*, push_id: int) -> float | None:
     settings = sync_settings_get()
     connection = sync_connection(settings)
     if not (settings.inheritance_enabled and settings.direction == SyncDirection.TWO_WAY):
-        StatusPush.objects.filter(pk=push.pk, state=StatusPush.State.PENDING).update(
+        _held(push).update(
             state=StatusPush.State.SUPERSEDED,
             last_error="not sent: two-way sync was switched off",
             next_attempt_at=None,
-            updated_at=timezone.now(),
+            lease_owner=None,
+            updated_at=Now(),
         )
         return None
     try:
@@ -112,20 +131,21 @@ def status_push_execute(*, push_id: int) -> float | None:
         return _fail(push, str(exc))
     except HANDLED_ERRORS as exc:
         return _after_failure(push, connection, exc)
-    # Only a push still pending is marked done: one superseded meanwhile keeps saying so.
-    StatusPush.objects.filter(pk=push.pk, state=StatusPush.State.PENDING).update(
+    # Only a push still pending (and ours) is marked done: one superseded meanwhile keeps saying so.
+    _held(push).update(
         state=StatusPush.State.SUCCEEDED,
         last_error="",
         next_attempt_at=None,
-        completed_at=timezone.now(),
-        updated_at=timezone.now(),
+        lease_owner=None,
+        completed_at=Now(),
+        updated_at=Now(),
     )
     return None
 
 
 def _after_failure(push: StatusPush, connection: CrmConnection | None, exc: Exception) -> float | None:
     """What the one failure policy (integrations.failures) says: retry when, or fail the push."""
-    failing_for = (timezone.now() - push.created_at).total_seconds()
+    failing_for = (db_now() - push.created_at).total_seconds()
     decision = decide(exc, attempt=push.attempts, failing_for=failing_for, policy=connection_retry_policy(connection))
     if not decision.counts_as_attempt:
         # Nothing reached the CRM (our own budget, our Redis or database), or the CRM said to wait.
@@ -158,11 +178,12 @@ def _resolve_crm_user(agent: Agent, crm_agent: CrmAgent | None) -> str:
 
 def _schedule_retry(push: StatusPush, error: str, *, delay: float) -> float:
     logger.info("agentstatus.push.retry %s in %.1fs: %s", push.pk, delay, error, extra={"push_id": push.pk})
-    StatusPush.objects.filter(pk=push.pk, state=StatusPush.State.PENDING).update(
+    _held(push).update(
         attempts=push.attempts,
         last_error=error[:2000],
-        next_attempt_at=timezone.now() + timedelta(seconds=delay),
-        updated_at=timezone.now(),
+        next_attempt_at=db_now_plus(delay),
+        lease_owner=None,
+        updated_at=Now(),
     )
     return delay
 
@@ -170,8 +191,8 @@ def _schedule_retry(push: StatusPush, error: str, *, delay: float) -> float:
 def _fail(push: StatusPush, error: str) -> float | None:
     """Mark the push failed; None: no further attempt is due."""
     logger.warning("agentstatus.push.failed %s: %s", push.pk, error, extra={"push_id": push.pk})
-    StatusPush.objects.filter(pk=push.pk, state=StatusPush.State.PENDING).update(
-        state=StatusPush.State.FAILED, last_error=error[:2000], next_attempt_at=None, updated_at=timezone.now()
+    _held(push).update(
+        state=StatusPush.State.FAILED, last_error=error[:2000], next_attempt_at=None, lease_owner=None, updated_at=Now()
     )
     return None
 
@@ -183,16 +204,21 @@ def status_push_retry(*, push: StatusPush) -> StatusPush:
 
     push.state = StatusPush.State.PENDING
     push.next_attempt_at = None
-    push.save(update_fields=["state", "next_attempt_at", "updated_at"])
+    push.lease_owner = None
+    push.save(update_fields=["state", "next_attempt_at", "lease_owner", "updated_at"])
     transaction.on_commit(lambda: push_status_task.delay(push.pk), robust=True)
     return push
 
 
 def pushes_needing_work(*, stale_after: timedelta) -> list[int]:
-    """Pending pushes whose message was lost (broker down at commit, worker killed) and that are due."""
-    now = timezone.now()
+    """Pending pushes whose message was lost (broker down at commit, worker killed) and that are due.
+
+    A claimed push's lease is its next_attempt_at, so a dead worker's push is due once it lapses.
+    """
     return list(
-        StatusPush.objects.filter(state=StatusPush.State.PENDING, updated_at__lt=now - stale_after)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        StatusPush.objects.filter(
+            state=StatusPush.State.PENDING, updated_at__lt=db_now_plus(-stale_after.total_seconds())
+        )
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=Now()))
         .values_list("id", flat=True)[:1000]
     )

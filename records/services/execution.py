@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import redis
 from django.db import transaction
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from integrations.circuit import CircuitOpen
@@ -48,6 +49,16 @@ from records.selectors import (
     session_original_call,
     sessions_latest_by_record,
 )
+from records.services.leases import (
+    LEASE_TAKEOVER_MARGIN_SECONDS,
+    db_now,
+    db_now_plus,
+    lease_heartbeat,
+    session_lease_claim,
+    session_lease_release,
+    session_lease_remaining,
+    session_lease_renew,
+)
 from records.services.processing import PROCESSING_MAX_ATTEMPTS
 from records.services.screen_pop import screen_pop_refresh
 from records.vocabulary import BLOCKING_KINDS, ActionKind
@@ -55,10 +66,6 @@ from records.vocabulary import BLOCKING_KINDS, ActionKind
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-# Renewed before each action, and far longer than one action's few CRM calls can take (each is
-# bounded by CRM_HTTP_TIMEOUT_SECONDS); a dead worker's lease lapses after it.
-LEASE_SECONDS = 300
 
 
 class ActionFailed(Exception):
@@ -80,48 +87,43 @@ class RunResult:
     retry_in: float | None
 
 
-def _claim_lease(session_id: int) -> bool:
-    now = timezone.now()
-    return bool(
-        Session.objects.filter(pk=session_id)
-        .filter(Q(actions_lease_until__isnull=True) | Q(actions_lease_until__lt=now))
-        .update(actions_lease_until=now + timedelta(seconds=LEASE_SECONDS))
-    )
-
-
-def _renew_lease(session_id: int) -> None:
-    lease_until = timezone.now() + timedelta(seconds=LEASE_SECONDS)
-    Session.objects.filter(pk=session_id).update(actions_lease_until=lease_until)
-
-
-def _release_lease(session_id: int) -> None:
-    Session.objects.filter(pk=session_id).update(actions_lease_until=None)
-
-
 def session_run_actions(*, session_id: int) -> RunResult:
-    """Run the session's due actions in order; say when to come back for the rest."""
-    if not _claim_lease(session_id):
-        # Another worker is on it; it re-checks for new actions when it lets go.
-        return RunResult(executed=0, retry_in=None)
+    """Run the session's due actions in order; say when to come back for the rest.
+
+    The session's lease (records.services.leases) keeps two workers off one session. One that
+    meets another's live lease comes back just after it expires, so a killed holder's work is
+    taken over within seconds; a holder that lets go cleanly re-checks for new actions itself.
+    """
+    lease = session_lease_claim(session_id)
+    if lease is None:
+        remaining = session_lease_remaining(session_id)
+        if remaining is None and not Session.objects.filter(pk=session_id).exists():
+            return RunResult(executed=0, retry_in=None)
+        # None: its holder let go between the two queries, so it is free now.
+        return RunResult(executed=0, retry_in=(remaining or 0.0) + LEASE_TAKEOVER_MARGIN_SECONDS)
     executed = 0
     retry_in: float | None = None
     try:
         while (action := session_next_action(session_id)) is not None:
-            now = timezone.now()
+            now = db_now()
             if action.next_attempt_at and action.next_attempt_at > now:
                 retry_in = (action.next_attempt_at - now).total_seconds()
                 break
-            _renew_lease(session_id)
-            action_execute(action=action)
+            if not session_lease_renew(lease):
+                # Stalled past the lease and another worker took over: it carries on from here.
+                logger.warning("records.lease.lost %s", session_id, extra={"session_id": session_id})
+                return RunResult(executed=executed, retry_in=None)
+            with lease_heartbeat(lease):
+                action_execute(action=action)
             executed += 1
             if action.status == CrmAction.Status.PENDING:
                 break
     finally:
-        _release_lease(session_id)
+        session_lease_release(lease)
     if retry_in is None and (action := session_next_action(session_id)) is not None:
         # Actions written while the lease was held (their own enqueue found it taken) or a retry.
         due = action.next_attempt_at
-        retry_in = max(0.0, (due - timezone.now()).total_seconds()) if due else 0.0
+        retry_in = max(0.0, (due - db_now()).total_seconds()) if due else 0.0
     return RunResult(executed=executed, retry_in=retry_in)
 
 
@@ -264,7 +266,8 @@ def _without_own_limit_note(error: str) -> str:
 def _schedule_retry(action: CrmAction, error: str, *, delay: float) -> CrmAction:
     logger.info("records.action.retry %s in %.1fs: %s", action.pk, delay, error, extra={"action_id": action.pk})
     action.last_error = error[:2000]
-    action.next_attempt_at = timezone.now() + timedelta(seconds=delay)
+    # On the database's clock, which every host's due check compares with.
+    action.next_attempt_at = db_now_plus(delay)
     action.save(update_fields=["attempts", "last_error", "next_attempt_at", "failing_since", "updated_at"])
     return action
 
@@ -872,10 +875,14 @@ HANDLERS: dict[str, Callable[[CrmProvider, Session, dict[str, Any], bool, CrmAct
 
 
 def sessions_needing_work(*, stale_after: timedelta) -> tuple[list[int], list[int]]:
-    """Sessions whose enqueue was lost (broker down, worker died): unapplied events, due actions."""
-    now = timezone.now()
+    """Sessions whose enqueue was lost (broker down, worker died): unapplied events, due actions.
+
+    Run every few seconds by the sweeper, so it is two indexed queries (the unapplied events'
+    and the pending actions' partial indexes), compared with the database's clock.
+    """
+    stale_before = db_now_plus(-stale_after.total_seconds())
     unapplied = list(
-        Session.objects.filter(events__applied_at__isnull=True, events__received_at__lt=now - stale_after)
+        Session.objects.filter(events__applied_at__isnull=True, events__received_at__lt=stale_before)
         # One that kept raising waits for an admin's "Process again" (see processing.py).
         .filter(processing_attempts__lt=PROCESSING_MAX_ATTEMPTS)
         .values_list("id", flat=True)
@@ -883,11 +890,11 @@ def sessions_needing_work(*, stale_after: timedelta) -> tuple[list[int], list[in
     )
     # One filter() call, so that one and the same action is pending, stale and due.
     due = list(
-        Session.objects.filter(Q(actions_lease_until__isnull=True) | Q(actions_lease_until__lt=now))
+        Session.objects.filter(Q(actions_lease_until__isnull=True) | Q(actions_lease_until__lt=Now()))
         .filter(
-            Q(actions__next_attempt_at__isnull=True) | Q(actions__next_attempt_at__lte=now),
+            Q(actions__next_attempt_at__isnull=True) | Q(actions__next_attempt_at__lte=Now()),
             actions__status=CrmAction.Status.PENDING,
-            actions__updated_at__lt=now - stale_after,
+            actions__updated_at__lt=stale_before,
         )
         # Held back by a failed contact or record action: waiting for an admin's Retry, not a sweep.
         .exclude(actions__status=CrmAction.Status.FAILED, actions__kind__in=BLOCKING_KINDS)

@@ -1,6 +1,5 @@
 """Storing platform events: all or nothing, before the platform gets its 202."""
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,5 +54,14 @@ def events_ingest(*, events: Sequence[dict[str, Any]]) -> IngestResult:
         ],
         ignore_conflicts=True,
     )
-    transaction.on_commit(functools.partial(enqueue_processing, sorted(sessions.values())), robust=True)
+    session_pks = sorted(sessions.values())
+
+    def enqueue() -> None:
+        # A named function, not a functools.partial: robust=True logs a failed enqueue (the broker
+        # gone) with the callback's __qualname__, which a partial lacks, so the logging itself
+        # raised and the API answered 500 for a batch it had stored. Now the batch is acknowledged
+        # and the sweep (records.tasks, every 5 s) enqueues it once the broker is back.
+        enqueue_processing(session_pks)
+
+    transaction.on_commit(enqueue, robust=True)
     return IngestResult(accepted=len(new_events), duplicates=len(events) - len(new_events))

@@ -58,6 +58,7 @@ def _start_beat(log: Path, queue: str) -> subprocess.Popen[bytes]:
         "REDIS_URL": TEST_BROKER_URL,
         # Nothing consumes this queue; the test deletes it.
         "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "CELERY_MAINTENANCE_QUEUE": queue,
         "LOG_LEVEL": "INFO",
         "LOG_FORMAT": "plain",
         "DATABASE_CONN_MAX_AGE": "0",

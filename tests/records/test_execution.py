@@ -19,7 +19,6 @@ from records.services.execution import (
     Placement,
     RecordDraft,
     RecordLocation,
-    _claim_lease,
     _ensure_contact,
     action_execute,
     action_retry,
@@ -331,15 +330,6 @@ def test_unknown_agent_leaves_the_ticket_unassigned_and_says_so(
     assert create.result["outcome"].endswith(
         "(contact's records: none); Agent ghost@example.com was not found in the CRM: the record was not assigned."
     )
-
-
-def test_lease_lets_one_worker_at_a_time_run_a_session(db: None) -> None:
-    session = Session.objects.create(external_id="s")
-
-    assert _claim_lease(session.pk) is True
-    assert _claim_lease(session.pk) is False
-    Session.objects.filter(pk=session.pk).update(actions_lease_until=timezone.now() - timedelta(seconds=1))
-    assert _claim_lease(session.pk) is True
 
 
 def test_sessions_needing_work_finds_lost_messages_but_not_blocked_sessions(zendesk_connection: CrmConnection) -> None:

@@ -1,0 +1,644 @@
+"""Chaos: sessions posted while workers are SIGKILLed, the broker dies, the database cuts every connection.
+
+Usage: .venv/bin/python bench/chaos.py [--sessions N] [--broker redis|rabbitmq] [--workers W]
+
+Self-contained, loopback only. It re-creates its own database (crmbridge_bench_chaos), migrates
+it, starts a sandbox Zendesk (in this process), gunicorn, W Celery workers (prefork, 2 children
+each, on the live, imports and maintenance queues) and one beat (the 5 s sweeps), then runs the
+same workload twice in one invocation:
+
+  baseline  N sessions (created, assigned, connected, ended; every batch posted twice, shuffled),
+            no faults: the time from the last post to every session settled is the baseline.
+  chaos     N other sessions, the same way, while: a worker (or one of its pool children) is
+            SIGKILLed and restarted every --kill-every seconds; the broker is killed and
+            restarted once (redis: a redis-server of the bench's own, no persistence, so it
+            comes back empty; rabbitmq: every connection of the bench's own vhost on the local
+            RabbitMQ is closed by the server, which is what clients see of a restart - the shared
+            RabbitMQ itself is not stopped); every PostgreSQL connection to the bench database is
+            terminated once (pg_terminate_backend); the sandbox fails ~20% of requests (10% 5xx,
+            5% 429, 5% writes applied but answered 500). Events are duplicated and out of order.
+
+"Settled" is: no unapplied event, no pending action. Then each session is reconciled against the
+sandbox's own API (the tickets with its external id, their comments): lost (no ticket),
+duplicate records (more than one), duplicate comments (the same body twice on a ticket). Printed:
+those counts, failed actions, API 5xx other than 503, worker exits not caused by the bench, and
+the seconds to settle after the faults end, and the first post to settled as a ratio to the
+fault-free run's. The last line is JSON.
+"""
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.ingest import (  # noqa: E402
+    PYTHON,
+    REQUEST_TIMEOUT_S,
+    bench_env,
+    create_api_key,
+    database_url,
+    free_port,
+    manage,
+    recreate_database,
+    start_server,
+)
+
+DEFAULT_DB = os.environ.get("BENCH_CHAOS_DB", "crmbridge_bench_chaos")
+LIVE_QUEUE = "crmbridge-chaos"
+MAINTENANCE_QUEUE = "crmbridge-chaos-maintenance"
+IMPORTS_QUEUE = "imports"
+SESSIONS_PER_BATCH = 5
+SETTLE_TIMEOUT_S = 600.0
+FAULTS = {"fail_rate": 0.10, "throttle_rate": 0.05, "lost_response_rate": 0.05, "retry_after_seconds": 1}
+NO_FAULTS = {"fail_rate": 0.0, "throttle_rate": 0.0, "lost_response_rate": 0.0}
+AGENTS = ("ana@example.com", "ben@example.com", "carla@example.com")
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=100, help="sessions per phase (default 100)")
+    parser.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis")
+    parser.add_argument("--workers", type=int, default=2, help="celery worker processes (default 2)")
+    parser.add_argument("--kill-every", type=float, default=5.0, help="seconds between worker kills (default 5)")
+    parser.add_argument("--post-seconds", type=float, default=30.0, help="spread the posts over this long")
+    parser.add_argument("--database", default=DEFAULT_DB, help=f"bench database, re-created (default {DEFAULT_DB})")
+    parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server")
+    parser.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672", help="RabbitMQ (no vhost)")
+    parser.add_argument("--limiter-redis-url", default="redis://127.0.0.1:6379/12", help="the rate limiter's Redis")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    if args.sessions < 1 or args.workers < 1 or args.kill_every <= 0 or args.post_seconds <= 0:
+        parser.error("--sessions, --workers >= 1; --kill-every, --post-seconds > 0")
+    return args
+
+
+# -- The broker ----------------------------------------------------------------------------------
+
+
+class Broker:
+    url: str
+
+    def start(self) -> None: ...
+    def kill(self) -> None: ...
+    def restart(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class RedisBroker(Broker):
+    """A redis-server of the bench's own on a free loopback port, without persistence."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import redis
+
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        with (self.directory / "redis.log").open("ab") as out:
+            self.process = subprocess.Popen(command, cwd=self.directory, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if redis.Redis.from_url(self.url).ping():
+                    return
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError("redis-server did not answer within 30 s")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=15)
+
+    def restart(self) -> None:
+        self.start()
+
+    def close(self) -> None:
+        self.kill()
+
+
+class RabbitBroker(Broker):
+    """A vhost of the bench's own on the local RabbitMQ; "killed" = the server closes all its connections."""
+
+    def __init__(self, server_url: str) -> None:
+        self.vhost = f"crmbridge-chaos-{os.getpid()}"
+        self.url = f"{server_url.rstrip('/')}/{self.vhost}"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        self._ctl("add_vhost", self.vhost)
+        self._ctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
+
+    def kill(self) -> None:
+        self._ctl("close_all_connections", "-p", self.vhost, "bench/chaos.py: broker restart")
+
+    def restart(self) -> None:
+        # The connections were closed; the broker (and its durable queues) never went away.
+        pass
+
+    def close(self) -> None:
+        subprocess.run(["rabbitmqctl", "delete_vhost", self.vhost], check=False, capture_output=True, timeout=60)
+
+
+# -- Processes -----------------------------------------------------------------------------------
+
+
+def celery(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(PYTHON), "-m", "celery", "-A", "config", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    queues = f"{LIVE_QUEUE},{IMPORTS_QUEUE},{MAINTENANCE_QUEUE}"
+    return celery(env, log, "worker", "--pool=prefork", "--concurrency=2", "--loglevel=INFO", "-Q", queues)
+
+
+def stop(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
+
+
+@dataclass
+class Fleet:
+    """The workers: killed on purpose, restarted; any other exit is counted (it must not happen)."""
+
+    env: dict[str, str]
+    directory: Path
+    size: int
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    kills: int = 0
+    unexpected_exits: int = 0
+    started: int = 0
+    beat: subprocess.Popen[bytes] | None = None
+    logs: dict[int, Path] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.workers = [self._spawn() for _ in range(self.size)]
+        self.beat = self._spawn_beat()
+
+    def _spawn_beat(self) -> subprocess.Popen[bytes]:
+        schedule = self.directory / "beat.db"
+        return celery(self.env, self.directory / "beat.log", "beat", "--loglevel=INFO", f"--schedule={schedule}")
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        self.started += 1
+        worker = start_worker(self.env, self.directory / f"worker-{self.started}.log")
+        self.logs[worker.pid] = self.directory / f"worker-{self.started}.log"
+        return worker
+
+    def check(self) -> None:
+        for i, worker in enumerate(self.workers):
+            if worker.poll() is not None:
+                self.unexpected_exits += 1
+                print(f"  worker pid {worker.pid} exited by itself ({worker.returncode}); restarted; its log ends:")
+                print(self.logs[worker.pid].read_text(errors="replace")[-2500:])
+                self.workers[i] = self._spawn()
+        if self.beat is not None and self.beat.poll() is not None:
+            self.unexpected_exits += 1
+            print(f"  beat exited by itself ({self.beat.returncode}); restarted")
+            self.beat = self._spawn_beat()
+
+    def kill_one(self, rng: random.Random) -> str:
+        i = rng.randrange(len(self.workers))
+        worker = self.workers[i]
+        children = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True, check=False)
+        pids = [int(pid) for pid in children.stdout.split()]
+        self.kills += 1
+        if pids and rng.random() < 0.5:
+            os.kill(rng.choice(pids), signal.SIGKILL)
+            return "pool child"
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=15)
+        self.workers[i] = self._spawn()
+        return "worker"
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            stop(worker)
+        stop(self.beat)
+
+
+def wait_until_ready(proc: subprocess.Popen[bytes], base_url: str, key: str, timeout: float = 180.0) -> None:
+    """bench.ingest's wait, longer: on a loaded machine gunicorn and the workers start slowly."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with code {proc.returncode} before answering")
+        try:
+            ping = requests.get(f"{base_url}/api/v1/ping", headers={"Authorization": f"Api-Key {key}"}, timeout=5)
+            if ping.status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"gunicorn did not answer /api/v1/ping within {timeout:.0f}s")
+
+
+# -- The workload --------------------------------------------------------------------------------
+
+
+def session_events(session_id: str, n: int) -> list[dict[str, Any]]:
+    agent = AGENTS[n % len(AGENTS)]
+    start = T0 + timedelta(minutes=n)
+    kinds: list[tuple[str, int, dict[str, Any]]] = [
+        (
+            "session.created",
+            0,
+            {
+                "channel": "voice",
+                "session_type": "voice_inbound_ivr",
+                "language": "en",
+                "phone_number": f"+1415555{n % 10000:04d}",
+                "menu_path": "Support > Billing",
+                "queue": {"id": "q-support-billing", "name": "Billing", "path": ["Support", "Billing"]},
+            },
+        ),
+        ("session.assigned", 5, {"agent": {"email": agent}}),
+        ("session.connected", 10, {"agent": {"email": agent}}),
+        ("session.ended", 130, {"call_duration": 120, "hold_time": 10, "wait_time": 15}),
+    ]
+    return [
+        {
+            "event_id": f"{session_id}-{i}",
+            "session_id": session_id,
+            "type": kind,
+            "occurred_at": (start + timedelta(seconds=after)).isoformat(),
+            "data": data,
+        }
+        for i, (kind, after, data) in enumerate(kinds)
+    ]
+
+
+@dataclass
+class PostLog:
+    posts: int = 0
+    unavailable: int = 0
+    server_errors: int = 0
+    samples: list[str] = field(default_factory=list)
+
+
+def post(base_url: str, key: str, events: list[dict[str, Any]], log: PostLog) -> None:
+    """Post until stored, as the platform does: a 503 or a dropped connection is retried."""
+    headers = {"Authorization": f"Api-Key {key}"}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        log.posts += 1
+        try:
+            response = requests.post(
+                f"{base_url}/api/v1/events", json={"events": events}, headers=headers, timeout=REQUEST_TIMEOUT_S
+            )
+        except requests.RequestException as exc:
+            log.samples.append(f"connection: {exc}"[:200])
+            time.sleep(1)
+            continue
+        if response.status_code == 202:
+            return
+        if response.status_code == 503:
+            log.unavailable += 1
+            time.sleep(float(response.headers.get("Retry-After", "1")))
+            continue
+        if response.status_code >= 500:
+            log.server_errors += 1
+        log.samples.append(f"{response.status_code}: {response.text[:200]}")
+        time.sleep(1)
+    raise RuntimeError(f"a batch was never accepted: {log.samples[-3:]}")
+
+
+def post_sessions(
+    base_url: str, key: str, prefix: str, count: int, seconds: float, rng: random.Random, *, first: int
+) -> PostLog:
+    """Every session's events in batches, each batch posted twice (a platform retry), shuffled.
+
+    Caller numbers (phones) start at `first`, so no session appends to another phase's ticket.
+    """
+    log = PostLog()
+    batches = [range(i, min(count, i + SESSIONS_PER_BATCH)) for i in range(0, count, SESSIONS_PER_BATCH)]
+    pause = seconds / max(1, len(batches))
+    for batch in batches:
+        events = [event for n in batch for event in session_events(f"{prefix}-{n}", first + n)]
+        # The end may arrive before the start: the product orders by occurred_at.
+        rng.shuffle(events)
+        post(base_url, key, events, log)
+        rng.shuffle(events)
+        post(base_url, key, events[: len(events) // 2] + events, log)
+        time.sleep(pause)
+    return log
+
+
+# -- Reading the outcome -------------------------------------------------------------------------
+
+
+def unsettled(db_url: str, prefix: str) -> tuple[int, int]:
+    with psycopg.connect(db_url, autocommit=True, connect_timeout=5) as conn:
+        unapplied = conn.execute(
+            "SELECT count(*) FROM records_event e JOIN records_session s ON s.id = e.session_id "
+            "WHERE e.applied_at IS NULL AND s.external_id LIKE %s",
+            [f"{prefix}-%"],
+        ).fetchone()
+        pending = conn.execute(
+            "SELECT count(*) FROM records_crmaction a JOIN records_session s ON s.id = a.session_id "
+            "WHERE a.status = 'pending' AND s.external_id LIKE %s",
+            [f"{prefix}-%"],
+        ).fetchone()
+    return (unapplied[0] if unapplied else 0), (pending[0] if pending else 0)
+
+
+def failed_actions(db_url: str, prefix: str) -> int:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM records_crmaction a JOIN records_session s ON s.id = a.session_id "
+            "WHERE a.status = 'failed' AND s.external_id LIKE %s",
+            [f"{prefix}-%"],
+        ).fetchone()
+    return row[0] if row else 0
+
+
+def wait_settled(db_url: str, prefix: str, sessions: int) -> float | None:
+    """Seconds until every session of the phase is stored, applied and has no pending action."""
+    start = time.monotonic()
+    while time.monotonic() - start < SETTLE_TIMEOUT_S:
+        try:
+            with psycopg.connect(db_url, autocommit=True, connect_timeout=5) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM records_session WHERE external_id LIKE %s", [f"{prefix}-%"]
+                ).fetchone()
+            stored = row[0] if row else 0
+            if stored >= sessions and unsettled(db_url, prefix) == (0, 0):
+                return time.monotonic() - start
+        except psycopg.OperationalError:
+            pass
+        time.sleep(0.5)
+    return None
+
+
+def reconcile(sandbox_url: str, prefix: str, sessions: int) -> dict[str, int]:
+    """Against the sandbox's own API: each session's tickets (by external id) and their comments."""
+    api = requests.Session()
+    api.auth = ("admin@example.com/token", "sandbox-token")
+    lost = duplicate_records = duplicate_comments = 0
+    for n in range(sessions):
+        tickets = api.get(
+            f"{sandbox_url}/api/v2/tickets.json", params={"external_id": f"{prefix}-{n}"}, timeout=30
+        ).json()["tickets"]
+        if not tickets:
+            lost += 1
+        duplicate_records += max(0, len(tickets) - 1)
+        for ticket in tickets:
+            comments = api.get(f"{sandbox_url}/api/v2/tickets/{ticket['id']}/comments.json", timeout=30).json()
+            bodies = Counter(comment["body"] for comment in comments["comments"])
+            duplicate_comments += sum(count - 1 for count in bodies.values())
+    return {"lost": lost, "duplicate_records": duplicate_records, "duplicate_comments": duplicate_comments}
+
+
+def terminate_connections(server_url: str, database: str) -> int:
+    with psycopg.connect(database_url(server_url, "postgres"), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            [database],
+        ).fetchall()
+    return len(rows)
+
+
+# -- The run -------------------------------------------------------------------------------------
+
+
+def run_phase(
+    name: str,
+    *,
+    args: argparse.Namespace,
+    base_url: str,
+    key: str,
+    db_url: str,
+    sandbox: Any,
+    fleet: Fleet,
+    broker: Broker,
+    rng: random.Random,
+    chaos: bool,
+    first: int,
+) -> dict[str, Any]:
+    prefix = name
+    sandbox.configure(**(FAULTS if chaos else NO_FAULTS))
+    posted: dict[str, PostLog] = {}
+    poster = threading.Thread(
+        target=lambda: posted.setdefault(
+            "log", post_sessions(base_url, key, prefix, args.sessions, args.post_seconds, rng, first=first)
+        ),
+        daemon=True,
+    )
+    start = time.monotonic()
+    poster.start()
+    faults: list[str] = []
+    next_kill = start + args.kill_every
+    broker_killed = broker_back = db_cut = False
+    while poster.is_alive() or (chaos and not (broker_back and db_cut)):
+        now = time.monotonic() - start
+        fleet.check()
+        if chaos:
+            if time.monotonic() >= next_kill:
+                faults.append(f"{now:5.1f}s SIGKILL {fleet.kill_one(rng)}")
+                next_kill += args.kill_every
+            if not broker_killed and now >= args.post_seconds * 0.3:
+                broker.kill()
+                broker_killed = True
+                faults.append(f"{now:5.1f}s broker killed")
+            if broker_killed and not broker_back and now >= args.post_seconds * 0.3 + 5:
+                broker.restart()
+                broker_back = True
+                faults.append(f"{now:5.1f}s broker back")
+            if not db_cut and now >= args.post_seconds * 0.6:
+                faults.append(
+                    f"{now:5.1f}s pg_terminate_backend x{terminate_connections(args.postgres_url, args.database)}"
+                )
+                db_cut = True
+        time.sleep(0.2)
+    poster.join(timeout=300)
+    if "log" not in posted:
+        raise RuntimeError(f"{name}: posting did not finish")
+    sandbox.configure(**NO_FAULTS)
+    faults_end = time.monotonic()
+    for line in faults:
+        print(f"  {line}")
+    print(f"  {name}: posted in {faults_end - start:.1f}s; waiting to settle")
+    settle = wait_settled(db_url, prefix, args.sessions)
+    fleet.check()
+    outcome = reconcile(sandbox.base_url, prefix, args.sessions)
+    log = posted["log"]
+    return {
+        **outcome,
+        "settle_seconds": None if settle is None else round(settle, 1),
+        # From the first post to every session settled: the figure compared with the baseline's.
+        "total_seconds": None if settle is None else round(faults_end - start + settle, 1),
+        "failed_actions": failed_actions(db_url, prefix),
+        "api_posts": log.posts,
+        "api_503": log.unavailable,
+        "api_5xx_other": log.server_errors,
+        "faults": len(faults),
+    }
+
+
+def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    from integrations.sandbox import start_sandbox
+
+    broker: Broker = RedisBroker(tmp) if args.broker == "redis" else RabbitBroker(args.rabbitmq_url)
+    broker.start()
+    db_url = database_url(args.postgres_url, args.database)
+    env = bench_env(db_url, args.limiter_redis_url)
+    env.update(
+        {
+            "CELERY_BROKER_URL": broker.url,
+            "CELERY_TASK_DEFAULT_QUEUE": LIVE_QUEUE,
+            "CELERY_MAINTENANCE_QUEUE": MAINTENANCE_QUEUE,
+            "LOG_FORMAT": "plain",
+            "LOG_LEVEL": "INFO",
+            "CRM_RETRY_BACKOFF_SECONDS": "1",
+            "CRM_RETRY_BACKOFF_MAX_SECONDS": "10",
+        }
+    )
+    for name in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CRM_ALLOW_LOOPBACK"):
+        os.environ[name] = env[name]
+    os.environ["CELERY_TASK_DEFAULT_QUEUE"] = LIVE_QUEUE
+    print(f"database {args.database}: re-creating and migrating; broker {args.broker} at {broker.url}")
+    recreate_database(args.postgres_url, args.database)
+    manage(env, "migrate", "--noinput")
+    key = create_api_key(env)
+    sandbox = start_sandbox("zendesk", fixture=ROOT / "integrations" / "sandbox" / "fixtures" / "zendesk_demo.json")
+    sandbox.configure(seed=args.seed)
+    import django
+
+    django.setup()
+    from integrations.services import connection_create
+
+    connection_create(
+        name="Sandbox Zendesk",
+        kind="zendesk",
+        base_url=sandbox.base_url,
+        settings={"email": "admin@example.com", "api_token": "sandbox-token"},
+        activate=True,
+    )
+    web = None
+    fleet = Fleet(env, tmp, args.workers)
+    rng = random.Random(args.seed)
+    try:
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        web = start_server(env, port, 2, tmp / "gunicorn.log")
+        fleet.start()
+        wait_until_ready(web, base_url, key)
+        phases = {}
+        for first, (name, chaos) in enumerate((("baseline", False), ("chaos", True))):
+            print(f"{name}: {args.sessions} sessions")
+            phases[name] = run_phase(
+                name,
+                args=args,
+                base_url=base_url,
+                key=key,
+                db_url=db_url,
+                sandbox=sandbox,
+                fleet=fleet,
+                broker=broker,
+                rng=rng,
+                chaos=chaos,
+                first=first * 5000,
+            )
+            print(f"  {name}: {phases[name]}")
+    finally:
+        stop(web)
+        fleet.stop()
+        sandbox.stop()
+        broker.close()
+    base, chaos_run = phases["baseline"], phases["chaos"]
+    ratio = (
+        round(chaos_run["total_seconds"] / max(0.1, base["total_seconds"]), 2)
+        if chaos_run["total_seconds"] is not None and base["total_seconds"] is not None
+        else None
+    )
+    return {
+        "bench": "chaos",
+        "broker": args.broker,
+        "sessions": args.sessions,
+        "lost": chaos_run["lost"],
+        "duplicate_records": chaos_run["duplicate_records"],
+        "duplicate_comments": chaos_run["duplicate_comments"],
+        "failed_actions": chaos_run["failed_actions"],
+        "api_5xx_other_than_503": chaos_run["api_5xx_other"] + base["api_5xx_other"],
+        "api_503": chaos_run["api_503"],
+        "worker_kills": fleet.kills,
+        "unexpected_worker_exits": fleet.unexpected_exits,
+        "settle_seconds_after_faults": chaos_run["settle_seconds"],
+        "baseline_settle_seconds": base["settle_seconds"],
+        "total_seconds": chaos_run["total_seconds"],
+        "baseline_total_seconds": base["total_seconds"],
+        "total_ratio_vs_baseline": ratio,
+        "baseline_lost": base["lost"],
+        "baseline_duplicates": base["duplicate_records"] + base["duplicate_comments"],
+    }
+
+
+def main() -> int:
+    args = parse_args()
+    if shutil.which("redis-server") is None and args.broker == "redis":
+        print("bench/chaos.py needs redis-server on PATH (a broker of its own to kill)", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="bench-chaos-"))
+    try:
+        report = run(args, tmp)
+    except (RuntimeError, OSError, psycopg.Error, subprocess.SubprocessError) as exc:
+        print(f"bench/chaos.py failed: {exc}; logs in {tmp}", file=sys.stderr)
+        return 2
+    ok = (
+        report["lost"] == 0
+        and report["duplicate_records"] == 0
+        and report["duplicate_comments"] == 0
+        and report["settle_seconds_after_faults"] is not None
+    )
+    if ok:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"logs kept in {tmp}")
+    print(
+        f"{args.broker}: lost {report['lost']}, duplicate records {report['duplicate_records']}, duplicate comments "
+        f"{report['duplicate_comments']}, settled {report['settle_seconds_after_faults']} s after the faults end "
+        f"(fault-free: {report['baseline_settle_seconds']} s after the last post); first post to settled "
+        f"{report['total_seconds']} s, {report['total_ratio_vs_baseline']}x the fault-free run's"
+    )
+    print(json.dumps(report))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
