@@ -183,6 +183,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# QA SEARCH: the language (a locale, "en-US", "de") of imported tickets whose CRM gives none (Salesforce
+# cases); it picks the stemming. Empty: such tickets are indexed word for word ('simple').
+TICKETSEARCH_DEFAULT_LANGUAGE = env("TICKETSEARCH_DEFAULT_LANGUAGE", default="")
+
 # How long /healthz waits for the workers to answer its ping.
 HEALTHZ_WORKER_PING_SECONDS = env.float("HEALTHZ_WORKER_PING_SECONDS", default=2.0)
 

@@ -8,6 +8,7 @@ ticket read twice is one row. What is skipped is counted per reason on the Impor
 """
 
 import dataclasses
+import functools
 import json
 import logging
 from collections import Counter
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
 
+from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models.functions import Lower
@@ -37,7 +39,7 @@ from integrations.providers.registry import PROVIDERS
 from integrations.ratelimit import WorkClass
 from integrations.services import connection_provider
 from ticketsearch import rules
-from ticketsearch.models import Agent, AgentOrigin, CrmComment, ImportRun, ImportState
+from ticketsearch.models import Agent, AgentOrigin, CrmComment, ImportRun, ImportState, SearchLanguage
 from ticketsearch.rules import RETENTION, ExistingAgent, Skip, UserAction
 from ticketsearch.services.retention import COMMENT_TABLE, TABLE, partitions_ensure, partitions_existing
 
@@ -73,6 +75,7 @@ TICKET_COLUMNS = (
     "crm_updated_at",
     "solved_at",
     "imported_at",
+    "search_config",
 )
 _STAGE_DDL = """
 CREATE TEMP TABLE ticketsearch_stage (
@@ -81,7 +84,7 @@ CREATE TEMP TABLE ticketsearch_stage (
     agent_crm_id varchar(64), requester_crm_id varchar(64), requester_name text, requester_email text,
     requester_phone varchar(40), requester_phone_rev varchar(40), tags text[], comments jsonb,
     comments_text text, transcript text, recording_urls text[], crm_url text, crm_updated_at timestamptz,
-    solved_at timestamptz, imported_at timestamptz
+    solved_at timestamptz, imported_at timestamptz, search_config regconfig
 ) ON COMMIT DROP
 """
 _UPDATED = [c for c in TICKET_COLUMNS if c not in ("created_at", "connection_id", "crm_ticket_id")]
@@ -450,7 +453,30 @@ def _decide_tickets(
     return list(kept.values())
 
 
-def _ticket_row(ticket: ImportedTicket, agent_id: int, connection: CrmConnection, now: datetime) -> tuple[Any, ...]:
+@functools.cache
+def _available_search_configs() -> frozenset[str]:
+    """The text search configurations this PostgreSQL has (pg_ts_config), read once per process."""
+    with db_connection.cursor() as cursor:
+        cursor.execute("SELECT cfgname FROM pg_ts_config")
+        return frozenset(row[0] for row in cursor.fetchall())
+
+
+def _search_config(ticket: ImportedTicket) -> str:
+    return rules.search_config(
+        ticket.language,
+        available=_available_search_configs(),
+        default_locale=settings.TICKETSEARCH_DEFAULT_LANGUAGE,
+    )
+
+
+def _record_search_languages(configs: set[str]) -> None:
+    """Make the configurations a page's tickets are stemmed with known to the search: one statement a page."""
+    SearchLanguage.objects.bulk_create([SearchLanguage(config=c) for c in sorted(configs)], ignore_conflicts=True)
+
+
+def _ticket_row(
+    ticket: ImportedTicket, agent_id: int, connection: CrmConnection, now: datetime, config: str
+) -> tuple[Any, ...]:
     comments, _ = rules.interactions_with_user(ticket.comments)
     transcripts = [*ticket.transcripts, *(c.transcript for c in comments if c.transcript)]
     return (
@@ -490,6 +516,7 @@ def _ticket_row(ticket: ImportedTicket, agent_id: int, connection: CrmConnection
         ticket.updated_at,
         ticket.solved_at,
         now,
+        config,
     )
 
 
@@ -507,11 +534,13 @@ def _save_tickets(
     if not tickets:
         return
     partitions_ensure(days={ticket.created_at.astimezone(UTC).date() for ticket, _ in tickets}, existing=partitions)
+    configs = [_search_config(ticket) for ticket, _ in tickets]
+    _record_search_languages(set(configs))
     with db_connection.cursor() as cursor:
         cursor.execute(_STAGE_DDL)
         with cursor.cursor.copy(f"COPY ticketsearch_stage ({', '.join(TICKET_COLUMNS)}) FROM STDIN") as copy:
-            for ticket, agent_id in tickets:
-                copy.write_row(_ticket_row(ticket, agent_id, connection, now))
+            for (ticket, agent_id), config in zip(tickets, configs, strict=True):
+                copy.write_row(_ticket_row(ticket, agent_id, connection, now, config))
         cursor.execute(_ALREADY_STORED)
         (stored,) = cursor.fetchone()
         cursor.execute(_UPSERT)
