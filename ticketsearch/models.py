@@ -166,7 +166,7 @@ class CrmComment(models.Model):
 
 
 class Ticket(models.Model):
-    """An imported solved ticket. The table is partitioned by day of `created_at` (migration 0001; by week since 0008).
+    """An imported solved ticket. The table is partitioned by week of `created_at` (migrations 0001, 0008).
 
     Rows are written only by ticketsearch.services.importing (bulk upsert) and removed only by
     ticketsearch.services.retention; the ORM reads them. The database's primary key is

@@ -113,7 +113,7 @@ def partitions_ensure(*, days: Iterable[date], existing: set[str] | None = None)
 
 @transaction.atomic
 def tickets_purge_expired(*, now: datetime) -> PurgeResult:
-    """Remove every ticket created more than 90 days before `now`; make the coming days' partitions."""
+    """Remove every ticket created more than 90 days before `now`; make the coming weeks' partitions."""
     cutoff = now - RETENTION
     # Under the DDL lock from the start: what exists is read once nobody else can change it.
     _lock_partition_ddl()
