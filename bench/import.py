@@ -173,6 +173,7 @@ def main() -> int:
                             "crm_updated_at": ticket.updated_at,
                             "solved_at": ticket.solved_at,
                             "imported_at": now,
+                            "search_config": importing.ticket_search_config(ticket),
                         },
                     )
                     stored += 1
