@@ -22,7 +22,8 @@ Python, top 50, highlights included) against the same question asked the plain w
 
 It also reports the plan of one full-text search (EXPLAIN ANALYZE: planning and execution ms, the
 partitions it plans). After generating it runs VACUUM ANALYZE, as autovacuum would after a large
-import: until then each partition's GIN pending list (up to 4 MB) is read by every search. Targets: full text p95 <= 25 ms, phone p95 <= 20 ms, page 1,000 within 20% of page 1.
+import: until then each partition's GIN pending list (up to 4 MB) is read by every search.
+Targets: full text p95 <= 25 ms, phone p95 <= 20 ms, page 1,000 within 20% of page 1.
 The last line printed is one JSON object.
 """
 
