@@ -71,15 +71,25 @@ def text_tsquery(q: str) -> str | None:
             """,  # noqa: S608
             [q],
         )
-        parses = [(oid, parsed) for oid, parsed in cursor.fetchall() if parsed]
+        every = cursor.fetchall()
+        # A language finding no word (all stopwords to it) has no branch: its tickets cannot match.
+        parses = [(oid, parsed) for oid, parsed in every if parsed]
         if not parses:
             cursor.execute("SELECT websearch_to_tsquery(%s::regconfig, %s)::text", [FALLBACK_CONFIG, q])
             (parsed,) = cursor.fetchone()
             return parsed or None
-    if len(parses) == 1:
-        # One language: every ticket is in it, the marker would add nothing.
+    # Languages that read the words alike share one branch; when all do (a name, a number, a word no
+    # stemmer changes), every ticket is in one of them and the markers would only cost index reads.
+    by_parse: dict[str, list[int]] = {}
+    for oid, parsed in parses:
+        by_parse.setdefault(parsed, []).append(oid)
+    if len(by_parse) == 1 and len(parses) == len(every):
         return parses[0][1]
-    return " | ".join(f"('lang {oid}' & ({parsed}))" for oid, parsed in parses)
+    branches = []
+    for parsed, oids in by_parse.items():
+        languages = " | ".join(f"'lang {oid}'" for oid in oids)
+        branches.append(f"(({languages}) & ({parsed}))")
+    return " | ".join(branches)
 
 
 def text_condition(q: str) -> Q | RawSQL:
