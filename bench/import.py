@@ -1,7 +1,7 @@
 """Ticket import: CRM requests per imported ticket, and tickets per second read, decided and stored.
 
 Usage: .venv/bin/python bench/import.py [--tickets 100000] [--naive 10000] [--zendesk-tickets 20000]
-       [--kustomer-tickets 3000] [--freshdesk-tickets 3000] [--db NAME]
+       [--kustomer-tickets 3000] [--freshdesk-tickets 3000] [--db NAME] [--profile FILE]
 
 The script re-creates its own database (default `crmbridge_bench_import`, or $BENCH_IMPORT_DB),
 starts `manage.py sandbox_crm salesforce` in its own process on a free loopback port, seeds it
@@ -31,8 +31,10 @@ The last line printed is one JSON object.
 """
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import socket
 import subprocess
 import sys
@@ -115,6 +117,7 @@ def main() -> int:
     parser.add_argument("--freshdesk-tickets", type=int, default=3_000)
     parser.add_argument("--db", default=os.environ.get("BENCH_IMPORT_DB", "crmbridge_bench_import"))
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES)
+    parser.add_argument("--profile", help="write a cProfile of the store-side import to this file (and print its top)")
     args = parser.parse_args()
 
     setup_django(recreate_database(args.postgres_url, args.db))
@@ -174,6 +177,7 @@ def main() -> int:
                             "crm_updated_at": ticket.updated_at,
                             "solved_at": ticket.solved_at,
                             "imported_at": now,
+                            "search_config": importing.ticket_search_config(ticket),
                         },
                     )
                     stored += 1
@@ -348,9 +352,16 @@ def main() -> int:
     # The sandbox is gone: from here every answer is the recorded one.
     fresh_start(connection)
     replay.replay()
+    profiler = cProfile.Profile() if args.profile else None
+    if profiler:
+        profiler.enable()
     store_s, store_run = timed(
         lambda: tickets_import(connection=connection, trigger=ImportRun.Trigger.COMMAND, now=now)
     )
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(args.profile)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
     assert store_run.tickets_fetched == run.tickets_fetched, "the replay must answer the same pages"
     assert Ticket.objects.count() == stored
     importing.connection_provider = real_provider

@@ -216,6 +216,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# QA SEARCH: the language (a locale, "en-US", "de") of imported tickets whose CRM gives none (Salesforce
+# cases); it picks the stemming. Empty: such tickets are indexed word for word ('simple').
+TICKETSEARCH_DEFAULT_LANGUAGE = env("TICKETSEARCH_DEFAULT_LANGUAGE", default="")
+
 # How long /healthz waits for the workers to answer its ping.
 HEALTHZ_WORKER_PING_SECONDS = env.float("HEALTHZ_WORKER_PING_SECONDS", default=2.0)
 
@@ -249,6 +253,6 @@ CELERY_BEAT_SCHEDULE = {
     "agentstatus.prune_webhook_events": {"task": "agentstatus.prune_webhook_events", "schedule": 300.0},
     # Fans out one import per connection; each reads only what changed since its cursor.
     "ticketsearch.schedule_imports": {"task": "ticketsearch.schedule_imports", "schedule": 15 * 60.0},
-    # Drops expired day partitions, deletes the rest of the 91st day, makes the coming days' partitions.
+    # Drops expired week partitions, deletes the expired rows of the oldest week, makes the coming weeks.
     "ticketsearch.purge_expired_tickets": {"task": "ticketsearch.purge_expired_tickets", "schedule": 60 * 60.0},
 }

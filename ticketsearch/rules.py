@@ -150,3 +150,59 @@ def interactions_with_user(comments: Iterable[ImportedComment]) -> tuple[list[Im
 def phone_digits_reversed(phone: str | None) -> str:
     """The phone's digits, last first: a search by last digits becomes a prefix search."""
     return re.sub(r"\D", "", phone or "")[::-1]
+
+
+# -- Stemming language (T4) ------------------------------------------------------------------------
+
+# The text search configuration of tickets in no language PostgreSQL can stem: words as written.
+SIMPLE_CONFIG = "simple"
+# ISO 639-1 language (the first part of a CRM locale: "en-US", "pt_BR", "de") to the name of the
+# PostgreSQL text search configuration with its stemmer. Only names in pg_ts_config are ever used.
+LANGUAGE_CONFIGS = {
+    "ar": "arabic",
+    "hy": "armenian",
+    "eu": "basque",
+    "ca": "catalan",
+    "da": "danish",
+    "nl": "dutch",
+    "en": "english",
+    "fi": "finnish",
+    "fr": "french",
+    "de": "german",
+    "el": "greek",
+    "hi": "hindi",
+    "hu": "hungarian",
+    "id": "indonesian",
+    "ga": "irish",
+    "it": "italian",
+    "lt": "lithuanian",
+    "ne": "nepali",
+    "nb": "norwegian",
+    "nn": "norwegian",
+    "no": "norwegian",
+    "pt": "portuguese",
+    "ro": "romanian",
+    "ru": "russian",
+    "sr": "serbian",
+    "es": "spanish",
+    "sv": "swedish",
+    "ta": "tamil",
+    "tr": "turkish",
+    "yi": "yiddish",
+}
+_LOCALE_RE = re.compile(r"^\s*([A-Za-z]{2,3})(?:[-_][A-Za-z0-9]+)*\s*$")
+
+
+def search_config(locale: str | None, *, available: frozenset[str], default_locale: str = "") -> str:
+    """The text search configuration for a ticket in this CRM locale ("en-US", "de", "pt_BR").
+
+    A ticket without a locale takes `default_locale`; a language PostgreSQL has no configuration
+    for (`available`: the names in pg_ts_config), or no language at all, takes `simple`.
+    """
+    for candidate in (locale, default_locale):
+        match = _LOCALE_RE.match(candidate or "")
+        if match is None:
+            continue
+        config = LANGUAGE_CONFIGS.get(match.group(1).lower())
+        return config if config in available else SIMPLE_CONFIG
+    return SIMPLE_CONFIG

@@ -98,7 +98,7 @@ def import_connection_task(
 
 @shared_task(name="ticketsearch.purge_expired_tickets", max_retries=0)
 def purge_expired_tickets_task() -> None:
-    """Drop the tickets past 90 days (T3) and make the coming days' partitions."""
+    """Drop the tickets past 90 days (T3) and make the coming weeks' partitions."""
     from ticketsearch.services.retention import tickets_purge_expired
 
     tickets_purge_expired(now=timezone.now())

@@ -86,6 +86,8 @@ class ImportedTicket:
     comments: tuple[ImportedComment, ...] = ()
     # Chat transcripts held outside the comments (Salesforce LiveChatTranscript bodies).
     transcripts: tuple[str, ...] = ()
+    # The ticket's language as the CRM gives it, a locale ("en-US", "de"), or None when it has none.
+    language: str | None = None
 
 
 @dataclass(frozen=True)

@@ -466,6 +466,8 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
             # The ticket object has no solved time (it is in metric sets): its last change while solved.
             solved_at=updated_at if status in self.SOLVED_STATUSES else None,
             web_url=f"{self.settings.base_url.rstrip('/')}/agent/tickets/{ticket['id']}",
+            # A ticket has no language of its own: its requester's locale is the language they write in.
+            language=requester.get("locale") or None,
         )
 
 

@@ -1579,6 +1579,9 @@ class ZendeskImportSandbox(ZendeskSandbox):
             "created_at": now,
             "updated_at": now,
             "user_fields": {},
+            # Every Zendesk user has a locale (the account's default unless set).
+            "locale_id": 1,
+            "locale": "en-US",
         }
         user.update(fields)
         if user["phone"] is not None and user["shared_phone_number"] is None:

@@ -12,6 +12,7 @@ from ticketsearch.rules import (
     decide_user,
     interactions_with_user,
     phone_digits_reversed,
+    search_config,
     ticket_skip_reason,
 )
 
@@ -152,3 +153,33 @@ def test_T2_only_interactions_with_user_information_are_kept() -> None:
 )
 def test_T4_phone_is_indexed_by_its_reversed_digits(phone: str | None, expected: str) -> None:
     assert phone_digits_reversed(phone) == expected
+
+
+PG_CONFIGS = frozenset({"simple", "english", "german", "french", "spanish", "portuguese", "norwegian"})
+
+
+@pytest.mark.parametrize(
+    ("locale", "default_locale", "expected"),
+    [
+        ("en-US", "", "english"),
+        ("en", "", "english"),
+        ("de", "", "german"),
+        ("DE-at", "", "german"),
+        ("fr_CA", "", "french"),
+        ("es-419", "", "spanish"),
+        ("pt-BR", "", "portuguese"),
+        ("nb-NO", "", "norwegian"),
+        ("zh-CN", "en", "simple"),  # a language PostgreSQL cannot stem: words as written, not the default
+        ("ja", "", "simple"),
+        ("it", "", "simple"),  # a known language whose configuration this server lacks
+        (None, "de", "german"),  # no locale from the CRM: the default setting
+        ("", "fr-FR", "french"),
+        ("not a locale", "es", "spanish"),
+        (None, "", "simple"),
+        (None, "xx", "simple"),
+    ],
+)
+def test_T4_ticket_locale_picks_the_text_search_configuration(
+    locale: str | None, default_locale: str, expected: str
+) -> None:
+    assert search_config(locale, available=PG_CONFIGS, default_locale=default_locale) == expected

@@ -8,15 +8,17 @@ import html
 from typing import Any
 
 from django.contrib.postgres.search import SearchHeadline, SearchQuery
+from django.db import connection
 from django.db.models import BooleanField, Exists, F, OuterRef, Q, QuerySet, TextField, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Concat, Lower, Replace
 
 from ticketsearch.backends import Keyset, TicketQuery
-from ticketsearch.models import Evaluation, Ticket
+from ticketsearch.models import Evaluation, SearchLanguage, Ticket
 
-# The text-search configuration of the generated search_vector column (migration 0001).
-SEARCH_CONFIG = "simple"
+# The text search configuration when no ticket has been stored yet (each ticket's own is in its
+# search_config column, migration 0007).
+FALLBACK_CONFIG = "simple"
 # How highlights mark the matching words.
 START_MARK, STOP_MARK = "<mark>", "</mark>"
 # What ts_headline is asked to mark them with: private-use characters, removed from the text first,
@@ -40,12 +42,62 @@ LIST_FIELDS = (
     "recording_urls",
     "crm_url",
     "solved_at",
+    "search_config",
 )
 
 
-def text_query(q: str) -> SearchQuery:
+def text_query(q: str, config: str) -> SearchQuery:
     """Web-search syntax: words are ANDed, "quoted phrases", `or`, and `-word` to exclude."""
-    return SearchQuery(q, search_type="websearch", config=SEARCH_CONFIG)
+    return SearchQuery(q, search_type="websearch", config=config)
+
+
+def text_tsquery(q: str) -> str | None:
+    """The words as one tsquery over every language in play; None when no language finds a word in them.
+
+    Each ticket's vector holds `lang <oid of its configuration>` (migration 0007), so the words
+    parsed by each language's stemmer are asked only of that language's tickets:
+    `('lang 13164' & 'refund') | ('lang 3748' & 'refunds')`. Pairing each parse with its own tickets
+    keeps `-word` exact (another language's parse would not exclude the English stem), and the
+    whole search stays one `@@` on search_vector, served by the multicolumn GIN index together with
+    the other filters. The parses come from PostgreSQL itself (one small query), so they are exactly
+    what its stemmers make of the words.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT cfg.oid, websearch_to_tsquery(cfg.oid::regconfig, %s)::text
+            FROM {SearchLanguage._meta.db_table} language JOIN pg_ts_config cfg ON cfg.cfgname = language.config
+            ORDER BY cfg.cfgname
+            """,  # noqa: S608
+            [q],
+        )
+        every = cursor.fetchall()
+        # A language finding no word (all stopwords to it) has no branch: its tickets cannot match.
+        parses = [(oid, parsed) for oid, parsed in every if parsed]
+        if not parses:
+            cursor.execute("SELECT websearch_to_tsquery(%s::regconfig, %s)::text", [FALLBACK_CONFIG, q])
+            (parsed,) = cursor.fetchone()
+            return parsed or None
+    # Languages that read the words alike share one branch; when all do (a name, a number, a word no
+    # stemmer changes), every ticket is in one of them and the markers would only cost index reads.
+    by_parse: dict[str, list[int]] = {}
+    for oid, parsed in parses:
+        by_parse.setdefault(parsed, []).append(oid)
+    if len(by_parse) == 1 and len(parses) == len(every):
+        return parses[0][1]
+    branches = []
+    for parsed, oids in by_parse.items():
+        languages = " | ".join(f"'lang {oid}'" for oid in oids)
+        branches.append(f"(({languages}) & ({parsed}))")
+    return " | ".join(branches)
+
+
+def text_condition(q: str) -> Q | RawSQL:
+    """`search_vector @@` the words in every language in play (text_tsquery); nothing when no word is left."""
+    tsquery = text_tsquery(q)
+    if tsquery is None:
+        return Q(pk__in=[])
+    return RawSQL('"ticketsearch_ticket"."search_vector" @@ %s::tsquery', (tsquery,), output_field=BooleanField())
 
 
 def highlight_html(fragment: str) -> str:
@@ -68,7 +120,7 @@ def _any_of(field: str, values: tuple[str, ...]) -> Q:
 class PostgresTicketSearch:
     def restrict(self, queryset: QuerySet[Ticket], query: TicketQuery) -> QuerySet[Ticket]:
         if query.text.strip():
-            queryset = queryset.filter(search_vector=text_query(query.text))
+            queryset = queryset.filter(text_condition(query.text))
         if query.crm_kinds:
             queryset = queryset.filter(_any_of("crm_kind", query.crm_kinds))
         if query.connection_id is not None:
@@ -113,10 +165,22 @@ class PostgresTicketSearch:
         return list(queryset[:limit])
 
     def highlights(self, query: TicketQuery, tickets: list[Ticket]) -> dict[int, dict[str, str]]:
-        """The matching text of these tickets only: ts_headline reads whole documents, so never for the rest."""
+        """The matching text of these tickets only: ts_headline reads whole documents, so never for the rest.
+
+        Each ticket's text is marked as its own language reads the words (one query per language).
+        """
         if not tickets or not query.text.strip():
             return {}
-        search = text_query(query.text)
+        by_config: dict[str, list[Ticket]] = {}
+        for ticket in tickets:
+            by_config.setdefault(ticket.search_config, []).append(ticket)
+        found: dict[int, dict[str, str]] = {}
+        for config, group in by_config.items():
+            found |= self._highlights(query.text, config, group)
+        return found
+
+    def _highlights(self, q: str, config: str, tickets: list[Ticket]) -> dict[int, dict[str, str]]:
+        search = text_query(q, config)
         text = Concat(
             F("description"), Value("\n"), F("comments_text"), Value("\n"), F("transcript"), output_field=TextField()
         )
@@ -126,7 +190,7 @@ class PostgresTicketSearch:
                 subject_hl=SearchHeadline(
                     _without_sentinels(F("subject")),
                     search,
-                    config=SEARCH_CONFIG,
+                    config=config,
                     highlight_all=True,
                     start_sel=_START_SENTINEL,
                     stop_sel=_STOP_SENTINEL,
@@ -134,7 +198,7 @@ class PostgresTicketSearch:
                 text_hl=SearchHeadline(
                     _without_sentinels(text),
                     search,
-                    config=SEARCH_CONFIG,
+                    config=config,
                     max_fragments=2,
                     max_words=18,
                     min_words=6,

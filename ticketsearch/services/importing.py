@@ -8,6 +8,7 @@ ticket read twice is one row. What is skipped is counted per reason on the Impor
 """
 
 import dataclasses
+import functools
 import json
 import logging
 from collections import Counter
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from time import monotonic
 from typing import Any
 
+from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models.functions import Lower
@@ -38,7 +40,7 @@ from integrations.providers.registry import PROVIDERS
 from integrations.ratelimit import WorkClass
 from integrations.services import connection_provider
 from ticketsearch import rules
-from ticketsearch.models import Agent, AgentOrigin, CrmComment, ImportRun, ImportState
+from ticketsearch.models import Agent, AgentOrigin, CrmComment, ImportRun, ImportState, SearchLanguage
 from ticketsearch.rules import RETENTION, ExistingAgent, Skip, UserAction
 from ticketsearch.services.retention import COMMENT_TABLE, TABLE, partitions_ensure, partitions_existing
 
@@ -74,7 +76,15 @@ TICKET_COLUMNS = (
     "crm_updated_at",
     "solved_at",
     "imported_at",
+    "search_config",
 )
+# How COPY writes each value of a staging row (TICKET_COLUMNS order), as text PostgreSQL parses into
+# the column's type: comments are JSON already serialized, search_config a configuration's name.
+COPY_TYPES = [
+    *("timestamptz", "int8", "text", "text", "text", "text", "text", "text", "int8", "text", "text", "text"),
+    *("text", "text", "text", "text[]", "text", "text", "text", "text[]", "text", "timestamptz", "timestamptz"),
+    *("timestamptz", "text"),
+]
 _STAGE_DDL = """
 CREATE TEMP TABLE ticketsearch_stage (
     created_at timestamptz, connection_id bigint, crm_kind varchar(20), crm_ticket_id varchar(64),
@@ -82,7 +92,7 @@ CREATE TEMP TABLE ticketsearch_stage (
     agent_crm_id varchar(64), requester_crm_id varchar(64), requester_name text, requester_email text,
     requester_phone varchar(40), requester_phone_rev varchar(40), tags text[], comments jsonb,
     comments_text text, transcript text, recording_urls text[], crm_url text, crm_updated_at timestamptz,
-    solved_at timestamptz, imported_at timestamptz
+    solved_at timestamptz, imported_at timestamptz, search_config regconfig
 ) ON COMMIT DROP
 """
 _UPDATED = [c for c in TICKET_COLUMNS if c not in ("created_at", "connection_id", "crm_ticket_id")]
@@ -451,10 +461,35 @@ def _decide_tickets(
     return list(kept.values())
 
 
-def _ticket_row(ticket: ImportedTicket, agent_id: int, connection: CrmConnection, now: datetime) -> tuple[Any, ...]:
-    comments, _ = rules.interactions_with_user(ticket.comments)
+@functools.cache
+def _available_search_configs() -> frozenset[str]:
+    """The text search configurations this PostgreSQL has (pg_ts_config), read once per process."""
+    with db_connection.cursor() as cursor:
+        cursor.execute("SELECT cfgname FROM pg_ts_config")
+        return frozenset(row[0] for row in cursor.fetchall())
+
+
+def ticket_search_config(ticket: ImportedTicket) -> str:
+    """The text search configuration this ticket is stemmed with (its CRM language, else the setting)."""
+    return rules.search_config(
+        ticket.language,
+        available=_available_search_configs(),
+        default_locale=settings.TICKETSEARCH_DEFAULT_LANGUAGE,
+    )
+
+
+def _record_search_languages(configs: set[str]) -> None:
+    """Make the configurations a page's tickets are stemmed with known to the search: one statement a page."""
+    SearchLanguage.objects.bulk_create([SearchLanguage(config=c) for c in sorted(configs)], ignore_conflicts=True)
+
+
+def _ticket_row(
+    ticket: ImportedTicket, agent_id: int, connection: CrmConnection, now: datetime, config: str
+) -> tuple[tuple[Any, ...], int]:
+    """The staging row of a ticket (in TICKET_COLUMNS order, for COPY_TYPES), and the comments left out."""
+    comments, dropped = rules.interactions_with_user(ticket.comments)
     transcripts = [*ticket.transcripts, *(c.transcript for c in comments if c.transcript)]
-    return (
+    row = (
         ticket.created_at,
         connection.pk,
         connection.kind,
@@ -491,7 +526,9 @@ def _ticket_row(ticket: ImportedTicket, agent_id: int, connection: CrmConnection
         ticket.updated_at,
         ticket.solved_at,
         now,
+        config,
     )
+    return row, dropped
 
 
 def _save_tickets(
@@ -502,17 +539,20 @@ def _save_tickets(
     now: datetime,
     partitions: set[str],
 ) -> None:
-    for ticket, _ in tickets:
-        dropped = len(ticket.comments) - len(rules.interactions_with_user(ticket.comments)[0])
-        counts.run.comments_skipped += dropped
     if not tickets:
         return
     partitions_ensure(days={ticket.created_at.astimezone(UTC).date() for ticket, _ in tickets}, existing=partitions)
+    configs = [ticket_search_config(ticket) for ticket, _ in tickets]
+    _record_search_languages(set(configs))
     with db_connection.cursor() as cursor:
         cursor.execute(_STAGE_DDL)
         with cursor.cursor.copy(f"COPY ticketsearch_stage ({', '.join(TICKET_COLUMNS)}) FROM STDIN") as copy:
-            for ticket, agent_id in tickets:
-                copy.write_row(_ticket_row(ticket, agent_id, connection, now))
+            # Declared once, so psycopg does not look up a dumper for every value of every row (2x faster).
+            copy.set_types(COPY_TYPES)
+            for (ticket, agent_id), config in zip(tickets, configs, strict=True):
+                row, dropped = _ticket_row(ticket, agent_id, connection, now, config)
+                counts.run.comments_skipped += dropped
+                copy.write_row(row)
         cursor.execute(_ALREADY_STORED)
         (stored,) = cursor.fetchone()
         cursor.execute(_UPSERT)
