@@ -33,16 +33,15 @@ from agentstatus.services.setup import (
     status_webhook_secret_set,
     status_webhook_url,
 )
-from integrations.crypto import CredentialsUnreadable
 from integrations.exceptions import CrmError
 from integrations.health import HealthRow, HealthSection, register_health_source
 from integrations.models import CrmConnection, CrmKind
 from integrations.providers.base import Capability
-from integrations.providers.registry import PROVIDERS, UnsupportedCrm
+from integrations.providers.registry import PROVIDERS
 from integrations.services import connection_can, connection_get_active
 
 # Failures of an admin action that are the admin's to fix or the CRM's to answer: shown, never a 500.
-ACTION_ERRORS = (SetupError, CrmError, CredentialsUnreadable, UnsupportedCrm)
+ACTION_ERRORS = (SetupError, CrmError)
 RECENT_CHANGES_SHOWN = 50
 
 

@@ -90,10 +90,8 @@ def create_custom_fields_task(self: Task, connection_id: int) -> None:
     Transient CRM failures are retried; anything else, or the last failed retry, is shown as the
     connection's last error in the admin.
     """
-    from integrations.crypto import CredentialsUnreadable
     from integrations.exceptions import CrmError, CrmRateLimited, CrmTransientError
     from integrations.models import CrmConnection
-    from integrations.providers.registry import UnsupportedCrm
     from records.services.custom_fields import custom_fields_create, custom_fields_record_error
 
     connection = CrmConnection.objects.filter(pk=connection_id).first()
@@ -110,5 +108,5 @@ def create_custom_fields_task(self: Task, connection_id: int) -> None:
         backoff = min(CUSTOM_FIELDS_RETRY_MAX_SECONDS, CUSTOM_FIELDS_RETRY_SECONDS * 2**self.request.retries)
         countdown = exc.retry_after if isinstance(exc, CrmRateLimited) else backoff
         raise self.retry(exc=exc, countdown=countdown) from exc
-    except (CrmError, UnsupportedCrm, CredentialsUnreadable) as exc:
+    except CrmError as exc:
         custom_fields_record_error(connection=connection, error=str(exc))

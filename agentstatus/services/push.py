@@ -18,12 +18,10 @@ from django.utils import timezone
 from agentstatus import rules
 from agentstatus.models import Agent, CrmStatus, PlatformStatus, StatusPush, StatusSyncSettings, SyncDirection
 from agentstatus.selectors import crm_mapping, sync_connection, sync_settings_get
-from integrations.crypto import CredentialsUnreadable
+from integrations.backoff import backoff_seconds
 from integrations.exceptions import CrmAuthError, CrmError, CrmNotFound, CrmRateLimited, CrmTransientError
 from integrations.providers.base import Agent as CrmAgent
-from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_provider, connection_record_error
-from records.services.execution import backoff_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +129,7 @@ def status_push_execute(*, push_id: int) -> float | None:
         assert connection is not None
         connection_record_error(connection=connection, error=str(exc))
         return _fail(push, f"CRM refused the credentials: {exc}")
-    except (CrmError, PushFailed, CredentialsUnreadable, UnsupportedCrm) as exc:
+    except (CrmError, PushFailed) as exc:
         return _fail(push, str(exc))
     # Only a push still pending is marked done: one superseded meanwhile keeps saying so.
     StatusPush.objects.filter(pk=push.pk, state=StatusPush.State.PENDING).update(

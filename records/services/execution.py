@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from integrations.crypto import CredentialsUnreadable
+from integrations.backoff import backoff_seconds
 from integrations.exceptions import (
     CrmAuthError,
     CrmError,
@@ -38,7 +38,6 @@ from integrations.providers.base import (
     Record,
     RecordChanges,
 )
-from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_get_active, connection_provider, connection_record_error
 from records.models import CrmAction, CustomField, Session
 from records.rules import Candidate, RecordMode, RecordRequest, choose_contact, choose_record, record_request
@@ -74,12 +73,6 @@ class RunResult:
     executed: int
     # Seconds until the session's actions should run again, or None when nothing is due.
     retry_in: float | None
-
-
-def backoff_seconds(attempt: int, *, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
-    """Exponential backoff with equal jitter: half the step fixed, half random, capped."""
-    step = min(cap, base * 2 ** max(0, attempt - 1))
-    return step / 2 + rand() * step / 2
 
 
 def _claim_lease(session_id: int) -> bool:
@@ -180,7 +173,7 @@ def action_execute(*, action: CrmAction) -> CrmAction:
         assert connection is not None
         connection_record_error(connection=connection, error=str(exc))
         return _fail(action, f"CRM refused the credentials: {exc}")
-    except (CrmError, ActionFailed, CredentialsUnreadable, UnsupportedCrm) as exc:
+    except (CrmError, ActionFailed) as exc:
         return _fail(action, str(exc))
     except (KeyError, TypeError, ValueError) as exc:
         # A CRM answer of an unexpected shape: fail visibly rather than crash the worker in a loop.

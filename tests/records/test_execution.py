@@ -7,6 +7,7 @@ import requests
 import responses
 from django.utils import timezone
 
+from integrations.backoff import backoff_seconds
 from integrations.models import CrmConnection
 from integrations.providers.base import Contact
 from integrations.providers.zendesk import ZendeskProvider
@@ -19,7 +20,6 @@ from records.services.execution import (
     _next_action,
     action_execute,
     action_retry,
-    backoff_seconds,
     session_run_actions,
     sessions_needing_work,
 )
