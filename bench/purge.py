@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tickets_common import DEFAULT_POSTGRES, recreate_database, setup_django, timed
+from tickets_common import DEFAULT_POSTGRES, bench_connection, recreate_database, setup_django, timed
 
 GENERATE = """
 INSERT INTO ticketsearch_ticket (
@@ -59,19 +59,12 @@ def main() -> int:
     setup_django(recreate_database(args.postgres_url, args.db))
     from django.db import connection as db
 
-    from integrations.services import connection_create
     from ticketsearch.services.retention import RETENTION, partitions_ensure, tickets_purge_expired
 
     day = (datetime.now(UTC) - timedelta(days=95)).replace(hour=0, minute=0, second=0, microsecond=0)
     next_day = day + timedelta(days=1)
     now = next_day + timedelta(hours=12) + RETENTION
-    connection = connection_create(
-        name="bench",
-        kind="zendesk",
-        base_url="https://bench.zendesk.com",
-        settings={"email": "bench@example.com", "api_token": "bench"},
-        activate=True,
-    )
+    connection = bench_connection()
     partitions_ensure(days=[day.date(), next_day.date()])
     small = max(1, args.rows // 50)
     with db.cursor() as cursor:

@@ -35,6 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tickets_common import (
     DEFAULT_POSTGRES,
+    bench_connection,
     database_url,
     existing_rows,
     percentiles_ms,
@@ -95,18 +96,11 @@ def generate_tickets(rows: int) -> float:
     from django.db import connection as db
     from django.utils import timezone
 
-    from integrations.services import connection_create
     from ticketsearch.models import Agent
     from ticketsearch.services.retention import partitions_ensure
 
     now = timezone.now()
-    connection = connection_create(
-        name="bench",
-        kind="zendesk",
-        base_url="https://bench.zendesk.com",
-        settings={"email": "bench@example.com", "api_token": "bench"},
-        activate=True,
-    )
+    connection = bench_connection()
     agents = [Agent(email=f"agent{n}@example.com", first_name="Agent", last_name=str(n)) for n in range(50)]
     first_agent = Agent.objects.bulk_create(agents)[0].pk
     partitions_ensure(days=[(now - timedelta(days=d)).date() for d in range(92)])
