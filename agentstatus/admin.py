@@ -33,16 +33,16 @@ from agentstatus.services.setup import (
     status_webhook_secret_set,
     status_webhook_url,
 )
-from integrations.crypto import CredentialsUnreadable
+from integrations.admin_views import ViewOnlyAdminMixin
 from integrations.exceptions import CrmError
 from integrations.health import HealthRow, HealthSection, register_health_source
 from integrations.models import CrmConnection, CrmKind
 from integrations.providers.base import Capability
-from integrations.providers.registry import PROVIDERS, UnsupportedCrm
+from integrations.providers.registry import PROVIDERS
 from integrations.services import connection_can, connection_get_active
 
 # Failures of an admin action that are the admin's to fix or the CRM's to answer: shown, never a 500.
-ACTION_ERRORS = (SetupError, CrmError, CredentialsUnreadable, UnsupportedCrm)
+ACTION_ERRORS = (SetupError, CrmError)
 RECENT_CHANGES_SHOWN = 50
 
 
@@ -231,7 +231,7 @@ class RecentChangesFormSet(BaseInlineFormSet):
         return super().get_queryset().select_related("from_status", "to_status", "crm_status")[:RECENT_CHANGES_SHOWN]
 
 
-class StatusChangeInline(admin.TabularInline[StatusChange, Agent]):
+class StatusChangeInline(ViewOnlyAdminMixin, admin.TabularInline[StatusChange, Agent]):
     model = StatusChange
     formset = RecentChangesFormSet
     verbose_name_plural = f"Status changes (latest {RECENT_CHANGES_SHOWN})"
@@ -240,12 +240,6 @@ class StatusChangeInline(admin.TabularInline[StatusChange, Agent]):
     ordering = ["-at", "-id"]
     readonly_fields = ["at", "source", "from_status", "to_status", "crm_status", "mapping", "applied", "reason"]
     fields = tuple(readonly_fields)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class SyncStoppedFilter(admin.SimpleListFilter):
@@ -358,7 +352,7 @@ class AgentAdmin(admin.ModelAdmin[Agent]):
 
 
 @admin.register(StatusChange)
-class StatusChangeAdmin(admin.ModelAdmin[StatusChange]):
+class StatusChangeAdmin(ViewOnlyAdminMixin, admin.ModelAdmin[StatusChange]):
     list_display = [
         "at",
         "agent_link",
@@ -398,12 +392,6 @@ class StatusChangeAdmin(admin.ModelAdmin[StatusChange]):
             return obj.agent_email or f"CRM user {obj.crm_user_id}"
         url = reverse("admin:agentstatus_agent_change", args=[obj.agent_id])
         return format_html('<a href="{}">{}</a>', url, obj.agent.email if obj.agent else obj.agent_id)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(StatusPush)

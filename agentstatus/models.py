@@ -12,7 +12,7 @@ from django.db.models.functions import Lower
 from rest_framework_api_key.models import AbstractAPIKey
 
 from integrations import crypto
-from integrations.models import CrmConnection
+from integrations.models import CrmConnection, SettingsRow
 
 # One team model for the whole product: records owns teams and queues (O3); the push follows them (A4).
 from records.models import Team
@@ -39,10 +39,8 @@ class Source(models.TextChoices):
     SYSTEM = "system", "System"
 
 
-class StatusSyncSettings(models.Model):
+class StatusSyncSettings(SettingsRow):
     """The one row of status-sync settings (the seed's "Agent status inheritance" page)."""
-
-    SINGLETON_ID = 1
 
     inheritance_enabled = models.BooleanField(
         "status inheritance", default=False, help_text="Kustomer user statuses drive the agents' platform status (A1)."

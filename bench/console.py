@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tickets_common import DEFAULT_POSTGRES, recreate_database, setup_django, timed
+from tickets_common import DEFAULT_POSTGRES, bench_connection, recreate_database, setup_django, timed
 
 SESSIONS = """
 INSERT INTO records_session (external_id, channel, session_type, phone_number, agent_email, queue_id,
@@ -74,18 +74,12 @@ def main() -> int:
     from integrations.http import CrmHttpClient
     from integrations.ratelimit import RedisRateGate
     from integrations.sandbox import start_sandbox
-    from integrations.services import connection_create, rate_gate
+    from integrations.services import rate_gate
     from records.console import SessionState
     from records.models import CrmAction, Session
     from records.selectors import records_health, sessions_in_state
 
-    connection = connection_create(
-        name="bench",
-        kind="zendesk",
-        base_url="https://bench.zendesk.com",
-        settings={"email": "bench@example.com", "api_token": "bench-token"},
-        activate=True,
-    )
+    connection = bench_connection()
     with db.cursor() as cursor:
         generate_s, _ = timed(
             lambda: (

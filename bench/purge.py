@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tickets_common import DEFAULT_POSTGRES, recreate_database, setup_django, timed
+from tickets_common import DEFAULT_POSTGRES, bench_connection, recreate_database, setup_django, timed
 
 GENERATE = """
 INSERT INTO ticketsearch_ticket (
@@ -65,7 +65,6 @@ def main() -> int:
     setup_django(recreate_database(args.postgres_url, args.db))
     from django.db import connection as db
 
-    from integrations.services import connection_create
     from ticketsearch.services.retention import (
         RETENTION,
         partition_name,
@@ -80,13 +79,7 @@ def main() -> int:
     next_day = day + timedelta(days=1)
     inside_day = day + timedelta(days=2)
     now = next_day + timedelta(hours=12) + RETENTION
-    connection = connection_create(
-        name="bench",
-        kind="zendesk",
-        base_url="https://bench.zendesk.com",
-        settings={"email": "bench@example.com", "api_token": "bench"},
-        activate=True,
-    )
+    connection = bench_connection()
     partitions_ensure(days=[day.date(), next_day.date(), inside_day.date()])
     small = max(1, args.rows // 50)
     per_day = max(1, args.rows // 90)

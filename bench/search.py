@@ -40,6 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tickets_common import (
     DEFAULT_POSTGRES,
+    bench_connection,
     database_url,
     existing_rows,
     percentiles_ms,
@@ -87,6 +88,70 @@ $$
 """
 
 
+def generate_tickets(rows: int) -> float:
+    """Generate `rows` tickets over 92 days in SQL, with 50 agents and two search languages; seconds taken."""
+    from django.db import connection as db
+    from django.utils import timezone
+
+    from ticketsearch.models import Agent, SearchLanguage
+    from ticketsearch.services.retention import partitions_ensure
+
+    now = timezone.now()
+    connection = bench_connection()
+    agents = [Agent(email=f"agent{n}@example.com", first_name="Agent", last_name=str(n)) for n in range(50)]
+    first_agent = Agent.objects.bulk_create(agents)[0].pk
+    partitions_ensure(days=[(now - timedelta(days=d)).date() for d in range(92)])
+    with db.cursor() as cursor:
+        cursor.execute(WORDS_FUNCTION % {"vocabulary": VOCABULARY})
+        generate_s, _ = timed(
+            lambda: cursor.execute(
+                GENERATE,
+                {
+                    "now": now,
+                    "rows": rows,
+                    "connection": connection.pk,
+                    "first_agent": first_agent,
+                    "channels": list(CHANNELS),
+                },
+            )
+        )
+        # What autovacuum does after a large import: besides the statistics, it moves the GIN
+        # indexes' pending lists (up to 4 MB a partition, read by every search) into the index.
+        cursor.execute("VACUUM ANALYZE ticketsearch_ticket")
+    SearchLanguage.objects.bulk_create([SearchLanguage(config="english"), SearchLanguage(config="simple")])
+    return float(generate_s)
+
+
+def explain_fulltext(fulltext_params: Any) -> dict[str, Any]:
+    """EXPLAIN ANALYZE of the backend's full-text search (word + channel + status, top 51), medians of 5."""
+    from django.db import connection as db
+
+    from ticketsearch.backends import TicketQuery
+    from ticketsearch.backends.postgres import PostgresTicketSearch
+    from ticketsearch.models import Ticket
+
+    figures: dict[str, list[float]] = {"planning_ms": [], "execution_ms": []}
+    partitions = 0
+    for _ in range(5):
+        params = fulltext_params()
+        query = TicketQuery(text=params["q"], channels=(params["channel"],), statuses=(params["status"],))
+        queryset = PostgresTicketSearch().restrict(Ticket.objects.all(), query).order_by("-created_at", "-id")
+        sql, sql_params = queryset[:51].query.sql_with_params()
+        with db.cursor() as cursor:
+            cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", sql_params)
+            (explained,) = cursor.fetchone()
+        top = explained[0] if isinstance(explained, list) else json.loads(explained)[0]
+        figures["planning_ms"].append(top["Planning Time"])
+        figures["execution_ms"].append(top["Execution Time"])
+        partitions = json.dumps(top["Plan"]).count('"Relation Name"')
+    return {key: round(sorted(values)[2], 2) for key, values in figures.items()} | {"partitions": partitions}
+
+
+def print_figures(results: dict[str, dict[str, float]]) -> None:
+    for name, figures in results.items():
+        print(f"{name:28} p50 {figures['p50_ms']:8.2f} ms   p95 {figures['p95_ms']:8.2f} ms", file=sys.stderr)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -99,50 +164,16 @@ def main() -> int:
 
     reuse = args.reuse and existing_rows(args.postgres_url, args.db, "ticketsearch_ticket") == args.rows
     setup_django(database_url(args.postgres_url, args.db) if reuse else recreate_database(args.postgres_url, args.db))
-    from django.db import connection as db
     from django.db.models import Q
-    from django.utils import timezone
 
-    from integrations.services import connection_create
-    from ticketsearch.backends import TicketQuery
-    from ticketsearch.backends.postgres import PostgresTicketSearch
-    from ticketsearch.models import Agent, SearchLanguage, Ticket
+    from ticketsearch.models import Ticket
     from ticketsearch.selectors import encode_cursor, ticket_search
-    from ticketsearch.services.retention import partitions_ensure
 
     if reuse:
         generate_s = 0.0
         print(f"reusing the {args.rows} tickets of {args.db}", file=sys.stderr)
     else:
-        now = timezone.now()
-        connection = connection_create(
-            name="bench",
-            kind="zendesk",
-            base_url="https://bench.zendesk.com",
-            settings={"email": "bench@example.com", "api_token": "bench"},
-            activate=True,
-        )
-        agents = [Agent(email=f"agent{n}@example.com", first_name="Agent", last_name=str(n)) for n in range(50)]
-        first_agent = Agent.objects.bulk_create(agents)[0].pk
-        partitions_ensure(days=[(now - timedelta(days=d)).date() for d in range(92)])
-        with db.cursor() as cursor:
-            cursor.execute(WORDS_FUNCTION % {"vocabulary": VOCABULARY})
-            generate_s, _ = timed(
-                lambda: cursor.execute(
-                    GENERATE,
-                    {
-                        "now": now,
-                        "rows": args.rows,
-                        "connection": connection.pk,
-                        "first_agent": first_agent,
-                        "channels": list(CHANNELS),
-                    },
-                )
-            )
-            # What autovacuum does after a large import: besides the statistics, it moves the GIN
-            # indexes' pending lists (up to 4 MB a partition, read by every search) into the index.
-            cursor.execute("VACUUM ANALYZE ticketsearch_ticket")
-        SearchLanguage.objects.bulk_create([SearchLanguage(config="english"), SearchLanguage(config="simple")])
+        generate_s = generate_tickets(args.rows)
         print(f"generated {args.rows} tickets in {generate_s:.0f}s", file=sys.stderr)
 
     rng = random.Random(7)
@@ -209,25 +240,7 @@ def main() -> int:
     }
     hits = [len(ticket_search(params=fulltext_params()).tickets) for _ in range(20)]
 
-    def plan() -> dict[str, Any]:
-        """EXPLAIN ANALYZE of the backend's full-text search (word + channel + status, top 51), medians of 5."""
-        figures: dict[str, list[float]] = {"planning_ms": [], "execution_ms": []}
-        partitions = 0
-        for _ in range(5):
-            params = fulltext_params()
-            query = TicketQuery(text=params["q"], channels=(params["channel"],), statuses=(params["status"],))
-            queryset = PostgresTicketSearch().restrict(Ticket.objects.all(), query).order_by("-created_at", "-id")
-            sql, sql_params = queryset[:51].query.sql_with_params()
-            with db.cursor() as cursor:
-                cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", sql_params)
-                (explained,) = cursor.fetchone()
-            top = explained[0] if isinstance(explained, list) else json.loads(explained)[0]
-            figures["planning_ms"].append(top["Planning Time"])
-            figures["execution_ms"].append(top["Execution Time"])
-            partitions = json.dumps(top["Plan"]).count('"Relation Name"')
-        return {key: round(sorted(values)[2], 2) for key, values in figures.items()} | {"partitions": partitions}
-
-    fulltext_plan = plan()
+    fulltext_plan = explain_fulltext(fulltext_params)
 
     def ratio(a: str, b: str) -> float:
         return round(results[a]["p95_ms"] / results[b]["p95_ms"], 3)
@@ -246,8 +259,7 @@ def main() -> int:
         "fulltext_plan": fulltext_plan,
         "targets": {"fulltext_p95_ms": 25, "phone_p95_ms": 20, "page1000_vs_page1": 1.2},
     }
-    for name, figures in results.items():
-        print(f"{name:28} p50 {figures['p50_ms']:8.2f} ms   p95 {figures['p95_ms']:8.2f} ms", file=sys.stderr)
+    print_figures(results)
     print(json.dumps(report))
     return 0
 

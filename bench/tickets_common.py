@@ -86,3 +86,16 @@ def percentiles_ms(samples: list[float]) -> dict[str, float]:
     ordered = sorted(samples)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return {"p50_ms": round(statistics.median(ordered) * 1000, 2), "p95_ms": round(p95 * 1000, 2)}
+
+
+def bench_connection() -> Any:
+    """The benchmarks' active Zendesk connection (never called: its tickets and sessions are generated)."""
+    from integrations.services import connection_create
+
+    return connection_create(
+        name="bench",
+        kind="zendesk",
+        base_url="https://bench.zendesk.com",
+        settings={"email": "bench@example.com", "api_token": "bench"},
+        activate=True,
+    )

@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
-from integrations.crypto import CredentialsUnreadable
+from integrations.exceptions import CredentialsUnreadable
 from integrations.health import HealthRow, HealthSection, register_health_source, usage_chart_svg, usage_totals
 from integrations.models import CrmConnection, CrmKind
 from integrations.providers.base import CAPABILITY_LABELS, Capability, SettingSpec

@@ -10,9 +10,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 
-
-class CredentialsUnreadable(Exception):
-    """The stored token was made with a key that is no longer configured."""
+from integrations.exceptions import CredentialsUnreadable
 
 
 def _fernet() -> MultiFernet:

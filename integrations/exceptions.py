@@ -1,8 +1,28 @@
-"""Failures of a CRM call, mapped once in integrations.http and acted on by the callers."""
+"""Everything that keeps a CRM from doing what was asked: one tree, rooted at CrmError.
+
+Failures of a CRM call are mapped once in integrations.http; configuration errors (no provider for
+the connection's kind, credentials that cannot be read) are raised before any call is made. A caller
+that only needs "the CRM did not do it" catches CrmError and nothing else.
+"""
 
 
 class CrmError(Exception):
-    """Base class: a CRM call did not do what was asked."""
+    """Base class: the CRM did not (or could not be asked to) do what was asked."""
+
+
+class CrmConfigurationError(CrmError):
+    """The connection cannot be used as configured: no request was sent, and retrying will not help."""
+
+
+class UnknownCrmKind(CrmConfigurationError):
+    """No provider is registered for the connection's kind of CRM (was `UnsupportedCrm`).
+
+    Not to be confused with CrmUnsupported: that CRM has a provider, but no API for one thing.
+    """
+
+
+class CredentialsUnreadable(CrmConfigurationError):
+    """The stored credentials token was made with a key that is no longer configured."""
 
 
 class CrmTransientError(CrmError):
@@ -51,4 +71,7 @@ class CrmNotFound(CrmRequestError):
 
 
 class CrmUnsupported(CrmError):
-    """The CRM (or this provider) has no API for what was asked; the caller must not retry."""
+    """The CRM (or this provider) has no API for what was asked; the caller must not retry.
+
+    The provider exists (compare UnknownCrmKind, where there is none).
+    """

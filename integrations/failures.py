@@ -19,9 +19,9 @@ import redis
 from django.db import DatabaseError, InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
-from integrations.crypto import CredentialsUnreadable
 from integrations.exceptions import (
     CrmAuthError,
+    CrmConfigurationError,
     CrmError,
     CrmNotFound,
     CrmOwnLimitReached,
@@ -30,13 +30,10 @@ from integrations.exceptions import (
     CrmTransientError,
     CrmUnsupported,
 )
-from integrations.providers.registry import UnsupportedCrm
 
 # Everything the policy has a verdict for; callers catch this tuple and hand the error over.
 HANDLED_ERRORS: tuple[type[Exception], ...] = (
     CrmError,
-    UnsupportedCrm,
-    CredentialsUnreadable,
     redis.RedisError,
     DatabaseError,
     InterfaceError,
@@ -95,7 +92,7 @@ _CLASSES: tuple[tuple[tuple[type[BaseException], ...], Failure], ...] = (
     ((CrmAuthError,), Failure.CREDENTIALS),
     ((CrmNotFound,), Failure.STALE_ID),
     ((CrmRequestError,), Failure.REFUSED),
-    ((CrmUnsupported, UnsupportedCrm, CredentialsUnreadable, CrmError), Failure.UNSUPPORTED),
+    ((CrmUnsupported, CrmConfigurationError, CrmError), Failure.UNSUPPORTED),
     # The database gone or its connection cut; an IntegrityError or DataError is our bug instead.
     ((redis.RedisError, OperationalError, InterfaceError, BrokerError), Failure.OUR_INFRASTRUCTURE),
     ((DatabaseError,), Failure.OUR_BUG),

@@ -15,6 +15,7 @@ import requests
 
 from integrations.exceptions import (
     CrmAuthError,
+    CrmError,
     CrmNotFound,
     CrmOwnLimitReached,
     CrmRateLimited,
@@ -187,30 +188,48 @@ class CrmHttpClient:
         error code such as Salesforce's 403 REQUEST_LIMIT_EXCEEDED), CrmAuthError (401/403, with the
         CRM's error code), CrmNotFound (404) or CrmRequestError (other 4xx).
         """
-        if self.rate_gate is not None:
-            wait = self.rate_gate.seconds_until_open(self.base_url)
-            if wait > 0:
-                self._record(Usage.HELD_BACK)
-                raise CrmRateLimited(f"rate limited by {self.base_url} for {wait:.1f}s more", retry_after=wait)
-            if self.rate_limit_per_minute:
-                limit = window_limit(self.rate_limit_per_minute, self.work_class)
-                wait = self.rate_gate.acquire(self.base_url, limit)
-                if wait > 0:
-                    self._record(Usage.HELD_BACK)
-                    raise CrmOwnLimitReached(
-                        f"own limit of {limit} requests/min ({self.work_class} work) to {self.base_url} reached",
-                        retry_after=wait,
-                    )
-
+        self._pass_rate_gate()
         prepared = self.session.prepare_request(
             requests.Request(
                 method, self.build_url(path), params=params, json=json, data=data, files=files, headers=headers
             )
         )
         self.authorize(prepared)
+        response = self._send(prepared, method, path)
+        self._record(Usage.SENT)
+        self.observe(response)
+        status = response.status_code
+        if 300 <= status < 400:
+            raise CrmRequestError(
+                f"{method} {path}: {status} redirect, not followed (is the base URL right?)", status_code=status
+            )
+        if status < 400:
+            return _decoded(response, method, path)
+        raise self._failure(response, method, path)
+
+    def _pass_rate_gate(self) -> None:
+        """Raise CrmRateLimited while the CRM's gate is closed, CrmOwnLimitReached when our budget is spent."""
+        if self.rate_gate is None:
+            return
+        wait = self.rate_gate.seconds_until_open(self.base_url)
+        if wait > 0:
+            self._record(Usage.HELD_BACK)
+            raise CrmRateLimited(f"rate limited by {self.base_url} for {wait:.1f}s more", retry_after=wait)
+        if not self.rate_limit_per_minute:
+            return
+        limit = window_limit(self.rate_limit_per_minute, self.work_class)
+        wait = self.rate_gate.acquire(self.base_url, limit)
+        if wait > 0:
+            self._record(Usage.HELD_BACK)
+            raise CrmOwnLimitReached(
+                f"own limit of {limit} requests/min ({self.work_class} work) to {self.base_url} reached",
+                retry_after=wait,
+            )
+
+    def _send(self, prepared: requests.PreparedRequest, method: str, path: str) -> requests.Response:
         try:
             # A redirect is not followed: it could lead the connection's credentials anywhere.
-            response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
+            return self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
         except BlockedAddress as exc:
             raise CrmRequestError(f"{method} {path}: {exc}", status_code=0) from None
         except requests.Timeout as exc:
@@ -220,25 +239,9 @@ class CrmHttpClient:
             self._record(Usage.SENT, Usage.FAULT)
             raise CrmTransientError(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
 
-        self._record(Usage.SENT)
-        self.observe(response)
+    def _failure(self, response: requests.Response, method: str, path: str) -> CrmError:
+        """The error a 4xx or 5xx answer maps to (a rate limit also closes the shared gate)."""
         status = response.status_code
-        if 300 <= status < 400:
-            raise CrmRequestError(
-                f"{method} {path}: {status} redirect, not followed (is the base URL right?)", status_code=status
-            )
-        if status < 400:
-            if not response.content:
-                return None
-            try:
-                return response.json()
-            except ValueError:
-                # A login page or proxy answer: the base URL is wrong, and retrying will not fix it.
-                raise CrmRequestError(
-                    f"{method} {path}: {status} with a body that is not JSON (is the base URL right?)",
-                    status_code=status,
-                    body=response.text[:500],
-                ) from None
         body = _body(response)
         code = error_code(body)
         logger.info("crm.http.error %s %s -> %s %s", method, path, status, code, extra={"status": status})
@@ -247,18 +250,18 @@ class CrmHttpClient:
             retry_after = self.retry_after(response) if status == 429 else self.limit_retry_after
             if self.rate_gate is not None:
                 self.rate_gate.close_for(self.base_url, retry_after)
-            raise CrmRateLimited(
+            return CrmRateLimited(
                 f"{method} {path}: {status} {code or ''}, retry after {retry_after:.0f}s", retry_after=retry_after
             )
         summary = error_summary(body)
         if status >= 500:
             self._record(Usage.FAULT)
-            raise CrmTransientError(f"{method} {path}: {status} {summary}")
+            return CrmTransientError(f"{method} {path}: {status} {summary}")
         if status in (401, 403):
-            raise CrmAuthError(f"{method} {path}: {status} {summary}", code=code)
+            return CrmAuthError(f"{method} {path}: {status} {summary}", code=code)
         if status == 404:
-            raise CrmNotFound(f"{method} {path}: 404 {summary}", status_code=status, body=body)
-        raise CrmRequestError(f"{method} {path}: {status} {summary}", status_code=status, body=body)
+            return CrmNotFound(f"{method} {path}: 404 {summary}", status_code=status, body=body)
+        return CrmRequestError(f"{method} {path}: {status} {summary}", status_code=status, body=body)
 
     def _record(self, *outcomes: str) -> None:
         if self.rate_gate is not None:
@@ -275,3 +278,18 @@ class CrmHttpClient:
 
     def patch(self, path: str, json: Any = None) -> Any:
         return self.request("PATCH", path, json=json)
+
+
+def _decoded(response: requests.Response, method: str, path: str) -> Any:
+    """A 2xx answer's JSON body (None when empty); a body that is not JSON means the base URL is wrong."""
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        # A login page or proxy answer: the base URL is wrong, and retrying will not fix it.
+        raise CrmRequestError(
+            f"{method} {path}: {response.status_code} with a body that is not JSON (is the base URL right?)",
+            status_code=response.status_code,
+            body=response.text[:500],
+        ) from None

@@ -1,10 +1,24 @@
-from typing import Any
+from typing import Any, Self
 
 from django.db import models
 from django.db.models import Q
 
 from integrations import crypto
 from integrations.urlguard import validate_base_url
+
+
+class SettingsRow(models.Model):
+    """The one pattern for a settings model: exactly one row (id 1), made with its defaults when first read."""
+
+    SINGLETON_ID = 1
+
+    class Meta:
+        abstract = True
+
+    @classmethod
+    def load(cls) -> Self:
+        row, _ = cls._default_manager.get_or_create(pk=cls.SINGLETON_ID)
+        return row
 
 
 class CrmKind(models.TextChoices):

@@ -2,7 +2,8 @@
 
 import functools
 import logging
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -106,7 +107,7 @@ def connection_activate(*, connection: CrmConnection) -> CrmConnection:
 
 
 def connection_settings_spec(kind: str) -> tuple[SettingSpec, ...]:
-    """The settings the provider of `kind` declares (UnsupportedCrm for a kind without one)."""
+    """The settings the provider of `kind` declares (UnknownCrmKind for a kind without one)."""
     return get_provider_class(kind).settings_spec
 
 
@@ -146,48 +147,83 @@ def connection_apply_settings(
     config = {key: value for key, value in (connection.config or {}).items() if key not in known}
     secrets = {key: value for key, value in stored_secrets.items() if key in known}
     for setting in spec:
-        value = (values.get(setting.name) or "").strip()
-        if setting.email and value:
-            try:
-                validate_email(value)
-            except ValidationError:
-                errors[setting.name] = "Enter a valid email address."
-                continue
-        if setting.secret:
-            if setting.name in clear:
-                if value:
-                    errors[setting.name] = f"Either enter a {setting.label.lower()} or forget the stored one."
-                secrets.pop(setting.name, None)
-            elif value:
-                secrets[setting.name] = value
-        elif value or setting.name in values:
-            config[setting.name] = value
-        elif (connection.config or {}).get(setting.name):
-            config[setting.name] = connection.config[setting.name]
-        present = secrets.get(setting.name) if setting.secret else config.get(setting.name)
-        if present or setting.name in errors:
-            continue
-        if setting.required and setting.secret and base_url_changed:
-            errors[setting.name] = f"The base URL changed: enter the {setting.label} for the new URL again."
-        elif setting.required:
-            errors[setting.name] = f"{setting.label} is required for {connection.get_kind_display()}."
-    labels = {setting.name: setting.label for setting in spec}
-    for setting in spec:
-        other = setting.required_with
-        if not other or setting.name in errors or other in errors:
-            continue
-        given = (values.get(other) or "").strip() or config.get(other) or secrets.get(other)
-        present = secrets.get(setting.name) if setting.secret else config.get(setting.name)
-        if given and not present:
-            if setting.secret and base_url_changed:
-                errors[setting.name] = f"The base URL changed: enter the {setting.label} for the new URL again."
-            else:
-                errors[setting.name] = f"{setting.label} is required with a {labels[other].lower()}."
+        error = _place_setting(connection, setting, values, clear=clear, config=config, secrets=secrets)
+        if error is None:
+            present = secrets.get(setting.name) if setting.secret else config.get(setting.name)
+            error = None if present else _missing_error(connection, setting, base_url_changed=base_url_changed)
+        if error:
+            errors[setting.name] = error
+    errors |= _required_with_errors(spec, values, config, secrets, errors, base_url_changed=base_url_changed)
     if errors:
         raise ValidationError(errors)
     config["rate_limit_per_minute"] = rate_limit_per_minute
     connection.config = config
     connection.set_secrets(secrets)
+
+
+def _place_setting(
+    connection: CrmConnection,
+    setting: SettingSpec,
+    values: Mapping[str, str | None],
+    *,
+    clear: Collection[str],
+    config: dict[str, Any],
+    secrets: dict[str, Any],
+) -> str | None:
+    """Put one declared setting where it belongs (config or secrets); the error that keeps it out."""
+    value = (values.get(setting.name) or "").strip()
+    if setting.email and value:
+        try:
+            validate_email(value)
+        except ValidationError:
+            return "Enter a valid email address."
+    if setting.secret:
+        if setting.name in clear:
+            secrets.pop(setting.name, None)
+            if value:
+                return f"Either enter a {setting.label.lower()} or forget the stored one."
+        elif value:
+            secrets[setting.name] = value
+    elif value or setting.name in values:
+        config[setting.name] = value
+    elif (connection.config or {}).get(setting.name):
+        config[setting.name] = connection.config[setting.name]
+    return None
+
+
+def _missing_error(connection: CrmConnection, setting: SettingSpec, *, base_url_changed: bool) -> str | None:
+    """Why a setting with no value cannot stay empty (None when it may)."""
+    if setting.required and setting.secret and base_url_changed:
+        return f"The base URL changed: enter the {setting.label} for the new URL again."
+    if setting.required:
+        return f"{setting.label} is required for {connection.get_kind_display()}."
+    return None
+
+
+def _required_with_errors(
+    spec: Sequence[SettingSpec],
+    values: Mapping[str, str | None],
+    config: Mapping[str, Any],
+    secrets: Mapping[str, Any],
+    errors: Mapping[str, str],
+    *,
+    base_url_changed: bool,
+) -> dict[str, str]:
+    """Settings needed together with another one that is given (a Salesforce password with a username)."""
+    labels = {setting.name: setting.label for setting in spec}
+    found: dict[str, str] = {}
+    for setting in spec:
+        other = setting.required_with
+        if not other or setting.name in errors or other in errors or other in found:
+            continue
+        given = (values.get(other) or "").strip() or config.get(other) or secrets.get(other)
+        present = secrets.get(setting.name) if setting.secret else config.get(setting.name)
+        if given and not present:
+            if setting.secret and base_url_changed:
+                found[setting.name] = f"The base URL changed: enter the {setting.label} for the new URL again."
+            else:
+                found[setting.name] = f"{setting.label} is required with a {labels[other].lower()}."
+    return found
 
 
 @transaction.atomic

@@ -17,11 +17,11 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from integrations.admin import connections_that_can, register_connection_action
-from integrations.exceptions import CrmUnsupported
+from integrations.admin_views import ViewOnlyAdminMixin
+from integrations.exceptions import CrmUnsupported, UnknownCrmKind
 from integrations.health import HealthRow, HealthSection, register_health_source
 from integrations.models import CrmConnection
 from integrations.providers.base import Capability
-from integrations.providers.registry import UnsupportedCrm
 from integrations.selectors import connection_web_url
 from records.console import ActionFacts, SessionState, action_explanation, session_state
 from records.models import (
@@ -36,6 +36,7 @@ from records.models import (
     Session,
     Team,
 )
+from records.phones import E164_MESSAGE, to_e164
 from records.rules import DEFAULT_TITLE_TEMPLATE, TITLE_VARIABLES
 from records.selectors import (
     STUCK_AFTER,
@@ -45,7 +46,6 @@ from records.selectors import (
     sessions_in_state,
     sessions_with_facts,
 )
-from records.services.config_io import E164_RE
 from records.services.custom_fields import custom_fields_create_enqueue
 from records.services.execution import action_retry
 from records.services.processing import session_process_again
@@ -97,16 +97,10 @@ def json_pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
-class ReadOnlyInline(admin.TabularInline[Any, Any]):
+class ReadOnlyInline(ViewOnlyAdminMixin, admin.TabularInline[Any, Any]):
     extra = 0
     can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class EventInline(ReadOnlyInline):
@@ -153,7 +147,7 @@ class SessionStateFilter(admin.SimpleListFilter):
 
 
 @admin.register(Session)
-class SessionAdmin(admin.ModelAdmin[Session]):
+class SessionAdmin(ViewOnlyAdminMixin, admin.ModelAdmin[Session]):
     list_display = [
         "external_id",
         "where_it_stands",
@@ -231,13 +225,6 @@ class SessionAdmin(admin.ModelAdmin[Session]):
     def contact_link(self, obj: Session) -> str:
         return _crm_link(obj.crm_connection, contact_id=obj.crm_contact_id)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Sessions are the platform's record of what happened: viewed here, never edited.
-        return False
-
     def has_process_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("records.change_session")
 
@@ -250,7 +237,7 @@ class SessionAdmin(admin.ModelAdmin[Session]):
 
 
 @admin.register(Event)
-class EventAdmin(admin.ModelAdmin[Event]):
+class EventAdmin(ViewOnlyAdminMixin, admin.ModelAdmin[Event]):
     list_display = ["event_id", "type", "session_link", "occurred_at", "applied_at", "outcome"]
     list_filter = ["type"]
     search_fields = ["event_id", "session__external_id"]
@@ -272,12 +259,6 @@ class EventAdmin(admin.ModelAdmin[Event]):
         url = reverse("admin:records_session_change", args=[obj.session_id])
         return format_html('<a href="{}">{}</a>', url, obj.session.external_id)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 class StuckFilter(admin.SimpleListFilter):
     title = "stuck"
@@ -297,7 +278,7 @@ class StuckFilter(admin.SimpleListFilter):
 
 
 @admin.register(CrmAction)
-class CrmActionAdmin(admin.ModelAdmin[CrmAction]):
+class CrmActionAdmin(ViewOnlyAdminMixin, admin.ModelAdmin[CrmAction]):
     """The action log: newest first, each action's state explained, Retry on the action's page."""
 
     list_display = [
@@ -366,13 +347,6 @@ class CrmActionAdmin(admin.ModelAdmin[CrmAction]):
     @admin.display(description="Last error")
     def error(self, obj: CrmAction) -> str:
         return _error_html(obj.last_error)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # The log is what happened: its pages are "View" pages; Retry is the one thing to do here.
-        return False
 
     def has_retry_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return request.user.has_perm("records.change_crmaction")
@@ -745,9 +719,12 @@ class QueueForm(forms.ModelForm[Queue]):
     def clean_default_outbound_number(self) -> str:
         number: str = self.cleaned_data.get("default_outbound_number") or ""
         number = number.strip()
-        if number and not E164_RE.fullmatch(number):
-            raise forms.ValidationError("Enter the number in E.164 form, e.g. +14155550100.")
-        return number
+        if not number:
+            return ""
+        e164 = to_e164(number)
+        if e164 is None:
+            raise forms.ValidationError(E164_MESSAGE)
+        return e164
 
 
 @admin.register(Queue)
@@ -807,7 +784,7 @@ class TeamAdmin(admin.ModelAdmin[Team]):
 
 
 @admin.register(ScreenPop)
-class ScreenPopAdmin(admin.ModelAdmin[ScreenPop]):
+class ScreenPopAdmin(ViewOnlyAdminMixin, admin.ModelAdmin[ScreenPop]):
     """O4: which record opened on which agent's adapter, and when the adapter took it."""
 
     list_display = ["session", "agent_email", "record_link", "channel", "created_at", "delivered_at"]
@@ -831,15 +808,9 @@ class ScreenPopAdmin(admin.ModelAdmin[ScreenPop]):
             return obj.record_id
         return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', obj.record_url, obj.record_id)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(CustomField)
-class CustomFieldAdmin(admin.ModelAdmin[CustomField]):
+class CustomFieldAdmin(ViewOnlyAdminMixin, admin.ModelAdmin[CustomField]):
     """Made by the "Create custom fields" action on a CRM connection (F1); read-only here."""
 
     list_display = ["key", "title", "crm_field_id", "connection", "created_at"]
@@ -851,12 +822,6 @@ class CustomFieldAdmin(admin.ModelAdmin[CustomField]):
     @admin.display(description="Field")
     def title(self, obj: CustomField) -> str:
         return obj.get_key_display()
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(CustomDataMapping)
@@ -876,7 +841,7 @@ def create_custom_fields(
     for connection in connections_that_can(modeladmin, request, queryset, Capability.CUSTOM_FIELDS):
         try:
             count = custom_fields_create_enqueue(connection=connection)
-        except (UnsupportedCrm, CrmUnsupported) as exc:
+        except (UnknownCrmKind, CrmUnsupported) as exc:
             modeladmin.message_user(request, f"{connection}: {exc}", messages.ERROR)
             continue
         url = reverse("admin:records_customfield_changelist") + f"?connection__id__exact={connection.pk}"

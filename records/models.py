@@ -6,7 +6,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from integrations.models import CrmConnection
+from integrations.models import CrmConnection, SettingsRow
 from records.rules import AbandonedChats, ApiResponseFormat, RuleSet, title_template_errors
 from records.vocabulary import CHANNEL_CHOICES, RECORD_FIELD_CHOICES, SESSION_TYPE_CHOICES, ActionKind, EventType
 
@@ -17,7 +17,7 @@ def validate_title_template(value: str) -> None:
         raise ValidationError(errors)
 
 
-class OperationSettings(models.Model):
+class OperationSettings(SettingsRow):
     """Operation management (SPEC R1-R9, S4, S15): one row, edited on one admin screen."""
 
     append_to_open_records = models.BooleanField(
@@ -169,11 +169,6 @@ class OperationSettings(models.Model):
                     )
                 }
             )
-
-    @classmethod
-    def load(cls) -> "OperationSettings":
-        settings, _ = cls.objects.get_or_create(pk=1)
-        return settings
 
     def ruleset(self, custom_data_mapping: Mapping[str, str] | None = None) -> RuleSet:
         return RuleSet(

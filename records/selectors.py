@@ -13,10 +13,9 @@ from datetime import datetime, timedelta
 from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from integrations.crypto import CredentialsUnreadable
+from integrations.exceptions import CrmConfigurationError
 from integrations.models import CrmConnection
 from integrations.providers.base import Record
-from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_provider
 from records.console import SessionFacts, SessionState
 from records.models import CrmAction, CustomField, Event, Session
@@ -163,7 +162,7 @@ def adapter_session_get(*, session_id: str, agent_email: str) -> AdapterSession 
                 id=session.crm_record_id, subject="", status="", requester_id=session.crm_contact_id or None
             )
             record_url = provider.record_web_url(record)
-        except (CredentialsUnreadable, UnsupportedCrm):
+        except CrmConfigurationError:
             record_url = None
     return AdapterSession(
         session_id=session.external_id,

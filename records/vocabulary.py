@@ -32,7 +32,24 @@ class EventType(models.TextChoices):
     CONTACT_SELECTED = "contact.selected"
 
 
-CHANNEL_CHOICES = [("voice", "Voice"), ("chat", "Chat")]
+class Channel(models.TextChoices):
+    VOICE = "voice", "Voice"
+    CHAT = "chat", "Chat"
+
+
+CHANNEL_CHOICES = Channel.choices
+
+
+class SessionType(models.TextChoices):
+    VOICE_INBOUND_IVR = "voice_inbound_ivr", "Voice Inbound (IVR)"
+    VOICE_INBOUND_APP = "voice_inbound_app", "Voice Inbound (App)"
+    VOICE_INBOUND_WEB = "voice_inbound_web", "Voice Inbound (Web)"
+    VOICE_SCHEDULED_APP = "voice_scheduled_app", "Voice Scheduled (App)"
+    VOICE_SCHEDULED_WEB = "voice_scheduled_web", "Voice Scheduled (Web)"
+    VOICE_OUTBOUND = "voice_outbound", "Voice Outbound"
+    CHAT_INBOUND_WEB = "chat_inbound_web", "Messaging Inbound (Web Chat)"
+    CHAT_INBOUND_APP = "chat_inbound_app", "Messaging Inbound (App Chat)"
+    CHAT_INBOUND_SMS = "chat_inbound_sms", "Messaging Inbound (SMS)"
 
 
 @dataclass(frozen=True)
@@ -45,18 +62,18 @@ class SessionTypeInfo:
 
 
 SESSION_TYPES: dict[str, SessionTypeInfo] = {
-    "voice_inbound_ivr": SessionTypeInfo("voice", "Voice Inbound (IVR)", "IVR Call"),
-    "voice_inbound_app": SessionTypeInfo("voice", "Voice Inbound (App)", "Inbound Call (App)"),
-    "voice_inbound_web": SessionTypeInfo("voice", "Voice Inbound (Web)", "Inbound Call (Web)"),
-    "voice_scheduled_app": SessionTypeInfo("voice", "Voice Scheduled (App)", "Voice Scheduled (App)"),
-    "voice_scheduled_web": SessionTypeInfo("voice", "Voice Scheduled (Web)", "Scheduled Call (Web)"),
-    "voice_outbound": SessionTypeInfo("voice", "Voice Outbound", "Outbound Call"),
-    "chat_inbound_web": SessionTypeInfo("chat", "Messaging Inbound (Web Chat)", "Chat (Web)"),
-    "chat_inbound_app": SessionTypeInfo("chat", "Messaging Inbound (App Chat)", "Chat (App)"),
-    "chat_inbound_sms": SessionTypeInfo("chat", "Messaging Inbound (SMS)", "SMS"),
+    SessionType.VOICE_INBOUND_IVR: SessionTypeInfo(Channel.VOICE, "Voice Inbound (IVR)", "IVR Call"),
+    SessionType.VOICE_INBOUND_APP: SessionTypeInfo(Channel.VOICE, "Voice Inbound (App)", "Inbound Call (App)"),
+    SessionType.VOICE_INBOUND_WEB: SessionTypeInfo(Channel.VOICE, "Voice Inbound (Web)", "Inbound Call (Web)"),
+    SessionType.VOICE_SCHEDULED_APP: SessionTypeInfo(Channel.VOICE, "Voice Scheduled (App)", "Voice Scheduled (App)"),
+    SessionType.VOICE_SCHEDULED_WEB: SessionTypeInfo(Channel.VOICE, "Voice Scheduled (Web)", "Scheduled Call (Web)"),
+    SessionType.VOICE_OUTBOUND: SessionTypeInfo(Channel.VOICE, "Voice Outbound", "Outbound Call"),
+    SessionType.CHAT_INBOUND_WEB: SessionTypeInfo(Channel.CHAT, "Messaging Inbound (Web Chat)", "Chat (Web)"),
+    SessionType.CHAT_INBOUND_APP: SessionTypeInfo(Channel.CHAT, "Messaging Inbound (App Chat)", "Chat (App)"),
+    SessionType.CHAT_INBOUND_SMS: SessionTypeInfo(Channel.CHAT, "Messaging Inbound (SMS)", "SMS"),
 }
 
-SESSION_TYPE_CHOICES = [(key, info.name) for key, info in SESSION_TYPES.items()]
+SESSION_TYPE_CHOICES = SessionType.choices
 
 
 class ActionKind(models.TextChoices):

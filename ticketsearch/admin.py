@@ -12,6 +12,7 @@ from django.utils.safestring import SafeString
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from integrations.admin import connections_that_can, register_connection_action
+from integrations.admin_views import ViewOnlyAdminMixin
 from integrations.health import HealthRow, HealthSection, register_health_source
 from integrations.models import CrmConnection
 from integrations.providers.base import Capability
@@ -30,13 +31,7 @@ def web_link(url: str) -> SafeString:
     return format_html("{}", url)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin[Any]):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
+class ReadOnlyAdmin(ViewOnlyAdminMixin, admin.ModelAdmin[Any]):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

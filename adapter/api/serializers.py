@@ -5,37 +5,24 @@ from typing import Any
 from rest_framework import serializers
 
 from records.outbound import Origin, RecordChoiceKind
-from records.services.config_io import E164_RE
+from records.phones import E164PhoneField
 
 ORIGIN_FIELDS = ("phone_number", "contact_id", "record_id", "ticket_id")
 
 
-def _e164(value: str) -> str:
-    value = value.strip()
-    if not E164_RE.fullmatch(value):
-        raise serializers.ValidationError("Enter the number in E.164 form with its country code, e.g. +14155550100.")
-    return value
-
-
 class PrepareInputSerializer(serializers.Serializer[Any]):
-    phone_number = serializers.CharField(
+    phone_number = E164PhoneField(
         required=False, max_length=20, help_text="E.164: click-to-call from a contact's number, or the dialpad."
     )
     contact_id = serializers.CharField(required=False, max_length=64, help_text="The contact of a contact card.")
     record_id = serializers.CharField(required=False, max_length=64, help_text="The Call button on a record.")
     ticket_id = serializers.CharField(required=False, max_length=64, help_text="Team ticket-ID entry (O3).")
-    entered_number = serializers.CharField(
+    entered_number = E164PhoneField(
         required=False,
         max_length=20,
         help_text='E.164. "Use the entered number": dial it, log the call on the contact the origin found.',
     )
     origin = serializers.ChoiceField(choices=Origin.CHOICES, required=False, help_text="Where the click came from.")
-
-    def validate_phone_number(self, value: str) -> str:
-        return _e164(value)
-
-    def validate_entered_number(self, value: str) -> str:
-        return _e164(value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         given = [name for name in ORIGIN_FIELDS if attrs.get(name)]
@@ -92,16 +79,13 @@ class PrepareOutputSerializer(serializers.Serializer[Any]):
 
 class StartInputSerializer(serializers.Serializer[Any]):
     session_id = serializers.CharField(max_length=200, help_text="The platform's id of the call being placed.")
-    phone_number = serializers.CharField(max_length=20, help_text="E.164: the number dialed.")
+    phone_number = E164PhoneField(max_length=20, help_text="E.164: the number dialed.")
     contact_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
     record_choice = serializers.ChoiceField(choices=RecordChoiceKind.CHOICES)
     record_id = serializers.CharField(required=False, allow_blank=True, max_length=64, help_text="With `existing`.")
     entered_number = serializers.BooleanField(
         required=False, default=False, help_text='True: "Use the entered number" (written in a record comment).'
     )
-
-    def validate_phone_number(self, value: str) -> str:
-        return _e164(value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["record_choice"] == RecordChoiceKind.EXISTING and not attrs.get("record_id"):

@@ -22,7 +22,14 @@ from adapter.api.serializers import (
 from agentstatus.api.auth import AgentTokenAuthentication, HasAgentToken
 from agentstatus.models import AgentToken
 from config.exceptions import ApplicationError
-from integrations.exceptions import CrmAuthError, CrmError, CrmRateLimited, CrmTransientError, CrmUnsupported
+from integrations.exceptions import (
+    CrmAuthError,
+    CrmConfigurationError,
+    CrmError,
+    CrmRateLimited,
+    CrmTransientError,
+    CrmUnsupported,
+)
 from records.selectors import adapter_session_get
 from records.services.outbound import (
     AdapterAgent,
@@ -103,6 +110,9 @@ class AdapterApi(APIView):
                 "code": "crm_credentials",
                 "message": "The CRM refused the product's credentials: an admin must fix them.",
             }
+            return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        if isinstance(exc, CrmConfigurationError):
+            body = {"code": "crm_configuration", "message": f"The CRM connection cannot be used: {exc}"}
             return Response(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         if isinstance(exc, CrmError):
             return Response(

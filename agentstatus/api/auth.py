@@ -7,7 +7,7 @@ from rest_framework import permissions
 from rest_framework.request import Request
 
 from agentstatus.models import AgentToken
-from records.api.auth import HashedKeyAuthentication
+from integrations.auth import HashedKeyAuthentication
 
 KEYWORD = "Agent-Token"
 

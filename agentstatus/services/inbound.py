@@ -27,10 +27,9 @@ from agentstatus.models import (
 from agentstatus.selectors import agent_state, sync_connection, sync_rules, sync_settings_get
 from agentstatus.services.changes import status_change_record
 from agentstatus.services.push import status_push_supersede
-from integrations.exceptions import CrmNotFound, CrmUnsupported
+from integrations.exceptions import CrmNotFound, CrmUnsupported, UnknownCrmKind
 from integrations.failures import HANDLED_ERRORS, decide, describe_duration
 from integrations.models import CrmConnection
-from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_provider, connection_retry_policy
 from integrations.webhooks import (
     KUSTOMER_SIGNATURE_HEADER,
@@ -237,7 +236,7 @@ def _resolve_crm_user(user_id: str, connection: CrmConnection | None) -> AgentMa
         crm_agent = connection_provider(connection).get_agent(user_id)
     except CrmNotFound:
         return AgentMatch(None, reason=f"CRM user {user_id} does not exist in the CRM")
-    except (CrmUnsupported, UnsupportedCrm) as exc:
+    except (CrmUnsupported, UnknownCrmKind) as exc:
         return AgentMatch(None, reason=f"CRM user {user_id} cannot be looked up: {exc}")
     except HANDLED_ERRORS as exc:
         raise StatusSyncUnavailable(f"Could not look up CRM user {user_id}: {exc}", exc) from exc

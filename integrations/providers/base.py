@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from integrations.exceptions import CrmUnsupported
-from integrations.http import RateGate
+from integrations.http import CrmHttpClient, RateGate
 from integrations.ratelimit import WorkClass
 
 
@@ -75,6 +75,22 @@ class ConnectionSettings:
     work_class: WorkClass = WorkClass.LIVE
     # How long a request-limit error without Retry-After (Salesforce's 403) pauses the CRM's calls.
     limit_exceeded_retry_seconds: float = 60.0
+
+
+class ConnectionClient(CrmHttpClient):
+    """The HTTP client of one connection: its URL, timeout, shared rate gate, budget and work class.
+
+    Each provider's client subclasses it and adds only its authentication.
+    """
+
+    def __init__(self, settings: ConnectionSettings, rate_gate: RateGate | None) -> None:
+        super().__init__(
+            settings.base_url,
+            timeout=settings.timeout,
+            rate_gate=rate_gate,
+            rate_limit_per_minute=settings.rate_limit_per_minute,
+            work_class=settings.work_class,
+        )
 
 
 @dataclass(frozen=True)

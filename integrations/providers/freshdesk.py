@@ -25,12 +25,13 @@ from urllib.parse import quote
 import requests
 
 from integrations.exceptions import CrmRequestError
-from integrations.http import DEFAULT_RETRY_AFTER_SECONDS, CrmHttpClient, RateGate, parse_retry_after
+from integrations.http import DEFAULT_RETRY_AFTER_SECONDS, RateGate, parse_retry_after
 from integrations.providers.base import (
     Agent,
     Attachment,
     Capability,
     Comment,
+    ConnectionClient,
     ConnectionSettings,
     Contact,
     CrmProvider,
@@ -90,7 +91,7 @@ def _text(body_html: str) -> str:
     return html.escape(body_html).replace("\n", "<br>")
 
 
-class FreshdeskClient(CrmHttpClient):
+class FreshdeskClient(ConnectionClient):
     """`Authorization: Basic base64("<API key>:X")`; rate-limit headers watched on every answer."""
 
     AGENTS_ME = "api/v2/agents/me"
@@ -106,13 +107,7 @@ class FreshdeskClient(CrmHttpClient):
     ADMIN_TICKET_FIELDS = "api/v2/admin/ticket_fields"
 
     def __init__(self, settings: ConnectionSettings, rate_gate: RateGate | None) -> None:
-        super().__init__(
-            settings.base_url,
-            timeout=settings.timeout,
-            rate_gate=rate_gate,
-            rate_limit_per_minute=settings.rate_limit_per_minute,
-            work_class=settings.work_class,
-        )
+        super().__init__(settings, rate_gate)
         credentials = f"{settings.secrets.get('api_token', '')}:X"
         self._authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
 

@@ -20,12 +20,13 @@ from urllib.parse import quote
 import requests
 
 from integrations.exceptions import CrmNotFound, CrmRequestError
-from integrations.http import CrmHttpClient, RateGate, parse_retry_after
+from integrations.http import RateGate, parse_retry_after
 from integrations.providers.base import (
     Agent,
     Attachment,
     Capability,
     Comment,
+    ConnectionClient,
     ConnectionSettings,
     Contact,
     CrmProvider,
@@ -72,7 +73,7 @@ WEBHOOK_NAME = "CRM Bridge"
 Json = dict[str, Any]
 
 
-class KustomerClient(CrmHttpClient):
+class KustomerClient(ConnectionClient):
     """`Authorization: Bearer <API key>`, sent only to the Kustomer API (never to an upload URL)."""
 
     CUSTOMERS = "v1/customers"
@@ -96,13 +97,7 @@ class KustomerClient(CrmHttpClient):
     OUTBOUND_WEBHOOKS = "v1/outbound-webhooks"
 
     def __init__(self, settings: ConnectionSettings, rate_gate: RateGate | None) -> None:
-        super().__init__(
-            settings.base_url,
-            timeout=settings.timeout,
-            rate_gate=rate_gate,
-            rate_limit_per_minute=settings.rate_limit_per_minute,
-            work_class=settings.work_class,
-        )
+        super().__init__(settings, rate_gate)
         self._authorization = f"Bearer {settings.secrets.get('api_token', '')}"
 
     def authorize(self, request: requests.PreparedRequest) -> None:

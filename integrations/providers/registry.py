@@ -1,5 +1,6 @@
 """Which provider class serves which CRM kind, and how one is built for a connection."""
 
+from integrations.exceptions import UnknownCrmKind
 from integrations.http import RateGate
 from integrations.providers.base import ConnectionSettings, CrmProvider
 from integrations.providers.freshdesk import FreshdeskProvider
@@ -15,15 +16,11 @@ PROVIDERS: dict[str, type[CrmProvider]] = {
 }
 
 
-class UnsupportedCrm(Exception):
-    """No provider is registered for this kind of CRM yet."""
-
-
 def get_provider_class(kind: str) -> type[CrmProvider]:
     try:
         return PROVIDERS[kind]
     except KeyError:
-        raise UnsupportedCrm(f"no provider for CRM kind {kind!r}; supported: {', '.join(sorted(PROVIDERS))}") from None
+        raise UnknownCrmKind(f"no provider for CRM kind {kind!r}; supported: {', '.join(sorted(PROVIDERS))}") from None
 
 
 def get_provider(settings: ConnectionSettings, *, rate_gate: RateGate | None = None) -> CrmProvider:

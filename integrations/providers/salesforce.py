@@ -31,6 +31,7 @@ from integrations.providers.base import (
     Attachment,
     Capability,
     Comment,
+    ConnectionClient,
     ConnectionSettings,
     Contact,
     CrmProvider,
@@ -133,7 +134,7 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
 
-class SalesforceClient(CrmHttpClient):
+class SalesforceClient(ConnectionClient):
     """Bearer auth with a token from the OAuth endpoint; data calls go to the token's `instance_url`.
 
     The password flow is used when the connection has a username, client credentials otherwise
@@ -143,13 +144,7 @@ class SalesforceClient(CrmHttpClient):
     """
 
     def __init__(self, settings: ConnectionSettings, rate_gate: RateGate | None) -> None:
-        super().__init__(
-            settings.base_url,
-            timeout=settings.timeout,
-            rate_gate=rate_gate,
-            rate_limit_per_minute=settings.rate_limit_per_minute,
-            work_class=settings.work_class,
-        )
+        super().__init__(settings, rate_gate)
         self.settings = settings
         self.api_version = str(settings.config.get("api_version") or DEFAULT_API_VERSION)
         # The login endpoint takes no bearer token, so it has a client of its own (same error mapping).

@@ -10,12 +10,13 @@ from typing import Any, ClassVar
 import requests
 
 from integrations.exceptions import CrmNotFound
-from integrations.http import CrmHttpClient, RateGate
+from integrations.http import RateGate
 from integrations.providers.base import (
     Agent,
     Attachment,
     Capability,
     Comment,
+    ConnectionClient,
     ConnectionSettings,
     Contact,
     CrmProvider,
@@ -49,7 +50,7 @@ FIELD_TYPES = {
 MERGED_INTO_RE = re.compile(r"merged into request #(\d+)", re.IGNORECASE)
 
 
-class ZendeskClient(CrmHttpClient):
+class ZendeskClient(ConnectionClient):
     """Basic auth with an API token: `{email}/token:{api_token}`."""
 
     USERS_SEARCH = "api/v2/users/search.json"
@@ -65,13 +66,7 @@ class ZendeskClient(CrmHttpClient):
     DISPLAY_TICKET = "api/v2/channels/voice/agents/{agent_id}/tickets/{ticket_id}/display.json"
 
     def __init__(self, settings: ConnectionSettings, rate_gate: RateGate | None) -> None:
-        super().__init__(
-            settings.base_url,
-            timeout=settings.timeout,
-            rate_gate=rate_gate,
-            rate_limit_per_minute=settings.rate_limit_per_minute,
-            work_class=settings.work_class,
-        )
+        super().__init__(settings, rate_gate)
         credentials = f"{settings.config.get('email', '')}/token:{settings.secrets.get('api_token', '')}"
         self._authorization = "Basic " + base64.b64encode(credentials.encode()).decode()
 
@@ -410,7 +405,7 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
                 ImportedTicketComment(
                     ticket_crm_id=str(event["ticket_id"]),
                     # A child event may leave its time to the audit it belongs to.
-                    comment=_imported_comment({"created_at": event.get("created_at"), **child}),
+                    comment=imported_comment({"created_at": event.get("created_at"), **child}),
                 )
                 for event in body.get("ticket_events") or ()
                 for child in event.get("child_events") or ()
@@ -438,7 +433,7 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
             page: str | None = ZendeskClient.TICKET_COMMENTS.format(id=ticket.crm_id)
             while page:
                 body = self.client.get(page)
-                comments += [_imported_comment(comment) for comment in body["comments"]]
+                comments += [imported_comment(comment) for comment in body["comments"]]
                 page = body.get("next_page")
             loaded.append(dataclasses.replace(ticket, comments=tuple(comments)))
         return loaded
@@ -503,7 +498,7 @@ VOICE_TRANSCRIPT_KEYS = {
 }
 
 
-def _imported_comment(comment: dict[str, Any]) -> ImportedComment:
+def imported_comment(comment: dict[str, Any]) -> ImportedComment:
     author = comment.get("author_id")
     raw_data = comment.get("data")
     data: dict[str, Any] = raw_data if isinstance(raw_data, dict) else {}

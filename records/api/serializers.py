@@ -2,29 +2,11 @@
 
 from typing import Any
 
-import phonenumbers
 from rest_framework import serializers
 
 from integrations.storable import unstorable_text
+from records.phones import E164PhoneField
 from records.vocabulary import SESSION_TYPES, EventType
-
-
-class E164PhoneField(serializers.CharField):
-    """A phone number with its country code, stored and matched as E.164 (+14155550100)."""
-
-    default_error_messages = {
-        "invalid_phone": "Enter a valid phone number with its country code, e.g. +14155550100.",
-    }
-
-    def to_internal_value(self, data: Any) -> str:
-        value = super().to_internal_value(data)
-        try:
-            number = phonenumbers.parse(value, None)
-        except phonenumbers.NumberParseException:
-            self.fail("invalid_phone")
-        if not phonenumbers.is_possible_number(number):
-            self.fail("invalid_phone")
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 class AgentSerializer(serializers.Serializer[Any]):

@@ -8,33 +8,28 @@ covers: settings it leaves out go back to their defaults, rows it does not list 
 """
 
 import json
-import re
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
+from rest_framework import serializers
 
 from integrations.models import CrmConnection
+from integrations.providers.base import CrmProvider
 from integrations.providers.registry import PROVIDERS
 from integrations.services import connection_apply_settings, connection_settings_spec
 from records.models import CustomDataMapping, CustomField, OperationSettings, Queue, Team
+from records.phones import E164PhoneField
 from records.vocabulary import RECORD_FIELDS
 
 CONFIG_VERSION = 1
-# E.164: "+", a country code that does not start with 0, at most 15 digits in all.
-E164_RE = re.compile(r"\+[1-9]\d{1,14}")
 # The OperationSettings fields a file carries (not the row's bookkeeping).
 SETTINGS_EXCLUDED = frozenset({"id", "updated_at"})
 SECTIONS = ("version", "settings", "connections", "teams", "queues", "custom_data_mappings", "custom_fields")
-CONNECTION_KEYS = {"name": str, "kind": str, "base_url": str, "settings": dict}
-TEAM_KEYS = {"name": str, "enable_ticket_id": bool, "ticket_id_required": bool, "linked_to_external_queue": bool}
 TEAM_FLAGS = ("enable_ticket_id", "ticket_id_required", "linked_to_external_queue")
-QUEUE_KEYS = {"platform_id": str, "name": str, "path": list, "teams": list, "default_outbound_number": str}
-MAPPING_KEYS = {"connection": str, "sdk_key": str, "crm_field_id": str}
-CUSTOM_FIELD_KEYS = {"connection": str, "key": str, "crm_field_id": str}
 RECORD_FIELD_KEYS = frozenset(spec.key for spec in RECORD_FIELDS)
 TYPE_NAMES = {str: "a string", bool: "true or false", int: "an integer", list: "a list", dict: "an object"}
 
@@ -225,36 +220,89 @@ def _validate_settings(value: Any, errors: list[str]) -> dict[str, Any] | None:
     return cleaned
 
 
+class JsonValueField(serializers.Field):
+    """A JSON value of one type, as the file has it; the error says which type in the file's words."""
+
+    default_error_messages = {"required": "required"}
+
+    def __init__(self, expected: type, *, non_empty: bool = False, **kwargs: Any) -> None:
+        self.expected = expected
+        self.non_empty = non_empty
+        # JSON null is a value of the wrong type like any other.
+        kwargs["error_messages"] = {"null": f"must be {TYPE_NAMES[expected]}, not null"}
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not _is(data, self.expected):
+            raise serializers.ValidationError(f"must be {TYPE_NAMES[self.expected]}, not {json.dumps(data)}")
+        if self.non_empty and not data.strip():
+            raise serializers.ValidationError("cannot be empty")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def _text(*, required: bool = False) -> JsonValueField:
+    return JsonValueField(str, non_empty=required, required=required)
+
+
+class TeamRow(serializers.Serializer[Any]):
+    name = _text(required=True)
+    enable_ticket_id = JsonValueField(bool, required=False)
+    ticket_id_required = JsonValueField(bool, required=False)
+    linked_to_external_queue = JsonValueField(bool, required=False)
+
+
+class ConnectionRow(serializers.Serializer[Any]):
+    name = _text(required=True)
+    kind = _text(required=True)
+    base_url = _text(required=True)
+    settings = JsonValueField(dict, required=False)
+
+
+class QueueRow(serializers.Serializer[Any]):
+    platform_id = _text(required=True)
+    name = _text()
+    path = JsonValueField(list, required=False)
+    teams = JsonValueField(list, required=False)
+    # The event API's phone field: one validator for the API, the file and the admin.
+    default_outbound_number = E164PhoneField(required=False, allow_blank=True)
+
+
+class MappingRow(serializers.Serializer[Any]):
+    connection = _text(required=True)
+    sdk_key = _text(required=True)
+    crm_field_id = _text(required=True)
+
+
+class CustomFieldRow(serializers.Serializer[Any]):
+    connection = _text(required=True)
+    key = _text(required=True)
+    crm_field_id = _text(required=True)
+
+
 def _validate_rows(
-    section: str, value: Any, schema: Mapping[str, type], required: Sequence[str], errors: list[str]
+    section: str, value: Any, row_serializer: type[serializers.Serializer[Any]], errors: list[str]
 ) -> list[tuple[str, dict[str, Any]]]:
-    """Each row of a list section as (its path, its values), type-checked against the schema."""
+    """Each good row of a list section as (its path, its checked values); the bad ones' errors, by path."""
     if not _is(value, list):
         errors.append(_type_error(section, list, value))
         return []
+    known = list(row_serializer().fields)
     rows = []
     for index, row in enumerate(value):
         path = f"{section}[{index}]"
         if not _is(row, dict):
             errors.append(_type_error(path, dict, row))
             continue
-        good = True
-        for key, item in row.items():
-            if key not in schema:
-                errors.append(f"{path}.{key}: unknown key; known: {', '.join(schema)}")
-                good = False
-            elif not _is(item, schema[key]):
-                errors.append(_type_error(f"{path}.{key}", schema[key], item))
-                good = False
-        for key in required:
-            if key in row and _is(row[key], str) and not row[key].strip():
-                errors.append(f"{path}.{key}: cannot be empty")
-                good = False
-            elif key not in row:
-                errors.append(f"{path}.{key}: required")
-                good = False
-        if good:
-            rows.append((path, row))
+        unknown = [f"{path}.{key}: unknown key; known: {', '.join(known)}" for key in row if key not in known]
+        serializer = row_serializer(data=row)
+        valid = serializer.is_valid()
+        errors += unknown
+        errors += [f"{path}.{key}: {message}" for key, messages in serializer.errors.items() for message in messages]
+        if valid and not unknown:
+            rows.append((path, dict(serializer.validated_data)))
     return rows
 
 
@@ -285,6 +333,15 @@ def _connection_check(path: str, name: str, connections: Counter[str], errors: l
         errors.append(f"{path}: {connections[name]} CRM connections are named {name!r}; rename one in the admin")
 
 
+@dataclass(frozen=True)
+class _Known:
+    """What the file's rows may refer to: the CRM connections (repeats counted) and the teams."""
+
+    connections: Counter[str]
+    teams: frozenset[str]
+    teams_from_file: bool
+
+
 def config_validate(data: Any, *, connection_names: Collection[str], team_names: Collection[str] = ()) -> ConfigFile:
     """The file as dataclasses, or ConfigError with every problem, each naming its JSON path.
 
@@ -294,120 +351,134 @@ def config_validate(data: Any, *, connection_names: Collection[str], team_names:
     errors: list[str] = []
     if not _is(data, dict):
         raise ConfigError([f"(file): must be a JSON object with {', '.join(SECTIONS)}"])
-    for key in data:
-        if key not in SECTIONS:
-            errors.append(f"{key}: unknown section; known: {', '.join(SECTIONS)}")
+    errors += [f"{key}: unknown section; known: {', '.join(SECTIONS)}" for key in data if key not in SECTIONS]
     if "version" in data and data["version"] != CONFIG_VERSION:
         errors.append(f"version: must be {CONFIG_VERSION}, not {json.dumps(data['version'])}")
 
     settings = _validate_settings(data["settings"], errors) if "settings" in data else None
-
-    teams: list[TeamConfig] | None = None
-    if "teams" in data:
-        teams, seen = [], dict[Any, str]()
-        for path, row in _validate_rows("teams", data["teams"], TEAM_KEYS, ["name"], errors):
-            name = row["name"].strip()
-            _check_length(f"{path}.name", name, Team, "name", errors)
-            _unique(f"{path}.name", name, seen, f"team {name!r}", errors)
-            teams.append(TeamConfig(name, *(row.get(flag, False) for flag in TEAM_FLAGS)))
-    known_teams = {team.name for team in teams} if teams is not None else set(team_names)
-
-    connections = Counter(connection_names)
-    connection_rows: list[ConnectionConfig] | None = None
-    if "connections" in data:
-        connection_rows, seen = [], dict[Any, str]()
-        rows = _validate_rows("connections", data["connections"], CONNECTION_KEYS, ["name", "kind", "base_url"], errors)
-        for path, row in rows:
-            _connection_check(f"{path}.name", row["name"], connections, errors)
-            _unique(f"{path}.name", row["name"], seen, f"connection {row['name']!r}", errors)
-            provider = PROVIDERS.get(row["kind"])
-            if provider is None:
-                errors.append(f"{path}.kind: unknown CRM {row['kind']!r}; known: {', '.join(sorted(PROVIDERS))}")
-                continue
-            declared = {setting.name: setting for setting in provider.settings_spec}
-            values = row.get("settings", {})
-            for name, value in values.items():
-                setting = declared.get(name)
-                if setting is None:
-                    known = ", ".join(sorted(n for n, s in declared.items() if not s.secret))
-                    errors.append(f"{path}.settings.{name}: unknown setting for {row['kind']}; known: {known}")
-                elif setting.secret:
-                    errors.append(f"{path}.settings.{name}: a secret; set it in the admin, never in the file")
-                elif not _is(value, str):
-                    errors.append(_type_error(f"{path}.settings.{name}", str, value))
-            connection_rows.append(ConnectionConfig(row["name"], row["kind"], row["base_url"].strip(), dict(values)))
-
-    queues: list[QueueConfig] | None = None
-    if "queues" in data:
-        queues, seen = [], dict[Any, str]()
-        for path, row in _validate_rows("queues", data["queues"], QUEUE_KEYS, ["platform_id"], errors):
-            platform_id = row["platform_id"].strip()
-            _check_length(f"{path}.platform_id", platform_id, Queue, "platform_id", errors)
-            _check_length(f"{path}.name", row.get("name", ""), Queue, "name", errors)
-            _unique(f"{path}.platform_id", platform_id, seen, f"queue {platform_id!r}", errors)
-            for index, part in enumerate(row.get("path", [])):
-                if not _is(part, str) or not part.strip():
-                    errors.append(f"{path}.path[{index}]: must be a non-empty string, not {json.dumps(part)}")
-            for index, team in enumerate(row.get("teams", [])):
-                if not _is(team, str):
-                    errors.append(_type_error(f"{path}.teams[{index}]", str, team))
-                elif team not in known_teams:
-                    where = "the file's teams" if teams is not None else "the existing teams"
-                    errors.append(f"{path}.teams[{index}]: unknown team {team!r}; it must be one of {where}")
-            number = row.get("default_outbound_number", "").strip()
-            if number and not E164_RE.fullmatch(number):
-                errors.append(f"{path}.default_outbound_number: {number!r} is not an E.164 number like +14155550100")
-            queues.append(
-                QueueConfig(
-                    platform_id,
-                    row.get("name", ""),
-                    tuple(row.get("path", [])),
-                    tuple(dict.fromkeys(row.get("teams", []))),
-                    number,
-                )
-            )
-
-    mappings: list[MappingConfig] | None = None
-    if "custom_data_mappings" in data:
-        mappings, seen = [], dict[Any, str]()
-        rows = _validate_rows(
-            "custom_data_mappings", data["custom_data_mappings"], MAPPING_KEYS, list(MAPPING_KEYS), errors
-        )
-        for path, row in rows:
-            sdk_key, field_id = row["sdk_key"].strip(), row["crm_field_id"].strip()
-            _connection_check(f"{path}.connection", row["connection"], connections, errors)
-            _check_length(f"{path}.sdk_key", sdk_key, CustomDataMapping, "sdk_key", errors)
-            _check_length(f"{path}.crm_field_id", field_id, CustomDataMapping, "crm_field_id", errors)
-            _unique(f"{path}.sdk_key", (row["connection"], sdk_key), seen, f"custom data key {sdk_key!r}", errors)
-            mappings.append(MappingConfig(row["connection"], sdk_key, field_id))
-
-    custom_fields: list[CustomFieldConfig] | None = None
-    if "custom_fields" in data:
-        custom_fields, seen = [], dict[Any, str]()
-        rows = _validate_rows(
-            "custom_fields", data["custom_fields"], CUSTOM_FIELD_KEYS, list(CUSTOM_FIELD_KEYS), errors
-        )
-        for path, row in rows:
-            key, field_id = row["key"].strip(), row["crm_field_id"].strip()
-            _connection_check(f"{path}.connection", row["connection"], connections, errors)
-            if key not in RECORD_FIELD_KEYS:
-                errors.append(
-                    f"{path}.key: unknown record field {key!r}; known: {', '.join(sorted(RECORD_FIELD_KEYS))}"
-                )
-            _check_length(f"{path}.crm_field_id", field_id, CustomField, "crm_field_id", errors)
-            _unique(f"{path}.key", (row["connection"], key), seen, f"field {key!r}", errors)
-            custom_fields.append(CustomFieldConfig(row["connection"], key, field_id))
-
+    teams = _validate_teams(data["teams"], errors) if "teams" in data else None
+    known = _Known(
+        connections=Counter(connection_names),
+        teams=frozenset(team.name for team in teams) if teams is not None else frozenset(team_names),
+        teams_from_file=teams is not None,
+    )
+    sections = {
+        section: validate(data[section], known, errors) for section, validate in ROW_SECTIONS.items() if section in data
+    }
     if errors:
         raise ConfigError(errors)
-    return ConfigFile(
-        settings=settings,
-        connections=tuple(connection_rows) if connection_rows is not None else None,
-        teams=tuple(teams) if teams is not None else None,
-        queues=tuple(queues) if queues is not None else None,
-        custom_data_mappings=tuple(mappings) if mappings is not None else None,
-        custom_fields=tuple(custom_fields) if custom_fields is not None else None,
-    )
+    return ConfigFile(settings=settings, teams=teams, **sections)
+
+
+def _validate_teams(value: Any, errors: list[str]) -> tuple[TeamConfig, ...]:
+    teams, seen = [], dict[Any, str]()
+    for path, row in _validate_rows("teams", value, TeamRow, errors):
+        name = row["name"].strip()
+        _check_length(f"{path}.name", name, Team, "name", errors)
+        _unique(f"{path}.name", name, seen, f"team {name!r}", errors)
+        teams.append(TeamConfig(name, *(row.get(flag, False) for flag in TEAM_FLAGS)))
+    return tuple(teams)
+
+
+def _validate_connections(value: Any, known: _Known, errors: list[str]) -> tuple[ConnectionConfig, ...]:
+    connections, seen = [], dict[Any, str]()
+    for path, row in _validate_rows("connections", value, ConnectionRow, errors):
+        _connection_check(f"{path}.name", row["name"], known.connections, errors)
+        _unique(f"{path}.name", row["name"], seen, f"connection {row['name']!r}", errors)
+        provider = PROVIDERS.get(row["kind"])
+        if provider is None:
+            errors.append(f"{path}.kind: unknown CRM {row['kind']!r}; known: {', '.join(sorted(PROVIDERS))}")
+            continue
+        values = row.get("settings", {})
+        errors += _connection_settings_errors(f"{path}.settings", provider, row["kind"], values)
+        connections.append(ConnectionConfig(row["name"], row["kind"], row["base_url"].strip(), dict(values)))
+    return tuple(connections)
+
+
+def _connection_settings_errors(
+    path: str, provider: type[CrmProvider], kind: str, values: Mapping[str, Any]
+) -> list[str]:
+    """A connection's settings checked against what its provider declares: never a secret in the file."""
+    declared = {setting.name: setting for setting in provider.settings_spec}
+    errors = []
+    for name, value in values.items():
+        setting = declared.get(name)
+        if setting is None:
+            known = ", ".join(sorted(n for n, s in declared.items() if not s.secret))
+            errors.append(f"{path}.{name}: unknown setting for {kind}; known: {known}")
+        elif setting.secret:
+            errors.append(f"{path}.{name}: a secret; set it in the admin, never in the file")
+        elif not _is(value, str):
+            errors.append(_type_error(f"{path}.{name}", str, value))
+    return errors
+
+
+def _validate_queues(value: Any, known: _Known, errors: list[str]) -> tuple[QueueConfig, ...]:
+    queues, seen = [], dict[Any, str]()
+    for path, row in _validate_rows("queues", value, QueueRow, errors):
+        platform_id = row["platform_id"].strip()
+        _check_length(f"{path}.platform_id", platform_id, Queue, "platform_id", errors)
+        _check_length(f"{path}.name", row.get("name", ""), Queue, "name", errors)
+        _unique(f"{path}.platform_id", platform_id, seen, f"queue {platform_id!r}", errors)
+        for index, part in enumerate(row.get("path", [])):
+            if not _is(part, str) or not part.strip():
+                errors.append(f"{path}.path[{index}]: must be a non-empty string, not {json.dumps(part)}")
+        errors += _queue_team_errors(path, row.get("teams", []), known)
+        queues.append(
+            QueueConfig(
+                platform_id,
+                row.get("name", ""),
+                tuple(row.get("path", [])),
+                tuple(dict.fromkeys(row.get("teams", []))),
+                row.get("default_outbound_number", ""),
+            )
+        )
+    return tuple(queues)
+
+
+def _queue_team_errors(path: str, teams: Sequence[Any], known: _Known) -> list[str]:
+    errors = []
+    for index, team in enumerate(teams):
+        if not _is(team, str):
+            errors.append(_type_error(f"{path}.teams[{index}]", str, team))
+        elif team not in known.teams:
+            where = "the file's teams" if known.teams_from_file else "the existing teams"
+            errors.append(f"{path}.teams[{index}]: unknown team {team!r}; it must be one of {where}")
+    return errors
+
+
+def _validate_mappings(value: Any, known: _Known, errors: list[str]) -> tuple[MappingConfig, ...]:
+    mappings, seen = [], dict[Any, str]()
+    for path, row in _validate_rows("custom_data_mappings", value, MappingRow, errors):
+        sdk_key, field_id = row["sdk_key"].strip(), row["crm_field_id"].strip()
+        _connection_check(f"{path}.connection", row["connection"], known.connections, errors)
+        _check_length(f"{path}.sdk_key", sdk_key, CustomDataMapping, "sdk_key", errors)
+        _check_length(f"{path}.crm_field_id", field_id, CustomDataMapping, "crm_field_id", errors)
+        _unique(f"{path}.sdk_key", (row["connection"], sdk_key), seen, f"custom data key {sdk_key!r}", errors)
+        mappings.append(MappingConfig(row["connection"], sdk_key, field_id))
+    return tuple(mappings)
+
+
+def _validate_custom_fields(value: Any, known: _Known, errors: list[str]) -> tuple[CustomFieldConfig, ...]:
+    custom_fields, seen = [], dict[Any, str]()
+    for path, row in _validate_rows("custom_fields", value, CustomFieldRow, errors):
+        key, field_id = row["key"].strip(), row["crm_field_id"].strip()
+        _connection_check(f"{path}.connection", row["connection"], known.connections, errors)
+        if key not in RECORD_FIELD_KEYS:
+            errors.append(f"{path}.key: unknown record field {key!r}; known: {', '.join(sorted(RECORD_FIELD_KEYS))}")
+        _check_length(f"{path}.crm_field_id", field_id, CustomField, "crm_field_id", errors)
+        _unique(f"{path}.key", (row["connection"], key), seen, f"field {key!r}", errors)
+        custom_fields.append(CustomFieldConfig(row["connection"], key, field_id))
+    return tuple(custom_fields)
+
+
+# The list sections after teams, in the order their errors are listed: section -> its validator.
+ROW_SECTIONS: Mapping[str, Callable[[Any, _Known, list[str]], tuple[Any, ...]]] = {
+    "connections": _validate_connections,
+    "queues": _validate_queues,
+    "custom_data_mappings": _validate_mappings,
+    "custom_fields": _validate_custom_fields,
+}
 
 
 def settings_validate(value: Any) -> dict[str, Any]:

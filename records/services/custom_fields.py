@@ -50,7 +50,7 @@ def custom_fields_create(*, connection: CrmConnection) -> list[CustomField]:
 def custom_fields_create_enqueue(*, connection: CrmConnection) -> int:
     """Create the connection's custom fields in a worker; return how many fields it makes sure of.
 
-    Raises UnsupportedCrm at once for a CRM without a provider, and CrmUnsupported for one whose
+    Raises UnknownCrmKind at once for a CRM without a provider, and CrmUnsupported for one whose
     API cannot create fields, rather than reporting success and failing in the worker.
     """
     from records.tasks import create_custom_fields_task

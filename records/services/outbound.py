@@ -175,9 +175,8 @@ def _get_record(provider: CrmProvider, record_id: str, field: str) -> Record:
         raise OutboundRefused(422, field, "record_not_found", f"Record {record_id} was not found in the CRM.") from None
 
 
-def outbound_prepare(*, agent: AdapterAgent, request: PrepareRequest) -> Prepared:
-    """What the agent must choose before dialing (ADAPTER.md "Outbound: prepare")."""
-    options = agent_options(agent)
+def _allowed_ticket_id(options: OutboundOptions, request: PrepareRequest) -> str:
+    """The ticket id the call is made from (seed 004), or OutboundRefused when the team's options forbid the call."""
     in_ticket_mode = options.ticket_id != TicketIdMode.OFF
     # A contact_id the agent picked among the dialed number's contacts (origin dialpad) is no click-to-call.
     from_contact = request.origin == Origin.CONTACT or (request.contact_id and request.origin != Origin.DIALPAD)
@@ -203,6 +202,13 @@ def outbound_prepare(*, agent: AdapterAgent, request: PrepareRequest) -> Prepare
     ticket_id = request.ticket_id or (request.record_id if in_ticket_mode else "")
     if options.ticket_id == TicketIdMode.REQUIRED and not ticket_id:
         raise OutboundRefused(400, "ticket_id", "required", "Your team must enter a ticket ID for outbound calls.")
+    return ticket_id
+
+
+def outbound_prepare(*, agent: AdapterAgent, request: PrepareRequest) -> Prepared:
+    """What the agent must choose before dialing (ADAPTER.md "Outbound: prepare")."""
+    options = agent_options(agent)
+    ticket_id = _allowed_ticket_id(options, request)
 
     provider = _provider()
     warnings: list[str] = []

@@ -16,9 +16,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from integrations.crypto import CredentialsUnreadable
+from integrations.exceptions import CrmConfigurationError
 from integrations.providers.base import CrmProvider, Record
-from integrations.providers.registry import UnsupportedCrm
 from integrations.services import connection_provider
 from records.models import CrmAction, ScreenPop, Session
 from records.outbound import AGENT_EVENTS, answering_agent
@@ -64,7 +63,7 @@ def screen_pop_refresh(*, session: Session, provider: CrmProvider | None = None)
         try:
             assert session.crm_connection is not None
             provider = connection_provider(session.crm_connection)
-        except (CredentialsUnreadable, UnsupportedCrm) as exc:
+        except CrmConfigurationError as exc:
             logger.warning("records.screen-pop.no-provider %s: %s", session.pk, exc)
             return None
     record = Record(id=session.crm_record_id, subject="", status="", requester_id=session.crm_contact_id or None)

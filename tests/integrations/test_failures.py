@@ -5,8 +5,8 @@ import redis
 from django.db import DataError, IntegrityError, InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
-from integrations.crypto import CredentialsUnreadable
 from integrations.exceptions import (
+    CredentialsUnreadable,
     CrmAuthError,
     CrmNotFound,
     CrmOwnLimitReached,
@@ -14,6 +14,7 @@ from integrations.exceptions import (
     CrmRequestError,
     CrmTransientError,
     CrmUnsupported,
+    UnknownCrmKind,
 )
 from integrations.failures import (
     Failure,
@@ -24,7 +25,6 @@ from integrations.failures import (
     decide,
     describe_duration,
 )
-from integrations.providers.registry import UnsupportedCrm
 
 POLICY = RetryPolicy(base_seconds=2.0, cap_seconds=600.0, budget_seconds=86400.0)
 HALF = 0.5  # the dice: equal jitter puts a step of s at 0.75 s
@@ -43,7 +43,7 @@ HALF = 0.5  # the dice: equal jitter puts a step of s at 0.75 s
         (CrmNotFound("404", status_code=404), Failure.STALE_ID, False, True, False),
         (CrmRequestError("422 invalid email", status_code=422), Failure.REFUSED, False, True, False),
         (CrmUnsupported("no API"), Failure.UNSUPPORTED, False, False, False),
-        (UnsupportedCrm("no provider"), Failure.UNSUPPORTED, False, False, False),
+        (UnknownCrmKind("no provider"), Failure.UNSUPPORTED, False, False, False),
         (CredentialsUnreadable("key rotated away"), Failure.UNSUPPORTED, False, False, False),
         (redis.ConnectionError("Redis gone"), Failure.OUR_INFRASTRUCTURE, True, False, False),
         (redis.TimeoutError("Redis slow"), Failure.OUR_INFRASTRUCTURE, True, False, False),

@@ -15,7 +15,7 @@ import requests
 from integrations.exceptions import CrmAuthError, CrmNotFound, CrmRequestError
 from integrations.providers.base import ConnectionSettings, RecordChanges
 from integrations.providers.salesforce import SalesforceProvider
-from integrations.providers.zendesk import ZendeskProvider, _imported_comment
+from integrations.providers.zendesk import ZendeskProvider, imported_comment
 from integrations.sandbox import SandboxServer
 from integrations.sandbox.salesforce import SANDBOX_LOGIN
 from tests.recorded import key_set, recording, replay_server
@@ -122,7 +122,7 @@ def test_zendesk_comments_page_is_read_with_its_attachments() -> None:
 def test_zendesk_talk_partner_edition_voice_comment_is_read_as_a_voice_interaction() -> None:
     recorded = recording("zendesk", "tpe_voice_comment.json")["body"]
 
-    comment = _imported_comment(recorded)
+    comment = imported_comment(recorded)
 
     assert comment.crm_id == "16444825011986"
     assert comment.body == "This is a ticket comment 2\n\nSummary\nDirection: inbound"
@@ -130,7 +130,7 @@ def test_zendesk_talk_partner_edition_voice_comment_is_read_as_a_voice_interacti
     # The recorded call had no recording yet: Zendesk sends "", which is no recording.
     assert comment.recording_url is None
     assert comment.transcript is None
-    with_call_data = _imported_comment(
+    with_call_data = imported_comment(
         {**recorded, "data": {**recorded["data"], "recording_url": "https://pbx/r.mp3", "transcript": "Hi"}}
     )
     assert (with_call_data.recording_url, with_call_data.transcript) == ("https://pbx/r.mp3", "Hi")

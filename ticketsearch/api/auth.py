@@ -7,7 +7,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.request import Request
 
-from records.api.auth import HashedKeyAuthentication
+from integrations.auth import HashedKeyAuthentication
 from ticketsearch.models import QaToken
 
 KEYWORD = "Token"

@@ -1,0 +1,40 @@
+"""The hashed-key authentication the platform, adapter and QA APIs share (keys stored hashed, never in clear).
+
+Neutral ground: it knows no app; each API names its header keyword, its key model and its words.
+"""
+
+from typing import ClassVar
+
+from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+from rest_framework_api_key.models import AbstractAPIKey
+
+
+class HashedKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: <keyword> <key>`, checked against a model of hashed keys; `request.auth` is its row.
+
+    Subclasses name the header keyword, the key model and what a key is called in error messages.
+    """
+
+    keyword: ClassVar[str]
+    model: ClassVar[type[AbstractAPIKey]]
+    label: ClassVar[str]
+
+    def authenticate(self, request: Request) -> tuple[None, AbstractAPIKey] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != self.keyword.lower():
+            return None
+        key = key.strip()
+        if not key:
+            raise exceptions.AuthenticationFailed(f"The {self.keyword} header has no {self.label}.")
+        try:
+            found = self.model.objects.get_from_key(key)
+        except self.model.DoesNotExist:
+            raise exceptions.AuthenticationFailed(f"Invalid or revoked {self.label}.") from None
+        if found.has_expired:
+            raise exceptions.AuthenticationFailed(f"This {self.label} has expired.")
+        return (None, found)
+
+    def authenticate_header(self, request: Request) -> str:
+        return self.keyword
