@@ -1,5 +1,6 @@
 """CRM connections: creating and activating them, and building their providers."""
 
+import dataclasses
 import functools
 import logging
 from collections.abc import Collection, Mapping, Sequence
@@ -13,7 +14,7 @@ from django.utils import timezone
 
 from integrations.circuit import CircuitBreaker
 from integrations.exceptions import CrmError
-from integrations.failures import COUNTDOWN_MARGIN_SECONDS, RetryPolicy, broker_countdown
+from integrations.failures import COUNTDOWN_MARGIN_SECONDS, Decision, RetryPolicy, broker_countdown, decide
 from integrations.models import CrmConnection
 from integrations.providers.base import Capability, ConnectionSettings, CrmProvider, SettingSpec
 from integrations.providers.registry import PROVIDERS, get_provider, get_provider_class
@@ -73,6 +74,34 @@ def retry_countdown(delay: float, *, clamp: bool = False) -> float | None:
     if countdown is None and clamp:
         return max(0.0, visibility_timeout - COUNTDOWN_MARGIN_SECONDS)
     return countdown
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskFailureVerdict:
+    """What the failure policy says about a failed task that no sweeper looks for (F1, imports)."""
+
+    decision: Decision
+    # Seconds since the task's CRM trouble began (this failure included).
+    failing_for: float
+    # The countdown to retry with, cut to what the broker holds; None when not retried.
+    countdown: float | None
+    # The `failing_since` the retry carries: unchanged when this failure did not spend the budget.
+    failing_since: float | None
+
+
+def task_failure_verdict(
+    exc: Exception, *, connection: CrmConnection | None, attempt: int, failing_since: float | None
+) -> TaskFailureVerdict:
+    """The one failure policy for a task's own retries; `failing_since` is a POSIX time or None."""
+    now = timezone.now().timestamp()
+    first = failing_since or now
+    decision = decide(exc, attempt=attempt, failing_for=now - first, policy=connection_retry_policy(connection))
+    return TaskFailureVerdict(
+        decision=decision,
+        failing_for=now - first,
+        countdown=retry_countdown(decision.delay, clamp=True) if decision.retry else None,
+        failing_since=first if decision.spends_budget else failing_since,
+    )
 
 
 def connection_get_active() -> CrmConnection | None:

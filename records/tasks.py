@@ -5,7 +5,6 @@ from datetime import timedelta
 
 from celery import Task, shared_task
 from django.db import DatabaseError
-from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -96,9 +95,9 @@ def create_custom_fields_task(self: Task, connection_id: int, failing_since: flo
     `failing_since` (a POSIX time); anything else, or a failure once the budget is spent, is shown
     as the connection's last error in the admin.
     """
-    from integrations.failures import HANDLED_ERRORS, Failure, decide, describe_duration
+    from integrations.failures import HANDLED_ERRORS, Failure, describe_duration
     from integrations.models import CrmConnection
-    from integrations.services import connection_retry_policy, retry_countdown
+    from integrations.services import task_failure_verdict
     from records.services.custom_fields import custom_fields_create, custom_fields_record_error
 
     connection = CrmConnection.objects.filter(pk=connection_id).first()
@@ -108,21 +107,18 @@ def create_custom_fields_task(self: Task, connection_id: int, failing_since: flo
     try:
         custom_fields_create(connection=connection)
     except HANDLED_ERRORS as exc:
-        now = timezone.now().timestamp()
-        first = failing_since or now
-        decision = decide(
-            exc, attempt=self.request.retries + 1, failing_for=now - first, policy=connection_retry_policy(connection)
+        verdict = task_failure_verdict(
+            exc, connection=connection, attempt=self.request.retries + 1, failing_since=failing_since
         )
+        decision = verdict.decision
         if decision.retry:
-            since = first if decision.spends_budget else failing_since
             # No sweeper looks for waiting field creation: a longer wait is cut to what the broker holds.
-            countdown = retry_countdown(decision.delay, clamp=True)
-            kwargs = {"connection_id": connection_id, "failing_since": since}
-            raise self.retry(exc=exc, countdown=countdown, args=(), kwargs=kwargs) from exc
+            kwargs = {"connection_id": connection_id, "failing_since": verdict.failing_since}
+            raise self.retry(exc=exc, countdown=verdict.countdown, args=(), kwargs=kwargs) from exc
         error = str(exc)
         if decision.budget_spent:
-            tries = self.request.retries + 1
-            error = f"gave up after {tries} tries: {exc} (the CRM kept failing for {describe_duration(now - first)})"
+            tries, spent = self.request.retries + 1, describe_duration(verdict.failing_for)
+            error = f"gave up after {tries} tries: {exc} (the CRM kept failing for {spent})"
         elif decision.failure == Failure.OUR_BUG:
             logger.exception("records.create-custom-fields.unexpected %s", connection_id)
         custom_fields_record_error(connection=connection, error=error)

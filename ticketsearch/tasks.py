@@ -52,9 +52,9 @@ def import_connection_task(
     cursor of its last saved page, rather than failing (or, killed, staying "running" forever).
     `failing_since` (a POSIX time) is when the CRM's transient trouble with this import began.
     """
-    from integrations.failures import HANDLED_ERRORS, Failure, decide
+    from integrations.failures import HANDLED_ERRORS, Failure
     from integrations.models import CrmConnection
-    from integrations.services import connection_record_error, connection_retry_policy, retry_countdown
+    from integrations.services import connection_record_error, task_failure_verdict
     from ticketsearch.models import ImportRun
     from ticketsearch.services.importing import ImportAlreadyRunning, ImportNotSupported, tickets_import
 
@@ -74,18 +74,15 @@ def import_connection_task(
         logger.info("ticketsearch.import.skipped %s: %s", connection_id, exc)
         return
     except HANDLED_ERRORS as exc:
-        now = timezone.now().timestamp()
-        first = failing_since or now
-        decision = decide(
-            exc, attempt=self.request.retries + 1, failing_for=now - first, policy=connection_retry_policy(connection)
+        verdict = task_failure_verdict(
+            exc, connection=connection, attempt=self.request.retries + 1, failing_since=failing_since
         )
+        decision = verdict.decision
         if decision.retry:
-            since = first if decision.spends_budget else failing_since
             # No sweeper looks for a waiting import: a longer wait is cut to what the broker holds
             # (asking a rate-limited CRM early costs one more 429, never a second import).
-            countdown = retry_countdown(decision.delay, clamp=True)
-            kwargs = {"connection_id": connection_id, "trigger": trigger, "failing_since": since}
-            raise self.retry(exc=exc, countdown=countdown, args=(), kwargs=kwargs) from exc
+            kwargs = {"connection_id": connection_id, "trigger": trigger, "failing_since": verdict.failing_since}
+            raise self.retry(exc=exc, countdown=verdict.countdown, args=(), kwargs=kwargs) from exc
         if decision.failure == Failure.CREDENTIALS:
             # Retrying cannot fix credentials: record it where the admin sees it, and stop.
             connection_record_error(connection=connection, error=f"Ticket import: {exc}")
