@@ -1,0 +1,314 @@
+"""CRM call economy: requests and writes per inbound IVR call session on the sandbox Zendesk.
+
+Usage: .venv/bin/python bench/crm_calls.py [--sessions N] [--batching off|on|both] [--limit PER_MIN]
+
+Self-contained, loopback only (helpers of bench/chaos.py and bench/ingest.py): its own database
+(crmbridge_bench_crm_calls), gunicorn, Celery workers on a redis-server of its own, one beat, and a
+sandbox Zendesk in this process. The mix: N inbound IVR calls (session.created, queued, assigned,
+connected, ended, recording.ready, csat.submitted); every second session is a repeat caller (the
+phone of the session before it, posted after it, so it appends to that caller's open ticket).
+Events go through the real event API, a real worker runs them.
+
+Phases (each on a freshly reset sandbox, its per-route stats read at the end):
+  off      batching off, no rate limit: requests and writes per session, by route;
+  on       batching on, when the connection has a batching setting (issue 10, B1); otherwise
+           reported as "not available";
+  limited  batching off under --limit requests/min: budget used (% of limit x elapsed minutes),
+           429s (% of requests), repeated reads (GETs beyond those of the unlimited "off" run of
+           the same mix: reads a pause made the product send again), lost and
+           duplicated (reconciled against the sandbox's own API, as bench/chaos.py does).
+The naive baseline, from the mix: one CRM call per event that changes the record (7 a session).
+Latency assignment -> ticket visible (new callers): from the post of the assignment to the ticket existing in the
+sandbox's state (read in-process, so the polling costs no API request). The last line is JSON.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.chaos import (  # noqa: E402
+    AGENTS,
+    LIVE_QUEUE,
+    MAINTENANCE_QUEUE,
+    T0,
+    Fleet,
+    PostLog,
+    RedisBroker,
+    failed_actions,
+    post,
+    reconcile,
+    stop,
+    wait_settled,
+    wait_until_ready,
+)
+from bench.ingest import bench_env, create_api_key, database_url, free_port, manage, recreate_database, start_server  # noqa: E402
+from bench.tickets_common import percentiles_ms  # noqa: E402
+
+DEFAULT_DB = os.environ.get("BENCH_CRM_CALLS_DB", "crmbridge_bench_crm_calls")
+NO_FAULTS = {"fail_rate": 0.0, "throttle_rate": 0.0, "lost_response_rate": 0.0}
+# The events of the mix that change the record: a per-event integration makes one call for each.
+NAIVE_CALLS_PER_SESSION = 7
+# The connection setting B1 batching is switched on by (issue 10 item 2); the bench looks for it.
+BATCHING_FIELDS = ("batching_enabled", "batch_enabled", "batching")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=200, help="call sessions per phase (default 200)")
+    parser.add_argument("--batching", choices=("off", "on", "both"), default="both")
+    parser.add_argument("--limit", type=int, default=120, help="requests/min of the limited run (0: skip it)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--database", default=DEFAULT_DB)
+    parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--limiter-redis-url", default="redis://127.0.0.1:6379/13", help="the rate limiter's Redis")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    if args.sessions < 2 or args.workers < 1 or args.limit < 0:
+        parser.error("--sessions >= 2, --workers >= 1, --limit >= 0")
+    return args
+
+
+def phone(n: int, first: int) -> str:
+    # Session 2k+1 is a repeat caller of session 2k.
+    return f"+1415556{(first + n - n % 2) % 10000:04d}"
+
+
+def session_events(session_id: str, n: int, first: int) -> list[dict[str, Any]]:
+    agent = AGENTS[n % len(AGENTS)]
+    start = T0 + timedelta(minutes=n)
+    queue = {"id": "q-support-billing", "name": "Billing", "path": ["Support", "Billing"]}
+    kinds: list[tuple[str, int, dict[str, Any]]] = [
+        (
+            "session.created",
+            0,
+            {
+                "channel": "voice",
+                "session_type": "voice_inbound_ivr",
+                "language": "en",
+                "phone_number": phone(n, first),
+                "menu_path": "Support > Billing",
+                "queue": queue,
+            },
+        ),
+        ("session.queued", 2, {"queue": queue}),
+        ("session.assigned", 5, {"agent": {"email": agent}}),
+        ("session.connected", 10, {"agent": {"email": agent}}),
+        ("session.ended", 130, {"call_duration": 120, "hold_time": 10, "wait_time": 15}),
+        ("recording.ready", 135, {"url": f"https://recordings.example.com/{session_id}.mp3"}),
+        ("csat.submitted", 200, {"rating": 1 + n % 5, "comment": "thanks"}),
+    ]
+    return [
+        {
+            "event_id": f"{session_id}-{i}",
+            "session_id": session_id,
+            "type": kind,
+            "occurred_at": (start + timedelta(seconds=after)).isoformat(),
+            "data": data,
+        }
+        for i, (kind, after, data) in enumerate(kinds)
+    ]
+
+
+def visible(sandbox: Any, external_id: str) -> bool:
+    state = sandbox.sandbox
+    with state._lock:
+        return any(ticket.get("external_id") == external_id for ticket in list(state.tickets.values()))
+
+
+def post_and_time(
+    base_url: str, key: str, sandbox: Any, prefix: str, count: int, first: int
+) -> tuple[PostLog, list[float]]:
+    """Each session: created..assigned, wait for its ticket, then the rest. Latencies in seconds."""
+    log = PostLog()
+    latencies: list[float] = []
+    for n in range(count):
+        events = session_events(f"{prefix}-{n}", n, first)
+        post(base_url, key, events[:3], log)
+        posted = time.monotonic()
+        if n % 2:
+            # A repeat caller appends to its earlier ticket: no new ticket to wait for.
+            post(base_url, key, events[3:], log)
+            continue
+        while not visible(sandbox, f"{prefix}-{n}") and time.monotonic() - posted < 120:
+            time.sleep(0.02)
+        latencies.append(time.monotonic() - posted)
+        post(base_url, key, events[3:], log)
+    return log, latencies
+
+
+def by_route(stats: dict[str, Any], sessions: int) -> dict[str, float]:
+    return {route: round(count / sessions, 2) for route, count in sorted(stats["requests"].items())}
+
+
+def set_batching(on: bool) -> bool:
+    """Switch B1 batching on the connection; False when the product has no such setting yet."""
+    from integrations.models import CrmConnection
+
+    names = {f.name for f in CrmConnection._meta.get_fields()}
+    for name in BATCHING_FIELDS:
+        if name in names:
+            CrmConnection.objects.update(**{name: on})
+            return True
+    return not on
+
+
+def run_phase(name: str, ctx: dict[str, Any], *, first: int, limit: int | None) -> dict[str, Any]:
+    sandbox, sessions = ctx["sandbox"], ctx["sessions"]
+    sandbox.reset()
+    sandbox.configure(**NO_FAULTS, rate_limit_per_minute=limit)
+    start = time.monotonic()
+    result: dict[str, Any] = {}
+    poster = threading.Thread(
+        target=lambda: result.setdefault(
+            "posted", post_and_time(ctx["base_url"], ctx["key"], sandbox, name, sessions, first)
+        ),
+        daemon=True,
+    )
+    poster.start()
+    while poster.is_alive():
+        ctx["fleet"].check()
+        time.sleep(0.5)
+    if "posted" not in result:
+        raise RuntimeError(f"{name}: posting did not finish")
+    settle = wait_settled(ctx["db_url"], name, sessions)
+    elapsed = time.monotonic() - start
+    stats = sandbox.stats()
+    # New callers (even sessions) own a ticket by external id; repeat callers append to theirs.
+    outcome = reconcile(sandbox.base_url, name, sessions)
+    outcome["lost"] -= sessions // 2
+    requests_total = stats["total"]
+    writes = sum(n for route, n in stats["requests"].items() if not route.startswith("GET "))
+    _, latencies = result["posted"]
+    report = {
+        "requests_per_session": round(requests_total / sessions, 2),
+        "writes_per_session": round(writes / sessions, 2),
+        "by_route_per_session": by_route(stats, sessions),
+        "rate_limited": stats["rate_limited"],
+        "rate_limited_pct": round(100 * stats["rate_limited"] / max(1, requests_total), 2),
+        "visible_after_assignment": percentiles_ms(latencies),
+        "settled": settle is not None,
+        "seconds": round(elapsed, 1),
+        "failed_actions": failed_actions(ctx["db_url"], name),
+        "reads": sum(n for route, n in stats["requests"].items() if route.startswith("GET ")),
+        **outcome,
+    }
+    if limit:
+        accepted = requests_total - stats["rate_limited"]
+        # A run shorter than the CRM's one-minute window is measured against a whole minute's budget.
+        report["budget_used_pct"] = round(100 * accepted / (limit * max(elapsed, 60.0) / 60), 1)
+    return report
+
+
+def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    from integrations.sandbox import start_sandbox
+
+    broker = RedisBroker(tmp)
+    broker.start()
+    db_url = database_url(args.postgres_url, args.database)
+    env = bench_env(db_url, args.limiter_redis_url)
+    env.update(
+        {
+            "CELERY_BROKER_URL": broker.url,
+            "CELERY_TASK_DEFAULT_QUEUE": LIVE_QUEUE,
+            "CELERY_MAINTENANCE_QUEUE": MAINTENANCE_QUEUE,
+            "LOG_FORMAT": "plain",
+            "LOG_LEVEL": "INFO",
+        }
+    )
+    for name in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CRM_ALLOW_LOOPBACK"):
+        os.environ[name] = env[name]
+    os.environ["CELERY_TASK_DEFAULT_QUEUE"] = LIVE_QUEUE
+    print(f"database {args.database}: re-creating and migrating")
+    recreate_database(args.postgres_url, args.database)
+    manage(env, "migrate", "--noinput")
+    key = create_api_key(env)
+    sandbox = start_sandbox("zendesk", fixture=ROOT / "integrations" / "sandbox" / "fixtures" / "zendesk_demo.json")
+    import django
+
+    django.setup()
+    from integrations.services import connection_create
+
+    connection_create(
+        name="Sandbox Zendesk",
+        kind="zendesk",
+        base_url=sandbox.base_url,
+        settings={"email": "admin@example.com", "api_token": "sandbox-token"},
+        activate=True,
+    )
+    web = None
+    fleet = Fleet(env, tmp, args.workers)
+    phases: dict[str, Any] = {}
+    try:
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        web = start_server(env, port, 2, tmp / "gunicorn.log")
+        fleet.start()
+        wait_until_ready(web, base_url, key)
+        ctx = {"sandbox": sandbox, "sessions": args.sessions, "base_url": base_url, "key": key}
+        ctx.update({"fleet": fleet, "db_url": db_url})
+        plan: list[tuple[str, bool, int | None]] = []
+        if args.batching in ("off", "both"):
+            plan.append(("off", False, None))
+        if args.batching in ("on", "both"):
+            plan.append(("on", True, None))
+        if args.limit:
+            plan.append(("limited", False, args.limit))
+        for i, (name, batching, limit) in enumerate(plan):
+            if not set_batching(batching):
+                phases[name] = "not available (no batching setting on the connection)"
+                print(f"{name}: {phases[name]}")
+                continue
+            print(f"{name}: {args.sessions} sessions" + (f", limit {limit}/min" if limit else ""))
+            phases[name] = run_phase(name, ctx, first=i * 2000, limit=limit)
+            print(f"  {name}: {json.dumps(phases[name])}")
+    finally:
+        stop(web)
+        fleet.stop()
+        sandbox.stop()
+        broker.close()
+    limited, off = phases.get("limited"), phases.get("off")
+    if isinstance(limited, dict) and isinstance(off, dict):
+        # The same mix read more under the limit: reads repeated because of a pause.
+        limited["repeated_reads"] = max(0, limited["reads"] - off["reads"])
+    return {
+        "bench": "crm_calls",
+        "sessions": args.sessions,
+        "naive_requests_per_session": NAIVE_CALLS_PER_SESSION,
+        **{name: phase for name, phase in phases.items()},
+    }
+
+
+def main() -> int:
+    args = parse_args()
+    if shutil.which("redis-server") is None:
+        print("bench/crm_calls.py needs redis-server on PATH (a broker of its own)", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="bench-crm-calls-"))
+    try:
+        report = run(args, tmp)
+    except (RuntimeError, OSError, psycopg.Error) as exc:
+        print(f"bench/crm_calls.py failed: {exc}; logs in {tmp}", file=sys.stderr)
+        return 2
+    shutil.rmtree(tmp, ignore_errors=True)
+    counts = Counter(k for k, v in report.items() if isinstance(v, dict))
+    print(f"phases measured: {sorted(counts)}")
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
