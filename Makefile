@@ -70,6 +70,7 @@ bench: migrate
 	$(PY) bench/screen_pop.py
 	$(PY) bench/chaos.py --broker redis
 	$(PY) bench/chaos.py --broker rabbitmq
+	$(PY) bench/crm_calls.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache staticfiles var
