@@ -12,6 +12,7 @@ from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
 
+from integrations.agents import AgentIdCache
 from integrations.circuit import CircuitBreaker
 from integrations.exceptions import CrmError
 from integrations.failures import COUNTDOWN_MARGIN_SECONDS, Decision, RetryPolicy, broker_countdown, decide
@@ -40,6 +41,25 @@ def circuit_breaker() -> CircuitBreaker:
         probe_seconds=4 * settings.CRM_HTTP_TIMEOUT_SECONDS,
         min_run_seconds=settings.CRM_CIRCUIT_MIN_RUN_SECONDS,
     )
+
+
+@functools.cache
+def agent_id_cache() -> AgentIdCache:
+    """Agent ids every worker shares (integrations.agents), in Redis."""
+    return AgentIdCache.from_url(settings.REDIS_URL)
+
+
+def agent_id_find(provider: CrmProvider, *, email: str, fresh: bool = False) -> str | None:
+    """The CRM user id of the agent with this email: from the shared cache, else (or `fresh`) the CRM's."""
+    cache, crm = agent_id_cache(), provider.settings.base_url
+    if not fresh and (cached := cache.get(crm, email)) is not None:
+        return cached
+    agent = provider.find_agent(email=email)
+    if agent is None:
+        cache.forget(crm, email)
+        return None
+    cache.put(crm, email, agent.id)
+    return agent.id
 
 
 def connection_retry_policy(connection: CrmConnection | None) -> RetryPolicy:

@@ -22,6 +22,7 @@ from rest_framework.test import APIClient
 from rest_framework_api_key.models import APIKey
 
 from config.celery import app as celery_app
+from integrations.agents import KEY_PREFIX as AGENT_ID_KEY_PREFIX
 from integrations.circuit import KEY_PREFIX as CIRCUIT_KEY_PREFIX
 from integrations.models import CrmConnection
 from integrations.ratelimit import KEY_PREFIX, USAGE_KEY_PREFIX, WINDOW_KEY_PREFIX
@@ -79,7 +80,7 @@ def _fresh(server: SandboxServer) -> SandboxServer:
     """The sandbox back at its fixture, and no rate-limit window, 429 gate or request count left from another test."""
     server.reset()
     client = redis.Redis.from_url(TEST_BROKER_URL)
-    for prefix in (KEY_PREFIX, WINDOW_KEY_PREFIX, USAGE_KEY_PREFIX, CIRCUIT_KEY_PREFIX):
+    for prefix in (KEY_PREFIX, WINDOW_KEY_PREFIX, USAGE_KEY_PREFIX, CIRCUIT_KEY_PREFIX, AGENT_ID_KEY_PREFIX):
         for key in client.scan_iter(f"{prefix}*"):
             client.delete(key)
     return server

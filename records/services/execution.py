@@ -35,6 +35,7 @@ from integrations.providers.base import (
     RecordChanges,
 )
 from integrations.services import (
+    agent_id_find,
     circuit_breaker,
     connection_get_active,
     connection_provider,
@@ -620,8 +621,15 @@ def _write_record(
             assignee_id=draft.assignee_id,
             tags=draft.tags,
         )
-        record, lost = _write_fields(
-            provider, draft.fields, lambda known: provider.create_record(replace(new_record, custom_fields=known))
+        record, lost = _with_fresh_agent(
+            provider,
+            payload.get("assignee_email") or "",
+            draft.assignee_id,
+            lambda assignee: _write_fields(
+                provider,
+                draft.fields,
+                lambda known: provider.create_record(replace(new_record, assignee_id=assignee, custom_fields=known)),
+            ),
         )
         return record.id, True, lost
     record_id = location.record_id
@@ -635,8 +643,17 @@ def _write_record(
         add_tags=draft.tags,
         comment=comment,
     )
-    _, lost = _write_fields(
-        provider, draft.fields, lambda known: provider.update_record(record_id, replace(changes, custom_fields=known))
+    _, lost = _with_fresh_agent(
+        provider,
+        payload.get("assignee_email") or "",
+        draft.assignee_id,
+        lambda assignee: _write_fields(
+            provider,
+            draft.fields,
+            lambda known: provider.update_record(
+                record_id, replace(changes, assignee_id=assignee, custom_fields=known)
+            ),
+        ),
     )
     return record_id, False, lost
 
@@ -672,11 +689,31 @@ def _candidates_for(provider: CrmProvider, session: Session, payload: dict[str, 
 def _assignee_id(provider: CrmProvider, email: str, notes: list[str]) -> str | None:
     if not email:
         return None
-    agent = provider.find_agent(email=email)
-    if agent is None:
+    agent_id = agent_id_find(provider, email=email)
+    if agent_id is None:
         notes.append(f"Agent {email} was not found in the CRM: the record was not assigned.")
-        return None
-    return agent.id
+    return agent_id
+
+
+def _with_fresh_agent(
+    provider: CrmProvider, email: str, assignee_id: str | None, write: Callable[[str | None], T]
+) -> T:
+    """Write with the (cached) agent id; if the CRM refuses the write, look the agent up afresh and,
+    when the id has changed (the agent was deleted and made again), write once more with it.
+
+    A refused write made nothing (a 4xx), so writing again makes no second record or comment.
+    """
+    try:
+        return write(assignee_id)
+    except CrmNotFound:
+        raise
+    except CrmRequestError:
+        if not email or assignee_id is None:
+            raise
+        fresh = agent_id_find(provider, email=email, fresh=True)
+        if fresh == assignee_id:
+            raise
+    return write(fresh)
 
 
 def _crm_fields(session: Session, values: dict[str, Any]) -> dict[str, Any]:
@@ -786,8 +823,17 @@ def _update_record(
     record_id, (_, lost) = _write_to_record(
         provider,
         session,
-        lambda target: _write_fields(
-            provider, fields, lambda known: provider.update_record(target, replace(changes, custom_fields=known))
+        lambda target: _with_fresh_agent(
+            provider,
+            payload.get("assignee_email") or "",
+            assignee_id,
+            lambda assignee: _write_fields(
+                provider,
+                fields,
+                lambda known: provider.update_record(
+                    target, replace(changes, assignee_id=assignee, custom_fields=known)
+                ),
+            ),
         ),
     )
     lost_notes = _fields_lost(session, lost)
@@ -857,11 +903,17 @@ def _display_record(
 ) -> dict[str, Any]:
     """O4: ask the CRM to open the record on the answering agent's screen (Zendesk Talk Partner Edition)."""
     email = payload["agent_email"]
-    agent = provider.find_agent(email=email)
-    if agent is None:
+    agent_id = agent_id_find(provider, email=email)
+    if agent_id is None:
         raise ActionFailed(f"Agent {email} was not found in the CRM: the record cannot be opened on their screen.")
-    provider.display_record(agent.id, payload["record_id"])
-    return {"record_id": payload["record_id"], "outcome": f"opened on {email}'s screen (CRM user {agent.id})"}
+
+    def display(user_id: str | None) -> str:
+        assert user_id is not None
+        provider.display_record(user_id, payload["record_id"])
+        return user_id
+
+    shown_to = _with_fresh_agent(provider, email, agent_id, display)
+    return {"record_id": payload["record_id"], "outcome": f"opened on {email}'s screen (CRM user {shown_to})"}
 
 
 # Handlers: (provider, session, payload, retried, action) -> result; `action` for the progress it keeps.
