@@ -908,7 +908,9 @@ def _display_record(
         raise ActionFailed(f"Agent {email} was not found in the CRM: the record cannot be opened on their screen.")
 
     def display(user_id: str | None) -> str:
-        assert user_id is not None
+        if user_id is None:
+            # The CRM refused the cached id and has no agent with this email any more.
+            raise ActionFailed(f"Agent {email} is no longer in the CRM: the record cannot be opened on their screen.")
         provider.display_record(user_id, payload["record_id"])
         return user_id
 
