@@ -621,14 +621,13 @@ def _write_record(
             assignee_id=draft.assignee_id,
             tags=draft.tags,
         )
-        record, lost = _with_fresh_agent(
+        record, lost = _write_assigned(
             provider,
             payload.get("assignee_email") or "",
             draft.assignee_id,
-            lambda assignee: _write_fields(
-                provider,
-                draft.fields,
-                lambda known: provider.create_record(replace(new_record, assignee_id=assignee, custom_fields=known)),
+            draft.fields,
+            lambda assignee, known: provider.create_record(
+                replace(new_record, assignee_id=assignee, custom_fields=known)
             ),
         )
         return record.id, True, lost
@@ -643,16 +642,13 @@ def _write_record(
         add_tags=draft.tags,
         comment=comment,
     )
-    _, lost = _with_fresh_agent(
+    _, lost = _write_assigned(
         provider,
         payload.get("assignee_email") or "",
         draft.assignee_id,
-        lambda assignee: _write_fields(
-            provider,
-            draft.fields,
-            lambda known: provider.update_record(
-                record_id, replace(changes, assignee_id=assignee, custom_fields=known)
-            ),
+        draft.fields,
+        lambda assignee, known: provider.update_record(
+            record_id, replace(changes, assignee_id=assignee, custom_fields=known)
         ),
     )
     return record_id, False, lost
@@ -714,6 +710,23 @@ def _with_fresh_agent(
         if fresh == assignee_id:
             raise
     return write(fresh)
+
+
+def _write_assigned(
+    provider: CrmProvider,
+    email: str,
+    assignee_id: str | None,
+    fields: dict[str, Any],
+    write: Callable[[str | None, dict[str, Any]], Record],
+) -> tuple[Record, list[str]]:
+    """A record write carrying the assignee and the F2 fields: a stale agent id refreshed
+    (`_with_fresh_agent`), fields the CRM forgot dropped (`_write_fields`)."""
+    return _with_fresh_agent(
+        provider,
+        email,
+        assignee_id,
+        lambda assignee: _write_fields(provider, fields, lambda known: write(assignee, known)),
+    )
 
 
 def _crm_fields(session: Session, values: dict[str, Any]) -> dict[str, Any]:
@@ -823,16 +836,13 @@ def _update_record(
     record_id, (_, lost) = _write_to_record(
         provider,
         session,
-        lambda target: _with_fresh_agent(
+        lambda target: _write_assigned(
             provider,
             payload.get("assignee_email") or "",
             assignee_id,
-            lambda assignee: _write_fields(
-                provider,
-                fields,
-                lambda known: provider.update_record(
-                    target, replace(changes, assignee_id=assignee, custom_fields=known)
-                ),
+            fields,
+            lambda assignee, known: provider.update_record(
+                target, replace(changes, assignee_id=assignee, custom_fields=known)
             ),
         ),
     )
