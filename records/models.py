@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Q
 
 from integrations.models import CrmConnection, SettingsRow
-from records.rules import AbandonedChats, ApiResponseFormat, RuleSet, title_template_errors
+from records.rules import DEFAULT_CLOSED_WITHIN_DAYS, AbandonedChats, ApiResponseFormat, RuleSet, title_template_errors
 from records.vocabulary import CHANNEL_CHOICES, RECORD_FIELD_CHOICES, SESSION_TYPE_CHOICES, ActionKind, EventType
 
 
@@ -32,7 +32,7 @@ class OperationSettings(SettingsRow):
     )
     closed_within_days = models.PositiveSmallIntegerField(
         "Closed within (days)",
-        default=3,
+        default=DEFAULT_CLOSED_WITHIN_DAYS,
         validators=[MinValueValidator(1), MaxValueValidator(365)],
         help_text="(R2)",
     )
@@ -63,7 +63,7 @@ class OperationSettings(SettingsRow):
     abandoned_chat_records = models.CharField(
         "Records for abandoned chats",
         max_length=20,
-        choices=AbandonedChats.CHOICES,
+        choices=AbandonedChats.choices,
         default=AbandonedChats.OFF,
         help_text="(R6)",
     )
@@ -103,7 +103,7 @@ class OperationSettings(SettingsRow):
     api_response_format = models.CharField(
         "Post API direct access point responses as a comment",
         max_length=20,
-        choices=ApiResponseFormat.CHOICES,
+        choices=ApiResponseFormat.choices,
         default=ApiResponseFormat.OFF,
         help_text="(S15)",
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from records.rules import (
     Candidate,
+    CreateRecord,
     PlannedAction,
     RuleSet,
     SessionEvent,
@@ -21,7 +22,6 @@ from records.rules import (
     record_request,
     replay,
 )
-from records.vocabulary import ActionKind
 
 
 @dataclass(frozen=True)
@@ -67,22 +67,21 @@ def record_plan(
     for decision in replay(rules, state, events):
         planned += decision.actions
         state = decision.state
-    create = next((action for action in planned if action.kind == ActionKind.CREATE_RECORD), None)
-    if create is None:
+    create = next((action for action in planned if isinstance(action.payload, CreateRecord)), None)
+    if create is None or not isinstance(payload := create.payload, CreateRecord):
         return NO_RECORD
-    payload = create.payload
     choice = choose_record(record_request(payload, session_type=state.session_type), candidates, now)
     if choice.record_id is None:
         placement = "new record"
     else:
         placement = f"appended to record {choice.record_id}" + (" (reopened)" if choice.reopen else "")
-    tags = tuple(filter(None, [payload.get("session_type_name") or "", *(payload.get("tags") or ())]))
+    tags = tuple(filter(None, [payload.session_type_name, *payload.tags]))
     return RecordPlan(
         created=True,
         placement=placement,
-        title=str(payload.get("subject") or ""),
+        title=payload.subject,
         tags=tags,
-        assignee=str(payload.get("assignee_email") or ""),
+        assignee=payload.assignee_email,
         rule=create.rule,
     )
 

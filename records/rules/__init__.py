@@ -8,6 +8,7 @@ Two decisions need CRM data and are made by the executor, but with pure function
 which record a session lands on (`choose_record`) and which contact it belongs to.
 
 The modules, each dispatching on event type or record mode by a table:
+- `actions`: what each planned action asks the executor for (one frozen dataclass per kind);
 - `ruleset`: the settings the rules read (RuleSet), their choices, the title template's words;
 - `state`: the session (SessionState), its events, planned actions, and `fold` (FOLDS);
 - `creation`: when the record is made and how it is found (`creation_due`, `plan_creation`);
@@ -17,12 +18,27 @@ The modules, each dispatching on event type or record mode by a table:
 - `choices`: `choose_record` (one chooser per record mode) and `choose_contact`.
 """
 
+from records.rules.actions import (
+    PAYLOAD_TYPES,
+    ActionPayload,
+    AddComment,
+    CallbackOf,
+    CreateRecord,
+    DisplayRecord,
+    EnsureContact,
+    MalformedPayload,
+    RecordPolicy,
+    TranscriptFile,
+    UpdateRecord,
+    action_payload,
+)
 from records.rules.choices import Candidate, RecordChoice, RecordRequest, choose_contact, choose_record, record_request
 from records.rules.creation import CreationPlan, CreationRefusal, creation_due, plan_creation
 from records.rules.decide import decide, replay, why_nothing
 from records.rules.follow_ups import follow_ups
 from records.rules.ruleset import (
     CALLBACK_SHORT_CALL_SECONDS,
+    DEFAULT_CLOSED_WITHIN_DAYS,
     DEFAULT_TITLE_TEMPLATE,
     TITLE_VARIABLES,
     AbandonedChats,
@@ -47,21 +63,34 @@ from records.rules.texts import (
 
 __all__ = [
     "CALLBACK_SHORT_CALL_SECONDS",
+    "DEFAULT_CLOSED_WITHIN_DAYS",
     "DEFAULT_TITLE_TEMPLATE",
+    "PAYLOAD_TYPES",
     "TITLE_VARIABLES",
     "AbandonedChats",
+    "ActionPayload",
+    "AddComment",
     "ApiResponseFormat",
+    "CallbackOf",
     "Candidate",
+    "CreateRecord",
     "CreationPlan",
     "CreationRefusal",
     "Decision",
+    "DisplayRecord",
+    "EnsureContact",
+    "MalformedPayload",
     "PlannedAction",
     "RecordChoice",
     "RecordMode",
+    "RecordPolicy",
     "RecordRequest",
     "RuleSet",
     "SessionEvent",
     "SessionState",
+    "TranscriptFile",
+    "UpdateRecord",
+    "action_payload",
     "api_response_comment",
     "call_finished_comment",
     "choose_contact",

@@ -3,10 +3,10 @@
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from integrations.providers.base import Contact
-from records.rules.ruleset import CALLBACK_SHORT_CALL_SECONDS, RecordMode
+from records.rules.actions import CreateRecord
+from records.rules.ruleset import CALLBACK_SHORT_CALL_SECONDS, DEFAULT_CLOSED_WITHIN_DAYS, RecordMode
 from records.vocabulary import SessionType
 
 
@@ -43,7 +43,7 @@ class RecordChoice:
 
 @dataclass(frozen=True)
 class RecordRequest:
-    mode: str
+    mode: RecordMode
     channel: str = ""
     queue_id: str = ""
     leaf_queue: str = ""
@@ -51,7 +51,7 @@ class RecordRequest:
     session_type: str = ""
     append_to_open_records: bool = True
     append_to_recently_closed: bool = False
-    closed_within_days: int = 3
+    closed_within_days: int = DEFAULT_CLOSED_WITHIN_DAYS
     never_append: bool = False
     outbound_record_id: str = ""
     # S7: the original session's record, and how long that call lasted.
@@ -61,28 +61,27 @@ class RecordRequest:
 
 
 def record_request(
-    payload: Mapping[str, Any],
+    payload: CreateRecord,
     *,
     session_type: str,
     original_record_id: str = "",
     original_call_seconds: float | None = None,
 ) -> RecordRequest:
-    """The record lookup a create_record action asks for (its payload), for choose_record."""
-    policy = payload.get("policy") or {}
-    callback = payload.get("callback") or {}
+    """The record lookup a create_record action asks for, for choose_record."""
+    policy = payload.policy
     return RecordRequest(
-        mode=payload.get("mode") or RecordMode.NEW,
-        channel=payload.get("channel") or "",
-        queue_id=payload.get("queue_id") or "",
-        leaf_queue=payload.get("leaf_queue") or "",
-        menu_path=payload.get("menu_path") or "",
+        mode=payload.mode,
+        channel=payload.channel,
+        queue_id=payload.queue_id,
+        leaf_queue=payload.leaf_queue,
+        menu_path=payload.menu_path,
         session_type=session_type,
-        append_to_open_records=bool(policy.get("append_to_open_records", True)),
-        append_to_recently_closed=bool(policy.get("append_to_recently_closed", False)),
-        closed_within_days=int(policy.get("closed_within_days") or 3),
-        never_append=bool(policy.get("never_append", False)),
-        outbound_record_id=payload.get("outbound_record_id") or "",
-        callback_kind=callback.get("kind") or "",
+        append_to_open_records=policy.append_to_open_records,
+        append_to_recently_closed=policy.append_to_recently_closed,
+        closed_within_days=policy.closed_within_days,
+        never_append=policy.never_append,
+        outbound_record_id=payload.outbound_record_id,
+        callback_kind=payload.callback.kind,
         original_record_id=original_record_id,
         original_call_seconds=original_call_seconds,
     )

@@ -2,18 +2,18 @@
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from records.rules.actions import CallbackOf, CreateRecord, EnsureContact, RecordPolicy
 from records.rules.ruleset import AbandonedChats, RecordMode, RuleSet
 from records.rules.state import PlannedAction, SessionEvent, SessionState
 from records.rules.texts import fields_at_start, mapped_custom_data, render_title, standard_data_comment
-from records.vocabulary import SESSION_TYPES, ActionKind, Channel, SessionType
+from records.vocabulary import SESSION_TYPES, Channel, SessionType
 
 
 @dataclass(frozen=True)
 class CreationPlan:
     rule: str
-    mode: str
+    mode: RecordMode
     why: str
     assign: bool = True
 
@@ -117,34 +117,33 @@ def _abandoned_chat_plan(rules: RuleSet, state: SessionState, event: SessionEven
     return CreationRefusal("R6", f"{kind} with {state.consumer_messages} of {minimum} consumer messages")
 
 
-def contact_payload(state: SessionState) -> dict[str, Any]:
+def contact_payload(state: SessionState) -> EnsureContact:
     """S16: the contact is found by app user id, email or phone, else created."""
     customer = state.customer
-    app_user_id = str(customer.get("app_user_id") or "")
     email = customer.get("email") or ""
-    authenticated = customer.get("authenticated")
-    web_anonymous = state.session_type.endswith("_web") and authenticated is False
-    name = customer.get("name") or state.phone_number or email or f"Web user {state.session_id}"
-    payload: dict[str, Any] = {
-        "phone": "" if web_anonymous else state.phone_number,
-        "email": "" if web_anonymous else email,
-        "external_id": app_user_id,
-        "name": name,
+    web_anonymous = state.session_type.endswith("_web") and customer.get("authenticated") is False
+    return EnsureContact(
+        phone="" if web_anonymous else state.phone_number,
+        email="" if web_anonymous else email,
+        external_id=str(customer.get("app_user_id") or ""),
+        name=customer.get("name") or state.phone_number or email or f"Web user {state.session_id}",
         # S5 applies to IVR callers only; other sessions identify their user.
-        "ask_agent_when_several": state.session_type == SessionType.VOICE_INBOUND_IVR,
-        "always_create": web_anonymous,
-    }
-    if state.outbound.get("contact_id"):
-        payload["contact_id"] = str(state.outbound["contact_id"])
-    return payload
+        ask_agent_when_several=state.session_type == SessionType.VOICE_INBOUND_IVR,
+        always_create=web_anonymous,
+        contact_id=str(state.outbound.get("contact_id") or ""),
+    )
 
 
-def _contact_reason(payload: Mapping[str, Any]) -> str:
-    if payload.get("contact_id"):
-        return f"the agent's contact {payload['contact_id']} (outbound)"
-    if payload.get("always_create"):
+def _contact_reason(payload: EnsureContact) -> str:
+    if payload.contact_id:
+        return f"the agent's contact {payload.contact_id} (outbound)"
+    if payload.always_create:
         return "new contact for an unauthenticated web user (S16)"
-    keys = [f"{key} {payload[key]}" for key in ("external_id", "email", "phone") if payload.get(key)]
+    keys = [
+        f"{key} {value}"
+        for key, value in (("external_id", payload.external_id), ("email", payload.email), ("phone", payload.phone))
+        if value
+    ]
     return f"find the contact by {', '.join(keys) or 'nothing known'}, or create it (S16)"
 
 
@@ -157,39 +156,44 @@ def planned_assignee(rules: RuleSet, state: SessionState, plan: CreationPlan) ->
 def plan_creation(rules: RuleSet, state: SessionState, plan: CreationPlan, event_id: str) -> list[PlannedAction]:
     info = SESSION_TYPES.get(state.session_type)
     contact = contact_payload(state)
-    tags = [rules.product_tag] if rules.add_product_tag and rules.product_tag else []
+    tags = (rules.product_tag,) if rules.add_product_tag and rules.product_tag else ()
     assignee = planned_assignee(rules, state, plan)
-    record: dict[str, Any] = {
-        "mode": plan.mode,
-        "subject": render_title(rules.title_template, state),
-        "session_type_name": info.name if info and rules.tag_session_type else "",
-        "tags": tags,
-        "first_comment": standard_data_comment(state),
-        "assignee_email": assignee,
-        "external_id": state.session_id,
-        "channel": state.channel,
-        "queue_id": state.queue_id,
-        "leaf_queue": state.leaf_queue,
-        "menu_path": state.menu_path,
-        "fields": fields_at_start(state),
-        "mapped_fields": mapped_custom_data(rules, state),
-        "mapped_keys": {field_id: key for key, field_id in rules.custom_data_mapping.items()},
-        "policy": {
-            "append_to_open_records": rules.append_to_open_records,
-            "append_to_recently_closed": rules.append_to_recently_closed,
-            "closed_within_days": rules.closed_within_days,
-            "never_append": rules.never_append,
-        },
-        "outbound_record_id": str(state.outbound.get("record_id") or ""),
-        "entered_number": state.phone_number if state.outbound.get("entered_number") else "",
-        "callback": dict(state.callback),
-        "phone_number": state.phone_number,
-    }
-    if plan.mode == RecordMode.VOICEMAIL and not assignee:
-        record["note"] = "no CRM default user is set for voicemail records (S4): left unassigned"
+    record = CreateRecord(
+        mode=plan.mode,
+        subject=render_title(rules.title_template, state),
+        session_type_name=info.name if info and rules.tag_session_type else "",
+        tags=tags,
+        first_comment=standard_data_comment(state),
+        assignee_email=assignee,
+        external_id=state.session_id,
+        channel=state.channel,
+        queue_id=state.queue_id,
+        leaf_queue=state.leaf_queue,
+        menu_path=state.menu_path,
+        fields=fields_at_start(state),
+        mapped_fields=mapped_custom_data(rules, state),
+        mapped_keys={field_id: key for key, field_id in rules.custom_data_mapping.items()},
+        policy=RecordPolicy(
+            append_to_open_records=rules.append_to_open_records,
+            append_to_recently_closed=rules.append_to_recently_closed,
+            closed_within_days=rules.closed_within_days,
+            never_append=rules.never_append,
+        ),
+        outbound_record_id=str(state.outbound.get("record_id") or ""),
+        entered_number=state.phone_number if state.outbound.get("entered_number") else "",
+        callback=CallbackOf(
+            kind=str(state.callback.get("kind") or ""),
+            original_session_id=str(state.callback.get("original_session_id") or ""),
+        ),
+        phone_number=state.phone_number,
+        note=(
+            "no CRM default user is set for voicemail records (S4): left unassigned"
+            if plan.mode == RecordMode.VOICEMAIL and not assignee
+            else ""
+        ),
+    )
     return [
         PlannedAction(
-            kind=ActionKind.ENSURE_CONTACT,
             payload=contact,
             rule="S16",
             reason=_contact_reason(contact),
@@ -197,7 +201,6 @@ def plan_creation(rules: RuleSet, state: SessionState, plan: CreationPlan, event
             event_id=event_id,
         ),
         PlannedAction(
-            kind=ActionKind.CREATE_RECORD,
             payload=record,
             rule=plan.rule,
             reason=f"{plan.why}: {MODE_WORDS[plan.mode]}",

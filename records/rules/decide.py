@@ -4,11 +4,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from records.rules.actions import UpdateRecord
 from records.rules.creation import CreationPlan, CreationRefusal, creation_due, plan_creation, planned_assignee
 from records.rules.follow_ups import follow_ups
 from records.rules.ruleset import RecordMode, RuleSet
 from records.rules.state import Decision, PlannedAction, SessionEvent, SessionState, fold
-from records.vocabulary import ActionKind, Channel, EventType
+from records.vocabulary import Channel, EventType
 
 WAITING_FOR_CREATED = "waiting for session.created before any record is made"
 
@@ -83,11 +84,12 @@ def _fold_reassignment(state: SessionState, planned: list[PlannedAction]) -> tup
     """Carry a pending reassignment in the first update the record gets anyway; note who it goes to."""
     folded = []
     for action in planned:
-        if action.kind == ActionKind.UPDATE_RECORD and action.payload.get("assignee_email"):
+        update = action.payload
+        if isinstance(update, UpdateRecord) and update.assignee_email:
             # A transfer names the new assignee itself (S9): nothing is pending after it.
-            state = replace(state, record_assignee=str(action.payload["assignee_email"]), reassign_to="")
-        elif action.kind == ActionKind.UPDATE_RECORD and state.reassign_to:
-            payload = {**action.payload, "assignee_email": state.reassign_to}
+            state = replace(state, record_assignee=update.assignee_email, reassign_to="")
+        elif isinstance(update, UpdateRecord) and state.reassign_to:
+            payload = replace(update, assignee_email=state.reassign_to)
             reason = f"{action.reason}; reassign to {state.reassign_to}, the agent who answered (S2)"
             action = replace(action, payload=payload, reason=reason)
             state = replace(state, record_assignee=state.reassign_to, reassign_to="")

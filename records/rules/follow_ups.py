@@ -1,25 +1,21 @@
 """What each event after the record's creation adds to it: one planner per event type."""
 
 from collections.abc import Callable, Mapping
-from typing import Any
 
+from records.rules.actions import AddComment, TranscriptFile, UpdateRecord
 from records.rules.ruleset import ApiResponseFormat, RuleSet
 from records.rules.state import PlannedAction, SessionEvent, SessionState
 from records.rules.texts import api_response_comment, call_finished_comment, fields_at_end, format_seconds, plain_value
-from records.vocabulary import ActionKind, Channel, EventType
+from records.vocabulary import Channel, EventType
 
 FollowUp = Callable[[RuleSet, SessionState, SessionEvent], list[PlannedAction]]
 
 
 def comment_action(
-    event: SessionEvent, body: str, rule: str, reason: str, attachment: Mapping[str, Any] | None = None
+    event: SessionEvent, body: str, rule: str, reason: str, attachment: TranscriptFile | None = None
 ) -> PlannedAction:
-    payload: dict[str, Any] = {"body": body}
-    if attachment:
-        payload["attachment"] = dict(attachment)
     return PlannedAction(
-        kind=ActionKind.ADD_COMMENT,
-        payload=payload,
+        payload=AddComment(body=body, attachment=attachment),
         rule=rule,
         reason=reason,
         key=f"comment:{event.event_id}",
@@ -27,12 +23,9 @@ def comment_action(
     )
 
 
-def update_action(
-    event: SessionEvent, payload: Mapping[str, Any], rule: str, reason: str, key: str = ""
-) -> PlannedAction:
+def update_action(event: SessionEvent, payload: UpdateRecord, rule: str, reason: str, key: str = "") -> PlannedAction:
     return PlannedAction(
-        kind=ActionKind.UPDATE_RECORD,
-        payload=dict(payload),
+        payload=payload,
         rule=rule,
         reason=reason,
         key=f"update:{key or event.event_id}",
@@ -46,7 +39,9 @@ def _ended(rules: RuleSet, state: SessionState, event: SessionEvent) -> list[Pla
         body = call_finished_comment(event.data, state.session_id)
         actions.append(comment_action(event, body, "S8", "the call ended: call_finished entry"))
     fields = fields_at_end(state, event.data)
-    actions.append(update_action(event, {"fields": fields}, "F2", "the session ended: fill the session's fields"))
+    actions.append(
+        update_action(event, UpdateRecord(fields=fields), "F2", "the session ended: fill the session's fields")
+    )
     return actions
 
 
@@ -63,7 +58,7 @@ def _voicemail_left(rules: RuleSet, state: SessionState, event: SessionEvent) ->
 
 def _transferred(rules: RuleSet, state: SessionState, event: SessionEvent) -> list[PlannedAction]:
     email = ((event.data.get("to_agent") or {}).get("email") or "").lower()
-    return [update_action(event, {"assignee_email": email}, "S9", f"transferred: reassign to {email}")]
+    return [update_action(event, UpdateRecord(assignee_email=email), "S9", f"transferred: reassign to {email}")]
 
 
 def _transcript(rules: RuleSet, state: SessionState, event: SessionEvent) -> list[PlannedAction]:
@@ -71,7 +66,7 @@ def _transcript(rules: RuleSet, state: SessionState, event: SessionEvent) -> lis
     url = event.data.get("url") or ""
     if state.channel == Channel.CHAT:
         body = f"Chat transcript of {state.session_id}" + (f" ({url})" if url else "")
-        attachment = {"filename": f"transcript-{state.session_id}.txt", "content_type": "text/plain", "text": text}
+        attachment = TranscriptFile(filename=f"transcript-{state.session_id}.txt", text=text)
         return [comment_action(event, body, "S14", "the chat transcript, attached as a file", attachment)]
     body = f"Transcript:\n{text}" + (f"\n{url}" if url else "")
     return [comment_action(event, body, "S14", "the call transcript")]
@@ -83,7 +78,7 @@ def _csat(rules: RuleSet, state: SessionState, event: SessionEvent) -> list[Plan
     fields = {"csat_rating": data.get("rating"), "csat_comment": data.get("comment") or ""}
     return [
         comment_action(event, body, "S12", "the customer rated the session"),
-        update_action(event, {"fields": fields}, "F2", "CSAT fields", key=f"{event.event_id}:fields"),
+        update_action(event, UpdateRecord(fields=fields), "F2", "CSAT fields", key=f"{event.event_id}:fields"),
     ]
 
 
@@ -105,7 +100,9 @@ def _smartaction_completed(rules: RuleSet, state: SessionState, event: SessionEv
     if field_id:
         fields = {field_id: plain_value(data.get("result"))}
         actions.append(
-            update_action(event, {"fields": fields}, "F2", "SmartAction fields", key=f"{event.event_id}:fields")
+            update_action(
+                event, UpdateRecord(fields=fields), "F2", "SmartAction fields", key=f"{event.event_id}:fields"
+            )
         )
     return actions
 
@@ -125,7 +122,9 @@ def _voicemail_updated(rules: RuleSet, state: SessionState, event: SessionEvent)
     comment = comment_action(event, f"Voicemail {words} by {who}", "S13", f"the voicemail was {words}")
     if action != "closed":
         return [comment]
-    close = update_action(event, {"resolve": True}, "S13", "the voicemail was closed", key=f"{event.event_id}:close")
+    close = update_action(
+        event, UpdateRecord(resolve=True), "S13", "the voicemail was closed", key=f"{event.event_id}:close"
+    )
     return [comment, close]
 
 

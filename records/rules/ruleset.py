@@ -1,16 +1,21 @@
 """The operation-management settings the rules read, their choices, and the title template's words."""
 
+import enum
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from django.db import models
 
 TITLE_VARIABLES = frozenset({"CALL_TYPE", "CALL_ID", "MENU_PATH", "PHONE_NUMBER", "LANGUAGE", "TIMESTAMP"})
 DEFAULT_TITLE_TEMPLATE = "{CALL_TYPE} from {PHONE_NUMBER}"
 # S7: a call shorter than this, followed by the agent's Call back button, goes on the same record.
 CALLBACK_SHORT_CALL_SECONDS = 10
+# R2's default window, for the settings row, the rules and a record request alike.
+DEFAULT_CLOSED_WITHIN_DAYS = 3
 
 
-class RecordMode:
+class RecordMode(enum.StrEnum):
     """How the executor finds the session's record (see choose_record)."""
 
     INBOUND = "inbound"  # S6 with R1/R2/R9: append to a matching open record, else create
@@ -20,22 +25,20 @@ class RecordMode:
     NEW = "new"  # a new record, no lookup (abandoned sessions, the agent's "create new")
 
 
-class AbandonedChats:
+class AbandonedChats(models.TextChoices):
     """R6 choices."""
 
-    OFF = "off"
-    ALL = "all"
-    MIN_MESSAGES = "min_messages"
-    CHOICES = [(OFF, "Off: no records"), (ALL, "All abandoned chats"), (MIN_MESSAGES, "With at least N messages")]
+    OFF = "off", "Off: no records"
+    ALL = "all", "All abandoned chats"
+    MIN_MESSAGES = "min_messages", "With at least N messages"
 
 
-class ApiResponseFormat:
+class ApiResponseFormat(models.TextChoices):
     """S15 choices."""
 
-    OFF = "off"
-    KEY_VALUE = "key_value"
-    JSON = "json"
-    CHOICES = [(OFF, "Off"), (KEY_VALUE, "Key-value pairs"), (JSON, "JSON")]
+    OFF = "off", "Off"
+    KEY_VALUE = "key_value", "Key-value pairs"
+    JSON = "json", "JSON"
 
 
 def title_template_errors(template: str) -> list[str]:
@@ -62,7 +65,7 @@ class RuleSet:
     append_to_open_records: bool = True
     # R2: ... or to one closed within the last N days (then reopened).
     append_to_recently_closed: bool = False
-    closed_within_days: int = 3
+    closed_within_days: int = DEFAULT_CLOSED_WITHIN_DAYS
     # R9: never append calls or chats to existing records (overrides R1, R2 and S3's append).
     never_append: bool = False
     # R3: create call records when the agent is connected rather than at assignment.

@@ -5,6 +5,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from records.rules.actions import ActionPayload, action_payload
 from records.vocabulary import EventType
 
 
@@ -18,14 +19,37 @@ class SessionEvent:
 
 @dataclass(frozen=True)
 class PlannedAction:
-    kind: str
-    payload: Mapping[str, Any]
+    payload: ActionPayload
     rule: str
     reason: str
     # Unique within the session: the outbox's idempotency key is `<session row id>:<key>`.
     key: str
     # The event that called for it (a deferred comment keeps its own event).
     event_id: str = ""
+
+    @property
+    def kind(self) -> str:
+        return self.payload.KIND
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "payload": self.payload.to_json(),
+            "rule": self.rule,
+            "reason": self.reason,
+            "key": self.key,
+            "event_id": self.event_id,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "PlannedAction":
+        return cls(
+            payload=action_payload(data["kind"], data["payload"]),
+            rule=data["rule"],
+            reason=data["reason"],
+            key=data["key"],
+            event_id=data.get("event_id") or "",
+        )
 
 
 @dataclass(frozen=True)
@@ -74,7 +98,7 @@ class SessionState:
     early: tuple[Mapping[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "deferred": [action.to_json() for action in self.deferred]}
 
     @classmethod
     def from_json(cls, session_id: str, data: Mapping[str, Any]) -> "SessionState":
@@ -82,7 +106,7 @@ class SessionState:
             return cls(session_id=session_id)
         values = dict(data)
         values["queue_path"] = tuple(values.get("queue_path") or ())
-        values["deferred"] = tuple(PlannedAction(**action) for action in values.get("deferred") or ())
+        values["deferred"] = tuple(PlannedAction.from_json(action) for action in values.get("deferred") or ())
         values["early"] = tuple(values.get("early") or ())
         known = set(cls.__dataclass_fields__)
         return cls(**{key: value for key, value in values.items() if key in known})

@@ -9,7 +9,8 @@ first looks for what the earlier attempt may have made.
 import enum
 import logging
 import random
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -43,7 +44,21 @@ from integrations.services import (
     connection_retry_policy,
 )
 from records.models import CrmAction, CustomField, Session
-from records.rules import Candidate, RecordMode, RecordRequest, choose_contact, choose_record, record_request
+from records.rules import (
+    AddComment,
+    Candidate,
+    CreateRecord,
+    DisplayRecord,
+    EnsureContact,
+    MalformedPayload,
+    RecordMode,
+    RecordRequest,
+    UpdateRecord,
+    action_payload,
+    choose_contact,
+    choose_record,
+    record_request,
+)
 from records.selectors import (
     custom_field_crm_ids,
     session_next_action,
@@ -149,7 +164,11 @@ def action_execute(*, action: CrmAction) -> CrmAction:
         provider = connection_provider(connection)
         if (wait := circuit_breaker().wait_seconds(connection.base_url)) is not None:
             raise CircuitOpen(wait)
-        result = HANDLERS[action.kind](provider, session, action.payload, retried, action)
+        result = action_attempt(provider=provider, session=session, action=action, retried=retried)
+    except MalformedPayload as exc:
+        # Our planner wrote what this executor cannot read: no retry fixes that, and the CRM is not to blame.
+        logger.exception("records.action.malformed %s", action.pk, extra={"action_id": action.pk})
+        return _fail(action, f"bug in CRM Bridge: this action's stored payload cannot be read ({exc})")
     except WaitForEvent as exc:
         action.attempts -= 1
         return _schedule_retry(action, str(exc), delay=WAIT_RECHECK_SECONDS)
@@ -251,7 +270,7 @@ def _after_failure(action: CrmAction, connection: CrmConnection | None, exc: Exc
         connection_record_error(connection=connection, error=str(exc))
         return _fail(action, f"CRM refused the credentials: {exc}")
     if decision.failure == Failure.OUR_BUG:
-        # A CRM answer (or a payload) of an unexpected shape: fail visibly rather than crash the worker in a loop.
+        # A CRM answer of an unexpected shape: fail visibly rather than crash the worker in a loop.
         logger.exception("records.action.unexpected %s", action.pk, extra={"action_id": action.pk})
         return _fail(action, f"unexpected answer from the CRM ({exc.__class__.__name__}: {exc})")
     return _fail(action, str(exc))
@@ -308,16 +327,16 @@ def action_retry(*, action: CrmAction) -> CrmAction:
 def _ensure_contact(
     provider: CrmProvider,
     session: Session,
-    payload: dict[str, Any],
+    payload: EnsureContact,
     retried: bool,
     action: CrmAction | None = None,
 ) -> dict[str, Any]:
     if session.crm_contact_id:
         return {"contact_id": session.crm_contact_id, "outcome": "already linked"}
-    if payload.get("contact_id"):
-        return _link_contact(session, str(payload["contact_id"]), "the contact the agent called (O2)")
-    name = payload.get("name") or session.external_id
-    if payload.get("always_create"):
+    if payload.contact_id:
+        return _link_contact(session, payload.contact_id, "the contact the agent called (O2)")
+    name = payload.name or session.external_id
+    if payload.always_create:
         # An unauthenticated web user is a new contact each time (S16); the session id as its
         # external id lets a retry find the contact a lost answer created.
         web_id = f"web-session:{session.external_id}"
@@ -325,10 +344,9 @@ def _ensure_contact(
         web_contact = found[0] if found else provider.create_contact(name=name, external_id=web_id)
         return _link_contact(session, web_contact.id, "created a contact for an unauthenticated web user (S16)")
 
-    phone, email = payload.get("phone") or None, payload.get("email") or None
-    external_id = payload.get("external_id") or None
+    phone, email, external_id = payload.phone or None, payload.email or None, payload.external_id or None
     contacts = _find_contacts(provider, external_id, email, phone)
-    if len(contacts) > 1 and payload.get("ask_agent_when_several"):
+    if len(contacts) > 1 and payload.ask_agent_when_several:
         return _pick_among(session, contacts)
     contact = choose_contact(contacts)
     if contact is not None:
@@ -421,9 +439,9 @@ def _candidates(provider: CrmProvider, session: Session) -> list[Candidate]:
     return candidates
 
 
-def _record_request(session: Session, payload: dict[str, Any]) -> RecordRequest:
-    callback = payload.get("callback") or {}
-    original = session_original_call(callback["original_session_id"]) if callback.get("original_session_id") else None
+def _record_request(session: Session, payload: CreateRecord) -> RecordRequest:
+    original_id = payload.callback.original_session_id
+    original = session_original_call(original_id) if original_id else None
     return record_request(
         payload,
         session_type=session.session_type,
@@ -522,7 +540,7 @@ def _keep_progress(action: CrmAction | None, progress: CreateRecordProgress) -> 
 def _create_record(
     provider: CrmProvider,
     session: Session,
-    payload: dict[str, Any],
+    payload: CreateRecord,
     retried: bool,
     action: CrmAction | None = None,
 ) -> dict[str, Any]:
@@ -546,20 +564,20 @@ def _create_record(
     return {"record_id": record_id, "outcome": "; ".join([decision, *notes]), "decision": decision}
 
 
-def _compose_record(provider: CrmProvider, session: Session, payload: dict[str, Any]) -> RecordDraft:
+def _compose_record(provider: CrmProvider, session: Session, payload: CreateRecord) -> RecordDraft:
     """Compose: the assignee, tags and fields, with a note for each that the CRM cannot take."""
-    notes = [payload["note"]] if payload.get("note") else []
-    assignee_id = _assignee_id(provider, payload.get("assignee_email") or "", notes)
-    tags = [provider.session_type_tag(payload["session_type_name"])] if payload.get("session_type_name") else []
-    tags += payload.get("tags") or []
+    notes = [payload.note] if payload.note else []
+    assignee_id = _assignee_id(provider, payload.assignee_email, notes)
+    tags = [provider.session_type_tag(payload.session_type_name)] if payload.session_type_name else []
+    tags += payload.tags
     if not provider.can(Capability.TAGS):
         # R8 names the CRMs with tags; a Salesforce case has none to set.
         tags = []
-    fields = _crm_fields(session, payload.get("fields") or {})
-    mapped = dict(payload.get("mapped_fields") or {})
+    fields = _crm_fields(session, payload.fields)
+    mapped = dict(payload.mapped_fields)
     if mapped:
         existing = provider.existing_custom_fields()
-        keys = payload.get("mapped_keys") or {}
+        keys = payload.mapped_keys
         for field_id in sorted(set(mapped) - existing):
             notes.append(
                 f"Custom data field '{keys.get(field_id, field_id)}' is mapped to CRM field '{field_id}', "
@@ -573,13 +591,13 @@ def _compose_record(provider: CrmProvider, session: Session, payload: dict[str, 
 def _locate_record(
     provider: CrmProvider,
     session: Session,
-    payload: dict[str, Any],
+    payload: CreateRecord,
     retried: bool,
     chosen: RecordLocation | None = None,
 ) -> RecordLocation:
     """Locate: the record an earlier attempt made or linked, else the rules' choice among the contact's
     records (`chosen`: the choice an earlier attempt made, kept on the action, is not made again)."""
-    found = provider.find_records_by_external_id(payload["external_id"]) if retried else []
+    found = provider.find_records_by_external_id(payload.external_id) if retried else []
     if found:
         return RecordLocation(Placement.FOUND_EARLIER, "found the record an earlier attempt created", found[0].id)
     if session.crm_record_id:
@@ -597,7 +615,7 @@ def _locate_record(
 def _write_record(
     provider: CrmProvider,
     session: Session,
-    payload: dict[str, Any],
+    payload: CreateRecord,
     draft: RecordDraft,
     location: RecordLocation,
     retried: bool,
@@ -607,23 +625,23 @@ def _write_record(
         assert location.record_id is not None
         # Where the CRM makes the record and its first comment in two calls (Kustomer's note), the
         # earlier attempt may have stopped between them.
-        _comment_once(provider, location.record_id, Comment(body=payload["first_comment"]), retried=True)
+        _comment_once(provider, location.record_id, Comment(body=payload.first_comment), retried=True)
         return location.record_id, True, []
     if location.placement == Placement.LINKED_EARLIER:
         assert location.record_id is not None
         return location.record_id, False, []
     if location.placement == Placement.CREATE:
         new_record = NewRecord(
-            subject=payload["subject"],
-            external_id=payload["external_id"],
+            subject=payload.subject,
+            external_id=payload.external_id,
             requester_id=session.crm_contact_id,
-            first_comment=Comment(body=payload["first_comment"], public=False),
+            first_comment=Comment(body=payload.first_comment, public=False),
             assignee_id=draft.assignee_id,
             tags=draft.tags,
         )
         record, lost = _write_assigned(
             provider,
-            payload.get("assignee_email") or "",
+            payload.assignee_email,
             draft.assignee_id,
             draft.fields,
             lambda assignee, known: provider.create_record(
@@ -633,7 +651,7 @@ def _write_record(
         return record.id, True, lost
     record_id = location.record_id
     assert record_id is not None
-    body = f"Session {session.external_id} added to this record.\n{payload['first_comment']}"
+    body = f"Session {session.external_id} added to this record.\n{payload.first_comment}"
     # One update carries the session's comment, reopening, assignment, tags and fields.
     comment = None if retried and _has_comment(provider, record_id, body) else Comment(body=body)
     changes = RecordChanges(
@@ -644,7 +662,7 @@ def _write_record(
     )
     _, lost = _write_assigned(
         provider,
-        payload.get("assignee_email") or "",
+        payload.assignee_email,
         draft.assignee_id,
         draft.fields,
         lambda assignee, known: provider.update_record(
@@ -657,7 +675,7 @@ def _write_record(
 def _annotate_record(
     provider: CrmProvider,
     session: Session,
-    payload: dict[str, Any],
+    payload: CreateRecord,
     record_id: str,
     *,
     created: bool,
@@ -667,17 +685,17 @@ def _annotate_record(
     """Annotate: link the session to its record, then the record's notes (each once, on a retry too)."""
     session.crm_record_id = record_id
     session.save(update_fields=["crm_record_id", "updated_at"])
-    if created and provider.posts_phone_number_note and payload.get("phone_number"):
-        _comment_once(provider, record_id, Comment(body=f"Phone number: {payload['phone_number']}"), retried)
-    if payload.get("entered_number"):
-        _comment_once(provider, record_id, Comment(body=f"Dialed number: {payload['entered_number']}"), retried)
+    if created and provider.posts_phone_number_note and payload.phone_number:
+        _comment_once(provider, record_id, Comment(body=f"Phone number: {payload.phone_number}"), retried)
+    if payload.entered_number:
+        _comment_once(provider, record_id, Comment(body=f"Dialed number: {payload.entered_number}"), retried)
     for note in notes:
         _comment_once(provider, record_id, Comment(body=note), retried)
 
 
-def _candidates_for(provider: CrmProvider, session: Session, payload: dict[str, Any]) -> list[Candidate]:
+def _candidates_for(provider: CrmProvider, session: Session, payload: CreateRecord) -> list[Candidate]:
     # A voicemail never appends, but its reason counts the open records it did not use (S4).
-    if payload.get("mode") == RecordMode.NEW:
+    if payload.mode == RecordMode.NEW:
         return []
     return _candidates(provider, session)
 
@@ -729,7 +747,7 @@ def _write_assigned(
     )
 
 
-def _crm_fields(session: Session, values: dict[str, Any]) -> dict[str, Any]:
+def _crm_fields(session: Session, values: Mapping[str, Any]) -> dict[str, Any]:
     """F2 values by product key -> by CRM field id, for the fields created in this CRM (F1)."""
     if not values:
         return {}
@@ -788,21 +806,19 @@ def _write_to_record(provider: CrmProvider, session: Session, write: Callable[[s
 def _add_comment(
     provider: CrmProvider,
     session: Session,
-    payload: dict[str, Any],
+    payload: AddComment,
     retried: bool,
     action: CrmAction | None = None,
 ) -> dict[str, Any]:
     original_id = session.crm_record_id
     attachments: tuple[Attachment, ...] = ()
-    if attachment := payload.get("attachment"):
+    if (attachment := payload.attachment) is not None:
         attachments = (
             Attachment(
-                filename=attachment["filename"],
-                content_type=attachment.get("content_type") or "text/plain",
-                content=(attachment.get("text") or "").encode(),
+                filename=attachment.filename, content_type=attachment.content_type, content=attachment.text.encode()
             ),
         )
-    comment = Comment(body=payload["body"], attachments=attachments)
+    comment = Comment(body=payload.body, attachments=attachments)
     record_id, added = _write_to_record(
         provider,
         session,
@@ -817,20 +833,20 @@ def _add_comment(
 def _update_record(
     provider: CrmProvider,
     session: Session,
-    payload: dict[str, Any],
+    payload: UpdateRecord,
     retried: bool,
     action: CrmAction | None = None,
 ) -> dict[str, Any]:
     notes: list[str] = []
-    assignee_id = _assignee_id(provider, payload.get("assignee_email") or "", notes)
-    fields = _crm_fields(session, payload.get("fields") or {})
+    assignee_id = _assignee_id(provider, payload.assignee_email, notes)
+    fields = _crm_fields(session, payload.fields)
     status = None
-    if payload.get("resolve"):
+    if payload.resolve:
         status = provider.resolved_status or None
         if status is None:
             notes.append(f"{provider.kind} has no resolved status to set")
     if assignee_id is None and not fields and status is None:
-        missing = "the record fields are not created in this CRM (F1)" if payload.get("fields") else "nothing to set"
+        missing = "the record fields are not created in this CRM (F1)" if payload.fields else "nothing to set"
         return {"record_id": session.crm_record_id, "outcome": "; ".join(["no change", missing, *notes])}
     changes = RecordChanges(status=status, assignee_id=assignee_id)
     record_id, (_, lost) = _write_to_record(
@@ -838,7 +854,7 @@ def _update_record(
         session,
         lambda target: _write_assigned(
             provider,
-            payload.get("assignee_email") or "",
+            payload.assignee_email,
             assignee_id,
             fields,
             lambda assignee, known: provider.update_record(
@@ -850,7 +866,7 @@ def _update_record(
     for note in lost_notes:
         _comment_once(provider, record_id, Comment(body=note), retried)
     done = [
-        f"assigned to {payload['assignee_email']}" if assignee_id else "",
+        f"assigned to {payload.assignee_email}" if assignee_id else "",
         f"{len(fields) - len(lost)} field(s) set" if len(fields) > len(lost) else "",
         f"status {status}" if status else "",
     ]
@@ -907,12 +923,12 @@ def _fields_lost(session: Session, lost: list[str]) -> list[str]:
 def _display_record(
     provider: CrmProvider,
     session: Session,
-    payload: dict[str, Any],
+    payload: DisplayRecord,
     retried: bool,
     action: CrmAction | None = None,
 ) -> dict[str, Any]:
     """O4: ask the CRM to open the record on the answering agent's screen (Zendesk Talk Partner Edition)."""
-    email = payload["agent_email"]
+    email = payload.agent_email
     agent_id = agent_id_find(provider, email=email)
     if agent_id is None:
         raise ActionFailed(f"Agent {email} was not found in the CRM: the record cannot be opened on their screen.")
@@ -921,21 +937,30 @@ def _display_record(
         if user_id is None:
             # The CRM refused the cached id and has no agent with this email any more.
             raise ActionFailed(f"Agent {email} is no longer in the CRM: the record cannot be opened on their screen.")
-        provider.display_record(user_id, payload["record_id"])
+        provider.display_record(user_id, payload.record_id)
         return user_id
 
     shown_to = _with_fresh_agent(provider, email, agent_id, display)
-    return {"record_id": payload["record_id"], "outcome": f"opened on {email}'s screen (CRM user {shown_to})"}
+    return {"record_id": payload.record_id, "outcome": f"opened on {email}'s screen (CRM user {shown_to})"}
 
 
-# Handlers: (provider, session, payload, retried, action) -> result; `action` for the progress it keeps.
-HANDLERS: dict[str, Callable[[CrmProvider, Session, dict[str, Any], bool, CrmAction], dict[str, Any]]] = {
-    ActionKind.ENSURE_CONTACT: _ensure_contact,
-    ActionKind.CREATE_RECORD: _create_record,
-    ActionKind.ADD_COMMENT: _add_comment,
-    ActionKind.UPDATE_RECORD: _update_record,
-    ActionKind.DISPLAY_RECORD: _display_record,
-}
+def action_attempt(*, provider: CrmProvider, session: Session, action: CrmAction, retried: bool) -> dict[str, Any]:
+    """The CRM calls of one attempt at the action, by the handler of its kind, without the bookkeeping
+    of `action_execute`; returns the result stored on the action. MalformedPayload when the stored
+    payload cannot be read."""
+    payload = action_payload(action.kind, action.payload)
+    match payload:
+        case EnsureContact():
+            return _ensure_contact(provider, session, payload, retried, action)
+        case CreateRecord():
+            return _create_record(provider, session, payload, retried, action)
+        case AddComment():
+            return _add_comment(provider, session, payload, retried, action)
+        case UpdateRecord():
+            return _update_record(provider, session, payload, retried, action)
+        case DisplayRecord():
+            return _display_record(provider, session, payload, retried, action)
+    typing.assert_never(payload)
 
 
 def sessions_needing_work(*, stale_after: timedelta) -> tuple[list[int], list[int]]:

@@ -32,7 +32,7 @@ from records.outbound import (
 )
 from records.selectors import session_agent_emails
 from records.services.ingest import events_ingest
-from records.vocabulary import EventType
+from records.vocabulary import Channel, EventType, SessionType
 
 # The prefix of the event ids `start` stores: never a platform's (EVENTS.md leaves ids to the platform,
 # and a platform reusing this prefix would only make its own event a duplicate of ours).
@@ -350,8 +350,8 @@ def _store_start(agent: AdapterAgent, request: StartRequest, contact_id: str, op
     events: list[dict[str, Any]] = []
     if not Session.objects.filter(external_id=request.session_id, events__type=EventType.SESSION_CREATED).exists():
         created: dict[str, Any] = {
-            "channel": "voice",
-            "session_type": "voice_outbound",
+            "channel": Channel.VOICE,
+            "session_type": SessionType.VOICE_OUTBOUND,
             "phone_number": request.phone_number,
         }
         if number := team_outbound_number(agent.team):

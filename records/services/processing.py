@@ -93,7 +93,7 @@ def session_process(*, session_id: int) -> int:
                 session=session,
                 event_id=event_pks.get(action.event_id),
                 kind=action.kind,
-                payload=dict(action.payload),
+                payload=action.payload.to_json(),
                 # The row id, not the platform's session id: it holds no ":" to blur the key's parts.
                 idempotency_key=f"{session.pk}:{action.key}",
                 rule=action.rule,

@@ -21,7 +21,7 @@ from integrations.providers.base import CrmProvider, Record
 from integrations.services import connection_provider
 from records.models import CrmAction, ScreenPop, Session
 from records.outbound import AGENT_EVENTS, answering_agent
-from records.vocabulary import ActionKind
+from records.rules import DisplayRecord
 
 logger = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ def _plan_display(session: Session, pop: ScreenPop) -> None:
         idempotency_key=f"{session.pk}:display:{pop.agent_email}:{pop.record_id}",
         defaults={
             "session": session,
-            "kind": ActionKind.DISPLAY_RECORD,
-            "payload": {"agent_email": pop.agent_email, "record_id": pop.record_id},
+            "kind": DisplayRecord.KIND,
+            "payload": DisplayRecord(agent_email=pop.agent_email, record_id=pop.record_id).to_json(),
             "rule": "O4",
             "reason": f"screen pop: open record {pop.record_id} on {pop.agent_email}'s screen in the CRM",
         },

@@ -19,7 +19,7 @@ from records.services.execution import (
     Placement,
     RecordDraft,
     RecordLocation,
-    _ensure_contact,
+    action_attempt,
     action_execute,
     action_retry,
     session_run_actions,
@@ -255,6 +255,26 @@ def test_a_refusal_the_crm_will_never_accept_fails_at_once(
     assert ensure.failing_since is None
 
 
+def test_a_payload_the_executor_cannot_read_fails_as_our_bug_without_asking_the_crm(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    session = ingest_example()
+    ensure = session.actions.get(kind="ensure_contact")
+    ensure.payload = {**ensure.payload, "phone": 14155550100}
+    ensure.save(update_fields=["payload"])
+    before = sandbox_stats(zendesk_sandbox)["requests"]
+
+    session_run_actions(session_id=session.pk)
+
+    ensure.refresh_from_db()
+    assert ensure.status == CrmAction.Status.FAILED
+    assert ensure.last_error == (
+        "bug in CRM Bridge: this action's stored payload cannot be read "
+        "(ensure_contact.phone: expected str, got 14155550100)"
+    )
+    assert sandbox_stats(zendesk_sandbox)["requests"] == before
+
+
 def test_our_own_redis_trouble_is_retried_and_never_counts_as_a_crm_attempt(
     zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, settings: object
 ) -> None:
@@ -397,7 +417,7 @@ def test_contact_created_by_a_concurrent_session_is_linked_not_duplicated(
     provider = LosesTheSearchRace(connection_settings(zendesk_connection))
     action = session.actions.get(kind="ensure_contact")
 
-    result = _ensure_contact(provider, session, action.payload, retried=False)
+    result = action_attempt(provider=provider, session=session, action=action, retried=False)
 
     users = zendesk_api.get(
         f"{zendesk_sandbox.base_url}/api/v2/users/search.json", params={"query": "phone:*14155550100"}

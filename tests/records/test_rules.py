@@ -5,9 +5,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from records.rules import (
+    CreateRecord,
     RuleSet,
     SessionEvent,
     SessionState,
+    UpdateRecord,
     call_finished_comment,
     decide,
     render_title,
@@ -114,12 +116,14 @@ def test_decide_create_record_payload_carries_title_tag_assignee_and_standard_da
         RuleSet(add_product_tag=True, product_tag="acme"), SessionState(session_id="c-1"), [CREATED, ASSIGNED]
     )
     create = next(action for action in decisions[1].actions if action.kind == ActionKind.CREATE_RECORD)
-    assert create.payload["subject"] == "IVR Call from +14155550100"
-    assert create.payload["session_type_name"] == "Voice Inbound (IVR)"
-    assert create.payload["tags"] == ["acme"]
-    assert create.payload["assignee_email"] == "ana@example.com"
-    assert create.payload["external_id"] == "c-1"
-    assert create.payload["first_comment"].splitlines() == [
+    payload = create.payload
+    assert isinstance(payload, CreateRecord)
+    assert payload.subject == "IVR Call from +14155550100"
+    assert payload.session_type_name == "Voice Inbound (IVR)"
+    assert payload.tags == ("acme",)
+    assert payload.assignee_email == "ana@example.com"
+    assert payload.external_id == "c-1"
+    assert payload.first_comment.splitlines() == [
         "Call ID: c-1",
         "Session type: IVR Call",
         "Language: en",
@@ -133,8 +137,9 @@ def test_decide_create_record_payload_carries_title_tag_assignee_and_standard_da
 
 def test_decide_without_session_type_tag_leaves_it_out() -> None:
     decisions = replay(RuleSet(tag_session_type=False), SessionState(session_id="c-1"), [CREATED, ASSIGNED])
-    create = next(action for action in decisions[1].actions if action.kind == ActionKind.CREATE_RECORD)
-    assert create.payload["session_type_name"] == ""
+    create = next(action.payload for action in decisions[1].actions if action.kind == ActionKind.CREATE_RECORD)
+    assert isinstance(create, CreateRecord)
+    assert create.session_type_name == ""
 
 
 def test_decide_deferred_comment_keeps_its_own_event() -> None:
@@ -193,10 +198,10 @@ CARLA_CONNECTED = event("t2", "session.connected", 104, agent={"email": "carla@e
 def update_assignees(decisions: list) -> list[str]:
     """The assignee each planned record update carries ("" for an update that leaves it)."""
     return [
-        action.payload.get("assignee_email", "")
+        action.payload.assignee_email
         for decision in decisions
         for action in decision.actions
-        if action.kind == ActionKind.UPDATE_RECORD
+        if isinstance(action.payload, UpdateRecord)
     ]
 
 
@@ -220,9 +225,9 @@ def test_the_record_goes_to_the_agent_who_answers(events: list, rules: RuleSet, 
     decisions = replay(rules, SessionState(session_id="c-1"), events)
 
     assert update_assignees(decisions) == assignees
-    [create] = [a for d in decisions for a in d.actions if a.kind == ActionKind.CREATE_RECORD]
+    [create] = [a.payload for d in decisions for a in d.actions if isinstance(a.payload, CreateRecord)]
     expected_first = "ben@example.com" if rules.create_call_record_on_connect else "ana@example.com"
-    assert create.payload["assignee_email"] == expected_first
+    assert create.assignee_email == expected_first
 
 
 def test_a_pending_reassignment_says_so_on_the_connection_and_on_the_update_that_carries_it() -> None:

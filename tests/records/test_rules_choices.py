@@ -9,6 +9,7 @@ from records.rules import (
     AbandonedChats,
     ApiResponseFormat,
     Candidate,
+    CreateRecord,
     RecordMode,
     RecordRequest,
     RuleSet,
@@ -221,8 +222,8 @@ def created_by(rules: RuleSet, events: list[SessionEvent]) -> tuple[str, str] | 
     """(rule, mode) of the creation the events lead to, or None."""
     for decision in replay(rules, SessionState(session_id="s"), events):
         for action in decision.actions:
-            if action.kind == "create_record":
-                return action.rule, action.payload["mode"]
+            if isinstance(action.payload, CreateRecord):
+                return action.rule, action.payload.mode
     return None
 
 
@@ -299,14 +300,16 @@ def test_voicemail_record_goes_to_the_default_user_and_abandoned_ones_to_nobody(
         if action.kind == "create_record"
     ]
     # Assigned first: the call made its record at assignment, and the voicemail follows on it.
-    assert voicemail.payload["mode"] == "inbound"
+    assert isinstance(voicemail.payload, CreateRecord)
+    assert voicemail.payload.mode == "inbound"
     [created] = [
         action
         for decision in replay(rules, SessionState(session_id="s"), call(ev("voicemail.left", 9, recording_url="u")))
         for action in decision.actions
         if action.kind == "create_record"
     ]
-    assert created.payload["assignee_email"] == "vm@example.com"
+    assert isinstance(created.payload, CreateRecord)
+    assert created.payload.assignee_email == "vm@example.com"
 
 
 @pytest.mark.parametrize(
