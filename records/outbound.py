@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from records.vocabulary import EventType
+from records.vocabulary import Channel, EventType
 
 
 class TicketIdMode:
@@ -222,4 +222,4 @@ def answering_agent(channel: str, events: Iterable[tuple[str, Mapping[str, Any]]
             assigned = ""
     if answered:
         return answered
-    return assigned if channel == "chat" else ""
+    return assigned if channel == Channel.CHAT else ""

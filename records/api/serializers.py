@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from integrations.storable import unstorable_text
 from records.phones import E164PhoneField
-from records.vocabulary import SESSION_TYPES, EventType
+from records.vocabulary import SESSION_TYPES, Channel, EventType
 
 
 class AgentSerializer(serializers.Serializer[Any]):
@@ -37,7 +37,7 @@ def _seconds() -> serializers.FloatField:
 
 
 class SessionCreatedData(serializers.Serializer[Any]):
-    channel = serializers.ChoiceField(choices=["voice", "chat"])
+    channel = serializers.ChoiceField(choices=Channel.values)
     session_type = serializers.ChoiceField(choices=list(SESSION_TYPES))
     queue = QueueSerializer(required=False)
     menu_path = serializers.CharField(max_length=500, required=False, allow_blank=True)
