@@ -3,9 +3,11 @@
 Neutral ground: it knows no app; each API names its header keyword, its key model and its words.
 """
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from rest_framework import authentication, exceptions
+from django.db import models
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 from rest_framework_api_key.models import AbstractAPIKey
 
@@ -38,3 +40,24 @@ class HashedKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
+
+
+class HasHashedKey(permissions.BasePermission):
+    """Lets in requests authenticated with a key of `model`; subclasses name it and the `message`."""
+
+    model: ClassVar[type[models.Model]]
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return isinstance(request.auth, self.model)
+
+
+class HashedKeyScheme(OpenApiAuthenticationExtension):
+    """The OpenAPI security scheme of a HashedKeyAuthentication (drf-spectacular registers subclasses on import).
+
+    Subclasses name `target_class`, `name` and `description`; this base itself documents nothing.
+    """
+
+    description: ClassVar[str]
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
+        return {"type": "apiKey", "in": "header", "name": "Authorization", "description": self.description}

@@ -1,13 +1,10 @@
 """QA API authentication: `Authorization: Token <key>`, keys stored hashed, acting as their reviewer."""
 
-from typing import Any
-
 from django.contrib.auth.base_user import AbstractBaseUser
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.request import Request
 
-from integrations.auth import HashedKeyAuthentication
+from integrations.auth import HashedKeyAuthentication, HashedKeyScheme
 from ticketsearch.models import QaToken
 
 KEYWORD = "Token"
@@ -31,18 +28,7 @@ class QaTokenAuthentication(HashedKeyAuthentication):
         return (token.user, token)
 
 
-class QaTokenScheme(OpenApiAuthenticationExtension):
-    """Documents the Token header in the OpenAPI schema (drf-spectacular picks it up on import)."""
-
+class QaTokenScheme(HashedKeyScheme):
     target_class = QaTokenAuthentication
     name = "QaToken"
-
-    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
-        return {
-            "type": "apiKey",
-            "in": "header",
-            "name": "Authorization",
-            "description": (
-                "`Token <key>`; an admin issues it under QA tokens, or `manage.py create_qa_token USER` (shown once)."
-            ),
-        }
+    description = "`Token <key>`; an admin issues it under QA tokens, or `manage.py create_qa_token USER` (shown once)."
