@@ -252,6 +252,36 @@ class Sandbox(abc.ABC):
         self._random = random.Random(self.config.seed)
         self.reset()
 
+    # -- Seeding (QA import) ----------------------------------------------------------------------
+
+    # The largest generated org a seed request may ask for.
+    max_seed_count: ClassVar[int] = 500_000
+
+    def seed_stores(self) -> Sequence[tuple[str, Callable[[dict[str, Any]], Any]]]:
+        """The object lists a seed request may carry, in the order they are stored, each with its store."""
+        raise NotImplementedError(f"the {self.kind} sandbox takes no seed")
+
+    def generate(self, count: int, rng: random.Random) -> dict[str, Any]:
+        """A reproducible org of `count` records, in the shape a seed request carries."""
+        raise NotImplementedError(f"the {self.kind} sandbox generates no org")
+
+    def seed(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Store the objects given (or a generated org of `count`, from `seed`); answer their ids by list."""
+        if "count" in data:
+            count, seed = data["count"], data.get("seed", 0)
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= self.max_seed_count:
+                raise ValueError(f"count: must be a whole number from 0 to {self.max_seed_count}")
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError("seed: must be a whole number")
+            data = self.generate(count, random.Random(seed))
+        created: dict[str, Any] = {}
+        for key, store in self.seed_stores():
+            items = data.get(key, [])
+            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+                raise ValueError(f"{key}: must be a list of objects")
+            created[key] = [store(dict(item)) for item in items]
+        return created
+
     # -- Hooks for each CRM ----------------------------------------------------------------------
 
     @abc.abstractmethod

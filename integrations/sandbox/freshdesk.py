@@ -33,7 +33,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -189,7 +189,7 @@ class FreshdeskSandbox(Sandbox):
         if (method, action) == ("POST", "seed"):
             if not isinstance(data, dict):
                 raise ValueError("the body must be a JSON object")
-            return Response(200, self._seed(data))
+            return Response(200, self.seed(data))
         if (method, action) == ("POST", "agents"):
             if not isinstance(data, dict) or not isinstance(data.get("email"), str):
                 raise ValueError("the body needs an email")
@@ -252,26 +252,8 @@ class FreshdeskSandbox(Sandbox):
 
     # -- Seeding (QA import) ----------------------------------------------------------------------
 
-    def _seed(self, data: Json) -> Json:
-        """Store agents, contacts and tickets (with conversations) as given; answer their ids."""
-        if "count" in data:
-            count, seed = data["count"], data.get("seed", 0)
-            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 500_000:
-                raise ValueError("count: must be a whole number from 0 to 500000")
-            if isinstance(seed, bool) or not isinstance(seed, int):
-                raise ValueError("seed: must be a whole number")
-            data = self._generate(count, random.Random(seed))
-        created: Json = {}
-        for key, store in (
-            ("agents", self._seed_agent),
-            ("contacts", self._seed_contact),
-            ("tickets", self._seed_ticket),
-        ):
-            items = data.get(key, [])
-            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-                raise ValueError(f"{key}: must be a list of objects")
-            created[key] = [store(dict(item)) for item in items]
-        return created
+    def seed_stores(self) -> Sequence[tuple[str, Callable[[Json], Any]]]:
+        return (("agents", self._seed_agent), ("contacts", self._seed_contact), ("tickets", self._seed_ticket))
 
     def _seed_agent(self, fields: Json) -> int:
         if not isinstance(fields.get("email"), str) or not fields["email"]:
@@ -347,7 +329,7 @@ class FreshdeskSandbox(Sandbox):
             })  # fmt: skip
         return int(ticket["id"])
 
-    def _generate(self, count: int, rng: random.Random) -> Json:
+    def generate(self, count: int, rng: random.Random) -> Json:
         """A reproducible helpdesk: 20 agents (and a mononym), 2,000 contacts, `count` tickets in 95 days."""
         agents = [
             self._seed_agent({"name": f"Agent{n} Seeded", "email": f"fagent{n}@seed.example.com"}) for n in range(20)

@@ -40,7 +40,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
@@ -1267,7 +1267,7 @@ class KustomerSandbox(Sandbox):
         if (method, action) == ("POST", "seed"):
             if not isinstance(data, dict):
                 raise ValueError("the body must be a JSON object")
-            return Response(200, self._seed(data))
+            return Response(200, self.seed(data))
         if (method, action) != ("POST", "backdate"):
             return None
         if not isinstance(data, dict) or data.get("conversation") not in self.conversations:
@@ -1289,26 +1289,12 @@ class KustomerSandbox(Sandbox):
 
     # -- Seeding (QA import) ----------------------------------------------------------------------
 
-    def _seed(self, data: Json) -> Json:
-        """Store users, customers and conversations (with messages and notes) as given; answer their ids."""
-        if "count" in data:
-            count, seed = data["count"], data.get("seed", 0)
-            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 500_000:
-                raise ValueError("count: must be a whole number from 0 to 500000")
-            if isinstance(seed, bool) or not isinstance(seed, int):
-                raise ValueError("seed: must be a whole number")
-            data = self._generate(count, random.Random(seed))
-        created: Json = {}
-        for key, store in (
+    def seed_stores(self) -> Sequence[tuple[str, Callable[[Json], Any]]]:
+        return (
             ("users", self._seed_user),
             ("customers", self._seed_customer),
             ("conversations", self._seed_conversation),
-        ):
-            items = data.get(key, [])
-            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-                raise ValueError(f"{key}: must be a list of objects")
-            created[key] = [store(dict(item)) for item in items]
-        return created
+        )
 
     def _seed_user(self, fields: Json) -> str:
         user_id = str(fields.get("id") or self._next_id("user"))
@@ -1451,7 +1437,7 @@ class KustomerSandbox(Sandbox):
             }
         return conversation_id
 
-    def _generate(self, count: int, rng: random.Random) -> Json:
+    def generate(self, count: int, rng: random.Random) -> Json:
         """A reproducible org: 20 agents (and two not importable), 2,000 customers, `count` conversations in 95 days."""
         agents = [
             {"id": f"5f0a1{n:019d}", "name": f"Agent{n} Seeded", "email": f"kagent{n}@seed.example.com"}

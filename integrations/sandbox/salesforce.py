@@ -36,7 +36,7 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -341,7 +341,7 @@ class SalesforceSandbox(Sandbox):
         return {name for name, meta in self.custom_fields.get(obj, {}).items() if meta.get("externalId")}
 
     def load_fixture(self, fixture: Mapping[str, Any]) -> None:
-        self._seed(dict(fixture))
+        self.seed(dict(fixture))
 
     def _new_id(self, obj: str) -> str:
         number = self._next_number[obj]
@@ -788,7 +788,7 @@ class SalesforceSandbox(Sandbox):
             return None
         if not isinstance(data, dict):
             raise ValueError("the body must be a JSON object")
-        return Response(200, self._seed(data))
+        return Response(200, self.seed(data))
 
     def _backdate(self, data: Any) -> Response:
         """`POST /__sandbox/backdate` `{"case": id, "ClosedDate"?, "LastModifiedDate"?}` (ISO 8601 times).
@@ -814,21 +814,14 @@ class SalesforceSandbox(Sandbox):
             200, {"Id": case["Id"], "ClosedDate": case["ClosedDate"], "LastModifiedDate": case["LastModifiedDate"]}
         )
 
-    def _seed(self, data: dict[str, Any]) -> Json:
-        if "count" in data:
-            count, seed = data["count"], data.get("seed", 0)
-            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 2_000_000:
-                raise ValueError("count: must be a whole number from 0 to 2000000")
-            if isinstance(seed, bool) or not isinstance(seed, int):
-                raise ValueError("seed: must be a whole number")
-            data = self._generate(count, random.Random(seed))
-        created: Json = {}
-        for key, obj in (("users", "User"), ("contacts", "Contact"), ("cases", "Case")):
-            items = data.get(key, [])
-            if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-                raise ValueError(f"{key}: must be a list of objects")
-            created[key] = [self._store(obj, dict(item)) for item in items]
-        return created
+    max_seed_count = 2_000_000
+
+    def seed_stores(self) -> Sequence[tuple[str, Callable[[Json], Any]]]:
+        return (
+            ("users", lambda fields: self._store("User", fields)),
+            ("contacts", lambda fields: self._store("Contact", fields)),
+            ("cases", lambda fields: self._store("Case", fields)),
+        )
 
     def _store(self, obj: str, fields: Json) -> str:
         now = sf_time(time.time())
@@ -858,7 +851,7 @@ class SalesforceSandbox(Sandbox):
                 self.children[child_obj].setdefault(record["Id"], []).append(child)
         return str(record["Id"])
 
-    def _generate(self, count: int, rng: random.Random) -> Json:
+    def generate(self, count: int, rng: random.Random) -> Json:
         """A reproducible org: agents (a few not importable), contacts, and `count` cases over 95 days."""
         words = SEED_WORDS
         users: list[Json] = [
