@@ -422,7 +422,7 @@ class FreshdeskProvider(CrmProvider, TicketImportSource):
         """Every agent of the helpdesk, 100 per page (agents are few: the list is read whole each run)."""
         for page in range(1, MAX_LIST_PAGES + 1):
             agents = self.client.get(FreshdeskClient.AGENTS, params={"per_page": PAGE_SIZE, "page": page}) or []
-            yield ImportPage(items=[_imported_agent(agent) for agent in agents], cursor="")
+            yield ImportPage(items=[imported_agent(agent) for agent in agents], cursor="")
             if len(agents) < PAGE_SIZE:
                 return
 
@@ -442,7 +442,7 @@ class FreshdeskProvider(CrmProvider, TicketImportSource):
                 tickets = self.client.get(FreshdeskClient.TICKETS, params={**params, "page": page}) or []
                 if tickets:
                     last = str(tickets[-1].get("updated_at") or last)
-                yield ImportPage(items=[self._imported_ticket(ticket) for ticket in tickets], cursor=last)
+                yield ImportPage(items=[self.imported_ticket(ticket) for ticket in tickets], cursor=last)
                 if len(tickets) < PAGE_SIZE:
                     return
             # Page 300 was full: list again from the last ticket read.
@@ -459,13 +459,13 @@ class FreshdeskProvider(CrmProvider, TicketImportSource):
             comments: list[ImportedComment] = []
             for page in range(1, MAX_LIST_PAGES + 1):
                 items = self.client.get(path, params={"page": page, "per_page": PAGE_SIZE}) or []
-                comments += [_imported_conversation(item) for item in items]
+                comments += [imported_conversation(item) for item in items]
                 if len(items) < PAGE_SIZE:
                     break
             loaded.append(dataclasses.replace(ticket, comments=tuple(comments)))
         return loaded
 
-    def _imported_ticket(self, ticket: Json) -> ImportedTicket:
+    def imported_ticket(self, ticket: Json) -> ImportedTicket:
         number = ticket.get("status")
         solved = number in self.SOLVED_STATUSES
         stats = ticket.get("stats") or {}
@@ -502,7 +502,7 @@ def _optional_id(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _imported_agent(agent: Json) -> ImportedUser:
+def imported_agent(agent: Json) -> ImportedUser:
     contact = agent.get("contact") or {}
     # Freshdesk keeps one name; its first word is taken as the first name, the rest as the last.
     first, _, last = (contact.get("name") or "").strip().partition(" ")
@@ -518,7 +518,7 @@ def _imported_agent(agent: Json) -> ImportedUser:
     )
 
 
-def _imported_conversation(item: Json) -> ImportedComment:
+def imported_conversation(item: Json) -> ImportedComment:
     """A reply or note; `user_id` is the agent or contact who wrote it (none: no user information)."""
     return ImportedComment(
         crm_id=str(item.get("id")),

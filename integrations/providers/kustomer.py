@@ -550,7 +550,7 @@ class KustomerProvider(CrmProvider, TicketImportSource):
     def iter_users(self, *, cursor: str | None, since: datetime) -> Iterator[ImportPage[ImportedUser]]:
         """Every user of the org, 100 per page (users are few: the list is read whole each run)."""
         for body in self.client.page_bodies(KustomerClient.USERS):
-            users = [_imported_user(user) for user in body.get("data") or ()]
+            users = [imported_user(user) for user in body.get("data") or ()]
             yield ImportPage(items=users, cursor="", total=(body.get("meta") or {}).get("total"))
 
     def _search_pages(self, context: str, start: str) -> Iterator["SearchPage"]:
@@ -587,7 +587,7 @@ class KustomerProvider(CrmProvider, TicketImportSource):
         """Conversations changed since the cursor (or `since`), oldest change first, 500 a page."""
         for page in self._search_pages("conversation", cursor or search_time(since)):
             customers = self._customers([_related_id(item, "customer") for item in page.items])
-            tickets = [self._imported_ticket(item, customers) for item in page.items]
+            tickets = [self.imported_ticket(item, customers) for item in page.items]
             yield ImportPage(items=tickets, cursor=page.position, total=page.total)
 
     def iter_comments(self, *, cursor: str | None, since: datetime) -> Iterator[CommentPage]:
@@ -609,7 +609,7 @@ class KustomerProvider(CrmProvider, TicketImportSource):
             positions[context] = page.position
             if page.last:
                 ended.add(context)
-            imported = _imported_message if context == "message" else _imported_note
+            imported = imported_message if context == "message" else imported_note
             comments = [
                 ImportedTicketComment(ticket_crm_id=conversation_id, comment=imported(item))
                 for item in page.items
@@ -640,17 +640,17 @@ class KustomerProvider(CrmProvider, TicketImportSource):
             comments: list[ImportedComment] = []
             if messages != 0:
                 path = KustomerClient.CONVERSATION_MESSAGES.format(id=_path_value(ticket.crm_id))
-                comments += [_imported_message(message) for message in self.client.pages(path)]
+                comments += [imported_message(message) for message in self.client.pages(path)]
             if notes != 0:
                 path = KustomerClient.CONVERSATION_NOTES.format(id=_path_value(ticket.crm_id))
-                comments += [_imported_note(note) for note in self.client.pages(path)]
+                comments += [imported_note(note) for note in self.client.pages(path)]
             comments.sort(key=lambda comment: comment.created_at or ticket.created_at)
             loaded.append(dataclasses.replace(ticket, comments=tuple(comments)))
         # The page is done with: the counts of the conversations it did not keep are not needed.
         self._interaction_counts.clear()
         return loaded
 
-    def _imported_ticket(self, conversation: Json, customers: dict[str, Json]) -> ImportedTicket:
+    def imported_ticket(self, conversation: Json, customers: dict[str, Json]) -> ImportedTicket:
         attributes = _attributes(conversation)
         conversation_id = str(conversation["id"])
         status = attributes.get("status") or ""
@@ -730,7 +730,7 @@ def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _imported_user(user: Json) -> ImportedUser:
+def imported_user(user: Json) -> ImportedUser:
     attributes = _attributes(user)
     # Kustomer keeps one name; its first word is taken as the first name, the rest as the last.
     first, _, last = (attributes.get("name") or "").strip().partition(" ")
@@ -746,7 +746,7 @@ def _imported_user(user: Json) -> ImportedUser:
     )
 
 
-def _imported_message(message: Json) -> ImportedComment:
+def imported_message(message: Json) -> ImportedComment:
     """A message: written by the customer when it came in, else by the user who sent it.
 
     An automatic one (a workflow's auto-reply, `auto: true`) or one sent by no user has no user
@@ -766,7 +766,7 @@ def _imported_message(message: Json) -> ImportedComment:
     )
 
 
-def _imported_note(note: Json) -> ImportedComment:
+def imported_note(note: Json) -> ImportedComment:
     attributes = _attributes(note)
     return ImportedComment(
         crm_id=str(note["id"]),

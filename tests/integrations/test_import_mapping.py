@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 
 from integrations.providers.base import ConnectionSettings
-from integrations.providers.freshdesk import FreshdeskProvider, _imported_agent, _imported_conversation
-from integrations.providers.kustomer import KustomerProvider, _imported_message, _imported_user, search_time
+from integrations.providers.freshdesk import FreshdeskProvider, imported_agent, imported_conversation
+from integrations.providers.kustomer import KustomerProvider, imported_message, imported_user, search_time
 
 
 def provider_settings(kind: str) -> ConnectionSettings:
@@ -21,7 +21,7 @@ def test_freshdesk_ticket_source_files_the_ticket_under_a_qa_channel(source: Any
     provider = FreshdeskProvider(provider_settings("freshdesk"))
     ticket = {"id": 7, "status": 5, "source": source, "updated_at": "2026-11-01T10:00:00Z"}
 
-    assert provider._imported_ticket(ticket).channel == channel
+    assert provider.imported_ticket(ticket).channel == channel
 
 
 @pytest.mark.parametrize(("status", "solved", "word"), [
@@ -30,7 +30,7 @@ def test_freshdesk_ticket_source_files_the_ticket_under_a_qa_channel(source: Any
 def test_freshdesk_resolved_and_closed_are_solved(status: int, solved: bool, word: str) -> None:
     provider = FreshdeskProvider(provider_settings("freshdesk"))
 
-    ticket = provider._imported_ticket({"id": 1, "status": status, "updated_at": "2026-11-01T10:00:00Z"})
+    ticket = provider.imported_ticket({"id": 1, "status": status, "updated_at": "2026-11-01T10:00:00Z"})
 
     assert (ticket.is_solved, ticket.status) == (solved, word)
     assert (ticket.solved_at is not None) == solved
@@ -41,7 +41,7 @@ def test_freshdesk_resolved_and_closed_are_solved(status: int, solved: bool, wor
     ({"id": 2, "user_id": None, "body_text": "Automation"}, None),
 ])  # fmt: skip
 def test_freshdesk_conversation_author(item: dict[str, Any], author: str | None) -> None:
-    assert _imported_conversation(item).author_id == author
+    assert imported_conversation(item).author_id == author
 
 
 @pytest.mark.parametrize(("agent", "active", "names"), [
@@ -50,7 +50,7 @@ def test_freshdesk_conversation_author(item: dict[str, Any], author: str | None)
     ({"id": 3, "contact": {"name": "Mononym"}}, True, ("Mononym", "")),
 ])  # fmt: skip
 def test_freshdesk_agent(agent: dict[str, Any], active: bool, names: tuple[str, str]) -> None:
-    user = _imported_agent(agent)
+    user = imported_agent(agent)
 
     assert (user.is_active, (user.first_name, user.last_name), user.is_agent) == (active, names, True)
 
@@ -71,7 +71,7 @@ def message(direction: str, **attributes: Any) -> dict[str, Any]:
     ({"id": "m2", "attributes": {"direction": "out"}, "relationships": {}}, None),
 ])  # fmt: skip
 def test_kustomer_message_author(item: dict[str, Any], author: str | None) -> None:
-    assert _imported_message(item).author_id == author
+    assert imported_message(item).author_id == author
 
 
 @pytest.mark.parametrize(("attributes", "agent", "active"), [
@@ -80,7 +80,7 @@ def test_kustomer_message_author(item: dict[str, Any], author: str | None) -> No
     ({"name": "Gone Agent", "deleted": True}, True, False),
 ])  # fmt: skip
 def test_kustomer_user(attributes: dict[str, Any], agent: bool, active: bool) -> None:
-    user = _imported_user({"id": "u1", "attributes": attributes})
+    user = imported_user({"id": "u1", "attributes": attributes})
 
     assert (user.is_agent, user.is_active) == (agent, active)
 
@@ -95,7 +95,7 @@ def test_kustomer_conversation_channel(channels: list[str], channel: str) -> Non
         "attributes": {"status": "done", "channels": channels, "updatedAt": "2026-11-01T10:00:00.000Z"},
     }
 
-    assert provider._imported_ticket(conversation, {}).channel == channel
+    assert provider.imported_ticket(conversation, {}).channel == channel
 
 
 def test_kustomer_search_time_is_utc_with_milliseconds() -> None:
