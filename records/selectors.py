@@ -21,7 +21,7 @@ from records.console import SessionFacts, SessionState
 from records.models import CrmAction, CustomField, Event, Session
 from records.outbound import AGENT_EVENTS, event_agent_email
 from records.services.screen_pop import session_answering_agent
-from records.vocabulary import BLOCKING_KINDS, EventType
+from records.vocabulary import BLOCKING_KINDS, ActionKind, EventType
 
 # A pending, due action nobody has touched for this long: its worker or its message was lost.
 STUCK_AFTER = timedelta(minutes=10)
@@ -190,6 +190,42 @@ def session_next_action(session_id: int) -> CrmAction | None:
         session_id=session_id, status=_FAILED, kind__in=BLOCKING_KINDS, id__lt=action.id
     ).exists()
     return None if blocked else action
+
+
+def action_companion_update(action: CrmAction) -> CrmAction | None:
+    """The update_record planned for the same event right after this add_comment, when it is due.
+
+    An event's comment and its record update (call ended, CSAT, SmartAction, voicemail closed) then
+    share one CRM write.
+    """
+    if action.kind != ActionKind.ADD_COMMENT or action.event_id is None:
+        return None
+    following = CrmAction.objects.filter(session_id=action.session_id, id__gt=action.id).order_by("id").first()
+    if following is None or following.kind != ActionKind.UPDATE_RECORD or following.event_id != action.event_id:
+        return None
+    if following.status != _PENDING or following.next_attempt_at is not None:
+        # One that failed or waits on its own (an earlier attempt without the comment) keeps its own course.
+        return None
+    return following
+
+
+def session_made_its_contact(*, session: Session, marker: str) -> bool:
+    """Whether the session's ensure_contact created its CRM contact (its result carries `marker`) and no
+    other session of ours is linked to that contact since.
+
+    A second session of the same new caller may have linked the contact meanwhile (a concurrent
+    call); its record may be on the contact already, so then the contact's records are read.
+    """
+    created = CrmAction.objects.filter(
+        session=session,
+        kind=ActionKind.ENSURE_CONTACT,
+        status=CrmAction.Status.SUCCEEDED,
+        **{f"result__{marker}": True},
+    ).exists()
+    if not created:
+        return False
+    others = Session.objects.filter(crm_connection_id=session.crm_connection_id, crm_contact_id=session.crm_contact_id)
+    return not others.exclude(pk=session.pk).exists()
 
 
 def sessions_latest_by_record(

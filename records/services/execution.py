@@ -60,7 +60,9 @@ from records.rules import (
     record_request,
 )
 from records.selectors import (
+    action_companion_update,
     custom_field_crm_ids,
+    session_made_its_contact,
     session_next_action,
     session_original_call,
     sessions_latest_by_record,
@@ -92,6 +94,8 @@ class WaitForEvent(Exception):
     """The action needs a later event (the agent's contact pick, the end of the call): it waits."""
 
 
+# The key of an ensure_contact result that says the action created the contact (not found it).
+CREATED_CONTACT = "created_contact"
 # A waiting action is looked at again after this even if its event never comes.
 WAIT_RECHECK_SECONDS = 60
 
@@ -130,8 +134,7 @@ def session_run_actions(*, session_id: int) -> RunResult:
                 logger.warning("records.lease.lost %s", session_id, extra={"session_id": session_id})
                 return RunResult(executed=executed, retry_in=None)
             with lease_heartbeat(lease):
-                action_execute(action=action)
-            executed += 1
+                executed += len(_execute(action))
             if action.status == CrmAction.Status.PENDING:
                 break
     finally:
@@ -145,6 +148,11 @@ def session_run_actions(*, session_id: int) -> RunResult:
 
 def action_execute(*, action: CrmAction) -> CrmAction:
     """Make one attempt at an action, recording its outcome on the row."""
+    return _execute(action)[0]
+
+
+def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
+    """One attempt at the action (and at the update of the same event it carries); the actions it concluded."""
     session = Session.objects.select_related("crm_connection").get(pk=action.session_id)
     # A 429 or a wait gives its attempt back, yet the call before it may have written (a note,
     # then a 429 on the read after it): any earlier error means the CRM is looked at first.
@@ -164,20 +172,24 @@ def action_execute(*, action: CrmAction) -> CrmAction:
         provider = connection_provider(connection)
         if (wait := circuit_breaker().wait_seconds(connection.base_url)) is not None:
             raise CircuitOpen(wait)
-        result = action_attempt(provider=provider, session=session, action=action, retried=retried)
+        companion = action_companion_update(action)
+        if companion is None:
+            result = action_attempt(provider=provider, session=session, action=action, retried=retried)
+        else:
+            result, companion_result = _attempt_with_companion(provider, session, action, companion, retried)
     except MalformedPayload as exc:
         # Our planner wrote what this executor cannot read: no retry fixes that, and the CRM is not to blame.
         logger.exception("records.action.malformed %s", action.pk, extra={"action_id": action.pk})
-        return _fail(action, f"bug in CRM Bridge: this action's stored payload cannot be read ({exc})")
+        return (_fail(action, f"bug in CRM Bridge: this action's stored payload cannot be read ({exc})"),)
     except WaitForEvent as exc:
         action.attempts -= 1
-        return _schedule_retry(action, str(exc), delay=WAIT_RECHECK_SECONDS)
+        return (_schedule_retry(action, str(exc), delay=WAIT_RECHECK_SECONDS),)
     except CircuitOpen as exc:
-        return _wait_for_circuit(action, exc)
+        return (_wait_for_circuit(action, exc),)
     except ActionFailed as exc:
-        return _fail(action, str(exc))
+        return (_fail(action, str(exc)),)
     except HANDLED_ERRORS as exc:
-        return _after_failure(action, connection, exc)
+        return (_after_failure(action, connection, exc),)
     _circuit_record(connection, success=True)
     if action.kind == ActionKind.CREATE_RECORD or result.get("record_id") not in (None, record_before):
         # O4: the session has its record (or moved to the survivor of a merge): its agent's adapter hears now.
@@ -186,6 +198,15 @@ def action_execute(*, action: CrmAction) -> CrmAction:
         except Exception:
             # The record is made: a pop that failed must not make the action run (and the CRM write) again.
             logger.exception("records.screen-pop.failed %s", session.pk, extra={"session_id": session.pk})
+    _succeed(action, result)
+    if companion is None:
+        return (action,)
+    companion.attempts += 1
+    _succeed(companion, companion_result)
+    return (action, companion)
+
+
+def _succeed(action: CrmAction, result: dict[str, Any]) -> None:
     action.status = CrmAction.Status.SUCCEEDED
     if decision := result.pop("decision", None):
         action.reason = f"{action.reason} → {decision}"
@@ -197,6 +218,7 @@ def action_execute(*, action: CrmAction) -> CrmAction:
     action.completed_at = timezone.now()
     action.save(
         update_fields=[
+            "attempts",
             "progress",
             "status",
             "reason",
@@ -208,7 +230,17 @@ def action_execute(*, action: CrmAction) -> CrmAction:
             "updated_at",
         ]
     )
-    return action
+
+
+def _attempt_with_companion(
+    provider: CrmProvider, session: Session, action: CrmAction, companion: CrmAction, retried: bool
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """An add_comment and the update_record of the same event that follows it, in one CRM write."""
+    comment = action_payload(action.kind, action.payload)
+    update = action_payload(companion.kind, companion.payload)
+    if not isinstance(comment, AddComment) or not isinstance(update, UpdateRecord):
+        raise MalformedPayload(f"actions {action.pk} and {companion.pk} are not a comment and an update")
+    return _comment_and_update(provider, session, comment, update, retried)
 
 
 CIRCUIT_NOTE = " (the CRM's circuit is open: waiting, not trying it)"
@@ -341,8 +373,11 @@ def _ensure_contact(
         # external id lets a retry find the contact a lost answer created.
         web_id = f"web-session:{session.external_id}"
         found = provider.find_contacts(external_id=web_id) if retried else []
-        web_contact = found[0] if found else provider.create_contact(name=name, external_id=web_id)
-        return _link_contact(session, web_contact.id, "created a contact for an unauthenticated web user (S16)")
+        decision = "created a contact for an unauthenticated web user (S16)"
+        if found:
+            return _link_contact(session, found[0].id, decision)
+        web_contact = provider.create_contact(name=name, external_id=web_id)
+        return _link_contact(session, web_contact.id, decision, created=True)
 
     phone, email, external_id = payload.phone or None, payload.email or None, payload.external_id or None
     contacts = _find_contacts(provider, external_id, email, phone)
@@ -363,7 +398,7 @@ def _ensure_contact(
             session, contact.id, f"linked the contact a concurrent session created ({exc.status_code})"
         )
     created_for = "new app user" if external_id else "new phone number" if phone else "new user"
-    return _link_contact(session, contact.id, f"created the contact ({created_for}, S16)")
+    return _link_contact(session, contact.id, f"created the contact ({created_for}, S16)", created=True)
 
 
 def _find_contacts(
@@ -394,10 +429,12 @@ def _pick_among(session: Session, contacts: list[Contact]) -> dict[str, Any]:
     return _link_contact(session, newest.id, decision)
 
 
-def _link_contact(session: Session, contact_id: str, decision: str) -> dict[str, Any]:
+def _link_contact(session: Session, contact_id: str, decision: str, *, created: bool = False) -> dict[str, Any]:
     session.crm_contact_id = contact_id
     session.save(update_fields=["crm_contact_id", "updated_at"])
-    return {"contact_id": contact_id, "outcome": decision, "decision": decision}
+    result = {"contact_id": contact_id, "outcome": decision, "decision": decision}
+    # The record lookup then knows the contact has no records to read (see _candidates_for).
+    return result | ({CREATED_CONTACT: True} if created else {})
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -697,6 +734,10 @@ def _candidates_for(provider: CrmProvider, session: Session, payload: CreateReco
     # A voicemail never appends, but its reason counts the open records it did not use (S4).
     if payload.mode == RecordMode.NEW:
         return []
+    if session_made_its_contact(session=session, marker=CREATED_CONTACT):
+        # This session created the contact a moment ago and no other session of ours has it: it has
+        # no records, so reading them would cost a request for nothing.
+        return []
     return _candidates(provider, session)
 
 
@@ -803,6 +844,17 @@ def _write_to_record(provider: CrmProvider, session: Session, write: Callable[[s
     return record.id, write(record.id)
 
 
+def _comment_of(payload: AddComment) -> Comment:
+    attachments: tuple[Attachment, ...] = ()
+    if (attachment := payload.attachment) is not None:
+        attachments = (
+            Attachment(
+                filename=attachment.filename, content_type=attachment.content_type, content=attachment.text.encode()
+            ),
+        )
+    return Comment(body=payload.body, attachments=attachments)
+
+
 def _add_comment(
     provider: CrmProvider,
     session: Session,
@@ -811,14 +863,7 @@ def _add_comment(
     action: CrmAction | None = None,
 ) -> dict[str, Any]:
     original_id = session.crm_record_id
-    attachments: tuple[Attachment, ...] = ()
-    if (attachment := payload.attachment) is not None:
-        attachments = (
-            Attachment(
-                filename=attachment.filename, content_type=attachment.content_type, content=attachment.text.encode()
-            ),
-        )
-    comment = Comment(body=payload.body, attachments=attachments)
+    comment = _comment_of(payload)
     record_id, added = _write_to_record(
         provider,
         session,
@@ -830,6 +875,80 @@ def _add_comment(
     return {"record_id": record_id, "outcome": outcome}
 
 
+@dataclass(frozen=True)
+class UpdateDraft:
+    """What an update_record action sets, composed before the write: agent id and fields resolved."""
+
+    assignee_id: str | None
+    fields: dict[str, Any]
+    status: str | None
+    notes: tuple[str, ...]
+
+    @property
+    def changes_nothing(self) -> bool:
+        return self.assignee_id is None and not self.fields and self.status is None
+
+
+def _compose_update(provider: CrmProvider, session: Session, payload: UpdateRecord) -> UpdateDraft:
+    notes: list[str] = []
+    assignee_id = _assignee_id(provider, payload.assignee_email, notes)
+    status = None
+    if payload.resolve:
+        status = provider.resolved_status or None
+        if status is None:
+            notes.append(f"{provider.kind} has no resolved status to set")
+    return UpdateDraft(assignee_id, _crm_fields(session, payload.fields), status, tuple(notes))
+
+
+def _unchanged(session: Session, payload: UpdateRecord, draft: UpdateDraft) -> dict[str, Any]:
+    missing = "the record fields are not created in this CRM (F1)" if payload.fields else "nothing to set"
+    return {"record_id": session.crm_record_id, "outcome": "; ".join(["no change", missing, *draft.notes])}
+
+
+def _write_update(
+    provider: CrmProvider,
+    session: Session,
+    payload: UpdateRecord,
+    draft: UpdateDraft,
+    retried: bool,
+    comment: Comment | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """The update's one write, carrying `comment` too when given (unless an earlier attempt added it);
+    the result, and whether the comment was added by this write."""
+    original_id = session.crm_record_id
+    changes = RecordChanges(status=draft.status, assignee_id=draft.assignee_id)
+    added = False
+
+    def write(target: str) -> tuple[Record, list[str]]:
+        nonlocal added
+        carried = comment
+        if carried is not None and (retried or target != original_id):
+            # An earlier attempt's write may have applied before its answer was lost.
+            carried = None if _has_comment(provider, target, carried.body, session.external_id) else carried
+        added = carried is not None
+        return _write_assigned(
+            provider,
+            payload.assignee_email,
+            draft.assignee_id,
+            draft.fields,
+            lambda assignee, known: provider.update_record(
+                target, replace(changes, assignee_id=assignee, custom_fields=known, comment=carried)
+            ),
+        )
+
+    record_id, (_, lost) = _write_to_record(provider, session, write)
+    lost_notes = _fields_lost(session, lost)
+    for note in lost_notes:
+        _comment_once(provider, record_id, Comment(body=note), retried)
+    done = [
+        f"assigned to {payload.assignee_email}" if draft.assignee_id else "",
+        f"{len(draft.fields) - len(lost)} field(s) set" if len(draft.fields) > len(lost) else "",
+        f"status {draft.status}" if draft.status else "",
+    ]
+    outcome = "; ".join([item for item in done if item] + list(draft.notes) + lost_notes)
+    return {"record_id": record_id, "outcome": outcome}, added
+
+
 def _update_record(
     provider: CrmProvider,
     session: Session,
@@ -837,40 +956,37 @@ def _update_record(
     retried: bool,
     action: CrmAction | None = None,
 ) -> dict[str, Any]:
-    notes: list[str] = []
-    assignee_id = _assignee_id(provider, payload.assignee_email, notes)
-    fields = _crm_fields(session, payload.fields)
-    status = None
-    if payload.resolve:
-        status = provider.resolved_status or None
-        if status is None:
-            notes.append(f"{provider.kind} has no resolved status to set")
-    if assignee_id is None and not fields and status is None:
-        missing = "the record fields are not created in this CRM (F1)" if payload.fields else "nothing to set"
-        return {"record_id": session.crm_record_id, "outcome": "; ".join(["no change", missing, *notes])}
-    changes = RecordChanges(status=status, assignee_id=assignee_id)
-    record_id, (_, lost) = _write_to_record(
-        provider,
-        session,
-        lambda target: _write_assigned(
-            provider,
-            payload.assignee_email,
-            assignee_id,
-            fields,
-            lambda assignee, known: provider.update_record(
-                target, replace(changes, assignee_id=assignee, custom_fields=known)
-            ),
-        ),
+    draft = _compose_update(provider, session, payload)
+    if draft.changes_nothing:
+        return _unchanged(session, payload, draft)
+    result, _ = _write_update(provider, session, payload, draft, retried)
+    return result
+
+
+def _comment_and_update(
+    provider: CrmProvider,
+    session: Session,
+    comment_payload: AddComment,
+    update_payload: UpdateRecord,
+    retried: bool,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One event's comment and its record update (call ended, CSAT, SmartAction, voicemail closed) in
+    one write: a Zendesk ticket PUT or a Salesforce composite carries both, so the event costs one
+    request instead of two. The results of the comment action and of the update action."""
+    draft = _compose_update(provider, session, update_payload)
+    if draft.changes_nothing:
+        return _add_comment(provider, session, comment_payload, retried), _unchanged(session, update_payload, draft)
+    original_id = session.crm_record_id
+    update_result, added = _write_update(
+        provider, session, update_payload, draft, retried, comment=_comment_of(comment_payload)
     )
-    lost_notes = _fields_lost(session, lost)
-    for note in lost_notes:
-        _comment_once(provider, record_id, Comment(body=note), retried)
-    done = [
-        f"assigned to {payload.assignee_email}" if assignee_id else "",
-        f"{len(fields) - len(lost)} field(s) set" if len(fields) > len(lost) else "",
-        f"status {status}" if status else "",
-    ]
-    return {"record_id": record_id, "outcome": "; ".join([item for item in done if item] + notes + lost_notes)}
+    record_id = update_result["record_id"]
+    outcome = "added" if added else "an earlier attempt had already added it"
+    if record_id != original_id:
+        outcome += f" to record {record_id}, which record {original_id} was merged into (S8)"
+    comment_result = {"record_id": record_id, "outcome": f"{outcome}, in one update with the record's changes"}
+    update_result["outcome"] += "; in one update with the comment before it"
+    return comment_result, update_result
 
 
 def _write_fields(

@@ -13,7 +13,8 @@ from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
 from integrations.services import connection_create, connection_settings, rate_gate, retry_countdown
 from records.models import CrmAction, Event, Session
-from records.selectors import session_next_action
+from records.selectors import custom_field_crm_ids, session_next_action
+from records.services.custom_fields import custom_fields_create
 from records.services.execution import (
     CreateRecordProgress,
     Placement,
@@ -101,6 +102,123 @@ def test_session_run_actions_makes_the_ticket(
     assert ticket["subject"] == "IVR Call from +14155550100"
     assert ticket["tags"] == ["voice_inbound_ivr"]
     assert len(comments(zendesk_api, zendesk_sandbox, ticket["id"])) == 3
+
+
+TICKET_UPDATE = "PUT /api/v2/tickets/{id}.json"
+
+
+def ticket_updates(sandbox: SandboxServer) -> int:
+    return int(sandbox_stats(sandbox)["requests"].get(TICKET_UPDATE, 0))
+
+
+def test_an_events_comment_and_its_fields_go_in_one_ticket_update(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    custom_fields_create(connection=zendesk_connection)
+    session = ingest_example()
+    for kind in ("ensure_contact", "create_record"):
+        action_execute(action=session.actions.get(kind=kind))
+    before = ticket_updates(zendesk_sandbox)
+
+    run_until_settled(session)
+
+    # session.ended: its call_finished comment and the call's fields in one PUT; recording.ready: one more.
+    assert ticket_updates(zendesk_sandbox) - before == 2
+    ended_comment, ended_fields = session.actions.filter(event__event_id="a4").order_by("id")
+    assert (ended_comment.kind, ended_fields.kind) == ("add_comment", "update_record")
+    assert ended_comment.result["outcome"] == "added, in one update with the record's changes"
+    assert ended_fields.result["outcome"].endswith("field(s) set; in one update with the comment before it")
+    assert ended_fields.status == CrmAction.Status.SUCCEEDED
+    [ticket] = tickets(zendesk_api, zendesk_sandbox)
+    finished = [
+        body for body in comments(zendesk_api, zendesk_sandbox, ticket["id"]) if body.startswith("call_finished")
+    ]
+    assert len(finished) == 1
+    ids = custom_field_crm_ids(connection_id=zendesk_connection.pk, keys=["call_duration"])
+    assert {"id": int(ids["call_duration"]), "value": 336} in ticket["custom_fields"]
+
+
+def test_a_shared_update_whose_answer_was_lost_adds_its_comment_once(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    custom_fields_create(connection=zendesk_connection)
+    session = ingest_example()
+    for kind in ("ensure_contact", "create_record"):
+        action_execute(action=session.actions.get(kind=kind))
+    ended_comment, ended_fields = session.actions.filter(event__event_id="a4").order_by("id")
+    sandbox_config(zendesk_sandbox, lost_response_rate=1.0)
+
+    action_execute(action=ended_comment)
+
+    ended_fields.refresh_from_db()
+    assert (ended_comment.status, ended_fields.status) == (CrmAction.Status.PENDING, CrmAction.Status.PENDING)
+    sandbox_config(zendesk_sandbox, lost_response_rate=0.0)
+    run_until_settled(session)
+
+    [ticket] = tickets(zendesk_api, zendesk_sandbox)
+    finished = [
+        body for body in comments(zendesk_api, zendesk_sandbox, ticket["id"]) if body.startswith("call_finished")
+    ]
+    assert len(finished) == 1
+    ended_comment.refresh_from_db()
+    assert (
+        ended_comment.result["outcome"]
+        == "an earlier attempt had already added it, in one update with the record's changes"
+    )
+
+
+CONTACT_TICKETS = "GET /api/v2/users/{id}/tickets/requested.json"
+
+
+def contact_ticket_reads(sandbox: SandboxServer) -> int:
+    return int(sandbox_stats(sandbox)["requests"].get(CONTACT_TICKETS, 0))
+
+
+def the_call(session_id: str) -> list[dict]:
+    """The example call under another session id (the same caller)."""
+    return [
+        {**event, "event_id": f"{session_id}-{event['event_id']}", "session_id": session_id}
+        for event in EXAMPLE_CALL["events"]
+    ]
+
+
+def test_a_contact_this_session_just_created_has_no_tickets_to_read(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    first = ingest_and_process(the_call("c-1"), "c-1")
+    run_until_settled(first)
+
+    # A new caller: the contact is created, so its tickets are not read.
+    assert contact_ticket_reads(zendesk_sandbox) == 0
+    assert first.actions.get(kind="ensure_contact").result["created_contact"] is True
+
+    second = ingest_and_process(the_call("c-2"), "c-2")
+    run_until_settled(second)
+
+    # The same caller again: the contact is found, its tickets read, the open one appended to (R1).
+    assert contact_ticket_reads(zendesk_sandbox) == 1
+    second.refresh_from_db()
+    assert second.crm_record_id == Session.objects.get(external_id="c-1").crm_record_id
+    assert len(tickets(zendesk_api, zendesk_sandbox)) == 1
+
+
+def test_a_created_contact_another_session_linked_meanwhile_has_its_tickets_read(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    first = ingest_and_process(the_call("c-1"), "c-1")
+    second = ingest_and_process(the_call("c-2"), "c-2")
+    # c-1 creates the caller's contact; c-2, a concurrent call of the same caller, finds it and makes its ticket.
+    action_execute(action=first.actions.get(kind="ensure_contact"))
+    run_until_settled(second)
+    assert contact_ticket_reads(zendesk_sandbox) == 1
+
+    run_until_settled(first)
+
+    # c-1 made the contact, yet c-2 is on it too: c-1 reads its tickets and appends to c-2's.
+    assert contact_ticket_reads(zendesk_sandbox) == 2
+    [ticket] = zendesk_api.get(f"{zendesk_sandbox.base_url}/api/v2/tickets.json").json()["tickets"]
+    first.refresh_from_db()
+    assert first.crm_record_id == str(ticket["id"])
 
 
 def test_retried_create_after_a_lost_response_links_the_ticket_instead_of_making_another(
