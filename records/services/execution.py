@@ -62,6 +62,8 @@ from records.rules import (
 from records.selectors import (
     action_companion_update,
     custom_field_crm_ids,
+    session_caller_contact,
+    session_contact_action,
     session_made_its_contact,
     session_next_action,
     session_original_call,
@@ -94,8 +96,33 @@ class WaitForEvent(Exception):
     """The action needs a later event (the agent's contact pick, the end of the call): it waits."""
 
 
+class SearchContactAgain(Exception):
+    """The CRM refused the caller's known contact (deleted or merged away): the session's
+    ensure_contact runs again, searching this time, and the record waits for it."""
+
+
 # The key of an ensure_contact result that says the action created the contact (not found it).
 CREATED_CONTACT = "created_contact"
+# The key of an ensure_contact result that says how it came to the contact (a ContactLink).
+CONTACT_LINK = "contact_link"
+
+
+class ContactLink(enum.StrEnum):
+    """How an ensure_contact linked the session's contact."""
+
+    GIVEN = "given"  # O2: the contact the agent called
+    CREATED = "created"
+    WEB = "web"  # a new contact for an unauthenticated web user (S16)
+    FOUND = "found"  # the one contact the search found
+    NEWEST = "newest"  # several matched: the newest one (S5 when the agent picked none)
+    PICKED = "picked"  # several matched: the agent's pick (S5)
+    KNOWN = "known"  # the contact the caller's earlier session linked, reused without a search
+
+
+# Links that tie the caller's phone to one contact beyond doubt, so the caller's next session from
+# that phone reuses the contact instead of searching: not a guess among several, not the agent's
+# pick for one call.
+CALLER_LINKS = (ContactLink.CREATED, ContactLink.FOUND, ContactLink.KNOWN)
 # A waiting action is looked at again after this even if its event never comes.
 WAIT_RECHECK_SECONDS = 60
 
@@ -184,6 +211,10 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
     except WaitForEvent as exc:
         action.attempts -= 1
         return (_schedule_retry(action, str(exc), delay=WAIT_RECHECK_SECONDS),)
+    except SearchContactAgain as exc:
+        # Not the record's failure: it runs as soon as its contact is found again.
+        action.attempts -= 1
+        return (_schedule_retry(action, str(exc), delay=0),)
     except CircuitOpen as exc:
         return (_wait_for_circuit(action, exc),)
     except ActionFailed as exc:
@@ -366,7 +397,7 @@ def _ensure_contact(
     if session.crm_contact_id:
         return {"contact_id": session.crm_contact_id, "outcome": "already linked"}
     if payload.contact_id:
-        return _link_contact(session, payload.contact_id, "the contact the agent called (O2)")
+        return _link_contact(session, payload.contact_id, "the contact the agent called (O2)", ContactLink.GIVEN)
     name = payload.name or session.external_id
     if payload.always_create:
         # An unauthenticated web user is a new contact each time (S16); the session id as its
@@ -375,17 +406,27 @@ def _ensure_contact(
         found = provider.find_contacts(external_id=web_id) if retried else []
         decision = "created a contact for an unauthenticated web user (S16)"
         if found:
-            return _link_contact(session, found[0].id, decision)
+            return _link_contact(session, found[0].id, decision, ContactLink.WEB)
         web_contact = provider.create_contact(name=name, external_id=web_id)
-        return _link_contact(session, web_contact.id, decision, created=True)
+        return _link_contact(session, web_contact.id, decision, ContactLink.WEB, created=True)
 
     phone, email, external_id = payload.phone or None, payload.email or None, payload.external_id or None
+    progress = EnsureContactProgress.from_json(action.progress if action is not None else {})
+    if phone and not (email or external_id) and not progress.search:
+        # A caller known by phone alone: the contact their last session linked, without a search.
+        # Should the CRM have deleted or merged it, the record's write is refused and this action
+        # runs again with a search (see _search_if_known_contact).
+        known = session_caller_contact(session=session, phone=phone, key=CONTACT_LINK, links=CALLER_LINKS)
+        if known is not None:
+            decision = f"the caller's contact from their session {known.session_external_id} (no search)"
+            return _link_contact(session, known.contact_id, decision, ContactLink.KNOWN)
     contacts = _find_contacts(provider, external_id, email, phone)
     if len(contacts) > 1 and payload.ask_agent_when_several:
         return _pick_among(session, contacts)
     contact = choose_contact(contacts)
     if contact is not None:
-        return _link_contact(session, contact.id, f"found {len(contacts)} contact(s), linked the newest")
+        link = ContactLink.FOUND if len(contacts) == 1 else ContactLink.NEWEST
+        return _link_contact(session, contact.id, f"found {len(contacts)} contact(s), linked the newest", link)
     try:
         contact = provider.create_contact(name=name, phone=phone, email=email, external_id=external_id)
     except CrmRequestError as exc:
@@ -395,10 +436,29 @@ def _ensure_contact(
         if contact is None:
             raise
         return _link_contact(
-            session, contact.id, f"linked the contact a concurrent session created ({exc.status_code})"
+            session,
+            contact.id,
+            f"linked the contact a concurrent session created ({exc.status_code})",
+            ContactLink.FOUND,
         )
     created_for = "new app user" if external_id else "new phone number" if phone else "new user"
-    return _link_contact(session, contact.id, f"created the contact ({created_for}, S16)", created=True)
+    decision = f"created the contact ({created_for}, S16)"
+    return _link_contact(session, contact.id, decision, ContactLink.CREATED, created=True)
+
+
+@dataclass(frozen=True)
+class EnsureContactProgress:
+    """What an ensure_contact keeps on its action: whether the caller's known contact was refused,
+    so that this time it searches."""
+
+    search: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"search": True} if self.search else {}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "EnsureContactProgress":
+        return cls(search=bool(data.get("search")))
 
 
 def _find_contacts(
@@ -417,7 +477,8 @@ def _pick_among(session: Session, contacts: list[Contact]) -> dict[str, Any]:
     """S5: several contacts match the caller: the agent's pick, or at the end the newest one."""
     selected = str(session.state.get("selected_contact_id") or "")
     if selected:
-        return _link_contact(session, selected, f"the agent picked contact {selected} among {len(contacts)} (S5)")
+        decision = f"the agent picked contact {selected} among {len(contacts)} (S5)"
+        return _link_contact(session, selected, decision, ContactLink.PICKED)
     if not session.state.get("ended"):
         raise WaitForEvent(f"{len(contacts)} contacts match the caller: waiting for the agent's pick (S5)")
     newest = choose_contact(contacts)
@@ -426,13 +487,15 @@ def _pick_among(session: Session, contacts: list[Contact]) -> dict[str, Any]:
         f"the agent picked none of {len(contacts)} matching contacts: at the end of the call, "
         f"linked the most recently created one, {newest.id} (S5)"
     )
-    return _link_contact(session, newest.id, decision)
+    return _link_contact(session, newest.id, decision, ContactLink.NEWEST)
 
 
-def _link_contact(session: Session, contact_id: str, decision: str, *, created: bool = False) -> dict[str, Any]:
+def _link_contact(
+    session: Session, contact_id: str, decision: str, link: ContactLink, *, created: bool = False
+) -> dict[str, Any]:
     session.crm_contact_id = contact_id
     session.save(update_fields=["crm_contact_id", "updated_at"])
-    result = {"contact_id": contact_id, "outcome": decision, "decision": decision}
+    result = {"contact_id": contact_id, "outcome": decision, "decision": decision, CONTACT_LINK: str(link)}
     # The record lookup then knows the contact has no records to read (see _candidates_for).
     return result | ({CREATED_CONTACT: True} if created else {})
 
@@ -591,14 +654,58 @@ def _create_record(
     if progress.draft is None:
         progress = replace(progress, draft=draft)
         _keep_progress(action, progress)
-    location = _locate_record(provider, session, payload, retried, progress.location)
-    if location.placement in (Placement.CREATE, Placement.APPEND) and progress.location is None:
-        _keep_progress(action, replace(progress, location=location))
-    record_id, created, lost = _write_record(provider, session, payload, draft, location, retried)
+    location: RecordLocation | None = None
+    try:
+        location = _locate_record(provider, session, payload, retried, progress.location)
+        if location.placement in (Placement.CREATE, Placement.APPEND) and progress.location is None:
+            _keep_progress(action, replace(progress, location=location))
+        record_id, created, lost = _write_record(provider, session, payload, draft, location, retried)
+    except CrmRequestError as exc:
+        # Reading the contact's records or creating one for it refused: the contact may be gone.
+        if location is None or location.placement == Placement.CREATE:
+            _search_if_known_contact(session, action, progress, exc)
+        raise
     notes = [*draft.notes, *_fields_lost(session, lost)]
     _annotate_record(provider, session, payload, record_id, created=created, notes=notes, retried=retried)
     decision = location.decision
     return {"record_id": record_id, "outcome": "; ".join([decision, *notes]), "decision": decision}
+
+
+def _search_if_known_contact(
+    session: Session, action: CrmAction | None, progress: CreateRecordProgress, exc: CrmRequestError
+) -> None:
+    """When the refused contact is the caller's known one (reused without a search), find the contact
+    again: its ensure_contact runs once more, searching, and then this record (SearchContactAgain)."""
+    contact_action = session_contact_action(session)
+    if action is None or contact_action is None or contact_action.result.get(CONTACT_LINK) != ContactLink.KNOWN:
+        return
+    refused = session.crm_contact_id
+    with transaction.atomic():
+        contact_action.status = CrmAction.Status.PENDING
+        contact_action.reason = contact_action.reason.removesuffix(f" → {contact_action.result.get('outcome', '')}")
+        contact_action.result = {}
+        contact_action.progress = EnsureContactProgress(search=True).to_json()
+        contact_action.last_error = f"the CRM refused the caller's known contact {refused} ({exc}): searching again"
+        contact_action.next_attempt_at = None
+        contact_action.completed_at = None
+        contact_action.save(
+            update_fields=[
+                "status",
+                "reason",
+                "result",
+                "progress",
+                "last_error",
+                "next_attempt_at",
+                "completed_at",
+                "updated_at",
+            ]
+        )
+        session.crm_contact_id = ""
+        session.save(update_fields=["crm_contact_id", "updated_at"])
+        # The choice among the refused contact's records is void; what the draft read still holds.
+        _keep_progress(action, replace(progress, location=None))
+    logger.info("records.contact.known-refused %s", session.pk, extra={"session_id": session.pk})
+    raise SearchContactAgain(f"the caller's known contact {refused} was refused by the CRM: finding the contact again")
 
 
 def _compose_record(provider: CrmProvider, session: Session, payload: CreateRecord) -> RecordDraft:
