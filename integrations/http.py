@@ -8,6 +8,7 @@ instead of each spending a request to learn the same thing.
 import email.utils
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
@@ -22,7 +23,7 @@ from integrations.exceptions import (
     CrmRequestError,
     CrmTransientError,
 )
-from integrations.ratelimit import Usage, WorkClass, window_limit
+from integrations.ratelimit import Usage, WindowReading, WorkClass, headroom_pause, window_limit
 from integrations.urlguard import BlockedAddress, GuardedAdapter
 
 logger = logging.getLogger(__name__)
@@ -165,7 +166,26 @@ class CrmHttpClient:
         """Hook for subclasses: add credentials to the outgoing request."""
 
     def observe(self, response: requests.Response) -> None:
-        """Hook for subclasses: read a CRM's usage headers off every answer (to close the rate gate early)."""
+        """Read the CRM's rate-limit headers off every answer: where its window (or an endpoint's own)
+        is down to its headroom, every worker holds that traffic until it frees, so the CRM rarely
+        has to answer 429."""
+        if self.rate_gate is None:
+            return
+        for endpoint_class, reading in self.window_readings(response):
+            if (pause := headroom_pause(reading)) > 0:
+                self.rate_gate.close_for(self._gate_key(endpoint_class), pause)
+
+    def window_readings(self, response: requests.Response) -> Iterable[tuple[str | None, WindowReading]]:
+        """Hook for subclasses: what the answer's rate-limit headers say, per window (None: the
+        account's; otherwise an endpoint class of `endpoint_class`)."""
+        return ()
+
+    def endpoint_class(self, method: str, path: str) -> str | None:
+        """Hook for subclasses: the CRM's own limit class of a request (Zendesk's ticket updates), or None."""
+        return None
+
+    def _gate_key(self, endpoint_class: str | None) -> str:
+        return self.base_url if endpoint_class is None else f"{self.base_url}#{endpoint_class}"
 
     def retry_after(self, response: requests.Response) -> float:
         """Hook for subclasses: seconds a 429 asks to wait (here: Retry-After, seconds or an HTTP date)."""
@@ -188,7 +208,7 @@ class CrmHttpClient:
         error code such as Salesforce's 403 REQUEST_LIMIT_EXCEEDED), CrmAuthError (401/403, with the
         CRM's error code), CrmNotFound (404) or CrmRequestError (other 4xx).
         """
-        self._pass_rate_gate()
+        self._pass_rate_gate(self.endpoint_class(method, path))
         prepared = self.session.prepare_request(
             requests.Request(
                 method, self.build_url(path), params=params, json=json, data=data, files=files, headers=headers
@@ -207,11 +227,14 @@ class CrmHttpClient:
             return _decoded(response, method, path)
         raise self._failure(response, method, path)
 
-    def _pass_rate_gate(self) -> None:
-        """Raise CrmRateLimited while the CRM's gate is closed, CrmOwnLimitReached when our budget is spent."""
+    def _pass_rate_gate(self, endpoint_class: str | None) -> None:
+        """Raise CrmRateLimited while the CRM's gate (or its endpoint class's) is closed,
+        CrmOwnLimitReached when our budget is spent."""
         if self.rate_gate is None:
             return
         wait = self.rate_gate.seconds_until_open(self.base_url)
+        if endpoint_class is not None:
+            wait = max(wait, self.rate_gate.seconds_until_open(self._gate_key(endpoint_class)))
         if wait > 0:
             self._record(Usage.HELD_BACK)
             raise CrmRateLimited(f"rate limited by {self.base_url} for {wait:.1f}s more", retry_after=wait)
