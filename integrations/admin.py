@@ -15,7 +15,7 @@ from django.utils.html import format_html
 from integrations.exceptions import CredentialsUnreadable
 from integrations.health import HealthRow, HealthSection, register_health_source, usage_chart_svg, usage_totals
 from integrations.models import CrmConnection, CrmKind
-from integrations.providers.base import CAPABILITY_LABELS, Capability, SettingSpec
+from integrations.providers.base import CAPABILITY_LABELS, Capability, SettingSpec, SettingType
 from integrations.providers.registry import PROVIDERS
 from integrations.selectors import connection_budget, connection_circuit_state, connection_usage
 from integrations.services import (
@@ -87,7 +87,30 @@ def _clear_field(setting: SettingSpec) -> forms.Field:
     )
 
 
+def _typed_field(setting: SettingSpec) -> forms.Field:
+    """A typed setting's form field: a checkbox, a bounded number, or ticks for its choices."""
+    if setting.type == SettingType.BOOLEAN:
+        return forms.BooleanField(label=setting.label, required=False, help_text=setting.help_text)
+    if setting.type == SettingType.INTEGER:
+        return forms.IntegerField(
+            label=setting.label,
+            required=False,
+            min_value=setting.min_value,
+            max_value=setting.max_value,
+            help_text=f"{setting.help_text} Blank: {setting.default}.".strip(),
+        )
+    return forms.MultipleChoiceField(
+        label=setting.label,
+        required=False,
+        choices=setting.choices,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=setting.help_text,
+    )
+
+
 def _setting_field(setting: SettingSpec, stored: bool) -> forms.Field:
+    if setting.typed:
+        return _typed_field(setting)
     if setting.secret:
         if stored:
             note = (
@@ -152,6 +175,8 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
             name = setting_field_name(self.instance.kind, setting)
             if setting.secret:
                 self.fields[name] = _setting_field(setting, stored=setting.name in self._stored_secrets())
+            elif setting.typed:
+                self.fields[name].initial = config.get(setting.name, setting.default)
             else:
                 self.fields[name].initial = config.get(setting.name, "")
         # Only the CRMs a provider serves are offered (a connection of another kind could do nothing).
@@ -193,7 +218,7 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
             self.instance.config = {}
         self.instance.kind = kind
         values = {
-            setting.name: cleaned.get(setting_field_name(kind, setting)) or ""
+            setting.name: _form_value(setting, cleaned.get(setting_field_name(kind, setting)))
             for setting in PROVIDERS[kind].settings_spec
         }
         clear = [
@@ -219,6 +244,14 @@ class CrmConnectionForm(forms.ModelForm[CrmConnection]):
         return cleaned
 
 
+def _form_value(setting: SettingSpec, value: Any) -> Any:
+    """What the form gives the service for a setting: text as text, typed values as they are."""
+    if not setting.typed:
+        return value or ""
+    # A blank number is the default; unticked boxes are an empty list.
+    return setting.default if value is None and setting.type == SettingType.INTEGER else value
+
+
 # The declared settings are form fields of the class, so the admin's form factory knows them.
 for _kind, _provider in PROVIDERS.items():
     for _setting in _provider.settings_spec:
@@ -239,13 +272,17 @@ def connection_fieldsets(kind: str | None) -> list[tuple[str | None, dict[str, A
     for provider_kind, provider in PROVIDERS.items():
         if kind and provider_kind != kind:
             continue
-        names = []
+        sections: dict[str, list[str]] = {}
         for setting in provider.settings_spec:
+            names = sections.setdefault(setting.section, [])
             names.append(setting_field_name(provider_kind, setting))
             if setting.secret and not setting.required:
                 names.append(clear_field_name(provider_kind, setting))
         description = None if kind else f"Read only when the kind is {CrmKind(provider_kind).label}."
-        fieldsets.append((f"{CrmKind(provider_kind).label} credentials", {"fields": names, "description": description}))
+        label = CrmKind(provider_kind).label
+        for section, names in sections.items():
+            title = f"{label} {section}" if section else f"{label} credentials"
+            fieldsets.append((title, {"fields": names, "description": description}))
     fieldsets += [
         ("What it can do", {"fields": ["credentials_stored", "capability_list"]}),
         ("Limits", {"fields": ["rate_limit_per_minute", "retry_budget_hours"]}),

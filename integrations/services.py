@@ -17,7 +17,7 @@ from integrations.circuit import CircuitBreaker
 from integrations.exceptions import CrmError
 from integrations.failures import COUNTDOWN_MARGIN_SECONDS, Decision, RetryPolicy, broker_countdown, decide
 from integrations.models import CrmConnection
-from integrations.providers.base import Capability, ConnectionSettings, CrmProvider, SettingSpec
+from integrations.providers.base import Capability, ConnectionSettings, CrmProvider, SettingSpec, setting_value
 from integrations.providers.registry import PROVIDERS, get_provider, get_provider_class
 from integrations.ratelimit import RedisRateGate, WorkClass
 
@@ -168,7 +168,7 @@ def connection_can(connection: CrmConnection, capability: Capability) -> bool:
 
 def connection_apply_settings(
     connection: CrmConnection,
-    values: Mapping[str, str | None],
+    values: Mapping[str, Any],
     *,
     rate_limit_per_minute: int | None = None,
     clear: Collection[str] = (),
@@ -197,7 +197,7 @@ def connection_apply_settings(
     secrets = {key: value for key, value in stored_secrets.items() if key in known}
     for setting in spec:
         error = _place_setting(connection, setting, values, clear=clear, config=config, secrets=secrets)
-        if error is None:
+        if error is None and not setting.typed:
             present = secrets.get(setting.name) if setting.secret else config.get(setting.name)
             error = None if present else _missing_error(connection, setting, base_url_changed=base_url_changed)
         if error:
@@ -213,13 +213,24 @@ def connection_apply_settings(
 def _place_setting(
     connection: CrmConnection,
     setting: SettingSpec,
-    values: Mapping[str, str | None],
+    values: Mapping[str, Any],
     *,
     clear: Collection[str],
     config: dict[str, Any],
     secrets: dict[str, Any],
 ) -> str | None:
     """Put one declared setting where it belongs (config or secrets); the error that keeps it out."""
+    if setting.typed:
+        # Typed settings (B1's toggle, interval, services) are kept as JSON values, defaults unstored.
+        if setting.name not in values:
+            if setting.name in (connection.config or {}):
+                config[setting.name] = connection.config[setting.name]
+            return None
+        try:
+            config[setting.name] = setting_value(setting, values[setting.name])
+        except ValueError as exc:
+            return f"{setting.label}: {exc}."
+        return None
     value = (values.get(setting.name) or "").strip()
     if setting.email and value:
         try:
@@ -281,7 +292,7 @@ def connection_create(
     name: str,
     kind: str,
     base_url: str,
-    settings: Mapping[str, str | None],
+    settings: Mapping[str, Any],
     rate_limit_per_minute: int | None = None,
     activate: bool = True,
 ) -> CrmConnection:
@@ -299,6 +310,18 @@ def connection_create(
     connection.save()
     if activate:
         connection_activate(connection=connection)
+    return connection
+
+
+def connection_change_settings(*, connection: CrmConnection, values: Mapping[str, Any]) -> CrmConnection:
+    """Change some of the connection's declared settings (B1's batching, say), the others kept.
+
+    Checked as the admin form checks them; ValidationError keyed by setting name, nothing saved then.
+    """
+    connection_apply_settings(
+        connection, values, rate_limit_per_minute=(connection.config or {}).get("rate_limit_per_minute")
+    )
+    connection.save(update_fields=["config", "encrypted_secrets", "updated_at"])
     return connection
 
 

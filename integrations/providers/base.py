@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from integrations.exceptions import CrmUnsupported
+from integrations.exceptions import CrmError, CrmUnsupported
 from integrations.http import CrmHttpClient, RateGate
 from integrations.ratelimit import WorkClass
 
@@ -41,6 +41,16 @@ CAPABILITY_LABELS: dict[Capability, str] = {
 }
 
 
+class SettingType(StrEnum):
+    """How a declared setting is entered and stored: text (the default), or a typed value kept as JSON."""
+
+    TEXT = "text"
+    BOOLEAN = "boolean"
+    INTEGER = "integer"
+    # Any of `choices` (stored as a list of their values).
+    CHOICES = "choices"
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     """One setting a connection to this CRM needs, as its provider declares it.
@@ -58,6 +68,124 @@ class SettingSpec:
     email: bool = False
     # Required whenever this other (optional) setting is given: the password of a username login.
     required_with: str = ""
+    type: SettingType = SettingType.TEXT
+    # For typed settings (never required): the value while none is stored, the bounds, the choices.
+    default: Any = None
+    min_value: int | None = None
+    max_value: int | None = None
+    choices: tuple[tuple[str, str], ...] = ()
+    # The admin fieldset it is shown in; "" for the CRM's credentials.
+    section: str = ""
+
+    @property
+    def typed(self) -> bool:
+        return self.type != SettingType.TEXT
+
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"", "0", "false", "no", "off"})
+
+
+def setting_value(setting: SettingSpec, raw: Any) -> Any:
+    """A typed setting's value from a form, a file or the command line; ValueError says what is wrong.
+
+    Pure: the admin form, `add_crm_connection --setting` (text) and the configuration file (JSON)
+    all come through here, so they accept and refuse the same values.
+    """
+    if raw is None:
+        return setting.default
+    if setting.type == SettingType.BOOLEAN:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, str) and raw.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+            return raw.strip().lower() in TRUE_WORDS
+        raise ValueError("must be true or false")
+    if setting.type == SettingType.INTEGER:
+        if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+            raw = int(raw.strip())
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise ValueError("must be a whole number")
+        if (setting.min_value is not None and raw < setting.min_value) or (
+            setting.max_value is not None and raw > setting.max_value
+        ):
+            raise ValueError(f"must be from {setting.min_value} to {setting.max_value}")
+        return raw
+    if setting.type == SettingType.CHOICES:
+        values = [part.strip() for part in raw.split(",") if part.strip()] if isinstance(raw, str) else raw
+        known = [value for value, _ in setting.choices]
+        if not isinstance(values, list | tuple) or any(value not in known for value in values):
+            raise ValueError(f"must be a list of: {', '.join(known)}")
+        # In the declared order, each once: the stored value does not depend on how it was entered.
+        return [value for value in known if value in values]
+    return raw if isinstance(raw, str) else str(raw)
+
+
+class BatchService(StrEnum):
+    """The writes B1 may batch across sessions."""
+
+    ADD_COMMENT = "add_comment"
+    UPDATE_RECORD = "update_record"
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """A connection's B1 batching, read from the settings its provider declares (BATCH_SETTINGS)."""
+
+    enabled: bool = False
+    services: frozenset[BatchService] = frozenset(BatchService)
+    interval_seconds: int = 10
+
+
+BATCH_SECTION = "API batching"
+# The settings of a provider that can batch (Capability.BATCHING); stored in the connection's config.
+BATCH_SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec(
+        "batching_enabled",
+        "Batch comments and record updates",
+        "Send the comments and record updates of all sessions together, a few requests every few seconds, "
+        "instead of one request each; uses the API token above. Records are still created at once (B1).",
+        required=False,
+        type=SettingType.BOOLEAN,
+        default=False,
+        section=BATCH_SECTION,
+    ),
+    SettingSpec(
+        "batched_services",
+        "What to batch",
+        "Add comment is about 37% of the API volume, update record (assignment, fields, status) about 12%.",
+        required=False,
+        type=SettingType.CHOICES,
+        default=[service.value for service in BatchService],
+        choices=((BatchService.ADD_COMMENT, "Add comment"), (BatchService.UPDATE_RECORD, "Update record")),
+        section=BATCH_SECTION,
+    ),
+    SettingSpec(
+        "batch_interval_seconds",
+        "Send a batch every (seconds)",
+        "From 1 to 60; 10 is recommended. A comment or update waits at most this long before it is sent.",
+        required=False,
+        type=SettingType.INTEGER,
+        default=10,
+        min_value=1,
+        max_value=60,
+        section=BATCH_SECTION,
+    ),
+)
+
+
+def batch_settings(config: Mapping[str, Any]) -> BatchSettings:
+    """The batching a connection's config asks for (defaults for what it does not set)."""
+    values = {spec.name: config.get(spec.name, spec.default) for spec in BATCH_SETTINGS}
+    try:
+        interval = int(values["batch_interval_seconds"])
+    except (TypeError, ValueError):
+        interval = BatchSettings.interval_seconds
+    services = values["batched_services"] if isinstance(values["batched_services"], list) else []
+    return BatchSettings(
+        enabled=values["batching_enabled"] is True,
+        services=frozenset(BatchService(value) for value in services if value in set(BatchService)),
+        interval_seconds=min(60, max(1, interval)),
+    )
 
 
 @dataclass(frozen=True)
@@ -178,6 +306,34 @@ class RecordChanges:
     comment: Comment | None = None
     custom_fields: Mapping[str, Any] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchUpdate:
+    """One record's changes in a batch (B1): at most one per record in a request, so results map back."""
+
+    record_id: str
+    changes: RecordChanges
+
+
+@dataclass(frozen=True)
+class BatchItemResult:
+    """The CRM's own result for one record of a batch; `error` None means it was applied."""
+
+    record_id: str
+    error: CrmError | None = None
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """A batch as the CRM runs it: its job id, whether it is finished, and each record's result."""
+
+    id: str
+    done: bool
+    # The whole job failed (or was killed): none of its items can be taken as applied.
+    failed: bool = False
+    message: str = ""
+    results: tuple[BatchItemResult, ...] = ()
 
 
 class CustomFieldType(StrEnum):
@@ -352,6 +508,21 @@ class CrmProvider(abc.ABC):
     def display_record(self, agent_id: str, record_id: str) -> None:
         """Open the record in the agent's CRM window (Zendesk Talk Partner Edition's display API)."""
         raise CrmUnsupported(f"{self.kind} has no screen-pop API: the adapter opens the record's URL")
+
+    # B1 batching across sessions (Capability.BATCHING): records one batch request may carry.
+    batch_max_items: ClassVar[int] = 0
+
+    def batch_settings(self) -> BatchSettings:
+        """What this connection batches; nothing for a CRM that cannot batch."""
+        return batch_settings(self.settings.config) if self.can(Capability.BATCHING) else BatchSettings()
+
+    def submit_batch(self, updates: Sequence[BatchUpdate]) -> BatchJob:
+        """Send the updates of several records in one request (comments without attachments); the job."""
+        raise CrmUnsupported(f"{self.kind} has no batch updates")
+
+    def read_batch(self, job_id: str) -> BatchJob:
+        """The batch job as the CRM has it now; CrmNotFound once the CRM forgot it."""
+        raise CrmUnsupported(f"{self.kind} has no batch updates")
 
     def register_webhook(self, url: str, events: Sequence[str]) -> str:
         """Subscribe `url` to the CRM's outbound webhook `events`; return the secret deliveries are signed with."""

@@ -9,11 +9,15 @@ from typing import Any, ClassVar
 
 import requests
 
-from integrations.exceptions import CrmNotFound
+from integrations.exceptions import CrmError, CrmNotFound, CrmRequestError, CrmTransientError
 from integrations.http import RateGate
 from integrations.providers.base import (
+    BATCH_SETTINGS,
     Agent,
     Attachment,
+    BatchItemResult,
+    BatchJob,
+    BatchUpdate,
     Capability,
     Comment,
     ConnectionClient,
@@ -63,6 +67,9 @@ class ZendeskClient(ConnectionClient):
     TICKET_FIELDS = "api/v2/ticket_fields.json"
     UPLOADS = "api/v2/uploads.json"
     USER = "api/v2/users/{id}.json"
+    # Bulk updates (crm-api-shapes.md §1.6): per-ticket objects, then the job's results.
+    TICKETS_UPDATE_MANY = "api/v2/tickets/update_many.json"
+    JOB_STATUS = "api/v2/job_statuses/{id}.json"
     # Talk Partner Edition (crm-api-shapes.md §1.8): opens the ticket in the agent's browser.
     DISPLAY_TICKET = "api/v2/channels/voice/agents/{agent_id}/tickets/{ticket_id}/display.json"
 
@@ -166,9 +173,14 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
             email=True,
         ),
         SettingSpec("api_token", "API token", "Admin Center > Apps and integrations > Zendesk API.", secret=True),
+        *BATCH_SETTINGS,
     )
     # No user statuses over the public API for an integration: status sync is not offered.
-    capabilities = frozenset({Capability.RECORDS, Capability.CUSTOM_FIELDS, Capability.TAGS, Capability.TICKET_IMPORT})
+    capabilities = frozenset(
+        {Capability.RECORDS, Capability.CUSTOM_FIELDS, Capability.TAGS, Capability.TICKET_IMPORT, Capability.BATCHING}
+    )
+    # update_many takes at most 100 tickets a request.
+    batch_max_items = 100
     record_web_path = "{base}/agent/tickets/{id}"
     contact_web_path = "{base}/agent/users/{id}"
     open_statuses: ClassVar[frozenset[str]] = frozenset({"new", "open", "pending", "hold"})
@@ -307,6 +319,23 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
         return record
 
     def update_record(self, record_id: str, changes: RecordChanges) -> Record:
+        body = self.client.put(
+            ZendeskClient.TICKET.format(id=record_id), json={"ticket": self._ticket_changes(changes)}
+        )
+        return _ticket_to_record(body["ticket"])
+
+    def submit_batch(self, updates: Sequence[BatchUpdate]) -> BatchJob:
+        # Per-ticket objects: each ticket gets its own comment and fields. Not counted against the
+        # ticket-update endpoint limit (only PUT /tickets/{id} is), but against the account's.
+        tickets = [{"id": int(update.record_id), **self._ticket_changes(update.changes)} for update in updates]
+        body = self.client.put(ZendeskClient.TICKETS_UPDATE_MANY, json={"tickets": tickets})
+        return _job(body["job_status"])
+
+    def read_batch(self, job_id: str) -> BatchJob:
+        body = self.client.get(ZendeskClient.JOB_STATUS.format(id=job_id))
+        return _job(body["job_status"])
+
+    def _ticket_changes(self, changes: RecordChanges) -> dict[str, Any]:
         ticket: dict[str, Any] = dict(changes.extra)
         if changes.status:
             ticket["status"] = changes.status
@@ -318,8 +347,7 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
             ticket["comment"] = self._comment_json(changes.comment)
         if changes.custom_fields:
             ticket["custom_fields"] = _custom_fields_json(changes.custom_fields)
-        body = self.client.put(ZendeskClient.TICKET.format(id=record_id), json={"ticket": ticket})
-        return _ticket_to_record(body["ticket"])
+        return ticket
 
     def list_comments(self, record_id: str) -> list[Comment]:
         comments: list[Comment] = []
@@ -495,6 +523,42 @@ class ZendeskProvider(CrmProvider, TicketImportSource):
             # A ticket has no language of its own: its requester's locale is the language they write in.
             language=requester.get("locale") or None,
         )
+
+
+# Job states that are final (older docs also say "killed").
+JOB_DONE_STATES = frozenset({"completed", "failed", "killed"})
+# Per-item errors that no retry fixes: the CRM refused that ticket's change.
+REFUSED_ITEM_ERRORS = frozenset({"RecordInvalid", "InvalidValue", "PermissionDenied", "Unprocessable"})
+
+
+def _job(job: Mapping[str, Any]) -> BatchJob:
+    """A `job_status` as a BatchJob: each item's own result (`success`, else `error`/`details`)."""
+    status = str(job.get("status") or "")
+    results = tuple(_item_result(item) for item in job.get("results") or () if isinstance(item, dict))
+    return BatchJob(
+        id=str(job["id"]),
+        done=status in JOB_DONE_STATES,
+        failed=status in ("failed", "killed"),
+        message=str(job.get("message") or ""),
+        results=results,
+    )
+
+
+def _item_result(item: Mapping[str, Any]) -> BatchItemResult:
+    record_id = str(item.get("id"))
+    if item.get("success", True) is not False and item.get("status") != "Failed":
+        return BatchItemResult(record_id=record_id)
+    code = str(item.get("error") or "Failed")
+    message = f"Zendesk could not update ticket {record_id} in the batch: {code}: {item.get('details') or ''}".strip()
+    error: CrmError
+    if code == "RecordNotFound":
+        error = CrmNotFound(message, status_code=404, body=dict(item))
+    elif code in REFUSED_ITEM_ERRORS:
+        error = CrmRequestError(message, status_code=422, body=dict(item))
+    else:
+        # Not said to be the ticket's fault (TicketUpdateFailed, a timeout inside the job): retried.
+        error = CrmTransientError(message)
+    return BatchItemResult(record_id=record_id, error=error)
 
 
 def _time(value: Any) -> datetime | None:

@@ -18,7 +18,7 @@ from django.db import models, transaction
 from rest_framework import serializers
 
 from integrations.models import CrmConnection
-from integrations.providers.base import CrmProvider
+from integrations.providers.base import CrmProvider, SettingSpec, setting_value
 from integrations.providers.registry import PROVIDERS
 from integrations.services import connection_apply_settings, connection_settings_spec
 from records.models import CustomDataMapping, CustomField, OperationSettings, Queue, Team
@@ -80,7 +80,8 @@ class ConnectionConfig:
     name: str
     kind: str
     base_url: str
-    settings: Mapping[str, str]
+    # Text settings as text; typed ones (B1's batching) as JSON values.
+    settings: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,13 @@ class ConfigFile:
 
 
 # -- Export ------------------------------------------------------------------------------------
+
+
+def _exported_setting(setting: SettingSpec, config: Mapping[str, Any]) -> Any:
+    """A connection setting as the file has it: text as text, typed ones (B1) as JSON values."""
+    if setting.typed:
+        return config.get(setting.name, setting.default)
+    return str(config.get(setting.name) or "")
 
 
 def _settings_fields() -> list[models.Field[Any, Any]]:
@@ -118,7 +126,7 @@ def config_export() -> dict[str, Any]:
                 "kind": connection.kind,
                 "base_url": connection.base_url,
                 "settings": {
-                    setting.name: str((connection.config or {}).get(setting.name) or "")
+                    setting.name: _exported_setting(setting, connection.config or {})
                     for setting in connection_settings_spec(connection.kind)
                     if not setting.secret
                 },
@@ -408,6 +416,11 @@ def _connection_settings_errors(
             errors.append(f"{path}.{name}: unknown setting for {kind}; known: {known}")
         elif setting.secret:
             errors.append(f"{path}.{name}: a secret; set it in the admin, never in the file")
+        elif setting.typed:
+            try:
+                setting_value(setting, value)
+            except ValueError as exc:
+                errors.append(f"{path}.{name}: {exc}, not {json.dumps(value)}")
         elif not _is(value, str):
             errors.append(_type_error(f"{path}.{name}", str, value))
     return errors
@@ -609,7 +622,11 @@ def _apply_connections(rows: Sequence[ConnectionConfig], changes: list[str]) -> 
             errors.append(f"{path}.kind: {row.name!r} is a {connection.kind} connection, not {row.kind}")
             continue
         before = (connection.base_url, dict(connection.config or {}))
-        if row.base_url == before[0] and all(str(before[1].get(k) or "") == v for k, v in row.settings.items()):
+        declared = {setting.name: setting for setting in connection_settings_spec(connection.kind)}
+        if row.base_url == before[0] and all(
+            _exported_setting(declared[k], before[1]) == (setting_value(declared[k], v) if declared[k].typed else v)
+            for k, v in row.settings.items()
+        ):
             continue
         connection.base_url = row.base_url
         try:

@@ -36,6 +36,10 @@ SANDBOX_SETTINGS = {
 }
 
 
+# What a posted form without the field stores for a typed setting (an unticked box, no ticks).
+BLANK_FORM_VALUES: dict[str, Any] = {"boolean": False, "choices": []}
+
+
 @pytest.fixture
 def admin_client(db: None) -> Client:
     client = Client()
@@ -70,7 +74,11 @@ def test_each_crm_is_connected_and_tested_from_the_admin_alone(
     assert connection.secrets == {k: v for k, v in SANDBOX_SETTINGS[kind].items() if k in secret}
     assert {k: v for k, v in connection.config.items() if k != "rate_limit_per_minute"} == {
         k: v for k, v in SANDBOX_SETTINGS[kind].items() if k not in secret
-    } | {setting.name: "" for setting in spec if not setting.secret and setting.name not in SANDBOX_SETTINGS[kind]}
+    } | {
+        setting.name: BLANK_FORM_VALUES.get(setting.type, "")
+        for setting in spec
+        if not setting.secret and setting.name not in SANDBOX_SETTINGS[kind] and not setting.type == "integer"
+    } | {setting.name: setting.default for setting in spec if setting.type == "integer"}
     assert connection.is_active
     assert connection_test(connection=connection) is None
     change = admin_client.get(f"/admin/integrations/crmconnection/{connection.pk}/change/").content.decode()
