@@ -77,7 +77,7 @@ def test_each_crm_is_connected_and_tested_from_the_admin_alone(
     } | {
         setting.name: BLANK_FORM_VALUES.get(setting.type, "")
         for setting in spec
-        if not setting.secret and setting.name not in SANDBOX_SETTINGS[kind] and not setting.type == "integer"
+        if not setting.secret and setting.name not in SANDBOX_SETTINGS[kind] and setting.type != "integer"
     } | {setting.name: setting.default for setting in spec if setting.type == "integer"}
     assert connection.is_active
     assert connection_test(connection=connection) is None
