@@ -347,6 +347,46 @@ class Event(models.Model):
         return f"{self.event_id} {self.type}"
 
 
+class CrmBatch(models.Model):
+    """B1: comments and record updates of many sessions, sent to the CRM together in one flush.
+
+    Its actions (`CrmAction.batch`) stay pending, and their sessions' later actions wait behind
+    them, until the CRM's result for each one's own record says it is done. The job id is saved
+    before the job is read, so a worker that dies after sending resumes reading, never sends again.
+    """
+
+    class State(models.TextChoices):
+        OPEN = "open", "Collecting until due"
+        SENDING = "sending", "Being sent"
+        SENT = "sent", "Sent: reading the CRM's results"
+        DONE = "done", "Done"
+
+    connection = models.ForeignKey(CrmConnection, on_delete=models.CASCADE, verbose_name="CRM connection")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    # When an open batch is sent (the connection's flush interval after its first item).
+    due_at = models.DateTimeField()
+    job_id = models.CharField("CRM job id", max_length=200, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    next_poll_at = models.DateTimeField(null=True, blank=True)
+    polls = models.PositiveIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "CRM batch"
+        verbose_name_plural = "CRM batches"
+        ordering = ["-id"]
+        constraints = [
+            # Every worker adds to the one open batch of the connection.
+            models.UniqueConstraint(fields=["connection"], condition=Q(state="open"), name="one_open_batch"),
+        ]
+        indexes = [models.Index(fields=["state"], condition=~Q(state="done"), name="batch_unfinished")]
+
+    def __str__(self) -> str:
+        return f"Batch #{self.pk} ({self.get_state_display()})"
+
+
 class CrmAction(models.Model):
     """The outbox: one CRM operation a rule decided, written in the same transaction as the decision.
 
@@ -387,6 +427,10 @@ class CrmAction(models.Model):
     # What earlier attempts already read of the CRM (records.services.execution.CreateRecordProgress):
     # a retry resumes at the step it stopped at instead of reading again. Cleared by an admin's Retry.
     progress = models.JSONField(default=dict, blank=True, editable=False)
+    # B1: the batch this action waits in (its write is in `progress`, records.services.batching).
+    batch = models.ForeignKey(
+        CrmBatch, on_delete=models.SET_NULL, null=True, blank=True, editable=False, related_name="actions"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)

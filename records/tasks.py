@@ -71,14 +71,36 @@ def run_session_actions_task(session_id: int) -> None:
 @shared_task(name="records.sweep_sessions", max_retries=0)
 def sweep_sessions_task() -> None:
     """Re-enqueue sessions whose message was lost (broker down at commit, worker killed)."""
+    from records.services.batching import batches_needing_work
     from records.services.execution import sessions_needing_work
 
     unapplied, due = sessions_needing_work(stale_after=SWEEP_STALE_AFTER)
     enqueue_processing(unapplied)
     for session_id in due:
         run_session_actions_task.delay(session_id)
-    if unapplied or due:
-        logger.info("records.sweep %s to process, %s with due actions", len(unapplied), len(due))
+    batches = batches_needing_work()
+    for batch_id in batches:
+        flush_batch_task.delay(batch_id)
+    if unapplied or due or batches:
+        logger.info(
+            "records.sweep %s to process, %s with due actions, %s batches", len(unapplied), len(due), len(batches)
+        )
+
+
+@shared_task(name="records.flush_batch", acks_late=True, max_retries=0)
+def flush_batch_task(batch_id: int) -> None:
+    """B1: send the connection's batch once due, or read its job once; come back for the next step.
+
+    Idempotent: each step is taken under the batch's row lock and the job id is saved before it is
+    read, so a redelivered message reads the job again instead of sending it again.
+    """
+    from integrations.services import retry_countdown
+    from records.services.batching import batch_flush
+
+    retry_in = batch_flush(batch_id=batch_id)
+    countdown = retry_countdown(retry_in) if retry_in is not None else None
+    if countdown is not None:
+        flush_batch_task.apply_async((batch_id,), countdown=countdown)
 
 
 @shared_task(

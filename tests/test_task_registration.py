@@ -14,6 +14,7 @@ def test_registered_task_names_are_stable() -> None:
         "agentstatus.push_status",
         "agentstatus.sweep_pushes",
         "records.create_custom_fields",
+        "records.flush_batch",
         "records.process_sessions",
         "records.run_session_actions",
         "records.sweep_sessions",

@@ -152,6 +152,9 @@ def session_run_actions(*, session_id: int) -> RunResult:
     retry_in: float | None = None
     try:
         while (action := session_next_action(session_id)) is not None:
+            if action.batch_id is not None:
+                # Waiting in its connection's batch (B1): the flush that concludes it runs the rest.
+                break
             now = db_now()
             if action.next_attempt_at and action.next_attempt_at > now:
                 retry_in = (action.next_attempt_at - now).total_seconds()
@@ -166,7 +169,7 @@ def session_run_actions(*, session_id: int) -> RunResult:
                 break
     finally:
         session_lease_release(lease)
-    if retry_in is None and (action := session_next_action(session_id)) is not None:
+    if retry_in is None and (action := session_next_action(session_id)) is not None and action.batch_id is None:
         # Actions written while the lease was held (their own enqueue found it taken) or a retry.
         due = action.next_attempt_at
         retry_in = max(0.0, (due - db_now()).total_seconds()) if due else 0.0
@@ -175,6 +178,9 @@ def session_run_actions(*, session_id: int) -> RunResult:
 
 def action_execute(*, action: CrmAction) -> CrmAction:
     """Make one attempt at an action, recording its outcome on the row."""
+    if action.batch_id is not None:
+        # Already waiting in a batch (B1): its flush concludes it; writing it here too would write it twice.
+        return action
     return _execute(action)[0]
 
 
@@ -200,6 +206,10 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
         if (wait := circuit_breaker().wait_seconds(connection.base_url)) is not None:
             raise CircuitOpen(wait)
         companion = action_companion_update(action)
+        from records.services.batching import action_buffer
+
+        if action_buffer(provider=provider, session=session, action=action, companion=companion, retried=retried):
+            return (action,)
         if companion is None:
             result = action_attempt(provider=provider, session=session, action=action, retried=retried)
         else:
@@ -1207,6 +1217,8 @@ def sessions_needing_work(*, stale_after: timedelta) -> tuple[list[int], list[in
             Q(actions__next_attempt_at__isnull=True) | Q(actions__next_attempt_at__lte=Now()),
             actions__status=CrmAction.Status.PENDING,
             actions__updated_at__lt=stale_before,
+            # One waiting in a batch is its flush's to conclude (records.services.batching).
+            actions__batch__isnull=True,
         )
         # Held back by a failed contact or record action: waiting for an admin's Retry, not a sweep.
         .exclude(actions__status=CrmAction.Status.FAILED, actions__kind__in=BLOCKING_KINDS)
