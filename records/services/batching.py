@@ -204,7 +204,7 @@ def _enqueue_flush(batch_id: int, *, countdown: float) -> None:
 def batch_flush(*, batch_id: int, force: bool = False) -> float | None:
     """One step of the batch: send it once due, else read its job once; seconds until the next step, or None.
 
-    `force` sends an open batch before it is due (tests, and an admin who cannot wait).
+    `force` sends an open batch before it is due, and reads a sent one's job without waiting.
     """
     with transaction.atomic():
         batch = CrmBatch.objects.select_for_update().select_related("connection").filter(pk=batch_id).first()
@@ -228,7 +228,7 @@ def batch_flush(*, batch_id: int, force: bool = False) -> float | None:
             # The worker that sent it died before saving the job id: what the CRM did is unknown.
             _release_all(batch, CrmTransientError("the batch was sent, but its answer was lost"))
             return None
-        elif batch.next_poll_at is not None and batch.next_poll_at > now:
+        elif batch.next_poll_at is not None and batch.next_poll_at > now and not force:
             return (batch.next_poll_at - now).total_seconds()
         else:
             leads = []

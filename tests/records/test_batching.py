@@ -1,0 +1,330 @@
+"""B1 batching across sessions, in-process, against the sandbox Zendesk over loopback HTTP.
+
+The flush is driven step by step (`batch_flush`), as the Celery task records.flush_batch takes it:
+a "crash" is a step that is never followed by the next one in the same process.
+"""
+
+import copy
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import requests
+from django.utils import timezone
+
+from integrations.models import CrmConnection
+from integrations.providers.base import BatchUpdate, Comment, RecordChanges
+from integrations.sandbox import SandboxServer
+from integrations.services import connection_change_settings, connection_provider
+from records.models import CrmAction, CrmBatch, Session
+from records.services.batching import BATCHED, batch_flush, batches_needing_work, connection_flush_now
+from records.services.custom_fields import custom_fields_create
+from records.services.execution import session_run_actions
+from tests.support import EXAMPLE_CALL, ingest_and_process, sandbox_config, sandbox_stats
+
+pytestmark = pytest.mark.django_db
+
+UPDATE_MANY = "PUT /api/v2/tickets/update_many.json"
+JOB_STATUS = "GET /api/v2/job_statuses/{id}.json"
+TICKET_UPDATE = "PUT /api/v2/tickets/{id}.json"
+CALL_FINISHED = "call_finished"
+
+
+def call(n: int) -> Session:
+    """The example IVR call as session c-n, from a caller of its own (so a ticket of its own)."""
+    events: list[dict[str, Any]] = copy.deepcopy(EXAMPLE_CALL["events"])
+    for event in events:
+        event["session_id"] = f"c-{n}"
+        event["event_id"] = f"{event['event_id']}-{n}"
+        if "phone_number" in event["data"]:
+            event["data"]["phone_number"] = f"+1415555{n:04d}"
+    return ingest_and_process(events, session_id=f"c-{n}")
+
+
+def batching_on(connection: CrmConnection, **values: Any) -> None:
+    connection_change_settings(
+        connection=connection, values={"batching_enabled": True, "batch_interval_seconds": 1, **values}
+    )
+
+
+def requests_of(sandbox: SandboxServer, route: str) -> int:
+    return int(sandbox_stats(sandbox)["requests"].get(route, 0))
+
+
+def ticket_comments(api: requests.Session, sandbox: SandboxServer, session: Session) -> list[str]:
+    session.refresh_from_db()
+    body = api.get(f"{sandbox.base_url}/api/v2/tickets/{session.crm_record_id}/comments.json", timeout=10).json()
+    return [comment["body"] for comment in body["comments"]]
+
+
+def finished_comments(api: requests.Session, sandbox: SandboxServer, session: Session) -> int:
+    return sum(1 for body in ticket_comments(api, sandbox, session) if body.startswith(CALL_FINISHED))
+
+
+def open_batch(connection: CrmConnection) -> CrmBatch:
+    return CrmBatch.objects.get(connection=connection, state=CrmBatch.State.OPEN)
+
+
+def settle(sessions: list[Session], connection: CrmConnection, rounds: int = 20) -> None:
+    """Run the sessions' actions and flush their batches until nothing is pending (backoff waits skipped)."""
+    for _ in range(rounds):
+        pending = CrmAction.objects.filter(session__in=sessions, status=CrmAction.Status.PENDING)
+        if not pending.exists():
+            return
+        pending.update(next_attempt_at=None)
+        for session in sessions:
+            session_run_actions(session_id=session.pk)
+        for _ in range(3):
+            connection_flush_now(connection=connection)
+    raise AssertionError("actions did not settle")
+
+
+@pytest.fixture
+def batched(zendesk_connection: CrmConnection) -> CrmConnection:
+    custom_fields_create(connection=zendesk_connection)
+    batching_on(zendesk_connection)
+    return zendesk_connection
+
+
+def test_batching_sends_the_comments_and_updates_of_several_sessions_in_one_update_many(
+    batched: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    # given: three calls whose tickets exist, each with its "ended" comment and fields due
+    sessions = [call(n) for n in (1, 2, 3)]
+    for session in sessions:
+        session_run_actions(session_id=session.pk)
+
+    # then: nothing written yet; the ended comments (and their updates) wait in the open batch
+    assert requests_of(zendesk_sandbox, TICKET_UPDATE) == 0
+    batch = open_batch(batched)
+    assert batch.actions.count() == 6  # three comments, each with the update of the same event
+    for session in sessions:
+        waiting = CrmAction.objects.get(session=session, kind="add_comment", event__type="session.ended")
+        assert waiting.status == CrmAction.Status.PENDING
+        assert BATCHED in waiting.progress
+        # the recording comment waits behind it
+        assert session.actions.get(kind="add_comment", event__type="recording.ready").attempts == 0
+
+    # when: the flush sends it, then reads the job
+    assert batch_flush(batch_id=batch.pk) is not None  # not due yet: 1 s
+    batch_flush(batch_id=batch.pk, force=True)
+    batch.refresh_from_db()
+    if batch.state == CrmBatch.State.SENT:
+        batch_flush(batch_id=batch.pk, force=True)
+
+    # then: one request for three tickets, each action concluded by its own ticket's result
+    batch.refresh_from_db()
+    assert batch.state == CrmBatch.State.DONE
+    assert batch.job_id
+    assert requests_of(zendesk_sandbox, UPDATE_MANY) == 1
+    assert requests_of(zendesk_sandbox, JOB_STATUS) == 1
+    assert requests_of(zendesk_sandbox, TICKET_UPDATE) == 0
+    for session in sessions:
+        done = session.actions.filter(event__type="session.ended")
+        assert {action.status for action in done} == {CrmAction.Status.SUCCEEDED}
+        assert all("sent in a batch" in action.result["outcome"] for action in done)
+        assert finished_comments(zendesk_api, zendesk_sandbox, session) == 1
+
+    # and the recording comments go in the next flush, also as one request
+    settle(sessions, batched)
+    assert requests_of(zendesk_sandbox, UPDATE_MANY) == 2
+    assert requests_of(zendesk_sandbox, TICKET_UPDATE) == 0
+    for session in sessions:
+        assert len(ticket_comments(zendesk_api, zendesk_sandbox, session)) == 3
+        ticket = zendesk_api.get(f"{zendesk_sandbox.base_url}/api/v2/tickets/{session.crm_record_id}.json").json()
+        assert any(field["value"] not in (None, "") for field in ticket["ticket"]["custom_fields"])
+
+
+def test_batching_off_by_default_writes_each_event_at_once(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    session = call(1)
+
+    session_run_actions(session_id=session.pk)
+
+    assert not CrmBatch.objects.exists()
+    assert requests_of(zendesk_sandbox, UPDATE_MANY) == 0
+    assert not session.actions.filter(status=CrmAction.Status.PENDING).exists()
+
+
+def test_batching_only_the_chosen_services(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    # Only updates batched: an event's comment and update are one write, so they go at once together;
+    # the recording comment alone goes at once too.
+    custom_fields_create(connection=zendesk_connection)
+    batching_on(zendesk_connection, batched_services=["update_record"])
+    session = call(1)
+
+    session_run_actions(session_id=session.pk)
+
+    assert not CrmBatch.objects.exists()
+    assert not session.actions.filter(status=CrmAction.Status.PENDING).exists()
+    assert requests_of(zendesk_sandbox, TICKET_UPDATE) == 2
+
+
+def test_batching_a_failed_item_fails_alone_and_the_others_are_done(
+    batched: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    # given: two calls' comments waiting; one ticket is closed meanwhile (Zendesk refuses its change)
+    sessions = [call(1), call(2)]
+    for session in sessions:
+        session_run_actions(session_id=session.pk)
+        session.refresh_from_db()
+    url = f"{zendesk_sandbox.base_url}/api/v2/tickets/{sessions[0].crm_record_id}.json"
+    zendesk_api.put(url, json={"ticket": {"status": "closed"}}, timeout=10).raise_for_status()
+
+    # when
+    settle(sessions, batched)
+
+    # then: the closed ticket's comment is refused in the batch, tried once on its own, and fails;
+    # the other ticket's is done, by the same request
+    refused = sessions[0].actions.get(kind="add_comment", event__type="session.ended")
+    assert refused.status == CrmAction.Status.FAILED
+    assert "closed" in refused.last_error
+    done = sessions[1].actions.get(kind="add_comment", event__type="session.ended")
+    assert done.status == CrmAction.Status.SUCCEEDED
+    assert "sent in a batch" in done.result["outcome"]
+    assert finished_comments(zendesk_api, zendesk_sandbox, sessions[1]) == 1
+
+
+def test_batching_items_the_job_could_not_do_are_retried_each_on_its_own(
+    batched: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    sessions = [call(1), call(2)]
+    for session in sessions:
+        session_run_actions(session_id=session.pk)
+    requests.post(f"{zendesk_sandbox.base_url}/__sandbox/job_faults", json={"item_fail_rate": 1.0}, timeout=5)
+
+    connection_flush_now(connection=batched)
+    connection_flush_now(connection=batched)
+
+    # then: each item waits for its own retry (its failure recorded), and the batch is done
+    for session in sessions:
+        lead = session.actions.get(kind="add_comment", event__type="session.ended")
+        assert lead.status == CrmAction.Status.PENDING
+        assert lead.batch_id is None
+        assert lead.next_attempt_at
+        assert "TicketUpdateFailed" in lead.last_error
+    assert not CrmBatch.objects.exclude(state=CrmBatch.State.DONE).exists()
+
+    # when the CRM can again: the retries (unbatched) make each comment exactly once
+    requests.post(f"{zendesk_sandbox.base_url}/__sandbox/job_faults", json={"item_fail_rate": 0.0}, timeout=5)
+    settle(sessions, batched)
+    for session in sessions:
+        assert finished_comments(zendesk_api, zendesk_sandbox, session) == 1
+        assert not session.actions.exclude(status=CrmAction.Status.SUCCEEDED).exists()
+
+
+def test_batching_a_lost_answer_to_the_send_does_not_double_a_comment(
+    batched: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    # given: the update_many is applied, but its answer is lost (a 500 after applying it)
+    sessions = [call(1), call(2)]
+    for session in sessions:
+        session_run_actions(session_id=session.pk)
+    sandbox_config(zendesk_sandbox, lost_response_rate=1.0)
+    batch = open_batch(batched)
+
+    # when
+    assert batch_flush(batch_id=batch.pk, force=True) is None
+    sandbox_config(zendesk_sandbox, lost_response_rate=0.0)
+
+    # then: no job id, so each item goes to the failure policy; its retry looks at the ticket first
+    batch.refresh_from_db()
+    assert batch.state == CrmBatch.State.DONE
+    assert not batch.job_id
+    settle(sessions, batched)
+    for session in sessions:
+        assert finished_comments(zendesk_api, zendesk_sandbox, session) == 1
+        lead = session.actions.get(kind="add_comment", event__type="session.ended")
+        assert lead.status == CrmAction.Status.SUCCEEDED
+        assert lead.result["outcome"].startswith("an earlier attempt had already added it")
+    assert requests_of(zendesk_sandbox, UPDATE_MANY) == 2  # the lost one, and the recordings' flush
+
+
+def test_batching_a_crash_after_the_send_resumes_reading_the_job_without_sending_again(
+    batched: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    # given: a flush sent its batch and saved the job id, then its worker died before reading the job
+    sessions = [call(1), call(2)]
+    for session in sessions:
+        session_run_actions(session_id=session.pk)
+    batch = open_batch(batched)
+    retry_in = batch_flush(batch_id=batch.pk, force=True)
+    batch.refresh_from_db()
+    assert (batch.state, retry_in) == (CrmBatch.State.SENT, 0.5)
+    assert batch.job_id
+    sent = requests_of(zendesk_sandbox, UPDATE_MANY)
+
+    # when: the sweep finds it overdue and a new worker takes it
+    CrmBatch.objects.filter(pk=batch.pk).update(next_poll_at=timezone.now() - timedelta(minutes=1))
+    assert batch.pk in batches_needing_work()
+    assert batch_flush(batch_id=batch.pk) is None
+
+    # then: the job was read, never sent again, and each comment is there once
+    assert requests_of(zendesk_sandbox, UPDATE_MANY) == sent == 1
+    assert requests_of(zendesk_sandbox, JOB_STATUS) == 1
+    for session in sessions:
+        assert finished_comments(zendesk_api, zendesk_sandbox, session) == 1
+        assert not session.actions.filter(event__type="session.ended").exclude(status="succeeded").exists()
+
+
+def test_batching_a_crash_before_the_job_id_was_saved_looks_before_sending_again(
+    batched: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    # given: the batch was taken for sending and the request made, but its worker died before the job id was saved
+    sessions = [call(1), call(2)]
+    for session in sessions:
+        session_run_actions(session_id=session.pk)
+    batch = open_batch(batched)
+    leads = list(batch.actions.filter(progress__has_key=BATCHED))
+    provider = connection_provider(batched)
+    provider.submit_batch(
+        [
+            BatchUpdate(
+                lead.progress[BATCHED]["record_id"],
+                RecordChanges(comment=Comment(body=lead.progress[BATCHED]["comment"]["body"])),
+            )
+            for lead in leads
+        ]
+    )
+    CrmBatch.objects.filter(pk=batch.pk).update(
+        state=CrmBatch.State.SENDING, sent_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    # when: the sweep finds the batch left "sending"
+    assert batch.pk in batches_needing_work()
+    assert batch_flush(batch_id=batch.pk) is None
+
+    # then: its items are looked at before anything is sent again: each comment once
+    settle(sessions, batched)
+    for session in sessions:
+        assert finished_comments(zendesk_api, zendesk_sandbox, session) == 1
+    assert requests_of(zendesk_sandbox, UPDATE_MANY) == 2  # that one, and the recordings' flush
+
+
+def test_batching_one_write_per_ticket_a_flush_keeps_their_order(
+    batched: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    # given: a second session appended to the first one's ticket (same caller), both with comments due
+    first = call(1)
+    session_run_actions(session_id=first.pk)
+    events: list[dict[str, Any]] = copy.deepcopy(EXAMPLE_CALL["events"])
+    for event in events:
+        event["session_id"], event["event_id"] = "c-9", f"{event['event_id']}-9"
+        if "phone_number" in event["data"]:
+            event["data"]["phone_number"] = "+14155550001"
+    second = ingest_and_process(events, session_id="c-9")
+    settle([first, second], batched)
+
+    # then: each flush carried one write per ticket, so the ticket has them in the order they were due
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.crm_record_id == second.crm_record_id
+    bodies = ticket_comments(zendesk_api, zendesk_sandbox, first)
+    assert sum(1 for body in bodies if body.startswith(CALL_FINISHED)) == 2
+    assert not CrmAction.objects.exclude(status=CrmAction.Status.SUCCEEDED).exists()
+    ordered = CrmAction.objects.filter(kind="add_comment").order_by("completed_at")
+    per_session = [list(ordered.filter(session=s).values_list("id", flat=True)) for s in (first, second)]
+    assert all(ids == sorted(ids) for ids in per_session)
