@@ -19,7 +19,7 @@ Exactly once:
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -54,18 +54,33 @@ SWEEP_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
+class UpdateSummary:
+    """What an update_record's outcome says, composed when it was buffered (the fields counted at the send)."""
+
+    assigned_to: str = ""
+    status: str = ""
+    notes: tuple[str, ...] = ()
+    # Set when the update changes nothing (its outcome is final, no request for it).
+    unchanged: str = ""
+
+
+@dataclass(frozen=True)
 class BatchedWrite:
-    """What the flush sends for one lead action, and the results it then gives its actions."""
+    """What the flush sends for one lead action, and what it then says on its actions."""
 
     record_id: str
     changes: RecordChanges
     # The update_record of the same event, concluded by the same write.
-    companion_id: int | None
-    result: dict[str, Any]
-    companion_result: dict[str, Any]
+    companion_id: int | None = None
+    # Whether the lead is an add_comment (else it is the update itself).
+    has_comment: bool = True
+    update: UpdateSummary | None = None
+    # The record fields the CRM turned out not to have when the batch was sent (F1).
+    lost_notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         comment = self.changes.comment
+        update = self.update
         return {
             "record_id": self.record_id,
             "status": self.changes.status,
@@ -73,13 +88,22 @@ class BatchedWrite:
             "comment": None if comment is None else {"body": comment.body, "public": comment.public},
             "custom_fields": dict(self.changes.custom_fields),
             "companion_id": self.companion_id,
-            "result": self.result,
-            "companion_result": self.companion_result,
+            "has_comment": self.has_comment,
+            "update": None
+            if update is None
+            else {
+                "assigned_to": update.assigned_to,
+                "status": update.status,
+                "notes": list(update.notes),
+                "unchanged": update.unchanged,
+            },
+            "lost_notes": list(self.lost_notes),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "BatchedWrite":
         comment = data.get("comment")
+        update = data.get("update")
         return cls(
             record_id=str(data["record_id"]),
             changes=RecordChanges(
@@ -89,9 +113,36 @@ class BatchedWrite:
                 custom_fields=dict(data.get("custom_fields") or {}),
             ),
             companion_id=data.get("companion_id"),
-            result=dict(data.get("result") or {}),
-            companion_result=dict(data.get("companion_result") or {}),
+            has_comment=bool(data.get("has_comment", True)),
+            update=None
+            if update is None
+            else UpdateSummary(
+                assigned_to=update.get("assigned_to", ""),
+                status=update.get("status", ""),
+                notes=tuple(update.get("notes") or ()),
+                unchanged=update.get("unchanged", ""),
+            ),
+            lost_notes=tuple(data.get("lost_notes") or ()),
         )
+
+    def results(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The results of the lead action and of its companion ({} without one), as the unbatched path words them."""
+        update_result: dict[str, Any] = {}
+        if self.update is not None:
+            if self.update.unchanged:
+                outcome = self.update.unchanged
+            else:
+                fields = len(self.changes.custom_fields)
+                done = [self.update.assigned_to, f"{fields} field(s) set" if fields else "", self.update.status]
+                parts = [item for item in done if item] + list(self.update.notes) + list(self.lost_notes)
+                together = "; in one update with the comment before it" if self.has_comment else ""
+                outcome = "; ".join(parts) + together + "; sent in a batch"
+            update_result = {"record_id": self.record_id, "outcome": outcome}
+        if not self.has_comment:
+            return update_result, {}
+        paired = self.update is not None and not self.update.unchanged
+        comment = "added, in one update with the record's changes" if paired else "added"
+        return {"record_id": self.record_id, "outcome": f"{comment}, sent in a batch"}, update_result
 
 
 # -- Buffering (in the session's worker) ------------------------------------------------------------
@@ -147,13 +198,13 @@ def _compose(
     """The write as the unbatched path would make it; None when it changes nothing (no request then)."""
     record_id = session.crm_record_id
     changes = RecordChanges(comment=None if comment is None else execution._comment_of(comment))
-    update_result: dict[str, Any] = {}
+    summary = None
     if update is not None:
         draft = execution._compose_update(provider, session, update)
         if draft.changes_nothing:
             if comment is None:
                 return None
-            update_result = execution._unchanged(session, update, draft)
+            summary = UpdateSummary(unchanged=execution._unchanged(session, update, draft)["outcome"])
         else:
             changes = RecordChanges(
                 status=draft.status,
@@ -161,19 +212,18 @@ def _compose(
                 comment=changes.comment,
                 custom_fields=draft.fields,
             )
-            done = [
-                f"assigned to {update.assignee_email}" if draft.assignee_id else "",
-                f"{len(draft.fields)} field(s) set" if draft.fields else "",
-                f"status {draft.status}" if draft.status else "",
-            ]
-            outcome = "; ".join([item for item in done if item] + list(draft.notes))
-            update_result = {"record_id": record_id, "outcome": f"{outcome}; sent in a batch"}
-    comment_result = {"record_id": record_id, "outcome": "added, sent in a batch"}
-    if comment is None:
-        return BatchedWrite(record_id, changes, None, update_result, {})
-    if companion is not None and update_result.get("outcome", "").endswith("sent in a batch"):
-        comment_result["outcome"] = "added, in one update with the record's changes, sent in a batch"
-    return BatchedWrite(record_id, changes, None if companion is None else companion.pk, comment_result, update_result)
+            summary = UpdateSummary(
+                assigned_to=f"assigned to {update.assignee_email}" if draft.assignee_id else "",
+                status=f"status {draft.status}" if draft.status else "",
+                notes=draft.notes,
+            )
+    return BatchedWrite(
+        record_id,
+        changes,
+        companion_id=None if companion is None else companion.pk,
+        has_comment=comment is not None,
+        update=summary,
+    )
 
 
 def _open_batch(connection: CrmConnection, interval_seconds: float) -> tuple[CrmBatch, bool]:
@@ -278,8 +328,8 @@ def _companion_id(lead: CrmAction) -> int | None:
 def _send(batch: CrmBatch, leads: Sequence[CrmAction]) -> float | None:
     """The one request; the job id saved before anything else is done with it."""
     provider = connection_provider(batch.connection)
-    writes = [BatchedWrite.from_json(lead.progress[BATCHED]) for lead in leads]
     try:
+        writes = _without_lost_fields(provider, leads)
         job = provider.submit_batch([BatchUpdate(write.record_id, write.changes) for write in writes])
     except HANDLED_ERRORS as exc:
         return _send_failed(batch, exc)
@@ -291,6 +341,33 @@ def _send(batch: CrmBatch, leads: Sequence[CrmAction]) -> float | None:
     if job.done:
         return _poll(batch, job)
     return poll_delay(0)
+
+
+def _without_lost_fields(provider: CrmProvider, leads: Sequence[CrmAction]) -> list[BatchedWrite]:
+    """The leads' writes without the record fields the CRM no longer has, each lead told which (F1).
+
+    The unbatched write learns it from the ticket Zendesk answers with; a batch's job answers no
+    ticket, so the CRM's field list is read once for the flush (only when it carries fields).
+    """
+    writes = [BatchedWrite.from_json(lead.progress[BATCHED]) for lead in leads]
+    if not any(write.changes.custom_fields for write in writes):
+        return writes
+    existing = provider.existing_custom_fields()
+    kept = []
+    for lead, write in zip(leads, writes, strict=True):
+        lost = sorted(set(write.changes.custom_fields) - existing)
+        if lost:
+            session = Session.objects.select_related("crm_connection").get(pk=lead.session_id)
+            fields = {key: value for key, value in write.changes.custom_fields.items() if key in existing}
+            write = replace(
+                write,
+                changes=replace(write.changes, custom_fields=fields),
+                lost_notes=tuple(execution._fields_lost(session, lost)),
+            )
+            lead.progress = {**lead.progress, BATCHED: write.to_json()}
+            lead.save(update_fields=["progress", "updated_at"])
+        kept.append(write)
+    return kept
 
 
 def _send_failed(batch: CrmBatch, exc: Exception) -> float | None:
@@ -333,6 +410,7 @@ def _poll(batch: CrmBatch, job: BatchJob | None = None) -> float | None:
             return None  # another worker concluded it meanwhile
         results = {result.record_id: result for result in job.results}
         sessions = set()
+        notes: list[tuple[str, str]] = []
         for lead in locked.actions.filter(status=CrmAction.Status.PENDING, progress__has_key=BATCHED):
             sessions.add(lead.session_id)
             write = BatchedWrite.from_json(lead.progress[BATCHED])
@@ -345,9 +423,24 @@ def _poll(batch: CrmBatch, job: BatchJob | None = None) -> float | None:
                 _item_failed(lead, locked.connection, result.error)
             else:
                 _item_done(lead, write)
+                notes += [(write.record_id, note) for note in write.lost_notes]
         _finish(locked, job.message if job.failed else "")
         _enqueue_sessions(sessions)
+    _post_notes(batch, notes)
     return None
+
+
+def _post_notes(batch: CrmBatch, notes: Sequence[tuple[str, str]]) -> None:
+    """Say on the record which fields were not set, as the unbatched write does (F1); best effort, since
+    the connection's error already says it and the action is done."""
+    if not notes:
+        return
+    provider = connection_provider(batch.connection)
+    for record_id, note in notes:
+        try:
+            execution._comment_once(provider, record_id, Comment(body=note), False)
+        except HANDLED_ERRORS:
+            logger.warning("records.batch.note-failed %s on %s", batch.pk, record_id, exc_info=True)
 
 
 def _poll_again(batch: CrmBatch, *, error: str) -> float | None:
@@ -364,12 +457,13 @@ def _poll_again(batch: CrmBatch, *, error: str) -> float | None:
 
 
 def _item_done(lead: CrmAction, write: BatchedWrite) -> None:
-    execution._succeed(lead, dict(write.result))
+    result, companion_result = write.results()
+    execution._succeed(lead, result)
     if write.companion_id is not None:
         companion = CrmAction.objects.filter(pk=write.companion_id, status=CrmAction.Status.PENDING).first()
         if companion is not None:
             companion.attempts += 1
-            execution._succeed(companion, dict(write.companion_result))
+            execution._succeed(companion, companion_result)
 
 
 # A batched write the CRM refused is tried once more on its own: the unbatched write follows a
