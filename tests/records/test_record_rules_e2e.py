@@ -18,7 +18,7 @@ import requests
 from integrations.agents import KEY_PREFIX as AGENT_ID_KEY_PREFIX
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
-from integrations.services import connection_create, connection_provider
+from integrations.services import connection_change_settings, connection_create, connection_provider
 from records.models import CrmAction, CustomDataMapping, CustomField, Event, OperationSettings, Session
 from tests.records.scenario import Call, CrmView, FreshdeskView, KustomerView, SalesforceView, ZendeskView
 from tests.support import TEST_BROKER_URL, sandbox_config, sandbox_stats, wait_until
@@ -75,8 +75,9 @@ def _nothing() -> None:
 
 
 # The CRMs every rule runs on unless its seed names fewer (R8: tags, not on Salesforce).
-CRMS = ["zendesk", "kustomer", "salesforce", "freshdesk"]
-TAGGED_CRMS = ["zendesk", "kustomer", "freshdesk"]
+# "zendesk-batched": Zendesk with B1 batching on (1 s flushes), so every rule is proven batched too.
+CRMS = ["zendesk", "zendesk-batched", "kustomer", "salesforce", "freshdesk"]
+TAGGED_CRMS = ["zendesk", "zendesk-batched", "kustomer", "freshdesk"]
 # The agents of the Zendesk and Kustomer demo fixtures, made in the other sandboxes.
 AGENTS = [("Ana", "ana@example.com"), ("Ben", "ben@example.com"), ("Carla", "carla@example.com")]
 
@@ -86,10 +87,13 @@ def product(request: pytest.FixtureRequest, live_server: Any, api_key: str) -> P
     """The product writing to one CRM; tests of rules only one CRM's seed gives narrow `params`."""
     view: CrmView
     setup: Callable[[], None] = _nothing
-    if request.param == "zendesk":
+    if request.param in ("zendesk", "zendesk-batched"):
         connection = request.getfixturevalue("zendesk_connection")
         sandbox = request.getfixturevalue("zendesk_sandbox")
         view = ZendeskView(sandbox, request.getfixturevalue("zendesk_api"))
+        if request.param == "zendesk-batched":
+            values = {"batching_enabled": True, "batch_interval_seconds": 1}
+            connection = connection_change_settings(connection=connection, values=values)
     elif request.param == "kustomer":
         connection = request.getfixturevalue("kustomer_connection")
         sandbox = request.getfixturevalue("kustomer_sandbox")
@@ -497,7 +501,7 @@ def test_S8_call_end_posts_call_finished_and_the_recording(product: Product) -> 
     assert "Call recording: https://rec.example.com/c-1.mp3" in bodies
 
 
-@pytest.mark.parametrize("product", ["zendesk"], indirect=True)
+@pytest.mark.parametrize("product", ["zendesk", "zendesk-batched"], indirect=True)
 def test_S8_record_merged_during_the_call_gets_the_end_of_call_updates_on_the_survivor(product: Product) -> None:
     assert isinstance(product.crm, ZendeskView)
     call = Call("c-1").answered()
@@ -615,7 +619,7 @@ def test_S14_standard_data_comment_and_chat_transcript_attached_as_a_file(produc
     ("setting", "expected"),
     [("json", '{\n  "balance": 12.5,\n  "tier": "gold"\n}'), ("key_value", "balance: 12.5\ntier: gold")],
 )
-@pytest.mark.parametrize("product", ["zendesk"], indirect=True)
+@pytest.mark.parametrize("product", ["zendesk", "zendesk-batched"], indirect=True)
 def test_S15_api_responses_posted_as_key_value_or_json(product: Product, setting: str, expected: str) -> None:
     product.configure(api_response_format=setting)
     product.post(
@@ -625,7 +629,7 @@ def test_S15_api_responses_posted_as_key_value_or_json(product: Product, setting
     assert f"CRM lookup:\n{expected}" in product.bodies("c-1")
 
 
-@pytest.mark.parametrize("product", ["zendesk"], indirect=True)
+@pytest.mark.parametrize("product", ["zendesk", "zendesk-batched"], indirect=True)
 def test_S15_off_posts_nothing(product: Product) -> None:
     product.post(Call("c-1").answered().add("api.response", name="CRM lookup", payload={"tier": "gold"}))
 
@@ -799,3 +803,28 @@ def test_F2_fields_the_crm_no_longer_has_are_reported_not_counted_and_load_demo_
         )
         product.connection.refresh_from_db()
         assert product.connection.last_error == ""
+
+
+# -- B: API batching ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("product", ["zendesk-batched"], indirect=True)
+def test_B1_comments_and_updates_of_several_sessions_go_together_and_records_are_made_at_once(
+    product: Product,
+) -> None:
+    from records.models import CrmBatch
+
+    product.post(*(answered_call(f"c-{n}", phone=f"+1415555020{n}") for n in range(3)))
+
+    stats = sandbox_stats(product.sandbox)["requests"]
+    # Three tickets made one by one (never batched), their end-of-call comments and fields together.
+    assert stats.get("POST /api/v2/tickets.json") == 3
+    assert stats.get("PUT /api/v2/tickets/update_many.json", 0) >= 1
+    assert stats.get("PUT /api/v2/tickets/{id}.json", 0) == 0
+    assert CrmBatch.objects.filter(state=CrmBatch.State.DONE, job_id__gt="").exists()
+    for n in range(3):
+        bodies = product.bodies(f"c-{n}")
+        assert sum(1 for body in bodies if body.startswith("call_finished")) == 1
+    comments = CrmAction.objects.filter(kind="add_comment", status=CrmAction.Status.SUCCEEDED)
+    assert comments.count() == 3
+    assert all("sent in a batch" in action.result["outcome"] for action in comments)
