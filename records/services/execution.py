@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import redis
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -1217,9 +1217,9 @@ def sessions_needing_work(*, stale_after: timedelta) -> tuple[list[int], list[in
             Q(actions__next_attempt_at__isnull=True) | Q(actions__next_attempt_at__lte=Now()),
             actions__status=CrmAction.Status.PENDING,
             actions__updated_at__lt=stale_before,
-            # One waiting in a batch is its flush's to conclude (records.services.batching).
-            actions__batch__isnull=True,
         )
+        # Waiting in a batch: its flush concludes it, then runs the rest (records.services.batching).
+        .exclude(Exists(CrmAction.objects.filter(session=OuterRef("pk"), status="pending", batch__isnull=False)))
         # Held back by a failed contact or record action: waiting for an admin's Retry, not a sweep.
         .exclude(actions__status=CrmAction.Status.FAILED, actions__kind__in=BLOCKING_KINDS)
         .values_list("id", flat=True)

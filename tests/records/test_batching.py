@@ -328,3 +328,21 @@ def test_batching_one_write_per_ticket_a_flush_keeps_their_order(
     ordered = CrmAction.objects.filter(kind="add_comment").order_by("completed_at")
     per_session = [list(ordered.filter(session=s).values_list("id", flat=True)) for s in (first, second)]
     assert all(ids == sorted(ids) for ids in per_session)
+
+
+def test_batching_the_sweep_leaves_a_session_waiting_in_a_batch_to_its_flush(
+    batched: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    from records.services.execution import sessions_needing_work
+
+    session = call(1)
+    session_run_actions(session_id=session.pk)
+    # Its later actions look stale, but the session waits for its batch, not for a worker.
+    CrmAction.objects.filter(session=session).update(updated_at=timezone.now() - timedelta(minutes=5))
+
+    _, due = sessions_needing_work(stale_after=timedelta(seconds=15))
+    assert session.pk not in due
+    assert session_run_actions(session_id=session.pk).executed == 0
+
+    settle([session], batched)
+    assert not session.actions.exclude(status=CrmAction.Status.SUCCEEDED).exists()
