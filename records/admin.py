@@ -26,6 +26,7 @@ from integrations.selectors import connection_web_url
 from records.console import ActionFacts, SessionState, action_explanation, session_state
 from records.models import (
     CrmAction,
+    CrmBatch,
     CustomDataMapping,
     CustomField,
     Event,
@@ -807,6 +808,32 @@ class ScreenPopAdmin(ViewOnlyAdminMixin, admin.ModelAdmin[ScreenPop]):
         if not obj.record_url:
             return obj.record_id
         return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>', obj.record_url, obj.record_id)
+
+
+@admin.register(CrmBatch)
+class CrmBatchAdmin(ViewOnlyAdminMixin, admin.ModelAdmin[CrmBatch]):
+    """B1: comments and record updates of many sessions sent to the CRM in one request, and its job."""
+
+    list_display = ["id", "connection", "state", "action_count", "due_at", "sent_at", "job_id", "polls", "finished_at"]
+    list_filter = ["state", "connection"]
+    search_fields = ["job_id"]
+    list_select_related = ["connection"]
+    readonly_fields = [
+        "connection",
+        "state",
+        "due_at",
+        "job_id",
+        "sent_at",
+        "next_poll_at",
+        "polls",
+        "finished_at",
+        "last_error",
+        "created_at",
+    ]
+
+    @admin.display(description="Actions")
+    def action_count(self, obj: CrmBatch) -> int:
+        return obj.actions.count()
 
 
 @admin.register(CustomField)

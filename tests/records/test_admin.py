@@ -110,7 +110,9 @@ def test_connection_admin_add_encrypts_the_token_and_activates(
 
     assert response.status_code == 302
     second = CrmConnection.objects.get(name="Second")
-    assert second.config == {"email": "bot@acme.com", "rate_limit_per_minute": 400}
+    # The batching settings (B1) as this form posted them: off, no service ticked, the default interval.
+    batching = {"batching_enabled": False, "batched_services": [], "batch_interval_seconds": 10}
+    assert second.config == {"email": "bot@acme.com", "rate_limit_per_minute": 400, **batching}
     assert second.is_active
     assert second.secrets == {"api_token": "s3cret-token"}
     assert "s3cret" not in second.encrypted_secrets

@@ -282,3 +282,48 @@ def test_connections_carry_their_declared_non_secret_settings_never_the_secrets(
         "username",
         "connections[1].name: unknown CRM connection 'Other'; known: Acme Salesforce",
     ]
+
+
+@pytest.mark.django_db
+def test_connections_carry_the_batching_settings_as_json_values() -> None:
+    from integrations.services import connection_create
+
+    connection = connection_create(
+        name="Acme Zendesk",
+        kind="zendesk",
+        base_url="https://acme.zendesk.com",
+        settings={"email": "bot@acme.com", "api_token": "t0ken"},
+    )
+
+    [row] = export()["connections"]
+    assert row["settings"] == {
+        "email": "bot@acme.com",
+        "batching_enabled": False,
+        "batched_services": ["add_comment", "update_record"],
+        "batch_interval_seconds": 10,
+    }
+
+    row["settings"] |= {"batching_enabled": True, "batched_services": ["add_comment"], "batch_interval_seconds": 5}
+    output = run("import_config", "-", stdin=json.dumps({"connections": [row]}), monkeypatch=pytest.MonkeyPatch())
+    connection.refresh_from_db()
+    assert "connection 'Acme Zendesk': settings updated" in output
+    assert {
+        key: connection.config[key] for key in ("batching_enabled", "batched_services", "batch_interval_seconds")
+    } == {
+        "batching_enabled": True,
+        "batched_services": ["add_comment"],
+        "batch_interval_seconds": 5,
+    }
+    assert connection.secrets == {"api_token": "t0ken"}
+    assert "No changes." in run(
+        "import_config", "-", stdin=json.dumps({"connections": [row]}), monkeypatch=pytest.MonkeyPatch()
+    )
+
+    bad = {"batching_enabled": "sometimes", "batch_interval_seconds": 90, "batched_services": ["tag"]}
+    with pytest.raises(ConfigError) as caught:
+        config_validate({"connections": [{**row, "settings": bad}]}, connection_names=["Acme Zendesk"])
+    assert caught.value.errors == [
+        'connections[0].settings.batching_enabled: must be true or false, not "sometimes"',
+        "connections[0].settings.batch_interval_seconds: must be from 1 to 60, not 90",
+        'connections[0].settings.batched_services: must be a list of: add_comment, update_record, not ["tag"]',
+    ]
