@@ -1,8 +1,10 @@
 """The one HTTP layer every CRM provider uses: timeouts, auth hook, and the error mapping.
 
-Retries are not done here: Celery owns them (backoff, Retry-After, attempt counts are visible in
-the action log). A 429 also closes a gate shared through Redis, so every worker waits it out
-instead of each spending a request to learn the same thing.
+Retries of a failed action or task are Celery's (backoff, Retry-After, attempt counts are visible
+in the action log). Only an idempotent read is retried here, in place, a couple of times with a
+short backoff (integrations.failures.read_retry_delay): every provider's GETs and searches get it
+from this one place, and a write is never repeated by it. A 429 also closes a gate shared through
+Redis, so every worker waits it out instead of each spending a request to learn the same thing.
 """
 
 import email.utils
@@ -22,6 +24,7 @@ from integrations.exceptions import (
     CrmRequestError,
     CrmTransientError,
 )
+from integrations.failures import read_retry_delay
 from integrations.ratelimit import Usage, WorkClass, window_limit
 from integrations.urlguard import BlockedAddress, GuardedAdapter
 
@@ -35,6 +38,10 @@ DEFAULT_RETRY_AFTER_SECONDS = 10.0
 LIMIT_EXCEEDED_RETRY_AFTER_SECONDS = 60.0
 # Error codes in a Salesforce-style error array that mean "rate limited", whatever the status.
 RATE_LIMIT_ERROR_CODES = frozenset({"REQUEST_LIMIT_EXCEEDED"})
+
+
+# Methods that read without changing anything: retried in place after a transient failure.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 # Multipart files: by field name, or (field name, file) pairs when a name repeats (`attachments[]`).
@@ -181,13 +188,44 @@ class CrmHttpClient:
         data: bytes | dict[str, str] | None = None,
         files: Files | None = None,
         headers: dict[str, str] | None = None,
+        idempotent: bool | None = None,
     ) -> Any:
         """Send one request and return its decoded JSON body (None for an empty body).
 
-        Raises CrmTransientError (timeout, connection, 5xx), CrmRateLimited (429, or a rate-limit
-        error code such as Salesforce's 403 REQUEST_LIMIT_EXCEEDED), CrmAuthError (401/403, with the
+        A read (`idempotent`; by default a GET, HEAD or OPTIONS) that fails transiently is sent
+        again in place, as `read_retry_delay` says; a write is sent once. Raises
+        CrmTransientError (timeout, connection, 5xx), CrmRateLimited (429, or a rate-limit error
+        code such as Salesforce's 403 REQUEST_LIMIT_EXCEEDED), CrmAuthError (401/403, with the
         CRM's error code), CrmNotFound (404) or CrmRequestError (other 4xx).
         """
+        if idempotent is None:
+            idempotent = method in IDEMPOTENT_METHODS
+        retry = 0
+        while True:
+            try:
+                return self._request_once(
+                    method, path, params=params, json=json, data=data, files=files, headers=headers
+                )
+            except CrmTransientError as exc:
+                retry += 1
+                delay = read_retry_delay(exc, retry=retry) if idempotent else None
+                if delay is None:
+                    raise
+                logger.info("crm.http.read_retry %s %s in %.2fs: %s", method, path, delay, exc, extra={"retry": retry})
+                time.sleep(delay)
+
+    def _request_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None,
+        json: Any,
+        data: bytes | dict[str, str] | None,
+        files: Files | None,
+        headers: dict[str, str] | None,
+    ) -> Any:
+        """One request on the wire (after the rate gate), its answer decoded or mapped to an error."""
         self._pass_rate_gate()
         prepared = self.session.prepare_request(
             requests.Request(
@@ -272,6 +310,10 @@ class CrmHttpClient:
 
     def post(self, path: str, json: Any = None) -> Any:
         return self.request("POST", path, json=json)
+
+    def post_read(self, path: str, json: Any = None) -> Any:
+        """A POST that only reads (Kustomer's searches): retried in place like a GET."""
+        return self.request("POST", path, json=json, idempotent=True)
 
     def put(self, path: str, json: Any = None) -> Any:
         return self.request("PUT", path, json=json)

@@ -24,6 +24,7 @@ from integrations.failures import (
     classify,
     decide,
     describe_duration,
+    read_retry_delay,
 )
 
 POLICY = RetryPolicy(base_seconds=2.0, cap_seconds=600.0, budget_seconds=86400.0)
@@ -126,3 +127,26 @@ def test_a_delay_longer_than_the_broker_holds_is_left_to_the_sweeper(delay: floa
 )
 def test_durations_in_words(seconds: float, text: str) -> None:
     assert describe_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("error", "retry", "delay"),
+    [
+        (CrmTransientError("GET x: 500 oops"), 1, 0.15),
+        (CrmTransientError("GET x: timed out after 15s"), 2, 0.3),
+        (CrmTransientError("GET x: ConnectionError: refused"), 2, 0.3),
+        (CrmTransientError("GET x: 503 still"), 3, None),
+        (CrmRateLimited("429", retry_after=1), 1, 1.1),
+        (CrmRateLimited("429", retry_after=0), 2, 0.1),
+        (CrmRateLimited("429", retry_after=30), 1, None),
+        (CrmOwnLimitReached("own budget", retry_after=0.5), 1, None),
+        (CrmAuthError("401"), 1, None),
+        (CrmNotFound("404", status_code=404), 1, None),
+        (CrmRequestError("422", status_code=422), 1, None),
+        (redis.ConnectionError("our redis"), 1, None),
+    ],
+)
+def test_read_retry_delay_retries_transient_reads_briefly_in_place(
+    error: Exception, retry: int, delay: float | None
+) -> None:
+    assert read_retry_delay(error, retry=retry, rand=lambda: HALF) == (None if delay is None else pytest.approx(delay))

@@ -271,6 +271,44 @@ def test_retried_comment_after_a_lost_response_is_not_posted_twice(
     assert comment.result["outcome"] == "an earlier attempt had already added it"
 
 
+def test_a_read_answered_500_once_then_200_succeeds_in_one_action_attempt(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    session = ingest_example()
+    ensure = session.actions.get(kind="ensure_contact")
+    # given: the CRM's next answer (the contact search, a GET) is a 500
+    sandbox_config(zendesk_sandbox, fail_next=1)
+
+    action_execute(action=ensure)
+
+    # then: the read was sent again in place, and the one attempt succeeded
+    ensure.refresh_from_db()
+    assert ensure.status == CrmAction.Status.SUCCEEDED
+    assert ensure.attempts == 1
+    stats = sandbox_stats(zendesk_sandbox)
+    assert stats["injected_failures"] == 1
+    assert stats["requests"]["GET /api/v2/users/search.json"] == 2
+
+
+def test_a_write_answered_500_is_not_repeated_in_place(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    session = ingest_example()
+    action_execute(action=session.actions.get(kind="ensure_contact"))
+    create = session.actions.get(kind="create_record")
+    # given: the CRM's next answer to a write (the ticket's create, a POST) is a 500
+    sandbox_config(zendesk_sandbox, fail_next_writes=1)
+
+    action_execute(action=create)
+
+    # then: the POST went once; the action waits for its next attempt (which looks before writing)
+    create.refresh_from_db()
+    assert create.status == CrmAction.Status.PENDING
+    assert create.attempts == 1
+    assert "500" in create.last_error
+    assert sandbox_stats(zendesk_sandbox)["requests"]["POST /api/v2/tickets.json"] == 1
+
+
 def test_429_waits_for_retry_after_without_spending_an_attempt(
     zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
 ) -> None:
