@@ -8,22 +8,20 @@ first looks for what the earlier attempt may have made.
 
 import enum
 import logging
-import random
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import redis
 from django.db import transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from integrations.circuit import CircuitOpen
+from integrations.circuit import CircuitOpen, circuit_pause_delay, circuit_pause_text
 from integrations.exceptions import CrmNotFound, CrmRequestError
-from integrations.failures import HANDLED_ERRORS, Failure, decide, describe_duration
+from integrations.failures import HANDLED_ERRORS, Failure, decide, failure_outcome
 from integrations.models import CrmConnection
 from integrations.providers.base import (
     Attachment,
@@ -37,10 +35,11 @@ from integrations.providers.base import (
 )
 from integrations.services import (
     agent_id_find,
-    circuit_breaker,
+    connection_circuit_check,
+    connection_circuit_record,
     connection_get_active,
     connection_provider,
-    connection_record_error,
+    connection_record_failure,
     connection_retry_policy,
 )
 from records.models import CrmAction, CustomField, Session
@@ -170,8 +169,7 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
             session.crm_connection = connection
             session.save(update_fields=["crm_connection", "updated_at"])
         provider = connection_provider(connection)
-        if (wait := circuit_breaker().wait_seconds(connection.base_url)) is not None:
-            raise CircuitOpen(wait)
+        connection_circuit_check(connection)
         companion = action_companion_update(action)
         if companion is None:
             result = action_attempt(provider=provider, session=session, action=action, retried=retried)
@@ -190,7 +188,7 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
         return (_fail(action, str(exc)),)
     except HANDLED_ERRORS as exc:
         return (_after_failure(action, connection, exc),)
-    _circuit_record(connection, success=True)
+    connection_circuit_record(connection, success=True)
     if action.kind == ActionKind.CREATE_RECORD or result.get("record_id") not in (None, record_before):
         # O4: the session has its record (or moved to the survivor of a merge): its agent's adapter hears now.
         try:
@@ -243,31 +241,13 @@ def _attempt_with_companion(
     return _comment_and_update(provider, session, comment, update, retried)
 
 
-CIRCUIT_NOTE = " (the CRM's circuit is open: waiting, not trying it)"
-
-
 def _wait_for_circuit(action: CrmAction, exc: CircuitOpen) -> CrmAction:
     """The connection's circuit is open: come back after the pause, spending neither an attempt nor budget."""
     action.attempts -= 1
     if action.failing_since is not None:
         # The pause is not the action's failing time: its budget clock stops meanwhile.
         action.failing_since += timedelta(seconds=exc.wait)
-    error = action.last_error.removesuffix(CIRCUIT_NOTE) if action.last_error else str(exc)
-    return _schedule_retry(action, error + CIRCUIT_NOTE, delay=exc.wait + random.uniform(0, 1))
-
-
-def _circuit_record(connection: CrmConnection | None, *, success: bool) -> None:
-    """Feed the connection's circuit breaker; a Redis failure here must not change the action's outcome."""
-    if connection is None:
-        return
-    breaker = circuit_breaker()
-    try:
-        if success:
-            breaker.record_success(connection.base_url)
-        elif breaker.record_failure(connection.base_url):
-            logger.warning("records.circuit.open %s", connection.pk, extra={"connection": connection.pk})
-    except redis.RedisError:
-        logger.warning("records.circuit.unavailable %s", connection.pk, exc_info=True)
+    return _schedule_retry(action, circuit_pause_text(action.last_error, exc), delay=circuit_pause_delay(exc))
 
 
 def _after_failure(action: CrmAction, connection: CrmConnection | None, exc: Exception) -> CrmAction:
@@ -275,37 +255,23 @@ def _after_failure(action: CrmAction, connection: CrmConnection | None, exc: Exc
     now = timezone.now()
     failing_for = (now - action.failing_since).total_seconds() if action.failing_since else 0.0
     decision = decide(exc, attempt=action.attempts, failing_for=failing_for, policy=connection_retry_policy(connection))
-    if decision.failure == Failure.CRM_UNAVAILABLE:
-        _circuit_record(connection, success=False)
-    elif decision.failure in (Failure.REFUSED, Failure.STALE_ID):
-        # The CRM answered, so it is up.
-        _circuit_record(connection, success=True)
-    if not decision.counts_as_attempt:
-        # Nothing reached the CRM (our own budget, our Redis or database), or the CRM said to wait.
-        action.attempts -= 1
-    if decision.retry:
-        if decision.spends_budget and action.failing_since is None:
-            action.failing_since = now
-        error = str(exc)
-        if decision.failure == Failure.OWN_LIMIT and action.last_error:
-            # Nothing was sent: the last real answer is still why the action has not succeeded.
-            error = _without_own_limit_note(action.last_error) + OWN_LIMIT_NOTE
-        elif decision.failure == Failure.OUR_INFRASTRUCTURE:
-            logger.warning("records.action.infrastructure %s: %s", action.pk, exc, extra={"action_id": action.pk})
-            error = f"our own service failed, not the CRM ({exc.__class__.__name__}: {exc})"
-        return _schedule_retry(action, error, delay=decision.delay)
-    if decision.budget_spent:
-        spent = describe_duration(failing_for)
-        return _fail(action, f"gave up after {action.attempts} attempts: {exc} (the CRM kept failing for {spent})")
-    if decision.failure == Failure.CREDENTIALS:
-        assert connection is not None
-        connection_record_error(connection=connection, error=str(exc))
-        return _fail(action, f"CRM refused the credentials: {exc}")
-    if decision.failure == Failure.OUR_BUG:
-        # A CRM answer of an unexpected shape: fail visibly rather than crash the worker in a loop.
-        logger.exception("records.action.unexpected %s", action.pk, extra={"action_id": action.pk})
-        return _fail(action, f"unexpected answer from the CRM ({exc.__class__.__name__}: {exc})")
-    return _fail(action, str(exc))
+    outcome = failure_outcome(decision, exc, attempts=action.attempts, failing_for=failing_for)
+    connection_record_failure(
+        connection=connection, outcome=outcome, error=exc, log_name="records.action", row_id=action.pk
+    )
+    action.attempts = outcome.attempts
+    if not decision.retry:
+        return _fail(action, outcome.text)
+    if decision.spends_budget and action.failing_since is None:
+        action.failing_since = now
+    error = outcome.text
+    if decision.failure == Failure.OWN_LIMIT and action.last_error:
+        # Nothing was sent: the last real answer is still why the action has not succeeded.
+        error = _without_own_limit_note(action.last_error) + OWN_LIMIT_NOTE
+    elif decision.failure == Failure.OUR_INFRASTRUCTURE:
+        logger.warning("records.action.infrastructure %s: %s", action.pk, exc, extra={"action_id": action.pk})
+        error = f"our own service failed, not the CRM ({exc.__class__.__name__}: {exc})"
+    return _schedule_retry(action, error, delay=decision.delay)
 
 
 OWN_LIMIT_NOTE = " (waiting for our own request budget)"

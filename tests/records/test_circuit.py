@@ -8,13 +8,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from integrations.circuit import Circuit, CircuitReading, circuit_state, should_open
+from integrations.circuit import CIRCUIT_NOTE, Circuit, CircuitReading, circuit_state, should_open
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
 from integrations.selectors import connection_circuit_state
 from integrations.services import circuit_breaker
 from records.models import CrmAction, Session
-from records.services.execution import CIRCUIT_NOTE, session_run_actions
+from records.services.execution import session_run_actions
 from tests.support import EXAMPLE_CALL, ingest_and_process, sandbox_config, sandbox_stats, wait_until
 
 THRESHOLD = 3
