@@ -270,6 +270,9 @@ class ProcessedWebhookEvent(models.Model):
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     pending_body = models.TextField(blank=True)
     lookup_attempts = models.PositiveIntegerField(default=0)
+    # Seconds the lookup waited on the connection's open circuit: not taken from its retry budget
+    # (which counts from the delivery's arrival).
+    lookup_paused_seconds = models.FloatField(default=0.0)
 
     def __str__(self) -> str:
         return self.event_id

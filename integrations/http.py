@@ -201,16 +201,23 @@ class CrmHttpClient:
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
         retry = 0
+        answered: CrmTransientError | None = None
         while True:
             try:
                 return self._request_once(
                     method, path, params=params, json=json, data=data, files=files, headers=headers
                 )
+            except CrmOwnLimitReached:
+                if answered is None:
+                    raise
+                # Our own budget refused the retry (nothing was sent): the CRM's answer is why the read failed.
+                raise answered from None
             except CrmTransientError as exc:
                 retry += 1
                 delay = read_retry_delay(exc, retry=retry) if idempotent else None
                 if delay is None:
                     raise
+                answered = exc
                 logger.info("crm.http.read_retry %s %s in %.2fs: %s", method, path, delay, exc, extra={"retry": retry})
                 time.sleep(delay)
 
