@@ -42,22 +42,8 @@ import psycopg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.chaos import (  # noqa: E402
-    AGENTS,
-    LIVE_QUEUE,
-    MAINTENANCE_QUEUE,
-    T0,
-    Fleet,
-    PostLog,
-    RedisBroker,
-    failed_actions,
-    post,
-    reconcile,
-    stop,
-    wait_settled,
-    wait_until_ready,
-)
-from bench.ingest import bench_env, create_api_key, database_url, free_port, manage, recreate_database, start_server  # noqa: E402
+from bench.chaos import AGENTS, T0, PostLog, failed_actions, post, reconcile, wait_settled  # noqa: E402
+from bench.stack import bench_stack  # noqa: E402
 from bench.tickets_common import percentiles_ms  # noqa: E402
 
 DEFAULT_DB = os.environ.get("BENCH_CRM_CALLS_DB", "crmbridge_bench_crm_calls")
@@ -244,52 +230,16 @@ def run_phase(name: str, ctx: dict[str, Any], *, first: int, limit: int | None) 
 
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from integrations.sandbox import start_sandbox
-
-    broker = RedisBroker(tmp)
-    broker.start()
-    db_url = database_url(args.postgres_url, args.database)
-    env = bench_env(db_url, args.limiter_redis_url)
-    env.update(
-        {
-            "CELERY_BROKER_URL": broker.url,
-            "CELERY_TASK_DEFAULT_QUEUE": LIVE_QUEUE,
-            "CELERY_MAINTENANCE_QUEUE": MAINTENANCE_QUEUE,
-            "LOG_FORMAT": "plain",
-            "LOG_LEVEL": "INFO",
-        }
-    )
-    for name in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CRM_ALLOW_LOOPBACK"):
-        os.environ[name] = env[name]
-    os.environ["CELERY_TASK_DEFAULT_QUEUE"] = LIVE_QUEUE
-    print(f"database {args.database}: re-creating and migrating")
-    recreate_database(args.postgres_url, args.database)
-    manage(env, "migrate", "--noinput")
-    key = create_api_key(env)
-    sandbox = start_sandbox("zendesk", fixture=ROOT / "integrations" / "sandbox" / "fixtures" / "zendesk_demo.json")
-    import django
-
-    django.setup()
-    from integrations.services import connection_create
-
-    connection_create(
-        name="Sandbox Zendesk",
-        kind="zendesk",
-        base_url=sandbox.base_url,
-        settings={"email": "admin@example.com", "api_token": "sandbox-token"},
-        activate=True,
-    )
-    web = None
-    fleet = Fleet(env, tmp, args.workers)
     phases: dict[str, Any] = {}
-    try:
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        web = start_server(env, port, 2, tmp / "gunicorn.log")
-        fleet.start()
-        wait_until_ready(web, base_url, key)
-        ctx = {"sandbox": sandbox, "sessions": args.sessions, "base_url": base_url, "key": key}
-        ctx.update({"fleet": fleet, "db_url": db_url})
+    with bench_stack(
+        directory=tmp,
+        database=args.database,
+        postgres_url=args.postgres_url,
+        limiter_redis_url=args.limiter_redis_url,
+        workers=args.workers,
+    ) as stack:
+        ctx = {"sandbox": stack.sandbox, "sessions": args.sessions, "base_url": stack.base_url, "key": stack.key}
+        ctx.update({"fleet": stack.fleet, "db_url": stack.db_url})
         plan: list[tuple[str, bool, int | None]] = []
         if args.batching in ("off", "both"):
             plan.append(("off", False, None))
@@ -305,11 +255,6 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             print(f"{name}: {args.sessions} sessions" + (f", limit {limit}/min" if limit else ""))
             phases[name] = run_phase(name, ctx, first=i * 2000, limit=limit)
             print(f"  {name}: {json.dumps(phases[name])}")
-    finally:
-        stop(web)
-        fleet.stop()
-        sandbox.stop()
-        broker.close()
     limited, off = phases.get("limited"), phases.get("off")
     if isinstance(limited, dict) and isinstance(off, dict):
         # The same mix read more under the limit: reads repeated because of a pause.

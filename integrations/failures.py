@@ -173,7 +173,7 @@ def decide(
 # retried in place, inside the one request, this many times: a CRM failing a third of its requests
 # at random then costs a read a few hundred milliseconds, not a whole action attempt and its backoff.
 # Writes are never retried in place (a lost answer may hide a write that was applied).
-READ_RETRIES = 2
+READ_RETRIES = 2  # the default of CRM_READ_RETRIES
 # The in-place backoff: equal jitter, doubling from the base, capped (the whole wait stays ~1 s).
 READ_BACKOFF_BASE_SECONDS = 0.2
 READ_BACKOFF_CAP_SECONDS = 0.8
@@ -181,14 +181,17 @@ READ_BACKOFF_CAP_SECONDS = 0.8
 READ_RETRY_MAX_WAIT_SECONDS = 1.0
 
 
-def read_retry_delay(error: BaseException, *, retry: int, rand: Callable[[], float] = random.random) -> float | None:
+def read_retry_delay(
+    error: BaseException, *, retry: int, retries: int = READ_RETRIES, rand: Callable[[], float] = random.random
+) -> float | None:
     """Seconds to wait before retrying an idempotent read in place after `error`, or None: raise it.
 
-    `retry` is the retry about to be made (1 for the first). Only trouble the CRM may not have next
-    time is retried: its 5xx, a timeout, a refused connection, a 429 asking for a short wait. Our
-    own request budget (nothing was sent) and every refusal are the caller's to handle.
+    `retry` is the retry about to be made (1 for the first), `retries` how many are made at most.
+    Only trouble the CRM may not have next time is retried: its 5xx, a timeout, a refused
+    connection, a 429 asking for a short wait. Our own request budget (nothing was sent) and every
+    refusal are the caller's to handle.
     """
-    if retry > READ_RETRIES:
+    if retry > retries:
         return None
     failure = classify(error)
     if failure == Failure.CRM_UNAVAILABLE:

@@ -24,7 +24,7 @@ from integrations.exceptions import (
     CrmRequestError,
     CrmTransientError,
 )
-from integrations.failures import read_retry_delay
+from integrations.failures import READ_RETRIES, read_retry_delay
 from integrations.ratelimit import Usage, WorkClass, window_limit
 from integrations.urlguard import BlockedAddress, GuardedAdapter
 
@@ -143,6 +143,7 @@ class CrmHttpClient:
         rate_limit_per_minute: int | None = None,
         work_class: WorkClass = WorkClass.LIVE,
         session: requests.Session | None = None,
+        read_retries: int = READ_RETRIES,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         # Requests are counted under the configured URL, even where a login moves base_url to
@@ -152,6 +153,7 @@ class CrmHttpClient:
         self.rate_gate = rate_gate
         self.rate_limit_per_minute = rate_limit_per_minute
         self.work_class = work_class
+        self.read_retries = read_retries
         self.session = session or requests.Session()
         # urllib3 retries stay off (a silent retry of a POST could create a second record), and the
         # guard refuses any peer outside the public internet (integrations.urlguard).
@@ -214,7 +216,7 @@ class CrmHttpClient:
                 raise answered from None
             except CrmTransientError as exc:
                 retry += 1
-                delay = read_retry_delay(exc, retry=retry) if idempotent else None
+                delay = read_retry_delay(exc, retry=retry, retries=self.read_retries) if idempotent else None
                 if delay is None:
                     raise
                 answered = exc

@@ -185,6 +185,7 @@ def connection_settings(connection: CrmConnection, *, work_class: WorkClass = Wo
         rate_limit_per_minute=connection.config.get("rate_limit_per_minute") or None,
         work_class=work_class,
         limit_exceeded_retry_seconds=settings.CRM_LIMIT_EXCEEDED_RETRY_SECONDS,
+        read_retries=settings.CRM_READ_RETRIES,
     )
 
 

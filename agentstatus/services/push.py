@@ -19,7 +19,7 @@ from agentstatus import rules
 from agentstatus.models import Agent, CrmStatus, PlatformStatus, StatusPush, StatusSyncSettings, SyncDirection
 from agentstatus.selectors import crm_mapping, sync_connection, sync_settings_get
 from integrations.circuit import CircuitOpen, circuit_pause_delay, circuit_pause_text
-from integrations.failures import HANDLED_ERRORS, READ_RETRIES, Failure, decide, failure_outcome
+from integrations.failures import HANDLED_ERRORS, Failure, decide, failure_outcome
 from integrations.models import CrmConnection
 from integrations.providers.base import Agent as CrmAgent
 from integrations.services import (
@@ -34,14 +34,14 @@ from records.services.leases import db_now, db_now_plus
 logger = logging.getLogger(__name__)
 
 # Held while an attempt runs (a user lookup, which a failing CRM may make the HTTP layer send up to
-# 1 + READ_RETRIES times, and a status call, each bounded by CRM_HTTP_TIMEOUT_SECONDS, plus this
+# 1 + CRM_READ_RETRIES times, and a status call, each bounded by CRM_HTTP_TIMEOUT_SECONDS, plus this
 # margin): a second copy of the task finds the push not due; a dead worker's claim lapses and the
 # sweeper takes it again.
 ATTEMPT_LEASE_MARGIN_SECONDS = 10
 
 
 def attempt_lease_seconds() -> float:
-    calls = 2 + READ_RETRIES
+    calls = 2 + int(django_settings.CRM_READ_RETRIES)
     return calls * float(django_settings.CRM_HTTP_TIMEOUT_SECONDS) + ATTEMPT_LEASE_MARGIN_SECONDS
 
 

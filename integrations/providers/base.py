@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from integrations.exceptions import CrmUnsupported
+from integrations.failures import READ_RETRIES
 from integrations.http import CrmHttpClient, RateGate
 from integrations.ratelimit import WorkClass
 
@@ -75,6 +76,8 @@ class ConnectionSettings:
     work_class: WorkClass = WorkClass.LIVE
     # How long a request-limit error without Retry-After (Salesforce's 403) pauses the CRM's calls.
     limit_exceeded_retry_seconds: float = 60.0
+    # Times a failed idempotent read is sent again in place (integrations.http).
+    read_retries: int = READ_RETRIES
 
 
 class ConnectionClient(CrmHttpClient):
@@ -90,6 +93,7 @@ class ConnectionClient(CrmHttpClient):
             rate_gate=rate_gate,
             rate_limit_per_minute=settings.rate_limit_per_minute,
             work_class=settings.work_class,
+            read_retries=settings.read_retries,
         )
 
 

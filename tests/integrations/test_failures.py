@@ -222,3 +222,7 @@ def test_failure_outcome_words_and_books_each_failure_once(
     assert outcome.circuit_success is circuit
     assert outcome.blames_credentials is credentials
     assert outcome.unexpected is unexpected
+
+
+def test_read_retry_delay_makes_no_retry_when_none_are_allowed() -> None:
+    assert read_retry_delay(CrmTransientError("GET x: 500 oops"), retry=1, retries=0) is None

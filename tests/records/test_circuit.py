@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from django.conf import settings as django_settings
 from django.utils import timezone
 
 from integrations.circuit import CIRCUIT_NOTE, Circuit, CircuitReading, circuit_state, should_open
-from integrations.failures import READ_RETRIES
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
 from integrations.selectors import connection_circuit_state
@@ -105,8 +105,8 @@ def test_the_circuit_opens_under_a_failing_crm_pauses_work_without_failing_it_an
     )
     CrmAction.objects.filter(pk=ensure.pk).update(next_attempt_at=None)
     session_run_actions(session_id=session.pk)
-    # One probe: its read, sent again in place by the HTTP layer (READ_RETRIES), and no other request.
-    assert sandbox_stats(zendesk_sandbox)["total"] == sent + 1 + READ_RETRIES
+    # One probe: its read, sent again in place by the HTTP layer (CRM_READ_RETRIES), and no other request.
+    assert sandbox_stats(zendesk_sandbox)["total"] == sent + 1 + django_settings.CRM_READ_RETRIES
     assert connection_circuit_state(zendesk_connection).state == Circuit.OPEN  # type: ignore[union-attr]
 
     # when: the CRM is back, the next probe closes the circuit and the session's work goes through
