@@ -301,6 +301,10 @@ def bench_stack(
         wait_until_ready(web, base_url, key)
         yield Stack(process_env, db_url, base_url, key, sandbox, fleet, own_broker)
     finally:
+        # This process's own database connections go first: the next run drops the database.
+        from django.db import connections
+
+        connections.close_all()
         stop(web)
         if fleet is not None:
             fleet.stop()
