@@ -27,13 +27,9 @@ fault-free run's. The last line is JSON.
 """
 
 import argparse
-import json
 import os
 import random
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -49,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.ingest import REQUEST_TIMEOUT_S, database_url  # noqa: E402
-from bench.stack import Broker, Fleet, bench_stack  # noqa: E402
+from bench.stack import Broker, Fleet, add_stack_arguments, bench_main, bench_stack, stack_options  # noqa: E402
 
 DEFAULT_DB = os.environ.get("BENCH_CHAOS_DB", "crmbridge_bench_chaos")
 SESSIONS_PER_BATCH = 5
@@ -64,13 +60,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=100, help="sessions per phase (default 100)")
     parser.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis")
-    parser.add_argument("--workers", type=int, default=2, help="celery worker processes (default 2)")
     parser.add_argument("--kill-every", type=float, default=5.0, help="seconds between worker kills (default 5)")
     parser.add_argument("--post-seconds", type=float, default=30.0, help="spread the posts over this long")
-    parser.add_argument("--database", default=DEFAULT_DB, help=f"bench database, re-created (default {DEFAULT_DB})")
-    parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server")
     parser.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672", help="RabbitMQ (no vhost)")
-    parser.add_argument("--limiter-redis-url", default="redis://127.0.0.1:6379/12", help="the rate limiter's Redis")
+    add_stack_arguments(parser, database=DEFAULT_DB, limiter_redis_url="redis://127.0.0.1:6379/12")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     if args.sessions < 1 or args.workers < 1 or args.kill_every <= 0 or args.post_seconds <= 0:
@@ -326,14 +319,11 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     env = {"CRM_RETRY_BACKOFF_SECONDS": "1", "CRM_RETRY_BACKOFF_MAX_SECONDS": "10"}
     with bench_stack(
         directory=tmp,
-        database=args.database,
-        postgres_url=args.postgres_url,
-        limiter_redis_url=args.limiter_redis_url,
-        workers=args.workers,
         broker=args.broker,
         rabbitmq_url=args.rabbitmq_url,
         env=env,
         seed=args.seed,
+        **stack_options(args),
     ) as stack:
         phases = {}
         for first, (name, chaos) in enumerate((("baseline", False), ("chaos", True))):
@@ -381,35 +371,26 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     }
 
 
-def main() -> int:
-    args = parse_args()
-    if shutil.which("redis-server") is None and args.broker == "redis":
-        print("bench/chaos.py needs redis-server on PATH (a broker of its own to kill)", file=sys.stderr)
-        return 2
-    tmp = Path(tempfile.mkdtemp(prefix="bench-chaos-"))
-    try:
-        report = run(args, tmp)
-    except (RuntimeError, OSError, psycopg.Error, subprocess.SubprocessError) as exc:
-        print(f"bench/chaos.py failed: {exc}; logs in {tmp}", file=sys.stderr)
-        return 2
+def conclude(args: argparse.Namespace, report: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Whether the run passed, and its summary lines."""
     ok = (
         report["lost"] == 0
         and report["duplicate_records"] == 0
         and report["duplicate_comments"] == 0
         and report["settle_seconds_after_faults"] is not None
     )
-    if ok:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print(f"logs kept in {tmp}")
-    print(
+    line = (
         f"{args.broker}: lost {report['lost']}, duplicate records {report['duplicate_records']}, duplicate comments "
         f"{report['duplicate_comments']}, settled {report['settle_seconds_after_faults']} s after the faults end "
         f"(fault-free: {report['baseline_settle_seconds']} s after the last post); first post to settled "
         f"{report['total_seconds']} s, {report['total_ratio_vs_baseline']}x the fault-free run's"
     )
-    print(json.dumps(report))
-    return 0 if ok else 1
+    return ok, [line]
+
+
+def main() -> int:
+    args = parse_args()
+    return bench_main("chaos.py", args, run, conclude, redis_server=args.broker == "redis")
 
 
 if __name__ == "__main__":

@@ -27,9 +27,7 @@ import argparse
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -37,13 +35,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.chaos import AGENTS, T0, PostLog, failed_actions, post, reconcile, wait_settled  # noqa: E402
-from bench.stack import bench_stack  # noqa: E402
+from bench.stack import add_stack_arguments, bench_main, bench_stack, stack_options  # noqa: E402
 from bench.tickets_common import percentiles_ms  # noqa: E402
 
 DEFAULT_DB = os.environ.get("BENCH_CRM_CALLS_DB", "crmbridge_bench_crm_calls")
@@ -59,10 +55,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, default=200, help="call sessions per phase (default 200)")
     parser.add_argument("--batching", choices=("off", "on", "both"), default="both")
     parser.add_argument("--limit", type=int, default=120, help="requests/min of the limited run (0: skip it)")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--database", default=DEFAULT_DB)
-    parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432")
-    parser.add_argument("--limiter-redis-url", default="redis://127.0.0.1:6379/13", help="the rate limiter's Redis")
+    add_stack_arguments(parser, database=DEFAULT_DB, limiter_redis_url="redis://127.0.0.1:6379/13")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     if args.sessions < 2 or args.workers < 1 or args.limit < 0:
@@ -231,13 +224,7 @@ def run_phase(name: str, ctx: dict[str, Any], *, first: int, limit: int | None) 
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     phases: dict[str, Any] = {}
-    with bench_stack(
-        directory=tmp,
-        database=args.database,
-        postgres_url=args.postgres_url,
-        limiter_redis_url=args.limiter_redis_url,
-        workers=args.workers,
-    ) as stack:
+    with bench_stack(directory=tmp, **stack_options(args)) as stack:
         ctx = {"sandbox": stack.sandbox, "sessions": args.sessions, "base_url": stack.base_url, "key": stack.key}
         ctx.update({"fleet": stack.fleet, "db_url": stack.db_url})
         plan: list[tuple[str, bool, int | None]] = []
@@ -267,22 +254,15 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     }
 
 
+def conclude(args: argparse.Namespace, report: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Whether the run passed, and its summary lines."""
+    measured = sorted(name for name, phase in report.items() if isinstance(phase, dict))
+    return True, [f"phases measured: {measured}"]
+
+
 def main() -> int:
     args = parse_args()
-    if shutil.which("redis-server") is None:
-        print("bench/crm_calls.py needs redis-server on PATH (a broker of its own)", file=sys.stderr)
-        return 2
-    tmp = Path(tempfile.mkdtemp(prefix="bench-crm-calls-"))
-    try:
-        report = run(args, tmp)
-    except (RuntimeError, OSError, psycopg.Error) as exc:
-        print(f"bench/crm_calls.py failed: {exc}; logs in {tmp}", file=sys.stderr)
-        return 2
-    shutil.rmtree(tmp, ignore_errors=True)
-    counts = Counter(k for k, v in report.items() if isinstance(v, dict))
-    print(f"phases measured: {sorted(counts)}")
-    print(json.dumps(report))
-    return 0
+    return bench_main("crm_calls.py", args, run, conclude)
 
 
 if __name__ == "__main__":

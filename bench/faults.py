@@ -23,11 +23,9 @@ duplicate records, duplicate comments). The last line is JSON.
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.chaos import NO_FAULTS, PostLog, failed_actions, post, reconcile, unsettled  # noqa: E402
 from bench.crm_calls import create_record_fields, session_events, visible  # noqa: E402
-from bench.stack import Stack, bench_stack  # noqa: E402
+from bench.stack import Stack, add_stack_arguments, bench_main, bench_stack, stack_options  # noqa: E402
 
 DEFAULT_DB = os.environ.get("BENCH_FAULTS_DB", "crmbridge_bench_faults")
 # The issue's bar: a call's ticket complete within this long.
@@ -55,10 +53,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--without-read-retries", type=int, default=10, help="calls with CRM_READ_RETRIES=0 (default 10; 0: skip)"
     )
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--database", default=DEFAULT_DB, help=f"bench database, re-created (default {DEFAULT_DB})")
-    parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432")
-    parser.add_argument("--limiter-redis-url", default="redis://127.0.0.1:6379/14", help="the rate limiter's Redis")
+    add_stack_arguments(parser, database=DEFAULT_DB, limiter_redis_url="redis://127.0.0.1:6379/14")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--without-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -141,14 +136,7 @@ def run_calls(stack: Stack, plan: list[tuple[str, float]], runs: int) -> dict[st
 
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    stack_args: dict[str, Any] = {
-        "directory": tmp,
-        "database": args.database,
-        "postgres_url": args.postgres_url,
-        "limiter_redis_url": args.limiter_redis_url,
-        "workers": args.workers,
-        "seed": args.seed,
-    }
+    stack_args: dict[str, Any] = {"directory": tmp, "seed": args.seed, **stack_options(args)}
     if args.without_only:
         print(f"faulty without in-place read retries (CRM_READ_RETRIES=0): {args.without_read_retries} calls")
         with bench_stack(env={"CRM_READ_RETRIES": "0"}, **stack_args) as stack:
@@ -183,42 +171,31 @@ def without_read_retries(args: argparse.Namespace) -> dict[str, Any]:
     return phases
 
 
-def main() -> int:
-    args = parse_args()
-    if shutil.which("redis-server") is None:
-        print("bench/faults.py needs redis-server on PATH (a broker of its own)", file=sys.stderr)
-        return 2
-    tmp = Path(tempfile.mkdtemp(prefix="bench-faults-"))
-    try:
-        report = run(args, tmp)
-    except (RuntimeError, OSError, psycopg.Error, subprocess.SubprocessError) as exc:
-        print(f"bench/faults.py failed: {exc}; logs in {tmp}", file=sys.stderr)
-        return 2
+def conclude(args: argparse.Namespace, report: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Whether the run passed, and its summary lines."""
     if args.without_only:
-        shutil.rmtree(tmp, ignore_errors=True)
-        print(json.dumps(report))
-        return 0
+        return True, []
     faulty, base = report["faulty"], report["baseline"]
-    ok = faulty["complete_within_60s"] == faulty["runs"] and faulty["lost"] == 0
-    if ok:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print(f"logs kept in {tmp}")
-    print(
+    lines = [
         f"{args.fail_rate:.0%} 5xx: {faulty['complete_within_60s']} of {faulty['runs']} tickets complete within "
         f"60 s; median {faulty['p50_seconds']} s, max {faulty['max_seconds']} s "
         f"({faulty['p50_ratio_vs_baseline']}x / {faulty['max_ratio_vs_baseline']}x the fault-free calls' "
         f"{base['p50_seconds']} s / {base['max_seconds']} s of the same run)"
-    )
+    ]
     if "no_read_retries" in report:
         without = report["no_read_retries"]
-        print(
+        lines.append(
             f"without in-place read retries: {without['complete_within_60s']} of {without['runs']} within 60 s; "
             f"median {without['p50_seconds']} s ({without['p50_ratio_vs_baseline']}x), max {without['max_seconds']} s "
             f"({without['max_ratio_vs_baseline']}x)"
         )
-    print(json.dumps(report))
-    return 0 if ok else 1
+    ok = faulty["complete_within_60s"] == faulty["runs"] and faulty["lost"] == 0
+    return ok, lines
+
+
+def main() -> int:
+    args = parse_args()
+    return bench_main("faults.py", args, run, conclude)
 
 
 if __name__ == "__main__":

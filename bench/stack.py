@@ -8,17 +8,23 @@ once the event API answers, and stops everything on the way out. bench/chaos.py,
 and bench/faults.py run on it. Loopback only.
 """
 
+import argparse
+import json
 import os
 import random
+import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import requests
 
 from bench.ingest import (
@@ -311,3 +317,62 @@ def bench_stack(
         if sandbox is not None:
             sandbox.stop()
         own_broker.close()
+
+
+# -- A benchmark's command line and its ending ---------------------------------------------------
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser, *, database: str, limiter_redis_url: str) -> None:
+    """The options of `bench_stack` every full-product benchmark takes (`stack_options` reads them)."""
+    parser.add_argument("--workers", type=int, default=2, help="celery worker processes (default 2)")
+    parser.add_argument("--database", default=database, help=f"bench database, re-created (default {database})")
+    parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server")
+    parser.add_argument("--limiter-redis-url", default=limiter_redis_url, help="the rate limiter's Redis")
+
+
+def stack_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`bench_stack`'s keyword arguments from the options of `add_stack_arguments`."""
+    return {
+        "database": args.database,
+        "postgres_url": args.postgres_url,
+        "limiter_redis_url": args.limiter_redis_url,
+        "workers": args.workers,
+    }
+
+
+def bench_main(
+    script: str,
+    args: argparse.Namespace,
+    run: Callable[[argparse.Namespace, Path], dict[str, Any]],
+    conclude: Callable[[argparse.Namespace, dict[str, Any]], tuple[bool, list[str]]],
+    *,
+    redis_server: bool = True,
+) -> int:
+    """Run a benchmark in a temporary directory of its own and end it: the exit code.
+
+    `conclude` says whether the report is a pass and the lines to print before its JSON line; a run
+    that could not start or failed exits 2 (said on stderr, its logs kept).
+    """
+    if redis_server and shutil.which("redis-server") is None:
+        print(f"bench/{script} needs redis-server on PATH (a broker of its own)", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-{Path(script).stem}-"))
+    try:
+        report = run(args, tmp)
+    except (RuntimeError, OSError, psycopg.Error, subprocess.SubprocessError) as exc:
+        print(f"bench/{script} failed: {exc}; logs in {tmp}", file=sys.stderr)
+        return 2
+    ok, lines = conclude(args, report)
+    return finish(report, tmp=tmp, ok=ok, lines=lines)
+
+
+def finish(report: Mapping[str, Any], *, tmp: Path, ok: bool, lines: Sequence[str] = ()) -> int:
+    """Print the summary lines and the report as the last line (JSON); the logs are kept only when not ok."""
+    if ok:
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        print(f"logs kept in {tmp}")
+    for line in lines:
+        print(line)
+    print(json.dumps(report))
+    return 0 if ok else 1
