@@ -34,6 +34,8 @@ DEFAULT_RETRY_AFTER_SECONDS = 10.0
 # Salesforce signals its (rolling 24 h) request limit with 403 REQUEST_LIMIT_EXCEEDED and no
 # Retry-After: wait this long before trying again (crm-api-shapes.md §3.3).
 LIMIT_EXCEEDED_RETRY_AFTER_SECONDS = 60.0
+# Methods that never change what the CRM holds.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Error codes in a Salesforce-style error array that mean "rate limited", whatever the status.
 RATE_LIMIT_ERROR_CODES = frozenset({"REQUEST_LIMIT_EXCEEDED"})
 
@@ -154,6 +156,9 @@ class CrmHttpClient:
         self.session.headers["User-Agent"] = USER_AGENT
         # How long a rate-limit error code without Retry-After (Salesforce's 403) closes the gate.
         self.limit_retry_after = LIMIT_EXCEEDED_RETRY_AFTER_SECONDS
+        # Writes sent that the CRM did not refuse (applied, or their answer a 5xx or lost): an
+        # outbox whose attempt failed with none of them knows the CRM is as it was before.
+        self.writes_maybe_applied = 0
 
     def build_url(self, path: str) -> str:
         url = urljoin(self.base_url, path.lstrip("/"))
@@ -215,10 +220,16 @@ class CrmHttpClient:
             )
         )
         self.authorize(prepared)
+        writes = method.upper() not in SAFE_METHODS
+        # Counted before it is sent: a timeout or a dropped connection leaves the write unknown.
+        self.writes_maybe_applied += writes
         response = self._send(prepared, method, path)
         self._record(Usage.SENT)
         self.observe(response)
         status = response.status_code
+        if writes and (400 <= status < 500 or 300 <= status < 400):
+            # Refused (a 4xx, a 429 included) or redirected: the CRM did not apply it.
+            self.writes_maybe_applied -= 1
         if 300 <= status < 400:
             raise CrmRequestError(
                 f"{method} {path}: {status} redirect, not followed (is the base URL right?)", status_code=status

@@ -3,7 +3,9 @@
 A worker takes a lease on the session (so its actions never run in parallel or out of order),
 runs the due actions, and reports when it wants to run again. Exactly-once in the CRM comes from
 the actions themselves: the attempt is counted before the call, and a retried create or comment
-first looks for what the earlier attempt may have made.
+first looks for what the earlier attempt may have made — when it may have made something (a write
+went unanswered or answered 5xx, its worker died mid-call). An attempt held back by a rate limit or
+refused with a 4xx wrote nothing, so its retry resumes without reading the CRM again.
 """
 
 import enum
@@ -181,29 +183,32 @@ def action_execute(*, action: CrmAction) -> CrmAction:
 def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
     """One attempt at the action (and at the update of the same event it carries); the actions it concluded."""
     session = Session.objects.select_related("crm_connection").get(pk=action.session_id)
-    # A 429 or a wait gives its attempt back, yet the call before it may have written (a note,
-    # then a 429 on the read after it): any earlier error means the CRM is looked at first.
-    retried = action.attempts > 0 or bool(action.last_error)
-    # Counted before the call: if this worker dies mid-call, the next attempt knows to look first.
+    # Whether an earlier attempt may have changed the CRM: then what it made is looked for first.
+    retried = action.may_have_written
+    # Counted before the call, and assumed to write: if this worker dies mid-call, the next attempt
+    # knows to look first. One that fails having written nothing gives the assumption back (_WriteWatch).
     action.attempts += 1
-    action.save(update_fields=["attempts", "updated_at"])
+    action.may_have_written = True
+    action.save(update_fields=["attempts", "may_have_written", "updated_at"])
     connection = session.crm_connection
     record_before = session.crm_record_id
+    watch = _WriteWatch(action, before=retried)
     try:
-        if connection is None:
-            connection = connection_get_active()
+        with watch:
             if connection is None:
-                raise ActionFailed("No active CRM connection: add one in the admin, then retry this action.")
-            session.crm_connection = connection
-            session.save(update_fields=["crm_connection", "updated_at"])
-        provider = connection_provider(connection)
-        if (wait := circuit_breaker().wait_seconds(connection.base_url)) is not None:
-            raise CircuitOpen(wait)
-        companion = action_companion_update(action)
-        if companion is None:
-            result = action_attempt(provider=provider, session=session, action=action, retried=retried)
-        else:
-            result, companion_result = _attempt_with_companion(provider, session, action, companion, retried)
+                connection = connection_get_active()
+                if connection is None:
+                    raise ActionFailed("No active CRM connection: add one in the admin, then retry this action.")
+                session.crm_connection = connection
+                session.save(update_fields=["crm_connection", "updated_at"])
+            provider = watch.watching(connection_provider(connection))
+            if (wait := circuit_breaker().wait_seconds(connection.base_url)) is not None:
+                raise CircuitOpen(wait)
+            companion = action_companion_update(action)
+            if companion is None:
+                result = action_attempt(provider=provider, session=session, action=action, retried=retried)
+            else:
+                result, companion_result = _attempt_with_companion(provider, session, action, companion, retried)
     except MalformedPayload as exc:
         # Our planner wrote what this executor cannot read: no retry fixes that, and the CRM is not to blame.
         logger.exception("records.action.malformed %s", action.pk, extra={"action_id": action.pk})
@@ -237,8 +242,35 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
     return (action, companion)
 
 
+class _WriteWatch:
+    """Gives an attempt's "may have written" back when it fails having sent no write the CRM did not
+    refuse: held back by a rate limit or the circuit, refused with a 4xx, stopped before any write.
+    Its retry then resumes where it stopped instead of reading the CRM for what it never made."""
+
+    def __init__(self, action: CrmAction, *, before: bool) -> None:
+        self.action = action
+        self.before = before
+        self.provider: CrmProvider | None = None
+        self.writes_at_start = 0
+
+    def watching(self, provider: CrmProvider) -> CrmProvider:
+        self.provider = provider
+        self.writes_at_start = provider.writes_maybe_applied()
+        return provider
+
+    def __enter__(self) -> "_WriteWatch":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            return
+        if self.provider is None or self.provider.writes_maybe_applied() == self.writes_at_start:
+            self.action.may_have_written = self.before
+
+
 def _succeed(action: CrmAction, result: dict[str, Any]) -> None:
     action.status = CrmAction.Status.SUCCEEDED
+    action.may_have_written = False
     if decision := result.pop("decision", None):
         action.reason = f"{action.reason} → {decision}"
     action.result = result
@@ -250,6 +282,7 @@ def _succeed(action: CrmAction, result: dict[str, Any]) -> None:
     action.save(
         update_fields=[
             "attempts",
+            "may_have_written",
             "progress",
             "status",
             "reason",
@@ -351,7 +384,9 @@ def _schedule_retry(action: CrmAction, error: str, *, delay: float) -> CrmAction
     action.last_error = error[:2000]
     # On the database's clock, which every host's due check compares with.
     action.next_attempt_at = db_now_plus(delay)
-    action.save(update_fields=["attempts", "last_error", "next_attempt_at", "failing_since", "updated_at"])
+    action.save(
+        update_fields=["attempts", "may_have_written", "last_error", "next_attempt_at", "failing_since", "updated_at"]
+    )
     return action
 
 
@@ -361,7 +396,17 @@ def _fail(action: CrmAction, error: str) -> CrmAction:
     action.last_error = error[:2000]
     action.next_attempt_at = None
     action.failing_since = None
-    action.save(update_fields=["status", "attempts", "last_error", "next_attempt_at", "failing_since", "updated_at"])
+    action.save(
+        update_fields=[
+            "status",
+            "attempts",
+            "may_have_written",
+            "last_error",
+            "next_attempt_at",
+            "failing_since",
+            "updated_at",
+        ]
+    )
     return action
 
 

@@ -300,6 +300,52 @@ def test_a_known_contact_the_crm_no_longer_has_is_searched_for_and_made_again(
     assert [str(user["id"]) for user in users] == [second.crm_contact_id]
 
 
+def test_a_pause_for_a_rate_limit_resumes_without_reading_the_crm_again(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    session = ingest_example()
+    for kind in ("ensure_contact", "create_record"):
+        action_execute(action=session.actions.get(kind=kind))
+    ended_comment = session.actions.filter(event__event_id="a4").order_by("id").first()
+    assert ended_comment is not None
+    # The CRM's window is spent: every worker holds its requests (a 429 gate, or its headers' pause).
+    rate_gate().close_for(zendesk_sandbox.base_url + "/", 30)
+    action_execute(action=ended_comment)
+    assert (ended_comment.status, ended_comment.may_have_written) == (CrmAction.Status.PENDING, False)
+    rate_gate().open(zendesk_sandbox.base_url + "/")
+    before = sandbox_stats(zendesk_sandbox)["requests"]
+
+    action_execute(action=ended_comment)
+
+    after = sandbox_stats(zendesk_sandbox)["requests"]
+    # Nothing was sent during the pause, so nothing is looked up: the comment is written at once.
+    assert {route: after[route] - before.get(route, 0) for route in after if after[route] != before.get(route, 0)} == {
+        TICKET_UPDATE: 1
+    }
+    assert ended_comment.status == CrmAction.Status.SUCCEEDED
+    [ticket] = tickets(zendesk_api, zendesk_sandbox)
+    finished = [
+        body for body in comments(zendesk_api, zendesk_sandbox, ticket["id"]) if body.startswith("call_finished")
+    ]
+    assert len(finished) == 1
+
+
+def test_an_attempt_whose_write_went_unanswered_looks_before_writing_again(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    session = ingest_example()
+    for kind in ("ensure_contact", "create_record"):
+        action_execute(action=session.actions.get(kind=kind))
+    ended_comment = session.actions.filter(event__event_id="a4").order_by("id").first()
+    assert ended_comment is not None
+    sandbox_config(zendesk_sandbox, fail_rate=1.0)
+
+    action_execute(action=ended_comment)
+
+    # A 5xx to a write: it may have been applied, so the next attempt reads the comments first.
+    assert (ended_comment.status, ended_comment.may_have_written) == (CrmAction.Status.PENDING, True)
+
+
 def test_retried_create_after_a_lost_response_links_the_ticket_instead_of_making_another(
     zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
 ) -> None:
