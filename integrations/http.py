@@ -23,7 +23,7 @@ from integrations.exceptions import (
     CrmRequestError,
     CrmTransientError,
 )
-from integrations.ratelimit import Usage, WindowReading, WorkClass, headroom_pause, window_limit
+from integrations.ratelimit import Usage, WindowReading, WorkClass, headroom_pause, window_limit, window_pace
 from integrations.urlguard import BlockedAddress, GuardedAdapter
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,9 @@ class RateGate(Protocol):
 
     def seconds_until_open(self, key: str) -> float: ...
 
-    def close_for(self, key: str, seconds: float) -> None: ...
+    def hold(self, key: str) -> float: ...
+
+    def close_for(self, key: str, seconds: float, *, pace: float = 0.0) -> None: ...
 
     def record_usage(self, key: str, *outcomes: str) -> None:
         """Count one request's outcomes (Usage) in the current minute's bucket, for the health chart."""
@@ -178,7 +180,7 @@ class CrmHttpClient:
             return
         for endpoint_class, reading in self.window_readings(response):
             if (pause := headroom_pause(reading)) > 0:
-                self.rate_gate.close_for(self._gate_key(endpoint_class), pause)
+                self.rate_gate.close_for(self._gate_key(endpoint_class), pause, pace=window_pace(reading))
 
     def window_readings(self, response: requests.Response) -> Iterable[tuple[str | None, WindowReading]]:
         """Hook for subclasses: what the answer's rate-limit headers say, per window (None: the
@@ -243,12 +245,15 @@ class CrmHttpClient:
         CrmOwnLimitReached when our budget is spent."""
         if self.rate_gate is None:
             return
-        wait = self.rate_gate.seconds_until_open(self.base_url)
-        if endpoint_class is not None:
-            wait = max(wait, self.rate_gate.seconds_until_open(self._gate_key(endpoint_class)))
+        wait = self.rate_gate.hold(self.base_url)
         if wait > 0:
             self._record(Usage.HELD_BACK)
             raise CrmRateLimited(f"rate limited by {self.base_url} for {wait:.1f}s more", retry_after=wait)
+        if endpoint_class is not None and (wait := self.rate_gate.hold(self._gate_key(endpoint_class))) > 0:
+            self._record(Usage.HELD_BACK)
+            raise CrmRateLimited(
+                f"rate limited by {self.base_url} ({endpoint_class} limit) for {wait:.1f}s more", retry_after=wait
+            )
         if not self.rate_limit_per_minute:
             return
         limit = window_limit(self.rate_limit_per_minute, self.work_class)
