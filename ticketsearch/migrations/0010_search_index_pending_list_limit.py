@@ -2,7 +2,7 @@
 
 Every search reads each partition's whole pending list (the entries inserted since the last merge).
 Measured at 1M tickets (docs/benchmarks.md, 2026-12-03): a full 4 MB list (about 4,000 tickets)
-added ~70% to a search's execution; 1 MB nothing measurable, for 1.4x the import's index cost
+added ~70% to a search's execution; 1 MB nothing measurable, for 1.2-1.4x the import's insert cost
 (fastupdate off: 6.2x). PostgreSQL refuses storage parameters on the partitioned index, so each
 partition's index is set; partitions made later get it from ticketsearch.services.retention.
 

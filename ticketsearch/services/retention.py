@@ -38,7 +38,7 @@ SEARCH_INDEX = "ticketsearch_ticket_search_filters"
 # list, 4 MB by default, about 4,000 tickets), because every search reads a partition's whole
 # pending list: at 1M tickets a full 4 MB one added ~70% to a search's execution (3.7 -> 6.2 ms,
 # 448 -> 953 buffers), 1 MB (~1,000 tickets) nothing measurable, while the import's inserts cost
-# 1.4x the default's, against 6.2x with fastupdate off (docs/benchmarks.md, 2026-12-03). PostgreSQL
+# 1.2-1.4x the default's, against 6.2x with fastupdate off (docs/benchmarks.md, 2026-12-03). PostgreSQL
 # takes the setting only on each partition's index, not on the partitioned one, so it is set where
 # partitions are made (and by migration 0010 on those made before).
 SEARCH_INDEX_PENDING_LIST_KB = 1024
