@@ -110,6 +110,56 @@ def _any_of(field: str, values: tuple[str, ...]) -> Q:
     return condition
 
 
+# The page's columns, then the agent's and the highlights, over the page only: the subquery's LIMIT
+# is applied before anything else, so ts_headline reads the `limit` rows returned (the page and the
+# one that tells whether another follows), never every match.
+PAGE_SQL = """
+SELECT {list_columns}, agent.first_name, agent.last_name, agent.email, {{highlights}}
+FROM ({{page}}) page LEFT JOIN ticketsearch_agent agent ON agent.id = page.agent_id
+ORDER BY page.created_at DESC, page.id DESC
+""".format(list_columns=", ".join(f"page.{name}" for name in LIST_FIELDS))
+# Each ticket's words marked as its own language reads them (its search_config), with private-use
+# sentinels removed from the text first and used as the marks (see highlight_html).
+HIGHLIGHTS_SQL = f"""
+ts_headline(
+    page.search_config::regconfig,
+    replace(replace(page.subject, '{_START_SENTINEL}', ''), '{_STOP_SENTINEL}', ''),
+    websearch_to_tsquery(page.search_config::regconfig, %s),
+    %s
+),
+ts_headline(
+    page.search_config::regconfig,
+    replace(
+        replace(concat(page.description, E'\\n', page.comments_text, E'\\n', page.transcript), '{_START_SENTINEL}', ''),
+        '{_STOP_SENTINEL}',
+        ''
+    ),
+    websearch_to_tsquery(page.search_config::regconfig, %s),
+    %s
+)
+"""
+# The subject whole, its every match marked; of the rest, the two best fragments.
+SUBJECT_HEADLINE_OPTIONS = f"StartSel='{_START_SENTINEL}', StopSel='{_STOP_SENTINEL}', HighlightAll=true"
+TEXT_HEADLINE_OPTIONS = (
+    f"StartSel='{_START_SENTINEL}', StopSel='{_STOP_SENTINEL}', MaxWords=18, MinWords=6, MaxFragments=2, "
+    "FragmentDelimiter=' … '"
+)
+
+
+def hit_from_row(row: tuple[Any, ...], *, highlighted: bool) -> TicketHit:
+    """One row of PAGE_SQL as a TicketHit: the list's fields in LIST_FIELDS order, then agent and highlights."""
+    fields = dict(zip(LIST_FIELDS, row[: len(LIST_FIELDS)], strict=True))
+    first_name, last_name, email, subject_hl, text_hl = row[len(LIST_FIELDS) :]
+    agent_id = fields["agent_id"]
+    agent = None
+    if agent_id is not None and email is not None:
+        agent = AgentSummary(id=agent_id, name=f"{first_name} {last_name}".strip(), email=email)
+    highlights = None
+    if highlighted:
+        highlights = {"subject": highlight_html(subject_hl or ""), "text": highlight_html(text_hl or "")}
+    return TicketHit(**fields, agent=agent, highlights=highlights)
+
+
 class PostgresTicketSearch:
     def restrict(self, queryset: QuerySet[Ticket], query: TicketQuery) -> QuerySet[Ticket]:
         if query.text.strip():
@@ -175,54 +225,4 @@ class PostgresTicketSearch:
         sql = PAGE_SQL.format(page=page_sql, highlights=highlights_sql)
         with connection.cursor() as cursor:
             cursor.execute(sql, [*highlights_params, *page_params])
-            return [_hit(row, highlighted=bool(text)) for row in cursor.fetchall()]
-
-
-# The page's columns, then the agent's and the highlights, over the page only: the subquery's LIMIT
-# is applied before anything else, so ts_headline reads the `limit` rows returned (the page and the
-# one that tells whether another follows), never every match.
-PAGE_SQL = """
-SELECT {list_columns}, agent.first_name, agent.last_name, agent.email, {{highlights}}
-FROM ({{page}}) page LEFT JOIN ticketsearch_agent agent ON agent.id = page.agent_id
-ORDER BY page.created_at DESC, page.id DESC
-""".format(list_columns=", ".join(f"page.{name}" for name in LIST_FIELDS))
-# Each ticket's words marked as its own language reads them (its search_config), with private-use
-# sentinels removed from the text first and used as the marks (see highlight_html).
-HIGHLIGHTS_SQL = f"""
-ts_headline(
-    page.search_config::regconfig,
-    replace(replace(page.subject, '{_START_SENTINEL}', ''), '{_STOP_SENTINEL}', ''),
-    websearch_to_tsquery(page.search_config::regconfig, %s),
-    %s
-),
-ts_headline(
-    page.search_config::regconfig,
-    replace(
-        replace(concat(page.description, E'\\n', page.comments_text, E'\\n', page.transcript), '{_START_SENTINEL}', ''),
-        '{_STOP_SENTINEL}',
-        ''
-    ),
-    websearch_to_tsquery(page.search_config::regconfig, %s),
-    %s
-)
-"""
-# The subject whole, its every match marked; of the rest, the two best fragments.
-SUBJECT_HEADLINE_OPTIONS = f"StartSel='{_START_SENTINEL}', StopSel='{_STOP_SENTINEL}', HighlightAll=true"
-TEXT_HEADLINE_OPTIONS = (
-    f"StartSel='{_START_SENTINEL}', StopSel='{_STOP_SENTINEL}', MaxWords=18, MinWords=6, MaxFragments=2, "
-    "FragmentDelimiter=' … '"
-)
-
-
-def _hit(row: tuple[Any, ...], *, highlighted: bool) -> TicketHit:
-    """One row of PAGE_SQL as a TicketHit: the list's fields in LIST_FIELDS order, then agent and highlights."""
-    fields = dict(zip(LIST_FIELDS, row[: len(LIST_FIELDS)], strict=True))
-    first_name, last_name, email, subject_hl, text_hl = row[len(LIST_FIELDS) :]
-    agent_id = fields["agent_id"]
-    agent = None
-    if agent_id is not None and email is not None:
-        agent = AgentSummary(id=agent_id, name=f"{first_name} {last_name}".strip(), email=email)
-    highlights = None
-    if highlighted:
-        highlights = {"subject": highlight_html(subject_hl or ""), "text": highlight_html(text_hl or "")}
-    return TicketHit(**fields, agent=agent, highlights=highlights)
+            return [hit_from_row(row, highlighted=bool(text)) for row in cursor.fetchall()]
