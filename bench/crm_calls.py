@@ -243,7 +243,26 @@ def run_phase(name: str, ctx: dict[str, Any], *, first: int, limit: int | None) 
         # The most a sliding one-minute window lets through in `elapsed` seconds: a full minute's
         # budget in each minute begun (limit x elapsed/60 undercounts it, and read 119%).
         report["budget_used_pct"] = round(100 * accepted / (limit * math.ceil(elapsed / 60)), 1)
+        report.update(saturated_budget(ctx["limiter_redis_url"], sandbox.base_url, limit, minutes=elapsed / 60))
     return report
+
+
+def saturated_budget(redis_url: str, base_url: str, limit: int, *, minutes: float) -> dict[str, Any]:
+    """Budget used in the minutes the product had more work than budget: the whole minutes (by the
+    clock, first and last left out as partial) in which the workers held requests back, from the
+    product's own per-minute request counts (integrations.ratelimit usage buckets)."""
+    from integrations.http import usage_key
+    from integrations.ratelimit import RedisRateGate
+
+    usage = RedisRateGate.from_url(redis_url).usage(usage_key(base_url), minutes=math.ceil(minutes) + 2)
+    whole = [minute for minute in usage[1:-1] if minute.sent or minute.held_back]
+    saturated = [minute for minute in whole if minute.held_back]
+    sent = sum(minute.sent for minute in saturated)
+    return {
+        "saturated_minutes": len(saturated),
+        "budget_used_saturated_pct": round(100 * sent / (limit * len(saturated)), 1) if saturated else None,
+        "sent_per_saturated_minute": [minute.sent for minute in saturated],
+    }
 
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
@@ -292,7 +311,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         fleet.start()
         wait_until_ready(web, base_url, key)
         ctx = {"sandbox": sandbox, "sessions": args.sessions, "base_url": base_url, "key": key}
-        ctx.update({"fleet": fleet, "db_url": db_url})
+        ctx.update({"fleet": fleet, "db_url": db_url, "limiter_redis_url": args.limiter_redis_url})
         plan: list[tuple[str, bool, int | None]] = []
         if args.batching in ("off", "both"):
             plan.append(("off", False, None))

@@ -887,8 +887,8 @@ def _candidates_for(provider: CrmProvider, session: Session, payload: CreateReco
     if payload.mode == RecordMode.NEW:
         return []
     if session_made_its_contact(session=session, marker=CREATED_CONTACT):
-        # This session created the contact a moment ago and no other session of ours has it: it has
-        # no records, so reading them would cost a request for nothing.
+        # This session created the contact a moment ago and no other session of ours has a record on
+        # it: it has no records, so reading them would cost a request for nothing.
         return []
     return _candidates(provider, session)
 

@@ -346,6 +346,25 @@ def test_an_attempt_whose_write_went_unanswered_looks_before_writing_again(
     assert (ended_comment.status, ended_comment.may_have_written) == (CrmAction.Status.PENDING, True)
 
 
+def test_a_created_contact_another_session_linked_but_has_no_record_on_yet_has_nothing_to_read(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    first = ingest_and_process(the_call("c-1"), "c-1")
+    second = ingest_and_process(the_call("c-2"), "c-2")
+    # c-1 creates the caller's contact; c-2, a concurrent call, links it (its own record still to make).
+    action_execute(action=first.actions.get(kind="ensure_contact"))
+    action_execute(action=second.actions.get(kind="ensure_contact"))
+
+    action_execute(action=first.actions.get(kind="create_record"))
+
+    # No record of ours is on the contact yet, so there is none to read; c-2 reads and appends later.
+    assert contact_ticket_reads(zendesk_sandbox) == 0
+    run_until_settled(second)
+    assert contact_ticket_reads(zendesk_sandbox) == 1
+    second.refresh_from_db()
+    assert second.crm_record_id == Session.objects.get(external_id="c-1").crm_record_id
+
+
 def test_retried_create_after_a_lost_response_links_the_ticket_instead_of_making_another(
     zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
 ) -> None:
