@@ -195,6 +195,9 @@ def run_phase(name: str, ctx: dict[str, Any], *, first: int, limit: int | None) 
     settle = wait_settled(ctx["db_url"], name, sessions)
     elapsed = time.monotonic() - start
     stats = stats_since(before, sandbox.stats())
+    # The reconciling reads are the bench's, not the product's: not counted, and not rate limited
+    # (under the limit, a 429's text body is what they would read).
+    sandbox.configure(**NO_FAULTS, rate_limit_per_minute=None)
     # New callers (even sessions) own a ticket by external id; repeat callers append to theirs.
     outcome = reconcile(sandbox.base_url, name, sessions)
     outcome["lost"] -= sessions // 2
@@ -219,14 +222,33 @@ def run_phase(name: str, ctx: dict[str, Any], *, first: int, limit: int | None) 
         # The most a sliding one-minute window lets through in `elapsed` seconds: a full minute's
         # budget in each minute begun (limit x elapsed/60 undercounts it, and read 119%).
         report["budget_used_pct"] = round(100 * accepted / (limit * math.ceil(elapsed / 60)), 1)
+        report.update(saturated_budget(ctx["limiter_redis_url"], sandbox.base_url, limit, minutes=elapsed / 60))
     return report
+
+
+def saturated_budget(redis_url: str, base_url: str, limit: int, *, minutes: float) -> dict[str, Any]:
+    """Budget used in the minutes the product had more work than budget: the whole minutes (by the
+    clock, first and last left out as partial) in which the workers held requests back, from the
+    product's own per-minute request counts (integrations.ratelimit usage buckets)."""
+    from integrations.http import usage_key
+    from integrations.ratelimit import RedisRateGate
+
+    usage = RedisRateGate.from_url(redis_url).usage(usage_key(base_url), minutes=math.ceil(minutes) + 2)
+    whole = [minute for minute in usage[1:-1] if minute.sent or minute.held_back]
+    saturated = [minute for minute in whole if minute.held_back]
+    sent = sum(minute.sent for minute in saturated)
+    return {
+        "saturated_minutes": len(saturated),
+        "budget_used_saturated_pct": round(100 * sent / (limit * len(saturated)), 1) if saturated else None,
+        "sent_per_saturated_minute": [minute.sent for minute in saturated],
+    }
 
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     phases: dict[str, Any] = {}
     with bench_stack(directory=tmp, **stack_options(args)) as stack:
         ctx = {"sandbox": stack.sandbox, "sessions": args.sessions, "base_url": stack.base_url, "key": stack.key}
-        ctx.update({"fleet": stack.fleet, "db_url": stack.db_url})
+        ctx.update({"fleet": stack.fleet, "db_url": stack.db_url, "limiter_redis_url": args.limiter_redis_url})
         plan: list[tuple[str, bool, int | None]] = []
         if args.batching in ("off", "both"):
             plan.append(("off", False, None))

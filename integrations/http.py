@@ -10,6 +10,7 @@ Redis, so every worker waits it out instead of each spending a request to learn 
 import email.utils
 import logging
 import time
+from collections.abc import Iterable
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
@@ -25,7 +26,7 @@ from integrations.exceptions import (
     CrmTransientError,
 )
 from integrations.failures import READ_RETRIES, read_retry_delay
-from integrations.ratelimit import Usage, WorkClass, window_limit
+from integrations.ratelimit import Usage, WindowReading, WorkClass, headroom_pause, window_limit, window_pace
 from integrations.urlguard import BlockedAddress, GuardedAdapter
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ DEFAULT_RETRY_AFTER_SECONDS = 10.0
 # Salesforce signals its (rolling 24 h) request limit with 403 REQUEST_LIMIT_EXCEEDED and no
 # Retry-After: wait this long before trying again (crm-api-shapes.md §3.3).
 LIMIT_EXCEEDED_RETRY_AFTER_SECONDS = 60.0
+# Methods that never change what the CRM holds.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Error codes in a Salesforce-style error array that mean "rate limited", whatever the status.
 RATE_LIMIT_ERROR_CODES = frozenset({"REQUEST_LIMIT_EXCEEDED"})
 
@@ -55,7 +58,9 @@ class RateGate(Protocol):
 
     def seconds_until_open(self, key: str) -> float: ...
 
-    def close_for(self, key: str, seconds: float) -> None: ...
+    def hold(self, key: str) -> float: ...
+
+    def close_for(self, key: str, seconds: float, *, pace: float = 0.0) -> None: ...
 
     def record_usage(self, key: str, *outcomes: str) -> None:
         """Count one request's outcomes (Usage) in the current minute's bucket, for the health chart."""
@@ -162,6 +167,9 @@ class CrmHttpClient:
         self.session.headers["User-Agent"] = USER_AGENT
         # How long a rate-limit error code without Retry-After (Salesforce's 403) closes the gate.
         self.limit_retry_after = LIMIT_EXCEEDED_RETRY_AFTER_SECONDS
+        # Writes sent that the CRM did not refuse (applied, or their answer a 5xx or lost): an
+        # outbox whose attempt failed with none of them knows the CRM is as it was before.
+        self.writes_maybe_applied = 0
 
     def build_url(self, path: str) -> str:
         url = urljoin(self.base_url, path.lstrip("/"))
@@ -174,7 +182,26 @@ class CrmHttpClient:
         """Hook for subclasses: add credentials to the outgoing request."""
 
     def observe(self, response: requests.Response) -> None:
-        """Hook for subclasses: read a CRM's usage headers off every answer (to close the rate gate early)."""
+        """Read the CRM's rate-limit headers off every answer: where its window (or an endpoint's own)
+        is down to its headroom, every worker holds that traffic until it frees, so the CRM rarely
+        has to answer 429."""
+        if self.rate_gate is None:
+            return
+        for endpoint_class, reading in self.window_readings(response):
+            if (pause := headroom_pause(reading)) > 0:
+                self.rate_gate.close_for(self._gate_key(endpoint_class), pause, pace=window_pace(reading))
+
+    def window_readings(self, response: requests.Response) -> Iterable[tuple[str | None, WindowReading]]:
+        """Hook for subclasses: what the answer's rate-limit headers say, per window (None: the
+        account's; otherwise an endpoint class of `endpoint_class`)."""
+        return ()
+
+    def endpoint_class(self, method: str, path: str) -> str | None:
+        """Hook for subclasses: the CRM's own limit class of a request (Zendesk's ticket updates), or None."""
+        return None
+
+    def _gate_key(self, endpoint_class: str | None) -> str:
+        return self.base_url if endpoint_class is None else f"{self.base_url}#{endpoint_class}"
 
     def retry_after(self, response: requests.Response) -> float:
         """Hook for subclasses: seconds a 429 asks to wait (here: Retry-After, seconds or an HTTP date)."""
@@ -235,17 +262,23 @@ class CrmHttpClient:
         headers: dict[str, str] | None,
     ) -> Any:
         """One request on the wire (after the rate gate), its answer decoded or mapped to an error."""
-        self._pass_rate_gate()
+        self._pass_rate_gate(self.endpoint_class(method, path))
         prepared = self.session.prepare_request(
             requests.Request(
                 method, self.build_url(path), params=params, json=json, data=data, files=files, headers=headers
             )
         )
         self.authorize(prepared)
+        writes = method.upper() not in SAFE_METHODS
+        # Counted before it is sent: a timeout or a dropped connection leaves the write unknown.
+        self.writes_maybe_applied += writes
         response = self._send(prepared, method, path)
         self._record(Usage.SENT)
         self.observe(response)
         status = response.status_code
+        if writes and (400 <= status < 500 or 300 <= status < 400):
+            # Refused (a 4xx, a 429 included) or redirected: the CRM did not apply it.
+            self.writes_maybe_applied -= 1
         if 300 <= status < 400:
             raise CrmRequestError(
                 f"{method} {path}: {status} redirect, not followed (is the base URL right?)", status_code=status
@@ -254,14 +287,20 @@ class CrmHttpClient:
             return _decoded(response, method, path)
         raise self._failure(response, method, path)
 
-    def _pass_rate_gate(self) -> None:
-        """Raise CrmRateLimited while the CRM's gate is closed, CrmOwnLimitReached when our budget is spent."""
+    def _pass_rate_gate(self, endpoint_class: str | None) -> None:
+        """Raise CrmRateLimited while the CRM's gate (or its endpoint class's) is closed,
+        CrmOwnLimitReached when our budget is spent."""
         if self.rate_gate is None:
             return
-        wait = self.rate_gate.seconds_until_open(self.base_url)
+        wait = self.rate_gate.hold(self.base_url)
         if wait > 0:
             self._record(Usage.HELD_BACK)
             raise CrmRateLimited(f"rate limited by {self.base_url} for {wait:.1f}s more", retry_after=wait)
+        if endpoint_class is not None and (wait := self.rate_gate.hold(self._gate_key(endpoint_class))) > 0:
+            self._record(Usage.HELD_BACK)
+            raise CrmRateLimited(
+                f"rate limited by {self.base_url} ({endpoint_class} limit) for {wait:.1f}s more", retry_after=wait
+            )
         if not self.rate_limit_per_minute:
             return
         limit = window_limit(self.rate_limit_per_minute, self.work_class)

@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "crmbridge:rate-gate:"
 WINDOW_KEY_PREFIX = "crmbridge:rate-window:"
+WAITERS_KEY_PREFIX = "crmbridge:rate-waiters:"
+# Callers held by a closed gate, and the pace (ms a request) at which the CRM's window frees again.
+GATE_WAITERS_KEY_PREFIX = "crmbridge:gate-waiters:"
+GATE_PACE_KEY_PREFIX = "crmbridge:gate-pace:"
 WINDOW_MS = 60_000
 # Per-minute request counters for the health chart: one small hash per CRM and minute.
 USAGE_KEY_PREFIX = "crmbridge:usage:"
@@ -34,19 +38,48 @@ USAGE_MINUTES = 60
 
 # Atomic: drop entries older than the window, then take a slot or say how long until one frees.
 # The clock is Redis's own (TIME), so hosts with skewed clocks still share one window.
+# A refused caller is told its own turn, not the moment the first slot frees: the n-th caller
+# waiting is woken when the n-th slot frees (KEYS[2] holds the waiters' wake-up times), so a
+# crowd of waiting sessions is spread over the window instead of all waking at one instant to
+# find one free slot between them.
 _ACQUIRE = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
 local window = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < limit then
+local taken = redis.call('ZCARD', KEYS[1])
+if taken < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], window)
   return 0
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local turn = (taken - limit) + redis.call('ZCARD', KEYS[2])
+local laps = math.floor(turn / taken)
+local entry = redis.call('ZRANGE', KEYS[1], turn % taken, turn % taken, 'WITHSCORES')
+local wake = tonumber(entry[2]) + window * (laps + 1)
+redis.call('ZADD', KEYS[2], wake, ARGV[3])
+redis.call('PEXPIRE', KEYS[2], wake - now + window)
+return math.max(1, wake - now)
+"""
+
+
+# Held by a closed gate: each caller is told the gate's time left plus its turn at the CRM's pace,
+# so those the gate held together come back one request apart, not all at the instant it opens.
+_HOLD = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then
+  return 0
+end
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local pace = tonumber(redis.call('GET', KEYS[3]) or '0')
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local wake = now + ttl + redis.call('ZCARD', KEYS[2]) * pace
+redis.call('ZADD', KEYS[2], wake, ARGV[1])
+redis.call('PEXPIRE', KEYS[2], wake - now + 1000)
+return math.max(1, wake - now)
 """
 
 
@@ -100,10 +133,55 @@ def window_limit(per_minute: int, work_class: WorkClass, *, live_reserved_share:
     return max(1, math.floor(per_minute * (1 - live_reserved_share)))
 
 
+# What of a CRM's own window is left unspent: other clients of the account (its apps, triggers,
+# agents' browsers) spend from the same window, so running it to its last request makes 429s.
+HEADROOM_SHARE = 0.03
+
+
+@dataclass(frozen=True)
+class WindowReading:
+    """What a CRM's rate-limit headers on one answer say of its window."""
+
+    limit: int
+    remaining: int
+    # Seconds until the window frees requests again; None where the CRM does not say.
+    reset_seconds: float | None = None
+
+
+def headroom_pause(reading: WindowReading, *, headroom_share: float = HEADROOM_SHARE) -> float:
+    """Seconds every worker holds its requests to this CRM so its window keeps its headroom (0: go on).
+
+    Held until the window resets; for a CRM that does not say when, as long as the window takes to
+    free the requests the headroom lacks at its own pace.
+    """
+    if reading.limit <= 0:
+        return 0.0
+    headroom = max(1, math.ceil(reading.limit * headroom_share))
+    if reading.remaining > headroom:
+        return 0.0
+    if reading.reset_seconds is not None:
+        return max(0.0, reading.reset_seconds)
+    return (headroom - reading.remaining + 1) * (WINDOW_MS / 1000) / reading.limit
+
+
+def window_pace(reading: WindowReading) -> float:
+    """Seconds between two requests at the CRM window's own pace."""
+    return (WINDOW_MS / 1000) / reading.limit if reading.limit > 0 else 0.0
+
+
+def header_int(value: str | None) -> int | None:
+    """A rate-limit header's count, or None when absent or not a number."""
+    try:
+        return int(float(value)) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
 class RedisRateGate:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._acquire = client.register_script(_ACQUIRE)
+        self._hold = client.register_script(_HOLD)
 
     @classmethod
     def from_url(cls, url: str) -> "RedisRateGate":
@@ -111,14 +189,22 @@ class RedisRateGate:
 
     def acquire(self, key: str, per_minute: int) -> float:
         """Take one request slot; 0 when taken, else the seconds until one frees up."""
-        wait_ms = self._acquire(keys=[WINDOW_KEY_PREFIX + key], args=[WINDOW_MS, per_minute, uuid.uuid4().hex])
+        keys = [WINDOW_KEY_PREFIX + key, WAITERS_KEY_PREFIX + key]
+        wait_ms = self._acquire(keys=keys, args=[WINDOW_MS, per_minute, uuid.uuid4().hex])
         return int(wait_ms) / 1000
 
     def seconds_until_open(self, key: str) -> float:
         remaining_ms = self.client.pttl(KEY_PREFIX + key)
         return remaining_ms / 1000 if isinstance(remaining_ms, int) and remaining_ms > 0 else 0.0
 
-    def close_for(self, key: str, seconds: float) -> None:
+    def hold(self, key: str) -> float:
+        """0 while the gate is open; else the seconds until this caller's turn after it opens."""
+        keys = [KEY_PREFIX + key, GATE_WAITERS_KEY_PREFIX + key, GATE_PACE_KEY_PREFIX + key]
+        return int(self._hold(keys=keys, args=[uuid.uuid4().hex])) / 1000
+
+    def close_for(self, key: str, seconds: float, *, pace: float = 0.0) -> None:
+        """Close the gate for `seconds`; those it holds then come back `pace` seconds apart (0: all at once,
+        as a 429's Retry-After says)."""
         if seconds <= 0:
             return
         # GT keeps the later deadline when two workers report different Retry-After values.
@@ -127,10 +213,23 @@ class RedisRateGate:
         pipe = self.client.pipeline()
         pipe.set(KEY_PREFIX + key, 1, px=milliseconds, nx=True)
         pipe.pexpire(KEY_PREFIX + key, milliseconds, gt=True)
+        if pace > 0:
+            pipe.set(GATE_PACE_KEY_PREFIX + key, int(pace * 1000), px=milliseconds + WINDOW_MS)
         pipe.execute()
 
     def open(self, key: str) -> None:
-        self.client.delete(KEY_PREFIX + key, WINDOW_KEY_PREFIX + key)
+        self.client.delete(
+            *(
+                prefix + key
+                for prefix in (
+                    KEY_PREFIX,
+                    WINDOW_KEY_PREFIX,
+                    WAITERS_KEY_PREFIX,
+                    GATE_WAITERS_KEY_PREFIX,
+                    GATE_PACE_KEY_PREFIX,
+                )
+            )
+        )
 
     def record_usage(self, key: str, *outcomes: str) -> None:
         """Count outcomes in this minute's bucket. Never fails the CRM call it counts."""

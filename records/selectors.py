@@ -6,7 +6,7 @@ action_status, session_processing_failed — never a scan of all actions), and a
 agent's adapter sees it (ADAPTER.md).
 """
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -214,7 +214,9 @@ def session_made_its_contact(*, session: Session, marker: str) -> bool:
     other session of ours is linked to that contact since.
 
     A second session of the same new caller may have linked the contact meanwhile (a concurrent
-    call); its record may be on the contact already, so then the contact's records are read.
+    call); once it has a record, that record is on the contact, so then the contact's records are
+    read. One still without a record has none to find there: it reads the contact's records itself
+    when it makes its own.
     """
     created = CrmAction.objects.filter(
         session=session,
@@ -225,7 +227,47 @@ def session_made_its_contact(*, session: Session, marker: str) -> bool:
     if not created:
         return False
     others = Session.objects.filter(crm_connection_id=session.crm_connection_id, crm_contact_id=session.crm_contact_id)
-    return not others.exclude(pk=session.pk).exists()
+    return not others.exclude(pk=session.pk).exclude(crm_record_id="").exists()
+
+
+@dataclass(frozen=True)
+class CallerContact:
+    """The contact a caller's earlier session linked, and that session's id (for the action's reason)."""
+
+    contact_id: str
+    session_external_id: str
+
+
+def session_caller_contact(*, session: Session, phone: str, key: str, links: Collection[str]) -> CallerContact | None:
+    """The contact our latest other session from this phone linked, when that session's ensure_contact
+    says (its result's `key` is one of `links`) it linked it beyond doubt."""
+    latest = (
+        CrmAction.objects.filter(
+            kind=ActionKind.ENSURE_CONTACT,
+            status=CrmAction.Status.SUCCEEDED,
+            session__phone_number=phone,
+            session__crm_connection_id=session.crm_connection_id,
+        )
+        .exclude(session_id=session.pk)
+        .exclude(session__crm_contact_id="")
+        .order_by("-session__created_at", "-id")
+        .values("result", "session__crm_contact_id", "session__external_id")
+        .first()
+    )
+    if latest is None or (latest["result"] or {}).get(key) not in links:
+        return None
+    return CallerContact(
+        contact_id=latest["session__crm_contact_id"], session_external_id=latest["session__external_id"]
+    )
+
+
+def session_contact_action(session: Session) -> CrmAction | None:
+    """The session's succeeded ensure_contact: how it came to its contact."""
+    return (
+        CrmAction.objects.filter(session=session, kind=ActionKind.ENSURE_CONTACT, status=CrmAction.Status.SUCCEEDED)
+        .order_by("-id")
+        .first()
+    )
 
 
 def sessions_latest_by_record(

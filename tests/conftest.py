@@ -25,7 +25,14 @@ from config.celery import app as celery_app
 from integrations.agents import KEY_PREFIX as AGENT_ID_KEY_PREFIX
 from integrations.circuit import KEY_PREFIX as CIRCUIT_KEY_PREFIX
 from integrations.models import CrmConnection
-from integrations.ratelimit import KEY_PREFIX, USAGE_KEY_PREFIX, WINDOW_KEY_PREFIX
+from integrations.ratelimit import (
+    GATE_PACE_KEY_PREFIX,
+    GATE_WAITERS_KEY_PREFIX,
+    KEY_PREFIX,
+    USAGE_KEY_PREFIX,
+    WAITERS_KEY_PREFIX,
+    WINDOW_KEY_PREFIX,
+)
 from integrations.sandbox import SandboxServer, start_sandbox
 from integrations.services import connection_create
 from tests.support import ROOT, TEST_BROKER_URL
@@ -80,7 +87,17 @@ def _fresh(server: SandboxServer) -> SandboxServer:
     """The sandbox back at its fixture, and no rate-limit window, 429 gate or request count left from another test."""
     server.reset()
     client = redis.Redis.from_url(TEST_BROKER_URL)
-    for prefix in (KEY_PREFIX, WINDOW_KEY_PREFIX, USAGE_KEY_PREFIX, CIRCUIT_KEY_PREFIX, AGENT_ID_KEY_PREFIX):
+    prefixes = (
+        KEY_PREFIX,
+        WINDOW_KEY_PREFIX,
+        WAITERS_KEY_PREFIX,
+        GATE_WAITERS_KEY_PREFIX,
+        GATE_PACE_KEY_PREFIX,
+        USAGE_KEY_PREFIX,
+        CIRCUIT_KEY_PREFIX,
+        AGENT_ID_KEY_PREFIX,
+    )
+    for prefix in prefixes:
         for key in client.scan_iter(f"{prefix}*"):
             client.delete(key)
     return server

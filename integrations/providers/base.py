@@ -234,6 +234,13 @@ class CrmProvider(abc.ABC):
         self.settings = settings
         self.rate_gate = rate_gate
 
+    def writes_maybe_applied(self) -> int:
+        """Writes this provider sent that the CRM did not refuse (integrations.http.CrmHttpClient)."""
+        # Every provider keeps its CRM client as `client` (a subclass of CrmHttpClient of its own type).
+        client = getattr(self, "client", None)
+        assert isinstance(client, CrmHttpClient), f"{type(self).__name__} has no CRM client"
+        return client.writes_maybe_applied
+
     # Where an agent opens a record or a contact in the CRM's own web app ({base} is the
     # connection's base URL without its trailing slash); "" when the CRM has no such page.
     record_web_path: ClassVar[str] = ""

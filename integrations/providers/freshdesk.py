@@ -15,9 +15,8 @@ import base64
 import dataclasses
 import html
 import re
-import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -25,7 +24,7 @@ from urllib.parse import quote
 import requests
 
 from integrations.exceptions import CrmRequestError
-from integrations.http import DEFAULT_RETRY_AFTER_SECONDS, RateGate, parse_retry_after
+from integrations.http import RateGate
 from integrations.providers.base import (
     Agent,
     Attachment,
@@ -51,6 +50,7 @@ from integrations.providers.importing import (
     TicketImportSource,
 )
 from integrations.providers.phones import best_match, national_number, rank_contacts
+from integrations.ratelimit import WindowReading, header_int
 
 Json = dict[str, Any]
 
@@ -116,11 +116,13 @@ class FreshdeskClient(ConnectionClient):
         if (request.url or "").startswith(self.base_url):
             request.headers["Authorization"] = self._authorization
 
-    def observe(self, response: requests.Response) -> None:
-        # The account-wide budget is spent: every worker waits before the next call gets a 429.
-        if response.headers.get("X-RateLimit-Remaining") == "0" and self.rate_gate is not None:
-            wait = parse_retry_after(response.headers.get("Retry-After"), now=time.time())
-            self.rate_gate.close_for(self.base_url, wait or DEFAULT_RETRY_AFTER_SECONDS)
+    def window_readings(self, response: requests.Response) -> Iterable[tuple[str | None, WindowReading]]:
+        # Account-wide, per minute; Freshdesk says when it resets only on a 429 (Retry-After).
+        limit = header_int(response.headers.get("X-RateLimit-Total"))
+        remaining = header_int(response.headers.get("X-RateLimit-Remaining"))
+        if limit is None or remaining is None:
+            return ()
+        return ((None, WindowReading(limit, remaining)),)
 
     def search(self, path: str, query: str) -> list[Json]:
         """Every result of a search (30 a page, pages 1-10); the whole query in double quotes."""

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import re
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -49,6 +49,7 @@ from integrations.providers.importing import (
     TicketImportSource,
 )
 from integrations.providers.phones import best_match, national_number, rank_contacts
+from integrations.ratelimit import WindowReading, header_int
 
 # The name suffix that gives a Kustomer custom attribute its type (crm-api-shapes.md §2.3).
 ATTRIBUTE_SUFFIXES = {
@@ -71,6 +72,25 @@ EPOCH_THRESHOLD = 1_000_000_000
 WEBHOOK_NAME = "CRM Bridge"
 
 Json = dict[str, Any]
+
+
+def reset_seconds(value: str | None, *, now: float) -> float | None:
+    """`x-ratelimit-reset` as seconds from now: an epoch time, or (small values) seconds; None if unreadable."""
+    try:
+        reset = float(value) if value else None
+    except ValueError:
+        return None
+    if reset is None:
+        return None
+    return max(0.0, reset - now) if reset > EPOCH_THRESHOLD else max(0.0, reset)
+
+
+def kustomer_window_readings(headers: Mapping[str, str], *, now: float) -> list[tuple[str | None, WindowReading]]:
+    """The org's window from `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset`."""
+    limit, remaining = header_int(headers.get("x-ratelimit-limit")), header_int(headers.get("x-ratelimit-remaining"))
+    if limit is None or remaining is None:
+        return []
+    return [(None, WindowReading(limit, remaining, reset_seconds(headers.get("x-ratelimit-reset"), now=now)))]
 
 
 class KustomerClient(ConnectionClient):
@@ -110,14 +130,11 @@ class KustomerClient(ConnectionClient):
         # and may carry no Retry-After at all.
         if response.headers.get("Retry-After"):
             return super().retry_after(response)
-        reset = response.headers.get("x-ratelimit-reset")
-        try:
-            value = float(reset) if reset else None
-        except ValueError:
-            value = None
-        if value is None:
-            return parse_retry_after(None, now=time.time())
-        return max(0.0, value - time.time()) if value > EPOCH_THRESHOLD else max(0.0, value)
+        reset = reset_seconds(response.headers.get("x-ratelimit-reset"), now=time.time())
+        return parse_retry_after(None, now=time.time()) if reset is None else reset
+
+    def window_readings(self, response: requests.Response) -> Iterable[tuple[str | None, WindowReading]]:
+        return kustomer_window_readings(response.headers, now=time.time())
 
     def pages(self, path: str, params: dict[str, Any] | None = None) -> Iterator[Json]:
         """Every item of a list endpoint, following `links.next` until it is null."""

@@ -3,7 +3,7 @@
 import base64
 import dataclasses
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -38,6 +38,7 @@ from integrations.providers.importing import (
     TicketImportSource,
 )
 from integrations.providers.phones import national_number, phone_match, rank_contacts
+from integrations.ratelimit import WindowReading, header_int
 
 # Zendesk's field type for each of the product's custom field types (ticket_fields `type`).
 FIELD_TYPES = {
@@ -72,6 +73,36 @@ class ZendeskClient(ConnectionClient):
 
     def authorize(self, request: requests.PreparedRequest) -> None:
         request.headers["Authorization"] = self._authorization
+
+    def endpoint_class(self, method: str, path: str) -> str | None:
+        # Ticket updates have a budget of their own beside the account's (crm-api-shapes.md §1.2).
+        return TICKETS_UPDATE if method == "PUT" and TICKET_PATH_RE.fullmatch(path.lstrip("/")) else None
+
+    def window_readings(self, response: requests.Response) -> Iterable[tuple[str | None, WindowReading]]:
+        return zendesk_window_readings(response.headers)
+
+
+# The endpoint class of PUT /api/v2/tickets/{id}.json and the header that counts it.
+TICKETS_UPDATE = "tickets-update"
+TICKET_PATH_RE = re.compile(r"api/v2/tickets/\d+\.json")
+ENDPOINT_LIMIT_RE = re.compile(r"total=(\d+);\s*remaining=(\d+);\s*resets=(\d+)")
+
+
+def zendesk_window_readings(headers: Mapping[str, str]) -> list[tuple[str | None, WindowReading]]:
+    """The account's window from `ratelimit-*` (2024) or `x-rate-limit*`, and the ticket updates' own
+    from `zendesk-rate-limit-tickets-update: total=20; remaining=19; resets=59`."""
+    readings: list[tuple[str | None, WindowReading]] = []
+    limit = header_int(headers.get("ratelimit-limit")) or header_int(headers.get("x-rate-limit"))
+    remaining = header_int(headers.get("ratelimit-remaining"))
+    if remaining is None:
+        remaining = header_int(headers.get("x-rate-limit-remaining"))
+    if limit is not None and remaining is not None:
+        reset = header_int(headers.get("ratelimit-reset"))
+        readings.append((None, WindowReading(limit, remaining, None if reset is None else float(reset))))
+    if match := ENDPOINT_LIMIT_RE.search(headers.get(f"zendesk-rate-limit-{TICKETS_UPDATE}", "")):
+        total, left, resets = (int(group) for group in match.groups())
+        readings.append((TICKETS_UPDATE, WindowReading(total, left, float(resets))))
+    return readings
 
 
 def _user_to_contact(user: dict[str, Any]) -> Contact:

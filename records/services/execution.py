@@ -3,7 +3,9 @@
 A worker takes a lease on the session (so its actions never run in parallel or out of order),
 runs the due actions, and reports when it wants to run again. Exactly-once in the CRM comes from
 the actions themselves: the attempt is counted before the call, and a retried create or comment
-first looks for what the earlier attempt may have made.
+first looks for what the earlier attempt may have made — when it may have made something (a write
+went unanswered or answered 5xx, its worker died mid-call). An attempt held back by a rate limit or
+refused with a 4xx wrote nothing, so its retry resumes without reading the CRM again.
 """
 
 import enum
@@ -61,6 +63,8 @@ from records.rules import (
 from records.selectors import (
     action_companion_update,
     custom_field_crm_ids,
+    session_caller_contact,
+    session_contact_action,
     session_made_its_contact,
     session_next_action,
     session_original_call,
@@ -93,8 +97,33 @@ class WaitForEvent(Exception):
     """The action needs a later event (the agent's contact pick, the end of the call): it waits."""
 
 
+class SearchContactAgain(Exception):
+    """The CRM refused the caller's known contact (deleted or merged away): the session's
+    ensure_contact runs again, searching this time, and the record waits for it."""
+
+
 # The key of an ensure_contact result that says the action created the contact (not found it).
 CREATED_CONTACT = "created_contact"
+# The key of an ensure_contact result that says how it came to the contact (a ContactLink).
+CONTACT_LINK = "contact_link"
+
+
+class ContactLink(enum.StrEnum):
+    """How an ensure_contact linked the session's contact."""
+
+    GIVEN = "given"  # O2: the contact the agent called
+    CREATED = "created"
+    WEB = "web"  # a new contact for an unauthenticated web user (S16)
+    FOUND = "found"  # the one contact the search found
+    NEWEST = "newest"  # several matched: the newest one (S5 when the agent picked none)
+    PICKED = "picked"  # several matched: the agent's pick (S5)
+    KNOWN = "known"  # the contact the caller's earlier session linked, reused without a search
+
+
+# Links that tie the caller's phone to one contact beyond doubt, so the caller's next session from
+# that phone reuses the contact instead of searching: not a guess among several, not the agent's
+# pick for one call.
+CALLER_LINKS = (ContactLink.CREATED, ContactLink.FOUND, ContactLink.KNOWN)
 # A waiting action is looked at again after this even if its event never comes.
 WAIT_RECHECK_SECONDS = 60
 
@@ -153,28 +182,31 @@ def action_execute(*, action: CrmAction) -> CrmAction:
 def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
     """One attempt at the action (and at the update of the same event it carries); the actions it concluded."""
     session = Session.objects.select_related("crm_connection").get(pk=action.session_id)
-    # A 429 or a wait gives its attempt back, yet the call before it may have written (a note,
-    # then a 429 on the read after it): any earlier error means the CRM is looked at first.
-    retried = action.attempts > 0 or bool(action.last_error)
-    # Counted before the call: if this worker dies mid-call, the next attempt knows to look first.
+    # Whether an earlier attempt may have changed the CRM: then what it made is looked for first.
+    retried = action.may_have_written
+    # Counted before the call, and assumed to write: if this worker dies mid-call, the next attempt
+    # knows to look first. One that fails having written nothing gives the assumption back (_WriteWatch).
     action.attempts += 1
-    action.save(update_fields=["attempts", "updated_at"])
+    action.may_have_written = True
+    action.save(update_fields=["attempts", "may_have_written", "updated_at"])
     connection = session.crm_connection
     record_before = session.crm_record_id
+    watch = _WriteWatch(action, before=retried)
     try:
-        if connection is None:
-            connection = connection_get_active()
+        with watch:
             if connection is None:
-                raise ActionFailed("No active CRM connection: add one in the admin, then retry this action.")
-            session.crm_connection = connection
-            session.save(update_fields=["crm_connection", "updated_at"])
-        provider = connection_provider(connection)
-        connection_circuit_check(connection)
-        companion = action_companion_update(action)
-        if companion is None:
-            result = action_attempt(provider=provider, session=session, action=action, retried=retried)
-        else:
-            result, companion_result = _attempt_with_companion(provider, session, action, companion, retried)
+                connection = connection_get_active()
+                if connection is None:
+                    raise ActionFailed("No active CRM connection: add one in the admin, then retry this action.")
+                session.crm_connection = connection
+                session.save(update_fields=["crm_connection", "updated_at"])
+            provider = watch.watching(connection_provider(connection))
+            connection_circuit_check(connection)
+            companion = action_companion_update(action)
+            if companion is None:
+                result = action_attempt(provider=provider, session=session, action=action, retried=retried)
+            else:
+                result, companion_result = _attempt_with_companion(provider, session, action, companion, retried)
     except MalformedPayload as exc:
         # Our planner wrote what this executor cannot read: no retry fixes that, and the CRM is not to blame.
         logger.exception("records.action.malformed %s", action.pk, extra={"action_id": action.pk})
@@ -182,6 +214,10 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
     except WaitForEvent as exc:
         action.attempts -= 1
         return (_schedule_retry(action, str(exc), delay=WAIT_RECHECK_SECONDS),)
+    except SearchContactAgain as exc:
+        # Not the record's failure: it runs as soon as its contact is found again.
+        action.attempts -= 1
+        return (_schedule_retry(action, str(exc), delay=0),)
     except CircuitOpen as exc:
         return (_wait_for_circuit(action, exc),)
     except ActionFailed as exc:
@@ -204,8 +240,35 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
     return (action, companion)
 
 
+class _WriteWatch:
+    """Gives an attempt's "may have written" back when it fails having sent no write the CRM did not
+    refuse: held back by a rate limit or the circuit, refused with a 4xx, stopped before any write.
+    Its retry then resumes where it stopped instead of reading the CRM for what it never made."""
+
+    def __init__(self, action: CrmAction, *, before: bool) -> None:
+        self.action = action
+        self.before = before
+        self.provider: CrmProvider | None = None
+        self.writes_at_start = 0
+
+    def watching(self, provider: CrmProvider) -> CrmProvider:
+        self.provider = provider
+        self.writes_at_start = provider.writes_maybe_applied()
+        return provider
+
+    def __enter__(self) -> "_WriteWatch":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            return
+        if self.provider is None or self.provider.writes_maybe_applied() == self.writes_at_start:
+            self.action.may_have_written = self.before
+
+
 def _succeed(action: CrmAction, result: dict[str, Any]) -> None:
     action.status = CrmAction.Status.SUCCEEDED
+    action.may_have_written = False
     if decision := result.pop("decision", None):
         action.reason = f"{action.reason} → {decision}"
     action.result = result
@@ -217,6 +280,7 @@ def _succeed(action: CrmAction, result: dict[str, Any]) -> None:
     action.save(
         update_fields=[
             "attempts",
+            "may_have_written",
             "progress",
             "status",
             "reason",
@@ -286,7 +350,9 @@ def _schedule_retry(action: CrmAction, error: str, *, delay: float) -> CrmAction
     action.last_error = error[:2000]
     # On the database's clock, which every host's due check compares with.
     action.next_attempt_at = db_now_plus(delay)
-    action.save(update_fields=["attempts", "last_error", "next_attempt_at", "failing_since", "updated_at"])
+    action.save(
+        update_fields=["attempts", "may_have_written", "last_error", "next_attempt_at", "failing_since", "updated_at"]
+    )
     return action
 
 
@@ -296,7 +362,17 @@ def _fail(action: CrmAction, error: str) -> CrmAction:
     action.last_error = error[:2000]
     action.next_attempt_at = None
     action.failing_since = None
-    action.save(update_fields=["status", "attempts", "last_error", "next_attempt_at", "failing_since", "updated_at"])
+    action.save(
+        update_fields=[
+            "status",
+            "attempts",
+            "may_have_written",
+            "last_error",
+            "next_attempt_at",
+            "failing_since",
+            "updated_at",
+        ]
+    )
     return action
 
 
@@ -332,7 +408,7 @@ def _ensure_contact(
     if session.crm_contact_id:
         return {"contact_id": session.crm_contact_id, "outcome": "already linked"}
     if payload.contact_id:
-        return _link_contact(session, payload.contact_id, "the contact the agent called (O2)")
+        return _link_contact(session, payload.contact_id, "the contact the agent called (O2)", ContactLink.GIVEN)
     name = payload.name or session.external_id
     if payload.always_create:
         # An unauthenticated web user is a new contact each time (S16); the session id as its
@@ -341,17 +417,27 @@ def _ensure_contact(
         found = provider.find_contacts(external_id=web_id) if retried else []
         decision = "created a contact for an unauthenticated web user (S16)"
         if found:
-            return _link_contact(session, found[0].id, decision)
+            return _link_contact(session, found[0].id, decision, ContactLink.WEB)
         web_contact = provider.create_contact(name=name, external_id=web_id)
-        return _link_contact(session, web_contact.id, decision, created=True)
+        return _link_contact(session, web_contact.id, decision, ContactLink.WEB, created=True)
 
     phone, email, external_id = payload.phone or None, payload.email or None, payload.external_id or None
+    progress = EnsureContactProgress.from_json(action.progress if action is not None else {})
+    if phone and not (email or external_id) and not progress.search:
+        # A caller known by phone alone: the contact their last session linked, without a search.
+        # Should the CRM have deleted or merged it, the record's write is refused and this action
+        # runs again with a search (see _search_if_known_contact).
+        known = session_caller_contact(session=session, phone=phone, key=CONTACT_LINK, links=CALLER_LINKS)
+        if known is not None:
+            decision = f"the caller's contact from their session {known.session_external_id} (no search)"
+            return _link_contact(session, known.contact_id, decision, ContactLink.KNOWN)
     contacts = _find_contacts(provider, external_id, email, phone)
     if len(contacts) > 1 and payload.ask_agent_when_several:
         return _pick_among(session, contacts)
     contact = choose_contact(contacts)
     if contact is not None:
-        return _link_contact(session, contact.id, f"found {len(contacts)} contact(s), linked the newest")
+        link = ContactLink.FOUND if len(contacts) == 1 else ContactLink.NEWEST
+        return _link_contact(session, contact.id, f"found {len(contacts)} contact(s), linked the newest", link)
     try:
         contact = provider.create_contact(name=name, phone=phone, email=email, external_id=external_id)
     except CrmRequestError as exc:
@@ -361,10 +447,29 @@ def _ensure_contact(
         if contact is None:
             raise
         return _link_contact(
-            session, contact.id, f"linked the contact a concurrent session created ({exc.status_code})"
+            session,
+            contact.id,
+            f"linked the contact a concurrent session created ({exc.status_code})",
+            ContactLink.FOUND,
         )
     created_for = "new app user" if external_id else "new phone number" if phone else "new user"
-    return _link_contact(session, contact.id, f"created the contact ({created_for}, S16)", created=True)
+    decision = f"created the contact ({created_for}, S16)"
+    return _link_contact(session, contact.id, decision, ContactLink.CREATED, created=True)
+
+
+@dataclass(frozen=True)
+class EnsureContactProgress:
+    """What an ensure_contact keeps on its action: whether the caller's known contact was refused,
+    so that this time it searches."""
+
+    search: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"search": True} if self.search else {}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "EnsureContactProgress":
+        return cls(search=bool(data.get("search")))
 
 
 def _find_contacts(
@@ -383,7 +488,8 @@ def _pick_among(session: Session, contacts: list[Contact]) -> dict[str, Any]:
     """S5: several contacts match the caller: the agent's pick, or at the end the newest one."""
     selected = str(session.state.get("selected_contact_id") or "")
     if selected:
-        return _link_contact(session, selected, f"the agent picked contact {selected} among {len(contacts)} (S5)")
+        decision = f"the agent picked contact {selected} among {len(contacts)} (S5)"
+        return _link_contact(session, selected, decision, ContactLink.PICKED)
     if not session.state.get("ended"):
         raise WaitForEvent(f"{len(contacts)} contacts match the caller: waiting for the agent's pick (S5)")
     newest = choose_contact(contacts)
@@ -392,13 +498,15 @@ def _pick_among(session: Session, contacts: list[Contact]) -> dict[str, Any]:
         f"the agent picked none of {len(contacts)} matching contacts: at the end of the call, "
         f"linked the most recently created one, {newest.id} (S5)"
     )
-    return _link_contact(session, newest.id, decision)
+    return _link_contact(session, newest.id, decision, ContactLink.NEWEST)
 
 
-def _link_contact(session: Session, contact_id: str, decision: str, *, created: bool = False) -> dict[str, Any]:
+def _link_contact(
+    session: Session, contact_id: str, decision: str, link: ContactLink, *, created: bool = False
+) -> dict[str, Any]:
     session.crm_contact_id = contact_id
     session.save(update_fields=["crm_contact_id", "updated_at"])
-    result = {"contact_id": contact_id, "outcome": decision, "decision": decision}
+    result = {"contact_id": contact_id, "outcome": decision, "decision": decision, CONTACT_LINK: str(link)}
     # The record lookup then knows the contact has no records to read (see _candidates_for).
     return result | ({CREATED_CONTACT: True} if created else {})
 
@@ -557,14 +665,58 @@ def _create_record(
     if progress.draft is None:
         progress = replace(progress, draft=draft)
         _keep_progress(action, progress)
-    location = _locate_record(provider, session, payload, retried, progress.location)
-    if location.placement in (Placement.CREATE, Placement.APPEND) and progress.location is None:
-        _keep_progress(action, replace(progress, location=location))
-    record_id, created, lost = _write_record(provider, session, payload, draft, location, retried)
+    location: RecordLocation | None = None
+    try:
+        location = _locate_record(provider, session, payload, retried, progress.location)
+        if location.placement in (Placement.CREATE, Placement.APPEND) and progress.location is None:
+            _keep_progress(action, replace(progress, location=location))
+        record_id, created, lost = _write_record(provider, session, payload, draft, location, retried)
+    except CrmRequestError as exc:
+        # Reading the contact's records or creating one for it refused: the contact may be gone.
+        if location is None or location.placement == Placement.CREATE:
+            _search_if_known_contact(session, action, progress, exc)
+        raise
     notes = [*draft.notes, *_fields_lost(session, lost)]
     _annotate_record(provider, session, payload, record_id, created=created, notes=notes, retried=retried)
     decision = location.decision
     return {"record_id": record_id, "outcome": "; ".join([decision, *notes]), "decision": decision}
+
+
+def _search_if_known_contact(
+    session: Session, action: CrmAction | None, progress: CreateRecordProgress, exc: CrmRequestError
+) -> None:
+    """When the refused contact is the caller's known one (reused without a search), find the contact
+    again: its ensure_contact runs once more, searching, and then this record (SearchContactAgain)."""
+    contact_action = session_contact_action(session)
+    if action is None or contact_action is None or contact_action.result.get(CONTACT_LINK) != ContactLink.KNOWN:
+        return
+    refused = session.crm_contact_id
+    with transaction.atomic():
+        contact_action.status = CrmAction.Status.PENDING
+        contact_action.reason = contact_action.reason.removesuffix(f" → {contact_action.result.get('outcome', '')}")
+        contact_action.result = {}
+        contact_action.progress = EnsureContactProgress(search=True).to_json()
+        contact_action.last_error = f"the CRM refused the caller's known contact {refused} ({exc}): searching again"
+        contact_action.next_attempt_at = None
+        contact_action.completed_at = None
+        contact_action.save(
+            update_fields=[
+                "status",
+                "reason",
+                "result",
+                "progress",
+                "last_error",
+                "next_attempt_at",
+                "completed_at",
+                "updated_at",
+            ]
+        )
+        session.crm_contact_id = ""
+        session.save(update_fields=["crm_contact_id", "updated_at"])
+        # The choice among the refused contact's records is void; what the draft read still holds.
+        _keep_progress(action, replace(progress, location=None))
+    logger.info("records.contact.known-refused %s", session.pk, extra={"session_id": session.pk})
+    raise SearchContactAgain(f"the caller's known contact {refused} was refused by the CRM: finding the contact again")
 
 
 def _compose_record(provider: CrmProvider, session: Session, payload: CreateRecord) -> RecordDraft:
@@ -701,8 +853,8 @@ def _candidates_for(provider: CrmProvider, session: Session, payload: CreateReco
     if payload.mode == RecordMode.NEW:
         return []
     if session_made_its_contact(session=session, marker=CREATED_CONTACT):
-        # This session created the contact a moment ago and no other session of ours has it: it has
-        # no records, so reading them would cost a request for nothing.
+        # This session created the contact a moment ago and no other session of ours has a record on
+        # it: it has no records, so reading them would cost a request for nothing.
         return []
     return _candidates(provider, session)
 

@@ -3,6 +3,7 @@
 import email.utils
 
 import pytest
+import redis
 import requests
 import responses
 
@@ -15,6 +16,8 @@ from integrations.exceptions import (
     CrmTransientError,
 )
 from integrations.http import DEFAULT_RETRY_AFTER_SECONDS, CrmHttpClient, parse_retry_after
+from integrations.ratelimit import RedisRateGate
+from tests.support import TEST_BROKER_URL
 
 BASE = "http://127.0.0.1:9/"
 
@@ -129,33 +132,19 @@ def test_a_read_told_to_wait_long_is_not_waited_for_in_place() -> None:
     assert len(responses.calls) == 1
 
 
-class OneRequestAMinute:
-    """A rate gate that lets one request through, then says our own budget is spent."""
-
-    def __init__(self) -> None:
-        self.taken = 0
-
-    def acquire(self, key: str, per_minute: int) -> float:
-        self.taken += 1
-        return 0.0 if self.taken == 1 else 60.0
-
-    def seconds_until_open(self, key: str) -> float:
-        return 0.0
-
-    def close_for(self, key: str, seconds: float) -> None:
-        pass
-
-    def record_usage(self, key: str, *outcomes: str) -> None:
-        pass
-
-
 @responses.activate
 def test_a_retry_our_own_budget_refuses_raises_the_crms_answer() -> None:
     responses.get(f"{BASE}api/thing", status=503, json={"error": "busy"})
-    client = CrmHttpClient(BASE, timeout=1, rate_gate=OneRequestAMinute(), rate_limit_per_minute=1)
+    # Our own budget of one request a minute, in the shared Redis window: the first read takes it.
+    gate = RedisRateGate(redis.Redis.from_url(TEST_BROKER_URL))
+    gate.open(BASE)
+    client = CrmHttpClient(BASE, timeout=1, rate_gate=gate, rate_limit_per_minute=1)
 
-    with pytest.raises(CrmTransientError) as raised:
-        client.get("api/thing")
+    try:
+        with pytest.raises(CrmTransientError) as raised:
+            client.get("api/thing")
+    finally:
+        gate.open(BASE)
 
     assert "503" in str(raised.value)
     assert len(responses.calls) == 1

@@ -1,16 +1,20 @@
-"""The shared request budget's work classes: imports only take what is above the live reserve."""
+"""The shared request budget: imports only take what is above the live reserve; waiting callers
+are woken at their own turn; the CRM's own rate-limit headers hold every worker before a 429."""
 
 import dataclasses
+import itertools
+import time
 
 import pytest
 import redis
 
 from integrations.exceptions import CrmRateLimited
 from integrations.providers.base import ConnectionSettings
-from integrations.providers.zendesk import ZendeskProvider
-from integrations.ratelimit import RedisRateGate, WorkClass, window_limit
+from integrations.providers.kustomer import kustomer_window_readings
+from integrations.providers.zendesk import TICKETS_UPDATE, ZendeskProvider, zendesk_window_readings
+from integrations.ratelimit import RedisRateGate, WindowReading, WorkClass, headroom_pause, window_limit
 from integrations.sandbox import SandboxServer
-from tests.support import TEST_BROKER_URL, sandbox_stats
+from tests.support import TEST_BROKER_URL, sandbox_config, sandbox_stats
 
 
 @pytest.mark.parametrize(
@@ -73,3 +77,132 @@ def test_a_retry_after_under_a_millisecond_still_closes_the_gate_without_an_erro
     gate.close_for(key, 0.0004)
 
     assert 0 <= client.pttl(f"crmbridge:rate-gate:{key}") <= 1
+
+
+def test_callers_refused_together_are_woken_each_at_its_own_turn() -> None:
+    client = redis.Redis.from_url(TEST_BROKER_URL)
+    gate = RedisRateGate(client)
+    key = "https://turns.example.com/"
+    gate.open(key)
+    try:
+        for _ in range(3):
+            assert gate.acquire(key, 3) == 0
+            time.sleep(0.2)
+
+        waits = [gate.acquire(key, 3) for _ in range(4)]
+
+        # The first waiter when the oldest slot frees, the second at the next one, ...; the fourth
+        # when the slot the first waiter takes frees in its turn: two windows after the oldest.
+        assert all(wait > 0 for wait in waits)
+        assert waits == sorted(waits)
+        gaps = [later - earlier for earlier, later in itertools.pairwise(waits)]
+        assert all(0.15 <= gap <= 0.3 for gap in gaps[:2]), gaps
+        assert 119.0 <= waits[3] <= 120.0
+    finally:
+        gate.open(key)
+
+
+@pytest.mark.parametrize(
+    ("reading", "pause"),
+    [
+        (WindowReading(700, 670, 20.0), 0.0),  # plenty left
+        (WindowReading(700, 22, 20.0), 0.0),  # 3% of 700 is 21: one more may go
+        (WindowReading(700, 21, 20.0), 20.0),  # down to the headroom: hold until the window resets
+        (WindowReading(700, 0, 5.0), 5.0),
+        (WindowReading(20, 1, 59.0), 59.0),  # a small window keeps at least one request
+        (WindowReading(20, 2, 59.0), 0.0),
+        (WindowReading(100, 3, None), 3.0 * 60 / 100 / 3 * 1),  # no reset given: the lacking requests' time
+        (WindowReading(100, 0, None), 4 * 60 / 100),
+        (WindowReading(0, 0, None), 0.0),  # a header that says nothing usable
+    ],
+)
+def test_headroom_pause(reading: WindowReading, pause: float) -> None:
+    assert headroom_pause(reading) == pytest.approx(pause)
+
+
+@pytest.mark.parametrize(
+    ("headers", "readings"),
+    [
+        (
+            {"x-rate-limit": "700", "x-rate-limit-remaining": "670"},
+            [(None, WindowReading(700, 670, None))],
+        ),
+        (
+            {"ratelimit-limit": "700", "ratelimit-remaining": "697", "ratelimit-reset": "20", "x-rate-limit": "700"},
+            [(None, WindowReading(700, 697, 20.0))],
+        ),
+        (
+            {
+                "x-rate-limit": "700",
+                "x-rate-limit-remaining": "0",
+                "zendesk-rate-limit-tickets-update": "total=20; remaining=19; resets=59",
+            },
+            [(None, WindowReading(700, 0, None)), (TICKETS_UPDATE, WindowReading(20, 19, 59.0))],
+        ),
+        ({"x-rate-limit": "many"}, []),
+        ({}, []),
+    ],
+)
+def test_zendesk_window_readings(headers: dict[str, str], readings: list) -> None:
+    assert zendesk_window_readings(headers) == readings
+
+
+def test_kustomer_window_readings_take_the_reset_as_an_epoch_second() -> None:
+    now = 1_790_000_000.0
+    headers = {"x-ratelimit-limit": "1000", "x-ratelimit-remaining": "12", "x-ratelimit-reset": str(int(now) + 30)}
+
+    assert kustomer_window_readings(headers, now=now) == [(None, WindowReading(1000, 12, 30.0))]
+    assert kustomer_window_readings({"x-ratelimit-remaining": "3"}, now=now) == []
+
+
+def test_the_crms_own_headers_hold_every_worker_before_it_answers_429(zendesk_sandbox: SandboxServer) -> None:
+    # No budget of our own is configured: the CRM's headers alone pace the requests.
+    sandbox_config(zendesk_sandbox, rate_limit_per_minute=20)
+    gate = RedisRateGate(redis.Redis.from_url(TEST_BROKER_URL))
+    settings = ConnectionSettings(
+        kind="zendesk",
+        base_url=zendesk_sandbox.base_url,
+        config={"email": "admin@example.com"},
+        secrets={"api_token": "sandbox-token"},
+    )
+    first, second = ZendeskProvider(settings, rate_gate=gate), ZendeskProvider(settings, rate_gate=gate)
+    held = 0
+    reasons: set[str] = set()
+    try:
+        for attempt in range(30):
+            try:
+                (first if attempt % 2 else second).test_connection()
+            except CrmRateLimited as exc:
+                reasons.add(str(exc).split(" for ")[0])
+                held += 1
+
+        stats = sandbox_stats(zendesk_sandbox)
+        # One request of the window is left for the account's other clients, none is answered 429.
+        assert stats["total"] == 19
+        assert stats["rate_limited"] == 0
+        assert held == 11
+        assert reasons == {f"rate limited by {zendesk_sandbox.base_url}/"}
+    finally:
+        gate.open(zendesk_sandbox.base_url + "/")
+
+
+def test_callers_a_paced_gate_held_come_back_one_request_apart() -> None:
+    gate = RedisRateGate(redis.Redis.from_url(TEST_BROKER_URL))
+    key = "https://paced.example.com/"
+    gate.open(key)
+    try:
+        assert gate.hold(key) == 0  # open: nobody is held
+        # The CRM's window is down to its headroom for 2 s, and frees a request every 0.5 s.
+        gate.close_for(key, 2.0, pace=0.5)
+
+        waits = [gate.hold(key) for _ in range(3)]
+
+        assert 1.8 <= waits[0] <= 2.0
+        assert [round(later - earlier, 1) for earlier, later in itertools.pairwise(waits)] == [0.5, 0.5]
+        # A 429's Retry-After holds everyone until the same instant: the CRM said when.
+        gate.open(key)
+        gate.close_for(key, 2.0)
+        told = [gate.hold(key) for _ in range(3)]
+        assert max(told) - min(told) < 0.1
+    finally:
+        gate.open(key)

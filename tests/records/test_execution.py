@@ -221,6 +221,150 @@ def test_a_created_contact_another_session_linked_meanwhile_has_its_tickets_read
     assert first.crm_record_id == str(ticket["id"])
 
 
+USER_SEARCH = "GET /api/v2/users/search.json"
+
+
+def contact_searches(sandbox: SandboxServer) -> int:
+    """User searches by phone (agents are looked up by email, and cached)."""
+    return int(sandbox_stats(sandbox)["requests"].get(USER_SEARCH, 0))
+
+
+def test_a_repeat_caller_known_by_phone_reuses_their_contact_without_a_search(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    first = ingest_and_process(the_call("c-1"), "c-1")
+    run_until_settled(first)
+    first.refresh_from_db()
+    searches = contact_searches(zendesk_sandbox)
+
+    second = ingest_and_process(the_call("c-2"), "c-2")
+    run_until_settled(second)
+
+    assert contact_searches(zendesk_sandbox) == searches
+    second.refresh_from_db()
+    assert second.crm_contact_id == first.crm_contact_id
+    ensure = second.actions.get(kind="ensure_contact")
+    assert ensure.result["contact_link"] == "known"
+    assert ensure.reason.endswith("→ the caller's contact from their session c-1 (no search)")
+    # R1 as before: the open ticket of the first call is appended to.
+    assert second.crm_record_id == first.crm_record_id
+    assert len(zendesk_api.get(f"{zendesk_sandbox.base_url}/api/v2/tickets.json").json()["tickets"]) == 1
+
+
+def test_a_guess_among_several_contacts_is_not_reused_for_the_next_call(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    first = ingest_and_process(the_call("c-1"), "c-1")
+    run_until_settled(first)
+    # The first call linked the newest of several: the next one searches again rather than repeat a guess.
+    first.actions.filter(kind="ensure_contact").update(
+        result={"contact_id": first.crm_contact_id, "contact_link": "newest"}
+    )
+    searches = contact_searches(zendesk_sandbox)
+
+    second = ingest_and_process(the_call("c-2"), "c-2")
+    run_until_settled(second)
+
+    assert contact_searches(zendesk_sandbox) == searches + 1
+    assert second.actions.get(kind="ensure_contact").result["contact_link"] == "found"
+
+
+def test_a_known_contact_the_crm_no_longer_has_is_searched_for_and_made_again(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    first = ingest_and_process(the_call("c-1"), "c-1")
+    run_until_settled(first)
+    first.refresh_from_db()
+    # Gone from the CRM, as a merge into another user or a permanent deletion leaves it.
+    del zendesk_sandbox.sandbox.users[int(first.crm_contact_id)]  # type: ignore[attr-defined]
+
+    second = ingest_and_process(the_call("c-2"), "c-2")
+    run_until_settled(second)
+
+    second.refresh_from_db()
+    ensure = second.actions.get(kind="ensure_contact")
+    assert ensure.status == CrmAction.Status.SUCCEEDED
+    assert ensure.result["contact_link"] == "created"
+    assert "(no search)" not in ensure.reason
+    assert second.crm_contact_id not in ("", first.crm_contact_id)
+    create = second.actions.get(kind="create_record")
+    assert create.status == CrmAction.Status.SUCCEEDED
+    ticket = zendesk_api.get(f"{zendesk_sandbox.base_url}/api/v2/tickets/{second.crm_record_id}.json").json()
+    assert str(ticket["ticket"]["requester_id"]) == second.crm_contact_id
+    assert second.crm_record_id != first.crm_record_id
+    # The refused reuse cost the record no attempt of its own.
+    assert create.attempts == 1
+    users = zendesk_api.get(
+        f"{zendesk_sandbox.base_url}/api/v2/users/search.json", params={"query": "phone:*14155550100"}
+    ).json()["users"]
+    assert [str(user["id"]) for user in users] == [second.crm_contact_id]
+
+
+def test_a_pause_for_a_rate_limit_resumes_without_reading_the_crm_again(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    session = ingest_example()
+    for kind in ("ensure_contact", "create_record"):
+        action_execute(action=session.actions.get(kind=kind))
+    ended_comment = session.actions.filter(event__event_id="a4").order_by("id").first()
+    assert ended_comment is not None
+    # The CRM's window is spent: every worker holds its requests (a 429 gate, or its headers' pause).
+    rate_gate().close_for(zendesk_sandbox.base_url + "/", 30)
+    action_execute(action=ended_comment)
+    assert (ended_comment.status, ended_comment.may_have_written) == (CrmAction.Status.PENDING, False)
+    rate_gate().open(zendesk_sandbox.base_url + "/")
+    before = sandbox_stats(zendesk_sandbox)["requests"]
+
+    action_execute(action=ended_comment)
+
+    after = sandbox_stats(zendesk_sandbox)["requests"]
+    # Nothing was sent during the pause, so nothing is looked up: the comment is written at once.
+    assert {route: after[route] - before.get(route, 0) for route in after if after[route] != before.get(route, 0)} == {
+        TICKET_UPDATE: 1
+    }
+    assert ended_comment.status == CrmAction.Status.SUCCEEDED
+    [ticket] = tickets(zendesk_api, zendesk_sandbox)
+    finished = [
+        body for body in comments(zendesk_api, zendesk_sandbox, ticket["id"]) if body.startswith("call_finished")
+    ]
+    assert len(finished) == 1
+
+
+def test_an_attempt_whose_write_went_unanswered_looks_before_writing_again(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    session = ingest_example()
+    for kind in ("ensure_contact", "create_record"):
+        action_execute(action=session.actions.get(kind=kind))
+    ended_comment = session.actions.filter(event__event_id="a4").order_by("id").first()
+    assert ended_comment is not None
+    sandbox_config(zendesk_sandbox, fail_rate=1.0)
+
+    action_execute(action=ended_comment)
+
+    # A 5xx to a write: it may have been applied, so the next attempt reads the comments first.
+    assert (ended_comment.status, ended_comment.may_have_written) == (CrmAction.Status.PENDING, True)
+
+
+def test_a_created_contact_another_session_linked_but_has_no_record_on_yet_has_nothing_to_read(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    first = ingest_and_process(the_call("c-1"), "c-1")
+    second = ingest_and_process(the_call("c-2"), "c-2")
+    # c-1 creates the caller's contact; c-2, a concurrent call, links it (its own record still to make).
+    action_execute(action=first.actions.get(kind="ensure_contact"))
+    action_execute(action=second.actions.get(kind="ensure_contact"))
+
+    action_execute(action=first.actions.get(kind="create_record"))
+
+    # No record of ours is on the contact yet, so there is none to read; c-2 reads and appends later.
+    assert contact_ticket_reads(zendesk_sandbox) == 0
+    run_until_settled(second)
+    assert contact_ticket_reads(zendesk_sandbox) == 1
+    second.refresh_from_db()
+    assert second.crm_record_id == Session.objects.get(external_id="c-1").crm_record_id
+
+
 def test_retried_create_after_a_lost_response_links_the_ticket_instead_of_making_another(
     zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
 ) -> None:
@@ -588,6 +732,7 @@ def test_contact_created_by_a_concurrent_session_is_linked_not_duplicated(
         "contact_id": str(user["id"]),
         "outcome": "linked the contact a concurrent session created (422)",
         "decision": "linked the contact a concurrent session created (422)",
+        "contact_link": "found",
     }
     assert user["name"] == "Created by the other session"
 
