@@ -71,6 +71,7 @@ bench: migrate
 	$(PY) bench/chaos.py --broker redis
 	$(PY) bench/chaos.py --broker rabbitmq
 	$(PY) bench/crm_calls.py
+	$(PY) bench/faults.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache staticfiles var

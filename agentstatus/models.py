@@ -237,6 +237,9 @@ class StatusPush(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     lease_owner = models.UUIDField(null=True, blank=True, editable=False)
     last_error = models.TextField(blank=True)
+    # Seconds the push waited on its connection's open circuit: not failing time, so not taken
+    # from its retry budget (which counts from its creation).
+    paused_seconds = models.FloatField(default=0.0)
     echo_seen_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -267,6 +270,9 @@ class ProcessedWebhookEvent(models.Model):
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     pending_body = models.TextField(blank=True)
     lookup_attempts = models.PositiveIntegerField(default=0)
+    # Seconds the lookup waited on the connection's open circuit: not taken from its retry budget
+    # (which counts from the delivery's arrival).
+    lookup_paused_seconds = models.FloatField(default=0.0)
 
     def __str__(self) -> str:
         return self.event_id

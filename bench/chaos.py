@@ -27,14 +27,9 @@ fault-free run's. The last line is JSON.
 """
 
 import argparse
-import json
 import os
 import random
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -49,22 +44,10 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest import (  # noqa: E402
-    PYTHON,
-    REQUEST_TIMEOUT_S,
-    bench_env,
-    create_api_key,
-    database_url,
-    free_port,
-    manage,
-    recreate_database,
-    start_server,
-)
+from bench.ingest import REQUEST_TIMEOUT_S, database_url  # noqa: E402
+from bench.stack import Broker, Fleet, add_stack_arguments, bench_main, bench_stack, stack_options  # noqa: E402
 
 DEFAULT_DB = os.environ.get("BENCH_CHAOS_DB", "crmbridge_bench_chaos")
-LIVE_QUEUE = "crmbridge-chaos"
-MAINTENANCE_QUEUE = "crmbridge-chaos-maintenance"
-IMPORTS_QUEUE = "imports"
 SESSIONS_PER_BATCH = 5
 SETTLE_TIMEOUT_S = 600.0
 FAULTS = {"fail_rate": 0.10, "throttle_rate": 0.05, "lost_response_rate": 0.05, "retry_after_seconds": 1}
@@ -77,196 +60,15 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=100, help="sessions per phase (default 100)")
     parser.add_argument("--broker", choices=("redis", "rabbitmq"), default="redis")
-    parser.add_argument("--workers", type=int, default=2, help="celery worker processes (default 2)")
     parser.add_argument("--kill-every", type=float, default=5.0, help="seconds between worker kills (default 5)")
     parser.add_argument("--post-seconds", type=float, default=30.0, help="spread the posts over this long")
-    parser.add_argument("--database", default=DEFAULT_DB, help=f"bench database, re-created (default {DEFAULT_DB})")
-    parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server")
     parser.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672", help="RabbitMQ (no vhost)")
-    parser.add_argument("--limiter-redis-url", default="redis://127.0.0.1:6379/12", help="the rate limiter's Redis")
+    add_stack_arguments(parser, database=DEFAULT_DB, limiter_redis_url="redis://127.0.0.1:6379/12")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     if args.sessions < 1 or args.workers < 1 or args.kill_every <= 0 or args.post_seconds <= 0:
         parser.error("--sessions, --workers >= 1; --kill-every, --post-seconds > 0")
     return args
-
-
-# -- The broker ----------------------------------------------------------------------------------
-
-
-class Broker:
-    url: str
-
-    def start(self) -> None: ...
-    def kill(self) -> None: ...
-    def restart(self) -> None: ...
-    def close(self) -> None: ...
-
-
-class RedisBroker(Broker):
-    """A redis-server of the bench's own on a free loopback port, without persistence."""
-
-    def __init__(self, directory: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        import redis
-
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        with (self.directory / "redis.log").open("ab") as out:
-            self.process = subprocess.Popen(command, cwd=self.directory, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if redis.Redis.from_url(self.url).ping():
-                    return
-            except redis.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError("redis-server did not answer within 30 s")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=15)
-
-    def restart(self) -> None:
-        self.start()
-
-    def close(self) -> None:
-        self.kill()
-
-
-class RabbitBroker(Broker):
-    """A vhost of the bench's own on the local RabbitMQ; "killed" = the server closes all its connections."""
-
-    def __init__(self, server_url: str) -> None:
-        self.vhost = f"crmbridge-chaos-{os.getpid()}"
-        self.url = f"{server_url.rstrip('/')}/{self.vhost}"
-
-    def _ctl(self, *args: str) -> None:
-        subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-    def start(self) -> None:
-        self._ctl("add_vhost", self.vhost)
-        self._ctl("set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*")
-
-    def kill(self) -> None:
-        self._ctl("close_all_connections", "-p", self.vhost, "bench/chaos.py: broker restart")
-
-    def restart(self) -> None:
-        # The connections were closed; the broker (and its durable queues) never went away.
-        pass
-
-    def close(self) -> None:
-        subprocess.run(["rabbitmqctl", "delete_vhost", self.vhost], check=False, capture_output=True, timeout=60)
-
-
-# -- Processes -----------------------------------------------------------------------------------
-
-
-def celery(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [str(PYTHON), "-m", "celery", "-A", "config", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    queues = f"{LIVE_QUEUE},{IMPORTS_QUEUE},{MAINTENANCE_QUEUE}"
-    return celery(env, log, "worker", "--pool=prefork", "--concurrency=2", "--loglevel=INFO", "-Q", queues)
-
-
-def stop(process: subprocess.Popen[bytes] | None) -> None:
-    if process is not None and process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=20)
-
-
-@dataclass
-class Fleet:
-    """The workers: killed on purpose, restarted; any other exit is counted (it must not happen)."""
-
-    env: dict[str, str]
-    directory: Path
-    size: int
-    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    kills: int = 0
-    unexpected_exits: int = 0
-    started: int = 0
-    beat: subprocess.Popen[bytes] | None = None
-    logs: dict[int, Path] = field(default_factory=dict)
-
-    def start(self) -> None:
-        self.workers = [self._spawn() for _ in range(self.size)]
-        self.beat = self._spawn_beat()
-
-    def _spawn_beat(self) -> subprocess.Popen[bytes]:
-        schedule = self.directory / "beat.db"
-        return celery(self.env, self.directory / "beat.log", "beat", "--loglevel=INFO", f"--schedule={schedule}")
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        self.started += 1
-        worker = start_worker(self.env, self.directory / f"worker-{self.started}.log")
-        self.logs[worker.pid] = self.directory / f"worker-{self.started}.log"
-        return worker
-
-    def check(self) -> None:
-        for i, worker in enumerate(self.workers):
-            if worker.poll() is not None:
-                self.unexpected_exits += 1
-                print(f"  worker pid {worker.pid} exited by itself ({worker.returncode}); restarted; its log ends:")
-                print(self.logs[worker.pid].read_text(errors="replace")[-2500:])
-                self.workers[i] = self._spawn()
-        if self.beat is not None and self.beat.poll() is not None:
-            self.unexpected_exits += 1
-            print(f"  beat exited by itself ({self.beat.returncode}); restarted")
-            self.beat = self._spawn_beat()
-
-    def kill_one(self, rng: random.Random) -> str:
-        i = rng.randrange(len(self.workers))
-        worker = self.workers[i]
-        children = subprocess.run(["pgrep", "-P", str(worker.pid)], capture_output=True, text=True, check=False)
-        pids = [int(pid) for pid in children.stdout.split()]
-        self.kills += 1
-        if pids and rng.random() < 0.5:
-            os.kill(rng.choice(pids), signal.SIGKILL)
-            return "pool child"
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=15)
-        self.workers[i] = self._spawn()
-        return "worker"
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            stop(worker)
-        stop(self.beat)
-
-
-def wait_until_ready(proc: subprocess.Popen[bytes], base_url: str, key: str, timeout: float = 180.0) -> None:
-    """bench.ingest's wait, longer: on a loaded machine gunicorn and the workers start slowly."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with code {proc.returncode} before answering")
-        try:
-            ping = requests.get(f"{base_url}/api/v1/ping", headers={"Authorization": f"Api-Key {key}"}, timeout=5)
-            if ping.status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"gunicorn did not answer /api/v1/ping within {timeout:.0f}s")
 
 
 # -- The workload --------------------------------------------------------------------------------
@@ -512,75 +314,35 @@ def run_phase(
 
 
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from integrations.sandbox import start_sandbox
-
-    broker: Broker = RedisBroker(tmp) if args.broker == "redis" else RabbitBroker(args.rabbitmq_url)
-    broker.start()
-    db_url = database_url(args.postgres_url, args.database)
-    env = bench_env(db_url, args.limiter_redis_url)
-    env.update(
-        {
-            "CELERY_BROKER_URL": broker.url,
-            "CELERY_TASK_DEFAULT_QUEUE": LIVE_QUEUE,
-            "CELERY_MAINTENANCE_QUEUE": MAINTENANCE_QUEUE,
-            "LOG_FORMAT": "plain",
-            "LOG_LEVEL": "INFO",
-            "CRM_RETRY_BACKOFF_SECONDS": "1",
-            "CRM_RETRY_BACKOFF_MAX_SECONDS": "10",
-        }
-    )
-    for name in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CRM_ALLOW_LOOPBACK"):
-        os.environ[name] = env[name]
-    os.environ["CELERY_TASK_DEFAULT_QUEUE"] = LIVE_QUEUE
-    print(f"database {args.database}: re-creating and migrating; broker {args.broker} at {broker.url}")
-    recreate_database(args.postgres_url, args.database)
-    manage(env, "migrate", "--noinput")
-    key = create_api_key(env)
-    sandbox = start_sandbox("zendesk", fixture=ROOT / "integrations" / "sandbox" / "fixtures" / "zendesk_demo.json")
-    sandbox.configure(seed=args.seed)
-    import django
-
-    django.setup()
-    from integrations.services import connection_create
-
-    connection_create(
-        name="Sandbox Zendesk",
-        kind="zendesk",
-        base_url=sandbox.base_url,
-        settings={"email": "admin@example.com", "api_token": "sandbox-token"},
-        activate=True,
-    )
-    web = None
-    fleet = Fleet(env, tmp, args.workers)
     rng = random.Random(args.seed)
-    try:
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        web = start_server(env, port, 2, tmp / "gunicorn.log")
-        fleet.start()
-        wait_until_ready(web, base_url, key)
+    # Fast backoff, so a run's retries settle within the figures' seconds rather than minutes.
+    env = {"CRM_RETRY_BACKOFF_SECONDS": "1", "CRM_RETRY_BACKOFF_MAX_SECONDS": "10"}
+    with bench_stack(
+        directory=tmp,
+        broker=args.broker,
+        rabbitmq_url=args.rabbitmq_url,
+        env=env,
+        seed=args.seed,
+        **stack_options(args),
+    ) as stack:
         phases = {}
         for first, (name, chaos) in enumerate((("baseline", False), ("chaos", True))):
             print(f"{name}: {args.sessions} sessions")
             phases[name] = run_phase(
                 name,
                 args=args,
-                base_url=base_url,
-                key=key,
-                db_url=db_url,
-                sandbox=sandbox,
-                fleet=fleet,
-                broker=broker,
+                base_url=stack.base_url,
+                key=stack.key,
+                db_url=stack.db_url,
+                sandbox=stack.sandbox,
+                fleet=stack.fleet,
+                broker=stack.broker,
                 rng=rng,
                 chaos=chaos,
                 first=first * 5000,
             )
             print(f"  {name}: {phases[name]}")
-    finally:
-        stop(web)
-        fleet.stop()
-        sandbox.stop()
-        broker.close()
+        fleet = stack.fleet
     base, chaos_run = phases["baseline"], phases["chaos"]
     ratio = (
         round(chaos_run["total_seconds"] / max(0.1, base["total_seconds"]), 2)
@@ -609,35 +371,26 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     }
 
 
-def main() -> int:
-    args = parse_args()
-    if shutil.which("redis-server") is None and args.broker == "redis":
-        print("bench/chaos.py needs redis-server on PATH (a broker of its own to kill)", file=sys.stderr)
-        return 2
-    tmp = Path(tempfile.mkdtemp(prefix="bench-chaos-"))
-    try:
-        report = run(args, tmp)
-    except (RuntimeError, OSError, psycopg.Error, subprocess.SubprocessError) as exc:
-        print(f"bench/chaos.py failed: {exc}; logs in {tmp}", file=sys.stderr)
-        return 2
+def conclude(args: argparse.Namespace, report: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Whether the run passed, and its summary lines."""
     ok = (
         report["lost"] == 0
         and report["duplicate_records"] == 0
         and report["duplicate_comments"] == 0
         and report["settle_seconds_after_faults"] is not None
     )
-    if ok:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        print(f"logs kept in {tmp}")
-    print(
+    line = (
         f"{args.broker}: lost {report['lost']}, duplicate records {report['duplicate_records']}, duplicate comments "
         f"{report['duplicate_comments']}, settled {report['settle_seconds_after_faults']} s after the faults end "
         f"(fault-free: {report['baseline_settle_seconds']} s after the last post); first post to settled "
         f"{report['total_seconds']} s, {report['total_ratio_vs_baseline']}x the fault-free run's"
     )
-    print(json.dumps(report))
-    return 0 if ok else 1
+    return ok, [line]
+
+
+def main() -> int:
+    args = parse_args()
+    return bench_main("chaos.py", args, run, conclude, redis_server=args.broker == "redis")
 
 
 if __name__ == "__main__":

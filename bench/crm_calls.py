@@ -27,9 +27,7 @@ import argparse
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -37,27 +35,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.chaos import (  # noqa: E402
-    AGENTS,
-    LIVE_QUEUE,
-    MAINTENANCE_QUEUE,
-    T0,
-    Fleet,
-    PostLog,
-    RedisBroker,
-    failed_actions,
-    post,
-    reconcile,
-    stop,
-    wait_settled,
-    wait_until_ready,
-)
-from bench.ingest import bench_env, create_api_key, database_url, free_port, manage, recreate_database, start_server  # noqa: E402
+from bench.chaos import AGENTS, T0, PostLog, failed_actions, post, reconcile, wait_settled  # noqa: E402
+from bench.stack import add_stack_arguments, bench_main, bench_stack, stack_options  # noqa: E402
 from bench.tickets_common import percentiles_ms  # noqa: E402
 
 DEFAULT_DB = os.environ.get("BENCH_CRM_CALLS_DB", "crmbridge_bench_crm_calls")
@@ -77,10 +59,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--batch-interval", type=int, default=None, help="B1 flush interval of the 'on' phase, 1-60 s (default: 10)"
     )
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--database", default=DEFAULT_DB)
-    parser.add_argument("--postgres-url", default="postgres://postgres@127.0.0.1:5432")
-    parser.add_argument("--limiter-redis-url", default="redis://127.0.0.1:6379/13", help="the rate limiter's Redis")
+    add_stack_arguments(parser, database=DEFAULT_DB, limiter_redis_url="redis://127.0.0.1:6379/13")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     if args.sessions < 2 or args.workers < 1 or args.limit < 0:
@@ -223,6 +202,9 @@ def run_phase(name: str, ctx: dict[str, Any], *, first: int, limit: int | None) 
     settle = wait_settled(ctx["db_url"], name, sessions)
     elapsed = time.monotonic() - start
     stats = stats_since(before, sandbox.stats())
+    # The reconciling reads are the bench's, not the product's: not counted, and not rate limited
+    # (under the limit, a 429's text body is what they would read).
+    sandbox.configure(**NO_FAULTS, rate_limit_per_minute=None)
     # New callers (even sessions) own a ticket by external id; repeat callers append to theirs.
     outcome = reconcile(sandbox.base_url, name, sessions)
     outcome["lost"] -= sessions // 2
@@ -250,56 +232,33 @@ def run_phase(name: str, ctx: dict[str, Any], *, first: int, limit: int | None) 
         # The most a sliding one-minute window lets through in `elapsed` seconds: a full minute's
         # budget in each minute begun (limit x elapsed/60 undercounts it, and read 119%).
         report["budget_used_pct"] = round(100 * accepted / (limit * math.ceil(elapsed / 60)), 1)
+        report.update(saturated_budget(ctx["limiter_redis_url"], sandbox.base_url, limit, minutes=elapsed / 60))
     return report
 
 
+def saturated_budget(redis_url: str, base_url: str, limit: int, *, minutes: float) -> dict[str, Any]:
+    """Budget used in the minutes the product had more work than budget: the whole minutes (by the
+    clock, first and last left out as partial) in which the workers held requests back, from the
+    product's own per-minute request counts (integrations.ratelimit usage buckets)."""
+    from integrations.http import usage_key
+    from integrations.ratelimit import RedisRateGate
+
+    usage = RedisRateGate.from_url(redis_url).usage(usage_key(base_url), minutes=math.ceil(minutes) + 2)
+    whole = [minute for minute in usage[1:-1] if minute.sent or minute.held_back]
+    saturated = [minute for minute in whole if minute.held_back]
+    sent = sum(minute.sent for minute in saturated)
+    return {
+        "saturated_minutes": len(saturated),
+        "budget_used_saturated_pct": round(100 * sent / (limit * len(saturated)), 1) if saturated else None,
+        "sent_per_saturated_minute": [minute.sent for minute in saturated],
+    }
+
+
 def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from integrations.sandbox import start_sandbox
-
-    broker = RedisBroker(tmp)
-    broker.start()
-    db_url = database_url(args.postgres_url, args.database)
-    env = bench_env(db_url, args.limiter_redis_url)
-    env.update(
-        {
-            "CELERY_BROKER_URL": broker.url,
-            "CELERY_TASK_DEFAULT_QUEUE": LIVE_QUEUE,
-            "CELERY_MAINTENANCE_QUEUE": MAINTENANCE_QUEUE,
-            "LOG_FORMAT": "plain",
-            "LOG_LEVEL": "INFO",
-        }
-    )
-    for name in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CRM_ALLOW_LOOPBACK"):
-        os.environ[name] = env[name]
-    os.environ["CELERY_TASK_DEFAULT_QUEUE"] = LIVE_QUEUE
-    print(f"database {args.database}: re-creating and migrating")
-    recreate_database(args.postgres_url, args.database)
-    manage(env, "migrate", "--noinput")
-    key = create_api_key(env)
-    sandbox = start_sandbox("zendesk", fixture=ROOT / "integrations" / "sandbox" / "fixtures" / "zendesk_demo.json")
-    import django
-
-    django.setup()
-    from integrations.services import connection_create
-
-    connection_create(
-        name="Sandbox Zendesk",
-        kind="zendesk",
-        base_url=sandbox.base_url,
-        settings={"email": "admin@example.com", "api_token": "sandbox-token"},
-        activate=True,
-    )
-    web = None
-    fleet = Fleet(env, tmp, args.workers)
     phases: dict[str, Any] = {}
-    try:
-        port = free_port()
-        base_url = f"http://127.0.0.1:{port}"
-        web = start_server(env, port, 2, tmp / "gunicorn.log")
-        fleet.start()
-        wait_until_ready(web, base_url, key)
-        ctx = {"sandbox": sandbox, "sessions": args.sessions, "base_url": base_url, "key": key}
-        ctx.update({"fleet": fleet, "db_url": db_url})
+    with bench_stack(directory=tmp, **stack_options(args)) as stack:
+        ctx = {"sandbox": stack.sandbox, "sessions": args.sessions, "base_url": stack.base_url, "key": stack.key}
+        ctx.update({"fleet": stack.fleet, "db_url": stack.db_url, "limiter_redis_url": args.limiter_redis_url})
         plan: list[tuple[str, bool, int | None]] = []
         if args.batching in ("off", "both"):
             plan.append(("off", False, None))
@@ -315,11 +274,6 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             print(f"{name}: {args.sessions} sessions" + (f", limit {limit}/min" if limit else ""))
             phases[name] = run_phase(name, ctx, first=i * 2000, limit=limit)
             print(f"  {name}: {json.dumps(phases[name])}")
-    finally:
-        stop(web)
-        fleet.stop()
-        sandbox.stop()
-        broker.close()
     limited, off = phases.get("limited"), phases.get("off")
     if isinstance(limited, dict) and isinstance(off, dict):
         # The same mix read more under the limit: reads repeated because of a pause.
@@ -332,22 +286,15 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     }
 
 
+def conclude(args: argparse.Namespace, report: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Whether the run passed, and its summary lines."""
+    measured = sorted(name for name, phase in report.items() if isinstance(phase, dict))
+    return True, [f"phases measured: {measured}"]
+
+
 def main() -> int:
     args = parse_args()
-    if shutil.which("redis-server") is None:
-        print("bench/crm_calls.py needs redis-server on PATH (a broker of its own)", file=sys.stderr)
-        return 2
-    tmp = Path(tempfile.mkdtemp(prefix="bench-crm-calls-"))
-    try:
-        report = run(args, tmp)
-    except (RuntimeError, OSError, psycopg.Error) as exc:
-        print(f"bench/crm_calls.py failed: {exc}; logs in {tmp}", file=sys.stderr)
-        return 2
-    shutil.rmtree(tmp, ignore_errors=True)
-    counts = Counter(k for k, v in report.items() if isinstance(v, dict))
-    print(f"phases measured: {sorted(counts)}")
-    print(json.dumps(report))
-    return 0
+    return bench_main("crm_calls.py", args, run, conclude)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ Python, top 50, highlights included) against the same question asked the plain w
 
 It also reports the plan of one full-text search (EXPLAIN ANALYZE: planning and execution ms, the
 partitions it plans). After generating it runs VACUUM ANALYZE, as autovacuum would after a large
-import: until then each partition's GIN pending list (up to 4 MB) is read by every search.
+import: until then each partition's GIN pending list (up to 1 MB, migration 0010) is read by every search.
 Targets: full text p95 <= 25 ms, phone p95 <= 20 ms, page 1,000 within 20% of page 1.
 The last line printed is one JSON object.
 """
@@ -116,7 +116,7 @@ def generate_tickets(rows: int) -> float:
             )
         )
         # What autovacuum does after a large import: besides the statistics, it moves the GIN
-        # indexes' pending lists (up to 4 MB a partition, read by every search) into the index.
+        # indexes' pending lists (up to 1 MB a partition, read by every search) into the index.
         cursor.execute("VACUUM ANALYZE ticketsearch_ticket")
     SearchLanguage.objects.bulk_create([SearchLanguage(config="english"), SearchLanguage(config="simple")])
     return float(generate_s)

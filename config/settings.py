@@ -171,6 +171,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 15 * 60}
 # sandbox on this machine: the demo (`make run`'s .env), the tests and the benchmarks.
 CRM_ALLOW_LOOPBACK = env.bool("CRM_ALLOW_LOOPBACK", default=False)
 CRM_HTTP_TIMEOUT_SECONDS = env.float("CRM_HTTP_TIMEOUT_SECONDS", default=15.0)
+# How many times an idempotent read (a GET, a search) that failed transiently is sent again in
+# place, with a short backoff, before its action or task sees the failure (0: never).
+CRM_READ_RETRIES = env.int("CRM_READ_RETRIES", default=2)
 # Exponential backoff for failed CRM calls: base * 2**(attempt-1), capped, with equal jitter
 # (integrations.failures, the one failure policy of every outbox and task).
 CRM_RETRY_BACKOFF_SECONDS = env.float("CRM_RETRY_BACKOFF_SECONDS", default=2.0)

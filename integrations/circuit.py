@@ -16,6 +16,8 @@ Keys, per CRM instance (its base URL):
 """
 
 import enum
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -31,6 +33,21 @@ class CircuitOpen(Exception):
     def __init__(self, wait: float) -> None:
         super().__init__(f"the CRM's circuit is open: work paused for {wait:.1f}s")
         self.wait = wait
+
+
+# Added to a paused row's last error, so the admin sees why it waits without a new attempt.
+CIRCUIT_NOTE = " (the CRM's circuit is open: waiting, not trying it)"
+
+
+def circuit_pause_text(last_error: str, pause: CircuitOpen) -> str:
+    """What a row paused by an open circuit shows: its last real error (or the pause), noted once."""
+    error = last_error.removesuffix(CIRCUIT_NOTE) if last_error else str(pause)
+    return error + CIRCUIT_NOTE
+
+
+def circuit_pause_delay(pause: CircuitOpen, *, rand: Callable[[], float] = random.random) -> float:
+    """When a paused row is looked at again: after the pause, with a second of jitter (not all at once)."""
+    return pause.wait + rand()
 
 
 class Circuit(enum.StrEnum):

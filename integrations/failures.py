@@ -12,7 +12,7 @@ never counted as an attempt at the CRM, nor against the budget.
 
 import enum
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import redis
@@ -167,6 +167,106 @@ def decide(
     else:
         delay = backoff_seconds(attempt, base=policy.base_seconds, cap=policy.cap_seconds, rand=rand)
     return replace(base, retry=True, delay=delay)
+
+
+# Idempotent reads (a GET, a search) answered 5xx, timed out, refused, or 429 with a short wait are
+# retried in place, inside the one request, this many times: a CRM failing a third of its requests
+# at random then costs a read a few hundred milliseconds, not a whole action attempt and its backoff.
+# Writes are never retried in place (a lost answer may hide a write that was applied).
+READ_RETRIES = 2  # the default of CRM_READ_RETRIES
+# The in-place backoff: equal jitter, doubling from the base, capped (the whole wait stays ~1 s).
+READ_BACKOFF_BASE_SECONDS = 0.2
+READ_BACKOFF_CAP_SECONDS = 0.8
+# A 429 is waited out in place only when it asks for this little; a longer wait is the task's.
+READ_RETRY_MAX_WAIT_SECONDS = 1.0
+
+
+def read_retry_delay(
+    error: BaseException, *, retry: int, retries: int = READ_RETRIES, rand: Callable[[], float] = random.random
+) -> float | None:
+    """Seconds to wait before retrying an idempotent read in place after `error`, or None: raise it.
+
+    `retry` is the retry about to be made (1 for the first), `retries` how many are made at most.
+    Only trouble the CRM may not have next time is retried: its 5xx, a timeout, a refused
+    connection, a 429 asking for a short wait. Our own request budget (nothing was sent) and every
+    refusal are the caller's to handle.
+    """
+    if retry > retries:
+        return None
+    failure = classify(error)
+    if failure == Failure.CRM_UNAVAILABLE:
+        return backoff_seconds(retry, base=READ_BACKOFF_BASE_SECONDS, cap=READ_BACKOFF_CAP_SECONDS, rand=rand)
+    short = isinstance(error, CrmRateLimited) and error.retry_after <= READ_RETRY_MAX_WAIT_SECONDS
+    if failure == Failure.RATE_LIMITED and short:
+        assert isinstance(error, CrmRateLimited)
+        # A little jitter, so the readers one 429 stopped do not all come back in one instant.
+        return max(0.0, error.retry_after) + rand() * READ_BACKOFF_BASE_SECONDS
+    return None
+
+
+@dataclass(frozen=True)
+class FailureOutcome:
+    """What a failed attempt comes to on the row that shows it (an action, a status push), from its Decision."""
+
+    decision: Decision
+    # The row's attempts after this one: given back when nothing reached the CRM or it said to wait.
+    attempts: int
+    # The text the row shows: the error itself while retried, why it failed for good otherwise.
+    text: str
+    # How the circuit breaker is fed: False a failure (the CRM is down), True a success (it
+    # answered, if only to refuse), None not at all (nothing was learnt of the CRM).
+    circuit_success: bool | None
+    # The CRM refused the credentials: the connection's own last error says so too.
+    blames_credentials: bool
+    # An answer of a shape we did not expect: logged with its traceback (our bug, not the CRM's).
+    unexpected: bool
+
+
+# What the CRM's failure says of whether it is up, for the circuit breaker.
+_CIRCUIT_FEED: dict[Failure, bool] = {
+    Failure.CRM_UNAVAILABLE: False,
+    Failure.REFUSED: True,
+    Failure.STALE_ID: True,
+}
+
+
+def failure_outcome(
+    decision: Decision,
+    error: BaseException,
+    *,
+    attempts: int,
+    failing_for: float,
+    wordings: Mapping[Failure, str] | None = None,
+) -> FailureOutcome:
+    """The one wording and bookkeeping of a failed attempt, for every outbox row.
+
+    `attempts` counts the attempt that failed, `failing_for` the seconds of the run of failures
+    (the budget's). `wordings` are a caller's own words for a failure that ends the work, put
+    before the error ("the agent has no active CRM session to set the status on").
+    """
+    attempts = attempts if decision.counts_as_attempt else attempts - 1
+    own = (wordings or {}).get(decision.failure)
+    if decision.retry:
+        text = str(error)
+    elif decision.budget_spent:
+        spent = describe_duration(failing_for)
+        text = f"gave up after {attempts} attempts: {error} (the CRM kept failing for {spent})"
+    elif own is not None:
+        text = f"{own}: {error}"
+    elif decision.failure == Failure.CREDENTIALS:
+        text = f"CRM refused the credentials: {error}"
+    elif decision.failure == Failure.OUR_BUG:
+        text = f"unexpected answer from the CRM ({error.__class__.__name__}: {error})"
+    else:
+        text = str(error)
+    return FailureOutcome(
+        decision=decision,
+        attempts=attempts,
+        text=text,
+        circuit_success=_CIRCUIT_FEED.get(decision.failure),
+        blames_credentials=not decision.retry and decision.failure == Failure.CREDENTIALS,
+        unexpected=not decision.retry and not decision.budget_spent and decision.failure == Failure.OUR_BUG,
+    )
 
 
 def broker_countdown(delay: float, *, visibility_timeout: float) -> float | None:

@@ -1,8 +1,10 @@
 """The one HTTP layer every CRM provider uses: timeouts, auth hook, and the error mapping.
 
-Retries are not done here: Celery owns them (backoff, Retry-After, attempt counts are visible in
-the action log). A 429 also closes a gate shared through Redis, so every worker waits it out
-instead of each spending a request to learn the same thing.
+Retries of a failed action or task are Celery's (backoff, Retry-After, attempt counts are visible
+in the action log). Only an idempotent read is retried here, in place, a couple of times with a
+short backoff (integrations.failures.read_retry_delay): every provider's GETs and searches get it
+from this one place, and a write is never repeated by it. A 429 also closes a gate shared through
+Redis, so every worker waits it out instead of each spending a request to learn the same thing.
 """
 
 import email.utils
@@ -23,7 +25,8 @@ from integrations.exceptions import (
     CrmRequestError,
     CrmTransientError,
 )
-from integrations.ratelimit import Usage, WindowReading, WorkClass, headroom_pause, window_limit
+from integrations.failures import READ_RETRIES, read_retry_delay
+from integrations.ratelimit import Usage, WindowReading, WorkClass, headroom_pause, window_limit, window_pace
 from integrations.urlguard import BlockedAddress, GuardedAdapter
 
 logger = logging.getLogger(__name__)
@@ -34,8 +37,14 @@ DEFAULT_RETRY_AFTER_SECONDS = 10.0
 # Salesforce signals its (rolling 24 h) request limit with 403 REQUEST_LIMIT_EXCEEDED and no
 # Retry-After: wait this long before trying again (crm-api-shapes.md §3.3).
 LIMIT_EXCEEDED_RETRY_AFTER_SECONDS = 60.0
+# Methods that never change what the CRM holds.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Error codes in a Salesforce-style error array that mean "rate limited", whatever the status.
 RATE_LIMIT_ERROR_CODES = frozenset({"REQUEST_LIMIT_EXCEEDED"})
+
+
+# Methods that read without changing anything: retried in place after a transient failure.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 # Multipart files: by field name, or (field name, file) pairs when a name repeats (`attachments[]`).
@@ -49,7 +58,9 @@ class RateGate(Protocol):
 
     def seconds_until_open(self, key: str) -> float: ...
 
-    def close_for(self, key: str, seconds: float) -> None: ...
+    def hold(self, key: str) -> float: ...
+
+    def close_for(self, key: str, seconds: float, *, pace: float = 0.0) -> None: ...
 
     def record_usage(self, key: str, *outcomes: str) -> None:
         """Count one request's outcomes (Usage) in the current minute's bucket, for the health chart."""
@@ -137,6 +148,7 @@ class CrmHttpClient:
         rate_limit_per_minute: int | None = None,
         work_class: WorkClass = WorkClass.LIVE,
         session: requests.Session | None = None,
+        read_retries: int = READ_RETRIES,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         # Requests are counted under the configured URL, even where a login moves base_url to
@@ -146,6 +158,7 @@ class CrmHttpClient:
         self.rate_gate = rate_gate
         self.rate_limit_per_minute = rate_limit_per_minute
         self.work_class = work_class
+        self.read_retries = read_retries
         self.session = session or requests.Session()
         # urllib3 retries stay off (a silent retry of a POST could create a second record), and the
         # guard refuses any peer outside the public internet (integrations.urlguard).
@@ -154,6 +167,9 @@ class CrmHttpClient:
         self.session.headers["User-Agent"] = USER_AGENT
         # How long a rate-limit error code without Retry-After (Salesforce's 403) closes the gate.
         self.limit_retry_after = LIMIT_EXCEEDED_RETRY_AFTER_SECONDS
+        # Writes sent that the CRM did not refuse (applied, or their answer a 5xx or lost): an
+        # outbox whose attempt failed with none of them knows the CRM is as it was before.
+        self.writes_maybe_applied = 0
 
     def build_url(self, path: str) -> str:
         url = urljoin(self.base_url, path.lstrip("/"))
@@ -173,7 +189,7 @@ class CrmHttpClient:
             return
         for endpoint_class, reading in self.window_readings(response):
             if (pause := headroom_pause(reading)) > 0:
-                self.rate_gate.close_for(self._gate_key(endpoint_class), pause)
+                self.rate_gate.close_for(self._gate_key(endpoint_class), pause, pace=window_pace(reading))
 
     def window_readings(self, response: requests.Response) -> Iterable[tuple[str | None, WindowReading]]:
         """Hook for subclasses: what the answer's rate-limit headers say, per window (None: the
@@ -201,13 +217,51 @@ class CrmHttpClient:
         data: bytes | dict[str, str] | None = None,
         files: Files | None = None,
         headers: dict[str, str] | None = None,
+        idempotent: bool | None = None,
     ) -> Any:
         """Send one request and return its decoded JSON body (None for an empty body).
 
-        Raises CrmTransientError (timeout, connection, 5xx), CrmRateLimited (429, or a rate-limit
-        error code such as Salesforce's 403 REQUEST_LIMIT_EXCEEDED), CrmAuthError (401/403, with the
+        A read (`idempotent`; by default a GET, HEAD or OPTIONS) that fails transiently is sent
+        again in place, as `read_retry_delay` says; a write is sent once. Raises
+        CrmTransientError (timeout, connection, 5xx), CrmRateLimited (429, or a rate-limit error
+        code such as Salesforce's 403 REQUEST_LIMIT_EXCEEDED), CrmAuthError (401/403, with the
         CRM's error code), CrmNotFound (404) or CrmRequestError (other 4xx).
         """
+        if idempotent is None:
+            idempotent = method in IDEMPOTENT_METHODS
+        retry = 0
+        answered: CrmTransientError | None = None
+        while True:
+            try:
+                return self._request_once(
+                    method, path, params=params, json=json, data=data, files=files, headers=headers
+                )
+            except CrmOwnLimitReached:
+                if answered is None:
+                    raise
+                # Our own budget refused the retry (nothing was sent): the CRM's answer is why the read failed.
+                raise answered from None
+            except CrmTransientError as exc:
+                retry += 1
+                delay = read_retry_delay(exc, retry=retry, retries=self.read_retries) if idempotent else None
+                if delay is None:
+                    raise
+                answered = exc
+                logger.info("crm.http.read_retry %s %s in %.2fs: %s", method, path, delay, exc, extra={"retry": retry})
+                time.sleep(delay)
+
+    def _request_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None,
+        json: Any,
+        data: bytes | dict[str, str] | None,
+        files: Files | None,
+        headers: dict[str, str] | None,
+    ) -> Any:
+        """One request on the wire (after the rate gate), its answer decoded or mapped to an error."""
         self._pass_rate_gate(self.endpoint_class(method, path))
         prepared = self.session.prepare_request(
             requests.Request(
@@ -215,10 +269,16 @@ class CrmHttpClient:
             )
         )
         self.authorize(prepared)
+        writes = method.upper() not in SAFE_METHODS
+        # Counted before it is sent: a timeout or a dropped connection leaves the write unknown.
+        self.writes_maybe_applied += writes
         response = self._send(prepared, method, path)
         self._record(Usage.SENT)
         self.observe(response)
         status = response.status_code
+        if writes and (400 <= status < 500 or 300 <= status < 400):
+            # Refused (a 4xx, a 429 included) or redirected: the CRM did not apply it.
+            self.writes_maybe_applied -= 1
         if 300 <= status < 400:
             raise CrmRequestError(
                 f"{method} {path}: {status} redirect, not followed (is the base URL right?)", status_code=status
@@ -232,12 +292,15 @@ class CrmHttpClient:
         CrmOwnLimitReached when our budget is spent."""
         if self.rate_gate is None:
             return
-        wait = self.rate_gate.seconds_until_open(self.base_url)
-        if endpoint_class is not None:
-            wait = max(wait, self.rate_gate.seconds_until_open(self._gate_key(endpoint_class)))
+        wait = self.rate_gate.hold(self.base_url)
         if wait > 0:
             self._record(Usage.HELD_BACK)
             raise CrmRateLimited(f"rate limited by {self.base_url} for {wait:.1f}s more", retry_after=wait)
+        if endpoint_class is not None and (wait := self.rate_gate.hold(self._gate_key(endpoint_class))) > 0:
+            self._record(Usage.HELD_BACK)
+            raise CrmRateLimited(
+                f"rate limited by {self.base_url} ({endpoint_class} limit) for {wait:.1f}s more", retry_after=wait
+            )
         if not self.rate_limit_per_minute:
             return
         limit = window_limit(self.rate_limit_per_minute, self.work_class)
@@ -295,6 +358,10 @@ class CrmHttpClient:
 
     def post(self, path: str, json: Any = None) -> Any:
         return self.request("POST", path, json=json)
+
+    def post_read(self, path: str, json: Any = None) -> Any:
+        """A POST that only reads (Kustomer's searches): retried in place like a GET."""
+        return self.request("POST", path, json=json, idempotent=True)
 
     def put(self, path: str, json: Any = None) -> Any:
         return self.request("PUT", path, json=json)

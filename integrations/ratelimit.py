@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 KEY_PREFIX = "crmbridge:rate-gate:"
 WINDOW_KEY_PREFIX = "crmbridge:rate-window:"
 WAITERS_KEY_PREFIX = "crmbridge:rate-waiters:"
+# Callers held by a closed gate, and the pace (ms a request) at which the CRM's window frees again.
+GATE_WAITERS_KEY_PREFIX = "crmbridge:gate-waiters:"
+GATE_PACE_KEY_PREFIX = "crmbridge:gate-pace:"
 WINDOW_MS = 60_000
 # Per-minute request counters for the health chart: one small hash per CRM and minute.
 USAGE_KEY_PREFIX = "crmbridge:usage:"
@@ -58,6 +61,24 @@ local entry = redis.call('ZRANGE', KEYS[1], turn % taken, turn % taken, 'WITHSCO
 local wake = tonumber(entry[2]) + window * (laps + 1)
 redis.call('ZADD', KEYS[2], wake, ARGV[3])
 redis.call('PEXPIRE', KEYS[2], wake - now + window)
+return math.max(1, wake - now)
+"""
+
+
+# Held by a closed gate: each caller is told the gate's time left plus its turn at the CRM's pace,
+# so those the gate held together come back one request apart, not all at the instant it opens.
+_HOLD = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then
+  return 0
+end
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local pace = tonumber(redis.call('GET', KEYS[3]) or '0')
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local wake = now + ttl + redis.call('ZCARD', KEYS[2]) * pace
+redis.call('ZADD', KEYS[2], wake, ARGV[1])
+redis.call('PEXPIRE', KEYS[2], wake - now + 1000)
 return math.max(1, wake - now)
 """
 
@@ -143,6 +164,11 @@ def headroom_pause(reading: WindowReading, *, headroom_share: float = HEADROOM_S
     return (headroom - reading.remaining + 1) * (WINDOW_MS / 1000) / reading.limit
 
 
+def window_pace(reading: WindowReading) -> float:
+    """Seconds between two requests at the CRM window's own pace."""
+    return (WINDOW_MS / 1000) / reading.limit if reading.limit > 0 else 0.0
+
+
 def header_int(value: str | None) -> int | None:
     """A rate-limit header's count, or None when absent or not a number."""
     try:
@@ -155,6 +181,7 @@ class RedisRateGate:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._acquire = client.register_script(_ACQUIRE)
+        self._hold = client.register_script(_HOLD)
 
     @classmethod
     def from_url(cls, url: str) -> "RedisRateGate":
@@ -170,7 +197,14 @@ class RedisRateGate:
         remaining_ms = self.client.pttl(KEY_PREFIX + key)
         return remaining_ms / 1000 if isinstance(remaining_ms, int) and remaining_ms > 0 else 0.0
 
-    def close_for(self, key: str, seconds: float) -> None:
+    def hold(self, key: str) -> float:
+        """0 while the gate is open; else the seconds until this caller's turn after it opens."""
+        keys = [KEY_PREFIX + key, GATE_WAITERS_KEY_PREFIX + key, GATE_PACE_KEY_PREFIX + key]
+        return int(self._hold(keys=keys, args=[uuid.uuid4().hex])) / 1000
+
+    def close_for(self, key: str, seconds: float, *, pace: float = 0.0) -> None:
+        """Close the gate for `seconds`; those it holds then come back `pace` seconds apart (0: all at once,
+        as a 429's Retry-After says)."""
         if seconds <= 0:
             return
         # GT keeps the later deadline when two workers report different Retry-After values.
@@ -179,10 +213,23 @@ class RedisRateGate:
         pipe = self.client.pipeline()
         pipe.set(KEY_PREFIX + key, 1, px=milliseconds, nx=True)
         pipe.pexpire(KEY_PREFIX + key, milliseconds, gt=True)
+        if pace > 0:
+            pipe.set(GATE_PACE_KEY_PREFIX + key, int(pace * 1000), px=milliseconds + WINDOW_MS)
         pipe.execute()
 
     def open(self, key: str) -> None:
-        self.client.delete(KEY_PREFIX + key, WINDOW_KEY_PREFIX + key, WAITERS_KEY_PREFIX + key)
+        self.client.delete(
+            *(
+                prefix + key
+                for prefix in (
+                    KEY_PREFIX,
+                    WINDOW_KEY_PREFIX,
+                    WAITERS_KEY_PREFIX,
+                    GATE_WAITERS_KEY_PREFIX,
+                    GATE_PACE_KEY_PREFIX,
+                )
+            )
+        )
 
     def record_usage(self, key: str, *outcomes: str) -> None:
         """Count outcomes in this minute's bucket. Never fails the CRM call it counts."""

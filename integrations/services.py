@@ -6,6 +6,7 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -13,9 +14,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.agents import AgentIdCache
-from integrations.circuit import CircuitBreaker
+from integrations.circuit import CircuitBreaker, CircuitOpen
 from integrations.exceptions import CrmError
-from integrations.failures import COUNTDOWN_MARGIN_SECONDS, Decision, RetryPolicy, broker_countdown, decide
+from integrations.failures import (
+    COUNTDOWN_MARGIN_SECONDS,
+    Decision,
+    FailureOutcome,
+    RetryPolicy,
+    broker_countdown,
+    decide,
+)
 from integrations.models import CrmConnection
 from integrations.providers.base import Capability, ConnectionSettings, CrmProvider, SettingSpec, setting_value
 from integrations.providers.registry import PROVIDERS, get_provider, get_provider_class
@@ -41,6 +49,45 @@ def circuit_breaker() -> CircuitBreaker:
         probe_seconds=4 * settings.CRM_HTTP_TIMEOUT_SECONDS,
         min_run_seconds=settings.CRM_CIRCUIT_MIN_RUN_SECONDS,
     )
+
+
+def connection_circuit_check(connection: CrmConnection) -> None:
+    """Raise CircuitOpen while the connection's circuit pauses its work; else the work may go
+    (the circuit is closed, or this caller is its half-open probe)."""
+    if (wait := circuit_breaker().wait_seconds(connection.base_url)) is not None:
+        raise CircuitOpen(wait)
+
+
+def connection_circuit_record(connection: CrmConnection | None, *, success: bool) -> None:
+    """Feed the connection's circuit breaker; a Redis failure here must not change the work's outcome."""
+    if connection is None:
+        return
+    breaker = circuit_breaker()
+    try:
+        if success:
+            breaker.record_success(connection.base_url)
+        elif breaker.record_failure(connection.base_url):
+            logger.warning("integrations.circuit.open %s", connection.pk, extra={"connection": connection.pk})
+    except redis.RedisError:
+        logger.warning("integrations.circuit.unavailable %s", connection.pk, exc_info=True)
+
+
+def connection_record_failure(
+    *, connection: CrmConnection | None, outcome: FailureOutcome, error: BaseException, log_name: str, row_id: int
+) -> None:
+    """The side effects of a failed attempt that `outcome` (integrations.failures) asks for.
+
+    The circuit breaker is fed, a refusal of the credentials becomes the connection's last error,
+    and an answer of an unexpected shape is logged with its traceback (call it inside the
+    `except` block). `log_name` and `row_id` name the row in the log (`records.action`, its id).
+    """
+    if outcome.circuit_success is not None:
+        connection_circuit_record(connection, success=outcome.circuit_success)
+    if outcome.blames_credentials and connection is not None:
+        connection_record_error(connection=connection, error=str(error))
+    if outcome.unexpected:
+        # A CRM answer of an unexpected shape: failed visibly rather than crashing the worker in a loop.
+        logger.exception("%s.unexpected %s", log_name, row_id, extra={"row_id": row_id})
 
 
 @functools.cache
@@ -138,6 +185,7 @@ def connection_settings(connection: CrmConnection, *, work_class: WorkClass = Wo
         rate_limit_per_minute=connection.config.get("rate_limit_per_minute") or None,
         work_class=work_class,
         limit_exceeded_retry_seconds=settings.CRM_LIMIT_EXCEEDED_RETRY_SECONDS,
+        read_retries=settings.CRM_READ_RETRIES,
     )
 
 

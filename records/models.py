@@ -424,6 +424,10 @@ class CrmAction(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     result = models.JSONField(default=dict, blank=True)
+    # An earlier attempt may have changed the CRM without its answer arriving (it sent a write that was
+    # not refused, or its worker died mid-call): the next attempt looks for what it made before writing.
+    # An attempt that wrote nothing (held back by a rate limit, refused) leaves it as it was.
+    may_have_written = models.BooleanField(default=False, editable=False)
     # What earlier attempts already read of the CRM (records.services.execution.CreateRecordProgress):
     # a retry resumes at the step it stopped at instead of reading again. Cleared by an admin's Retry.
     progress = models.JSONField(default=dict, blank=True, editable=False)

@@ -214,7 +214,9 @@ def session_made_its_contact(*, session: Session, marker: str) -> bool:
     other session of ours is linked to that contact since.
 
     A second session of the same new caller may have linked the contact meanwhile (a concurrent
-    call); its record may be on the contact already, so then the contact's records are read.
+    call); once it has a record, that record is on the contact, so then the contact's records are
+    read. One still without a record has none to find there: it reads the contact's records itself
+    when it makes its own.
     """
     created = CrmAction.objects.filter(
         session=session,
@@ -225,7 +227,7 @@ def session_made_its_contact(*, session: Session, marker: str) -> bool:
     if not created:
         return False
     others = Session.objects.filter(crm_connection_id=session.crm_connection_id, crm_contact_id=session.crm_contact_id)
-    return not others.exclude(pk=session.pk).exists()
+    return not others.exclude(pk=session.pk).exclude(crm_record_id="").exists()
 
 
 @dataclass(frozen=True)

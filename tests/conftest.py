@@ -25,7 +25,14 @@ from config.celery import app as celery_app
 from integrations.agents import KEY_PREFIX as AGENT_ID_KEY_PREFIX
 from integrations.circuit import KEY_PREFIX as CIRCUIT_KEY_PREFIX
 from integrations.models import CrmConnection
-from integrations.ratelimit import KEY_PREFIX, USAGE_KEY_PREFIX, WAITERS_KEY_PREFIX, WINDOW_KEY_PREFIX
+from integrations.ratelimit import (
+    GATE_PACE_KEY_PREFIX,
+    GATE_WAITERS_KEY_PREFIX,
+    KEY_PREFIX,
+    USAGE_KEY_PREFIX,
+    WAITERS_KEY_PREFIX,
+    WINDOW_KEY_PREFIX,
+)
 from integrations.sandbox import SandboxServer, start_sandbox
 from integrations.services import connection_create
 from tests.support import ROOT, TEST_BROKER_URL
@@ -84,6 +91,8 @@ def _fresh(server: SandboxServer) -> SandboxServer:
         KEY_PREFIX,
         WINDOW_KEY_PREFIX,
         WAITERS_KEY_PREFIX,
+        GATE_WAITERS_KEY_PREFIX,
+        GATE_PACE_KEY_PREFIX,
         USAGE_KEY_PREFIX,
         CIRCUIT_KEY_PREFIX,
         AGENT_ID_KEY_PREFIX,

@@ -4,7 +4,7 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import QuerySet
@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 from integrations.models import CrmConnection
 from integrations.providers.base import Capability
 from integrations.services import connection_can
-from ticketsearch.backends import Keyset, search_backend
+from ticketsearch.backends import Keyset, TicketHit, search_backend
 from ticketsearch.filters import TicketFilter, ticket_query
 from ticketsearch.models import Agent, Evaluation, ImportRun, Ticket
 
@@ -32,14 +32,12 @@ class InvalidSearch(Exception):
 
 @dataclass(frozen=True)
 class SearchPage:
-    tickets: list[Ticket]
+    # Each with its agent and, when the search had text, its highlights.
+    tickets: list[TicketHit]
     next_cursor: str | None
-    # Ticket id -> {"subject": ..., "text": ...} with the matches marked, when the search had text.
-    highlights: dict[int, dict[str, str]] = field(default_factory=dict)
-    agents: dict[int, Agent] = field(default_factory=dict)
 
 
-def encode_cursor(ticket: Ticket) -> str:
+def encode_cursor(ticket: Ticket | TicketHit) -> str:
     payload = json.dumps({"c": ticket.created_at.isoformat(), "i": ticket.id}, separators=(",", ":"))
     return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
 
@@ -67,7 +65,8 @@ def _page_size(value: str | None) -> int:
 def ticket_search(*, params: Mapping[str, str]) -> SearchPage:
     """One page of tickets matching `params` (TicketFilter's parameters plus cursor and page_size), newest first.
 
-    Keyset pagination on (created_at, id), through the search backend. Raises InvalidSearch.
+    Keyset pagination on (created_at, id), through the search backend, which brings each hit's agent
+    and highlights in the same round trip. Raises InvalidSearch.
     """
     unknown = sorted(set(params) - set(TicketFilter.base_filters) - set(PAGING_PARAMS))
     if unknown:
@@ -86,12 +85,7 @@ def ticket_search(*, params: Mapping[str, str]) -> SearchPage:
     backend = search_backend()
     rows = backend.search(query, after=after, limit=page_size + 1)
     tickets, more = rows[:page_size], len(rows) > page_size
-    return SearchPage(
-        tickets=tickets,
-        next_cursor=encode_cursor(tickets[-1]) if more else None,
-        highlights=backend.highlights(query, tickets) if query.text else {},
-        agents=Agent.objects.in_bulk({t.agent_id for t in tickets if t.agent_id}),
-    )
+    return SearchPage(tickets=tickets, next_cursor=encode_cursor(tickets[-1]) if more else None)
 
 
 def ticket_get(*, ticket_id: int) -> Ticket | None:

@@ -52,6 +52,7 @@ def import_connection_task(
     cursor of its last saved page, rather than failing (or, killed, staying "running" forever).
     `failing_since` (a POSIX time) is when the CRM's transient trouble with this import began.
     """
+    from integrations.circuit import CircuitOpen, circuit_pause_delay
     from integrations.failures import HANDLED_ERRORS, Failure
     from integrations.models import CrmConnection
     from integrations.services import connection_record_error, task_failure_verdict
@@ -73,6 +74,11 @@ def import_connection_task(
     except (ImportAlreadyRunning, ImportNotSupported) as exc:
         logger.info("ticketsearch.import.skipped %s: %s", connection_id, exc)
         return
+    except CircuitOpen as exc:
+        # The CRM is down for everyone: come back after the pause, whose time is not taken from the budget.
+        paused_since = failing_since + exc.wait if failing_since is not None else None
+        kwargs = {"connection_id": connection_id, "trigger": trigger, "failing_since": paused_since}
+        raise self.retry(exc=exc, countdown=circuit_pause_delay(exc), args=(), kwargs=kwargs) from exc
     except HANDLED_ERRORS as exc:
         verdict = task_failure_verdict(
             exc, connection=connection, attempt=self.request.retries + 1, failing_since=failing_since

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from django.db import connection as db_connection
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from agentstatus import rules
@@ -27,10 +28,11 @@ from agentstatus.models import (
 from agentstatus.selectors import agent_state, sync_connection, sync_rules, sync_settings_get
 from agentstatus.services.changes import status_change_record
 from agentstatus.services.push import status_push_supersede
+from integrations.circuit import CircuitOpen, circuit_pause_delay
 from integrations.exceptions import CrmNotFound, CrmUnsupported, UnknownCrmKind
 from integrations.failures import HANDLED_ERRORS, decide, describe_duration
 from integrations.models import CrmConnection
-from integrations.services import connection_provider, connection_retry_policy
+from integrations.services import connection_circuit_check, connection_provider, connection_retry_policy
 from integrations.webhooks import (
     KUSTOMER_SIGNATURE_HEADER,
     WORK_SESSION_EVENTS,
@@ -155,6 +157,12 @@ def webhook_event_apply_pending(*, event_id: str) -> float | None:
         # Asked of the CRM outside any transaction, once per try.
         try:
             match = _resolve_crm_user(event.user_id, connection)
+        except CircuitOpen as exc:
+            # The CRM is down for everyone: wait out the pause, spending neither a lookup nor budget.
+            ProcessedWebhookEvent.objects.filter(pk=stored.pk).update(
+                lookup_paused_seconds=F("lookup_paused_seconds") + exc.wait
+            )
+            return circuit_pause_delay(exc)
         except StatusSyncUnavailable as exc:
             return _retry_lookup(stored, event, occurred_at, exc, connection)
 
@@ -168,7 +176,7 @@ def _retry_lookup(
 ) -> float | None:
     """Ask again when the failure policy says so (within the retry budget, from the delivery's arrival)."""
     attempts = stored.lookup_attempts + 1
-    failing_for = (timezone.now() - stored.received_at).total_seconds()
+    failing_for = (timezone.now() - stored.received_at).total_seconds() - stored.lookup_paused_seconds
     decision = decide(exc.cause, attempt=attempts, failing_for=failing_for, policy=connection_retry_policy(connection))
     if not decision.counts_as_attempt:
         attempts -= 1
@@ -216,8 +224,8 @@ def _record_unmatched(event: WorkSessionEvent, occurred_at: datetime, match: Age
 # One statement, no savepoint: the unique index decides, and a redelivery is simply not inserted.
 _TAKE_EVENT_ID_SQL = (
     f"INSERT INTO {ProcessedWebhookEvent._meta.db_table} "  # noqa: S608
-    "(event_id, name, received_at, pending_body, lookup_attempts) "
-    "VALUES (%s, %s, now(), %s, 0) ON CONFLICT (event_id) DO NOTHING RETURNING id"
+    "(event_id, name, received_at, pending_body, lookup_attempts, lookup_paused_seconds) "
+    "VALUES (%s, %s, now(), %s, 0, 0) ON CONFLICT (event_id) DO NOTHING RETURNING id"
 )
 
 
@@ -233,7 +241,10 @@ def _resolve_crm_user(user_id: str, connection: CrmConnection | None) -> AgentMa
     if connection is None:
         return AgentMatch(None, reason=f"no CRM connection for status sync: CRM user {user_id} cannot be matched")
     try:
-        crm_agent = connection_provider(connection).get_agent(user_id)
+        provider = connection_provider(connection)
+        # CircuitOpen goes to the caller: the lookup waits, it is not a failed try.
+        connection_circuit_check(connection)
+        crm_agent = provider.get_agent(user_id)
     except CrmNotFound:
         return AgentMatch(None, reason=f"CRM user {user_id} does not exist in the CRM")
     except (CrmUnsupported, UnknownCrmKind) as exc:

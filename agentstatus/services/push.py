@@ -12,28 +12,37 @@ from datetime import timedelta
 
 from django.conf import settings as django_settings
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Now
 
 from agentstatus import rules
 from agentstatus.models import Agent, CrmStatus, PlatformStatus, StatusPush, StatusSyncSettings, SyncDirection
 from agentstatus.selectors import crm_mapping, sync_connection, sync_settings_get
-from integrations.failures import HANDLED_ERRORS, Failure, decide, describe_duration
+from integrations.circuit import CircuitOpen, circuit_pause_delay, circuit_pause_text
+from integrations.failures import HANDLED_ERRORS, Failure, decide, failure_outcome
 from integrations.models import CrmConnection
 from integrations.providers.base import Agent as CrmAgent
-from integrations.services import connection_provider, connection_record_error, connection_retry_policy
+from integrations.services import (
+    connection_circuit_check,
+    connection_circuit_record,
+    connection_provider,
+    connection_record_failure,
+    connection_retry_policy,
+)
 from records.services.leases import db_now, db_now_plus
 
 logger = logging.getLogger(__name__)
 
-# Held while an attempt runs (a user lookup and a status call, each bounded by
-# CRM_HTTP_TIMEOUT_SECONDS, plus this margin): a second copy of the task finds the push not due;
-# a dead worker's claim lapses and the sweeper takes it again.
+# Held while an attempt runs (a user lookup, which a failing CRM may make the HTTP layer send up to
+# 1 + CRM_READ_RETRIES times, and a status call, each bounded by CRM_HTTP_TIMEOUT_SECONDS, plus this
+# margin): a second copy of the task finds the push not due; a dead worker's claim lapses and the
+# sweeper takes it again.
 ATTEMPT_LEASE_MARGIN_SECONDS = 10
 
 
 def attempt_lease_seconds() -> float:
-    return 2 * float(django_settings.CRM_HTTP_TIMEOUT_SECONDS) + ATTEMPT_LEASE_MARGIN_SECONDS
+    calls = 2 + int(django_settings.CRM_READ_RETRIES)
+    return calls * float(django_settings.CRM_HTTP_TIMEOUT_SECONDS) + ATTEMPT_LEASE_MARGIN_SECONDS
 
 
 class PushFailed(Exception):
@@ -71,7 +80,7 @@ def status_push_supersede(*, agent: Agent) -> int:
     )
 
 
-def _claim(push_id: int) -> tuple[StatusPush | None, float | None]:
+def status_push_claim(*, push_id: int) -> tuple[StatusPush | None, float | None]:
     """Take the push for one attempt: (push, None), or (None, seconds until due) when it is not due.
 
     Due, sent and leased on the database's clock; the claim's owner token goes with the push, and
@@ -105,7 +114,7 @@ def _held(push: StatusPush) -> QuerySet[StatusPush]:
 
 def status_push_execute(*, push_id: int) -> float | None:
     """Make one attempt at a push; return seconds until the next attempt is due, or None when done."""
-    push, due_in = _claim(push_id)
+    push, due_in = status_push_claim(push_id=push_id)
     if push is None:
         return due_in
     settings = sync_settings_get()
@@ -125,12 +134,16 @@ def status_push_execute(*, push_id: int) -> float | None:
         provider = connection_provider(connection)
         if not provider.supports_user_status:
             raise PushFailed(f"{connection} has no user statuses to push to.")
+        connection_circuit_check(connection)
         user_id = push.agent.crm_user_id or _resolve_crm_user(push.agent, provider.find_agent(email=push.agent.email))
         provider.set_user_status(user_id, push.crm_status.crm_id)
     except PushFailed as exc:
-        return _fail(push, str(exc))
+        return status_push_fail(push=push, error=str(exc))
+    except CircuitOpen as exc:
+        return _wait_for_circuit(push, exc)
     except HANDLED_ERRORS as exc:
         return _after_failure(push, connection, exc)
+    connection_circuit_record(connection, success=True)
     # Only a push still pending (and ours) is marked done: one superseded meanwhile keeps saying so.
     _held(push).update(
         state=StatusPush.State.SUCCEEDED,
@@ -143,28 +156,30 @@ def status_push_execute(*, push_id: int) -> float | None:
     return None
 
 
+# The push's own words for a failure that ends it (integrations.failures.failure_outcome).
+WORDINGS = {Failure.STALE_ID: "the agent has no active CRM session to set the status on"}
+
+
+def _wait_for_circuit(push: StatusPush, exc: CircuitOpen) -> float:
+    """The connection's circuit is open: come back after the pause, spending neither an attempt nor budget."""
+    push.attempts -= 1
+    # The pause is not the push's failing time: its budget clock (from its creation) stops meanwhile.
+    _held(push).update(paused_seconds=F("paused_seconds") + exc.wait)
+    return _schedule_retry(push, circuit_pause_text(push.last_error, exc), delay=circuit_pause_delay(exc))
+
+
 def _after_failure(push: StatusPush, connection: CrmConnection | None, exc: Exception) -> float | None:
     """What the one failure policy (integrations.failures) says: retry when, or fail the push."""
-    failing_for = (db_now() - push.created_at).total_seconds()
+    failing_for = (db_now() - push.created_at).total_seconds() - push.paused_seconds
     decision = decide(exc, attempt=push.attempts, failing_for=failing_for, policy=connection_retry_policy(connection))
-    if not decision.counts_as_attempt:
-        # Nothing reached the CRM (our own budget, our Redis or database), or the CRM said to wait.
-        push.attempts -= 1
+    outcome = failure_outcome(decision, exc, attempts=push.attempts, failing_for=failing_for, wordings=WORDINGS)
+    connection_record_failure(
+        connection=connection, outcome=outcome, error=exc, log_name="agentstatus.push", row_id=push.pk
+    )
+    push.attempts = outcome.attempts
     if decision.retry:
-        return _schedule_retry(push, str(exc), delay=decision.delay)
-    if decision.budget_spent:
-        spent = describe_duration(failing_for)
-        return _fail(push, f"gave up after {push.attempts} attempts: {exc} (the CRM kept failing for {spent})")
-    if decision.failure == Failure.STALE_ID:
-        return _fail(push, f"the agent has no active CRM session to set the status on: {exc}")
-    if decision.failure == Failure.CREDENTIALS:
-        assert connection is not None
-        connection_record_error(connection=connection, error=str(exc))
-        return _fail(push, f"CRM refused the credentials: {exc}")
-    if decision.failure == Failure.OUR_BUG:
-        logger.exception("agentstatus.push.unexpected %s", push.pk, extra={"push_id": push.pk})
-        return _fail(push, f"unexpected answer from the CRM ({exc.__class__.__name__}: {exc})")
-    return _fail(push, str(exc))
+        return _schedule_retry(push, outcome.text, delay=decision.delay)
+    return status_push_fail(push=push, error=outcome.text)
 
 
 def _resolve_crm_user(agent: Agent, crm_agent: CrmAgent | None) -> str:
@@ -188,8 +203,8 @@ def _schedule_retry(push: StatusPush, error: str, *, delay: float) -> float:
     return delay
 
 
-def _fail(push: StatusPush, error: str) -> float | None:
-    """Mark the push failed; None: no further attempt is due."""
+def status_push_fail(*, push: StatusPush, error: str) -> float | None:
+    """Mark the push failed, if this worker still holds it; None: no further attempt is due."""
     logger.warning("agentstatus.push.failed %s: %s", push.pk, error, extra={"push_id": push.pk})
     _held(push).update(
         state=StatusPush.State.FAILED, last_error=error[:2000], next_attempt_at=None, lease_owner=None, updated_at=Now()

@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from urllib.parse import quote
 
 from integrations.exceptions import CrmError, CrmUnsupported
+from integrations.failures import READ_RETRIES
 from integrations.http import CrmHttpClient, RateGate
 from integrations.ratelimit import WorkClass
 
@@ -203,6 +204,8 @@ class ConnectionSettings:
     work_class: WorkClass = WorkClass.LIVE
     # How long a request-limit error without Retry-After (Salesforce's 403) pauses the CRM's calls.
     limit_exceeded_retry_seconds: float = 60.0
+    # Times a failed idempotent read is sent again in place (integrations.http).
+    read_retries: int = READ_RETRIES
 
 
 class ConnectionClient(CrmHttpClient):
@@ -218,6 +221,7 @@ class ConnectionClient(CrmHttpClient):
             rate_gate=rate_gate,
             rate_limit_per_minute=settings.rate_limit_per_minute,
             work_class=settings.work_class,
+            read_retries=settings.read_retries,
         )
 
 
@@ -385,6 +389,13 @@ class CrmProvider(abc.ABC):
     def __init__(self, settings: ConnectionSettings, *, rate_gate: RateGate | None = None) -> None:
         self.settings = settings
         self.rate_gate = rate_gate
+
+    def writes_maybe_applied(self) -> int:
+        """Writes this provider sent that the CRM did not refuse (integrations.http.CrmHttpClient)."""
+        # Every provider keeps its CRM client as `client` (a subclass of CrmHttpClient of its own type).
+        client = getattr(self, "client", None)
+        assert isinstance(client, CrmHttpClient), f"{type(self).__name__} has no CRM client"
+        return client.writes_maybe_applied
 
     # Where an agent opens a record or a contact in the CRM's own web app ({base} is the
     # connection's base URL without its trailing slash); "" when the CRM has no such page.

@@ -322,7 +322,7 @@ class KustomerProvider(CrmProvider, TicketImportSource):
             "or": [{"customer_phone": {"contains": national}}, {"customer_shared_phone": {"contains": national}}],
         }
         search = f"{KustomerClient.CUSTOMERS_SEARCH}?pageSize={PAGE_SIZE}"
-        found = self.client.post(search, json=query)
+        found = self.client.post_read(search, json=query)
         ranked = []
         for customer in found.get("data") or ():
             attributes = _attributes(customer)
@@ -583,7 +583,7 @@ class KustomerProvider(CrmProvider, TicketImportSource):
             page = f"{KustomerClient.CUSTOMERS_SEARCH}?page=1&pageSize={SEARCH_PAGE_SIZE}"
             last = start
             for _ in range(max(1, min(SEARCH_MAX_PAGES, SEARCH_MAX_RESULTS // SEARCH_PAGE_SIZE))):
-                body = self.client.post(page, json=query)
+                body = self.client.post_read(page, json=query)
                 items = list(body.get("data") or ())
                 if total is None:
                     total = (body.get("meta") or {}).get("total")
@@ -645,7 +645,7 @@ class KustomerProvider(CrmProvider, TicketImportSource):
         found: dict[str, Json] = {}
         page: str | None = f"{KustomerClient.CUSTOMERS_SEARCH}?page=1&pageSize={SEARCH_PAGE_SIZE}"
         while page:
-            body = self.client.post(page, json=query)
+            body = self.client.post_read(page, json=query)
             found.update({str(customer["id"]): customer for customer in body.get("data") or ()})
             page = (body.get("links") or {}).get("next")
         return found

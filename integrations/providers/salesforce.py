@@ -198,10 +198,12 @@ class SalesforceClient(ConnectionClient):
         data: bytes | dict[str, str] | None = None,
         files: Files | None = None,
         headers: dict[str, str] | None = None,
+        idempotent: bool | None = None,
     ) -> Any:
         if self._access_token is None:
             self.login()
         arguments: dict[str, Any] = {"params": params, "json": json, "data": data, "files": files, "headers": headers}
+        arguments["idempotent"] = idempotent
         try:
             return super().request(method, path, **arguments)
         except CrmAuthError as exc:

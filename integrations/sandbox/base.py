@@ -155,6 +155,11 @@ class SandboxConfig:
     rate_limit_per_minute: int | None = None
     # Share of API requests answered 503/500 (alternately) before anything is applied.
     fail_rate: float = 0.0
+    # The next this many API requests are answered 500 (counting down), before anything is applied:
+    # a test's exact fault ("a read answered 500 once, then 200"), where a rate would be a draw.
+    fail_next: int = 0
+    # The same for the next this many writes (POST, PUT, PATCH, DELETE) only; reads pass meanwhile.
+    fail_next_writes: int = 0
     # Share of API requests answered 429 regardless of the window, with `retry_after_seconds`.
     throttle_rate: float = 0.0
     retry_after_seconds: int = 1
@@ -185,6 +190,8 @@ class SandboxConfig:
 _CONFIG_CHECKS: dict[str, Callable[[Any], Any]] = {
     "rate_limit_per_minute": _limit,
     "fail_rate": _rate,
+    "fail_next": _whole(0, 1_000_000),
+    "fail_next_writes": _whole(0, 1_000_000),
     "throttle_rate": _rate,
     "retry_after_seconds": _whole(1, 3600),
     "lost_response_rate": _rate,
@@ -420,7 +427,7 @@ class Sandbox(abc.ABC):
             time.sleep(latency_ms / 1000)
         with self._lock:
             endpoint_class = self._endpoint_class(route)
-            response = self._refusal(endpoint_class) or self.authenticate(headers)
+            response = self._refusal(endpoint_class, method) or self.authenticate(headers)
             if response is None:
                 response = self._dispatch(route, Request(method, path, query, headers, None, args, client_ip), body)
             # A header the answer set itself (a 429's reset time) wins over the window's.
@@ -444,7 +451,7 @@ class Sandbox(abc.ABC):
             return None
         return next((name for name, (keys, _) in self.endpoint_classes.items() if route.key in keys), None)
 
-    def _refusal(self, endpoint_class: str | None) -> Response | None:
+    def _refusal(self, endpoint_class: str | None, method: str) -> Response | None:
         """A 429 or an injected 5xx decided before the request is looked at, else None."""
         if self._draw(self.config.throttle_rate):
             return self._too_many_requests(self.config.retry_after_seconds)
@@ -461,6 +468,14 @@ class Sandbox(abc.ABC):
         if endpoint_class is not None:
             # Admitted by both: only now does it count in its class's window.
             self._endpoint_windows[endpoint_class].append(now)
+        if self.config.fail_next:
+            self.config = dataclasses.replace(self.config, fail_next=self.config.fail_next - 1)
+            self.stats.injected_failures += 1
+            return self.error(500, "InternalServerError", "Internal server error (sandbox fail_next)")
+        if self.config.fail_next_writes and method in WRITE_METHODS:
+            self.config = dataclasses.replace(self.config, fail_next_writes=self.config.fail_next_writes - 1)
+            self.stats.injected_failures += 1
+            return self.error(500, "InternalServerError", "Internal server error (sandbox fail_next_writes)")
         if self._draw(self.config.fail_rate):
             self.stats.injected_failures += 1
             if self.stats.injected_failures % 2:

@@ -3,27 +3,27 @@
 A worker takes a lease on the session (so its actions never run in parallel or out of order),
 runs the due actions, and reports when it wants to run again. Exactly-once in the CRM comes from
 the actions themselves: the attempt is counted before the call, and a retried create or comment
-first looks for what the earlier attempt may have made.
+first looks for what the earlier attempt may have made — when it may have made something (a write
+went unanswered or answered 5xx, its worker died mid-call). An attempt held back by a rate limit or
+refused with a 4xx wrote nothing, so its retry resumes without reading the CRM again.
 """
 
 import enum
 import logging
-import random
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import redis
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from integrations.circuit import CircuitOpen
+from integrations.circuit import CircuitOpen, circuit_pause_delay, circuit_pause_text
 from integrations.exceptions import CrmNotFound, CrmRequestError
-from integrations.failures import HANDLED_ERRORS, Failure, decide, describe_duration
+from integrations.failures import HANDLED_ERRORS, Failure, decide, failure_outcome
 from integrations.models import CrmConnection
 from integrations.providers.base import (
     Attachment,
@@ -37,10 +37,11 @@ from integrations.providers.base import (
 )
 from integrations.services import (
     agent_id_find,
-    circuit_breaker,
+    connection_circuit_check,
+    connection_circuit_record,
     connection_get_active,
     connection_provider,
-    connection_record_error,
+    connection_record_failure,
     connection_retry_policy,
 )
 from records.models import CrmAction, CustomField, Session
@@ -187,33 +188,37 @@ def action_execute(*, action: CrmAction) -> CrmAction:
 def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
     """One attempt at the action (and at the update of the same event it carries); the actions it concluded."""
     session = Session.objects.select_related("crm_connection").get(pk=action.session_id)
-    # A 429 or a wait gives its attempt back, yet the call before it may have written (a note,
-    # then a 429 on the read after it): any earlier error means the CRM is looked at first.
-    retried = action.attempts > 0 or bool(action.last_error)
-    # Counted before the call: if this worker dies mid-call, the next attempt knows to look first.
+    # Whether an earlier attempt may have changed the CRM: then what it made is looked for first.
+    retried = action.may_have_written
+    # Counted before the call, and assumed to write: if this worker dies mid-call, the next attempt
+    # knows to look first. One that fails having written nothing gives the assumption back (_WriteWatch).
     action.attempts += 1
-    action.save(update_fields=["attempts", "updated_at"])
+    action.may_have_written = True
+    action.save(update_fields=["attempts", "may_have_written", "updated_at"])
     connection = session.crm_connection
     record_before = session.crm_record_id
+    watch = _WriteWatch(action, before=retried)
     try:
-        if connection is None:
-            connection = connection_get_active()
+        with watch:
             if connection is None:
-                raise ActionFailed("No active CRM connection: add one in the admin, then retry this action.")
-            session.crm_connection = connection
-            session.save(update_fields=["crm_connection", "updated_at"])
-        provider = connection_provider(connection)
-        if (wait := circuit_breaker().wait_seconds(connection.base_url)) is not None:
-            raise CircuitOpen(wait)
-        companion = action_companion_update(action)
-        from records.services.batching import action_buffer
+                connection = connection_get_active()
+                if connection is None:
+                    raise ActionFailed("No active CRM connection: add one in the admin, then retry this action.")
+                session.crm_connection = connection
+                session.save(update_fields=["crm_connection", "updated_at"])
+            provider = watch.watching(connection_provider(connection))
+            connection_circuit_check(connection)
+            companion = action_companion_update(action)
+            from records.services.batching import action_buffer
 
-        if action_buffer(provider=provider, session=session, action=action, companion=companion, retried=retried):
-            return (action,)
-        if companion is None:
-            result = action_attempt(provider=provider, session=session, action=action, retried=retried)
-        else:
-            result, companion_result = _attempt_with_companion(provider, session, action, companion, retried)
+            # Buffered for the connection's next flush (B1), it stays "may have written": should the
+            # flush's answer be lost, its unbatched retry looks for the comment before writing it.
+            if action_buffer(provider=provider, session=session, action=action, companion=companion, retried=retried):
+                return (action,)
+            if companion is None:
+                result = action_attempt(provider=provider, session=session, action=action, retried=retried)
+            else:
+                result, companion_result = _attempt_with_companion(provider, session, action, companion, retried)
     except MalformedPayload as exc:
         # Our planner wrote what this executor cannot read: no retry fixes that, and the CRM is not to blame.
         logger.exception("records.action.malformed %s", action.pk, extra={"action_id": action.pk})
@@ -231,7 +236,7 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
         return (_fail(action, str(exc)),)
     except HANDLED_ERRORS as exc:
         return (_after_failure(action, connection, exc),)
-    _circuit_record(connection, success=True)
+    connection_circuit_record(connection, success=True)
     if action.kind == ActionKind.CREATE_RECORD or result.get("record_id") not in (None, record_before):
         # O4: the session has its record (or moved to the survivor of a merge): its agent's adapter hears now.
         try:
@@ -247,8 +252,35 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
     return (action, companion)
 
 
+class _WriteWatch:
+    """Gives an attempt's "may have written" back when it fails having sent no write the CRM did not
+    refuse: held back by a rate limit or the circuit, refused with a 4xx, stopped before any write.
+    Its retry then resumes where it stopped instead of reading the CRM for what it never made."""
+
+    def __init__(self, action: CrmAction, *, before: bool) -> None:
+        self.action = action
+        self.before = before
+        self.provider: CrmProvider | None = None
+        self.writes_at_start = 0
+
+    def watching(self, provider: CrmProvider) -> CrmProvider:
+        self.provider = provider
+        self.writes_at_start = provider.writes_maybe_applied()
+        return provider
+
+    def __enter__(self) -> "_WriteWatch":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None:
+            return
+        if self.provider is None or self.provider.writes_maybe_applied() == self.writes_at_start:
+            self.action.may_have_written = self.before
+
+
 def _succeed(action: CrmAction, result: dict[str, Any]) -> None:
     action.status = CrmAction.Status.SUCCEEDED
+    action.may_have_written = False
     if decision := result.pop("decision", None):
         action.reason = f"{action.reason} → {decision}"
     action.result = result
@@ -260,6 +292,7 @@ def _succeed(action: CrmAction, result: dict[str, Any]) -> None:
     action.save(
         update_fields=[
             "attempts",
+            "may_have_written",
             "progress",
             "status",
             "reason",
@@ -284,31 +317,13 @@ def _attempt_with_companion(
     return _comment_and_update(provider, session, comment, update, retried)
 
 
-CIRCUIT_NOTE = " (the CRM's circuit is open: waiting, not trying it)"
-
-
 def _wait_for_circuit(action: CrmAction, exc: CircuitOpen) -> CrmAction:
     """The connection's circuit is open: come back after the pause, spending neither an attempt nor budget."""
     action.attempts -= 1
     if action.failing_since is not None:
         # The pause is not the action's failing time: its budget clock stops meanwhile.
         action.failing_since += timedelta(seconds=exc.wait)
-    error = action.last_error.removesuffix(CIRCUIT_NOTE) if action.last_error else str(exc)
-    return _schedule_retry(action, error + CIRCUIT_NOTE, delay=exc.wait + random.uniform(0, 1))
-
-
-def _circuit_record(connection: CrmConnection | None, *, success: bool) -> None:
-    """Feed the connection's circuit breaker; a Redis failure here must not change the action's outcome."""
-    if connection is None:
-        return
-    breaker = circuit_breaker()
-    try:
-        if success:
-            breaker.record_success(connection.base_url)
-        elif breaker.record_failure(connection.base_url):
-            logger.warning("records.circuit.open %s", connection.pk, extra={"connection": connection.pk})
-    except redis.RedisError:
-        logger.warning("records.circuit.unavailable %s", connection.pk, exc_info=True)
+    return _schedule_retry(action, circuit_pause_text(action.last_error, exc), delay=circuit_pause_delay(exc))
 
 
 def _after_failure(action: CrmAction, connection: CrmConnection | None, exc: Exception) -> CrmAction:
@@ -316,37 +331,23 @@ def _after_failure(action: CrmAction, connection: CrmConnection | None, exc: Exc
     now = timezone.now()
     failing_for = (now - action.failing_since).total_seconds() if action.failing_since else 0.0
     decision = decide(exc, attempt=action.attempts, failing_for=failing_for, policy=connection_retry_policy(connection))
-    if decision.failure == Failure.CRM_UNAVAILABLE:
-        _circuit_record(connection, success=False)
-    elif decision.failure in (Failure.REFUSED, Failure.STALE_ID):
-        # The CRM answered, so it is up.
-        _circuit_record(connection, success=True)
-    if not decision.counts_as_attempt:
-        # Nothing reached the CRM (our own budget, our Redis or database), or the CRM said to wait.
-        action.attempts -= 1
-    if decision.retry:
-        if decision.spends_budget and action.failing_since is None:
-            action.failing_since = now
-        error = str(exc)
-        if decision.failure == Failure.OWN_LIMIT and action.last_error:
-            # Nothing was sent: the last real answer is still why the action has not succeeded.
-            error = _without_own_limit_note(action.last_error) + OWN_LIMIT_NOTE
-        elif decision.failure == Failure.OUR_INFRASTRUCTURE:
-            logger.warning("records.action.infrastructure %s: %s", action.pk, exc, extra={"action_id": action.pk})
-            error = f"our own service failed, not the CRM ({exc.__class__.__name__}: {exc})"
-        return _schedule_retry(action, error, delay=decision.delay)
-    if decision.budget_spent:
-        spent = describe_duration(failing_for)
-        return _fail(action, f"gave up after {action.attempts} attempts: {exc} (the CRM kept failing for {spent})")
-    if decision.failure == Failure.CREDENTIALS:
-        assert connection is not None
-        connection_record_error(connection=connection, error=str(exc))
-        return _fail(action, f"CRM refused the credentials: {exc}")
-    if decision.failure == Failure.OUR_BUG:
-        # A CRM answer of an unexpected shape: fail visibly rather than crash the worker in a loop.
-        logger.exception("records.action.unexpected %s", action.pk, extra={"action_id": action.pk})
-        return _fail(action, f"unexpected answer from the CRM ({exc.__class__.__name__}: {exc})")
-    return _fail(action, str(exc))
+    outcome = failure_outcome(decision, exc, attempts=action.attempts, failing_for=failing_for)
+    connection_record_failure(
+        connection=connection, outcome=outcome, error=exc, log_name="records.action", row_id=action.pk
+    )
+    action.attempts = outcome.attempts
+    if not decision.retry:
+        return _fail(action, outcome.text)
+    if decision.spends_budget and action.failing_since is None:
+        action.failing_since = now
+    error = outcome.text
+    if decision.failure == Failure.OWN_LIMIT and action.last_error:
+        # Nothing was sent: the last real answer is still why the action has not succeeded.
+        error = _without_own_limit_note(action.last_error) + OWN_LIMIT_NOTE
+    elif decision.failure == Failure.OUR_INFRASTRUCTURE:
+        logger.warning("records.action.infrastructure %s: %s", action.pk, exc, extra={"action_id": action.pk})
+        error = f"our own service failed, not the CRM ({exc.__class__.__name__}: {exc})"
+    return _schedule_retry(action, error, delay=decision.delay)
 
 
 OWN_LIMIT_NOTE = " (waiting for our own request budget)"
@@ -361,7 +362,9 @@ def _schedule_retry(action: CrmAction, error: str, *, delay: float) -> CrmAction
     action.last_error = error[:2000]
     # On the database's clock, which every host's due check compares with.
     action.next_attempt_at = db_now_plus(delay)
-    action.save(update_fields=["attempts", "last_error", "next_attempt_at", "failing_since", "updated_at"])
+    action.save(
+        update_fields=["attempts", "may_have_written", "last_error", "next_attempt_at", "failing_since", "updated_at"]
+    )
     return action
 
 
@@ -371,7 +374,17 @@ def _fail(action: CrmAction, error: str) -> CrmAction:
     action.last_error = error[:2000]
     action.next_attempt_at = None
     action.failing_since = None
-    action.save(update_fields=["status", "attempts", "last_error", "next_attempt_at", "failing_since", "updated_at"])
+    action.save(
+        update_fields=[
+            "status",
+            "attempts",
+            "may_have_written",
+            "last_error",
+            "next_attempt_at",
+            "failing_since",
+            "updated_at",
+        ]
+    )
     return action
 
 
@@ -852,8 +865,8 @@ def _candidates_for(provider: CrmProvider, session: Session, payload: CreateReco
     if payload.mode == RecordMode.NEW:
         return []
     if session_made_its_contact(session=session, marker=CREATED_CONTACT):
-        # This session created the contact a moment ago and no other session of ours has it: it has
-        # no records, so reading them would cost a request for nothing.
+        # This session created the contact a moment ago and no other session of ours has a record on
+        # it: it has no records, so reading them would cost a request for nothing.
         return []
     return _candidates(provider, session)
 

@@ -2,6 +2,7 @@
 matching and the push executor's retries."""
 
 import json
+from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -25,8 +26,10 @@ from agentstatus.services.changes import agent_status_set
 from agentstatus.services.inbound import webhook_event_apply_pending
 from agentstatus.services.push import status_push_execute
 from agentstatus.services.setup import crm_statuses_refresh
+from integrations.circuit import CIRCUIT_NOTE
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
+from integrations.services import circuit_breaker
 from records.models import Team
 from tests.agentstatus.support import WEBHOOK_PATH, work_session_event
 from tests.support import sandbox_config, sandbox_stats
@@ -232,6 +235,42 @@ def test_A4_a_failing_push_backs_off_then_fails_visibly_once_the_retry_budget_is
     assert (push.state, push.attempts) == (StatusPush.State.FAILED, 3)
     assert push.last_error.startswith("gave up after 3 attempts")
     assert push.last_error.endswith("(the CRM kept failing for 1 day)")
+
+
+@pytest.fixture
+def open_circuit(settings: object, kustomer_connection: CrmConnection) -> Iterator[float]:
+    """The sandbox Kustomer's circuit opened (three failures, as the workers would feed it); its cool-down."""
+    settings.CRM_CIRCUIT_FAILURES = 3  # type: ignore[attr-defined]
+    settings.CRM_CIRCUIT_COOL_DOWN_SECONDS = 30.0  # type: ignore[attr-defined]
+    settings.CRM_CIRCUIT_MIN_RUN_SECONDS = 0  # type: ignore[attr-defined]
+    circuit_breaker.cache_clear()
+    for _ in range(3):
+        circuit_breaker().record_failure(kustomer_connection.base_url)
+    yield 30.0
+    circuit_breaker().record_success(kustomer_connection.base_url)
+    circuit_breaker.cache_clear()
+
+
+def test_A4_an_open_circuit_pauses_a_push_without_an_attempt_or_budget(
+    two_way_ana: Agent,
+    kustomer_sandbox: SandboxServer,
+    platform_statuses: dict[str, PlatformStatus],
+    open_circuit: float,
+) -> None:
+    sign_in(kustomer_sandbox, ANA, "Available")
+    push = push_for(two_way_ana, platform_statuses)
+    before = sandbox_stats(kustomer_sandbox)["total"]
+
+    retry_in = status_push_execute(push_id=push.pk)
+
+    # then: nothing was sent; the push waits out the pause, its attempt given back, its budget clock stopped
+    push.refresh_from_db()
+    assert retry_in is not None
+    assert open_circuit - 1 <= retry_in <= open_circuit + 1
+    assert (push.state, push.attempts) == (StatusPush.State.PENDING, 0)
+    assert push.last_error.endswith(CIRCUIT_NOTE)
+    assert push.paused_seconds == pytest.approx(open_circuit, abs=1)
+    assert sandbox_stats(kustomer_sandbox)["total"] == before
 
 
 def test_A4_a_push_for_an_agent_signed_out_of_kustomer_fails_visibly(

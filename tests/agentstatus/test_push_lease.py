@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from agentstatus.models import Agent, CrmStatus, PlatformStatus, StatusPush
-from agentstatus.services.push import _claim, _fail, attempt_lease_seconds, pushes_needing_work
+from agentstatus.services.push import attempt_lease_seconds, pushes_needing_work, status_push_claim, status_push_fail
 from records.services.leases import db_now, db_now_plus
 
 pytestmark = pytest.mark.django_db
@@ -20,12 +20,12 @@ def push(platform_statuses: dict[str, PlatformStatus], mapping: dict[str, CrmSta
 
 
 def test_a_claimed_push_is_not_due_for_another_worker_until_its_lease_lapses(push: StatusPush) -> None:
-    first, _ = _claim(push.pk)
+    first, _ = status_push_claim(push_id=push.pk)
     assert first is not None
     assert first.next_attempt_at is not None
     assert 0 < (first.next_attempt_at - db_now()).total_seconds() <= attempt_lease_seconds()
 
-    second, due_in = _claim(push.pk)
+    second, due_in = status_push_claim(push_id=push.pk)
 
     assert second is None
     assert due_in is not None
@@ -33,20 +33,20 @@ def test_a_claimed_push_is_not_due_for_another_worker_until_its_lease_lapses(pus
 
 
 def test_a_worker_that_outlived_its_lease_cannot_record_over_the_new_holders_attempt(push: StatusPush) -> None:
-    stalled, _ = _claim(push.pk)
+    stalled, _ = status_push_claim(push_id=push.pk)
     assert stalled is not None
     StatusPush.objects.filter(pk=push.pk).update(next_attempt_at=db_now_plus(-1))
     assert pushes_needing_work(stale_after=timedelta(0)) == [push.pk]
-    taker, _ = _claim(push.pk)
+    taker, _ = status_push_claim(push_id=push.pk)
     assert taker is not None
     assert taker.lease_owner != stalled.lease_owner
 
-    _fail(stalled, "the stalled worker's late outcome")
+    status_push_fail(push=stalled, error="the stalled worker's late outcome")
 
     push.refresh_from_db()
     assert push.state == StatusPush.State.PENDING
     assert push.lease_owner == taker.lease_owner
-    _fail(taker, "the holder's outcome")
+    status_push_fail(push=taker, error="the holder's outcome")
     push.refresh_from_db()
     assert push.state == StatusPush.State.FAILED
     assert push.last_error == "the holder's outcome"

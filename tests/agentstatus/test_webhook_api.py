@@ -20,6 +20,7 @@ from agentstatus.models import (
 )
 from agentstatus.services.changes import agent_status_set
 from agentstatus.services.inbound import webhook_event_apply_pending
+from integrations.services import circuit_breaker
 from integrations.webhooks import kustomer_signature
 from tests.agentstatus.support import WEBHOOK_PATH, WEBHOOK_SECRET, Deliver, signed_headers, work_session_event
 
@@ -195,6 +196,35 @@ def test_A3_several_instances_stop_the_sync_and_one_remaining_resumes_it(
     assert StatusChange.objects.filter(agent=ana, source=Source.SYSTEM, reason__startswith="sync resumed").exists()
     assert deliver(work_session_event(session_id="ws-1", status="st-busy")).body["outcome"] == "applied"
     assert status_of(ana) == "Busy"
+
+
+def test_A3_a_lookup_waits_out_an_open_circuit_without_spending_a_lookup_or_budget(
+    ana: Agent, deliver: Deliver, sync_settings: StatusSyncSettings, settings: Any
+) -> None:
+    # given: the connection's circuit opened by a run of failures (as the workers feed it)
+    settings.CRM_CIRCUIT_FAILURES = 1
+    settings.CRM_CIRCUIT_COOL_DOWN_SECONDS = 30.0
+    settings.CRM_CIRCUIT_MIN_RUN_SECONDS = 0
+    circuit_breaker.cache_clear()
+    connection = sync_settings.connection
+    assert connection is not None
+    circuit_breaker().record_failure(connection.base_url)
+    Agent.objects.filter(pk=ana.pk).update(crm_user_id="")
+    deliver(work_session_event(user_id="u-zed", status="st-busy", event_id="evt-zed"))
+
+    try:
+        retry_in = webhook_event_apply_pending(event_id="evt-zed")
+    finally:
+        circuit_breaker().record_success(connection.base_url)
+        circuit_breaker.cache_clear()
+
+    # then: back after the pause, no lookup counted, the pause kept out of its budget
+    assert retry_in is not None
+    assert 29.0 <= retry_in <= 31.0
+    stored = ProcessedWebhookEvent.objects.get(event_id="evt-zed")
+    assert stored.lookup_attempts == 0
+    assert stored.lookup_paused_seconds == pytest.approx(30.0, abs=1)
+    assert stored.pending_body
 
 
 def test_A1_inheritance_off_records_and_ignores(

@@ -24,6 +24,8 @@ from integrations.failures import (
     classify,
     decide,
     describe_duration,
+    failure_outcome,
+    read_retry_delay,
 )
 
 POLICY = RetryPolicy(base_seconds=2.0, cap_seconds=600.0, budget_seconds=86400.0)
@@ -126,3 +128,101 @@ def test_a_delay_longer_than_the_broker_holds_is_left_to_the_sweeper(delay: floa
 )
 def test_durations_in_words(seconds: float, text: str) -> None:
     assert describe_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("error", "retry", "delay"),
+    [
+        (CrmTransientError("GET x: 500 oops"), 1, 0.15),
+        (CrmTransientError("GET x: timed out after 15s"), 2, 0.3),
+        (CrmTransientError("GET x: ConnectionError: refused"), 2, 0.3),
+        (CrmTransientError("GET x: 503 still"), 3, None),
+        (CrmRateLimited("429", retry_after=1), 1, 1.1),
+        (CrmRateLimited("429", retry_after=0), 2, 0.1),
+        (CrmRateLimited("429", retry_after=30), 1, None),
+        (CrmOwnLimitReached("own budget", retry_after=0.5), 1, None),
+        (CrmAuthError("401"), 1, None),
+        (CrmNotFound("404", status_code=404), 1, None),
+        (CrmRequestError("422", status_code=422), 1, None),
+        (redis.ConnectionError("our redis"), 1, None),
+    ],
+)
+def test_read_retry_delay_retries_transient_reads_briefly_in_place(
+    error: Exception, retry: int, delay: float | None
+) -> None:
+    assert read_retry_delay(error, retry=retry, rand=lambda: HALF) == (None if delay is None else pytest.approx(delay))
+
+
+STALE = {Failure.STALE_ID: "the agent has no active CRM session to set the status on"}
+DAY = 86400.0 + 1
+
+
+@pytest.mark.parametrize(
+    ("error", "attempts", "failing_for", "wordings", "text", "kept", "circuit", "credentials", "unexpected"),
+    [
+        (CrmTransientError("GET x: 503 busy"), 3, 60.0, None, "GET x: 503 busy", 3, False, False, False),
+        (
+            CrmTransientError("GET x: 503 busy"),
+            6,
+            DAY,
+            None,
+            "gave up after 6 attempts: GET x: 503 busy (the CRM kept failing for 1 day)",
+            6,
+            False,
+            False,
+            False,
+        ),
+        (CrmRateLimited("GET x: 429", retry_after=5), 2, 10.0, None, "GET x: 429", 1, None, False, False),
+        (
+            CrmAuthError("GET x: 401 no"),
+            1,
+            0.0,
+            None,
+            "CRM refused the credentials: GET x: 401 no",
+            1,
+            None,
+            True,
+            False,
+        ),
+        (CrmNotFound("PUT x: 404 gone", status_code=404), 1, 0.0, None, "PUT x: 404 gone", 1, True, False, False),
+        (
+            CrmNotFound("PUT x: 404 gone", status_code=404),
+            1,
+            0.0,
+            STALE,
+            "the agent has no active CRM session to set the status on: PUT x: 404 gone",
+            1,
+            True,
+            False,
+            False,
+        ),
+        (CrmRequestError("POST x: 422 no", status_code=422), 1, 0.0, None, "POST x: 422 no", 1, True, False, False),
+        (KeyError("users"), 1, 0.0, None, "unexpected answer from the CRM (KeyError: 'users')", 0, None, False, True),
+        (redis.ConnectionError("down"), 2, 0.0, None, "down", 1, None, False, False),
+        (CrmUnsupported("no such API"), 1, 0.0, None, "no such API", 0, None, False, False),
+    ],
+)
+def test_failure_outcome_words_and_books_each_failure_once(
+    error: Exception,
+    attempts: int,
+    failing_for: float,
+    wordings: dict[Failure, str] | None,
+    text: str,
+    kept: int,
+    circuit: bool | None,
+    credentials: bool,
+    unexpected: bool,
+) -> None:
+    decision = decide(error, attempt=attempts, failing_for=failing_for, policy=POLICY, rand=lambda: HALF)
+
+    outcome = failure_outcome(decision, error, attempts=attempts, failing_for=failing_for, wordings=wordings)
+
+    assert outcome.text == text
+    assert outcome.attempts == kept
+    assert outcome.circuit_success is circuit
+    assert outcome.blames_credentials is credentials
+    assert outcome.unexpected is unexpected
+
+
+def test_read_retry_delay_makes_no_retry_when_none_are_allowed() -> None:
+    assert read_retry_delay(CrmTransientError("GET x: 500 oops"), retry=1, retries=0) is None

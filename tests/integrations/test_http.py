@@ -3,6 +3,7 @@
 import email.utils
 
 import pytest
+import redis
 import requests
 import responses
 
@@ -15,6 +16,8 @@ from integrations.exceptions import (
     CrmTransientError,
 )
 from integrations.http import DEFAULT_RETRY_AFTER_SECONDS, CrmHttpClient, parse_retry_after
+from integrations.ratelimit import RedisRateGate
+from tests.support import TEST_BROKER_URL
 
 BASE = "http://127.0.0.1:9/"
 
@@ -86,3 +89,62 @@ def test_a_success_that_is_not_json_is_a_request_error() -> None:
 
     with pytest.raises(CrmRequestError, match="not JSON"):
         CrmHttpClient(BASE, timeout=1).get("api/thing")
+
+
+@responses.activate
+def test_a_read_answered_5xx_is_sent_again_in_place() -> None:
+    responses.get(f"{BASE}api/thing", status=503, json={"error": "busy"})
+    responses.get(f"{BASE}api/thing", status=200, json={"ok": True})
+
+    assert CrmHttpClient(BASE, timeout=1).get("api/thing") == {"ok": True}
+
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_a_write_answered_5xx_is_sent_once() -> None:
+    responses.post(f"{BASE}api/thing", status=500, json={"error": "oops"})
+    responses.post(f"{BASE}api/thing", status=200, json={"ok": True})
+
+    with pytest.raises(CrmTransientError):
+        CrmHttpClient(BASE, timeout=1).post("api/thing", json={})
+
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_search_sent_as_a_post_is_retried_like_a_read() -> None:
+    responses.post(f"{BASE}api/search", status=500, json={"error": "oops"})
+    responses.post(f"{BASE}api/search", status=200, json={"data": []})
+
+    assert CrmHttpClient(BASE, timeout=1).post_read("api/search", json={}) == {"data": []}
+
+    assert len(responses.calls) == 2
+
+
+@responses.activate
+def test_a_read_told_to_wait_long_is_not_waited_for_in_place() -> None:
+    responses.get(f"{BASE}api/thing", status=429, headers={"Retry-After": "30"})
+
+    with pytest.raises(CrmRateLimited):
+        CrmHttpClient(BASE, timeout=1).get("api/thing")
+
+    assert len(responses.calls) == 1
+
+
+@responses.activate
+def test_a_retry_our_own_budget_refuses_raises_the_crms_answer() -> None:
+    responses.get(f"{BASE}api/thing", status=503, json={"error": "busy"})
+    # Our own budget of one request a minute, in the shared Redis window: the first read takes it.
+    gate = RedisRateGate(redis.Redis.from_url(TEST_BROKER_URL))
+    gate.open(BASE)
+    client = CrmHttpClient(BASE, timeout=1, rate_gate=gate, rate_limit_per_minute=1)
+
+    try:
+        with pytest.raises(CrmTransientError) as raised:
+            client.get("api/thing")
+    finally:
+        gate.open(BASE)
+
+    assert "503" in str(raised.value)
+    assert len(responses.calls) == 1

@@ -184,3 +184,25 @@ def test_the_crms_own_headers_hold_every_worker_before_it_answers_429(zendesk_sa
         assert reasons == {f"rate limited by {zendesk_sandbox.base_url}/"}
     finally:
         gate.open(zendesk_sandbox.base_url + "/")
+
+
+def test_callers_a_paced_gate_held_come_back_one_request_apart() -> None:
+    gate = RedisRateGate(redis.Redis.from_url(TEST_BROKER_URL))
+    key = "https://paced.example.com/"
+    gate.open(key)
+    try:
+        assert gate.hold(key) == 0  # open: nobody is held
+        # The CRM's window is down to its headroom for 2 s, and frees a request every 0.5 s.
+        gate.close_for(key, 2.0, pace=0.5)
+
+        waits = [gate.hold(key) for _ in range(3)]
+
+        assert 1.8 <= waits[0] <= 2.0
+        assert [round(later - earlier, 1) for earlier, later in itertools.pairwise(waits)] == [0.5, 0.5]
+        # A 429's Retry-After holds everyone until the same instant: the CRM said when.
+        gate.open(key)
+        gate.close_for(key, 2.0)
+        told = [gate.hold(key) for _ in range(3)]
+        assert max(told) - min(told) < 0.1
+    finally:
+        gate.open(key)

@@ -246,7 +246,10 @@ class MemoryGate:
     def seconds_until_open(self, key: str) -> float:
         return 0.0
 
-    def close_for(self, key: str, seconds: float) -> None:
+    def hold(self, key: str) -> float:
+        return 0.0
+
+    def close_for(self, key: str, seconds: float, *, pace: float = 0.0) -> None:
         self.closed[key] = seconds
 
     def record_usage(self, key: str, *outcomes: str) -> None:

@@ -49,6 +49,8 @@ COMMENT_KEYS = keys("id type body html_body plain_body public author_id attachme
 DEFAULT_CONFIG: dict[str, Any] = {
     "rate_limit_per_minute": None,
     "fail_rate": 0.0,
+    "fail_next": 0,
+    "fail_next_writes": 0,
     "throttle_rate": 0.0,
     "retry_after_seconds": 1,
     "lost_response_rate": 0.0,
@@ -838,6 +840,26 @@ def test_fail_rate_answers_5xx_and_writes_nothing(sandbox: SandboxServer, zendes
     configure(sandbox, fail_rate=0.0)
     assert zendesk.search_users("name:Caller") == []
     assert control(sandbox, "stats").json()["injected_failures"] == 3
+
+
+def test_fail_next_answers_exactly_the_next_requests_500(sandbox: SandboxServer, zendesk: Zendesk) -> None:
+    configure(sandbox, fail_next=2)
+
+    statuses = [zendesk.get("/api/v2/users.json").status_code for _ in range(3)]
+
+    assert statuses == [500, 500, 200]
+    assert control(sandbox, "config").json()["fail_next"] == 0
+
+
+def test_fail_next_writes_fails_writes_and_lets_reads_pass(sandbox: SandboxServer, zendesk: Zendesk) -> None:
+    configure(sandbox, fail_next_writes=1)
+
+    read = zendesk.get("/api/v2/users.json")
+    write = zendesk.post("/api/v2/users.json", {"user": {"name": "Caller"}})
+    again = zendesk.post("/api/v2/users.json", {"user": {"name": "Caller"}})
+
+    assert (read.status_code, write.status_code, again.status_code) == (200, 500, 201)
+    assert len(zendesk.search_users("name:Caller")) == 1
 
 
 def test_fail_rate_draws_are_reproducible_with_a_seed(sandbox: SandboxServer, zendesk: Zendesk) -> None:

@@ -12,9 +12,11 @@ from django.test import Client
 
 from config.celery import app as celery_app
 from integrations.models import CrmConnection
+from ops.health import routed_queues
 from ops.metrics import OUTCOMES_KEY, outcome_of
 from records.models import CrmAction, Session
 from tests.support import TEST_BROKER_URL
+from ticketsearch.tasks import IMPORT_QUEUE
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +37,13 @@ def test_healthz_checks_database_redis_broker_and_workers(celery_worker: Any, se
     # let it finish what earlier tests left it before asking, and give its answer time to come.
     _wait_until_the_worker_answers()
     settings.HEALTHZ_WORKER_PING_SECONDS = 5
-    response = Client().get("/healthz", {"format": "json"})
+    # The suite's worker consumes one queue (the suite's default): the imports are routed to it too, for this test.
+    routes, suite_queue = celery_app.conf.task_routes, celery_app.conf.task_default_queue
+    celery_app.conf.task_routes = {name: {"queue": suite_queue} for name in routes}
+    try:
+        response = Client().get("/healthz", {"format": "json"})
+    finally:
+        celery_app.conf.task_routes = routes
 
     assert response.status_code == 200, response.content
     assert set(response.json()) == {
@@ -43,8 +51,48 @@ def test_healthz_checks_database_redis_broker_and_workers(celery_worker: Any, se
         "Broker(redis)",
         "Redis(rate limiter)",
         "Celery workers",
+        f"Celery queue {suite_queue} (live session work, imports, maintenance)",
     }
     assert set(response.json().values()) == {"OK"}
+
+
+def test_healthz_says_for_each_routed_queue_whether_a_worker_consumes_it(celery_worker: Any, settings: Any) -> None:
+    # given: the suite's worker consumes the live and maintenance queue, not the imports one
+    _wait_until_the_worker_answers()
+    settings.HEALTHZ_WORKER_PING_SECONDS = 5
+
+    response = Client().get("/healthz", {"format": "json"})
+
+    # then: the imports queue's line says no worker takes its work, and the check is down
+    assert response.status_code == 503
+    body = response.json()
+    assert body[f"Celery queue {celery_app.conf.task_default_queue} (live session work, maintenance)"] == "OK"
+    assert "no worker consumes it (imports waits)" in body[f"Celery queue {IMPORT_QUEUE} (imports)"]
+    assert f"{IMPORT_QUEUE} (imports)" in body["Celery workers"]
+    assert Client().get("/healthz/web").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("routes", "expected"),
+    [
+        ({}, {"live": "live session work"}),
+        (
+            {"import": {"queue": "imports"}, "sweep": {"queue": "maintenance"}, "purge": {"queue": "maintenance"}},
+            {"live": "live session work", "imports": "imports", "maintenance": "maintenance"},
+        ),
+        (
+            {"import": {"queue": "live"}, "sweep": {"queue": "live"}},
+            {"live": "live session work, imports, maintenance"},
+        ),
+        ({"other": {"queue": "special"}, "sweep": {}}, {"live": "live session work", "special": "routed tasks"}),
+    ],
+)
+def test_routed_queues_lists_each_queue_once_with_what_it_is_for(
+    routes: dict[str, dict[str, str]], expected: dict[str, str]
+) -> None:
+    roles = {"import": "imports", "sweep": "maintenance", "purge": "maintenance"}
+
+    assert routed_queues(default_queue="live", routes=routes, roles=roles) == expected
 
 
 def test_healthz_answers_503_naming_what_is_down(settings: Any) -> None:

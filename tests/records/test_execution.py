@@ -300,6 +300,71 @@ def test_a_known_contact_the_crm_no_longer_has_is_searched_for_and_made_again(
     assert [str(user["id"]) for user in users] == [second.crm_contact_id]
 
 
+def test_a_pause_for_a_rate_limit_resumes_without_reading_the_crm_again(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    session = ingest_example()
+    for kind in ("ensure_contact", "create_record"):
+        action_execute(action=session.actions.get(kind=kind))
+    ended_comment = session.actions.filter(event__event_id="a4").order_by("id").first()
+    assert ended_comment is not None
+    # The CRM's window is spent: every worker holds its requests (a 429 gate, or its headers' pause).
+    rate_gate().close_for(zendesk_sandbox.base_url + "/", 30)
+    action_execute(action=ended_comment)
+    assert (ended_comment.status, ended_comment.may_have_written) == (CrmAction.Status.PENDING, False)
+    rate_gate().open(zendesk_sandbox.base_url + "/")
+    before = sandbox_stats(zendesk_sandbox)["requests"]
+
+    action_execute(action=ended_comment)
+
+    after = sandbox_stats(zendesk_sandbox)["requests"]
+    # Nothing was sent during the pause, so nothing is looked up: the comment is written at once.
+    assert {route: after[route] - before.get(route, 0) for route in after if after[route] != before.get(route, 0)} == {
+        TICKET_UPDATE: 1
+    }
+    assert ended_comment.status == CrmAction.Status.SUCCEEDED
+    [ticket] = tickets(zendesk_api, zendesk_sandbox)
+    finished = [
+        body for body in comments(zendesk_api, zendesk_sandbox, ticket["id"]) if body.startswith("call_finished")
+    ]
+    assert len(finished) == 1
+
+
+def test_an_attempt_whose_write_went_unanswered_looks_before_writing_again(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    session = ingest_example()
+    for kind in ("ensure_contact", "create_record"):
+        action_execute(action=session.actions.get(kind=kind))
+    ended_comment = session.actions.filter(event__event_id="a4").order_by("id").first()
+    assert ended_comment is not None
+    sandbox_config(zendesk_sandbox, fail_rate=1.0)
+
+    action_execute(action=ended_comment)
+
+    # A 5xx to a write: it may have been applied, so the next attempt reads the comments first.
+    assert (ended_comment.status, ended_comment.may_have_written) == (CrmAction.Status.PENDING, True)
+
+
+def test_a_created_contact_another_session_linked_but_has_no_record_on_yet_has_nothing_to_read(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    first = ingest_and_process(the_call("c-1"), "c-1")
+    second = ingest_and_process(the_call("c-2"), "c-2")
+    # c-1 creates the caller's contact; c-2, a concurrent call, links it (its own record still to make).
+    action_execute(action=first.actions.get(kind="ensure_contact"))
+    action_execute(action=second.actions.get(kind="ensure_contact"))
+
+    action_execute(action=first.actions.get(kind="create_record"))
+
+    # No record of ours is on the contact yet, so there is none to read; c-2 reads and appends later.
+    assert contact_ticket_reads(zendesk_sandbox) == 0
+    run_until_settled(second)
+    assert contact_ticket_reads(zendesk_sandbox) == 1
+    second.refresh_from_db()
+    assert second.crm_record_id == Session.objects.get(external_id="c-1").crm_record_id
+
+
 def test_retried_create_after_a_lost_response_links_the_ticket_instead_of_making_another(
     zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
 ) -> None:
@@ -348,6 +413,49 @@ def test_retried_comment_after_a_lost_response_is_not_posted_twice(
     assert len(set(bodies)) == 3
     comment.refresh_from_db()
     assert comment.result["outcome"] == "an earlier attempt had already added it"
+
+
+@pytest.mark.parametrize(
+    ("before", "fault", "kind", "route", "status", "sent"),
+    [
+        # A read answered 500 once, then 200: sent again in place, the one attempt succeeds.
+        ((), "fail_next", "ensure_contact", "GET /api/v2/users/search.json", CrmAction.Status.SUCCEEDED, 2),
+        # A write answered 500: sent once; the action waits for its next attempt (which looks first).
+        (
+            ("ensure_contact",),
+            "fail_next_writes",
+            "create_record",
+            "POST /api/v2/tickets.json",
+            CrmAction.Status.PENDING,
+            1,
+        ),
+    ],
+    ids=["a-read-answered-500-once-succeeds-in-one-attempt", "a-write-answered-500-is-not-repeated-in-place"],
+)
+def test_only_reads_are_sent_again_in_place(
+    zendesk_connection: CrmConnection,
+    zendesk_sandbox: SandboxServer,
+    before: tuple[str, ...],
+    fault: str,
+    kind: str,
+    route: str,
+    status: str,
+    sent: int,
+) -> None:
+    session = ingest_example()
+    for earlier in before:
+        action_execute(action=session.actions.get(kind=earlier))
+    action = session.actions.get(kind=kind)
+    # given: the CRM's next answer (to any request, or to a write) is a 500
+    sandbox_config(zendesk_sandbox, **{fault: 1})
+
+    action_execute(action=action)
+
+    action.refresh_from_db()
+    assert (action.status, action.attempts) == (status, 1)
+    stats = sandbox_stats(zendesk_sandbox)
+    assert stats["injected_failures"] == 1
+    assert stats["requests"][route] == sent
 
 
 def test_429_waits_for_retry_after_without_spending_an_attempt(

@@ -128,7 +128,8 @@ def test_ivr_call_with_a_crm_failing_a_third_of_requests_still_lands_exactly_onc
     sandbox_config(flow.sandbox, fail_rate=0.0, throttle_rate=0.0, lost_response_rate=0.0)
     assert set(CrmAction.objects.values_list("status", flat=True)) == {CrmAction.Status.SUCCEEDED}
     assert_the_example_ticket(flow)
-    # Each 5xx or lost answer ended one attempt and cost one retry; 429s spent no attempt.
+    # Each lost answer and each 5xx on a write ended one attempt and cost one retry; a 5xx on a read
+    # was sent again in place (integrations.http) and cost none unless it kept failing; 429s spent no attempt.
     session = Session.objects.get(external_id="c-1")
     retries = sum(session.actions.values_list("attempts", flat=True)) - session.actions.count()
-    assert retries == stats["injected_failures"] + stats["lost_responses"], stats
+    assert stats["lost_responses"] <= retries <= stats["injected_failures"] + stats["lost_responses"], stats

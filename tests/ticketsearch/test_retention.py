@@ -18,6 +18,8 @@ from ticketsearch.models import CrmComment, ImportRun, Ticket
 from ticketsearch.services.importing import tickets_import
 from ticketsearch.services.retention import (
     DAYS_AHEAD,
+    SEARCH_INDEX,
+    SEARCH_INDEX_PENDING_LIST_KB,
     partition_name,
     partitions_ensure,
     partitions_existing,
@@ -230,3 +232,42 @@ def _partition_names() -> list[str]:
             "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = 'ticketsearch_ticket'::regclass"
         )
         return sorted(row[0] for row in cursor.fetchall())
+
+
+def _search_index_pending_list_limits() -> dict[str, str | None]:
+    """Each partition's search index: its gin_pending_list_limit setting, None when it has none."""
+    with db.connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT index.relname, (
+                SELECT option FROM unnest(index.reloptions) option WHERE option LIKE 'gin_pending_list_limit=%%'
+            )
+            FROM pg_inherits JOIN pg_class index ON index.oid = pg_inherits.inhrelid
+            WHERE pg_inherits.inhparent = %s::regclass
+            """,
+            [SEARCH_INDEX],
+        )
+        return dict(cursor.fetchall())
+
+
+def test_T3_every_partition_caps_its_search_index_pending_list() -> None:
+    """A search reads each partition's whole GIN pending list: made by migration or by the purge, it is capped."""
+    # given the partitions the migrations made, and those of the days 30 days on, made by the purge
+    result = tickets_purge_expired(now=NOW + timedelta(days=30))
+    assert result.partitions_created
+
+    limits = _search_index_pending_list_limits()
+
+    assert len(limits) == len(partitions_existing())
+    assert set(limits.values()) == {f"gin_pending_list_limit={SEARCH_INDEX_PENDING_LIST_KB}"}
+
+
+def test_T3_the_pending_list_migration_sets_and_resets_every_partition() -> None:
+    migration = importlib.import_module("ticketsearch.migrations.0010_search_index_pending_list_limit")
+    editor = SimpleNamespace(connection=db.connection)
+
+    migration.unlimit(None, editor)
+    assert set(_search_index_pending_list_limits().values()) == {None}
+
+    migration.limit(None, editor)
+    assert set(_search_index_pending_list_limits().values()) == {"gin_pending_list_limit=1024"}

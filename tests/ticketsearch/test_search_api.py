@@ -11,6 +11,7 @@ from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
 from tests.ticketsearch.support import DANA, ZOE, iso_days_ago, seed, seed_salesforce, seed_zendesk
 from ticketsearch.models import Agent, Evaluation, ImportRun, QaToken, Ticket
+from ticketsearch.selectors import ticket_search
 from ticketsearch.services.evaluations import evaluation_create
 from ticketsearch.services.importing import tickets_import
 
@@ -115,6 +116,22 @@ def test_T4_results_highlight_the_matching_text(qa: APIClient, tickets: dict[str
     assert result["highlights"]["subject"] == "Refund for a broken <mark>router</mark>"
     assert "<mark>router</mark>" in result["highlights"]["text"]
     assert qa.get(SEARCH).json()["results"][0]["highlights"] is None
+
+
+def test_T4_a_full_text_page_is_two_statements_with_its_agents_and_highlights(
+    tickets: dict[str, Ticket], django_assert_num_queries: Any
+) -> None:
+    # The language parses of the words, then the page with its agents and highlights: no query per
+    # language, none for the agents (docs/benchmarks.md, the profile of a full-text search).
+    with django_assert_num_queries(2):
+        page = ticket_search(params={"q": "refund or duplicate", "page_size": "1"})
+
+    (hit,) = page.tickets
+    assert page.next_cursor is not None
+    assert hit.highlights is not None
+    assert "<mark>" in hit.highlights["text"]
+    assert hit.agent is not None
+    assert hit.agent.email in {"zoe@example.com", "sam@example.com"}
 
 
 def test_T4_highlights_escape_customer_html_and_keep_only_the_mark_tags(

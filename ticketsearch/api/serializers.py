@@ -5,6 +5,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from ticketsearch.backends import TicketHit
 from ticketsearch.models import Agent, Evaluation, Ticket
 
 MAX_ANSWERS = 100
@@ -31,7 +32,8 @@ class HighlightSerializer(serializers.Serializer[Any]):
 
 
 class TicketResultSerializer(serializers.ModelSerializer[Ticket]):
-    """One search result; `highlights` is null when the search had no text."""
+    """One search result (a TicketHit: the search reads plain rows, not models); `highlights` is null
+    when the search had no text."""
 
     crm = serializers.CharField(source="crm_kind")
     connection = serializers.IntegerField(source="connection_id")
@@ -60,18 +62,18 @@ class TicketResultSerializer(serializers.ModelSerializer[Ticket]):
         ]
 
     @extend_schema_field(AgentSerializer(allow_null=True))
-    def get_agent(self, ticket: Ticket) -> dict[str, Any] | None:
-        agent = self.context.get("agents", {}).get(ticket.agent_id)
-        return AgentSerializer(agent).data if agent else None
+    def get_agent(self, ticket: TicketHit) -> dict[str, Any] | None:
+        # AgentSerializer's fields, without a serializer per row: the hit already holds just them.
+        agent = ticket.agent
+        return {"id": agent.id, "name": agent.name, "email": agent.email} if agent else None
 
     @extend_schema_field(RequesterSerializer)
-    def get_requester(self, ticket: Ticket) -> dict[str, Any]:
+    def get_requester(self, ticket: Ticket | TicketHit) -> dict[str, Any]:
         return {"name": ticket.requester_name, "email": ticket.requester_email, "phone": ticket.requester_phone}
 
     @extend_schema_field(HighlightSerializer(allow_null=True))
-    def get_highlights(self, ticket: Ticket) -> dict[str, str] | None:
-        highlights: dict[str, str] | None = self.context.get("highlights", {}).get(ticket.id)
-        return highlights
+    def get_highlights(self, ticket: TicketHit) -> dict[str, str] | None:
+        return ticket.highlights
 
 
 class TicketSearchPageSerializer(serializers.Serializer[Any]):
@@ -113,6 +115,11 @@ class TicketDetailSerializer(TicketResultSerializer):
             "transcript",
             "evaluations",
         ]
+
+    @extend_schema_field(AgentSerializer(allow_null=True))
+    def get_agent(self, ticket: Ticket) -> dict[str, Any] | None:  # type: ignore[override]  # a Ticket, not a hit
+        agent = self.context.get("agents", {}).get(ticket.agent_id)
+        return AgentSerializer(agent).data if agent else None
 
     @extend_schema_field(CommentSerializer(many=True))
     def get_comments(self, ticket: Ticket) -> list[dict[str, Any]]:

@@ -103,9 +103,8 @@ class TicketSearchApi(APIView):
             page = selectors.ticket_search(params=_search_params(request))
         except selectors.InvalidSearch as exc:
             raise ApplicationError("Invalid search.", errors=exc.errors) from None
-        context = {"agents": page.agents, "highlights": page.highlights}
         body = {"results": page.tickets, "next_cursor": page.next_cursor}
-        return Response(TicketSearchPageSerializer(body, context=context).data)
+        return Response(TicketSearchPageSerializer(body).data)
 
 
 def _ticket_or_404(ticket_id: int) -> Ticket:

@@ -1,9 +1,11 @@
 """The search backend seam: every QA search (the API, the admin list) asks one TicketSearchBackend.
 
 A query is a typed TicketQuery (parsed and validated by ticketsearch.filters); the backend answers
-with tickets, newest first, after a keyset position. PostgreSQL (ticketsearch.backends.postgres)
-is the one backend today; an OpenSearch backend for centers past one database is one more module
-implementing the same three methods (docs/ticketsearch.md describes its design).
+with hits, newest first, after a keyset position: each one the list's fields of a ticket, its agent,
+and (when the query has text) its highlights, all from one round trip. PostgreSQL
+(ticketsearch.backends.postgres) is the one backend today; an OpenSearch backend for centers past
+one database is one more module implementing the same two methods (docs/ticketsearch.md describes
+its design).
 """
 
 from dataclasses import dataclass
@@ -37,6 +39,44 @@ class TicketQuery:
     reviewed: bool | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AgentSummary:
+    """What a search result shows of its agent."""
+
+    id: int
+    name: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class TicketHit:
+    """One search result: what the list shows of a ticket, read as plain values (no model instance).
+
+    `highlights` is {"subject": ..., "text": ...} with the matches in <mark> and everything else
+    HTML-escaped, when the query had text; None otherwise.
+    """
+
+    id: int
+    created_at: datetime
+    connection_id: int
+    crm_kind: str
+    crm_ticket_id: str
+    subject: str
+    status: str
+    channel: str
+    agent_id: int | None
+    requester_name: str
+    requester_email: str
+    requester_phone: str
+    tags: list[str]
+    recording_urls: list[str]
+    crm_url: str
+    solved_at: datetime | None
+    search_config: str
+    agent: AgentSummary | None
+    highlights: dict[str, str] | None
+
+
 @dataclass(frozen=True)
 class Keyset:
     """The position after the last ticket of a page, newest first: (created_at, id) descending."""
@@ -46,12 +86,14 @@ class Keyset:
 
 
 class TicketSearchBackend(Protocol):
-    def search(self, query: TicketQuery, *, after: Keyset | None, limit: int) -> list[Ticket]:
-        """Up to `limit` matching tickets after `after`, newest first, with the list's fields loaded."""
+    def search(self, query: TicketQuery, *, after: Keyset | None, limit: int) -> list[TicketHit]:
+        """Up to `limit` matching tickets after `after`, newest first, with their agents and, when the
+        query has text, their subject and best text fragments with the matches in <mark>.
 
-    def highlights(self, query: TicketQuery, tickets: list[Ticket]) -> dict[int, dict[str, str]]:
-        """For each of these tickets, its subject and best text fragments with the matches in <mark>,
-        everything else HTML-escaped."""
+        Highlights come with the hits because both backends make them in the same request: PostgreSQL
+        in the statement that finds the page (ts_headline over those rows only), OpenSearch from its
+        highlighter in the search response.
+        """
 
     def restrict(self, queryset: QuerySet[Ticket], query: TicketQuery) -> QuerySet[Ticket]:
         """`queryset` narrowed to the matching tickets (the admin's list, with its own filters and paging)."""

@@ -7,13 +7,13 @@ lets the planner skip the partitions outside it.
 import html
 from typing import Any
 
-from django.contrib.postgres.search import SearchHeadline, SearchQuery
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import BooleanField, Exists, F, OuterRef, Q, QuerySet, TextField, Value
+from django.db.models import BooleanField, Exists, OuterRef, Q, QuerySet
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Concat, Lower, Replace
+from django.db.models.functions import Lower
 
-from ticketsearch.backends import Keyset, TicketQuery
+from ticketsearch.backends import AgentSummary, Keyset, TicketHit, TicketQuery
 from ticketsearch.models import Evaluation, SearchLanguage, Ticket
 
 # The text search configuration when no ticket has been stored yet (each ticket's own is in its
@@ -44,11 +44,8 @@ LIST_FIELDS = (
     "solved_at",
     "search_config",
 )
-
-
-def text_query(q: str, config: str) -> SearchQuery:
-    """Web-search syntax: words are ANDed, "quoted phrases", `or`, and `-word` to exclude."""
-    return SearchQuery(q, search_type="websearch", config=config)
+# What the highlights read besides the subject; selected only when the search has text.
+HIGHLIGHTED_FIELDS = ("description", "comments_text", "transcript")
 
 
 def text_tsquery(q: str) -> str | None:
@@ -105,16 +102,62 @@ def highlight_html(fragment: str) -> str:
     return html.escape(fragment).replace(_START_SENTINEL, START_MARK).replace(_STOP_SENTINEL, STOP_MARK)
 
 
-def _without_sentinels(expression: Any) -> Replace:
-    return Replace(Replace(expression, Value(_START_SENTINEL), Value("")), Value(_STOP_SENTINEL), Value(""))
-
-
 def _any_of(field: str, values: tuple[str, ...]) -> Q:
     """`field = a OR field = b`: btree_gin serves `=` inside the search index, but not `= ANY(array)`."""
     condition = Q()
     for value in values:
         condition |= Q(**{field: value})
     return condition
+
+
+# The page's columns, then the agent's and the highlights, over the page only: the subquery's LIMIT
+# is applied before anything else, so ts_headline reads the `limit` rows returned (the page and the
+# one that tells whether another follows), never every match.
+PAGE_SQL = """
+SELECT {list_columns}, agent.first_name, agent.last_name, agent.email, {{highlights}}
+FROM ({{page}}) page LEFT JOIN ticketsearch_agent agent ON agent.id = page.agent_id
+ORDER BY page.created_at DESC, page.id DESC
+""".format(list_columns=", ".join(f"page.{name}" for name in LIST_FIELDS))
+# Each ticket's words marked as its own language reads them (its search_config), with private-use
+# sentinels removed from the text first and used as the marks (see highlight_html).
+HIGHLIGHTS_SQL = f"""
+ts_headline(
+    page.search_config::regconfig,
+    replace(replace(page.subject, '{_START_SENTINEL}', ''), '{_STOP_SENTINEL}', ''),
+    websearch_to_tsquery(page.search_config::regconfig, %s),
+    %s
+),
+ts_headline(
+    page.search_config::regconfig,
+    replace(
+        replace(concat(page.description, E'\\n', page.comments_text, E'\\n', page.transcript), '{_START_SENTINEL}', ''),
+        '{_STOP_SENTINEL}',
+        ''
+    ),
+    websearch_to_tsquery(page.search_config::regconfig, %s),
+    %s
+)
+"""
+# The subject whole, its every match marked; of the rest, the two best fragments.
+SUBJECT_HEADLINE_OPTIONS = f"StartSel='{_START_SENTINEL}', StopSel='{_STOP_SENTINEL}', HighlightAll=true"
+TEXT_HEADLINE_OPTIONS = (
+    f"StartSel='{_START_SENTINEL}', StopSel='{_STOP_SENTINEL}', MaxWords=18, MinWords=6, MaxFragments=2, "
+    "FragmentDelimiter=' … '"
+)
+
+
+def hit_from_row(row: tuple[Any, ...], *, highlighted: bool) -> TicketHit:
+    """One row of PAGE_SQL as a TicketHit: the list's fields in LIST_FIELDS order, then agent and highlights."""
+    fields = dict(zip(LIST_FIELDS, row[: len(LIST_FIELDS)], strict=True))
+    first_name, last_name, email, subject_hl, text_hl = row[len(LIST_FIELDS) :]
+    agent_id = fields["agent_id"]
+    agent = None
+    if agent_id is not None and email is not None:
+        agent = AgentSummary(id=agent_id, name=f"{first_name} {last_name}".strip(), email=email)
+    highlights = None
+    if highlighted:
+        highlights = {"subject": highlight_html(subject_hl or ""), "text": highlight_html(text_hl or "")}
+    return TicketHit(**fields, agent=agent, highlights=highlights)
 
 
 class PostgresTicketSearch:
@@ -151,8 +194,14 @@ class PostgresTicketSearch:
             queryset = queryset.filter(reviewed if query.reviewed else ~reviewed)
         return queryset
 
-    def search(self, query: TicketQuery, *, after: Keyset | None, limit: int) -> list[Ticket]:
-        queryset = self.restrict(Ticket.objects.all(), query).only(*LIST_FIELDS).order_by("-created_at", "-id")
+    def search(self, query: TicketQuery, *, after: Keyset | None, limit: int) -> list[TicketHit]:
+        """The page, its agents and its highlights in one statement (PAGE_SQL), read as plain rows.
+
+        Profiled at 1M tickets (docs/benchmarks.md), the page used to take five statements (the
+        language parses, the page, one ts_headline query per language, the agents) and model
+        instances for every row; the round trips and the ORM cost more than the page's own plan.
+        """
+        queryset = self.restrict(Ticket.objects.all(), query).order_by("-created_at", "-id")
         if after is not None:
             # A row comparison is an index condition on (created_at DESC, id DESC): the scan starts at the
             # cursor instead of filtering out the newer rows of its day; the plain bound prunes newer days.
@@ -162,54 +211,18 @@ class PostgresTicketSearch:
                 output_field=BooleanField(),
             )
             queryset = queryset.filter(after_cursor, created_at__lte=after.created_at)
-        return list(queryset[:limit])
-
-    def highlights(self, query: TicketQuery, tickets: list[Ticket]) -> dict[int, dict[str, str]]:
-        """The matching text of these tickets only: ts_headline reads whole documents, so never for the rest.
-
-        Each ticket's text is marked as its own language reads the words (one query per language).
-        """
-        if not tickets or not query.text.strip():
-            return {}
-        by_config: dict[str, list[Ticket]] = {}
-        for ticket in tickets:
-            by_config.setdefault(ticket.search_config, []).append(ticket)
-        found: dict[int, dict[str, str]] = {}
-        for config, group in by_config.items():
-            found |= self._highlights(query.text, config, group)
-        return found
-
-    def _highlights(self, q: str, config: str, tickets: list[Ticket]) -> dict[int, dict[str, str]]:
-        search = text_query(q, config)
-        text = Concat(
-            F("description"), Value("\n"), F("comments_text"), Value("\n"), F("transcript"), output_field=TextField()
-        )
-        rows = (
-            Ticket.objects.filter(id__in=[t.id for t in tickets], created_at__in={t.created_at for t in tickets})
-            .annotate(
-                subject_hl=SearchHeadline(
-                    _without_sentinels(F("subject")),
-                    search,
-                    config=config,
-                    highlight_all=True,
-                    start_sel=_START_SENTINEL,
-                    stop_sel=_STOP_SENTINEL,
-                ),
-                text_hl=SearchHeadline(
-                    _without_sentinels(text),
-                    search,
-                    config=config,
-                    max_fragments=2,
-                    max_words=18,
-                    min_words=6,
-                    fragment_delimiter=" … ",
-                    start_sel=_START_SENTINEL,
-                    stop_sel=_STOP_SENTINEL,
-                ),
-            )
-            .values_list("id", "subject_hl", "text_hl")
-        )
-        return {
-            ticket_id: {"subject": highlight_html(subject), "text": highlight_html(body)}
-            for ticket_id, subject, body in rows
-        }
+        text = query.text.strip()
+        columns = (*LIST_FIELDS, *HIGHLIGHTED_FIELDS) if text else LIST_FIELDS
+        try:
+            page_sql, page_params = queryset.values_list(*columns)[:limit].query.sql_with_params()
+        except EmptyResultSet:
+            # A condition nothing can meet (no word left of the text): Django compiles no SQL for it.
+            return []
+        highlights_sql, highlights_params = "NULL, NULL", []
+        if text:
+            highlights_sql = HIGHLIGHTS_SQL
+            highlights_params = [text, SUBJECT_HEADLINE_OPTIONS, text, TEXT_HEADLINE_OPTIONS]
+        sql = PAGE_SQL.format(page=page_sql, highlights=highlights_sql)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*highlights_params, *page_params])
+            return [hit_from_row(row, highlighted=bool(text)) for row in cursor.fetchall()]

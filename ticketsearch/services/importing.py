@@ -38,7 +38,7 @@ from integrations.providers.importing import (
 )
 from integrations.providers.registry import PROVIDERS
 from integrations.ratelimit import WorkClass
-from integrations.services import connection_provider
+from integrations.services import connection_circuit_check, connection_provider
 from ticketsearch import rules
 from ticketsearch.models import Agent, AgentOrigin, CrmComment, ImportRun, ImportState, SearchLanguage
 from ticketsearch.rules import RETENTION, ExistingAgent, Skip, UserAction
@@ -201,7 +201,8 @@ def tickets_import(
     `since` ignores the stored cursors and reads everything changed from that time (a first import
     starts 90 days back). Past `deadline` (a time.monotonic() value) no further page is started:
     the run ends *interrupted* and the next one resumes after its last saved page. Raises
-    ImportNotSupported, ImportAlreadyRunning, or the provider's CrmError after recording it on the
+    ImportNotSupported, ImportAlreadyRunning, CircuitOpen (the connection's circuit is open: nothing
+    started), or the provider's CrmError after recording it on the
     run (status failed); anything else that stops it (a soft time limit) leaves it interrupted.
     Pages saved before either stay saved.
     """
@@ -209,6 +210,8 @@ def tickets_import(
     provider = connection_provider(connection, work_class=WorkClass.IMPORT)
     if not provider.can(Capability.TICKET_IMPORT) or not isinstance(provider, TicketImportSource):
         raise ImportNotSupported(f"{connection.get_kind_display()} connections cannot be imported yet")
+    # A CRM that is down pauses its import as it pauses live work: no run is started meanwhile.
+    connection_circuit_check(connection)
     now = now or timezone.now()
     with _import_lock(connection.pk):
         state, _ = ImportState.objects.get_or_create(connection=connection)

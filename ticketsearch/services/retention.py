@@ -32,6 +32,16 @@ DAYS_AHEAD = 7
 # (imports on several hosts, a purge from a second beat) would otherwise both see a day missing and
 # the second CREATE fail on the catalog's unique index, or DROP a table the other dropped.
 PARTITION_DDL_LOCK = (4_040_002, 1)
+# The multicolumn search index of the parent table (migration 0006); each partition has its own copy.
+SEARCH_INDEX = "ticketsearch_ticket_search_filters"
+# Each partition's search index keeps at most this many kB of not yet merged entries (GIN's pending
+# list, 4 MB by default, about 4,000 tickets), because every search reads a partition's whole
+# pending list: at 1M tickets a full 4 MB one added ~70% to a search's execution (3.7 -> 6.2 ms,
+# 448 -> 953 buffers), 1 MB (~1,000 tickets) nothing measurable, while the import's inserts cost
+# 1.2-1.4x the default's, against 6.2x with fastupdate off (docs/benchmarks.md, 2026-12-03). PostgreSQL
+# takes the setting only on each partition's index, not on the partitioned one, so it is set where
+# partitions are made (and by migration 0010 on those made before).
+SEARCH_INDEX_PENDING_LIST_KB = 1024
 
 
 @dataclass(frozen=True)
@@ -106,9 +116,26 @@ def partitions_ensure(*, days: Iterable[date], existing: set[str] | None = None)
                     f"CREATE TABLE {name} PARTITION OF {TABLE} FOR VALUES FROM (%s) TO (%s)",
                     [_start(monday), _start(monday) + WEEK],
                 )
+            _limit_search_pending_list(name)
             known.add(name)
             created.append(name)
     return created
+
+
+def _limit_search_pending_list(partition: str) -> None:
+    """Cap the GIN pending list of the partition's search index (SEARCH_INDEX_PENDING_LIST_KB says why)."""
+    with connection.cursor() as cursor:
+        # The partition's copy of the index is named by PostgreSQL: found through the parent index.
+        cursor.execute(
+            """
+            SELECT index.indexrelid::regclass::text FROM pg_index index
+            JOIN pg_inherits ON pg_inherits.inhrelid = index.indexrelid
+            WHERE pg_inherits.inhparent = %s::regclass AND index.indrelid = %s::regclass
+            """,
+            [SEARCH_INDEX, partition],
+        )
+        for (index,) in cursor.fetchall():
+            cursor.execute(f"ALTER INDEX {index} SET (gin_pending_list_limit = {SEARCH_INDEX_PENDING_LIST_KB:d})")
 
 
 @transaction.atomic

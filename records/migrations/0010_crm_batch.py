@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('integrations', '0002_base_url_must_be_public'),
-        ('records', '0008_session_actions_lease_owner'),
+        ('records', '0009_crm_action_may_have_written'),
     ]
 
     operations = [
