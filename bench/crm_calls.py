@@ -178,14 +178,24 @@ def set_batching(on: bool, interval: int | None) -> bool:
     return True
 
 
+def forget_earlier_phases() -> None:
+    """The reset sandbox hands out its ids again from the start, so an earlier phase's sessions would
+    be on this phase's contacts and tickets (a CRM never reuses an id): our side is reset with it."""
+    from records.models import Session
+
+    Session.objects.all().delete()
+
+
 def run_phase(name: str, ctx: dict[str, Any], *, first: int, limit: int | None) -> dict[str, Any]:
     sandbox, sessions = ctx["sandbox"], ctx["sessions"]
     sandbox.reset()
+    forget_earlier_phases()
     create_record_fields()
     # The field set-up is the admin's one-off F1, not the sessions' cost: counted from here.
     before = sandbox.stats()
     sandbox.configure(**NO_FAULTS, rate_limit_per_minute=limit)
     start = time.monotonic()
+    started_at = time.time()
     result: dict[str, Any] = {}
     poster = threading.Thread(
         target=lambda: result.setdefault(
@@ -232,19 +242,23 @@ def run_phase(name: str, ctx: dict[str, Any], *, first: int, limit: int | None) 
         # The most a sliding one-minute window lets through in `elapsed` seconds: a full minute's
         # budget in each minute begun (limit x elapsed/60 undercounts it, and read 119%).
         report["budget_used_pct"] = round(100 * accepted / (limit * math.ceil(elapsed / 60)), 1)
-        report.update(saturated_budget(ctx["limiter_redis_url"], sandbox.base_url, limit, minutes=elapsed / 60))
+        report.update(saturated_budget(ctx["limiter_redis_url"], sandbox.base_url, limit, started_at=started_at))
     return report
 
 
-def saturated_budget(redis_url: str, base_url: str, limit: int, *, minutes: float) -> dict[str, Any]:
+def saturated_budget(redis_url: str, base_url: str, limit: int, *, started_at: float) -> dict[str, Any]:
     """Budget used in the minutes the product had more work than budget: the whole minutes (by the
-    clock, first and last left out as partial) in which the workers held requests back, from the
-    product's own per-minute request counts (integrations.ratelimit usage buckets)."""
+    clock) of this phase in which the workers held requests back, from the product's own per-minute
+    request counts (integrations.ratelimit usage buckets). The minute the phase began and the one it
+    ended in are partial, so left out, as are the earlier phases' minutes."""
     from integrations.http import usage_key
     from integrations.ratelimit import RedisRateGate
 
-    usage = RedisRateGate.from_url(redis_url).usage(usage_key(base_url), minutes=math.ceil(minutes) + 2)
-    whole = [minute for minute in usage[1:-1] if minute.sent or minute.held_back]
+    now = time.time()
+    minutes = math.ceil((now - started_at) / 60) + 1
+    usage = RedisRateGate.from_url(redis_url).usage(usage_key(base_url), minutes=minutes, now=now)
+    first_whole = (math.floor(started_at / 60) + 1) * 60
+    whole = [minute for minute in usage[:-1] if minute.minute.timestamp() >= first_whole]
     saturated = [minute for minute in whole if minute.held_back]
     sent = sum(minute.sent for minute in saturated)
     return {
