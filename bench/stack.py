@@ -132,9 +132,12 @@ def celery(env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes
         )
 
 
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_worker(env: dict[str, str], log: Path, *, number: int = 1) -> subprocess.Popen[bytes]:
     queues = f"{LIVE_QUEUE},{IMPORTS_QUEUE},{MAINTENANCE_QUEUE}"
-    return celery(env, log, "worker", "--pool=prefork", "--concurrency=2", "--loglevel=INFO", "-Q", queues)
+    # A node name of its own: workers of one host under one name ("celery@host") are one node to
+    # the broker's control and mingle messages (Celery warns DuplicateNodenameWarning).
+    node = f"bench{number}@%h"
+    return celery(env, log, "worker", "--pool=prefork", "--concurrency=2", "--loglevel=INFO", "-Q", queues, "-n", node)
 
 
 def stop(process: subprocess.Popen[bytes] | None) -> None:
@@ -171,7 +174,7 @@ class Fleet:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         self.started += 1
-        worker = start_worker(self.env, self.directory / f"worker-{self.started}.log")
+        worker = start_worker(self.env, self.directory / f"worker-{self.started}.log", number=self.started)
         self.logs[worker.pid] = self.directory / f"worker-{self.started}.log"
         return worker
 
