@@ -197,14 +197,14 @@ def _compose(
 ) -> BatchedWrite | None:
     """The write as the unbatched path would make it; None when it changes nothing (no request then)."""
     record_id = session.crm_record_id
-    changes = RecordChanges(comment=None if comment is None else execution._comment_of(comment))
+    changes = RecordChanges(comment=None if comment is None else execution.comment_of(comment))
     summary = None
     if update is not None:
-        draft = execution._compose_update(provider, session, update)
+        draft = execution.update_compose(provider, session, update)
         if draft.changes_nothing:
             if comment is None:
                 return None
-            summary = UpdateSummary(unchanged=execution._unchanged(session, update, draft)["outcome"])
+            summary = UpdateSummary(unchanged=execution.update_unchanged(session, update, draft)["outcome"])
         else:
             changes = RecordChanges(
                 status=draft.status,
@@ -362,7 +362,7 @@ def _without_lost_fields(provider: CrmProvider, leads: Sequence[CrmAction]) -> l
             write = replace(
                 write,
                 changes=replace(write.changes, custom_fields=fields),
-                lost_notes=tuple(execution._fields_lost(session, lost)),
+                lost_notes=tuple(execution.fields_lost_notes(session, lost)),
             )
             lead.progress = {**lead.progress, BATCHED: write.to_json()}
             lead.save(update_fields=["progress", "updated_at"])
@@ -438,7 +438,7 @@ def _post_notes(batch: CrmBatch, notes: Sequence[tuple[str, str]]) -> None:
     provider = connection_provider(batch.connection)
     for record_id, note in notes:
         try:
-            execution._comment_once(provider, record_id, Comment(body=note), False)
+            execution.comment_once(provider, record_id, Comment(body=note), False)
         except HANDLED_ERRORS:
             logger.warning("records.batch.note-failed %s on %s", batch.pk, record_id, exc_info=True)
 
@@ -458,12 +458,12 @@ def _poll_again(batch: CrmBatch, *, error: str) -> float | None:
 
 def _item_done(lead: CrmAction, write: BatchedWrite) -> None:
     result, companion_result = write.results()
-    execution._succeed(lead, result)
+    execution.action_succeed(lead, result)
     if write.companion_id is not None:
         companion = CrmAction.objects.filter(pk=write.companion_id, status=CrmAction.Status.PENDING).first()
         if companion is not None:
             companion.attempts += 1
-            execution._succeed(companion, companion_result)
+            execution.action_succeed(companion, companion_result)
 
 
 # A batched write the CRM refused is tried once more on its own: the unbatched write follows a
@@ -478,9 +478,9 @@ def _item_failed(lead: CrmAction, connection: CrmConnection, exc: Exception) -> 
     if companion_id is not None:
         CrmAction.objects.filter(pk=companion_id).update(batch=None)
     if isinstance(exc, CrmRequestError) and not lead.last_error.endswith(ALONE_NOTE):
-        execution._schedule_retry(lead, f"{exc}{ALONE_NOTE}", delay=0)
+        execution.action_schedule_retry(lead, f"{exc}{ALONE_NOTE}", delay=0)
         return
-    execution._after_failure(lead, connection, exc)
+    execution.action_after_failure(lead, connection, exc)
 
 
 def _release(action: CrmAction) -> None:

@@ -225,17 +225,17 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
         return (_fail(action, f"bug in CRM Bridge: this action's stored payload cannot be read ({exc})"),)
     except WaitForEvent as exc:
         action.attempts -= 1
-        return (_schedule_retry(action, str(exc), delay=WAIT_RECHECK_SECONDS),)
+        return (action_schedule_retry(action, str(exc), delay=WAIT_RECHECK_SECONDS),)
     except SearchContactAgain as exc:
         # Not the record's failure: it runs as soon as its contact is found again.
         action.attempts -= 1
-        return (_schedule_retry(action, str(exc), delay=0),)
+        return (action_schedule_retry(action, str(exc), delay=0),)
     except CircuitOpen as exc:
         return (_wait_for_circuit(action, exc),)
     except ActionFailed as exc:
         return (_fail(action, str(exc)),)
     except HANDLED_ERRORS as exc:
-        return (_after_failure(action, connection, exc),)
+        return (action_after_failure(action, connection, exc),)
     connection_circuit_record(connection, success=True)
     if action.kind == ActionKind.CREATE_RECORD or result.get("record_id") not in (None, record_before):
         # O4: the session has its record (or moved to the survivor of a merge): its agent's adapter hears now.
@@ -244,11 +244,11 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
         except Exception:
             # The record is made: a pop that failed must not make the action run (and the CRM write) again.
             logger.exception("records.screen-pop.failed %s", session.pk, extra={"session_id": session.pk})
-    _succeed(action, result)
+    action_succeed(action, result)
     if companion is None:
         return (action,)
     companion.attempts += 1
-    _succeed(companion, companion_result)
+    action_succeed(companion, companion_result)
     return (action, companion)
 
 
@@ -278,7 +278,7 @@ class _WriteWatch:
             self.action.may_have_written = self.before
 
 
-def _succeed(action: CrmAction, result: dict[str, Any]) -> None:
+def action_succeed(action: CrmAction, result: dict[str, Any]) -> None:
     action.status = CrmAction.Status.SUCCEEDED
     action.may_have_written = False
     if decision := result.pop("decision", None):
@@ -323,10 +323,10 @@ def _wait_for_circuit(action: CrmAction, exc: CircuitOpen) -> CrmAction:
     if action.failing_since is not None:
         # The pause is not the action's failing time: its budget clock stops meanwhile.
         action.failing_since += timedelta(seconds=exc.wait)
-    return _schedule_retry(action, circuit_pause_text(action.last_error, exc), delay=circuit_pause_delay(exc))
+    return action_schedule_retry(action, circuit_pause_text(action.last_error, exc), delay=circuit_pause_delay(exc))
 
 
-def _after_failure(action: CrmAction, connection: CrmConnection | None, exc: Exception) -> CrmAction:
+def action_after_failure(action: CrmAction, connection: CrmConnection | None, exc: Exception) -> CrmAction:
     """What the one failure policy (integrations.failures) says about the error: retry when, or fail."""
     now = timezone.now()
     failing_for = (now - action.failing_since).total_seconds() if action.failing_since else 0.0
@@ -347,7 +347,7 @@ def _after_failure(action: CrmAction, connection: CrmConnection | None, exc: Exc
     elif decision.failure == Failure.OUR_INFRASTRUCTURE:
         logger.warning("records.action.infrastructure %s: %s", action.pk, exc, extra={"action_id": action.pk})
         error = f"our own service failed, not the CRM ({exc.__class__.__name__}: {exc})"
-    return _schedule_retry(action, error, delay=decision.delay)
+    return action_schedule_retry(action, error, delay=decision.delay)
 
 
 OWN_LIMIT_NOTE = " (waiting for our own request budget)"
@@ -357,7 +357,7 @@ def _without_own_limit_note(error: str) -> str:
     return error.removesuffix(OWN_LIMIT_NOTE)
 
 
-def _schedule_retry(action: CrmAction, error: str, *, delay: float) -> CrmAction:
+def action_schedule_retry(action: CrmAction, error: str, *, delay: float) -> CrmAction:
     logger.info("records.action.retry %s in %.1fs: %s", action.pk, delay, error, extra={"action_id": action.pk})
     action.last_error = error[:2000]
     # On the database's clock, which every host's due check compares with.
@@ -688,7 +688,7 @@ def _create_record(
         if location is None or location.placement == Placement.CREATE:
             _search_if_known_contact(session, action, progress, exc)
         raise
-    notes = [*draft.notes, *_fields_lost(session, lost)]
+    notes = [*draft.notes, *fields_lost_notes(session, lost)]
     _annotate_record(provider, session, payload, record_id, created=created, notes=notes, retried=retried)
     decision = location.decision
     return {"record_id": record_id, "outcome": "; ".join([decision, *notes]), "decision": decision}
@@ -792,7 +792,7 @@ def _write_record(
         assert location.record_id is not None
         # Where the CRM makes the record and its first comment in two calls (Kustomer's note), the
         # earlier attempt may have stopped between them.
-        _comment_once(provider, location.record_id, Comment(body=payload.first_comment), retried=True)
+        comment_once(provider, location.record_id, Comment(body=payload.first_comment), retried=True)
         return location.record_id, True, []
     if location.placement == Placement.LINKED_EARLIER:
         assert location.record_id is not None
@@ -853,11 +853,11 @@ def _annotate_record(
     session.crm_record_id = record_id
     session.save(update_fields=["crm_record_id", "updated_at"])
     if created and provider.posts_phone_number_note and payload.phone_number:
-        _comment_once(provider, record_id, Comment(body=f"Phone number: {payload.phone_number}"), retried)
+        comment_once(provider, record_id, Comment(body=f"Phone number: {payload.phone_number}"), retried)
     if payload.entered_number:
-        _comment_once(provider, record_id, Comment(body=f"Dialed number: {payload.entered_number}"), retried)
+        comment_once(provider, record_id, Comment(body=f"Dialed number: {payload.entered_number}"), retried)
     for note in notes:
-        _comment_once(provider, record_id, Comment(body=note), retried)
+        comment_once(provider, record_id, Comment(body=note), retried)
 
 
 def _candidates_for(provider: CrmProvider, session: Session, payload: CreateRecord) -> list[Candidate]:
@@ -938,7 +938,7 @@ def _has_comment(provider: CrmProvider, record_id: str, body: str, session_id: s
     return any(existing.body == body for existing in comments[starts[-1] if starts else 0 :])
 
 
-def _comment_once(provider: CrmProvider, record_id: str, comment: Comment, retried: bool, session_id: str = "") -> bool:
+def comment_once(provider: CrmProvider, record_id: str, comment: Comment, retried: bool, session_id: str = "") -> bool:
     """Add a comment unless a retried attempt finds an earlier one already did (same body)."""
     if retried and _has_comment(provider, record_id, comment.body, session_id):
         return False
@@ -974,7 +974,7 @@ def _write_to_record(provider: CrmProvider, session: Session, write: Callable[[s
     return record.id, write(record.id)
 
 
-def _comment_of(payload: AddComment) -> Comment:
+def comment_of(payload: AddComment) -> Comment:
     attachments: tuple[Attachment, ...] = ()
     if (attachment := payload.attachment) is not None:
         attachments = (
@@ -993,11 +993,11 @@ def _add_comment(
     action: CrmAction | None = None,
 ) -> dict[str, Any]:
     original_id = session.crm_record_id
-    comment = _comment_of(payload)
+    comment = comment_of(payload)
     record_id, added = _write_to_record(
         provider,
         session,
-        lambda target: _comment_once(provider, target, comment, retried or target != original_id, session.external_id),
+        lambda target: comment_once(provider, target, comment, retried or target != original_id, session.external_id),
     )
     outcome = "added" if added else "an earlier attempt had already added it"
     if record_id != original_id:
@@ -1019,7 +1019,7 @@ class UpdateDraft:
         return self.assignee_id is None and not self.fields and self.status is None
 
 
-def _compose_update(provider: CrmProvider, session: Session, payload: UpdateRecord) -> UpdateDraft:
+def update_compose(provider: CrmProvider, session: Session, payload: UpdateRecord) -> UpdateDraft:
     notes: list[str] = []
     assignee_id = _assignee_id(provider, payload.assignee_email, notes)
     status = None
@@ -1030,7 +1030,7 @@ def _compose_update(provider: CrmProvider, session: Session, payload: UpdateReco
     return UpdateDraft(assignee_id, _crm_fields(session, payload.fields), status, tuple(notes))
 
 
-def _unchanged(session: Session, payload: UpdateRecord, draft: UpdateDraft) -> dict[str, Any]:
+def update_unchanged(session: Session, payload: UpdateRecord, draft: UpdateDraft) -> dict[str, Any]:
     missing = "the record fields are not created in this CRM (F1)" if payload.fields else "nothing to set"
     return {"record_id": session.crm_record_id, "outcome": "; ".join(["no change", missing, *draft.notes])}
 
@@ -1067,9 +1067,9 @@ def _write_update(
         )
 
     record_id, (_, lost) = _write_to_record(provider, session, write)
-    lost_notes = _fields_lost(session, lost)
+    lost_notes = fields_lost_notes(session, lost)
     for note in lost_notes:
-        _comment_once(provider, record_id, Comment(body=note), retried)
+        comment_once(provider, record_id, Comment(body=note), retried)
     done = [
         f"assigned to {payload.assignee_email}" if draft.assignee_id else "",
         f"{len(draft.fields) - len(lost)} field(s) set" if len(draft.fields) > len(lost) else "",
@@ -1086,9 +1086,9 @@ def _update_record(
     retried: bool,
     action: CrmAction | None = None,
 ) -> dict[str, Any]:
-    draft = _compose_update(provider, session, payload)
+    draft = update_compose(provider, session, payload)
     if draft.changes_nothing:
-        return _unchanged(session, payload, draft)
+        return update_unchanged(session, payload, draft)
     result, _ = _write_update(provider, session, payload, draft, retried)
     return result
 
@@ -1103,12 +1103,13 @@ def _comment_and_update(
     """One event's comment and its record update (call ended, CSAT, SmartAction, voicemail closed) in
     one write: a Zendesk ticket PUT or a Salesforce composite carries both, so the event costs one
     request instead of two. The results of the comment action and of the update action."""
-    draft = _compose_update(provider, session, update_payload)
+    draft = update_compose(provider, session, update_payload)
     if draft.changes_nothing:
-        return _add_comment(provider, session, comment_payload, retried), _unchanged(session, update_payload, draft)
+        comment_result = _add_comment(provider, session, comment_payload, retried)
+        return comment_result, update_unchanged(session, update_payload, draft)
     original_id = session.crm_record_id
     update_result, added = _write_update(
-        provider, session, update_payload, draft, retried, comment=_comment_of(comment_payload)
+        provider, session, update_payload, draft, retried, comment=comment_of(comment_payload)
     )
     record_id = update_result["record_id"]
     outcome = "added" if added else "an earlier attempt had already added it"
@@ -1142,7 +1143,7 @@ def _write_fields(
     return record, sorted(set(fields) - set(record.custom_fields))
 
 
-def _fields_lost(session: Session, lost: list[str]) -> list[str]:
+def fields_lost_notes(session: Session, lost: list[str]) -> list[str]:
     """Say which record fields the CRM no longer has, on the record (returned) and the connection.
 
     Their ids are forgotten, so later sessions skip them until the fields are made again (F1).
