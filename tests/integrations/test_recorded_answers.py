@@ -15,7 +15,8 @@ import requests
 from integrations.exceptions import CrmAuthError, CrmNotFound, CrmRequestError
 from integrations.providers.base import ConnectionSettings, RecordChanges
 from integrations.providers.salesforce import SalesforceProvider
-from integrations.providers.zendesk import ZendeskProvider, imported_comment
+from integrations.providers.zendesk import ZendeskProvider, imported_comment, zendesk_window_readings
+from integrations.ratelimit import WindowReading
 from integrations.sandbox import SandboxServer
 from integrations.sandbox.salesforce import SANDBOX_LOGIN
 from tests.recorded import key_set, recording, replay_server
@@ -134,6 +135,23 @@ def test_zendesk_talk_partner_edition_voice_comment_is_read_as_a_voice_interacti
         {**recorded, "data": {**recorded["data"], "recording_url": "https://pbx/r.mp3", "transcript": "Hi"}}
     )
     assert (with_call_data.recording_url, with_call_data.transcript) == ("https://pbx/r.mp3", "Hi")
+
+
+@pytest.mark.parametrize(
+    ("name", "reading"),
+    [
+        # 2024: `ratelimit-*` beside `x-rate-limit*`; the reset is read from the newer names.
+        ("ticket_comments.json", WindowReading(700, 697, 48.0)),
+        ("incremental_tickets_cursor.json", WindowReading(700, 696, 11.0)),
+        # 2023: `x-rate-limit*` only, no reset.
+        ("user_create.json", WindowReading(700, 691, None)),
+    ],
+)
+def test_zendesk_rate_limit_headers_of_real_answers_are_read_as_its_window(name: str, reading: WindowReading) -> None:
+    # The headers real Zendesk sent (zenpy's recorded cassettes), not the sandbox's.
+    headers = {key.lower(): value for key, value in recording("zendesk", name)["headers"].items()}
+
+    assert zendesk_window_readings(headers) == [(None, reading)]
 
 
 def test_zendesk_record_not_found_is_crm_not_found() -> None:
