@@ -14,6 +14,10 @@ BATCHED_KINDS: dict[str, BatchService] = {
     ActionKind.ADD_COMMENT: BatchService.ADD_COMMENT,
     ActionKind.UPDATE_RECORD: BatchService.UPDATE_RECORD,
 }
+# A record action that appends the session to an existing record (a repeat caller's open ticket)
+# writes a comment with the record's changes (reopen, assignee, tags, fields): it is batched when
+# both services are. One that creates the record never is.
+APPEND_SERVICES = (BatchService.ADD_COMMENT, BatchService.UPDATE_RECORD)
 # Seconds between reads of a sent batch's job: quick at first (Zendesk runs small jobs in about
 # a second), then slower, never more than POLL_MAX_SECONDS apart.
 POLL_FIRST_SECONDS = 0.5
@@ -31,17 +35,29 @@ class WriteToBatch:
     retried: bool
     # A file to upload first: not batched (its upload is a request of its own anyway).
     has_attachment: bool = False
+    # A create_record whose record was found: it appends to that record instead of making one.
+    appends: bool = False
+    # Comments of its own beside the write (an append's notes, the dialed number): not batched,
+    # as a batch carries one comment a record.
+    extra_comments: bool = False
 
 
 def batch_eligible(settings: BatchSettings, write: WriteToBatch) -> bool:
     """Whether this write waits for the connection's next flush instead of being sent now.
 
     Every kind of the write must be a batched service: an event's comment and update are one
-    request, batched together or not at all.
+    request, batched together or not at all. A record action only when it appends (record creation is
+    never delayed), under both the comment and the update service.
     """
     if not settings.enabled or not write.has_record or write.retried or write.has_attachment:
         return False
-    services = [BATCHED_KINDS.get(kind) for kind in write.kinds]
+    if write.extra_comments:
+        return False
+    services: list[BatchService | None]
+    if write.appends:
+        services = list(APPEND_SERVICES) if write.kinds == (ActionKind.CREATE_RECORD,) else [None]
+    else:
+        services = [BATCHED_KINDS.get(kind) for kind in write.kinds]
     return bool(services) and all(service is not None and service in settings.services for service in services)
 
 

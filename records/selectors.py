@@ -192,6 +192,18 @@ def session_next_action(session_id: int) -> CrmAction | None:
     return None if blocked else action
 
 
+def session_display_ahead(session_id: int) -> CrmAction | None:
+    """The session's pending screen-pop display (O4) that need not wait while an earlier action waits
+    in a batch (B1): it opens the record on the agent's screen and changes nothing on it."""
+    return (
+        CrmAction.objects.filter(
+            session_id=session_id, status=_PENDING, kind=ActionKind.DISPLAY_RECORD, batch__isnull=True
+        )
+        .order_by("id")
+        .first()
+    )
+
+
 def action_companion_update(action: CrmAction) -> CrmAction | None:
     """The update_record planned for the same event right after this add_comment, when it is due.
 

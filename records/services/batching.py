@@ -4,7 +4,11 @@ With the connection's batching on, a due add_comment or update_record (or an eve
 update, one write) of a session whose record exists is not sent by the session's worker: its
 write is composed there (agent id, field ids) and stored on the action, which joins the
 connection's open batch (`CrmBatch`, in PostgreSQL) and stays pending; the session's later actions
-wait behind it. A flush (`batch_flush`, the Celery task records.flush_batch) sends the open batch
+wait behind it. So does a repeat caller's append (the record action of a session whose caller's
+open record was found: its comment, reopening, assignee, tags and fields in one write,
+`record_append_buffer`); the session is linked to that record when the flush has written it, and
+its agent's screen pop is made at once, as the record exists. A record action that creates the
+record is never batched. A flush (`batch_flush`, the Celery task records.flush_batch) sends the open batch
 once its interval is up: one request for up to `batch_max_items` records (Zendesk's update_many),
 then reads the job until it is done. Each action is concluded only by its own record's result: a
 success is a success, a failure goes through the one failure policy on its own.
@@ -38,6 +42,7 @@ from records.models import CrmAction, CrmBatch, Session
 from records.rules import AddComment, UpdateRecord, action_payload
 from records.services import execution
 from records.services.leases import db_now, db_now_plus
+from records.services.screen_pop import screen_pop_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +82,9 @@ class BatchedWrite:
     update: UpdateSummary | None = None
     # The record fields the CRM turned out not to have when the batch was sent (F1).
     lost_notes: tuple[str, ...] = ()
+    # Set when the lead is a record action appending the session to this record: the rules' choice
+    # of the record, said in its outcome; the flush links the session to the record.
+    record_decision: str = ""
 
     def to_json(self) -> dict[str, Any]:
         comment = self.changes.comment
@@ -85,6 +93,7 @@ class BatchedWrite:
             "record_id": self.record_id,
             "status": self.changes.status,
             "assignee_id": self.changes.assignee_id,
+            "add_tags": list(self.changes.add_tags),
             "comment": None if comment is None else {"body": comment.body, "public": comment.public},
             "custom_fields": dict(self.changes.custom_fields),
             "companion_id": self.companion_id,
@@ -98,6 +107,7 @@ class BatchedWrite:
                 "unchanged": update.unchanged,
             },
             "lost_notes": list(self.lost_notes),
+            "record_decision": self.record_decision,
         }
 
     @classmethod
@@ -109,6 +119,7 @@ class BatchedWrite:
             changes=RecordChanges(
                 status=data.get("status"),
                 assignee_id=data.get("assignee_id"),
+                add_tags=tuple(data.get("add_tags") or ()),
                 comment=None if comment is None else Comment(body=comment["body"], public=bool(comment["public"])),
                 custom_fields=dict(data.get("custom_fields") or {}),
             ),
@@ -123,10 +134,14 @@ class BatchedWrite:
                 unchanged=update.get("unchanged", ""),
             ),
             lost_notes=tuple(data.get("lost_notes") or ()),
+            record_decision=str(data.get("record_decision") or ""),
         )
 
     def results(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The results of the lead action and of its companion ({} without one), as the unbatched path words them."""
+        if self.record_decision:
+            outcome = "; ".join([self.record_decision, *self.lost_notes]) + "; sent in a batch"
+            return {"record_id": self.record_id, "outcome": outcome, "decision": self.record_decision}, {}
         update_result: dict[str, Any] = {}
         if self.update is not None:
             if self.update.unchanged:
@@ -175,8 +190,55 @@ def action_buffer(
     buffered = _compose(provider, session, comment, update, companion)
     if buffered is None:
         return False
+    _join_batch(session.crm_connection, batching.interval_seconds, action, buffered, companion)
+    return True
+
+
+def record_append_buffer(
+    *,
+    provider: CrmProvider,
+    session: Session,
+    action: CrmAction,
+    record_id: str,
+    changes: RecordChanges,
+    decision: str,
+    extra_comments: bool,
+    retried: bool,
+) -> bool:
+    """Put a record action's append to an existing record (`changes`: its comment, reopening,
+    assignee, tags and fields) in the connection's open batch, if B1 says so.
+
+    False: the append is written now. True: it waits, pending, for the flush, which links the
+    session to `record_id` and concludes the action from the CRM's result for that record. Only an
+    append: record creation is never batched.
+    """
+    if not provider.can(Capability.BATCHING) or session.crm_connection is None:
+        return False
+    write = WriteToBatch(
+        kinds=(str(action.kind),),
+        has_record=bool(record_id),
+        retried=retried,
+        has_attachment=changes.comment is not None and bool(changes.comment.attachments),
+        appends=True,
+        extra_comments=extra_comments,
+    )
+    batching = provider.batch_settings()
+    if not batch_eligible(batching, write):
+        return False
+    buffered = BatchedWrite(record_id, changes, record_decision=decision)
+    _join_batch(session.crm_connection, batching.interval_seconds, action, buffered, None)
+    return True
+
+
+def _join_batch(
+    connection: CrmConnection,
+    interval_seconds: float,
+    action: CrmAction,
+    buffered: BatchedWrite,
+    companion: CrmAction | None,
+) -> None:
     with transaction.atomic():
-        batch, created = _open_batch(session.crm_connection, batching.interval_seconds)
+        batch, created = _open_batch(connection, interval_seconds)
         action.batch = batch
         action.progress = {**action.progress, BATCHED: buffered.to_json()}
         action.next_attempt_at = None
@@ -184,8 +246,7 @@ def action_buffer(
         if companion is not None:
             CrmAction.objects.filter(pk=companion.pk).update(batch=batch, updated_at=Now())
         if created:
-            _enqueue_flush(batch.pk, countdown=float(batching.interval_seconds))
-    return True
+            _enqueue_flush(batch.pk, countdown=float(interval_seconds))
 
 
 def _compose(
@@ -458,12 +519,29 @@ def _poll_again(batch: CrmBatch, *, error: str) -> float | None:
 
 def _item_done(lead: CrmAction, write: BatchedWrite) -> None:
     result, companion_result = write.results()
+    if write.record_decision:
+        _link_appended(lead, write.record_id)
     execution.action_succeed(lead, result)
     if write.companion_id is not None:
         companion = CrmAction.objects.filter(pk=write.companion_id, status=CrmAction.Status.PENDING).first()
         if companion is not None:
             companion.attempts += 1
             execution.action_succeed(companion, companion_result)
+
+
+def _link_appended(lead: CrmAction, record_id: str) -> None:
+    """The session whose append the CRM has done is linked to the record, as the unbatched append
+    links it after its write; its agent's pop, made when the append was buffered, is made only if
+    the agent has changed since."""
+    session = Session.objects.select_related("crm_connection").get(pk=lead.session_id)
+    session.crm_record_id = record_id
+    session.save(update_fields=["crm_record_id", "updated_at"])
+    try:
+        with transaction.atomic():
+            screen_pop_refresh(session=session)
+    except Exception:
+        # The append is written: a pop that failed must not make it be written again.
+        logger.exception("records.screen-pop.failed %s", session.pk, extra={"session_id": session.pk})
 
 
 # A batched write the CRM refused is tried once more on its own: the unbatched write follows a

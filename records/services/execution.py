@@ -65,6 +65,7 @@ from records.selectors import (
     custom_field_crm_ids,
     session_caller_contact,
     session_contact_action,
+    session_display_ahead,
     session_made_its_contact,
     session_next_action,
     session_original_call,
@@ -100,6 +101,15 @@ class WaitForEvent(Exception):
 class SearchContactAgain(Exception):
     """The CRM refused the caller's known contact (deleted or merged away): the session's
     ensure_contact runs again, searching this time, and the record waits for it."""
+
+
+class AppendBuffered(Exception):
+    """The record action's append to an existing record waits in the connection's batch (B1): its
+    flush links the session and concludes the action, and the agent is shown the record now."""
+
+    def __init__(self, record_id: str) -> None:
+        super().__init__(f"the append to record {record_id} waits for the connection's next batch")
+        self.record_id = record_id
 
 
 # The key of an ensure_contact result that says the action created the contact (not found it).
@@ -154,8 +164,11 @@ def session_run_actions(*, session_id: int) -> RunResult:
     try:
         while (action := session_next_action(session_id)) is not None:
             if action.batch_id is not None:
-                # Waiting in its connection's batch (B1): the flush that concludes it runs the rest.
-                break
+                # Waiting in its connection's batch (B1): the flush that concludes it runs the rest,
+                # but for the agent's screen pop of a record that exists (a repeat caller's append waits).
+                action = session_display_ahead(session_id)
+                if action is None:
+                    break
             now = db_now()
             if action.next_attempt_at and action.next_attempt_at > now:
                 retry_in = (action.next_attempt_at - now).total_seconds()
@@ -166,7 +179,8 @@ def session_run_actions(*, session_id: int) -> RunResult:
                 return RunResult(executed=executed, retry_in=None)
             with lease_heartbeat(lease):
                 executed += len(_execute(action))
-            if action.status == CrmAction.Status.PENDING:
+            if action.status == CrmAction.Status.PENDING and action.batch_id is None:
+                # Waiting for its retry; one that joined a batch lets a screen pop past (above).
                 break
     finally:
         session_lease_release(lease)
@@ -230,6 +244,12 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
         # Not the record's failure: it runs as soon as its contact is found again.
         action.attempts -= 1
         return (action_schedule_retry(action, str(exc), delay=0),)
+    except AppendBuffered as exc:
+        # Still "may have written" (saved above): should the flush's answer be lost, the unbatched
+        # retry looks for the session's comment on the record before appending again.
+        connection_circuit_record(connection, success=True)
+        _screen_pop(session, provider, record_id=exc.record_id)
+        return (action,)
     except CircuitOpen as exc:
         return (_wait_for_circuit(action, exc),)
     except ActionFailed as exc:
@@ -239,17 +259,21 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
     connection_circuit_record(connection, success=True)
     if action.kind == ActionKind.CREATE_RECORD or result.get("record_id") not in (None, record_before):
         # O4: the session has its record (or moved to the survivor of a merge): its agent's adapter hears now.
-        try:
-            screen_pop_refresh(session=session, provider=provider)
-        except Exception:
-            # The record is made: a pop that failed must not make the action run (and the CRM write) again.
-            logger.exception("records.screen-pop.failed %s", session.pk, extra={"session_id": session.pk})
+        _screen_pop(session, provider)
     action_succeed(action, result)
     if companion is None:
         return (action,)
     companion.attempts += 1
     action_succeed(companion, companion_result)
     return (action, companion)
+
+
+def _screen_pop(session: Session, provider: CrmProvider, *, record_id: str = "") -> None:
+    try:
+        screen_pop_refresh(session=session, provider=provider, record_id=record_id)
+    except Exception:
+        # The record is made: a pop that failed must not make the action run (and the CRM write) again.
+        logger.exception("records.screen-pop.failed %s", session.pk, extra={"session_id": session.pk})
 
 
 class _WriteWatch:
@@ -682,6 +706,8 @@ def _create_record(
         location = _locate_record(provider, session, payload, retried, progress.location)
         if location.placement in (Placement.CREATE, Placement.APPEND) and progress.location is None:
             _keep_progress(action, replace(progress, location=location))
+        if location.placement == Placement.APPEND and action is not None:
+            _buffer_append(provider, session, payload, draft, location, action, retried)
         record_id, created, lost = _write_record(provider, session, payload, draft, location, retried)
     except CrmRequestError as exc:
         # Reading the contact's records or creating one for it refused: the contact may be gone.
@@ -818,15 +844,10 @@ def _write_record(
         return record.id, True, lost
     record_id = location.record_id
     assert record_id is not None
-    body = f"Session {session.external_id} added to this record.\n{payload.first_comment}"
+    changes = _append_changes(provider, session, payload, draft, location)
     # One update carries the session's comment, reopening, assignment, tags and fields.
-    comment = None if retried and _has_comment(provider, record_id, body) else Comment(body=body)
-    changes = RecordChanges(
-        status=provider.default_open_status if location.reopen else None,
-        assignee_id=draft.assignee_id,
-        add_tags=draft.tags,
-        comment=comment,
-    )
+    if retried and changes.comment is not None and _has_comment(provider, record_id, changes.comment.body):
+        changes = replace(changes, comment=None)
     _, lost = _write_assigned(
         provider,
         payload.assignee_email,
@@ -837,6 +858,48 @@ def _write_record(
         ),
     )
     return record_id, False, lost
+
+
+def _append_changes(
+    provider: CrmProvider, session: Session, payload: CreateRecord, draft: RecordDraft, location: RecordLocation
+) -> RecordChanges:
+    """What appending the session to a found record writes, but its fields: the session's comment,
+    reopening, assignee and tags."""
+    return RecordChanges(
+        status=provider.default_open_status if location.reopen else None,
+        assignee_id=draft.assignee_id,
+        add_tags=draft.tags,
+        comment=Comment(body=f"Session {session.external_id} added to this record.\n{payload.first_comment}"),
+    )
+
+
+def _buffer_append(
+    provider: CrmProvider,
+    session: Session,
+    payload: CreateRecord,
+    draft: RecordDraft,
+    location: RecordLocation,
+    action: CrmAction,
+    retried: bool,
+) -> None:
+    """Raise AppendBuffered when the append waits for the connection's next batch (B1); else return,
+    and it is written now. A retried append is never batched: it looks for its comment first."""
+    from records.services.batching import record_append_buffer
+
+    assert location.record_id is not None
+    changes = replace(_append_changes(provider, session, payload, draft, location), custom_fields=draft.fields)
+    if record_append_buffer(
+        provider=provider,
+        session=session,
+        action=action,
+        record_id=location.record_id,
+        changes=changes,
+        decision=location.decision,
+        # Posted after the write as comments of their own, which one batched write cannot carry.
+        extra_comments=bool(draft.notes or payload.entered_number),
+        retried=retried,
+    ):
+        raise AppendBuffered(location.record_id)
 
 
 def _annotate_record(

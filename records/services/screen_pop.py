@@ -50,14 +50,21 @@ def session_answering_agent(session: Session) -> str:
     return answering_agent(session.channel, list(events))
 
 
-def screen_pop_refresh(*, session: Session, provider: CrmProvider | None = None) -> ScreenPop | None:
-    """Make the pop the session's answering agent is due, if it has a record and none was made yet."""
-    if not session.crm_record_id or session.crm_connection_id is None:
+def screen_pop_refresh(
+    *, session: Session, provider: CrmProvider | None = None, record_id: str = ""
+) -> ScreenPop | None:
+    """Make the pop the session's answering agent is due, if it has a record and none was made yet.
+
+    `record_id`: the record the session is being appended to, before the session is linked to it
+    (an append waiting in a batch, B1): the record exists, so the agent is shown it at once.
+    """
+    record_id = record_id or session.crm_record_id
+    if not record_id or session.crm_connection_id is None:
         return None
     agent_email = session_answering_agent(session)
     if not agent_email:
         return None
-    if ScreenPop.objects.filter(session=session, agent_email=agent_email, record_id=session.crm_record_id).exists():
+    if ScreenPop.objects.filter(session=session, agent_email=agent_email, record_id=record_id).exists():
         return None
     if provider is None:
         try:
@@ -66,13 +73,13 @@ def screen_pop_refresh(*, session: Session, provider: CrmProvider | None = None)
         except CrmConfigurationError as exc:
             logger.warning("records.screen-pop.no-provider %s: %s", session.pk, exc)
             return None
-    record = Record(id=session.crm_record_id, subject="", status="", requester_id=session.crm_contact_id or None)
+    record = Record(id=record_id, subject="", status="", requester_id=session.crm_contact_id or None)
     try:
         with transaction.atomic():
             pop = ScreenPop.objects.create(
                 session=session,
                 agent_email=agent_email,
-                record_id=session.crm_record_id,
+                record_id=record_id,
                 record_url=provider.record_web_url(record) or "",
                 contact_id=session.crm_contact_id,
                 channel=session.channel,

@@ -16,7 +16,7 @@ from integrations.models import CrmConnection
 from integrations.providers.base import BatchUpdate, Comment, RecordChanges
 from integrations.sandbox import SandboxServer
 from integrations.services import connection_change_settings, connection_provider
-from records.models import CrmAction, CrmBatch, Session
+from records.models import CrmAction, CrmBatch, ScreenPop, Session
 from records.services.batching import BATCHED, batch_flush, batches_needing_work, connection_flush_now
 from records.services.custom_fields import custom_fields_create
 from records.services.execution import session_run_actions
@@ -346,3 +346,128 @@ def test_batching_the_sweep_leaves_a_session_waiting_in_a_batch_to_its_flush(
 
     settle([session], batched)
     assert not session.actions.exclude(status=CrmAction.Status.SUCCEEDED).exists()
+
+
+def repeat_call(n: int, phone_of: int) -> Session:
+    """The example IVR call as session c-n, from the caller of call(phone_of): it appends to that ticket."""
+    events: list[dict[str, Any]] = copy.deepcopy(EXAMPLE_CALL["events"])
+    for event in events:
+        event["session_id"], event["event_id"] = f"c-{n}", f"{event['event_id']}-{n}"
+        if "phone_number" in event["data"]:
+            event["data"]["phone_number"] = f"+1415555{phone_of:04d}"
+    return ingest_and_process(events, session_id=f"c-{n}")
+
+
+def appended_comments(api: requests.Session, sandbox: SandboxServer, record_id: str, session: str) -> int:
+    body = api.get(f"{sandbox.base_url}/api/v2/tickets/{record_id}/comments.json", timeout=10).json()
+    return sum(1 for c in body["comments"] if c["body"].startswith(f"Session {session} added to this record."))
+
+
+def test_batching_a_repeat_callers_append_goes_in_the_batch_and_the_new_ticket_does_not(
+    batched: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    # given: a new caller's ticket, made at once (record creation is never batched)
+    first = call(1)
+    session_run_actions(session_id=first.pk)
+    first.refresh_from_db()
+    assert first.crm_record_id
+    assert first.actions.get(kind="create_record").status == CrmAction.Status.SUCCEEDED
+    assert requests_of(zendesk_sandbox, "POST /api/v2/tickets.json") == 1
+
+    # when: the same caller calls again, and its record action finds the open ticket
+    second = repeat_call(9, phone_of=1)
+    session_run_actions(session_id=second.pk)
+
+    # then: the append (comment, tags, assignee) waits in the open batch, nothing written yet;
+    # the agent is shown the ticket at once, as it exists
+    append = second.actions.get(kind="create_record")
+    assert append.status == CrmAction.Status.PENDING
+    assert append.batch_id == open_batch(batched).pk
+    assert append.progress[BATCHED]["record_id"] == first.crm_record_id
+    assert append.progress[BATCHED]["add_tags"]
+    assert requests_of(zendesk_sandbox, TICKET_UPDATE) == 0
+    assert requests_of(zendesk_sandbox, "POST /api/v2/tickets.json") == 1
+    second.refresh_from_db()
+    assert second.crm_record_id == ""  # linked once the CRM has done the append
+    assert ScreenPop.objects.filter(session=second, record_id=first.crm_record_id).exists()
+    assert second.actions.get(kind="display_record").status == CrmAction.Status.SUCCEEDED
+    # its later actions wait behind it
+    assert second.actions.get(kind="add_comment", event__type="session.ended").attempts == 0
+
+    # when: the flushes run
+    settle([first, second], batched)
+
+    # then: the append was one item of an update_many, once; the session linked to the ticket
+    second.refresh_from_db()
+    append.refresh_from_db()
+    assert second.crm_record_id == first.crm_record_id
+    assert append.status == CrmAction.Status.SUCCEEDED
+    assert append.result["outcome"].endswith("sent in a batch")
+    assert append.result["record_id"] == first.crm_record_id
+    assert requests_of(zendesk_sandbox, TICKET_UPDATE) == 0
+    assert appended_comments(zendesk_api, zendesk_sandbox, first.crm_record_id, "c-9") == 1
+    ticket = zendesk_api.get(f"{zendesk_sandbox.base_url}/api/v2/tickets/{first.crm_record_id}.json").json()
+    assert set(append.progress.get(BATCHED, {}).get("add_tags", [])) <= set(ticket["ticket"]["tags"])
+    assert "voice_inbound_ivr" in ticket["ticket"]["tags"]
+    assert finished_comments(zendesk_api, zendesk_sandbox, first) == 2
+    assert not CrmAction.objects.exclude(status=CrmAction.Status.SUCCEEDED).exists()
+
+
+def test_batching_a_lost_answer_to_an_append_does_not_append_twice(
+    batched: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    # given: the repeat caller's append waits in the batch, alone
+    first = call(1)
+    settle([first], batched)
+    first.refresh_from_db()
+    second = repeat_call(9, phone_of=1)
+    session_run_actions(session_id=second.pk)
+    append = second.actions.get(kind="create_record")
+    assert append.batch_id is not None
+
+    # when: the update_many is applied, but its answer is lost
+    sandbox_config(zendesk_sandbox, lost_response_rate=1.0)
+    connection_flush_now(connection=batched)
+    sandbox_config(zendesk_sandbox, lost_response_rate=0.0)
+
+    # then: its retry runs unbatched, finds the session's comment on the ticket, and does not add it again
+    append.refresh_from_db()
+    assert append.batch_id is None
+    assert append.may_have_written
+    settle([first, second], batched)
+    append.refresh_from_db()
+    second.refresh_from_db()
+    assert append.status == CrmAction.Status.SUCCEEDED
+    assert second.crm_record_id == first.crm_record_id
+    assert appended_comments(zendesk_api, zendesk_sandbox, first.crm_record_id, "c-9") == 1
+    assert finished_comments(zendesk_api, zendesk_sandbox, first) == 2
+
+
+def test_batching_an_append_the_batch_could_not_do_is_retried_on_its_own(
+    batched: CrmConnection, zendesk_sandbox: SandboxServer, zendesk_api: requests.Session
+) -> None:
+    first = call(1)
+    settle([first], batched)
+    first.refresh_from_db()
+    second = repeat_call(9, phone_of=1)
+    session_run_actions(session_id=second.pk)
+    requests.post(f"{zendesk_sandbox.base_url}/__sandbox/job_faults", json={"item_fail_rate": 1.0}, timeout=5)
+
+    connection_flush_now(connection=batched)
+    connection_flush_now(connection=batched)
+
+    # then: the item failed in the job; the action waits for its own (unbatched) retry, the session unlinked
+    append = second.actions.get(kind="create_record")
+    assert append.status == CrmAction.Status.PENDING
+    assert append.batch_id is None
+    assert "TicketUpdateFailed" in append.last_error
+    second.refresh_from_db()
+    assert second.crm_record_id == ""
+
+    requests.post(f"{zendesk_sandbox.base_url}/__sandbox/job_faults", json={"item_fail_rate": 0.0}, timeout=5)
+    settle([first, second], batched)
+    append.refresh_from_db()
+    assert append.status == CrmAction.Status.SUCCEEDED
+    assert "sent in a batch" not in append.result["outcome"]
+    assert appended_comments(zendesk_api, zendesk_sandbox, first.crm_record_id, "c-9") == 1
+    assert requests_of(zendesk_sandbox, TICKET_UPDATE) == 1  # the append's own retry

@@ -9,6 +9,8 @@ ON = BatchSettings(enabled=True)
 COMMENTS_ONLY = BatchSettings(enabled=True, services=frozenset({BatchService.ADD_COMMENT}))
 COMMENT = ("add_comment",)
 PAIR = ("add_comment", "update_record")
+RECORD = ("create_record",)
+UPDATES_ONLY = BatchSettings(enabled=True, services=frozenset({BatchService.UPDATE_RECORD}))
 
 
 @pytest.mark.parametrize(
@@ -27,6 +29,23 @@ PAIR = ("add_comment", "update_record")
         (COMMENTS_ONLY, WriteToBatch(PAIR, has_record=True, retried=False), False),  # one write: both or none
         (BatchSettings(enabled=True, services=frozenset()), WriteToBatch(COMMENT, True, False), False),
         (ON, WriteToBatch((), has_record=True, retried=False), False),
+        # a record action appending to a found record (a repeat caller's open ticket): batched
+        (ON, WriteToBatch(RECORD, has_record=True, retried=False, appends=True), True),
+        # one that creates the record is never delayed
+        (ON, WriteToBatch(RECORD, has_record=False, retried=False), False),
+        (ON, WriteToBatch(RECORD, has_record=False, retried=False, appends=True), False),
+        (BatchSettings(), WriteToBatch(RECORD, has_record=True, retried=False, appends=True), False),
+        # its retry looks at the record first, unbatched (comment_once)
+        (ON, WriteToBatch(RECORD, has_record=True, retried=True, appends=True), False),
+        # notes or the dialed number of its own: more comments than a batch carries a record
+        (ON, WriteToBatch(RECORD, has_record=True, retried=False, appends=True, extra_comments=True), False),
+        (ON, WriteToBatch(COMMENT, has_record=True, retried=False, extra_comments=True), False),
+        # an append is a comment and an update: both services or none
+        (COMMENTS_ONLY, WriteToBatch(RECORD, has_record=True, retried=False, appends=True), False),
+        (UPDATES_ONLY, WriteToBatch(RECORD, has_record=True, retried=False, appends=True), False),
+        # "appends" is a record action's: a comment that says it appends is not one
+        (ON, WriteToBatch(COMMENT, has_record=True, retried=False, appends=True), False),
+        (ON, WriteToBatch(("create_record", "update_record"), True, False, appends=True), False),
     ],
 )
 def test_batch_eligible(settings: BatchSettings, write: WriteToBatch, expected: bool) -> None:
