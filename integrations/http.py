@@ -54,11 +54,11 @@ Files = dict[str, tuple[str, bytes, str]] | list[tuple[str, tuple[str, bytes, st
 class RateGate(Protocol):
     """Where a 429's Retry-After is remembered so all workers honour it (see integrations.ratelimit)."""
 
-    def acquire(self, key: str, per_minute: int) -> float: ...
+    def acquire(self, key: str, per_minute: int, *, first: bool = False) -> float: ...
 
     def seconds_until_open(self, key: str) -> float: ...
 
-    def hold(self, key: str) -> float: ...
+    def hold(self, key: str, *, first: bool = False) -> float: ...
 
     def close_for(self, key: str, seconds: float, *, pace: float = 0.0) -> None: ...
 
@@ -292,11 +292,16 @@ class CrmHttpClient:
         CrmOwnLimitReached when our budget is spent."""
         if self.rate_gate is None:
             return
-        wait = self.rate_gate.hold(self.base_url)
+        # A session's record being made waits only behind other records being made.
+        first = self.work_class is WorkClass.RECORD
+        wait = self.rate_gate.hold(self.base_url, first=first)
         if wait > 0:
             self._record(Usage.HELD_BACK)
             raise CrmRateLimited(f"rate limited by {self.base_url} for {wait:.1f}s more", retry_after=wait)
-        if endpoint_class is not None and (wait := self.rate_gate.hold(self._gate_key(endpoint_class))) > 0:
+        if (
+            endpoint_class is not None
+            and (wait := self.rate_gate.hold(self._gate_key(endpoint_class), first=first)) > 0
+        ):
             self._record(Usage.HELD_BACK)
             raise CrmRateLimited(
                 f"rate limited by {self.base_url} ({endpoint_class} limit) for {wait:.1f}s more", retry_after=wait
@@ -304,7 +309,7 @@ class CrmHttpClient:
         if not self.rate_limit_per_minute:
             return
         limit = window_limit(self.rate_limit_per_minute, self.work_class)
-        wait = self.rate_gate.acquire(self.base_url, limit)
+        wait = self.rate_gate.acquire(self.base_url, limit, first=first)
         if wait > 0:
             self._record(Usage.HELD_BACK)
             raise CrmOwnLimitReached(

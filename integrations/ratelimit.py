@@ -5,10 +5,13 @@ Two mechanisms, per CRM instance:
   requests per minute (the CRM plan's limit), so workers do not spend requests on 429s;
 - a gate that, after a CRM answers 429 with Retry-After, stays closed until the time is up.
 
-Work is of two classes in one shared window: live session work may fill the whole budget, while
+Work is of three classes in one shared window: live session work may fill the whole budget, while
 background work (ticket imports) may only take a slot while the window is below the budget minus
 a share reserved for live work. However long an import runs, a call's ticket always finds that
-share free. (A small step toward the full rate governor: one window, one priority rule.)
+share free. Among live work, a session's record being made (WorkClass.RECORD) goes first: held by
+our window or by the CRM's, it is given a turn counting only the record creation waiting before
+it, and the slots due to those turns are not taken by other work, so a call's ticket does not
+queue behind every session's follow-up comments.
 """
 
 import enum
@@ -26,9 +29,15 @@ logger = logging.getLogger(__name__)
 KEY_PREFIX = "crmbridge:rate-gate:"
 WINDOW_KEY_PREFIX = "crmbridge:rate-window:"
 WAITERS_KEY_PREFIX = "crmbridge:rate-waiters:"
+# Among the waiters, those making a session's record (WorkClass.RECORD): their turns come first.
+FIRST_WAITERS_KEY_PREFIX = "crmbridge:rate-first-waiters:"
 # Callers held by a closed gate, and the pace (ms a request) at which the CRM's window frees again.
 GATE_WAITERS_KEY_PREFIX = "crmbridge:gate-waiters:"
 GATE_PACE_KEY_PREFIX = "crmbridge:gate-pace:"
+GATE_FIRST_WAITERS_KEY_PREFIX = "crmbridge:gate-first-waiters:"
+# How long past its turn record creation's turn stays reserved for it: its worker comes back a
+# little late (the retry's jitter of up to a second, the broker's countdown).
+FIRST_TURN_GRACE_MS = 2000
 WINDOW_MS = 60_000
 # Per-minute request counters for the health chart: one small hash per CRM and minute.
 USAGE_KEY_PREFIX = "crmbridge:usage:"
@@ -47,20 +56,55 @@ local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
 local window = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
+local first = ARGV[4] == '1'
+local grace = tonumber(ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - grace)
 local taken = redis.call('ZCARD', KEYS[1])
-if taken < limit then
+-- Record creation told a turn (KEYS[3], kept a grace past it for the caller to come back) has
+-- the next free slots: other work takes one only past them.
+local reserved = 0
+if not first then
+  reserved = redis.call('ZCARD', KEYS[3])
+end
+if taken + reserved < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], window)
+  if first then
+    -- Back at its turn: the earliest turn that has come is taken up.
+    local due = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
+    if due[2] and tonumber(due[2]) <= now then
+      redis.call('ZREM', KEYS[3], due[1])
+    end
+  end
   return 0
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local turn = (taken - limit) + redis.call('ZCARD', KEYS[2])
-local laps = math.floor(turn / taken)
-local entry = redis.call('ZRANGE', KEYS[1], turn % taken, turn % taken, 'WITHSCORES')
-local wake = tonumber(entry[2]) + window * (laps + 1)
+local wake
+if taken < limit then
+  -- A free slot, held for record creation: this caller's turn comes after the last of theirs,
+  -- behind the other waiters, at the window's pace.
+  local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+  local waiting = redis.call('ZCARD', KEYS[2])
+  wake = math.max(now, tonumber(last[2])) + 1 + waiting * math.floor(window / limit)
+else
+  local waiting
+  if first then
+    waiting = redis.call('ZCOUNT', KEYS[3], now + 1, '+inf')
+  else
+    waiting = redis.call('ZCARD', KEYS[2])
+  end
+  local turn = (taken - limit) + waiting
+  local laps = math.floor(turn / taken)
+  local entry = redis.call('ZRANGE', KEYS[1], turn % taken, turn % taken, 'WITHSCORES')
+  wake = tonumber(entry[2]) + window * (laps + 1)
+end
 redis.call('ZADD', KEYS[2], wake, ARGV[3])
 redis.call('PEXPIRE', KEYS[2], wake - now + window)
+if first then
+  redis.call('ZADD', KEYS[3], wake, ARGV[3])
+  redis.call('PEXPIRE', KEYS[3], wake - now + window + grace)
+end
 return math.max(1, wake - now)
 """
 
@@ -69,16 +113,42 @@ return math.max(1, wake - now)
 # so those the gate held together come back one request apart, not all at the instant it opens.
 _HOLD = """
 local ttl = redis.call('PTTL', KEYS[1])
-if ttl <= 0 then
-  return 0
-end
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local first = ARGV[2] == '1'
+local grace = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - grace)
+if ttl <= 0 then
+  if first then
+    -- Back at its turn: the earliest turn that has come is taken up.
+    local due = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+    if due[2] and tonumber(due[2]) <= now then
+      redis.call('ZREM', KEYS[4], due[1])
+    end
+    return 0
+  end
+  -- Open, but record creation whose turn has come is not back yet: it goes first.
+  if redis.call('ZCOUNT', KEYS[4], '-inf', now) == 0 then
+    return 0
+  end
+  ttl = 0
+end
 local pace = tonumber(redis.call('GET', KEYS[3]) or '0')
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local wake = now + ttl + redis.call('ZCARD', KEYS[2]) * pace
+-- Record creation (KEYS[4]) queues only behind record creation still to come; other work behind everyone.
+local ahead
+if first then
+  ahead = redis.call('ZCOUNT', KEYS[4], now + 1, '+inf')
+else
+  ahead = redis.call('ZCARD', KEYS[2]) + redis.call('ZCOUNT', KEYS[4], '-inf', now)
+end
+local wake = now + ttl + ahead * pace
 redis.call('ZADD', KEYS[2], wake, ARGV[1])
 redis.call('PEXPIRE', KEYS[2], wake - now + 1000)
+if first then
+  redis.call('ZADD', KEYS[4], wake, ARGV[1])
+  redis.call('PEXPIRE', KEYS[4], wake - now + 1000 + grace)
+end
 return math.max(1, wake - now)
 """
 
@@ -110,6 +180,9 @@ def _usage_key(key: str, epoch_minute: int) -> str:
 class WorkClass(enum.StrEnum):
     """Who is spending the CRM's request budget."""
 
+    # A session's record being made (its contact found or made, its record created or appended
+    # to): ahead of all other waiting work, so a call's ticket never queues behind follow-ups.
+    RECORD = "record"
     LIVE = "live"
     IMPORT = "import"
 
@@ -121,14 +194,14 @@ LIVE_RESERVED_SHARE = 0.5
 def window_limit(per_minute: int, work_class: WorkClass, *, live_reserved_share: float = LIVE_RESERVED_SHARE) -> int:
     """How full the shared window may be for this class to take one more slot.
 
-    Live work: the whole budget. Imports: what is above the live reserve, at least one request a
+    Live work (record creation too): the whole budget. Imports: what is above the live reserve, at least one request a
     minute so an import on a tiny budget still progresses (slowly).
     """
     if per_minute < 1:
         raise ValueError("per_minute must be at least 1")
     if not 0 <= live_reserved_share < 1:
         raise ValueError("live_reserved_share must be from 0 up to (not including) 1")
-    if work_class is WorkClass.LIVE:
+    if work_class is not WorkClass.IMPORT:
         return per_minute
     return max(1, math.floor(per_minute * (1 - live_reserved_share)))
 
@@ -187,20 +260,32 @@ class RedisRateGate:
     def from_url(cls, url: str) -> "RedisRateGate":
         return cls(redis.Redis.from_url(url))
 
-    def acquire(self, key: str, per_minute: int) -> float:
-        """Take one request slot; 0 when taken, else the seconds until one frees up."""
-        keys = [WINDOW_KEY_PREFIX + key, WAITERS_KEY_PREFIX + key]
-        wait_ms = self._acquire(keys=keys, args=[WINDOW_MS, per_minute, uuid.uuid4().hex])
+    def acquire(self, key: str, per_minute: int, *, first: bool = False) -> float:
+        """Take one request slot; 0 when taken, else the seconds until this caller's turn.
+
+        `first` (record creation): the turns of other waiting work do not count before it, and the
+        free slots its waiters are due are not taken by other work meanwhile.
+        """
+        keys = [WINDOW_KEY_PREFIX + key, WAITERS_KEY_PREFIX + key, FIRST_WAITERS_KEY_PREFIX + key]
+        wait_ms = self._acquire(
+            keys=keys, args=[WINDOW_MS, per_minute, uuid.uuid4().hex, int(first), FIRST_TURN_GRACE_MS]
+        )
         return int(wait_ms) / 1000
 
     def seconds_until_open(self, key: str) -> float:
         remaining_ms = self.client.pttl(KEY_PREFIX + key)
         return remaining_ms / 1000 if isinstance(remaining_ms, int) and remaining_ms > 0 else 0.0
 
-    def hold(self, key: str) -> float:
-        """0 while the gate is open; else the seconds until this caller's turn after it opens."""
-        keys = [KEY_PREFIX + key, GATE_WAITERS_KEY_PREFIX + key, GATE_PACE_KEY_PREFIX + key]
-        return int(self._hold(keys=keys, args=[uuid.uuid4().hex])) / 1000
+    def hold(self, key: str, *, first: bool = False) -> float:
+        """0 while the gate is open; else the seconds until this caller's turn after it opens
+        (`first`, record creation: counting only the record creation waiting before it)."""
+        keys = [
+            KEY_PREFIX + key,
+            GATE_WAITERS_KEY_PREFIX + key,
+            GATE_PACE_KEY_PREFIX + key,
+            GATE_FIRST_WAITERS_KEY_PREFIX + key,
+        ]
+        return int(self._hold(keys=keys, args=[uuid.uuid4().hex, int(first), FIRST_TURN_GRACE_MS])) / 1000
 
     def close_for(self, key: str, seconds: float, *, pace: float = 0.0) -> None:
         """Close the gate for `seconds`; those it holds then come back `pace` seconds apart (0: all at once,
@@ -225,8 +310,10 @@ class RedisRateGate:
                     KEY_PREFIX,
                     WINDOW_KEY_PREFIX,
                     WAITERS_KEY_PREFIX,
+                    FIRST_WAITERS_KEY_PREFIX,
                     GATE_WAITERS_KEY_PREFIX,
                     GATE_PACE_KEY_PREFIX,
+                    GATE_FIRST_WAITERS_KEY_PREFIX,
                 )
             )
         )

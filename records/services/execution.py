@@ -35,6 +35,7 @@ from integrations.providers.base import (
     Record,
     RecordChanges,
 )
+from integrations.ratelimit import WorkClass
 from integrations.services import (
     agent_id_find,
     connection_circuit_check,
@@ -220,7 +221,7 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
                     raise ActionFailed("No active CRM connection: add one in the admin, then retry this action.")
                 session.crm_connection = connection
                 session.save(update_fields=["crm_connection", "updated_at"])
-            provider = watch.watching(connection_provider(connection))
+            provider = watch.watching(connection_provider(connection, work_class=_work_class(action)))
             connection_circuit_check(connection)
             companion = action_companion_update(action)
             from records.services.batching import action_buffer
@@ -266,6 +267,13 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
     companion.attempts += 1
     action_succeed(companion, companion_result)
     return (action, companion)
+
+
+def _work_class(action: CrmAction) -> WorkClass:
+    """A session's contact and record (what the agent waits to see) go ahead of follow-up writes in
+    the rate gate every worker shares: under a rate limit, a call's ticket does not queue behind
+    the comments of all the calls before it."""
+    return WorkClass.RECORD if action.kind in BLOCKING_KINDS else WorkClass.LIVE
 
 
 def _screen_pop(session: Session, provider: CrmProvider, *, record_id: str = "") -> None:

@@ -28,6 +28,7 @@ from tests.support import TEST_BROKER_URL, sandbox_config, sandbox_stats
         (3, WorkClass.IMPORT, 0.5, 1),
         (1, WorkClass.IMPORT, 0.5, 1),  # at least one a minute, so an import still progresses
         (1, WorkClass.LIVE, 0.9, 1),
+        (400, WorkClass.RECORD, 0.5, 400),  # record creation is live work: the whole budget
     ],
 )
 def test_window_limit_per_work_class(per_minute: int, work_class: WorkClass, share: float, limit: int) -> None:
@@ -204,5 +205,92 @@ def test_callers_a_paced_gate_held_come_back_one_request_apart() -> None:
         gate.close_for(key, 2.0)
         told = [gate.hold(key) for _ in range(3)]
         assert max(told) - min(told) < 0.1
+    finally:
+        gate.open(key)
+
+
+def test_record_creation_held_by_the_window_is_given_the_first_turns() -> None:
+    gate = RedisRateGate(redis.Redis.from_url(TEST_BROKER_URL))
+    key = "https://first-turns.example.com/"
+    gate.open(key)
+    try:
+        for _ in range(3):
+            assert gate.acquire(key, 3) == 0
+            time.sleep(0.2)
+        follow_ups = [gate.acquire(key, 3) for _ in range(3)]
+
+        records = [gate.acquire(key, 3, first=True) for _ in range(2)]
+        later = gate.acquire(key, 3)
+
+        # The records' turns count only the records before them: the oldest slots, ahead of the
+        # follow-ups already waiting; a follow-up after them queues behind all five.
+        assert abs(records[0] - follow_ups[0]) < 0.1
+        assert abs(records[1] - follow_ups[1]) < 0.1
+        assert records[0] < records[1] < follow_ups[2]
+        assert later > 119.0
+    finally:
+        gate.open(key)
+
+
+def test_a_free_slot_due_to_waiting_record_creation_is_not_taken_by_other_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from integrations import ratelimit
+
+    monkeypatch.setattr(ratelimit, "WINDOW_MS", 1000)
+    client = redis.Redis.from_url(TEST_BROKER_URL)
+    gate = RedisRateGate(client)
+    key = "https://reserved-slot.example.com/"
+    gate.open(key)
+    try:
+        assert gate.acquire(key, 2) == 0
+        time.sleep(0.5)
+        assert gate.acquire(key, 2) == 0
+        wait = gate.acquire(key, 2, first=True)
+        assert 0.3 <= wait <= 0.5
+
+        # when: its slot frees, and a follow-up asks before the record's worker is back
+        time.sleep(wait + 0.05)
+        follow_up = gate.acquire(key, 2)
+
+        # then: the follow-up waits; the record's worker, back a moment later, takes the slot
+        assert follow_up > 0
+        assert gate.acquire(key, 2, first=True) == 0
+        assert client.zcard(f"crmbridge:rate-first-waiters:{key}") == 0
+    finally:
+        gate.open(key)
+
+
+def test_record_creation_held_by_a_closed_gate_goes_before_other_waiters() -> None:
+    gate = RedisRateGate(redis.Redis.from_url(TEST_BROKER_URL))
+    key = "https://first-held.example.com/"
+    gate.open(key)
+    try:
+        gate.close_for(key, 2.0, pace=0.5)
+        follow_ups = [gate.hold(key) for _ in range(3)]
+
+        records = [gate.hold(key, first=True) for _ in range(2)]
+        later = gate.hold(key)
+
+        assert [round(wait, 1) for wait in follow_ups] == [2.0, 2.5, 3.0]
+        # each record counts only the records before it; a later follow-up all five
+        assert [round(wait, 1) for wait in records] == [2.0, 2.5]
+        assert round(later, 1) == 4.5
+    finally:
+        gate.open(key)
+
+
+def test_an_open_gate_holds_other_work_while_record_creation_whose_turn_came_is_not_back() -> None:
+    gate = RedisRateGate(redis.Redis.from_url(TEST_BROKER_URL))
+    key = "https://first-back.example.com/"
+    gate.open(key)
+    try:
+        gate.close_for(key, 0.3, pace=0.1)
+        turn = gate.hold(key, first=True)
+        time.sleep(turn + 0.1)  # the gate is open again, the record's worker not back yet
+
+        assert gate.hold(key) > 0
+        assert gate.hold(key, first=True) == 0
+        assert gate.hold(key) == 0
     finally:
         gate.open(key)

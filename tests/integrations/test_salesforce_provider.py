@@ -240,13 +240,13 @@ class MemoryGate:
     def __init__(self) -> None:
         self.closed: dict[str, float] = {}
 
-    def acquire(self, key: str, per_minute: int) -> float:
+    def acquire(self, key: str, per_minute: int, *, first: bool = False) -> float:
         return 0.0
 
     def seconds_until_open(self, key: str) -> float:
         return 0.0
 
-    def hold(self, key: str) -> float:
+    def hold(self, key: str, *, first: bool = False) -> float:
         return 0.0
 
     def close_for(self, key: str, seconds: float, *, pace: float = 0.0) -> None:

@@ -8,7 +8,7 @@ import responses
 from django.utils import timezone
 
 from integrations.models import CrmConnection
-from integrations.providers.base import Contact
+from integrations.providers.base import Contact, CrmProvider
 from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
 from integrations.services import connection_create, connection_settings, rate_gate, retry_countdown
@@ -782,3 +782,28 @@ def test_create_record_progress_round_trips_through_json() -> None:
 
     assert CreateRecordProgress.from_json(progress.to_json()) == progress
     assert CreateRecordProgress.from_json({}) == CreateRecordProgress()
+
+
+def test_a_sessions_contact_and_record_go_ahead_of_its_follow_ups_in_the_rate_gate(
+    zendesk_connection: CrmConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integrations.ratelimit import WorkClass
+    from records.services import execution
+
+    classes: list[tuple[str, WorkClass]] = []
+    built = execution.connection_provider
+
+    def provider(connection: CrmConnection, *, work_class: WorkClass = WorkClass.LIVE) -> CrmProvider:
+        classes.append((current, work_class))
+        return built(connection, work_class=work_class)
+
+    monkeypatch.setattr(execution, "connection_provider", provider)
+    session = ingest_example()
+    for action in CrmAction.objects.filter(session=session).order_by("id"):
+        current = action.kind
+        action_execute(action=action)
+
+    # the contact search/create and the ticket create: record work; the comments and updates after: live
+    assert ("ensure_contact", WorkClass.RECORD) in classes
+    assert ("create_record", WorkClass.RECORD) in classes
+    assert {work for kind, work in classes if kind not in ("ensure_contact", "create_record")} == {WorkClass.LIVE}
