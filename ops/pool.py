@@ -29,4 +29,5 @@ def pool_started_ok(exitcodes: Iterable[int | None]) -> bool:
 class TaskPool(prefork.TaskPool):
     def did_start_ok(self) -> bool:
         # Read without joining the children: the pool's maintenance joins and replaces them.
-        return pool_started_ok(process.exitcode for process in self._pool._pool)
+        processes = self._pool._pool  # type: ignore[attr-defined]  # billiard's pool, set in on_start
+        return pool_started_ok(process.exitcode for process in processes)

@@ -12,6 +12,7 @@ from kombu import Connection
 from ops.pool import pool_started_ok
 from records.models import Event, Session
 from records.tasks import process_sessions_task
+from tests.ops.test_brokers import send
 from tests.support import RedisServer, start_worker, stop_process, wait_for_ready, wait_until
 
 
@@ -72,7 +73,7 @@ def test_a_pool_child_killed_before_the_broker_is_up_is_replaced_and_the_worker_
             data={"channel": "voice", "session_type": "voice_inbound_ivr"},
         )
         with Connection(broker.url) as connection:
-            process_sessions_task.apply_async(([session.pk],), connection=connection, queue=queue)
+            send(process_sessions_task, ([session.pk],), connection, queue=queue)
         wait_until(
             lambda: not Event.objects.filter(session=session, applied_at__isnull=True).exists(),
             timeout=60,
