@@ -227,6 +227,33 @@ def test_A3_a_lookup_waits_out_an_open_circuit_without_spending_a_lookup_or_budg
     assert stored.pending_body
 
 
+def test_A3_a_lookup_the_crm_cannot_answer_feeds_the_connections_circuit(
+    ana: Agent, deliver: Deliver, sync_settings: StatusSyncSettings, settings: Any
+) -> None:
+    # given: a circuit that opens at the first failure; the connection points at a closed port
+    settings.CRM_CIRCUIT_FAILURES = 1
+    settings.CRM_CIRCUIT_COOL_DOWN_SECONDS = 30.0
+    settings.CRM_CIRCUIT_MIN_RUN_SECONDS = 0
+    circuit_breaker.cache_clear()
+    connection = sync_settings.connection
+    assert connection is not None
+    Agent.objects.filter(pk=ana.pk).update(crm_user_id="")
+    deliver(work_session_event(user_id="u-zed", status="st-busy", event_id="evt-zed"))
+
+    try:
+        # when: the lookup fails, as any of the connection's work would
+        assert webhook_event_apply_pending(event_id="evt-zed") is not None
+        # then: the circuit is open, and the next try waits out its pause without a lookup
+        retry_in = webhook_event_apply_pending(event_id="evt-zed")
+    finally:
+        circuit_breaker().record_success(connection.base_url)
+        circuit_breaker.cache_clear()
+
+    assert retry_in is not None
+    assert 29.0 <= retry_in <= 31.0
+    assert ProcessedWebhookEvent.objects.get(event_id="evt-zed").lookup_attempts == 1
+
+
 def test_A1_inheritance_off_records_and_ignores(
     ana: Agent, deliver: Deliver, sync_settings: StatusSyncSettings
 ) -> None:

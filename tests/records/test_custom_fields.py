@@ -1,13 +1,16 @@
 """F1: the admin's "Create custom fields" makes the record fields in the CRM once and keeps their ids."""
 
+import time
 from typing import Any
 
 import pytest
 import requests
+from celery.exceptions import Retry
 from django.conf import settings as django_settings
 
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
+from integrations.services import circuit_breaker
 from records.models import CustomField
 from records.services.custom_fields import custom_fields_create
 from records.tasks import create_custom_fields_task
@@ -130,3 +133,77 @@ def test_create_custom_fields_task_ignores_a_deleted_connection() -> None:
     create_custom_fields_task.apply(args=(987654,))
 
     assert not CustomField.objects.exists()
+
+
+@pytest.fixture
+def circuit_at_one_failure(settings: Any) -> Any:
+    """A circuit breaker that opens at the first failure and stays open 30 s; closed again after."""
+    settings.CRM_CIRCUIT_FAILURES = 1
+    settings.CRM_CIRCUIT_COOL_DOWN_SECONDS = 30.0
+    settings.CRM_CIRCUIT_MIN_RUN_SECONDS = 0
+    circuit_breaker.cache_clear()
+    yield circuit_breaker()
+    circuit_breaker.cache_clear()
+
+
+def run_as_a_worker(connection_id: int, *args: object, retries: int = 0) -> Retry:
+    """Run the task as a worker would (a retry is raised, not run at once), and return the retry."""
+    create_custom_fields_task.push_request(id="test-f1", retries=retries, is_eager=True, called_directly=False)
+    try:
+        with pytest.raises(Retry) as retry:
+            create_custom_fields_task.run(connection_id, *args)
+    finally:
+        create_custom_fields_task.pop_request()
+    return retry.value
+
+
+@pytest.mark.django_db
+def test_F1_an_open_circuit_pauses_field_creation_without_a_request_or_an_attempt(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, circuit_at_one_failure: Any
+) -> None:
+    circuit_at_one_failure.record_failure(zendesk_connection.base_url)
+    before = sandbox_stats(zendesk_sandbox)["total"]
+    try:
+        retry = run_as_a_worker(zendesk_connection.pk, 1000.0, 2, retries=5)
+    finally:
+        circuit_at_one_failure.record_success(zendesk_connection.base_url)
+
+    assert sandbox_stats(zendesk_sandbox)["total"] == before
+    assert isinstance(retry.when, float)
+    assert 29.0 <= retry.when <= 31.0
+    assert retry.sig is not None
+    # The pause spends no attempt, and its time is kept out of the retry budget.
+    assert retry.sig.kwargs["attempts"] == 2
+    assert retry.sig.kwargs["failing_since"] == pytest.approx(1030.0, abs=1)
+
+
+@pytest.mark.django_db
+def test_F1_a_crm_failure_counts_one_attempt_and_opens_the_circuit(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, circuit_at_one_failure: Any
+) -> None:
+    sandbox_config(zendesk_sandbox, fail_rate=1.0)
+    try:
+        retry = run_as_a_worker(zendesk_connection.pk, None, 2, retries=5)
+        opened = circuit_at_one_failure.wait_seconds(zendesk_connection.base_url)
+    finally:
+        circuit_at_one_failure.record_success(zendesk_connection.base_url)
+
+    assert retry.sig is not None
+    assert retry.sig.kwargs["attempts"] == 3
+    assert opened is not None
+
+
+@pytest.mark.django_db
+def test_F1_a_success_closes_a_half_open_circuit(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, circuit_at_one_failure: Any, settings: Any
+) -> None:
+    settings.CRM_CIRCUIT_COOL_DOWN_SECONDS = 0.05
+    circuit_breaker.cache_clear()
+    breaker = circuit_breaker()
+    breaker.record_failure(zendesk_connection.base_url)
+    time.sleep(0.1)  # the pause is over: the next work is the half-open probe
+
+    custom_fields_create(connection=zendesk_connection)
+
+    reading = breaker.read(zendesk_connection.base_url)
+    assert (reading.tripped, reading.failures) == (False, 0)

@@ -134,6 +134,34 @@ def test_import_task_retries_after_the_rate_limit(
     # Salesforce gives no Retry-After: LIMIT_EXCEEDED_RETRY_AFTER_SECONDS, plus up to a second of jitter.
     assert isinstance(retry.value.when, float)
     assert 60.0 <= retry.value.when <= 61.0
+    # A 429 is the CRM asking to wait, not a failed try: the retry carries no attempt.
+    assert retry.value.sig is not None
+    assert retry.value.sig.kwargs["attempts"] == 0
+
+
+def test_import_task_counts_a_crm_failure_and_feeds_the_circuit(
+    settings: object, salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer
+) -> None:
+    settings.CRM_CIRCUIT_FAILURES = 1  # type: ignore[attr-defined]
+    settings.CRM_CIRCUIT_COOL_DOWN_SECONDS = 30.0  # type: ignore[attr-defined]
+    settings.CRM_CIRCUIT_MIN_RUN_SECONDS = 0  # type: ignore[attr-defined]
+    circuit_breaker.cache_clear()
+    sandbox_config(salesforce_sandbox, fail_rate=1.0)
+    import_connection_task.push_request(id="test-5xx", retries=4, is_eager=True, called_directly=False)
+    try:
+        with pytest.raises(Retry) as retry:
+            import_connection_task.run(salesforce_connection.pk, "schedule", None, 2)
+        opened = circuit_breaker().wait_seconds(salesforce_connection.base_url)
+    finally:
+        import_connection_task.pop_request()
+        circuit_breaker().record_success(salesforce_connection.base_url)
+        circuit_breaker.cache_clear()
+
+    # The third failed try, whatever Celery's own retry count (4: pauses and 429s are retries too).
+    assert retry.value.sig is not None
+    assert retry.value.sig.kwargs["attempts"] == 3
+    # And the CRM's failure is the connection's: its circuit opened, pausing all its work.
+    assert opened is not None
 
 
 def test_import_task_waits_out_an_open_circuit_without_starting_a_run(
@@ -149,7 +177,7 @@ def test_import_task_waits_out_an_open_circuit_without_starting_a_run(
     import_connection_task.push_request(id="test-circuit", retries=0, is_eager=True, called_directly=False)
     try:
         with pytest.raises(Retry) as retry:
-            import_connection_task.run(salesforce_connection.pk, "schedule", 1000.0)
+            import_connection_task.run(salesforce_connection.pk, "schedule", 1000.0, 3)
     finally:
         import_connection_task.pop_request()
         circuit_breaker().record_success(salesforce_connection.base_url)
@@ -160,6 +188,7 @@ def test_import_task_waits_out_an_open_circuit_without_starting_a_run(
     assert 29.0 <= retry.value.when <= 31.0
     assert retry.value.sig is not None
     assert retry.value.sig.kwargs["failing_since"] == pytest.approx(1030.0, abs=1)
+    assert retry.value.sig.kwargs["attempts"] == 3
     assert sandbox_stats(salesforce_sandbox)["total"] == before
     assert ImportRun.objects.count() == runs
 
