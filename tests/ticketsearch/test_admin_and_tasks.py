@@ -14,7 +14,7 @@ from integrations.providers.importing import CommentPage
 from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
 from integrations.services import circuit_breaker
-from tests.support import sandbox_config, sandbox_stats
+from tests.support import retry_kwargs, sandbox_config, sandbox_stats
 from tests.ticketsearch.support import seed_salesforce, seed_zendesk
 from ticketsearch import tasks
 from ticketsearch.models import Evaluation, ImportRun, ImportState, Ticket
@@ -135,8 +135,7 @@ def test_import_task_retries_after_the_rate_limit(
     assert isinstance(retry.value.when, float)
     assert 60.0 <= retry.value.when <= 61.0
     # A 429 is the CRM asking to wait, not a failed try: the retry carries no attempt.
-    assert retry.value.sig is not None
-    assert retry.value.sig.kwargs["attempts"] == 0
+    assert retry_kwargs(retry.value)["attempts"] == 0
 
 
 def test_import_task_counts_a_crm_failure_and_feeds_the_circuit(
@@ -158,8 +157,7 @@ def test_import_task_counts_a_crm_failure_and_feeds_the_circuit(
         circuit_breaker.cache_clear()
 
     # The third failed try, whatever Celery's own retry count (4: pauses and 429s are retries too).
-    assert retry.value.sig is not None
-    assert retry.value.sig.kwargs["attempts"] == 3
+    assert retry_kwargs(retry.value)["attempts"] == 3
     # And the CRM's failure is the connection's: its circuit opened, pausing all its work.
     assert opened is not None
 
@@ -186,9 +184,8 @@ def test_import_task_waits_out_an_open_circuit_without_starting_a_run(
     # then: back after the pause, its budget clock moved on by the pause; nothing sent, no run
     assert isinstance(retry.value.when, float)
     assert 29.0 <= retry.value.when <= 31.0
-    assert retry.value.sig is not None
-    assert retry.value.sig.kwargs["failing_since"] == pytest.approx(1030.0, abs=1)
-    assert retry.value.sig.kwargs["attempts"] == 3
+    assert retry_kwargs(retry.value)["failing_since"] == pytest.approx(1030.0, abs=1)
+    assert retry_kwargs(retry.value)["attempts"] == 3
     assert sandbox_stats(salesforce_sandbox)["total"] == before
     assert ImportRun.objects.count() == runs
 
