@@ -7,12 +7,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from kombu import Connection
 
 from ops.pool import pool_started_ok
-from records.models import Event, Session
-from records.tasks import process_sessions_task
-from tests.ops.test_brokers import send
+from tests.ops.test_brokers import wait_for_a_session_applied
 from tests.support import RedisServer, start_worker, stop_process, wait_for_ready, wait_until
 
 
@@ -64,21 +61,7 @@ def test_a_pool_child_killed_before_the_broker_is_up_is_replaced_and_the_worker_
         )
         assert worker.poll() is None, log.read_text()[-3000:]
         # And the new child does the work: a session's events, sent now, are applied.
-        session = Session.objects.create(external_id="after-pool-kill")
-        Event.objects.create(
-            event_id="after-pool-kill-1",
-            session=session,
-            type="session.created",
-            occurred_at="2026-11-20T09:00:00Z",
-            data={"channel": "voice", "session_type": "voice_inbound_ivr"},
-        )
-        with Connection(broker.url) as connection:
-            send(process_sessions_task, ([session.pk],), connection, queue=queue)
-        wait_until(
-            lambda: not Event.objects.filter(session=session, applied_at__isnull=True).exists(),
-            timeout=60,
-            message="the session's events to be applied",
-        )
+        wait_for_a_session_applied(broker_url=broker.url, queue=queue, external_id="after-pool-kill")
     finally:
         stop_process(worker)
         broker.kill()

@@ -8,6 +8,7 @@ import requests
 from celery.exceptions import Retry
 from django.conf import settings as django_settings
 
+from integrations.circuit import CircuitBreaker
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
 from integrations.services import circuit_breaker
@@ -135,17 +136,6 @@ def test_create_custom_fields_task_ignores_a_deleted_connection() -> None:
     assert not CustomField.objects.exists()
 
 
-@pytest.fixture
-def circuit_at_one_failure(settings: Any) -> Any:
-    """A circuit breaker that opens at the first failure and stays open 30 s; closed again after."""
-    settings.CRM_CIRCUIT_FAILURES = 1
-    settings.CRM_CIRCUIT_COOL_DOWN_SECONDS = 30.0
-    settings.CRM_CIRCUIT_MIN_RUN_SECONDS = 0
-    circuit_breaker.cache_clear()
-    yield circuit_breaker()
-    circuit_breaker.cache_clear()
-
-
 def run_as_a_worker(connection_id: int, *args: object, retries: int = 0) -> Retry:
     """Run the task as a worker would (a retry is raised, not run at once), and return the retry."""
     task: Any = create_custom_fields_task
@@ -160,14 +150,12 @@ def run_as_a_worker(connection_id: int, *args: object, retries: int = 0) -> Retr
 
 @pytest.mark.django_db
 def test_F1_an_open_circuit_pauses_field_creation_without_a_request_or_an_attempt(
-    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, circuit_at_one_failure: Any
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, circuit_at_one_failure: CircuitBreaker
 ) -> None:
     circuit_at_one_failure.record_failure(zendesk_connection.base_url)
     before = sandbox_stats(zendesk_sandbox)["total"]
-    try:
-        retry = run_as_a_worker(zendesk_connection.pk, 1000.0, 2, retries=5)
-    finally:
-        circuit_at_one_failure.record_success(zendesk_connection.base_url)
+
+    retry = run_as_a_worker(zendesk_connection.pk, 1000.0, 2, retries=5)
 
     assert sandbox_stats(zendesk_sandbox)["total"] == before
     assert isinstance(retry.when, float)
@@ -179,14 +167,13 @@ def test_F1_an_open_circuit_pauses_field_creation_without_a_request_or_an_attemp
 
 @pytest.mark.django_db
 def test_F1_a_crm_failure_counts_one_attempt_and_opens_the_circuit(
-    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, circuit_at_one_failure: Any
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, circuit_at_one_failure: CircuitBreaker
 ) -> None:
     sandbox_config(zendesk_sandbox, fail_rate=1.0)
-    try:
-        retry = run_as_a_worker(zendesk_connection.pk, None, 2, retries=5)
-        opened = circuit_at_one_failure.wait_seconds(zendesk_connection.base_url)
-    finally:
-        circuit_at_one_failure.record_success(zendesk_connection.base_url)
+
+    retry = run_as_a_worker(zendesk_connection.pk, None, 2, retries=5)
+
+    opened = circuit_at_one_failure.wait_seconds(zendesk_connection.base_url)
 
     assert retry_kwargs(retry)["attempts"] == 3
     assert opened is not None
@@ -194,7 +181,10 @@ def test_F1_a_crm_failure_counts_one_attempt_and_opens_the_circuit(
 
 @pytest.mark.django_db
 def test_F1_a_success_closes_a_half_open_circuit(
-    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, circuit_at_one_failure: Any, settings: Any
+    zendesk_connection: CrmConnection,
+    zendesk_sandbox: SandboxServer,
+    circuit_at_one_failure: CircuitBreaker,
+    settings: Any,
 ) -> None:
     settings.CRM_CIRCUIT_COOL_DOWN_SECONDS = 0.05
     circuit_breaker.cache_clear()

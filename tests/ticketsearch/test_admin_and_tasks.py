@@ -9,11 +9,11 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from config.celery import app as celery_app
+from integrations.circuit import CircuitBreaker
 from integrations.models import CrmConnection
 from integrations.providers.importing import CommentPage
 from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
-from integrations.services import circuit_breaker
 from tests.support import retry_kwargs, sandbox_config, sandbox_stats
 from tests.ticketsearch.support import seed_salesforce, seed_zendesk
 from ticketsearch import tasks
@@ -139,22 +139,16 @@ def test_import_task_retries_after_the_rate_limit(
 
 
 def test_import_task_counts_a_crm_failure_and_feeds_the_circuit(
-    settings: object, salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer
+    circuit_at_one_failure: CircuitBreaker, salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer
 ) -> None:
-    settings.CRM_CIRCUIT_FAILURES = 1  # type: ignore[attr-defined]
-    settings.CRM_CIRCUIT_COOL_DOWN_SECONDS = 30.0  # type: ignore[attr-defined]
-    settings.CRM_CIRCUIT_MIN_RUN_SECONDS = 0  # type: ignore[attr-defined]
-    circuit_breaker.cache_clear()
     sandbox_config(salesforce_sandbox, fail_rate=1.0)
     import_connection_task.push_request(id="test-5xx", retries=4, is_eager=True, called_directly=False)
     try:
         with pytest.raises(Retry) as retry:
             import_connection_task.run(salesforce_connection.pk, "schedule", None, 2)
-        opened = circuit_breaker().wait_seconds(salesforce_connection.base_url)
     finally:
         import_connection_task.pop_request()
-        circuit_breaker().record_success(salesforce_connection.base_url)
-        circuit_breaker.cache_clear()
+    opened = circuit_at_one_failure.wait_seconds(salesforce_connection.base_url)
 
     # The third failed try, whatever Celery's own retry count (4: pauses and 429s are retries too).
     assert retry_kwargs(retry.value)["attempts"] == 3
@@ -163,14 +157,10 @@ def test_import_task_counts_a_crm_failure_and_feeds_the_circuit(
 
 
 def test_import_task_waits_out_an_open_circuit_without_starting_a_run(
-    settings: object, salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer
+    circuit_at_one_failure: CircuitBreaker, salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer
 ) -> None:
     # given: the connection's circuit opened by a run of failures (as the workers feed it)
-    settings.CRM_CIRCUIT_FAILURES = 1  # type: ignore[attr-defined]
-    settings.CRM_CIRCUIT_COOL_DOWN_SECONDS = 30.0  # type: ignore[attr-defined]
-    settings.CRM_CIRCUIT_MIN_RUN_SECONDS = 0  # type: ignore[attr-defined]
-    circuit_breaker.cache_clear()
-    circuit_breaker().record_failure(salesforce_connection.base_url)
+    circuit_at_one_failure.record_failure(salesforce_connection.base_url)
     before, runs = sandbox_stats(salesforce_sandbox)["total"], ImportRun.objects.count()
     import_connection_task.push_request(id="test-circuit", retries=0, is_eager=True, called_directly=False)
     try:
@@ -178,8 +168,6 @@ def test_import_task_waits_out_an_open_circuit_without_starting_a_run(
             import_connection_task.run(salesforce_connection.pk, "schedule", 1000.0, 3)
     finally:
         import_connection_task.pop_request()
-        circuit_breaker().record_success(salesforce_connection.base_url)
-        circuit_breaker.cache_clear()
 
     # then: back after the pause, its budget clock moved on by the pause; nothing sent, no run
     assert isinstance(retry.value.when, float)
