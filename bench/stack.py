@@ -137,7 +137,8 @@ def start_worker(env: dict[str, str], log: Path, *, number: int = 1) -> subproce
     # A node name of its own: workers of one host under one name ("celery@host") are one node to
     # the broker's control and mingle messages (Celery warns DuplicateNodenameWarning).
     node = f"bench{number}@%h"
-    return celery(env, log, "worker", "--pool=prefork", "--concurrency=2", "--loglevel=INFO", "-Q", queues, "-n", node)
+    # The product's own pool (CELERY_WORKER_POOL, ops.pool), as a production worker runs it.
+    return celery(env, log, "worker", "--concurrency=2", "--loglevel=INFO", "-Q", queues, "-n", node)
 
 
 def stop(process: subprocess.Popen[bytes] | None) -> None:

@@ -154,6 +154,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 5 * 60
 CELERY_TASK_SOFT_TIME_LIMIT = 4 * 60
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Prefork, except that a pool child killed at start-up is replaced instead of ending the worker (ops.pool).
+CELERY_WORKER_POOL = "ops.pool:TaskPool"
 # django-celery-beat's schedules behind a database lock: any number of beats, one sends (ops.beat).
 CELERY_BEAT_SCHEDULER = "ops.beat:SingleBeatScheduler"
 # A broker outage never ends a worker: it reconnects for as long as it takes (config/broker.py has

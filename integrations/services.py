@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.agents import AgentIdCache
-from integrations.circuit import CircuitBreaker, CircuitOpen
+from integrations.circuit import CircuitBreaker, CircuitOpen, circuit_pause_delay
 from integrations.exceptions import CrmError
 from integrations.failures import (
     COUNTDOWN_MARGIN_SECONDS,
@@ -23,6 +23,7 @@ from integrations.failures import (
     RetryPolicy,
     broker_countdown,
     decide,
+    failure_outcome,
 )
 from integrations.models import CrmConnection
 from integrations.providers.base import Capability, ConnectionSettings, CrmProvider, SettingSpec, setting_value
@@ -154,20 +155,51 @@ class TaskFailureVerdict:
     countdown: float | None
     # The `failing_since` the retry carries: unchanged when this failure did not spend the budget.
     failing_since: float | None
+    # The failed attempts the retry carries: this one included, unless it did not count (a 429,
+    # our own Redis or database).
+    attempts: int
+    # What the admin is shown: the error while retried, why the task stopped otherwise.
+    text: str
 
 
 def task_failure_verdict(
-    exc: Exception, *, connection: CrmConnection | None, attempt: int, failing_since: float | None
+    exc: Exception, *, connection: CrmConnection | None, attempts: int, failing_since: float | None
 ) -> TaskFailureVerdict:
-    """The one failure policy for a task's own retries; `failing_since` is a POSIX time or None."""
+    """The one failure policy for a task's own retries, and the connection's circuit breaker fed.
+
+    `attempts` counts the task's failed attempts before this one (a pause of the circuit is none:
+    not Celery's retry count, which counts every retry); `failing_since` is a POSIX time or None.
+    """
     now = timezone.now().timestamp()
     first = failing_since or now
-    decision = decide(exc, attempt=attempt, failing_for=now - first, policy=connection_retry_policy(connection))
+    decision = decide(exc, attempt=attempts + 1, failing_for=now - first, policy=connection_retry_policy(connection))
+    outcome = failure_outcome(decision, exc, attempts=attempts + 1, failing_for=now - first)
+    if outcome.circuit_success is not None:
+        connection_circuit_record(connection, success=outcome.circuit_success)
     return TaskFailureVerdict(
         decision=decision,
         failing_for=now - first,
         countdown=retry_countdown(decision.delay, clamp=True) if decision.retry else None,
         failing_since=first if decision.spends_budget else failing_since,
+        attempts=outcome.attempts,
+        text=outcome.text,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskPause:
+    """A task that met its connection's open circuit: when it comes back, and the budget clock it carries."""
+
+    countdown: float
+    # Moved on by the pause, so the time the CRM was paused is not taken from the retry budget.
+    failing_since: float | None
+
+
+def task_circuit_pause(pause: CircuitOpen, *, failing_since: float | None) -> TaskPause:
+    """The connection's circuit is open: come back after the pause, spending neither an attempt nor budget."""
+    return TaskPause(
+        countdown=circuit_pause_delay(pause),
+        failing_since=failing_since + pause.wait if failing_since is not None else None,
     )
 
 

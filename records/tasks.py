@@ -110,16 +110,20 @@ def flush_batch_task(batch_id: int) -> None:
     # Retried as the one failure policy says (integrations.failures), within the retry budget.
     max_retries=None,
 )
-def create_custom_fields_task(self: Task, connection_id: int, failing_since: float | None = None) -> None:
+def create_custom_fields_task(
+    self: Task, connection_id: int, failing_since: float | None = None, attempts: int = 0
+) -> None:
     """F1 in the background. Idempotent (fields are found by title first), so a redelivery is harmless.
 
     Transient CRM failures are retried within the connection's retry budget, counted from
-    `failing_since` (a POSIX time); anything else, or a failure once the budget is spent, is shown
-    as the connection's last error in the admin.
+    `failing_since` (a POSIX time); `attempts` counts the failed tries so far (a pause of the
+    connection's open circuit is none). Anything else, or a failure once the budget is spent, is
+    shown as the connection's last error in the admin.
     """
-    from integrations.failures import HANDLED_ERRORS, Failure, describe_duration
+    from integrations.circuit import CircuitOpen
+    from integrations.failures import HANDLED_ERRORS, Failure
     from integrations.models import CrmConnection
-    from integrations.services import task_failure_verdict
+    from integrations.services import task_circuit_pause, task_failure_verdict
     from records.services.custom_fields import custom_fields_create, custom_fields_record_error
 
     connection = CrmConnection.objects.filter(pk=connection_id).first()
@@ -128,19 +132,20 @@ def create_custom_fields_task(self: Task, connection_id: int, failing_since: flo
         return
     try:
         custom_fields_create(connection=connection)
+    except CircuitOpen as exc:
+        pause = task_circuit_pause(exc, failing_since=failing_since)
+        kwargs = {"connection_id": connection_id, "failing_since": pause.failing_since, "attempts": attempts}
+        raise self.retry(exc=exc, countdown=pause.countdown, args=(), kwargs=kwargs) from exc
     except HANDLED_ERRORS as exc:
-        verdict = task_failure_verdict(
-            exc, connection=connection, attempt=self.request.retries + 1, failing_since=failing_since
-        )
-        decision = verdict.decision
-        if decision.retry:
+        verdict = task_failure_verdict(exc, connection=connection, attempts=attempts, failing_since=failing_since)
+        if verdict.decision.retry:
             # No sweeper looks for waiting field creation: a longer wait is cut to what the broker holds.
-            kwargs = {"connection_id": connection_id, "failing_since": verdict.failing_since}
+            kwargs = {
+                "connection_id": connection_id,
+                "failing_since": verdict.failing_since,
+                "attempts": verdict.attempts,
+            }
             raise self.retry(exc=exc, countdown=verdict.countdown, args=(), kwargs=kwargs) from exc
-        error = str(exc)
-        if decision.budget_spent:
-            tries, spent = self.request.retries + 1, describe_duration(verdict.failing_for)
-            error = f"gave up after {tries} tries: {exc} (the CRM kept failing for {spent})"
-        elif decision.failure == Failure.OUR_BUG:
+        if verdict.decision.failure == Failure.OUR_BUG and not verdict.decision.budget_spent:
             logger.exception("records.create-custom-fields.unexpected %s", connection_id)
-        custom_fields_record_error(connection=connection, error=error)
+        custom_fields_record_error(connection=connection, error=verdict.text)

@@ -24,6 +24,7 @@ from rest_framework_api_key.models import APIKey
 from config.celery import app as celery_app
 from integrations.agents import KEY_PREFIX as AGENT_ID_KEY_PREFIX
 from integrations.circuit import KEY_PREFIX as CIRCUIT_KEY_PREFIX
+from integrations.circuit import CircuitBreaker
 from integrations.models import CrmConnection
 from integrations.ratelimit import (
     GATE_PACE_KEY_PREFIX,
@@ -34,7 +35,7 @@ from integrations.ratelimit import (
     WINDOW_KEY_PREFIX,
 )
 from integrations.sandbox import SandboxServer, start_sandbox
-from integrations.services import connection_create
+from integrations.services import circuit_breaker, connection_create
 from tests.support import ROOT, TEST_BROKER_URL
 
 TEST_QUEUE = f"crmbridge-test-{os.getpid()}"
@@ -78,6 +79,21 @@ def _block_internet() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(socket.socket, "connect", _loopback_only_connect)
         yield
+
+
+@pytest.fixture
+def circuit_at_one_failure(settings: Any) -> Iterator[CircuitBreaker]:
+    """The shared circuit breaker, opening at a connection's first failure for a 30 s pause; every
+    circuit closed again after the test."""
+    settings.CRM_CIRCUIT_FAILURES = 1
+    settings.CRM_CIRCUIT_COOL_DOWN_SECONDS = 30.0
+    settings.CRM_CIRCUIT_MIN_RUN_SECONDS = 0
+    circuit_breaker.cache_clear()
+    breaker = circuit_breaker()
+    yield breaker
+    for key in breaker.client.scan_iter(f"{CIRCUIT_KEY_PREFIX}*"):
+        breaker.client.delete(key)
+    circuit_breaker.cache_clear()
 
 
 # -- Sandbox CRMs --------------------------------------------------------------------------------

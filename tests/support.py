@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import requests
+from celery.exceptions import Retry
 
 from integrations.sandbox import SandboxServer
 
@@ -233,3 +234,10 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=15)
+
+
+def retry_kwargs(retry: Retry) -> dict[str, Any]:
+    """The keyword arguments a task's retry is sent with (celery-stubs leave `Retry.sig` out)."""
+    sig = retry.sig  # type: ignore[attr-defined]
+    assert sig is not None, "the retry carries no signature"
+    return dict(sig.kwargs)

@@ -40,22 +40,24 @@ def schedule_imports_task() -> None:
     max_retries=None,
 )
 def import_connection_task(
-    self: Task[[int, str, float | None], None],
+    self: Task[[int, str, float | None, int], None],
     connection_id: int,
     trigger: str = "schedule",
     failing_since: float | None = None,
+    attempts: int = 0,
 ) -> None:
     """Import one connection's agents and solved tickets changed since its cursor.
 
     `trigger` says who asked (ImportRun.Trigger): the schedule, an admin's "Import now", or a resume.
     A run that reaches its time limit ends interrupted and is continued by a new task from the
     cursor of its last saved page, rather than failing (or, killed, staying "running" forever).
-    `failing_since` (a POSIX time) is when the CRM's transient trouble with this import began.
+    `failing_since` (a POSIX time) is when the CRM's transient trouble with this import began, and
+    `attempts` how many of its tries failed (a pause of the connection's open circuit is none).
     """
-    from integrations.circuit import CircuitOpen, circuit_pause_delay
+    from integrations.circuit import CircuitOpen
     from integrations.failures import HANDLED_ERRORS, Failure
     from integrations.models import CrmConnection
-    from integrations.services import connection_record_error, task_failure_verdict
+    from integrations.services import connection_record_error, task_circuit_pause, task_failure_verdict
     from ticketsearch.models import ImportRun
     from ticketsearch.services.importing import ImportAlreadyRunning, ImportNotSupported, tickets_import
 
@@ -76,18 +78,26 @@ def import_connection_task(
         return
     except CircuitOpen as exc:
         # The CRM is down for everyone: come back after the pause, whose time is not taken from the budget.
-        paused_since = failing_since + exc.wait if failing_since is not None else None
-        kwargs = {"connection_id": connection_id, "trigger": trigger, "failing_since": paused_since}
-        raise self.retry(exc=exc, countdown=circuit_pause_delay(exc), args=(), kwargs=kwargs) from exc
+        pause = task_circuit_pause(exc, failing_since=failing_since)
+        kwargs = {
+            "connection_id": connection_id,
+            "trigger": trigger,
+            "failing_since": pause.failing_since,
+            "attempts": attempts,
+        }
+        raise self.retry(exc=exc, countdown=pause.countdown, args=(), kwargs=kwargs) from exc
     except HANDLED_ERRORS as exc:
-        verdict = task_failure_verdict(
-            exc, connection=connection, attempt=self.request.retries + 1, failing_since=failing_since
-        )
+        verdict = task_failure_verdict(exc, connection=connection, attempts=attempts, failing_since=failing_since)
         decision = verdict.decision
         if decision.retry:
             # No sweeper looks for a waiting import: a longer wait is cut to what the broker holds
             # (asking a rate-limited CRM early costs one more 429, never a second import).
-            kwargs = {"connection_id": connection_id, "trigger": trigger, "failing_since": verdict.failing_since}
+            kwargs = {
+                "connection_id": connection_id,
+                "trigger": trigger,
+                "failing_since": verdict.failing_since,
+                "attempts": verdict.attempts,
+            }
             raise self.retry(exc=exc, countdown=verdict.countdown, args=(), kwargs=kwargs) from exc
         if decision.failure == Failure.CREDENTIALS:
             # Retrying cannot fix credentials: record it where the admin sees it, and stop.

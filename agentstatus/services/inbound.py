@@ -30,9 +30,14 @@ from agentstatus.services.changes import status_change_record
 from agentstatus.services.push import status_push_supersede
 from integrations.circuit import CircuitOpen, circuit_pause_delay
 from integrations.exceptions import CrmNotFound, CrmUnsupported, UnknownCrmKind
-from integrations.failures import HANDLED_ERRORS, decide, describe_duration
+from integrations.failures import HANDLED_ERRORS, decide, describe_duration, failure_outcome
 from integrations.models import CrmConnection
-from integrations.services import connection_circuit_check, connection_provider, connection_retry_policy
+from integrations.services import (
+    connection_circuit_check,
+    connection_circuit_record,
+    connection_provider,
+    connection_retry_policy,
+)
 from integrations.webhooks import (
     KUSTOMER_SIGNATURE_HEADER,
     WORK_SESSION_EVENTS,
@@ -178,8 +183,10 @@ def _retry_lookup(
     attempts = stored.lookup_attempts + 1
     failing_for = (timezone.now() - stored.received_at).total_seconds() - stored.lookup_paused_seconds
     decision = decide(exc.cause, attempt=attempts, failing_for=failing_for, policy=connection_retry_policy(connection))
-    if not decision.counts_as_attempt:
-        attempts -= 1
+    outcome = failure_outcome(decision, exc.cause, attempts=attempts, failing_for=failing_for)
+    if outcome.circuit_success is not None:
+        connection_circuit_record(connection, success=outcome.circuit_success)
+    attempts = outcome.attempts
     if not decision.retry:
         spent = f" (the CRM kept failing for {describe_duration(failing_for)})" if decision.budget_spent else ""
         with transaction.atomic():
@@ -246,11 +253,14 @@ def _resolve_crm_user(user_id: str, connection: CrmConnection | None) -> AgentMa
         connection_circuit_check(connection)
         crm_agent = provider.get_agent(user_id)
     except CrmNotFound:
+        # The CRM answered: as good as a success for its circuit.
+        connection_circuit_record(connection, success=True)
         return AgentMatch(None, reason=f"CRM user {user_id} does not exist in the CRM")
     except (CrmUnsupported, UnknownCrmKind) as exc:
         return AgentMatch(None, reason=f"CRM user {user_id} cannot be looked up: {exc}")
     except HANDLED_ERRORS as exc:
         raise StatusSyncUnavailable(f"Could not look up CRM user {user_id}: {exc}", exc) from exc
+    connection_circuit_record(connection, success=True)
     email = crm_agent.email.strip().lower()
     agent = Agent.objects.filter(email=email).only("pk").first()
     if agent is None:

@@ -9,7 +9,12 @@ from integrations.exceptions import CrmUnsupported
 from integrations.models import CrmConnection
 from integrations.providers.base import CAPABILITY_LABELS, Capability
 from integrations.providers.registry import get_provider_class
-from integrations.services import connection_provider, connection_record_error
+from integrations.services import (
+    connection_circuit_check,
+    connection_circuit_record,
+    connection_provider,
+    connection_record_error,
+)
 from records.models import CustomField
 from records.vocabulary import RECORD_FIELDS
 
@@ -26,8 +31,10 @@ def custom_fields_create(*, connection: CrmConnection) -> list[CustomField]:
     """Make the record fields the CRM lacks (reusing same-titled ones) and store their CRM ids.
 
     Idempotent: a second run finds every field by its title and creates nothing in the CRM.
-    CRM errors (CrmError and subclasses) propagate to the caller.
+    CRM errors (CrmError and subclasses) propagate to the caller, and so does CircuitOpen: the
+    connection's circuit is open (the CRM is down for all its work), nothing was sent.
     """
+    connection_circuit_check(connection)
     with transaction.atomic():
         with db_connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, connection.pk])
@@ -40,6 +47,7 @@ def custom_fields_create(*, connection: CrmConnection) -> list[CustomField]:
                 connection=connection, key=spec.key, defaults={"crm_field_id": ids[spec.key]}
             )
             fields.append(field)
+    connection_circuit_record(connection, success=True)
     if connection.last_error.startswith(CUSTOM_FIELDS_ERROR_PREFIX):
         connection.last_error = ""
         connection.save(update_fields=["last_error", "updated_at"])

@@ -20,7 +20,7 @@ from agentstatus.models import (
 )
 from agentstatus.services.changes import agent_status_set
 from agentstatus.services.inbound import webhook_event_apply_pending
-from integrations.services import circuit_breaker
+from integrations.circuit import CircuitBreaker
 from integrations.webhooks import kustomer_signature
 from tests.agentstatus.support import WEBHOOK_PATH, WEBHOOK_SECRET, Deliver, signed_headers, work_session_event
 
@@ -199,24 +199,16 @@ def test_A3_several_instances_stop_the_sync_and_one_remaining_resumes_it(
 
 
 def test_A3_a_lookup_waits_out_an_open_circuit_without_spending_a_lookup_or_budget(
-    ana: Agent, deliver: Deliver, sync_settings: StatusSyncSettings, settings: Any
+    ana: Agent, deliver: Deliver, sync_settings: StatusSyncSettings, circuit_at_one_failure: CircuitBreaker
 ) -> None:
     # given: the connection's circuit opened by a run of failures (as the workers feed it)
-    settings.CRM_CIRCUIT_FAILURES = 1
-    settings.CRM_CIRCUIT_COOL_DOWN_SECONDS = 30.0
-    settings.CRM_CIRCUIT_MIN_RUN_SECONDS = 0
-    circuit_breaker.cache_clear()
     connection = sync_settings.connection
     assert connection is not None
-    circuit_breaker().record_failure(connection.base_url)
+    circuit_at_one_failure.record_failure(connection.base_url)
     Agent.objects.filter(pk=ana.pk).update(crm_user_id="")
     deliver(work_session_event(user_id="u-zed", status="st-busy", event_id="evt-zed"))
 
-    try:
-        retry_in = webhook_event_apply_pending(event_id="evt-zed")
-    finally:
-        circuit_breaker().record_success(connection.base_url)
-        circuit_breaker.cache_clear()
+    retry_in = webhook_event_apply_pending(event_id="evt-zed")
 
     # then: back after the pause, no lookup counted, the pause kept out of its budget
     assert retry_in is not None
@@ -225,6 +217,22 @@ def test_A3_a_lookup_waits_out_an_open_circuit_without_spending_a_lookup_or_budg
     assert stored.lookup_attempts == 0
     assert stored.lookup_paused_seconds == pytest.approx(30.0, abs=1)
     assert stored.pending_body
+
+
+@pytest.mark.usefixtures("circuit_at_one_failure")
+def test_A3_a_lookup_the_crm_cannot_answer_feeds_the_connections_circuit(ana: Agent, deliver: Deliver) -> None:
+    # given: a circuit that opens at the first failure; the connection points at a closed port
+    Agent.objects.filter(pk=ana.pk).update(crm_user_id="")
+    deliver(work_session_event(user_id="u-zed", status="st-busy", event_id="evt-zed"))
+
+    # when: the lookup fails, as any of the connection's work would
+    assert webhook_event_apply_pending(event_id="evt-zed") is not None
+    # then: the circuit is open, and the next try waits out its pause without a lookup
+    retry_in = webhook_event_apply_pending(event_id="evt-zed")
+
+    assert retry_in is not None
+    assert 29.0 <= retry_in <= 31.0
+    assert ProcessedWebhookEvent.objects.get(event_id="evt-zed").lookup_attempts == 1
 
 
 def test_A1_inheritance_off_records_and_ignores(

@@ -35,6 +35,25 @@ def send(task: Any, args: tuple[Any, ...], connection: Connection, **options: An
     task.apply_async(args, connection=connection, **options)
 
 
+def wait_for_a_session_applied(*, broker_url: str, queue: str, external_id: str) -> None:
+    """Send a new session's processing over this broker to `queue`, and wait until its event is applied."""
+    session = Session.objects.create(external_id=external_id)
+    Event.objects.create(
+        event_id=f"{external_id}-1",
+        session=session,
+        type="session.created",
+        occurred_at="2026-11-20T09:00:00Z",
+        data={"channel": "voice", "session_type": "voice_inbound_ivr"},
+    )
+    with Connection(broker_url) as connection:
+        send(process_sessions_task, ([session.pk],), connection, queue=queue)
+    wait_until(
+        lambda: not Event.objects.filter(session=session, applied_at__isnull=True).exists(),
+        timeout=60,
+        message=f"a worker to apply the events of session {external_id}",
+    )
+
+
 def _rabbitmq_open() -> bool:
     try:
         with socket.create_connection(("127.0.0.1", 5672), timeout=2):
@@ -66,21 +85,7 @@ def test_a_worker_survives_a_redis_broker_restart_and_takes_work_after_it(tmp_pa
         assert worker.poll() is None, log.read_text()[-3000:]
         assert "Unrecoverable error" not in log.read_text()
         # And it consumes again: a session's events, sent after the restart, are applied.
-        session = Session.objects.create(external_id="after-restart")
-        Event.objects.create(
-            event_id="after-restart-1",
-            session=session,
-            type="session.created",
-            occurred_at="2026-11-20T09:00:00Z",
-            data={"channel": "voice", "session_type": "voice_inbound_ivr"},
-        )
-        with Connection(broker.url) as connection:
-            send(process_sessions_task, ([session.pk],), connection, queue=queue)
-        wait_until(
-            lambda: not Event.objects.filter(session=session, applied_at__isnull=True).exists(),
-            timeout=60,
-            message="the worker to apply the session's events after the restart",
-        )
+        wait_for_a_session_applied(broker_url=broker.url, queue=queue, external_id="after-restart")
         assert worker.poll() is None
     finally:
         stop_process(worker)

@@ -1,18 +1,22 @@
 """F1: the admin's "Create custom fields" makes the record fields in the CRM once and keeps their ids."""
 
+import time
 from typing import Any
 
 import pytest
 import requests
+from celery.exceptions import Retry
 from django.conf import settings as django_settings
 
+from integrations.circuit import CircuitBreaker
 from integrations.models import CrmConnection
 from integrations.sandbox import SandboxServer
+from integrations.services import circuit_breaker
 from records.models import CustomField
 from records.services.custom_fields import custom_fields_create
 from records.tasks import create_custom_fields_task
 from records.vocabulary import RECORD_FIELDS
-from tests.support import sandbox_config, sandbox_stats, wait_until
+from tests.support import retry_kwargs, sandbox_config, sandbox_stats, wait_until
 
 
 def zendesk_fields(zendesk_api: requests.Session, sandbox: SandboxServer) -> list[dict[str, Any]]:
@@ -130,3 +134,65 @@ def test_create_custom_fields_task_ignores_a_deleted_connection() -> None:
     create_custom_fields_task.apply(args=(987654,))
 
     assert not CustomField.objects.exists()
+
+
+def run_as_a_worker(connection_id: int, *args: object, retries: int = 0) -> Retry:
+    """Run the task as a worker would (a retry is raised, not run at once), and return the retry."""
+    task: Any = create_custom_fields_task
+    task.push_request(id="test-f1", retries=retries, is_eager=True, called_directly=False)
+    try:
+        with pytest.raises(Retry) as retry:
+            task.run(connection_id, *args)
+    finally:
+        task.pop_request()
+    return retry.value
+
+
+@pytest.mark.django_db
+def test_F1_an_open_circuit_pauses_field_creation_without_a_request_or_an_attempt(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, circuit_at_one_failure: CircuitBreaker
+) -> None:
+    circuit_at_one_failure.record_failure(zendesk_connection.base_url)
+    before = sandbox_stats(zendesk_sandbox)["total"]
+
+    retry = run_as_a_worker(zendesk_connection.pk, 1000.0, 2, retries=5)
+
+    assert sandbox_stats(zendesk_sandbox)["total"] == before
+    assert isinstance(retry.when, float)
+    assert 29.0 <= retry.when <= 31.0
+    # The pause spends no attempt, and its time is kept out of the retry budget.
+    assert retry_kwargs(retry)["attempts"] == 2
+    assert retry_kwargs(retry)["failing_since"] == pytest.approx(1030.0, abs=1)
+
+
+@pytest.mark.django_db
+def test_F1_a_crm_failure_counts_one_attempt_and_opens_the_circuit(
+    zendesk_connection: CrmConnection, zendesk_sandbox: SandboxServer, circuit_at_one_failure: CircuitBreaker
+) -> None:
+    sandbox_config(zendesk_sandbox, fail_rate=1.0)
+
+    retry = run_as_a_worker(zendesk_connection.pk, None, 2, retries=5)
+
+    opened = circuit_at_one_failure.wait_seconds(zendesk_connection.base_url)
+
+    assert retry_kwargs(retry)["attempts"] == 3
+    assert opened is not None
+
+
+@pytest.mark.django_db
+def test_F1_a_success_closes_a_half_open_circuit(
+    zendesk_connection: CrmConnection,
+    zendesk_sandbox: SandboxServer,
+    circuit_at_one_failure: CircuitBreaker,
+    settings: Any,
+) -> None:
+    settings.CRM_CIRCUIT_COOL_DOWN_SECONDS = 0.05
+    circuit_breaker.cache_clear()
+    breaker = circuit_breaker()
+    breaker.record_failure(zendesk_connection.base_url)
+    time.sleep(0.1)  # the pause is over: the next work is the half-open probe
+
+    custom_fields_create(connection=zendesk_connection)
+
+    reading = breaker.read(zendesk_connection.base_url)
+    assert (reading.tripped, reading.failures) == (False, 0)

@@ -9,12 +9,12 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from config.celery import app as celery_app
+from integrations.circuit import CircuitBreaker
 from integrations.models import CrmConnection
 from integrations.providers.importing import CommentPage
 from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
-from integrations.services import circuit_breaker
-from tests.support import sandbox_config, sandbox_stats
+from tests.support import retry_kwargs, sandbox_config, sandbox_stats
 from tests.ticketsearch.support import seed_salesforce, seed_zendesk
 from ticketsearch import tasks
 from ticketsearch.models import Evaluation, ImportRun, ImportState, Ticket
@@ -134,32 +134,46 @@ def test_import_task_retries_after_the_rate_limit(
     # Salesforce gives no Retry-After: LIMIT_EXCEEDED_RETRY_AFTER_SECONDS, plus up to a second of jitter.
     assert isinstance(retry.value.when, float)
     assert 60.0 <= retry.value.when <= 61.0
+    # A 429 is the CRM asking to wait, not a failed try: the retry carries no attempt.
+    assert retry_kwargs(retry.value)["attempts"] == 0
+
+
+def test_import_task_counts_a_crm_failure_and_feeds_the_circuit(
+    circuit_at_one_failure: CircuitBreaker, salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer
+) -> None:
+    sandbox_config(salesforce_sandbox, fail_rate=1.0)
+    import_connection_task.push_request(id="test-5xx", retries=4, is_eager=True, called_directly=False)
+    try:
+        with pytest.raises(Retry) as retry:
+            import_connection_task.run(salesforce_connection.pk, "schedule", None, 2)
+    finally:
+        import_connection_task.pop_request()
+    opened = circuit_at_one_failure.wait_seconds(salesforce_connection.base_url)
+
+    # The third failed try, whatever Celery's own retry count (4: pauses and 429s are retries too).
+    assert retry_kwargs(retry.value)["attempts"] == 3
+    # And the CRM's failure is the connection's: its circuit opened, pausing all its work.
+    assert opened is not None
 
 
 def test_import_task_waits_out_an_open_circuit_without_starting_a_run(
-    settings: object, salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer
+    circuit_at_one_failure: CircuitBreaker, salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer
 ) -> None:
     # given: the connection's circuit opened by a run of failures (as the workers feed it)
-    settings.CRM_CIRCUIT_FAILURES = 1  # type: ignore[attr-defined]
-    settings.CRM_CIRCUIT_COOL_DOWN_SECONDS = 30.0  # type: ignore[attr-defined]
-    settings.CRM_CIRCUIT_MIN_RUN_SECONDS = 0  # type: ignore[attr-defined]
-    circuit_breaker.cache_clear()
-    circuit_breaker().record_failure(salesforce_connection.base_url)
+    circuit_at_one_failure.record_failure(salesforce_connection.base_url)
     before, runs = sandbox_stats(salesforce_sandbox)["total"], ImportRun.objects.count()
     import_connection_task.push_request(id="test-circuit", retries=0, is_eager=True, called_directly=False)
     try:
         with pytest.raises(Retry) as retry:
-            import_connection_task.run(salesforce_connection.pk, "schedule", 1000.0)
+            import_connection_task.run(salesforce_connection.pk, "schedule", 1000.0, 3)
     finally:
         import_connection_task.pop_request()
-        circuit_breaker().record_success(salesforce_connection.base_url)
-        circuit_breaker.cache_clear()
 
     # then: back after the pause, its budget clock moved on by the pause; nothing sent, no run
     assert isinstance(retry.value.when, float)
     assert 29.0 <= retry.value.when <= 31.0
-    assert retry.value.sig is not None
-    assert retry.value.sig.kwargs["failing_since"] == pytest.approx(1030.0, abs=1)
+    assert retry_kwargs(retry.value)["failing_since"] == pytest.approx(1030.0, abs=1)
+    assert retry_kwargs(retry.value)["attempts"] == 3
     assert sandbox_stats(salesforce_sandbox)["total"] == before
     assert ImportRun.objects.count() == runs
 

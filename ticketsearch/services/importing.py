@@ -38,7 +38,7 @@ from integrations.providers.importing import (
 )
 from integrations.providers.registry import PROVIDERS
 from integrations.ratelimit import WorkClass
-from integrations.services import connection_circuit_check, connection_provider
+from integrations.services import connection_circuit_check, connection_circuit_record, connection_provider
 from ticketsearch import rules
 from ticketsearch.models import Agent, AgentOrigin, CrmComment, ImportRun, ImportState, SearchLanguage
 from ticketsearch.rules import RETENTION, ExistingAgent, Skip, UserAction
@@ -285,6 +285,8 @@ def tickets_import(
             except Exception:
                 logger.warning("ticketsearch.import.unmarked %s", run.pk, exc_info=True)
             raise
+        # The CRM answered every page: a half-open circuit closes on it, as on a live action.
+        connection_circuit_record(connection, success=True)
         run.status = ImportRun.Status.SUCCEEDED
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "finished_at"])
