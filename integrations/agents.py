@@ -7,11 +7,9 @@ agent up afresh (`integrations.services.agent_id_find(fresh=True)`), so a delete
 agent costs one refused write, never a record without its assignee.
 """
 
-import logging
-
 import redis
 
-logger = logging.getLogger(__name__)
+from integrations.cache import SharedCache
 
 KEY_PREFIX = "crmbridge:agent-id:"
 AGENT_ID_KEEP_SECONDS = 3600
@@ -21,32 +19,21 @@ class AgentIdCache:
     """email -> CRM user id, per CRM instance (its base URL). Redis trouble reads as a miss."""
 
     def __init__(self, client: redis.Redis, keep_seconds: int = AGENT_ID_KEEP_SECONDS) -> None:
-        self.client = client
-        self.keep_seconds = keep_seconds
+        self.cache = SharedCache(client, prefix=KEY_PREFIX, keep_seconds=keep_seconds)
 
     @classmethod
     def from_url(cls, url: str) -> "AgentIdCache":
         return cls(redis.Redis.from_url(url))
 
-    def _key(self, crm: str, email: str) -> str:
-        return f"{KEY_PREFIX}{crm.rstrip('/')}|{email.strip().lower()}"
+    @staticmethod
+    def _key(crm: str, email: str) -> str:
+        return f"{crm.rstrip('/')}|{email.strip().lower()}"
 
     def get(self, crm: str, email: str) -> str | None:
-        try:
-            value = self.client.get(self._key(crm, email))
-        except redis.RedisError:
-            logger.warning("integrations.agent-ids.unavailable", exc_info=True)
-            return None
-        return value.decode() if isinstance(value, bytes) else None
+        return self.cache.get(self._key(crm, email))
 
     def put(self, crm: str, email: str, agent_id: str) -> None:
-        try:
-            self.client.set(self._key(crm, email), agent_id, ex=self.keep_seconds)
-        except redis.RedisError:
-            logger.warning("integrations.agent-ids.unavailable", exc_info=True)
+        self.cache.put(self._key(crm, email), agent_id)
 
     def forget(self, crm: str, email: str) -> None:
-        try:
-            self.client.delete(self._key(crm, email))
-        except redis.RedisError:
-            logger.warning("integrations.agent-ids.unavailable", exc_info=True)
+        self.cache.forget(self._key(crm, email))

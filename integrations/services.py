@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import json
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
@@ -14,6 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations.agents import AgentIdCache
+from integrations.cache import SharedCache
 from integrations.circuit import CircuitBreaker, CircuitOpen, circuit_pause_delay
 from integrations.exceptions import CrmError
 from integrations.failures import (
@@ -108,6 +110,36 @@ def agent_id_find(provider: CrmProvider, *, email: str, fresh: bool = False) -> 
         return None
     cache.put(crm, email, agent.id)
     return agent.id
+
+
+# How long the CRM's field list, read for a batch flush, serves the flushes after it, on every
+# worker (issue 10: one read a minute, not one a flush). The cost: a field deleted in the CRM meanwhile
+# is noticed that much later in batched writes (its value dropped, the note saying so later).
+FIELD_IDS_KEEP_SECONDS = 60
+FIELD_IDS_KEY_PREFIX = "crmbridge:field-ids:"
+
+
+@functools.cache
+def field_ids_cache() -> SharedCache:
+    """The CRMs' custom field ids every worker shares, in Redis."""
+    return SharedCache(
+        redis.Redis.from_url(settings.REDIS_URL), prefix=FIELD_IDS_KEY_PREFIX, keep_seconds=FIELD_IDS_KEEP_SECONDS
+    )
+
+
+def custom_field_ids_recent(provider: CrmProvider) -> frozenset[str]:
+    """The CRM's custom field ids as some worker read them in the last FIELD_IDS_KEEP_SECONDS, else read now."""
+    cache, crm = field_ids_cache(), provider.settings.base_url
+    if (kept := cache.get(crm)) is not None:
+        return frozenset(json.loads(kept))
+    ids = provider.existing_custom_fields()
+    cache.put(crm, json.dumps(sorted(ids)))
+    return ids
+
+
+def custom_field_ids_forget(connection: CrmConnection) -> None:
+    """The connection's fields changed (F1 made some): the next reader asks the CRM."""
+    field_ids_cache().forget(connection.base_url)
 
 
 def connection_retry_policy(connection: CrmConnection | None) -> RetryPolicy:

@@ -35,7 +35,7 @@ from integrations.ratelimit import (
     WINDOW_KEY_PREFIX,
 )
 from integrations.sandbox import SandboxServer, start_sandbox
-from integrations.services import circuit_breaker, connection_create
+from integrations.services import FIELD_IDS_KEY_PREFIX, circuit_breaker, connection_create
 from tests.support import ROOT, TEST_BROKER_URL
 
 TEST_QUEUE = f"crmbridge-test-{os.getpid()}"
@@ -112,6 +112,7 @@ def _fresh(server: SandboxServer) -> SandboxServer:
         USAGE_KEY_PREFIX,
         CIRCUIT_KEY_PREFIX,
         AGENT_ID_KEY_PREFIX,
+        FIELD_IDS_KEY_PREFIX,
     )
     for prefix in prefixes:
         for key in client.scan_iter(f"{prefix}*"):

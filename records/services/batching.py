@@ -36,7 +36,7 @@ from integrations.exceptions import CrmNotFound, CrmRequestError, CrmTransientEr
 from integrations.failures import HANDLED_ERRORS, decide
 from integrations.models import CrmConnection
 from integrations.providers.base import BatchJob, BatchUpdate, Capability, Comment, CrmProvider, RecordChanges
-from integrations.services import connection_provider, connection_retry_policy
+from integrations.services import connection_provider, connection_retry_policy, custom_field_ids_recent
 from records.batching import BatchItem, WriteToBatch, batch_eligible, flush_selection, poll_delay
 from records.models import CrmAction, CrmBatch, Session
 from records.rules import AddComment, UpdateRecord, action_payload
@@ -408,12 +408,13 @@ def _without_lost_fields(provider: CrmProvider, leads: Sequence[CrmAction]) -> l
     """The leads' writes without the record fields the CRM no longer has, each lead told which (F1).
 
     The unbatched write learns it from the ticket Zendesk answers with; a batch's job answers no
-    ticket, so the CRM's field list is read once for the flush (only when it carries fields).
+    ticket, so the CRM's field list is read for the flush (only when it carries fields), or taken
+    from a flush of the last minute (integrations.services.custom_field_ids_recent).
     """
     writes = [BatchedWrite.from_json(lead.progress[BATCHED]) for lead in leads]
     if not any(write.changes.custom_fields for write in writes):
         return writes
-    existing = provider.existing_custom_fields()
+    existing = custom_field_ids_recent(provider)
     kept = []
     for lead, write in zip(leads, writes, strict=True):
         lost = sorted(set(write.changes.custom_fields) - existing)

@@ -14,6 +14,7 @@ from integrations.services import (
     connection_circuit_record,
     connection_provider,
     connection_record_error,
+    custom_field_ids_forget,
 )
 from records.models import CustomField
 from records.vocabulary import RECORD_FIELDS
@@ -47,6 +48,7 @@ def custom_fields_create(*, connection: CrmConnection) -> list[CustomField]:
                 connection=connection, key=spec.key, defaults={"crm_field_id": ids[spec.key]}
             )
             fields.append(field)
+    custom_field_ids_forget(connection)
     connection_circuit_record(connection, success=True)
     if connection.last_error.startswith(CUSTOM_FIELDS_ERROR_PREFIX):
         connection.last_error = ""

@@ -471,3 +471,26 @@ def test_batching_an_append_the_batch_could_not_do_is_retried_on_its_own(
     assert "sent in a batch" not in append.result["outcome"]
     assert appended_comments(zendesk_api, zendesk_sandbox, first.crm_record_id, "c-9") == 1
     assert requests_of(zendesk_sandbox, TICKET_UPDATE) == 1  # the append's own retry
+
+
+def test_batching_reads_the_crm_field_list_once_for_the_flushes_of_a_minute(
+    batched: CrmConnection, zendesk_sandbox: SandboxServer
+) -> None:
+    field_list = "GET /api/v2/ticket_fields.json"
+    before = requests_of(zendesk_sandbox, field_list)
+
+    # when: two calls' fields go in flushes of their own
+    first = call(1)
+    settle([first], batched)
+    assert requests_of(zendesk_sandbox, field_list) == before + 1
+    second = call(2)
+    settle([second], batched)
+
+    # then: the second flush took the list the first one read
+    assert requests_of(zendesk_sandbox, field_list) == before + 1
+    assert {action.status for action in second.actions.all()} == {CrmAction.Status.SUCCEEDED}
+
+    # when: F1 changes the CRM's fields (it reads the list itself), the next flush asks again
+    custom_fields_create(connection=batched)
+    settle([call(3)], batched)
+    assert requests_of(zendesk_sandbox, field_list) == before + 3
