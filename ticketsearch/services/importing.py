@@ -273,6 +273,7 @@ def tickets_import(
                     # Read only for the tickets kept: a request (or more) per ticket.
                     loaded = provider.load_comments([ticket for ticket, _ in kept])
                 with transaction.atomic():
+                    _commit_without_waiting_for_disk()
                     _save_tickets(
                         list(zip(loaded, (agent for _, agent in kept), strict=True)),
                         connection=connection,
@@ -452,6 +453,16 @@ def _save_comments(comments: list[ImportedTicketComment], *, connection: CrmConn
                 )  # fmt: skip
         cursor.execute(_COMMENT_UPSERT)
         cursor.execute("DROP TABLE ticketsearch_comment_stage")
+
+
+def _commit_without_waiting_for_disk() -> None:
+    """The page's transaction commits without waiting for its WAL to reach the disk (1-5 ms a page).
+
+    Safe for an import: a crash can lose only whole last pages together with the cursor saved in
+    them, so the next run reads those pages again; nothing outside the database saw them.
+    """
+    with db_connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit = off")
 
 
 def _interrupted(run: ImportRun, error: str) -> ImportRun:
