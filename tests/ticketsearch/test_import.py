@@ -1,7 +1,5 @@
 """Import from the sandbox CRMs over loopback HTTP (T1, T2): each rule's accept and skip case, reruns."""
 
-import time
-from collections.abc import Iterator
 from io import StringIO
 
 import pytest
@@ -12,7 +10,6 @@ from integrations.exceptions import CrmRateLimited
 from integrations.models import CrmConnection
 from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
-from integrations.sandbox import salesforce as salesforce_sandbox_module
 from tests.support import sandbox_config, sandbox_stats
 from tests.ticketsearch.support import (
     DANA,
@@ -374,76 +371,6 @@ def test_an_import_past_its_deadline_stops_between_pages_and_the_next_run_resume
     # Only the four tickets after the first page are read again.
     assert second.tickets_fetched == 4
     assert sorted(Ticket.objects.values_list("crm_ticket_id", flat=True)) == ["1", "6"]
-
-
-def test_salesforce_pages_are_read_one_ahead_and_a_run_past_its_deadline_resumes_from_its_cursor(
-    salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    seed_salesforce(salesforce_sandbox)
-    monkeypatch.setattr(salesforce_sandbox_module, "QUERY_BATCH_SIZE", 1)
-    clock = {"now": 0.0}
-    monkeypatch.setattr(importing, "monotonic", lambda: clock["now"])
-    pages_read = []
-
-    def tickets_page_read(phase: str, items: int, total: int | None) -> None:
-        if phase == "tickets":
-            pages_read.append(items)
-            clock["now"] = 100.0
-
-    first = tickets_import(
-        connection=salesforce_connection, trigger=ImportRun.Trigger.SCHEDULE, deadline=50.0, progress=tickets_page_read
-    )
-
-    assert first.status == ImportRun.Status.INTERRUPTED
-    assert first.tickets_fetched == 1
-    assert pages_read == [1]
-    # The page read ahead of the deadline is not saved: the next run reads it again.
-    second = tickets_import(connection=salesforce_connection, trigger=ImportRun.Trigger.RESUME)
-
-    assert second.status == ImportRun.Status.SUCCEEDED
-    assert first.tickets_fetched + second.tickets_fetched >= 4
-    assert sorted(Ticket.objects.values_list("subject", flat=True)) == ["Invoice charged twice", "Warranty question"]
-
-
-def test_read_ahead_yields_every_item_in_order_never_more_than_one_ahead() -> None:
-    made: list[int] = []
-
-    def items() -> Iterator[int]:
-        for i in range(5):
-            made.append(i)
-            yield i
-
-    seen = []
-    with importing._ReadAhead(items()) as ahead:
-        for item in ahead:
-            time.sleep(0.05)  # the thread has time to run ahead, were it allowed to
-            # This one and at most the next were made.
-            assert len(made) <= item + 2
-            seen.append(item)
-    assert seen == [0, 1, 2, 3, 4]
-
-
-def test_read_ahead_raises_what_the_iterator_raised_where_it_raised_it() -> None:
-    def items() -> Iterator[int]:
-        yield 1
-        raise CrmRateLimited("page 2", retry_after=60)
-
-    with importing._ReadAhead(items()) as ahead:
-        pages = iter(ahead)
-        assert next(pages) == 1
-        with pytest.raises(CrmRateLimited, match="page 2"):
-            next(pages)
-
-
-def test_read_ahead_closed_early_stops_its_thread() -> None:
-    def items() -> Iterator[int]:
-        yield from range(1_000)
-
-    with importing._ReadAhead(items()) as ahead:
-        for _ in ahead:
-            break
-    ahead._thread.join(timeout=5)
-    assert not ahead._thread.is_alive()
 
 
 def test_a_run_left_running_by_a_killed_worker_is_marked_interrupted_by_the_next(

@@ -11,15 +11,13 @@ import dataclasses
 import functools
 import json
 import logging
-import queue
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from time import monotonic
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.db import connection as db_connection
@@ -36,7 +34,6 @@ from integrations.providers.importing import (
     ImportedTicket,
     ImportedTicketComment,
     ImportedUser,
-    ImportPage,
     TicketImportSource,
 )
 from integrations.providers.registry import PROVIDERS
@@ -48,8 +45,6 @@ from ticketsearch.rules import RETENTION, ExistingAgent, Skip, UserAction
 from ticketsearch.services.retention import COMMENT_TABLE, TABLE, partitions_ensure, partitions_existing
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # Progress callback: (phase "users" | "tickets", items just processed, total the CRM announced or None).
 Progress = Callable[[str, int, int | None], None]
@@ -236,8 +231,6 @@ def tickets_import(
         def out_of_time() -> bool:
             return deadline is not None and monotonic() >= deadline
 
-        # Closes what the run opened for itself (a read-ahead thread) however it ends.
-        stack = ExitStack()
         try:
             users_cursor = None if since else state.users_cursor or None
             for user_page in provider.iter_users(cursor=users_cursor, since=start):
@@ -258,14 +251,7 @@ def tickets_import(
                 if provider.comments_in_bulk
                 else None
             )
-            ticket_pages: Iterable[ImportPage[ImportedTicket]] = provider.iter_tickets(
-                cursor=tickets_cursor, since=start
-            )
-            if provider.pages_read_ahead:
-                # The next page is read, decoded and mapped while this one is stored (the database's
-                # work releases the GIL): CRM reads and storing overlap instead of taking turns.
-                ticket_pages = stack.enter_context(_ReadAhead(ticket_pages))
-            for ticket_page in ticket_pages:
+            for ticket_page in provider.iter_tickets(cursor=tickets_cursor, since=start):
                 kept = _decide_tickets(ticket_page.items, connection=connection, counts=counts, now=now)
                 if stream is not None:
                     loaded = stream.comments_for([ticket for ticket, _ in kept])
@@ -306,74 +292,12 @@ def tickets_import(
             except Exception:
                 logger.warning("ticketsearch.import.unmarked %s", run.pk, exc_info=True)
             raise
-        finally:
-            stack.close()
         run.status = ImportRun.Status.SUCCEEDED
         run.finished_at = timezone.now()
         run.save(update_fields=["status", "finished_at"])
         state.last_run_at = run.finished_at
         state.save(update_fields=["last_run_at", "updated_at"])
     return run
-
-
-class _ReadAhead(Generic[T]):
-    """An iterator read one item ahead in a thread of its own: the next item is being made while the
-    caller works on this one.
-
-    Never more than one item ahead (a CRM page read past a run's time limit is one request wasted,
-    not many). What the iterator raises is raised to the caller at the same place in the sequence.
-    On close the thread is told to stop; one already inside a read finishes it and exits.
-    """
-
-    # How often a thread waiting for the caller looks whether it was closed (seconds).
-    POLL = 0.1
-
-    def __init__(self, items: Iterable[T]) -> None:
-        self._items = iter(items)
-        self._ready: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
-        self._wanted = threading.Semaphore(0)
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="import-read-ahead", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            while not self._wanted.acquire(timeout=self.POLL):
-                if self._closed.is_set():
-                    return
-            if self._closed.is_set():
-                return
-            try:
-                item = next(self._items)
-            except StopIteration:
-                self._ready.put((False, None))
-                return
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller and raised there
-                self._ready.put((False, exc))
-                return
-            self._ready.put((True, item))
-
-    def __iter__(self) -> Iterator[T]:
-        self._wanted.release()
-        while True:
-            more, value = self._ready.get()
-            if not more:
-                if value is not None:
-                    raise value
-                return
-            # The next one is read while the caller works on this one.
-            self._wanted.release()
-            yield value
-
-    def __enter__(self) -> "_ReadAhead[T]":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._closed.set()
-        self._wanted.release()
 
 
 class _CommentStream:
