@@ -78,8 +78,10 @@ TICKET_COLUMNS = (
     "imported_at",
     "search_config",
 )
-# How COPY writes each value of a staging row (TICKET_COLUMNS order), as text PostgreSQL parses into
-# the column's type: comments are JSON already serialized, search_config a configuration's name.
+# How COPY writes each value of a staging row (TICKET_COLUMNS order), in PostgreSQL's binary format
+# (half the time of the text format on the client and the server: no timestamp or array parsing).
+# Comments are JSON already serialized and search_config a configuration's name, staged as text and
+# cast by the upsert (a binary jsonb or regconfig value has another layout).
 COPY_TYPES = [
     *("timestamptz", "int8", "text", "text", "text", "text", "text", "text", "int8", "text", "text", "text"),
     *("text", "text", "text", "text[]", "text", "text", "text", "text[]", "text", "timestamptz", "timestamptz"),
@@ -90,16 +92,20 @@ CREATE TEMP TABLE ticketsearch_stage (
     created_at timestamptz, connection_id bigint, crm_kind varchar(20), crm_ticket_id varchar(64),
     subject text, description text, status varchar(40), channel varchar(40), agent_id bigint,
     agent_crm_id varchar(64), requester_crm_id varchar(64), requester_name text, requester_email text,
-    requester_phone varchar(40), requester_phone_rev varchar(40), tags text[], comments jsonb,
+    requester_phone varchar(40), requester_phone_rev varchar(40), tags text[], comments text,
     comments_text text, transcript text, recording_urls text[], crm_url text, crm_updated_at timestamptz,
-    solved_at timestamptz, imported_at timestamptz, search_config regconfig
+    solved_at timestamptz, imported_at timestamptz, search_config text
 ) ON COMMIT DROP
 """
 _UPDATED = [c for c in TICKET_COLUMNS if c not in ("created_at", "connection_id", "crm_ticket_id")]
+# The staged values as the table's types (the two staged as text, COPY_TYPES says why).
+_STAGED = [
+    {"comments": "comments::jsonb", "search_config": "search_config::regconfig"}.get(c, c) for c in TICKET_COLUMNS
+]
 # Rows whose CRM state did not change are left alone: a re-read page rewrites nothing.
 _UPSERT = f"""
 INSERT INTO {TABLE} ({", ".join(TICKET_COLUMNS)})
-SELECT {", ".join(TICKET_COLUMNS)} FROM ticketsearch_stage
+SELECT {", ".join(_STAGED)} FROM ticketsearch_stage
 ON CONFLICT (connection_id, crm_ticket_id, created_at) DO UPDATE SET
 {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED)}
 WHERE {TABLE}.crm_updated_at IS DISTINCT FROM EXCLUDED.crm_updated_at
@@ -253,6 +259,7 @@ def tickets_import(
                     # Read only for the tickets kept: a request (or more) per ticket.
                     loaded = provider.load_comments([ticket for ticket, _ in kept])
                 with transaction.atomic():
+                    _commit_without_waiting_for_disk()
                     _save_tickets(
                         list(zip(loaded, (agent for _, agent in kept), strict=True)),
                         connection=connection,
@@ -372,6 +379,16 @@ def _save_comments(comments: list[ImportedTicketComment], *, connection: CrmConn
                 )  # fmt: skip
         cursor.execute(_COMMENT_UPSERT)
         cursor.execute("DROP TABLE ticketsearch_comment_stage")
+
+
+def _commit_without_waiting_for_disk() -> None:
+    """The page's transaction commits without waiting for its WAL to reach the disk (1-5 ms a page).
+
+    Safe for an import: a crash can lose only whole last pages together with the cursor saved in
+    them, so the next run reads those pages again; nothing outside the database saw them.
+    """
+    with db_connection.cursor() as cursor:
+        cursor.execute("SET LOCAL synchronous_commit = off")
 
 
 def _interrupted(run: ImportRun, error: str) -> ImportRun:
@@ -551,7 +568,9 @@ def _save_tickets(
     _record_search_languages(set(configs))
     with db_connection.cursor() as cursor:
         cursor.execute(_STAGE_DDL)
-        with cursor.cursor.copy(f"COPY ticketsearch_stage ({', '.join(TICKET_COLUMNS)}) FROM STDIN") as copy:
+        with cursor.cursor.copy(
+            f"COPY ticketsearch_stage ({', '.join(TICKET_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
             # Declared once, so psycopg does not look up a dumper for every value of every row (2x faster).
             copy.set_types(COPY_TYPES)
             for (ticket, agent_id), config in zip(tickets, configs, strict=True):
