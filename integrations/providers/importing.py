@@ -47,13 +47,7 @@ class ImportedUser:
     updated_at: datetime | None = None
 
 
-# ImportedComment and ImportedTicket are not frozen: an import makes one of each per comment and
-# ticket read, and a frozen dataclass's __init__ (object.__setattr__ per field) cost 3.9 us a ticket
-# against 0.55 us, about a tenth of the Python work a ticket's import does. Nothing changes them
-# once made (dataclasses.replace makes a new one).
-
-
-@dataclass
+@dataclass(frozen=True)
 class ImportedComment:
     """One interaction on a ticket. `author_id` None: the CRM did not say who wrote it."""
 
@@ -67,7 +61,7 @@ class ImportedComment:
     transcript: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class ImportedTicket:
     crm_id: str
     subject: str
