@@ -27,6 +27,8 @@ from integrations.circuit import KEY_PREFIX as CIRCUIT_KEY_PREFIX
 from integrations.circuit import CircuitBreaker
 from integrations.models import CrmConnection
 from integrations.ratelimit import (
+    FIRST_WAITERS_KEY_PREFIX,
+    GATE_FIRST_WAITERS_KEY_PREFIX,
     GATE_PACE_KEY_PREFIX,
     GATE_WAITERS_KEY_PREFIX,
     KEY_PREFIX,
@@ -107,7 +109,9 @@ def _fresh(server: SandboxServer) -> SandboxServer:
         KEY_PREFIX,
         WINDOW_KEY_PREFIX,
         WAITERS_KEY_PREFIX,
+        FIRST_WAITERS_KEY_PREFIX,
         GATE_WAITERS_KEY_PREFIX,
+        GATE_FIRST_WAITERS_KEY_PREFIX,
         GATE_PACE_KEY_PREFIX,
         USAGE_KEY_PREFIX,
         CIRCUIT_KEY_PREFIX,
