@@ -61,6 +61,19 @@ def batch_eligible(settings: BatchSettings, write: WriteToBatch) -> bool:
     return bool(services) and all(service is not None and service in settings.services for service in services)
 
 
+def pairs_comment_with_update(settings: BatchSettings, *, update_writes_comment: bool) -> bool:
+    """Whether an event's comment and its record update are written together (one write, batched
+    together or not at all).
+
+    Not when the update alone would wait for a batch while the comment cannot, and the CRM writes
+    a comment in a request of its own anyway (`update_writes_comment` False: Kustomer's note): then
+    the comment goes at once and the update joins the batch, which costs no extra request.
+    """
+    if update_writes_comment or not settings.enabled:
+        return True
+    return not (BatchService.UPDATE_RECORD in settings.services and BatchService.ADD_COMMENT not in settings.services)
+
+
 @dataclass(frozen=True)
 class BatchItem:
     """A buffered write as the flush sees it: its lead action's id and the record it writes to."""

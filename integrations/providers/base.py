@@ -6,7 +6,7 @@ rest of the product never sees a CRM's own JSON.
 
 import abc
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 from urllib.parse import quote
@@ -138,40 +138,49 @@ class BatchSettings:
 
 
 BATCH_SECTION = "API batching"
-# The settings of a provider that can batch (Capability.BATCHING); stored in the connection's config.
-BATCH_SETTINGS: tuple[SettingSpec, ...] = (
-    SettingSpec(
-        "batching_enabled",
-        "Batch comments and record updates",
-        "Send the comments and record updates of all sessions together, a few requests every few seconds, "
-        "instead of one request each; uses the API token above. Records are still created at once (B1).",
-        required=False,
-        type=SettingType.BOOLEAN,
-        default=False,
-        section=BATCH_SECTION,
-    ),
-    SettingSpec(
-        "batched_services",
-        "What to batch",
-        "Add comment is about 37% of the API volume, update record (assignment, fields, status) about 12%.",
-        required=False,
-        type=SettingType.CHOICES,
-        default=[service.value for service in BatchService],
-        choices=((BatchService.ADD_COMMENT, "Add comment"), (BatchService.UPDATE_RECORD, "Update record")),
-        section=BATCH_SECTION,
-    ),
-    SettingSpec(
-        "batch_interval_seconds",
-        "Send a batch every (seconds)",
-        "From 1 to 60; 10 is recommended. A comment or update waits at most this long before it is sent.",
-        required=False,
-        type=SettingType.INTEGER,
-        default=10,
-        min_value=1,
-        max_value=60,
-        section=BATCH_SECTION,
-    ),
-)
+_SERVICE_LABELS = {BatchService.ADD_COMMENT: "Add comment", BatchService.UPDATE_RECORD: "Update record"}
+
+
+def batch_setting_specs(services: frozenset[BatchService] = frozenset(BatchService)) -> tuple[SettingSpec, ...]:
+    """The settings of a provider that can batch (Capability.BATCHING) the given services; stored in
+    the connection's config. Only what the CRM has a bulk endpoint for is offered."""
+    offered = [service for service in BatchService if service in services]
+    return (
+        SettingSpec(
+            "batching_enabled",
+            "Batch comments and record updates" if len(offered) > 1 else f"Batch: {_SERVICE_LABELS[offered[0]]}",
+            "Send the comments and record updates of all sessions together, a few requests every few seconds, "
+            "instead of one request each; uses the API token above. Records are still created at once (B1).",
+            required=False,
+            type=SettingType.BOOLEAN,
+            default=False,
+            section=BATCH_SECTION,
+        ),
+        SettingSpec(
+            "batched_services",
+            "What to batch",
+            "Add comment is about 37% of the API volume, update record (assignment, fields, status) about 12%.",
+            required=False,
+            type=SettingType.CHOICES,
+            default=[service.value for service in offered],
+            choices=tuple((service, _SERVICE_LABELS[service]) for service in offered),
+            section=BATCH_SECTION,
+        ),
+        SettingSpec(
+            "batch_interval_seconds",
+            "Send a batch every (seconds)",
+            "From 1 to 60; 10 is recommended. A comment or update waits at most this long before it is sent.",
+            required=False,
+            type=SettingType.INTEGER,
+            default=10,
+            min_value=1,
+            max_value=60,
+            section=BATCH_SECTION,
+        ),
+    )
+
+
+BATCH_SETTINGS: tuple[SettingSpec, ...] = batch_setting_specs()
 
 
 def batch_settings(config: Mapping[str, Any]) -> BatchSettings:
@@ -522,10 +531,18 @@ class CrmProvider(abc.ABC):
 
     # B1 batching across sessions (Capability.BATCHING): records one batch request may carry.
     batch_max_items: ClassVar[int] = 0
+    # The services the CRM's bulk endpoint can carry (Kustomer has bulk conversation updates, no bulk notes).
+    batch_services: ClassVar[frozenset[BatchService]] = frozenset(BatchService)
+    # Whether one update_record request also writes the record's comment (Zendesk's ticket PUT does;
+    # Kustomer's note is a request of its own): pairing an event's comment with its update saves one.
+    update_writes_comment: ClassVar[bool] = True
 
     def batch_settings(self) -> BatchSettings:
-        """What this connection batches; nothing for a CRM that cannot batch."""
-        return batch_settings(self.settings.config) if self.can(Capability.BATCHING) else BatchSettings()
+        """What this connection batches; nothing for a CRM that cannot batch, nothing it has no bulk endpoint for."""
+        if not self.can(Capability.BATCHING):
+            return BatchSettings()
+        chosen = batch_settings(self.settings.config)
+        return replace(chosen, services=chosen.services & self.batch_services)
 
     def submit_batch(self, updates: Sequence[BatchUpdate]) -> BatchJob:
         """Send the updates of several records in one request (comments without attachments); the job."""

@@ -19,11 +19,15 @@ from urllib.parse import quote
 
 import requests
 
-from integrations.exceptions import CrmNotFound, CrmRequestError
+from integrations.exceptions import CrmError, CrmNotFound, CrmRequestError, CrmTransientError, CrmUnsupported
 from integrations.http import RateGate, parse_retry_after
 from integrations.providers.base import (
     Agent,
     Attachment,
+    BatchItemResult,
+    BatchJob,
+    BatchService,
+    BatchUpdate,
     Capability,
     Comment,
     ConnectionClient,
@@ -37,6 +41,7 @@ from integrations.providers.base import (
     Record,
     RecordChanges,
     SettingSpec,
+    batch_setting_specs,
 )
 from integrations.providers.importing import (
     OTHER_CHANNEL,
@@ -111,6 +116,10 @@ class KustomerClient(ConnectionClient):
     USER = "v1/users/{id}"
     CURRENT_TOKEN = "v1/auth/tokens/current"
     CONVERSATION_METADATA = "v1/metadata/conversation"
+    # The asynchronous bulk API (docs/kustomer.md, "API batching"): submit, poll, per-item results.
+    CONVERSATIONS_BULK = "v1/conversations/bulk"
+    BULK = "v1/bulk/{id}"
+    BULK_BATCHES = "v1/bulk/{id}/batches"
     ROUTING_STATUSES = "v1/routing/statuses"
     USER_WORK_SESSIONS = "v1/routing/users/{id}/work-sessions"
     WORK_SESSION = "v1/routing/work-sessions/{id}"
@@ -238,6 +247,7 @@ class KustomerProvider(CrmProvider, TicketImportSource):
             "users and routing.",
             secret=True,
         ),
+        *batch_setting_specs(frozenset({BatchService.UPDATE_RECORD})),
     )
     capabilities = frozenset(
         {
@@ -247,8 +257,14 @@ class KustomerProvider(CrmProvider, TicketImportSource):
             Capability.USER_STATUSES,
             Capability.WEBHOOKS,
             Capability.TICKET_IMPORT,
+            Capability.BATCHING,
         }
     )
+    # B1: bulk conversation updates (PUT /v1/conversations/bulk, at most 100 items); there are no
+    # bulk notes, so comments are never batched, and a note is always a request of its own.
+    batch_max_items = 100
+    batch_services = frozenset({BatchService.UPDATE_RECORD})
+    update_writes_comment = False
 
     def __init__(self, settings: ConnectionSettings, *, rate_gate: RateGate | None = None) -> None:
         super().__init__(settings, rate_gate=rate_gate)
@@ -410,13 +426,7 @@ class KustomerProvider(CrmProvider, TicketImportSource):
 
     def update_record(self, record_id: str, changes: RecordChanges) -> Record:
         conversation_path = KustomerClient.CONVERSATION.format(id=_path_value(record_id))
-        fields: Json = dict(changes.extra)
-        if changes.status:
-            fields["status"] = changes.status
-        if changes.assignee_id:
-            fields["assignedUsers"] = [changes.assignee_id]
-        if changes.custom_fields:
-            fields["custom"] = dict(changes.custom_fields)
+        fields = self._conversation_fields(changes)
         latest: Json | None = None
         if fields:
             latest = self.client.patch(conversation_path, json=fields)["data"]
@@ -429,6 +439,51 @@ class KustomerProvider(CrmProvider, TicketImportSource):
         if latest is None:
             return self.get_record(record_id)
         return self._conversation_to_record(latest)
+
+    def submit_batch(self, updates: Sequence[BatchUpdate]) -> BatchJob:
+        # One array item per conversation, `_clientRef` its id (unique in the request, as Kustomer
+        # requires), so each item's result maps back to its record. Only fields: notes have no bulk
+        # endpoint, and a bulk `tags` would replace the conversation's set (batch_services).
+        items = []
+        for update in updates:
+            changes = update.changes
+            if changes.comment is not None or changes.add_tags:
+                raise CrmUnsupported("Kustomer's bulk conversation update carries no notes or added tags")
+            items.append({"id": update.record_id, "_clientRef": update.record_id, **self._conversation_fields(changes)})
+        body = self.client.put(KustomerClient.CONVERSATIONS_BULK, json=items)
+        return _bulk_job(body.get("data") or {})
+
+    def read_batch(self, job_id: str) -> BatchJob:
+        # Done only once the operation is `complete` and so is each of its batches; then the
+        # per-item results are read from the batches (matched by `_clientRef`).
+        body = self.client.get(KustomerClient.BULK.format(id=_path_value(job_id)))
+        job = _bulk_job(body.get("data") or {})
+        if not job.done:
+            return job
+        batches = [
+            _attributes(batch)
+            for batch in self.client.get(KustomerClient.BULK_BATCHES.format(id=_path_value(job_id))).get("data") or ()
+            if isinstance(batch, dict)
+        ]
+        if any(batch.get("status") not in (None, BULK_COMPLETE) for batch in batches):
+            return dataclasses.replace(job, done=False)
+        results = tuple(
+            _bulk_item_result(item)
+            for batch in batches
+            for item in batch.get("results") or ()
+            if isinstance(item, dict) and item.get("_clientRef")
+        )
+        return dataclasses.replace(job, results=results)
+
+    def _conversation_fields(self, changes: RecordChanges) -> Json:
+        fields: Json = dict(changes.extra)
+        if changes.status:
+            fields["status"] = changes.status
+        if changes.assignee_id:
+            fields["assignedUsers"] = [changes.assignee_id]
+        if changes.custom_fields:
+            fields["custom"] = dict(changes.custom_fields)
+        return fields
 
     def list_comments(self, record_id: str) -> list[Comment]:
         path = KustomerClient.CONVERSATION_NOTES.format(id=_path_value(record_id))
@@ -710,6 +765,33 @@ SEARCH_TIMES = {
     "note": ("created_at", "createdAt"),
 }
 COMMENT_CONTEXTS = ("message", "note")
+
+
+# A bulk operation's status (GET /v1/bulk/{id}): queued, running, complete.
+BULK_COMPLETE = "complete"
+
+
+def _bulk_job(resource: Json) -> BatchJob:
+    """A bulk operation (`{"type": "bulk", "id", "attributes": {"status", "batches"}}`) as a BatchJob."""
+    status = str(_attributes(resource).get("status") or resource.get("status") or "")
+    return BatchJob(id=str(resource["id"]), done=status == BULK_COMPLETE, message=status)
+
+
+def _bulk_item_result(item: Mapping[str, Any]) -> BatchItemResult:
+    """One `results[]` entry of a batch: `{"_clientRef", "objectId", "status": "updated"|"error", "error"}`."""
+    record_id = str(item["_clientRef"])
+    if item.get("status") != "error":
+        return BatchItemResult(record_id=record_id)
+    detail = str(item.get("error") or "error")
+    message = f"Kustomer could not update conversation {record_id} in the bulk operation: {detail}"
+    error: CrmError
+    if "not found" in detail.lower():
+        error = CrmNotFound(message, status_code=404, body=dict(item))
+    else:
+        # Kustomer's item error is free text, not a code: the unbatched retry's own answer says
+        # whether the conversation refuses the change (a 4xx fails it then) or it was passing.
+        error = CrmTransientError(message)
+    return BatchItemResult(record_id=record_id, error=error)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,7 +37,14 @@ from integrations.failures import HANDLED_ERRORS, decide
 from integrations.models import CrmConnection
 from integrations.providers.base import BatchJob, BatchUpdate, Capability, Comment, CrmProvider, RecordChanges
 from integrations.services import connection_provider, connection_retry_policy, custom_field_ids_recent
-from records.batching import BatchItem, WriteToBatch, batch_eligible, flush_selection, poll_delay
+from records.batching import (
+    BatchItem,
+    WriteToBatch,
+    batch_eligible,
+    flush_selection,
+    pairs_comment_with_update,
+    poll_delay,
+)
 from records.models import CrmAction, CrmBatch, Session
 from records.rules import AddComment, UpdateRecord, action_payload
 from records.services import execution
@@ -192,6 +199,11 @@ def action_buffer(
         return False
     _join_batch(session.crm_connection, batching.interval_seconds, action, buffered, companion)
     return True
+
+
+def pairs_with_companion(provider: CrmProvider) -> bool:
+    """Whether an add_comment is written with its event's update (records.batching.pairs_comment_with_update)."""
+    return pairs_comment_with_update(provider.batch_settings(), update_writes_comment=provider.update_writes_comment)
 
 
 def record_append_buffer(

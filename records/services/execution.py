@@ -224,7 +224,10 @@ def _execute(action: CrmAction) -> tuple[CrmAction, ...]:
             provider = watch.watching(connection_provider(connection, work_class=_work_class(action)))
             connection_circuit_check(connection)
             companion = action_companion_update(action)
-            from records.services.batching import action_buffer
+            from records.services.batching import action_buffer, pairs_with_companion
+
+            if companion is not None and not pairs_with_companion(provider):
+                companion = None
 
             # Buffered for the connection's next flush (B1), it stays "may have written": should the
             # flush's answer be lost, its unbatched retry looks for the comment before writing it.
