@@ -17,6 +17,7 @@ Beyond the API, sandbox-only control endpoints stand in for an agent and for S3:
 - `POST /__sandbox/work-sessions/{id}` `{"status"}` changes its status, `{"active": false}` signs it out;
 - `POST /__sandbox/uploads/{attachmentId}` is the presigned form an attachment's bytes go to (204);
 - `GET /__sandbox/files/{attachmentId}` serves them back (an attachment's `links.related`);
+- `POST /__sandbox/bulk_faults` `{"item_fail_rate"}` makes that share of bulk-update items fail;
 - `POST /__sandbox/seed` `{"users", "customers", "conversations"}` (raw records, conversations with
   their `messages` and `notes`) or `{"count", "seed"}` (a generated org) stores records as they
   would be after months of work, and answers their ids.
@@ -91,6 +92,8 @@ WEBHOOK_EVENTS = STANDARD_EVENTS + WORK_SESSION_EVENTS
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 100
 MAX_STRING = 1024
+# Items one bulk request may carry (developer.kustomer.com/docs/guides/bulk-operations).
+BULK_MAX_ITEMS = 100
 MAX_NOTE_BODY = 10240
 # A receiver must answer within this long; a slower one counts as a failed delivery (not retried).
 DELIVERY_TIMEOUT_SECONDS = 5.0
@@ -278,6 +281,10 @@ class KustomerSandbox(Sandbox):
         self.metadata: dict[str, dict[str, Json]] = {resource: {} for resource in METADATA_RESOURCES}
         self.work_sessions: dict[str, Json] = {}
         self.webhooks: dict[str, Json] = {}
+        self.bulk_operations: dict[str, Json] = {}
+        # Share of bulk-update items that fail in their result (POST /__sandbox/bulk_faults).
+        self.bulk_item_fail_rate = 0.0
+        self.bulk_item_failures = 0
         self.deliveries: list[Json] = []
         self.delivery_counts: Counter[str] = Counter()
         self.delivery_failures = 0
@@ -799,7 +806,120 @@ class KustomerSandbox(Sandbox):
 
     def update_conversation(self, request: Request) -> Response:
         conversation = self._conversation(_arg(request))
-        fields = _body(request)
+        self._update_conversation(conversation, _body(request), request)
+        return Response(200, {"data": self._conversation_json(conversation)})
+
+    # -- Bulk (asynchronous) ---------------------------------------------------------------------
+
+    def bulk_update_conversations(self, request: Request) -> Response:
+        """`PUT /v1/conversations/bulk`: an array of up to 100 `{id, _clientRef?, ...fields}`; a bulk operation.
+
+        `_clientRef` is all or nothing, a non-empty string of at most 255 characters, unique in the
+        array (else 400). Each item is applied as `PUT /v1/conversations/{id}` would be; one that is
+        refused (unknown, invalid, or drawn by `bulk_item_fail_rate`) changes nothing and its result
+        says `status: "error"`. The operation answers 202 `queued`; its first read says `complete`.
+        """
+        items = request.data
+        if not isinstance(items, list) or not items or len(items) > BULK_MAX_ITEMS:
+            raise _bad_request(f"the body must be an array of 1 to {BULK_MAX_ITEMS} items", attribute="body")
+        refs = [item.get("_clientRef") if isinstance(item, dict) else None for item in items]
+        with_refs = [ref for ref in refs if ref is not None]
+        if with_refs and len(with_refs) != len(items):
+            raise _bad_request("_clientRef must be on every item or on none", attribute="_clientRef")
+        if any(not isinstance(ref, str) or not ref or len(ref) > 255 for ref in with_refs):
+            raise _bad_request(
+                "_clientRef must be a non-empty string of at most 255 characters", attribute="_clientRef"
+            )
+        if len(set(with_refs)) != len(with_refs):
+            raise _bad_request("_clientRef must be unique within the request", attribute="_clientRef")
+        results = [self._bulk_item(item, request) for item in items]
+        bulk_id = self._next_id("bulk")
+        now = self._now()
+        updated = [result["objectId"] for result in results if result.get("status") == "updated"]
+        batch = {
+            "type": "bulk_batch",
+            "id": self._next_id("bulk_batch"),
+            "attributes": {
+                "status": "complete",
+                "objectIds": updated,
+                "successCount": len(updated),
+                "failureCount": len(results) - len(updated),
+                "completedAt": now,
+                "errors": [result["error"] for result in results if result.get("status") == "error"],
+                **({"results": results} if with_refs else {}),
+            },
+        }
+        self.bulk_operations[bulk_id] = {
+            "type": "bulk",
+            "id": bulk_id,
+            "attributes": {
+                "status": "queued",
+                "resource": "conversation",
+                "method": "update",
+                "batches": {"complete": 0, "total": 1},
+                "createdAt": now,
+            },
+            "batches": [batch],
+        }
+        return Response(202, {"data": self._bulk_json(bulk_id)})
+
+    def _bulk_item(self, item: Any, request: Request) -> Json:
+        ref = item.get("_clientRef") if isinstance(item, dict) else None
+        failed: Json = {"_clientRef": ref, "status": "error"} if ref else {"status": "error"}
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            return {**failed, "error": "id is required"}
+        conversation = self.conversations.get(item["id"])
+        if conversation is None:
+            return {**failed, "error": f"conversation {item['id']} not found"}
+        if self.bulk_item_fail_rate > 0 and self._random.random() < self.bulk_item_fail_rate:
+            self.bulk_item_failures += 1
+            return {**failed, "error": "could not be updated (sandbox bulk_item_fail_rate)"}
+        fields = {key: value for key, value in item.items() if key not in ("id", "_clientRef")}
+        try:
+            self._update_conversation(conversation, fields, request)
+        except Reject as rejection:
+            body = rejection.response.body if isinstance(rejection.response.body, dict) else {}
+            errors = body.get("errors") or [{}]
+            return {**failed, "error": str(errors[0].get("detail") or errors[0].get("title") or "invalid")}
+        result: Json = {"objectId": conversation["id"], "status": "updated"}
+        return {"_clientRef": ref, **result} if ref else result
+
+    def _bulk_json(self, bulk_id: str) -> Json:
+        return {key: value for key, value in self.bulk_operations[bulk_id].items() if key != "batches"}
+
+    def _bulk(self, request: Request) -> Json:
+        operation = self.bulk_operations.get(_arg(request))
+        if operation is None:
+            raise _not_found("bulk", _arg(request))
+        return operation
+
+    def show_bulk(self, request: Request) -> Response:
+        """`GET /v1/bulk/{id}`: queued when submitted, complete from its first read on."""
+        operation = self._bulk(request)
+        attributes = operation["attributes"]
+        if attributes["status"] != "complete":
+            attributes.update(status="complete", batches={"complete": 1, "total": 1}, completedAt=self._now())
+        return Response(200, {"data": self._bulk_json(operation["id"])})
+
+    def bulk_batches(self, request: Request) -> Response:
+        """`GET /v1/bulk/{id}/batches`: each batch's counts, objectIds, errors and (with `_clientRef`) results."""
+        operation = self._bulk(request)
+        return Response(200, {"data": operation["batches"]})
+
+    def _bulk_faults(self, method: str, data: Any) -> Response:
+        """`POST /__sandbox/bulk_faults` `{"item_fail_rate": 0.2}`: that share of bulk items fail.
+
+        A failed item changes nothing and its result says `status: "error"`, while the operation
+        itself completes.
+        """
+        if method == "POST":
+            rate = data.get("item_fail_rate") if isinstance(data, dict) else None
+            if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+                raise ValueError("item_fail_rate: must be a number from 0 to 1")
+            self.bulk_item_fail_rate = float(rate)
+        return Response(200, {"item_fail_rate": self.bulk_item_fail_rate, "item_failures": self.bulk_item_failures})
+
+    def _update_conversation(self, conversation: Json, fields: Json, request: Request) -> None:
         if "rev" in fields and fields["rev"] != conversation["rev"]:
             raise _conflict(f"rev {fields['rev']} is not the current revision {conversation['rev']}", "/rev")
         changes: Json = {}
@@ -827,7 +947,6 @@ class KustomerSandbox(Sandbox):
         if "snooze" in fields:
             changes["snooze"] = fields["snooze"]
         self._apply(conversation, changes, request)
-        return Response(200, {"data": self._conversation_json(conversation)})
 
     def _apply(self, conversation: Json, changes: Json, request: Request) -> None:
         changed = {key: value for key, value in changes.items() if conversation.get(key) != value}
@@ -1268,6 +1387,8 @@ class KustomerSandbox(Sandbox):
             if not isinstance(data, dict):
                 raise ValueError("the body must be a JSON object")
             return Response(200, self.seed(data))
+        if action == "bulk_faults" and method in ("GET", "POST"):
+            return self._bulk_faults(method, data)
         if (method, action) != ("POST", "backdate"):
             return None
         if not isinstance(data, dict) or data.get("conversation") not in self.conversations:
@@ -1678,6 +1799,9 @@ class KustomerSandbox(Sandbox):
         ("POST", "/v1/conversations", create_conversation),
         ("GET", "/v1/conversations/externalId={externalId}", conversation_by_external_id),
         ("GET", "/v1/conversations/{id}", show_conversation),
+        ("PUT", "/v1/conversations/bulk", bulk_update_conversations),
+        ("GET", "/v1/bulk/{id}", show_bulk),
+        ("GET", "/v1/bulk/{id}/batches", bulk_batches),
         ("PATCH", "/v1/conversations/{id}", update_conversation),
         ("PUT", "/v1/conversations/{id}", update_conversation),
         ("DELETE", "/v1/conversations/{id}", delete_conversation),
