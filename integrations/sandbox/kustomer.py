@@ -53,6 +53,8 @@ Json = dict[str, Any]
 
 # Kustomer ids are 24 hex digits (Mongo ObjectIds); each kind gets its own 8-digit prefix here.
 ID_PREFIXES = {
+    "bulk": "5e6a7b8c",
+    "bulk_batch": "5e6a7b8d",
     "customer": "5a821b94",
     "conversation": "5b1e8f2a",
     "note": "5c2f9a3b",

@@ -75,9 +75,11 @@ def _nothing() -> None:
 
 
 # The CRMs every rule runs on unless its seed names fewer (R8: tags, not on Salesforce).
-# "zendesk-batched": Zendesk with B1 batching on (1 s flushes), so every rule is proven batched too.
-CRMS = ["zendesk", "zendesk-batched", "kustomer", "salesforce", "freshdesk"]
-TAGGED_CRMS = ["zendesk", "zendesk-batched", "kustomer", "freshdesk"]
+# "zendesk-batched", "kustomer-batched": B1 batching on (1 s flushes), so every rule is proven
+# batched too (on Kustomer only the conversation updates are: it has no bulk notes).
+CRMS = ["zendesk", "zendesk-batched", "kustomer", "kustomer-batched", "salesforce", "freshdesk"]
+TAGGED_CRMS = ["zendesk", "zendesk-batched", "kustomer", "kustomer-batched", "freshdesk"]
+BATCHING_ON = {"batching_enabled": True, "batch_interval_seconds": 1}
 # The agents of the Zendesk and Kustomer demo fixtures, made in the other sandboxes.
 AGENTS = [("Ana", "ana@example.com"), ("Ben", "ben@example.com"), ("Carla", "carla@example.com")]
 
@@ -92,12 +94,13 @@ def product(request: pytest.FixtureRequest, live_server: Any, api_key: str) -> P
         sandbox = request.getfixturevalue("zendesk_sandbox")
         view = ZendeskView(sandbox, request.getfixturevalue("zendesk_api"))
         if request.param == "zendesk-batched":
-            values = {"batching_enabled": True, "batch_interval_seconds": 1}
-            connection = connection_change_settings(connection=connection, values=values)
-    elif request.param == "kustomer":
+            connection = connection_change_settings(connection=connection, values=BATCHING_ON)
+    elif request.param in ("kustomer", "kustomer-batched"):
         connection = request.getfixturevalue("kustomer_connection")
         sandbox = request.getfixturevalue("kustomer_sandbox")
         view = KustomerView(sandbox, request.getfixturevalue("kustomer_api"))
+        if request.param == "kustomer-batched":
+            connection = connection_change_settings(connection=connection, values=BATCHING_ON)
     elif request.param == "freshdesk":
         connection = request.getfixturevalue("freshdesk_connection")
         sandbox = request.getfixturevalue("freshdesk_sandbox")
@@ -828,3 +831,28 @@ def test_B1_comments_and_updates_of_several_sessions_go_together_and_records_are
     comments = CrmAction.objects.filter(kind="add_comment", status=CrmAction.Status.SUCCEEDED)
     assert comments.count() == 3
     assert all("sent in a batch" in action.result["outcome"] for action in comments)
+
+
+@pytest.mark.parametrize("product", ["kustomer-batched"], indirect=True)
+def test_B1_on_kustomer_the_conversation_updates_go_in_bulk_and_the_notes_at_once(product: Product) -> None:
+    from records.models import CrmBatch
+    from records.services.custom_fields import custom_fields_create
+
+    custom_fields_create(connection=product.connection)
+    product.post(*(answered_call(f"c-{n}", phone=f"+1415555020{n}") for n in range(3)))
+
+    stats = sandbox_stats(product.sandbox)["requests"]
+    # Conversations made one by one; the end-of-call fields of the three in bulk; each note on its own.
+    assert stats.get("POST /v1/customers/{id}/conversations") == 3
+    assert stats.get("PUT /v1/conversations/bulk", 0) >= 1
+    assert stats.get("GET /v1/bulk/{id}/batches", 0) >= 1
+    assert stats.get("PATCH /v1/conversations/{id}", 0) == 0
+    assert CrmBatch.objects.filter(state=CrmBatch.State.DONE, job_id__gt="").exists()
+    for n in range(3):
+        assert sum(1 for body in product.bodies(f"c-{n}") if body.startswith("call_finished")) == 1
+        conversation = product.crm.record_for(f"c-{n}")
+        assert any(value not in (None, "") for value in conversation["custom_fields"].values()), conversation
+    updates = CrmAction.objects.filter(kind="update_record", status=CrmAction.Status.SUCCEEDED)
+    assert any("sent in a batch" in action.result["outcome"] for action in updates)
+    comments = CrmAction.objects.filter(kind="add_comment", status=CrmAction.Status.SUCCEEDED)
+    assert not any("sent in a batch" in action.result["outcome"] for action in comments)
