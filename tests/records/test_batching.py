@@ -494,3 +494,77 @@ def test_batching_reads_the_crm_field_list_once_for_the_flushes_of_a_minute(
     custom_fields_create(connection=batched)
     settle([call(3)], batched)
     assert requests_of(zendesk_sandbox, field_list) == before + 3
+
+
+# -- Kustomer: bulk conversation updates (no bulk notes) ---------------------------------------------
+
+BULK = "PUT /v1/conversations/bulk"
+BULK_READ = "GET /v1/bulk/{id}"
+CONVERSATION_PATCH = "PATCH /v1/conversations/{id}"
+
+
+@pytest.fixture
+def kustomer_batched(kustomer_connection: CrmConnection) -> CrmConnection:
+    custom_fields_create(connection=kustomer_connection)
+    batching_on(kustomer_connection)
+    return kustomer_connection
+
+
+def test_batching_on_kustomer_sends_the_updates_of_several_sessions_in_one_bulk_request(
+    kustomer_batched: CrmConnection, kustomer_sandbox: SandboxServer
+) -> None:
+    # Only update record is offered: the notes go at once, the updates wait for the flush.
+    assert connection_provider(kustomer_batched).batch_settings().services == {"update_record"}
+    sessions = [call(n) for n in (1, 2, 3)]
+
+    settle(sessions, kustomer_batched)
+
+    assert requests_of(kustomer_sandbox, BULK) == 1
+    assert requests_of(kustomer_sandbox, CONVERSATION_PATCH) == 0
+    for session in sessions:
+        update = session.actions.get(kind="update_record", event__type="session.ended")
+        assert update.status == CrmAction.Status.SUCCEEDED
+        assert "sent in a batch" in update.result["outcome"]
+        assert session.actions.get(kind="add_comment", event__type="session.ended").status == CrmAction.Status.SUCCEEDED
+
+
+def test_batching_on_kustomer_a_failed_item_is_retried_alone(
+    kustomer_batched: CrmConnection, kustomer_sandbox: SandboxServer
+) -> None:
+    sessions = [call(1), call(2)]
+    for session in sessions:
+        session_run_actions(session_id=session.pk)
+    requests.post(f"{kustomer_sandbox.base_url}/__sandbox/bulk_faults", json={"item_fail_rate": 1.0}, timeout=5)
+
+    connection_flush_now(connection=kustomer_batched)
+    connection_flush_now(connection=kustomer_batched)
+
+    for session in sessions:
+        update = session.actions.get(kind="update_record", event__type="session.ended")
+        assert update.status == CrmAction.Status.PENDING
+        assert update.batch_id is None
+        assert "bulk_item_fail_rate" in update.last_error
+    requests.post(f"{kustomer_sandbox.base_url}/__sandbox/bulk_faults", json={"item_fail_rate": 0.0}, timeout=5)
+    settle(sessions, kustomer_batched)
+    # each retried alone (unbatched): one PATCH per conversation
+    assert requests_of(kustomer_sandbox, CONVERSATION_PATCH) == 2
+    for session in sessions:
+        assert not session.actions.exclude(status=CrmAction.Status.SUCCEEDED).exists()
+
+
+def test_batching_on_kustomer_a_lost_read_is_recovered_from_the_bulk_operation_without_a_second_write(
+    kustomer_batched: CrmConnection, kustomer_sandbox: SandboxServer
+) -> None:
+    sessions = [call(1), call(2)]
+    for session in sessions:
+        session_run_actions(session_id=session.pk)
+    batch = open_batch(kustomer_batched)
+    batch_flush(batch_id=batch.pk, force=True)  # sent; the read's answer never comes (a crash)
+    batch.refresh_from_db()
+    assert batch.job_id
+
+    settle(sessions, kustomer_batched)
+
+    assert requests_of(kustomer_sandbox, BULK) == 1
+    assert requests_of(kustomer_sandbox, CONVERSATION_PATCH) == 0
+    assert requests_of(kustomer_sandbox, BULK_READ) >= 1
