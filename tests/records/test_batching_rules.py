@@ -3,7 +3,14 @@
 import pytest
 
 from integrations.providers.base import BatchService, BatchSettings
-from records.batching import BatchItem, WriteToBatch, batch_eligible, flush_selection, poll_delay
+from records.batching import (
+    BatchItem,
+    WriteToBatch,
+    batch_eligible,
+    flush_selection,
+    pairs_comment_with_update,
+    poll_delay,
+)
 
 ON = BatchSettings(enabled=True)
 COMMENTS_ONLY = BatchSettings(enabled=True, services=frozenset({BatchService.ADD_COMMENT}))
@@ -75,3 +82,25 @@ def test_flush_selection(items: list[tuple[int, str]], max_items: int, chosen: l
 @pytest.mark.parametrize(("polls", "delay"), [(0, 0.5), (1, 1.0), (2, 2.0), (4, 8.0), (5, 10.0), (50, 10.0)])
 def test_poll_delay(polls: int, delay: float) -> None:
     assert poll_delay(polls) == delay
+
+
+@pytest.mark.parametrize(
+    ("settings", "update_writes_comment", "paired"),
+    [
+        # Zendesk: one ticket update carries the comment, so an event's two actions stay one write.
+        (ON, True, True),
+        (UPDATES_ONLY, True, True),
+        (BatchSettings(), True, True),
+        # Kustomer: a note is a request of its own anyway; only updates batch, so they part.
+        (UPDATES_ONLY, False, False),
+        # Both batched, or batching off: nothing to gain from parting them.
+        (ON, False, True),
+        (BatchSettings(), False, True),
+        (BatchSettings(enabled=False, services=frozenset({BatchService.UPDATE_RECORD})), False, True),
+        (COMMENTS_ONLY, False, True),
+    ],
+)
+def test_an_events_comment_and_update_part_only_where_that_batches_the_update_for_free(
+    settings: BatchSettings, update_writes_comment: bool, paired: bool
+) -> None:
+    assert pairs_comment_with_update(settings, update_writes_comment=update_writes_comment) is paired
