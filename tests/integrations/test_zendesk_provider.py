@@ -308,15 +308,18 @@ def test_429_carries_retry_after_and_closes_the_shared_gate(zendesk_sandbox: San
 
     with pytest.raises(CrmRateLimited) as first:
         zendesk.test_connection()
-    calls_after_429 = sandbox_stats(zendesk_sandbox)["total"]
+    after_429 = sandbox_stats(zendesk_sandbox)
     with pytest.raises(CrmRateLimited) as second:
         zendesk.test_connection()
 
     assert first.value.retry_after == 30
     assert 0 < second.value.retry_after <= first.value.retry_after
-    # The second call was stopped by the gate in Redis: it never reached the CRM.
-    assert sandbox_stats(zendesk_sandbox)["total"] == calls_after_429
-    assert sandbox_stats(zendesk_sandbox)["rate_limited"] == 1
+    # The second call was stopped by the gate in Redis: it never reached the CRM. (Compared with
+    # the figures after the first call: the session's shared sandbox once counted a stray 429 of
+    # an earlier test's worker before it, 2 == 1 in a CI run.)
+    assert after_429["rate_limited"] >= 1
+    assert sandbox_stats(zendesk_sandbox)["total"] == after_429["total"]
+    assert sandbox_stats(zendesk_sandbox)["rate_limited"] == after_429["rate_limited"]
     gate.open(zendesk_sandbox.base_url + "/")
 
 
