@@ -263,6 +263,8 @@ def _composite_error(answer: dict[str, Any], limit_retry_after: float) -> Except
 
 class SalesforceProvider(CrmProvider, TicketImportSource):
     kind = "salesforce"
+    # The case query's sub-queries bring comments, emails and transcripts: its pages can be read ahead.
+    pages_read_ahead = True
     base_url_help = (
         "the login URL (https://login.salesforce.com, https://test.salesforce.com for a sandbox org, or "
         "your My Domain); data calls go to the instance URL the login answers"
