@@ -578,13 +578,10 @@ class SalesforceProvider(CrmProvider, TicketImportSource):
         contact = case.get("Contact") or {}
         owner = case.get("OwnerId") or ""
         updated_at = _time(case.get("SystemModstamp")) or datetime.now(UTC)
-        comments = sorted(
-            [
-                *(_imported_comment(comment) for comment in _sub_records(case.get("CaseComments"))),
-                *(_imported_email(email, case) for email in _sub_records(case.get("EmailMessages"))),
-            ],
-            key=lambda comment: comment.created_at or updated_at,
-        )
+        comments = [_imported_comment(comment) for comment in _sub_records(case.get("CaseComments"))]
+        comments += [_imported_email(email, case) for email in _sub_records(case.get("EmailMessages"))]
+        if len(comments) > 1:
+            comments.sort(key=lambda comment: comment.created_at or updated_at)
         instance = self.client.base_url.rstrip("/")
         case_id = case["Id"]
         return ImportedTicket(
@@ -622,7 +619,7 @@ def _file(record_id: str, attachment: Attachment) -> dict[str, Any]:
 
 def _sub_records(value: Any) -> list[dict[str, Any]]:
     """A relationship sub-query's records (`{totalSize, done, records}`, or null when there are none)."""
-    return list(value.get("records") or ()) if isinstance(value, dict) else []
+    return (value.get("records") or []) if isinstance(value, dict) else []
 
 
 def _last_modstamp(records: list[dict[str, Any]], default: str) -> str:

@@ -87,7 +87,8 @@ TICKET_COLUMNS = (
 # How COPY writes each value of a staging row (TICKET_COLUMNS order), in PostgreSQL's binary format
 # (half the time of the text format on the client and the server: no timestamp or array parsing).
 # Comments are JSON already serialized and search_config a configuration's name, staged as text and
-# cast by the upsert (a binary jsonb or regconfig value has another layout).
+# cast by the upsert (a binary jsonb or regconfig value has another layout). Empty tags and
+# recordings are staged as NULL (psycopg makes a binary array in Python: 3 us a row for nothing).
 COPY_TYPES = [
     *("timestamptz", "int8", "text", "text", "text", "text", "text", "text", "int8", "text", "text", "text"),
     *("text", "text", "text", "text[]", "text", "text", "text", "text[]", "text", "timestamptz", "timestamptz"),
@@ -106,41 +107,47 @@ CREATE TEMP TABLE ticketsearch_stage (
 _UPDATED = [c for c in TICKET_COLUMNS if c not in ("created_at", "connection_id", "crm_ticket_id")]
 # The staged values as the table's types (the two staged as text, COPY_TYPES says why).
 _STAGED = [
-    {"comments": "comments::jsonb", "search_config": "search_config::regconfig"}.get(c, c) for c in TICKET_COLUMNS
+    {
+        "comments": "comments::jsonb",
+        "search_config": "search_config::regconfig",
+        "tags": "coalesce(tags, '{}')",
+        "recording_urls": "coalesce(recording_urls, '{}')",
+    }.get(c, c)
+    for c in TICKET_COLUMNS
 ]
-# The upsert, in one statement with the count of staged tickets stored already (all parts of a WITH
-# see the table as it was before it; RETURNING xmax, the usual "was it an insert" test, fails on a
-# partitioned table in some PostgreSQL versions and is no documented contract). Each staged ticket
-# is looked up by itself (LATERAL ... LIMIT 1: one index probe in its creation day's partition): as
-# a join, the planner hashes the whole table for every page, which grows with the table (163 ms a
-# page at 67,000 tickets against 9 ms). Rows whose CRM state did not change are left alone: a
-# re-read page rewrites nothing, and only the rows written are returned. The staging table is
-# dropped in the same round trip, not only at commit: the caller's transaction may be an outer
-# one's savepoint.
+# The upsert, in one round trip: first the tickets not stored yet are inserted and taken off the
+# stage (the count of new ones), then the rest, which are stored already, are updated where their
+# CRM state changed (the count of updated ones; a re-read page rewrites nothing), and the staging
+# table is dropped (now, not only at commit: the caller's transaction may be an outer one's
+# savepoint). On a first import the second part finds the stage empty. A count of the stored ones
+# by a join beforehand made the planner hash the whole table on every page (163 ms a page at
+# 67,000 tickets); RETURNING xmax, the usual "was it an insert" test, is no documented contract.
+_KEY = "connection_id, crm_ticket_id, created_at"
 _UPSERT = f"""
-WITH already_stored AS (
-    SELECT count(*) AS n FROM ticketsearch_stage s, LATERAL (
-        SELECT 1 FROM {TABLE} t
-        WHERE t.connection_id = s.connection_id AND t.crm_ticket_id = s.crm_ticket_id AND t.created_at = s.created_at
-        LIMIT 1
-    ) stored
-), written AS (
+WITH inserted AS (
     INSERT INTO {TABLE} ({", ".join(TICKET_COLUMNS)})
     SELECT {", ".join(_STAGED)} FROM ticketsearch_stage
-    ON CONFLICT (connection_id, crm_ticket_id, created_at) DO UPDATE SET
-    {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED)}
-    WHERE {TABLE}.crm_updated_at IS DISTINCT FROM EXCLUDED.crm_updated_at
-       OR {TABLE}.agent_id IS DISTINCT FROM EXCLUDED.agent_id
-    RETURNING 1
+    ON CONFLICT ({_KEY}) DO NOTHING
+    RETURNING {_KEY}
 )
-SELECT (SELECT n FROM already_stored), (SELECT count(*) FROM written);
+DELETE FROM ticketsearch_stage s USING inserted i
+WHERE s.connection_id = i.connection_id AND s.crm_ticket_id = i.crm_ticket_id AND s.created_at = i.created_at;
+
+INSERT INTO {TABLE} ({", ".join(TICKET_COLUMNS)})
+SELECT {", ".join(_STAGED)} FROM ticketsearch_stage
+ON CONFLICT ({_KEY}) DO UPDATE SET
+{", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED)}
+WHERE {TABLE}.crm_updated_at IS DISTINCT FROM EXCLUDED.crm_updated_at
+   OR {TABLE}.agent_id IS DISTINCT FROM EXCLUDED.agent_id;
+
 DROP TABLE ticketsearch_stage
 """  # noqa: S608
 
 
-# The stored copies (id, created_at) of tickets given by creation time and CRM id.
+# The stored copies (id, created_at) of tickets given by creation time and CRM id, as one JSON
+# parameter (Django quotes a list parameter's items one by one in Python: 6 us an item).
 _STORED_REOPENED = f"""
-SELECT t.id, t.created_at FROM unnest(%s::timestamptz[], %s::text[]) AS r(created_at, crm_ticket_id), LATERAL (
+SELECT t.id, t.created_at FROM jsonb_to_recordset(%s::jsonb) AS r(created_at timestamptz, crm_ticket_id text), LATERAL (
     SELECT id, created_at FROM {TABLE} t
     WHERE t.connection_id = %s AND t.created_at = r.created_at AND t.crm_ticket_id = r.crm_ticket_id
     LIMIT 1
@@ -701,7 +708,7 @@ def _ticket_row(
         ticket.requester_email or "",
         ticket.requester_phone or "",
         rules.phone_digits_reversed(ticket.requester_phone),
-        list(ticket.tags),
+        list(ticket.tags) or None,
         # orjson writes a datetime as isoformat() does.
         orjson.dumps(
             [
@@ -718,7 +725,7 @@ def _ticket_row(
         ).decode(),
         "\n\n".join(c.body for c in comments),
         "\n\n".join(transcripts),
-        [c.recording_url for c in comments if c.recording_url],
+        [c.recording_url for c in comments if c.recording_url] or None,
         ticket.web_url,
         ticket.updated_at,
         ticket.solved_at,
@@ -761,10 +768,10 @@ def _save_page(
                     copy.write_row(row)
             staged()
             cursor.execute(_UPSERT)
-            stored, written = cursor.fetchone()
-        new = len(page.rows) - stored
-        counts.run.tickets_imported += new
-        counts.run.tickets_updated += written - new
+            # One result per statement: the new tickets taken off the stage, then those updated.
+            counts.run.tickets_imported += cursor.cursor.rowcount
+            cursor.cursor.nextset()
+            counts.run.tickets_updated += cursor.cursor.rowcount
     else:
         staged()
     _remove_reopened(page.reopened, connection=connection, counts=counts)
@@ -775,10 +782,11 @@ def _remove_reopened(reopened: list[ImportedTicket], *, connection: CrmConnectio
     if not reopened:
         return
     with db_connection.cursor() as cursor:
-        # Found first, each by itself (an index probe in its creation day's partition, as in _UPSERT),
-        # then deleted by primary key: most reopened tickets were never stored.
-        days, ids = [t.created_at for t in reopened], [t.crm_id for t in reopened]
-        cursor.execute(_STORED_REOPENED, [days, ids, connection.pk])
+        # Found first, each by itself (LATERAL ... LIMIT 1: an index probe in its creation day's
+        # partition, where a join is planned as a hash of the whole table), then deleted by primary
+        # key: most reopened tickets were never stored.
+        keys = orjson.dumps([{"created_at": t.created_at, "crm_ticket_id": t.crm_id} for t in reopened]).decode()
+        cursor.execute(_STORED_REOPENED, [keys, connection.pk])
         found = cursor.fetchall()
         if not found:
             return
