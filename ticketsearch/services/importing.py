@@ -296,7 +296,7 @@ def tickets_import(
             prepare = functools.partial(_prepare_page, connection=connection, agent_ids=_agent_ids(connection), now=now)
             ticket_pages = provider.iter_tickets(cursor=tickets_cursor, since=start)
             prepared_pages: Iterable[_PreparedPage] = (prepare(page, load_comments) for page in ticket_pages)
-            staged: Callable[[], None] = lambda: None  # noqa: E731
+            staged: Callable[[], None] = _nothing_to_start
             if provider.pages_read_ahead and stream is None:
                 # The next page is read, decided and made into rows in a thread while this one is
                 # stored (the database's work releases the GIL), so Python and PostgreSQL overlap
@@ -307,8 +307,8 @@ def tickets_import(
                 # Started once this page is staged: making the next one holds the GIL (JSON decoding,
                 # mapping), which the COPY needs and the upsert does not.
                 prepared_pages, staged = ahead, ahead.read_next
-            # The cycle collector would walk a page's freshly decoded objects again and again while
-            # they are all alive (a fifth of the import's Python time); it runs once after each page.
+            # The cycle collector would walk each page's freshly decoded objects again and again while
+            # they are all alive (a fifth of the import's Python time); it resumes after the tickets.
             stack.enter_context(_collector_paused())
             for page in prepared_pages:
                 with transaction.atomic():
@@ -599,6 +599,10 @@ def _save_users(users: list[ImportedUser], *, connection: CrmConnection, counts:
 # -- Tickets (T1-T3) -------------------------------------------------------------------------------
 
 
+def _nothing_to_start() -> None:
+    """What a page's staging starts when no next page is read ahead."""
+
+
 def _agent_ids(connection: CrmConnection) -> dict[str, int]:
     """The imported agents of the connection by CRM user id (read once a run, after its users are saved)."""
     return dict(Agent.objects.filter(connection=connection).values_list("crm_user_id", "pk"))
@@ -612,14 +616,14 @@ class _PreparedPage:
     total: int | None
     fetched: int
     # Staging rows of the tickets kept (TICKET_COLUMNS order, for COPY_TYPES).
-    rows: list[tuple[Any, ...]]
+    rows: tuple[tuple[Any, ...], ...]
     # The creation days of the tickets kept (their partitions) and the search configurations they use.
     days: frozenset[date]
     configs: frozenset[str]
     skipped: Counter[str]
     comments_skipped: int
     # Tickets no longer solved: a stored copy leaves the search.
-    reopened: list[ImportedTicket]
+    reopened: tuple[ImportedTicket, ...]
 
 
 def _prepare_page(
@@ -655,12 +659,12 @@ def _prepare_page(
         cursor=page.cursor,
         total=page.total,
         fetched=len(page.items),
-        rows=rows,
+        rows=tuple(rows),
         days=frozenset(ticket.created_at.astimezone(UTC).date() for ticket in loaded),
         configs=frozenset(configs),
         skipped=skipped,
         comments_skipped=comments_skipped,
-        reopened=[ticket for ticket in page.items if not ticket.is_solved],
+        reopened=tuple(ticket for ticket in page.items if not ticket.is_solved),
     )
 
 
@@ -777,7 +781,7 @@ def _save_page(
     _remove_reopened(page.reopened, connection=connection, counts=counts)
 
 
-def _remove_reopened(reopened: list[ImportedTicket], *, connection: CrmConnection, counts: _Counts) -> None:
+def _remove_reopened(reopened: tuple[ImportedTicket, ...], *, connection: CrmConnection, counts: _Counts) -> None:
     """A stored ticket the CRM reopened is no longer solved: it leaves the search until solved again."""
     if not reopened:
         return
