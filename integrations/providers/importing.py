@@ -144,6 +144,11 @@ class TicketImportSource(abc.ABC):
     # until each ticket is stored. False: per ticket (load_comments), one request or more each.
     comments_in_bulk: bool = False
 
+    # True when the next page of iter_tickets may be read in another thread while the caller stores
+    # the last one: the listing carries everything the import needs (load_comments has nothing to
+    # read) and reading a page touches no database.
+    pages_read_ahead: bool = False
+
     @abc.abstractmethod
     def load_comments(self, tickets: list[ImportedTicket]) -> list[ImportedTicket]:
         """The same tickets with their comments, for CRMs whose ticket listing does not carry them.

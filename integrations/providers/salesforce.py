@@ -263,6 +263,8 @@ def _composite_error(answer: dict[str, Any], limit_retry_after: float) -> Except
 
 class SalesforceProvider(CrmProvider, TicketImportSource):
     kind = "salesforce"
+    # The case query's sub-queries bring comments, emails and transcripts: its pages can be read ahead.
+    pages_read_ahead = True
     base_url_help = (
         "the login URL (https://login.salesforce.com, https://test.salesforce.com for a sandbox org, or "
         "your My Domain); data calls go to the instance URL the login answers"
@@ -576,16 +578,14 @@ class SalesforceProvider(CrmProvider, TicketImportSource):
         contact = case.get("Contact") or {}
         owner = case.get("OwnerId") or ""
         updated_at = _time(case.get("SystemModstamp")) or datetime.now(UTC)
-        comments = sorted(
-            [
-                *(_imported_comment(comment) for comment in _sub_records(case.get("CaseComments"))),
-                *(_imported_email(email, case) for email in _sub_records(case.get("EmailMessages"))),
-            ],
-            key=lambda comment: comment.created_at or updated_at,
-        )
+        comments = [_imported_comment(comment) for comment in _sub_records(case.get("CaseComments"))]
+        comments += [_imported_email(email, case) for email in _sub_records(case.get("EmailMessages"))]
+        if len(comments) > 1:
+            comments.sort(key=lambda comment: comment.created_at or updated_at)
         instance = self.client.base_url.rstrip("/")
+        case_id = case["Id"]
         return ImportedTicket(
-            crm_id=case["Id"],
+            crm_id=case_id,
             subject=case.get("Subject") or "",
             description=case.get("Description") or "",
             status=case.get("Status") or "",
@@ -600,7 +600,8 @@ class SalesforceProvider(CrmProvider, TicketImportSource):
             created_at=_time(case.get("CreatedDate")) or updated_at,
             updated_at=updated_at,
             solved_at=_time(case.get("ClosedDate")),
-            web_url=f"{instance}/lightning/r/Case/{quote(case['Id'])}/view",
+            # Record ids are letters and digits; quote() only for anything else (four times slower).
+            web_url=f"{instance}/lightning/r/Case/{case_id if case_id.isalnum() else quote(case_id)}/view",
             comments=tuple(comments),
             transcripts=tuple(t["Body"] for t in _sub_records(case.get("LiveChatTranscripts")) if t.get("Body")),
         )
@@ -618,7 +619,7 @@ def _file(record_id: str, attachment: Attachment) -> dict[str, Any]:
 
 def _sub_records(value: Any) -> list[dict[str, Any]]:
     """A relationship sub-query's records (`{totalSize, done, records}`, or null when there are none)."""
-    return list(value.get("records") or ()) if isinstance(value, dict) else []
+    return (value.get("records") or []) if isinstance(value, dict) else []
 
 
 def _last_modstamp(records: list[dict[str, Any]], default: str) -> str:

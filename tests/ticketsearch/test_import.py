@@ -1,5 +1,8 @@
 """Import from the sandbox CRMs over loopback HTTP (T1, T2): each rule's accept and skip case, reruns."""
 
+import gc
+import time
+from collections.abc import Iterator
 from io import StringIO
 
 import pytest
@@ -10,6 +13,7 @@ from integrations.exceptions import CrmRateLimited
 from integrations.models import CrmConnection
 from integrations.providers.zendesk import ZendeskProvider
 from integrations.sandbox import SandboxServer
+from integrations.sandbox import salesforce as salesforce_sandbox_module
 from tests.support import sandbox_config, sandbox_stats
 from tests.ticketsearch.support import (
     DANA,
@@ -123,6 +127,30 @@ def test_T2_a_changed_ticket_is_updated_in_place_and_a_reopened_one_leaves_the_s
     assert (updated.tickets_imported, updated.tickets_updated) == (0, 1)
     assert reopened.tickets_removed == 1
     assert list(Ticket.objects.values_list("crm_ticket_id", flat=True)) == ["6"]
+
+
+def test_T2_one_page_with_a_new_ticket_and_a_changed_one_counts_each_once(
+    zendesk_seeded: CrmConnection, zendesk_api: requests.Session, zendesk_sandbox: SandboxServer
+) -> None:
+    run_import(zendesk_seeded)
+    base = f"{zendesk_sandbox.base_url}/api/v2/tickets"
+
+    zendesk_api.put(f"{base}/1.json", json={"ticket": {"subject": "Refund (router)"}}).raise_for_status()
+    zendesk_api.put(f"{base}/2.json", json={"ticket": {"status": "solved"}}).raise_for_status()
+    second = run_import(zendesk_seeded)
+
+    # Both in the one page the export answers: the new one inserted, the changed one updated.
+    assert (second.tickets_fetched, second.tickets_imported, second.tickets_updated) == (2, 1, 1)
+    assert Ticket.objects.get(crm_ticket_id="1").subject == "Refund (router)"
+    assert sorted(Ticket.objects.values_list("crm_ticket_id", flat=True)) == ["1", "2", "6"]
+
+
+def test_the_cycle_collector_runs_again_after_an_import_that_paused_it(zendesk_seeded: CrmConnection) -> None:
+    assert gc.isenabled()
+
+    run_import(zendesk_seeded)
+
+    assert gc.isenabled()
 
 
 def test_T1_a_user_made_by_another_channel_is_linked_once_then_not_reimported(
@@ -371,6 +399,106 @@ def test_an_import_past_its_deadline_stops_between_pages_and_the_next_run_resume
     # Only the four tickets after the first page are read again.
     assert second.tickets_fetched == 4
     assert sorted(Ticket.objects.values_list("crm_ticket_id", flat=True)) == ["1", "6"]
+
+
+def test_salesforce_pages_are_read_one_ahead_and_a_run_past_its_deadline_resumes_from_its_cursor(
+    salesforce_connection: CrmConnection, salesforce_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_salesforce(salesforce_sandbox)
+    monkeypatch.setattr(salesforce_sandbox_module, "QUERY_BATCH_SIZE", 1)
+    clock = {"now": 0.0}
+    monkeypatch.setattr(importing, "monotonic", lambda: clock["now"])
+    pages_stored = []
+
+    def tickets_page_stored(phase: str, items: int, total: int | None) -> None:
+        if phase == "tickets":
+            pages_stored.append(items)
+            clock["now"] = 100.0
+
+    first = tickets_import(
+        connection=salesforce_connection,
+        trigger=ImportRun.Trigger.SCHEDULE,
+        deadline=50.0,
+        progress=tickets_page_stored,
+    )
+
+    assert first.status == ImportRun.Status.INTERRUPTED
+    assert first.tickets_fetched == 1
+    assert pages_stored == [1]
+    # The page read ahead of the deadline is not saved: the next run reads it again.
+    second = tickets_import(connection=salesforce_connection, trigger=ImportRun.Trigger.RESUME)
+
+    assert second.status == ImportRun.Status.SUCCEEDED
+    assert first.tickets_fetched + second.tickets_fetched >= 4
+    assert sorted(Ticket.objects.values_list("subject", flat=True)) == ["Invoice charged twice", "Warranty question"]
+    assert gc.isenabled()
+
+
+def test_read_ahead_yields_every_item_in_order_never_more_than_one_ahead() -> None:
+    made: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(5):
+            made.append(i)
+            yield i
+
+    seen = []
+    with importing._ReadAhead(items()) as ahead:
+        for item in ahead:
+            time.sleep(0.05)  # the thread has time to run ahead, were it allowed to
+            # This one and at most the next were made.
+            assert len(made) <= item + 2
+            seen.append(item)
+    assert seen == [0, 1, 2, 3, 4]
+
+
+def test_read_ahead_starts_the_next_item_when_told_and_not_before() -> None:
+    made: list[int] = []
+
+    def items() -> Iterator[int]:
+        for i in range(3):
+            made.append(i)
+            yield i
+
+    with importing._ReadAhead(items()) as ahead:
+        pages = iter(ahead)
+        assert next(pages) == 0
+        time.sleep(0.2)
+        assert made == [0]
+        ahead.read_next()
+        deadline = time.monotonic() + 5
+        while len(made) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert made == [0, 1]
+        # Asked for twice (here and by the iteration), made once.
+        ahead.read_next()
+        assert next(pages) == 1
+        assert next(pages) == 2
+        assert next(pages, None) is None
+    assert made == [0, 1, 2]
+
+
+def test_read_ahead_raises_what_the_iterator_raised_where_it_raised_it() -> None:
+    def items() -> Iterator[int]:
+        yield 1
+        raise CrmRateLimited("page 2", retry_after=60)
+
+    with importing._ReadAhead(items()) as ahead:
+        pages = iter(ahead)
+        assert next(pages) == 1
+        with pytest.raises(CrmRateLimited, match="page 2"):
+            next(pages)
+
+
+def test_read_ahead_closed_early_stops_its_thread() -> None:
+    def items() -> Iterator[int]:
+        yield from range(1_000)
+
+    with importing._ReadAhead(items()) as ahead:
+        for _ in ahead:
+            break
+    ahead._thread.join(timeout=5)
+    assert not ahead._thread.is_alive()
 
 
 def test_a_run_left_running_by_a_killed_worker_is_marked_interrupted_by_the_next(

@@ -9,16 +9,19 @@ ticket read twice is one row. What is skipped is counted per reason on the Impor
 
 import dataclasses
 import functools
-import json
+import gc
 import logging
+import queue
+import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from time import monotonic
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+import orjson
 from django.conf import settings
 from django.db import connection as db_connection
 from django.db import transaction
@@ -34,6 +37,7 @@ from integrations.providers.importing import (
     ImportedTicket,
     ImportedTicketComment,
     ImportedUser,
+    ImportPage,
     TicketImportSource,
 )
 from integrations.providers.registry import PROVIDERS
@@ -45,6 +49,8 @@ from ticketsearch.rules import RETENTION, ExistingAgent, Skip, UserAction
 from ticketsearch.services.retention import COMMENT_TABLE, TABLE, partitions_ensure, partitions_existing
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Progress callback: (phase "users" | "tickets", items just processed, total the CRM announced or None).
 Progress = Callable[[str, int, int | None], None]
@@ -81,7 +87,8 @@ TICKET_COLUMNS = (
 # How COPY writes each value of a staging row (TICKET_COLUMNS order), in PostgreSQL's binary format
 # (half the time of the text format on the client and the server: no timestamp or array parsing).
 # Comments are JSON already serialized and search_config a configuration's name, staged as text and
-# cast by the upsert (a binary jsonb or regconfig value has another layout).
+# cast by the upsert (a binary jsonb or regconfig value has another layout). Empty tags and
+# recordings are staged as NULL (psycopg makes a binary array in Python: 3 us a row for nothing).
 COPY_TYPES = [
     *("timestamptz", "int8", "text", "text", "text", "text", "text", "text", "int8", "text", "text", "text"),
     *("text", "text", "text", "text[]", "text", "text", "text", "text[]", "text", "timestamptz", "timestamptz"),
@@ -100,21 +107,51 @@ CREATE TEMP TABLE ticketsearch_stage (
 _UPDATED = [c for c in TICKET_COLUMNS if c not in ("created_at", "connection_id", "crm_ticket_id")]
 # The staged values as the table's types (the two staged as text, COPY_TYPES says why).
 _STAGED = [
-    {"comments": "comments::jsonb", "search_config": "search_config::regconfig"}.get(c, c) for c in TICKET_COLUMNS
+    {
+        "comments": "comments::jsonb",
+        "search_config": "search_config::regconfig",
+        "tags": "coalesce(tags, '{}')",
+        "recording_urls": "coalesce(recording_urls, '{}')",
+    }.get(c, c)
+    for c in TICKET_COLUMNS
 ]
-# Rows whose CRM state did not change are left alone: a re-read page rewrites nothing.
+# The upsert, in one round trip: first the tickets not stored yet are inserted and taken off the
+# stage (the count of new ones), then the rest, which are stored already, are updated where their
+# CRM state changed (the count of updated ones; a re-read page rewrites nothing), and the staging
+# table is dropped (now, not only at commit: the caller's transaction may be an outer one's
+# savepoint). On a first import the second part finds the stage empty. A count of the stored ones
+# by a join beforehand made the planner hash the whole table on every page (163 ms a page at
+# 67,000 tickets); RETURNING xmax, the usual "was it an insert" test, is no documented contract.
+_KEY = "connection_id, crm_ticket_id, created_at"
 _UPSERT = f"""
+WITH inserted AS (
+    INSERT INTO {TABLE} ({", ".join(TICKET_COLUMNS)})
+    SELECT {", ".join(_STAGED)} FROM ticketsearch_stage
+    ON CONFLICT ({_KEY}) DO NOTHING
+    RETURNING {_KEY}
+)
+DELETE FROM ticketsearch_stage s USING inserted i
+WHERE s.connection_id = i.connection_id AND s.crm_ticket_id = i.crm_ticket_id AND s.created_at = i.created_at;
+
 INSERT INTO {TABLE} ({", ".join(TICKET_COLUMNS)})
 SELECT {", ".join(_STAGED)} FROM ticketsearch_stage
-ON CONFLICT (connection_id, crm_ticket_id, created_at) DO UPDATE SET
+ON CONFLICT ({_KEY}) DO UPDATE SET
 {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED)}
 WHERE {TABLE}.crm_updated_at IS DISTINCT FROM EXCLUDED.crm_updated_at
-   OR {TABLE}.agent_id IS DISTINCT FROM EXCLUDED.agent_id
+   OR {TABLE}.agent_id IS DISTINCT FROM EXCLUDED.agent_id;
+
+DROP TABLE ticketsearch_stage
 """  # noqa: S608
-# How many staged tickets are stored already (RETURNING xmax, the usual "was it an insert" test, is
-# not allowed on a partitioned table).
-_ALREADY_STORED = f"""
-SELECT count(*) FROM {TABLE} JOIN ticketsearch_stage USING (connection_id, crm_ticket_id, created_at)
+
+
+# The stored copies (id, created_at) of tickets given by creation time and CRM id, as one JSON
+# parameter (Django quotes a list parameter's items one by one in Python: 6 us an item).
+_STORED_REOPENED = f"""
+SELECT t.id, t.created_at FROM jsonb_to_recordset(%s::jsonb) AS r(created_at timestamptz, crm_ticket_id text), LATERAL (
+    SELECT id, created_at FROM {TABLE} t
+    WHERE t.connection_id = %s AND t.created_at = r.created_at AND t.crm_ticket_id = r.crm_ticket_id
+    LIMIT 1
+) t
 """  # noqa: S608
 
 
@@ -231,6 +268,8 @@ def tickets_import(
         def out_of_time() -> bool:
             return deadline is not None and monotonic() >= deadline
 
+        # Closes what the run opened for itself (a read-ahead thread, the collector's pause) however it ends.
+        stack = ExitStack()
         try:
             users_cursor = None if since else state.users_cursor or None
             for user_page in provider.iter_users(cursor=users_cursor, since=start):
@@ -246,33 +285,47 @@ def tickets_import(
 
             tickets_cursor = None if since else state.tickets_cursor or None
             partitions = set(partitions_existing())
+            languages: set[str] = set()
             stream = (
                 _CommentStream(provider, connection=connection, state=state, since=since, start=start, now=now)
                 if provider.comments_in_bulk
                 else None
             )
-            for ticket_page in provider.iter_tickets(cursor=tickets_cursor, since=start):
-                kept = _decide_tickets(ticket_page.items, connection=connection, counts=counts, now=now)
-                if stream is not None:
-                    loaded = stream.comments_for([ticket for ticket, _ in kept])
-                else:
-                    # Read only for the tickets kept: a request (or more) per ticket.
-                    loaded = provider.load_comments([ticket for ticket, _ in kept])
+            # Read only for the tickets kept: from the comment stream, or a request (or more) per ticket.
+            load_comments = stream.comments_for if stream is not None else provider.load_comments
+            prepare = functools.partial(_prepare_page, connection=connection, agent_ids=_agent_ids(connection), now=now)
+            ticket_pages = provider.iter_tickets(cursor=tickets_cursor, since=start)
+            prepared_pages: Iterable[_PreparedPage] = (prepare(page, load_comments) for page in ticket_pages)
+            staged: Callable[[], None] = _nothing_to_start
+            if provider.pages_read_ahead and stream is None:
+                # The next page is read, decided and made into rows in a thread while this one is
+                # stored (the database's work releases the GIL), so Python and PostgreSQL overlap
+                # instead of taking turns. Nothing there touches the database: the agents were read
+                # above, the search configurations here.
+                _available_search_configs()
+                ahead = stack.enter_context(_ReadAhead(prepared_pages))
+                # Started once this page is staged: making the next one holds the GIL (JSON decoding,
+                # mapping), which the COPY needs and the upsert does not.
+                prepared_pages, staged = ahead, ahead.read_next
+            # The cycle collector would walk each page's freshly decoded objects again and again while
+            # they are all alive (a fifth of the import's Python time); it resumes after the tickets.
+            stack.enter_context(_collector_paused())
+            for page in prepared_pages:
                 with transaction.atomic():
                     _commit_without_waiting_for_disk()
-                    _save_tickets(
-                        list(zip(loaded, (agent for _, agent in kept), strict=True)),
+                    _save_page(
+                        page,
                         connection=connection,
                         counts=counts,
-                        now=now,
                         partitions=partitions,
+                        languages=languages,
+                        staged=staged,
                     )
-                    _remove_reopened(ticket_page.items, connection=connection, counts=counts)
-                    state.tickets_cursor = ticket_page.cursor
+                    state.tickets_cursor = page.cursor
                     state.save(update_fields=["tickets_cursor", "updated_at"])
                     counts.save()
                 if progress:
-                    progress("tickets", len(ticket_page.items), ticket_page.total)
+                    progress("tickets", page.fetched, page.total)
                 if out_of_time():
                     return _interrupted(
                         run, "Stopped at its time limit while reading tickets; resumes from its cursor."
@@ -292,6 +345,8 @@ def tickets_import(
             except Exception:
                 logger.warning("ticketsearch.import.unmarked %s", run.pk, exc_info=True)
             raise
+        finally:
+            stack.close()
         # The CRM answered every page: a half-open circuit closes on it, as on a live action.
         connection_circuit_record(connection, success=True)
         run.status = ImportRun.Status.SUCCEEDED
@@ -300,6 +355,89 @@ def tickets_import(
         state.last_run_at = run.finished_at
         state.save(update_fields=["last_run_at", "updated_at"])
     return run
+
+
+class _ReadAhead(Generic[T]):
+    """An iterator read one item ahead in a thread of its own: the next item is being made while the
+    caller works on this one, from when the caller says (read_next) or at the latest when it asks.
+
+    Never more than one item ahead (a CRM page read past a run's time limit is one request wasted,
+    not many). What the iterator raises is raised to the caller at the same place in the sequence.
+    On close the thread is told to stop; one already inside a read finishes it and exits.
+    """
+
+    # How often a thread waiting for the caller looks whether it was closed (seconds).
+    POLL = 0.1
+
+    def __init__(self, items: Iterable[T]) -> None:
+        self._items = iter(items)
+        self._ready: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+        self._wanted = threading.Semaphore(0)
+        self._closed = threading.Event()
+        # Whether the item after the last one handed out was asked for (by read_next or the iteration).
+        self._requested = False
+        self._thread = threading.Thread(target=self._run, name="import-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            while not self._wanted.acquire(timeout=self.POLL):
+                if self._closed.is_set():
+                    return
+            if self._closed.is_set():
+                return
+            try:
+                item = next(self._items)
+            except StopIteration:
+                self._ready.put((False, None))
+                return
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller and raised there
+                self._ready.put((False, exc))
+                return
+            self._ready.put((True, item))
+
+    def __iter__(self) -> Iterator[T]:
+        while True:
+            self.read_next()
+            more, value = self._ready.get()
+            self._requested = False
+            if not more:
+                if value is not None:
+                    raise value
+                return
+            yield value
+
+    def read_next(self) -> None:
+        """Start making the next item now, while the caller still works on this one (once per item)."""
+        if not self._requested:
+            self._requested = True
+            self._wanted.release()
+
+    def __enter__(self) -> "_ReadAhead[T]":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._wanted.release()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off while the block runs (as it was found, after it).
+
+    The block collects what it needs itself: objects are freed by their reference counts as ever,
+    only reference cycles wait for the next collection.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _CommentStream:
@@ -461,26 +599,73 @@ def _save_users(users: list[ImportedUser], *, connection: CrmConnection, counts:
 # -- Tickets (T1-T3) -------------------------------------------------------------------------------
 
 
-def _decide_tickets(
-    tickets: list[ImportedTicket], *, connection: CrmConnection, counts: _Counts, now: datetime
-) -> list[tuple[ImportedTicket, int]]:
-    """The tickets to store, each with its agent's id; the others counted by skip reason."""
-    counts.run.tickets_fetched += len(tickets)
-    assignees = {ticket.assignee_id for ticket in tickets if ticket.assignee_id}
-    agent_ids = dict(
-        Agent.objects.filter(connection=connection, crm_user_id__in=assignees).values_list("crm_user_id", "pk")
-    )
+def _nothing_to_start() -> None:
+    """What a page's staging starts when no next page is read ahead."""
+
+
+def _agent_ids(connection: CrmConnection) -> dict[str, int]:
+    """The imported agents of the connection by CRM user id (read once a run, after its users are saved)."""
+    return dict(Agent.objects.filter(connection=connection).values_list("crm_user_id", "pk"))
+
+
+@dataclass(frozen=True)
+class _PreparedPage:
+    """A page of tickets decided and made into staging rows, ready to be stored with its cursor."""
+
+    cursor: str
+    total: int | None
+    fetched: int
+    # Staging rows of the tickets kept (TICKET_COLUMNS order, for COPY_TYPES).
+    rows: tuple[tuple[Any, ...], ...]
+    # The creation days of the tickets kept (their partitions) and the search configurations they use.
+    days: frozenset[date]
+    configs: frozenset[str]
+    skipped: Counter[str]
+    comments_skipped: int
+    # Tickets no longer solved: a stored copy leaves the search.
+    reopened: tuple[ImportedTicket, ...]
+
+
+def _prepare_page(
+    page: ImportPage[ImportedTicket],
+    load_comments: Callable[[list[ImportedTicket]], list[ImportedTicket]],
+    *,
+    connection: CrmConnection,
+    agent_ids: dict[str, int],
+    now: datetime,
+) -> _PreparedPage:
+    """Decide a page's tickets (T1-T3), load the comments of those kept, and make their staging rows."""
+    skipped: Counter[str] = Counter()
     kept: dict[str, tuple[ImportedTicket, int]] = {}
-    for ticket in tickets:
+    for ticket in page.items:
         agent_id = agent_ids.get(ticket.assignee_id or "")
         reason = rules.ticket_skip_reason(ticket, agent_id=agent_id, now=now)
         if reason is not None:
-            counts.skipped[reason.value] += 1
+            skipped[reason.value] += 1
             continue
         assert agent_id is not None
         # A ticket read twice in one page (it changed while being exported) is stored once, as last read.
         kept[ticket.crm_id] = (ticket, agent_id)
-    return list(kept.values())
+    loaded = load_comments([ticket for ticket, _ in kept.values()])
+    rows, configs, comments_skipped = [], set(), 0
+    connection_id, crm_kind = connection.pk, connection.kind
+    for ticket, (_, agent_id) in zip(loaded, kept.values(), strict=True):
+        config = ticket_search_config(ticket)
+        row, dropped = _ticket_row(ticket, agent_id, connection_id, crm_kind, now, config)
+        rows.append(row)
+        configs.add(config)
+        comments_skipped += dropped
+    return _PreparedPage(
+        cursor=page.cursor,
+        total=page.total,
+        fetched=len(page.items),
+        rows=tuple(rows),
+        days=frozenset(ticket.created_at.astimezone(UTC).date() for ticket in loaded),
+        configs=frozenset(configs),
+        skipped=skipped,
+        comments_skipped=comments_skipped,
+        reopened=tuple(ticket for ticket in page.items if not ticket.is_solved),
+    )
 
 
 @functools.cache
@@ -506,15 +691,15 @@ def _record_search_languages(configs: set[str]) -> None:
 
 
 def _ticket_row(
-    ticket: ImportedTicket, agent_id: int, connection: CrmConnection, now: datetime, config: str
+    ticket: ImportedTicket, agent_id: int, connection_id: int, crm_kind: str, now: datetime, config: str
 ) -> tuple[tuple[Any, ...], int]:
     """The staging row of a ticket (in TICKET_COLUMNS order, for COPY_TYPES), and the comments left out."""
     comments, dropped = rules.interactions_with_user(ticket.comments)
     transcripts = [*ticket.transcripts, *(c.transcript for c in comments if c.transcript)]
     row = (
         ticket.created_at,
-        connection.pk,
-        connection.kind,
+        connection_id,
+        crm_kind,
         ticket.crm_id,
         ticket.subject,
         ticket.description,
@@ -527,23 +712,24 @@ def _ticket_row(
         ticket.requester_email or "",
         ticket.requester_phone or "",
         rules.phone_digits_reversed(ticket.requester_phone),
-        list(ticket.tags),
-        json.dumps(
+        list(ticket.tags) or None,
+        # orjson writes a datetime as isoformat() does.
+        orjson.dumps(
             [
                 {
                     "id": c.crm_id,
                     "author_id": c.author_id,
                     "body": c.body,
                     "public": c.public,
-                    "created_at": c.created_at.isoformat() if c.created_at else None,
+                    "created_at": c.created_at,
                     "recording_url": c.recording_url,
                 }
                 for c in comments
             ]
-        ),
+        ).decode(),
         "\n\n".join(c.body for c in comments),
         "\n\n".join(transcripts),
-        [c.recording_url for c in comments if c.recording_url],
+        [c.recording_url for c in comments if c.recording_url] or None,
         ticket.web_url,
         ticket.updated_at,
         ticket.solved_at,
@@ -553,51 +739,64 @@ def _ticket_row(
     return row, dropped
 
 
-def _save_tickets(
-    tickets: list[tuple[ImportedTicket, int]],
+def _save_page(
+    page: _PreparedPage,
     *,
     connection: CrmConnection,
     counts: _Counts,
-    now: datetime,
     partitions: set[str],
+    languages: set[str],
+    staged: Callable[[], None],
 ) -> None:
-    if not tickets:
-        return
-    partitions_ensure(days={ticket.created_at.astimezone(UTC).date() for ticket, _ in tickets}, existing=partitions)
-    configs = [ticket_search_config(ticket) for ticket, _ in tickets]
-    _record_search_languages(set(configs))
-    with db_connection.cursor() as cursor:
-        cursor.execute(_STAGE_DDL)
-        with cursor.cursor.copy(
-            f"COPY ticketsearch_stage ({', '.join(TICKET_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            # Declared once, so psycopg does not look up a dumper for every value of every row (2x faster).
-            copy.set_types(COPY_TYPES)
-            for (ticket, agent_id), config in zip(tickets, configs, strict=True):
-                row, dropped = _ticket_row(ticket, agent_id, connection, now, config)
-                counts.run.comments_skipped += dropped
-                copy.write_row(row)
-        cursor.execute(_ALREADY_STORED)
-        (stored,) = cursor.fetchone()
-        cursor.execute(_UPSERT)
-        written = cursor.rowcount
-        # Dropped now, not only at commit: the caller's transaction may be an outer one's savepoint.
-        cursor.execute("DROP TABLE ticketsearch_stage")
-    new = len(tickets) - stored
-    counts.run.tickets_imported += new
-    counts.run.tickets_updated += written - new
+    """Store a prepared page's tickets (COPY into a staging table, one upsert) and drop its reopened ones.
+
+    `partitions` and `languages` are those known to exist (this call adds the ones it makes).
+    `staged` is called once the rows are in the staging table, before the database's longest part.
+    """
+    counts.run.tickets_fetched += page.fetched
+    counts.skipped.update(page.skipped)
+    counts.run.comments_skipped += page.comments_skipped
+    if page.rows:
+        partitions_ensure(days=page.days, existing=partitions)
+        if page.configs - languages:
+            _record_search_languages(set(page.configs))
+            languages |= page.configs
+        with db_connection.cursor() as cursor:
+            cursor.execute(_STAGE_DDL)
+            with cursor.cursor.copy(
+                f"COPY ticketsearch_stage ({', '.join(TICKET_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                # Declared once, so psycopg does not look up a dumper for every value of every row (2x faster).
+                copy.set_types(COPY_TYPES)
+                for row in page.rows:
+                    copy.write_row(row)
+            staged()
+            cursor.execute(_UPSERT)
+            # One result per statement: the new tickets taken off the stage, then those updated.
+            counts.run.tickets_imported += cursor.cursor.rowcount
+            cursor.cursor.nextset()
+            counts.run.tickets_updated += cursor.cursor.rowcount
+    else:
+        staged()
+    _remove_reopened(page.reopened, connection=connection, counts=counts)
 
 
-def _remove_reopened(tickets: list[ImportedTicket], *, connection: CrmConnection, counts: _Counts) -> None:
+def _remove_reopened(reopened: tuple[ImportedTicket, ...], *, connection: CrmConnection, counts: _Counts) -> None:
     """A stored ticket the CRM reopened is no longer solved: it leaves the search until solved again."""
-    reopened = [ticket for ticket in tickets if not ticket.is_solved]
     if not reopened:
         return
     with db_connection.cursor() as cursor:
-        # The creation times let the planner skip the partitions of days none of them was created on.
+        # Found first, each by itself (LATERAL ... LIMIT 1: an index probe in its creation day's
+        # partition, where a join is planned as a hash of the whole table), then deleted by primary
+        # key: most reopened tickets were never stored.
+        keys = orjson.dumps([{"created_at": t.created_at, "crm_ticket_id": t.crm_id} for t in reopened]).decode()
+        cursor.execute(_STORED_REOPENED, [keys, connection.pk])
+        found = cursor.fetchall()
+        if not found:
+            return
         cursor.execute(
-            f"DELETE FROM {TABLE} WHERE connection_id = %s AND created_at = ANY(%s) AND crm_ticket_id = ANY(%s)",  # noqa: S608
-            [connection.pk, [t.created_at for t in reopened], [t.crm_id for t in reopened]],
+            f"DELETE FROM {TABLE} WHERE id = ANY(%s) AND created_at = ANY(%s)",  # noqa: S608
+            [[row_id for row_id, _ in found], [created_at for _, created_at in found]],
         )
         counts.run.tickets_removed += cursor.rowcount
 
