@@ -45,15 +45,28 @@ USAGE_KEY_PREFIX = "crmbridge:usage:"
 USAGE_KEEP_SECONDS = 2 * 3600
 USAGE_MINUTES = 60
 
+# What both scripts below begin with: Redis's clock in ms (TIME), and how record creation back at
+# its turn takes up the earliest turn that has come (in the sorted set of the turns it was told).
+_NOW_MS = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local function take_up_due_turn(turns, now)
+  local due = redis.call('ZRANGE', turns, 0, 0, 'WITHSCORES')
+  if due[2] and tonumber(due[2]) <= now then
+    redis.call('ZREM', turns, due[1])
+  end
+end
+"""
+
 # Atomic: drop entries older than the window, then take a slot or say how long until one frees.
 # The clock is Redis's own (TIME), so hosts with skewed clocks still share one window.
 # A refused caller is told its own turn, not the moment the first slot frees: the n-th caller
 # waiting is woken when the n-th slot frees (KEYS[2] holds the waiters' wake-up times), so a
 # crowd of waiting sessions is spread over the window instead of all waking at one instant to
 # find one free slot between them.
-_ACQUIRE = """
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+_ACQUIRE = (
+    _NOW_MS
+    + """
 local window = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local first = ARGV[4] == '1'
@@ -72,11 +85,7 @@ if taken + reserved < limit then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('PEXPIRE', KEYS[1], window)
   if first then
-    -- Back at its turn: the earliest turn that has come is taken up.
-    local due = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-    if due[2] and tonumber(due[2]) <= now then
-      redis.call('ZREM', KEYS[3], due[1])
-    end
+    take_up_due_turn(KEYS[3], now)
   end
   return 0
 end
@@ -107,24 +116,21 @@ if first then
 end
 return math.max(1, wake - now)
 """
+)
 
 
 # Held by a closed gate: each caller is told the gate's time left plus its turn at the CRM's pace,
 # so those the gate held together come back one request apart, not all at the instant it opens.
-_HOLD = """
+_HOLD = (
+    _NOW_MS
+    + """
 local ttl = redis.call('PTTL', KEYS[1])
-local now_parts = redis.call('TIME')
-local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
 local first = ARGV[2] == '1'
 local grace = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - grace)
 if ttl <= 0 then
   if first then
-    -- Back at its turn: the earliest turn that has come is taken up.
-    local due = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
-    if due[2] and tonumber(due[2]) <= now then
-      redis.call('ZREM', KEYS[4], due[1])
-    end
+    take_up_due_turn(KEYS[4], now)
     return 0
   end
   -- Open, but record creation whose turn has come is not back yet: it goes first.
@@ -151,6 +157,7 @@ if first then
 end
 return math.max(1, wake - now)
 """
+)
 
 
 class Usage:
