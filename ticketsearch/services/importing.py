@@ -428,8 +428,8 @@ class _ReadAhead(Generic[T]):
 def _collector_paused() -> Iterator[None]:
     """Python's cycle collector off while the block runs (as it was found, after it).
 
-    The block collects what it needs itself: objects are freed by their reference counts as ever,
-    only reference cycles wait for the next collection.
+    Objects are still freed by their reference counts; only reference cycles wait until the
+    collector runs again.
     """
     was_enabled = gc.isenabled()
     gc.disable()
